@@ -1,0 +1,1 @@
+"""Analyzers: pure functions from evidence to findings, and the decision that follows."""

@@ -1,0 +1,79 @@
+"""Analyzers every playbook can use: metric thresholds and what could not be checked."""
+
+from __future__ import annotations
+
+from medic.evidence import StepStatus
+from medic.incident import Finding, Severity
+from medic.playbooks.registry import AnalysisInput, AnalyzerDef
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "ratio":
+        return f"{value * 100:.2f}%"
+    if unit == "s":
+        return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+    return f"{value:g} {unit}".strip()
+
+
+def metric_thresholds(inp: AnalysisInput) -> list[Finding]:
+    """A finding for every named query whose value crosses its warn/crit threshold."""
+    findings: list[Finding] = []
+    for ev in inp.of("prometheus.query"):
+        if not ev.ok or not isinstance(ev.data, dict):
+            continue
+        for q in ev.data.get("queries", []):
+            value = q.get("value")
+            if value is None:
+                continue
+            above = q.get("compare", "above") == "above"
+            severity: Severity | None = None
+            for level, limit in (("critical", q.get("crit")), ("warning", q.get("warn"))):
+                if limit is not None and (value >= limit if above else value <= limit):
+                    severity = "critical" if level == "critical" else "warning"
+                    break
+            if severity is None:
+                continue
+            limit = q.get("crit") if severity == "critical" else q.get("warn")
+            unit = q.get("unit", "")
+            word = "above" if above else "below"
+            findings.append(
+                Finding(
+                    analyzer="metric_thresholds",
+                    code=f"metric.{q['name']}",
+                    severity=severity,
+                    summary=f"{q.get('description') or q['name']} is {_fmt(value, unit)}, "
+                    f"{word} the {severity} threshold of {_fmt(limit, unit)}",
+                    details={
+                        "query": q["name"],
+                        "expr": q.get("expr"),
+                        "value": value,
+                        "threshold": limit,
+                    },
+                    evidence=[ev.step],
+                )
+            )
+    return findings
+
+
+def coverage(inp: AnalysisInput) -> list[Finding]:
+    """What Medic could not check: on-call must not read silence as health."""
+    missing = [e for e in inp.evidence.values() if e.status not in (StepStatus.OK, StepStatus.SKIPPED)]
+    if not missing:
+        return []
+    parts = [f"{e.step} ({e.status.value}: {e.error or 'no detail'})" for e in missing]
+    return [
+        Finding(
+            analyzer="coverage",
+            code="coverage.incomplete",
+            severity="info",
+            summary=f"{len(missing)} of {len(inp.evidence)} checks gave no data: " + "; ".join(parts),
+            details={"steps": {e.step: e.status.value for e in missing}},
+            evidence=[e.step for e in missing],
+        )
+    ]
+
+
+ANALYZERS = [
+    AnalyzerDef("metric_thresholds", metric_thresholds, "named queries over their thresholds"),
+    AnalyzerDef("coverage", coverage, "checks that gave no data (always run)"),
+]

@@ -1,0 +1,115 @@
+"""Read API: health, readiness, metrics, incidents (JSON and Markdown)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from medic.incident import Incident
+from medic.metrics import Metrics
+from medic.problem import problem
+from medic.redact import redact
+from medic.report.markdown import render_markdown
+from medic.state.base import Inbox
+from medic.store.base import IncidentQuery, IncidentStore
+
+
+def incident_summary(inc: Incident) -> dict[str, Any]:
+    return {
+        "id": inc.id,
+        "title": inc.title,
+        "status": inc.status,
+        "phase": inc.phase.value,
+        "severity": inc.severity,
+        "rule": inc.rule,
+        "playbook": inc.playbook,
+        "target": inc.target.model_dump() if inc.target else None,
+        "alerts": len(inc.alerts),
+        "firing": len(inc.firing_alerts),
+        "top_finding": inc.findings[0].summary if inc.findings else None,
+        "actions": [{"action": a.action, "status": a.status.value} for a in inc.actions],
+        "created_at": inc.created_at.isoformat(),
+        "updated_at": inc.updated_at.isoformat(),
+        "resolved_at": inc.resolved_at.isoformat() if inc.resolved_at else None,
+    }
+
+
+def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(reason=f"{name} must be an integer") from None
+    if not lo <= value <= hi:
+        raise web.HTTPBadRequest(reason=f"{name} must be between {lo} and {hi}")
+    return value
+
+
+class ReadApi:
+    def __init__(self, store: IncidentStore, inbox: Inbox, metrics: Metrics) -> None:
+        self.store = store
+        self.inbox = inbox
+        self.metrics = metrics
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        checks: dict[str, str] = {}
+        for name, component in (("inbox", self.inbox), ("incident_store", self.store)):
+            try:
+                await component.ping()
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"error: {exc}"
+        ready = all(v == "ok" for v in checks.values())
+        return web.json_response(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status=200 if ready else 503,
+        )
+
+    async def metrics_endpoint(self, request: web.Request) -> web.Response:
+        try:
+            self.metrics.queue_depth.set(await self.inbox.depth())
+            self.metrics.dead_letters.set(await self.inbox.dead_letters())
+        except Exception:  # metrics must still be served when the store is down
+            pass
+        resp = web.Response(body=generate_latest(self.metrics.registry))
+        resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return resp
+
+    async def list_incidents(self, request: web.Request) -> web.Response:
+        status = request.query.get("status")
+        if status not in (None, "open", "resolved"):
+            return problem(400, "Bad Request", "status must be open or resolved", field="status")
+        q = IncidentQuery(
+            status=status,
+            rule=request.query.get("rule"),
+            namespace=request.query.get("namespace"),
+            limit=_int(request, "limit", 50, 1, 500),
+            offset=_int(request, "offset", 0, 0, 10**9),
+        )
+        items, total = await self.store.query(q)
+        return web.json_response(
+            {
+                "items": [redact(incident_summary(i)) for i in items],
+                "total": total,
+                "limit": q.limit,
+                "offset": q.offset,
+            }
+        )
+
+    async def get_incident(self, request: web.Request) -> web.Response:
+        incident = await self.store.get(request.match_info["id"])
+        if incident is None:
+            return problem(404, "Not Found", f"no incident {request.match_info['id']!r}")
+        fmt = request.query.get("format", "json")
+        if fmt in ("md", "markdown"):
+            return web.Response(text=render_markdown(incident), content_type="text/markdown")
+        if fmt != "json":
+            return problem(400, "Bad Request", "format must be json or md", field="format")
+        return web.json_response(redact(incident.model_dump(mode="json")))

@@ -1,0 +1,295 @@
+"""The ``medic`` command: serve, check, replay, incidents."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from medic import __version__
+from medic.errors import ConfigError, ConfigErrors, MedicError
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"medic: {message}", file=sys.stderr)
+    return code
+
+
+# --------------------------------------------------------------------------- serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from medic.app import create_app
+    from medic.logging import configure_logging
+    from medic.settings import load_settings
+
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    settings = load_settings(**overrides)
+    configure_logging(settings.log_format, settings.log_level)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=15,
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- check
+def _looks_like_playbook(path: Path) -> bool:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except Exception:
+        return "playbook" in path.parent.name
+    items = data.get("playbooks", [data]) if isinstance(data, dict) else data
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, dict) and {"collect", "analyze", "actions", "target"} & item.keys():
+                return True
+            if isinstance(item, dict) and "matchers" in item:
+                return False
+    return "playbook" in path.parent.name
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file())
+        else:
+            files.append(p)
+    return files
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from medic.config import load_config
+    from medic.playbooks.registry import default_registry
+    from medic.settings import load_settings
+
+    if args.paths:
+        missing = [p for p in args.paths if not Path(p).exists()]
+        if missing:
+            return _fail(f"{missing[0]}: no such file or directory")
+        files = _expand([Path(p) for p in args.paths])
+        playbooks = [f for f in files if _looks_like_playbook(f)]
+        rules = [f for f in files if f not in playbooks]
+        if rules and not playbooks:
+            playbooks = [load_settings().playbooks_dir]
+    else:
+        settings = load_settings()
+        rules, playbooks = [settings.rules_dir], [settings.playbooks_dir]
+    try:
+        config = load_config(rules, playbooks, default_registry())
+    except ConfigErrors as exc:
+        for err in exc.errors:
+            print(f"  FAILED: {err}", file=sys.stderr)
+        print(f"{len(exc.errors)} error(s)", file=sys.stderr)
+        return 1
+    except ConfigError as exc:
+        return _fail(str(exc))
+    for name, pb in sorted(config.playbooks.items()):
+        print(
+            f"Checking playbook {name!r} ({pb.file})  SUCCESS: {len(pb.steps)} collectors, "
+            f"{len(pb.analyzers)} analyzers, actions: {', '.join(pb.actions) or 'none'}"
+        )
+    for rule in config.rules:
+        print(f"Checking rule {rule.name!r} ({config.rule_files[rule.name]})  SUCCESS")
+    print(f"{len(config.rules)} rule(s), {len(config.playbooks)} playbook(s): OK")
+    return 0
+
+
+# --------------------------------------------------------------------------- replay
+def _read_payload(path: str) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MedicError(f"{path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise MedicError(f"{path}: not UTF-8 text") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MedicError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise MedicError(f"{path}:1: the payload must be a JSON object")
+    return data
+
+
+async def _replay(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from medic.app import Runtime
+    from medic.intake.handlers import validation_problem
+    from medic.intake.model import WebhookPayload
+    from medic.report.markdown import render_markdown
+    from medic.settings import load_settings
+    from medic.state.base import InboxItem
+
+    raw = _read_payload(args.payload)
+    try:
+        payload = WebhookPayload.model_validate(raw)
+    except ValidationError as exc:
+        body = json.loads(validation_problem(exc).text or "{}")
+        return _fail(f"{args.payload}: {body.get('detail', body.get('title'))}")
+    with tempfile.TemporaryDirectory(prefix="medic-replay-") as tmp:
+        overrides: dict[str, Any] = {"data_dir": Path(tmp), "mode": "dry-run"}
+        if args.prometheus_url:
+            overrides["prometheus_url"] = args.prometheus_url
+        settings = load_settings(**overrides)
+        runtime = await Runtime.open(settings)
+        try:
+            item = InboxItem(
+                id="replay",
+                payload=raw,
+                new_episodes=[a.episode_key for a in payload.alerts],
+                received_at=datetime.now(UTC),
+            )
+            touched = await runtime.pipeline.process(item)
+            for i, incident_id in enumerate(dict.fromkeys(touched)):
+                incident = await runtime.store.get(incident_id)
+                if incident is None:
+                    continue
+                if args.format == "json":
+                    print(incident.model_dump_json(indent=2))
+                else:
+                    if i:
+                        print("\n---\n")
+                    print(render_markdown(incident))
+        finally:
+            await runtime.close()
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from medic.logging import configure_logging
+
+    configure_logging("console", "warning")
+    return asyncio.run(_replay(args))
+
+
+# --------------------------------------------------------------------------- incidents
+async def _incidents_local(args: argparse.Namespace) -> Any:
+    from medic.api import incident_summary
+    from medic.settings import load_settings
+    from medic.sqlitedb import SqliteDB
+    from medic.store.base import IncidentQuery
+    from medic.store.sqlite import SqliteIncidentStore
+
+    settings = load_settings()
+    if not settings.db_path.exists():
+        raise MedicError(f"no local store at {settings.db_path} (set MEDIC_DATA_DIR or --url)")
+    db = SqliteDB(settings.db_path)
+    await db.open()
+    try:
+        store = SqliteIncidentStore(db)
+        if args.action == "show":
+            incident = await store.get(args.id)
+            if incident is None:
+                raise MedicError(f"no incident {args.id!r}")
+            return incident
+        items, total = await store.query(IncidentQuery(status=args.status, limit=args.limit))
+        return {"items": [incident_summary(i) for i in items], "total": total}
+    finally:
+        await db.close()
+
+
+async def _incidents_remote(args: argparse.Namespace) -> Any:
+    import aiohttp
+
+    from medic.incident import Incident
+
+    base = args.url.rstrip("/")
+    async with aiohttp.ClientSession() as session:
+        if args.action == "show":
+            url, params = f"{base}/api/v1/incidents/{args.id}", {}
+        else:
+            url = f"{base}/api/v1/incidents"
+            params = {"limit": str(args.limit)} | ({"status": args.status} if args.status else {})
+        async with session.get(url, params=params) as resp:
+            body = await resp.json(content_type=None)
+            if resp.status != 200:
+                raise MedicError(f"{url}: {resp.status} {body.get('detail', body.get('title'))}")
+    return Incident.model_validate(body) if args.action == "show" else body
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    from medic.incident import Incident
+    from medic.report.markdown import render_markdown
+
+    if args.action == "show" and not args.id:
+        return _fail("incidents show needs an incident id")
+    result = asyncio.run(_incidents_remote(args) if args.url else _incidents_local(args))
+    if isinstance(result, Incident):
+        print(result.model_dump_json(indent=2) if args.format == "json" else render_markdown(result))
+        return 0
+    if args.format == "json":
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{'ID':32} {'STATUS':9} {'SEV':8} {'FIRING':6} TITLE")
+    for item in result["items"]:
+        print(f"{item['id']:32} {item['status']:9} {item['severity']:8} {item['firing']:<6} {item['title']}")
+    print(f"({len(result['items'])} of {result['total']})")
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medic", description="PlayCode Medic: automated first responder")
+    parser.add_argument("--version", action="version", version=f"medic {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the webhook service (settings from MEDIC_* env vars)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("check", help="validate rules and playbooks (exit 1 on error)")
+    p.add_argument("paths", nargs="*", help="files or directories (default: the configured dirs)")
+    p.set_defaults(fn=cmd_check)
+
+    p = sub.add_parser("replay", help="run a webhook payload through the pipeline; never acts")
+    p.add_argument("payload", help="an Alertmanager webhook JSON file, or - for stdin")
+    p.add_argument("--prometheus-url")
+    p.add_argument("--format", choices=["md", "json"], default="md")
+    p.set_defaults(fn=cmd_replay)
+
+    p = sub.add_parser("incidents", help="list or show incidents (running instance or local store)")
+    p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    p.add_argument("id", nargs="?")
+    p.add_argument("--url", help="a running Medic, e.g. http://127.0.0.1:8080")
+    p.add_argument("--status", choices=["open", "resolved"])
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--format", choices=["md", "json", "table"], default="table")
+    p.set_defaults(fn=cmd_incidents)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except ConfigErrors as exc:
+        for err in exc.errors:
+            print(f"medic: {err}", file=sys.stderr)
+        return 2
+    except MedicError as exc:
+        return _fail(str(exc), 2)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Collectors: each gathers one kind of evidence. They may raise; the runner turns that into a status."""

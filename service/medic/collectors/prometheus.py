@@ -1,0 +1,260 @@
+"""``prometheus.query``: named PromQL queries (runbook 4.2) as instant values and short ranges.
+
+prometheus-api-client is synchronous: every call runs in a worker thread with its own HTTP timeout
+(the runner's timeout then bounds the wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from string import Template
+from typing import Any, Literal
+
+from prometheus_api_client import PrometheusConnect
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from medic.collectors.labels import promql_string, require_var, template_vars
+from medic.durations import Duration
+from medic.errors import NotConfigured, StepError
+from medic.playbooks.registry import CollectorDef, StepContext
+
+Compare = Literal["above", "below"]
+
+
+class NamedQuery(BaseModel):
+    """A PromQL template. ``$namespace``-style placeholders are filled with quoted label values,
+    so write ``namespace=$namespace`` (the quotes come with the value)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    expr: str
+    unit: str = ""
+    description: str = ""
+    warn: float | None = None
+    crit: float | None = None
+    compare: Compare = "above"
+
+
+# PlayCode's metrics (DESIGN §7): http_requests_total{status_code}, http_request_duration_seconds,
+# websocket_connections_active. Extended by the data-plane playbooks.
+CATALOG: dict[str, NamedQuery] = {
+    q.name: q
+    for q in [
+        NamedQuery(
+            name="error_ratio_5xx",
+            expr='sum(rate(http_requests_total{namespace=$namespace,status_code=~"5.."}[5m]))'
+            " / sum(rate(http_requests_total{namespace=$namespace}[5m]))",
+            unit="ratio",
+            description="share of HTTP responses that are 5xx",
+            warn=0.01,
+            crit=0.05,
+        ),
+        NamedQuery(
+            name="latency_p99",
+            expr="histogram_quantile(0.99, sum by (le) "
+            "(rate(http_request_duration_seconds_bucket{namespace=$namespace}[5m])))",
+            unit="s",
+            description="p99 request latency",
+            warn=1.0,
+            crit=3.0,
+        ),
+        NamedQuery(
+            name="latency_p95",
+            expr="histogram_quantile(0.95, sum by (le) "
+            "(rate(http_request_duration_seconds_bucket{namespace=$namespace}[5m])))",
+            unit="s",
+            description="p95 request latency",
+            warn=0.5,
+            crit=2.0,
+        ),
+        NamedQuery(
+            name="request_rate",
+            expr="sum(rate(http_requests_total{namespace=$namespace}[5m]))",
+            unit="req/s",
+            description="requests per second",
+        ),
+        NamedQuery(
+            name="websocket_connections",
+            expr="sum(websocket_connections_active{namespace=$namespace})",
+            unit="connections",
+            description="open WebSocket connections",
+        ),
+        NamedQuery(
+            name="pod_restarts",
+            expr="sum by (pod) (increase(kube_pod_container_status_restarts_total"
+            "{namespace=$namespace}[15m]))",
+            unit="restarts",
+            description="container restarts in 15 minutes per pod",
+            warn=1,
+            crit=3,
+        ),
+    ]
+}
+
+_IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class QueryRef(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    expr: str | None = None
+    unit: str = ""
+    warn: float | None = None
+    crit: float | None = None
+    compare: Compare = "above"
+
+
+class PrometheusQueryParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    queries: list[str | QueryRef] = Field(min_length=1)
+    range: Duration | None = timedelta(minutes=30)
+    step: Duration = timedelta(seconds=60)
+    max_series: int = Field(20, ge=1, le=500)
+
+    @field_validator("queries")
+    @classmethod
+    def _known(cls, value: list[str | QueryRef]) -> list[str | QueryRef]:
+        for ref in value:
+            name = ref if isinstance(ref, str) else ref.name
+            if not _IDENT.match(name):
+                raise ValueError(f"query name {name!r}: use lower-case letters, digits and _")
+            if (isinstance(ref, str) or ref.expr is None) and name not in CATALOG:
+                raise ValueError(f"unknown named query {name!r}; known: {', '.join(sorted(CATALOG))}")
+        return value
+
+    def resolved(self) -> list[NamedQuery]:
+        out = []
+        for ref in self.queries:
+            if isinstance(ref, str):
+                out.append(CATALOG[ref])
+            elif ref.expr is None:
+                base = CATALOG[ref.name]
+                out.append(
+                    base.model_copy(
+                        update={
+                            k: v
+                            for k, v in ref.model_dump().items()
+                            if k in ("warn", "crit") and v is not None
+                        }
+                    )
+                )
+            else:
+                out.append(NamedQuery(**ref.model_dump()))
+        return out
+
+
+def render_query(query: NamedQuery, variables: dict[str, str]) -> str:
+    names = {m.group("named") or m.group("braced") for m in Template.pattern.finditer(query.expr)}
+    names.discard(None)
+    values = {n: promql_string(require_var(variables, n)) for n in names}
+    return Template(query.expr).substitute(values)
+
+
+@dataclass
+class PrometheusBackend:
+    url: str
+    http_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        self._client = PrometheusConnect(url=self.url, disable_ssl=False, timeout=self.http_timeout)
+
+    async def instant(self, expr: str, timeout: float) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._client.custom_query, expr, None, max(1, math.ceil(timeout)))
+
+    async def range(self, expr: str, start: Any, end: Any, step: str, timeout: float) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(
+            self._client.custom_query_range,
+            expr,
+            start,
+            end,
+            step,
+            None,
+            max(1, math.ceil(timeout)),
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _number(raw: Any) -> float | None:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+async def _one(
+    backend: PrometheusBackend, q: NamedQuery, expr: str, ctx: StepContext, p: PrometheusQueryParams
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "name": q.name,
+        "expr": expr,
+        "unit": q.unit,
+        "description": q.description,
+        "warn": q.warn,
+        "crit": q.crit,
+        "compare": q.compare,
+    }
+    try:
+        vector = await backend.instant(expr, ctx.timeout)
+        series = [
+            {"labels": s.get("metric", {}), "value": _number(s.get("value", [None, None])[1])}
+            for s in vector[: p.max_series]
+        ]
+        result["series"] = series
+        values = [s["value"] for s in series if s["value"] is not None]
+        result["value"] = (max(values) if q.compare == "above" else min(values)) if values else None
+        if p.range is not None:
+            end = ctx.now
+            matrix = await backend.range(
+                expr, end - p.range, end, f"{int(p.step.total_seconds())}s", ctx.timeout
+            )
+            result["range"] = [
+                {
+                    "labels": s.get("metric", {}),
+                    "points": [[float(t), _number(v)] for t, v in s.get("values", [])],
+                }
+                for s in matrix[: p.max_series]
+            ]
+    except Exception as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    return result
+
+
+async def prometheus_query(ctx: StepContext, params: PrometheusQueryParams) -> dict[str, Any]:
+    backend = ctx.backends.prometheus
+    if backend is None:
+        raise NotConfigured("Prometheus is not configured (set MEDIC_PROMETHEUS_URL)")
+    variables = template_vars(ctx.target, ctx.labels)
+    queries = params.resolved()
+    rendered: list[tuple[NamedQuery, str]] = []
+    results: list[dict[str, Any]] = []
+    for q in queries:
+        try:
+            rendered.append((q, render_query(q, variables)))
+        except StepError as exc:
+            results.append({"name": q.name, "expr": q.expr, "error": str(exc)})
+    results += await asyncio.gather(*(_one(backend, q, e, ctx, params) for q, e in rendered))
+    if results and all("error" in r for r in results):
+        raise StepError("; ".join(f"{r['name']}: {r['error']}" for r in results))
+    order = {q.name: i for i, q in enumerate(queries)}
+    results.sort(key=lambda r: order.get(r["name"], 0))
+    return {"queries": results}
+
+
+COLLECTORS = [
+    CollectorDef(
+        name="prometheus.query",
+        fn=prometheus_query,
+        params=PrometheusQueryParams,
+        summary="named PromQL queries: instant value and a short range",
+    )
+]

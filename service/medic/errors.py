@@ -1,0 +1,85 @@
+"""Medic's error hierarchy, in one place.
+
+    MedicError
+    ├── ConfigError          a settings, rule or playbook file is invalid (names file, rule, field, line)
+    ├── InputError           a request or payload is invalid (becomes an HTTP 4xx problem+json)
+    ├── StoreError           a state or incident store could not do what was asked (HTTP 5xx)
+    └── StepError            a collector or action failed; caught by the step executor and turned
+        ├── NotConfigured    into an Evidence/Outcome status, never raised out of a step
+        └── StepTimeout
+
+Collectors and actions may raise StepError (or anything else): the runner turns it into a status.
+"""
+
+from __future__ import annotations
+
+
+class MedicError(Exception):
+    """Base of every error Medic raises on purpose."""
+
+
+class ConfigError(MedicError):
+    """Invalid configuration. Carries where: file, line, rule and field when known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        rule: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.rule = rule
+        self.field = field
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file + (f":{self.line}" if self.line else "")
+        parts = [where] if where else []
+        if self.rule:
+            parts.append(f"{self.rule!r}")
+        if self.field:
+            parts.append(f"field {self.field!r}")
+        prefix = ": ".join(parts)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+
+class ConfigErrors(MedicError):
+    """Several configuration errors found in one pass (``medic check`` shows them all)."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+class InputError(MedicError):
+    """Bad input from a client; becomes a 4xx problem+json."""
+
+    def __init__(self, title: str, detail: str, *, status: int = 400, field: str | None = None):
+        self.title = title
+        self.detail = detail
+        self.status = status
+        self.field = field
+        super().__init__(f"{title}: {detail}")
+
+
+class StoreError(MedicError):
+    """A store could not persist or read; callers answer 5xx (the sender retries)."""
+
+
+class StepError(MedicError):
+    """A collector or action failed in an expected way (backend refused, bad answer)."""
+
+
+class NotConfigured(StepError):
+    """The backend a step needs is not configured in this deployment."""
+
+
+class StepTimeout(StepError):
+    """A step ran out of its time budget."""

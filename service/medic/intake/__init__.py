@@ -1,0 +1,1 @@
+"""Alertmanager webhook intake: payload model, auth, HTTP handlers."""

@@ -1,0 +1,140 @@
+"""``POST /api/v1/alerts``: Alertmanager's webhook. 2xx only once the delivery is durable."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from medic.errors import StoreError
+from medic.intake.auth import Credentials, check_authorization
+from medic.intake.model import WebhookPayload
+from medic.metrics import Metrics
+from medic.problem import problem
+from medic.state.base import Inbox
+
+log = structlog.get_logger("medic.intake")
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def validation_problem(exc: ValidationError) -> web.Response:
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    field = _field(first["loc"])
+    if field == "version":
+        return problem(
+            400,
+            "Unsupported webhook version",
+            'only Alertmanager webhook version "4" is understood',
+            field="version",
+        )
+    detail = f"{field}: {first['msg']}" if field else first["msg"]
+    more = [{"field": _field(e["loc"]), "message": e["msg"]} for e in errors[:20]]
+    return problem(400, "Invalid webhook payload", detail, field=field, errors=more)
+
+
+class WebhookIntake:
+    def __init__(
+        self,
+        inbox: Inbox,
+        metrics: Metrics,
+        credentials: Credentials,
+        max_body_bytes: int,
+        wake: asyncio.Event,
+    ) -> None:
+        self.inbox = inbox
+        self.metrics = metrics
+        self.credentials = credentials
+        self.max_body_bytes = max_body_bytes
+        self.wake = wake
+
+    def reject(self, reason: str, response: web.Response) -> web.Response:
+        self.metrics.webhooks_rejected.labels(reason=reason).inc()
+        return response
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if not check_authorization(request.headers.get("Authorization"), self.credentials):
+            return self.reject(
+                "auth",
+                problem(
+                    401,
+                    "Unauthorized",
+                    "missing or wrong webhook credentials",
+                    headers={"WWW-Authenticate": 'Bearer realm="medic", Basic realm="medic"'},
+                ),
+            )
+        if request.content_type not in ("application/json", ""):
+            return self.reject(
+                "content_type",
+                problem(
+                    415,
+                    "Unsupported Media Type",
+                    f"expected application/json, got {request.content_type}",
+                ),
+            )
+        if request.content_length is not None and request.content_length > self.max_body_bytes:
+            return self.reject("too_large", self._too_large())
+        body = await request.content.read(self.max_body_bytes + 1)
+        if len(body) > self.max_body_bytes:
+            return self.reject("too_large", self._too_large())
+        try:
+            raw = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return self.reject("json", problem(400, "Malformed JSON", str(exc)))
+        if not isinstance(raw, dict):
+            return self.reject(
+                "schema", problem(400, "Invalid webhook payload", "the body must be a JSON object")
+            )
+        try:
+            payload = WebhookPayload.model_validate(raw)
+        except ValidationError as exc:
+            return self.reject("schema", validation_problem(exc))
+        episodes = [a.episode_key for a in payload.alerts]
+        self.metrics.alerts_received.inc(len(episodes))
+        try:
+            result = await self.inbox.accept(raw, episodes, datetime.now(UTC))
+        except StoreError as exc:
+            self.metrics.webhooks_failed.inc()
+            log.error("could not store delivery", error=str(exc), group_key=payload.groupKey)
+            return problem(
+                503,
+                "Not stored",
+                "the delivery could not be stored; retry later",
+                headers={"Retry-After": "5"},
+            )
+        if result.duplicates:
+            self.metrics.alerts_deduplicated.inc(result.duplicates)
+        if result.item_id is not None:
+            self.wake.set()
+        log.info(
+            "delivery accepted",
+            alerts=len(episodes),
+            new=len(result.new_episodes),
+            duplicates=result.duplicates,
+            truncated=payload.truncatedAlerts,
+            group_key=payload.groupKey,
+        )
+        return web.json_response(
+            {
+                "status": "accepted",
+                "alerts": len(episodes),
+                "new": len(result.new_episodes),
+                "duplicates": result.duplicates,
+            },
+            status=200,
+        )
+
+    def _too_large(self) -> web.Response:
+        return problem(
+            413,
+            "Payload Too Large",
+            f"the body exceeds {self.max_body_bytes} bytes (MEDIC_MAX_BODY_BYTES)",
+        )

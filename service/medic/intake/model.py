@@ -1,0 +1,73 @@
+"""The Alertmanager webhook payload, version 4 (all fields Alertmanager sends)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+AlertStatus = Literal["firing", "resolved"]
+
+# Alertmanager sends endsAt = 0001-01-01T00:00:00Z for an alert with no end.
+ZERO_TIME_YEAR = 1
+
+
+class Alert(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    status: AlertStatus
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: datetime
+    endsAt: datetime | None = None
+    generatorURL: str = ""
+    fingerprint: str = ""
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_not_empty(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("an alert needs at least one label")
+        return value
+
+    @property
+    def alertname(self) -> str:
+        return self.labels.get("alertname", "")
+
+    @property
+    def identity(self) -> str:
+        """The alert's fingerprint, or a stable hash of its labels when the sender gave none."""
+        if self.fingerprint:
+            return self.fingerprint
+        canon = "\x00".join(f"{k}\x01{v}" for k, v in sorted(self.labels.items()))
+        return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+    @property
+    def episode_key(self) -> str:
+        """fingerprint + startsAt + status: one firing or resolution of one alert."""
+        return f"{self.identity}|{self.startsAt.isoformat()}|{self.status}"
+
+    @property
+    def ended_at(self) -> datetime | None:
+        if self.endsAt is None or self.endsAt.year <= ZERO_TIME_YEAR:
+            return None
+        return self.endsAt
+
+
+class WebhookPayload(BaseModel):
+    """Alertmanager's webhook body. Unknown extra fields are kept (forward compatible)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    version: Literal["4"]
+    groupKey: str
+    truncatedAlerts: int = Field(0, ge=0)
+    status: AlertStatus
+    receiver: str
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)
+    externalURL: str = ""
+    alerts: list[Alert] = Field(min_length=1)

@@ -1,0 +1,364 @@
+"""The worker's pipeline: an accepted delivery → incidents → diagnosis → decision.
+
+Idempotent by construction, so an item processed twice (a crash after the work and before the
+ack) changes nothing the second time: alerts merge by identity, an incident is opened once per
+(rule, target) key, and a diagnosis runs until its incident reaches phase ``diagnosed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import structlog
+
+from medic.analysis.decide import Decision, decide
+from medic.backends import Backends
+from medic.config import CompiledPlaybook, Config
+from medic.evidence import Evidence
+from medic.incident import (
+    SEVERITY_ORDER,
+    ActionRecord,
+    ActionStatus,
+    Finding,
+    Incident,
+    IncidentAlert,
+    Phase,
+    Target,
+    new_incident_id,
+    utcnow,
+)
+from medic.intake.model import Alert, WebhookPayload
+from medic.metrics import Metrics
+from medic.playbooks.registry import AnalysisInput, Registry, StepContext
+from medic.playbooks.runner import PlannedStep, run_steps
+from medic.rules.model import Rule
+from medic.rules.routing import coalescing_key, matching_rules
+from medic.rules.targets import TargetResolver
+from medic.settings import Settings
+from medic.state.base import InboxItem
+from medic.store.base import IncidentStore
+
+log = structlog.get_logger("medic.pipeline")
+
+
+class Remediator(Protocol):
+    async def handle(
+        self, incident: Incident, rule: Rule, playbook: CompiledPlaybook, decision: Decision
+    ) -> ActionRecord | None: ...
+
+
+class PlanOnlyRemediator:
+    """Records what would be done; used where no action may run (replay, or no executor)."""
+
+    async def handle(
+        self, incident: Incident, rule: Rule, playbook: CompiledPlaybook, decision: Decision
+    ) -> ActionRecord | None:
+        if decision.action is None or incident.target is None:
+            return None
+        return ActionRecord(
+            action=decision.action.name,
+            use=decision.action.action.name,
+            target=incident.target,
+            mode=decision.mode,
+            status=ActionStatus.PLANNED,
+            params=decision.action.params.model_dump(mode="json"),
+            reason=f"planned only (mode {decision.mode}): {decision.reason}",
+        )
+
+
+@dataclass
+class Group:
+    key: str
+    rule: Rule | None
+    playbook: CompiledPlaybook | None
+    target: Target | None
+    alerts: list[Alert] = field(default_factory=list)
+
+
+def merge_alerts(incident: Incident, alerts: list[Alert], now: datetime) -> tuple[int, int]:
+    """Fold alerts into the incident by identity; return (joined, resolved) counts."""
+    by_id = {a.identity: a for a in incident.alerts}
+    joined = resolved = 0
+    for alert in alerts:
+        known = by_id.get(alert.identity)
+        if known is None:
+            entry = IncidentAlert.from_alert(alert, now)
+            incident.alerts.append(entry)
+            by_id[alert.identity] = entry
+            joined += alert.status == "firing"
+            resolved += alert.status == "resolved"
+            continue
+        if alert.status == "resolved" and known.status != "resolved":
+            resolved += 1
+        elif alert.status == "firing" and known.status == "resolved":
+            joined += 1
+        known.status = alert.status
+        known.startsAt = alert.startsAt
+        known.endsAt = alert.ended_at
+        known.annotations = dict(alert.annotations)
+        known.last_seen = now
+    return joined, resolved
+
+
+def common_labels(alerts: list[IncidentAlert]) -> dict[str, str]:
+    if not alerts:
+        return {}
+    common = dict(alerts[0].labels)
+    for alert in alerts[1:]:
+        common = {k: v for k, v in common.items() if alert.labels.get(k) == v}
+    return common
+
+
+def incident_severity(rule: Rule | None, alerts: list[IncidentAlert]) -> str:
+    levels = [a.labels.get("severity", "") for a in alerts]
+    if rule and rule.severity:
+        levels.append(rule.severity)
+    known = [lvl for lvl in levels if lvl in SEVERITY_ORDER]
+    return max(known, key=SEVERITY_ORDER.__getitem__) if known else "warning"
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        config: Config,
+        registry: Registry,
+        store: IncidentStore,
+        backends: Backends,
+        resolver: TargetResolver,
+        metrics: Metrics,
+        remediator: Remediator | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.registry = registry
+        self.store = store
+        self.backends = backends
+        self.resolver = resolver
+        self.metrics = metrics
+        self.remediator: Remediator = remediator or PlanOnlyRemediator()
+        self.clock = clock
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        return lock
+
+    async def process(self, item: InboxItem) -> list[str]:
+        """Handle one accepted delivery; return the ids of the incidents it touched."""
+        payload = WebhookPayload.model_validate(item.payload)
+        wanted = set(item.new_episodes)
+        alerts = [a for a in payload.alerts if a.episode_key in wanted]
+        groups = await self.group(alerts)
+        touched: list[str] = []
+        for group in groups.values():
+            async with self._lock(group.key):
+                incident = await self.apply(group)
+            if incident is not None:
+                touched.append(incident.id)
+        return touched
+
+    async def group(self, alerts: list[Alert]) -> dict[str, Group]:
+        groups: dict[str, Group] = {}
+        for alert in alerts:
+            candidates: list[Rule | None] = [*matching_rules(alert, self.config.rules)] or [None]
+            for rule in candidates:
+                playbook = self.config.playbooks.get(rule.playbook) if rule and rule.playbook else None
+                kind = playbook.playbook.target if playbook else "none"
+                target = await self.resolver.resolve(kind, alert.labels)
+                key = coalescing_key(rule, target, alert.labels)
+                group = groups.setdefault(key, Group(key, rule, playbook, target))
+                group.alerts.append(alert)
+        return groups
+
+    async def apply(self, group: Group) -> Incident | None:
+        now = self.clock()
+        rule = group.rule
+        firing = [a for a in group.alerts if a.status == "firing"]
+        incident = await self.store.find_open(group.key)
+        if incident is None:
+            opens = bool(firing) or (rule is not None and "resolved" in rule.status)
+            if rule is not None and firing and "firing" not in rule.status:
+                opens = False
+            incident = self._new_incident(group, now)
+            if opens:
+                incident, created = await self.store.create_or_get_open(incident)
+                if created:
+                    self.metrics.incidents.labels(rule=rule.name if rule else "-").inc()
+                    log.info("incident opened", incident_id=incident.id, key=group.key)
+            else:
+                # Never dropped silently: a record of what arrived and why nothing opened.
+                incident.status = "resolved"
+                incident.resolved_at = now
+                why = (
+                    "resolved before Medic saw it firing"
+                    if not firing
+                    else f"rule {rule.name if rule else '-'} opens incidents only on resolved"
+                )
+                incident.note("recorded", why, now)
+                merge_alerts(incident, group.alerts, now)
+                await self.store.save(incident)
+                return incident
+        with structlog.contextvars.bound_contextvars(incident_id=incident.id):
+            joined, resolved = merge_alerts(incident, group.alerts, now)
+            if joined:
+                incident.note("alerts", f"{joined} firing alert(s) joined", now)
+            if resolved:
+                incident.note("alerts", f"{resolved} alert(s) resolved", now)
+            incident.severity = incident_severity(rule, incident.alerts)  # type: ignore[assignment]
+            incident.updated_at = now
+            needs_diagnosis = (
+                group.playbook is not None and incident.phase != Phase.DIAGNOSED and bool(firing)
+            )
+            if not incident.firing_alerts:
+                incident.status = "resolved"
+                incident.resolved_at = now
+                incident.note("resolved", "every alert of the incident is resolved", now)
+                self.metrics.incidents_resolved.labels(rule=rule.name if rule else "-").inc()
+                log.info("incident resolved")
+            await self.store.save(incident)
+            if needs_diagnosis and group.playbook is not None:
+                await self.diagnose(incident, rule, group.playbook)
+        return incident
+
+    def _new_incident(self, group: Group, now: datetime) -> Incident:
+        rule = group.rule
+        first = group.alerts[0]
+        alertname = first.alertname or "alert"
+        where = str(group.target) if group.target else first.labels.get("namespace", "")
+        incident = Incident(
+            id=new_incident_id(now),
+            key=group.key,
+            rule=rule.name if rule else None,
+            playbook=group.playbook.name if group.playbook else None,
+            target=group.target,
+            title=f"{alertname} on {where}" if where else alertname,
+            created_at=now,
+            updated_at=now,
+        )
+        if rule is None:
+            incident.note("routing", "no rule matches these alerts: recorded without a playbook", now)
+        else:
+            incident.note("routing", f"matched rule {rule.name}", now, playbook=rule.playbook)
+        if group.target is not None and group.target.inferred:
+            incident.note("target", f"target {group.target} inferred from the pod name", now)
+        return incident
+
+    async def diagnose(self, incident: Incident, rule: Rule | None, playbook: CompiledPlaybook) -> None:
+        now = self.clock()
+        incident.phase = Phase.DIAGNOSING
+        incident.note("diagnosis", f"running playbook {playbook.name}", now)
+        await self.store.save(incident)
+        evidence = await self.collect(incident, playbook, now)
+        incident.evidence = evidence
+        incident.findings = self.analyze(incident, playbook, evidence, now)
+        decision = decide(rule, playbook, incident.findings, self.settings.mode)
+        incident.note("decision", decision.reason, self.clock(), mode=decision.mode)
+        if rule is not None and decision.action is not None:
+            record = await self.remediator.handle(incident, rule, playbook, decision)
+            if record is not None:
+                incident.actions.append(record)
+                self.metrics.actions.labels(action=record.use, status=record.status.value).inc()
+                incident.note(
+                    "action",
+                    f"{record.action}: {record.status.value} — {record.reason}",
+                    self.clock(),
+                )
+        incident.phase = Phase.DIAGNOSED
+        incident.updated_at = self.clock()
+        await self.store.save(incident)
+        log.info(
+            "incident diagnosed",
+            findings=len(incident.findings),
+            top=incident.findings[0].code if incident.findings else None,
+        )
+
+    async def collect(self, incident: Incident, playbook: CompiledPlaybook, now: datetime) -> list[Evidence]:
+        ctx = StepContext(
+            target=incident.target,
+            labels=common_labels(incident.alerts),
+            alerts=list(incident.alerts),
+            backends=self.backends,
+            now=now,
+            timeout=self.settings.collector_timeout_seconds,
+        )
+        steps = [
+            PlannedStep(
+                s.step_id,
+                s.collector,
+                s.params,
+                s.timeout or self.settings.collector_timeout_seconds,
+            )
+            for s in playbook.steps
+        ]
+        deadline = min(playbook.playbook.deadline.total_seconds(), self.settings.playbook_deadline_seconds)
+
+        def observe(ev: Evidence) -> None:
+            self.metrics.steps.labels(collector=ev.collector, status=ev.status.value).inc()
+            self.metrics.step_duration.labels(collector=ev.collector, status=ev.status.value).observe(
+                ev.duration_ms / 1000
+            )
+            log.info("step finished", step=ev.step, status=ev.status.value, ms=ev.duration_ms)
+
+        return await run_steps(
+            steps,
+            ctx,
+            deadline=deadline,
+            max_bytes=self.settings.evidence_max_bytes,
+            observe=observe,
+        )
+
+    def analyze(
+        self,
+        incident: Incident,
+        playbook: CompiledPlaybook,
+        evidence: list[Evidence],
+        now: datetime,
+    ) -> list[Finding]:
+        return analyze(self.registry, incident, playbook, evidence, now)
+
+
+def analyze(
+    registry: Registry,
+    incident: Incident,
+    playbook: CompiledPlaybook,
+    evidence: list[Evidence],
+    now: datetime,
+) -> list[Finding]:
+    """Run the playbook's analyzers (and ``coverage``) over the evidence; most severe first."""
+    inp = AnalysisInput(
+        target=incident.target,
+        labels=common_labels(incident.alerts),
+        alerts=list(incident.alerts),
+        evidence={e.step: e for e in evidence},
+        now=now,
+    )
+    analyzers = list(playbook.analyzers)
+    if "coverage" not in {a.name for a in analyzers}:
+        analyzers.append(registry.analyzers["coverage"])
+    findings: list[Finding] = []
+    for analyzer in analyzers:
+        try:
+            findings.extend(analyzer.fn(inp))
+        except Exception as exc:  # an analyzer bug must not cost the rest of the diagnosis
+            log.exception("analyzer failed", analyzer=analyzer.name)
+            findings.append(
+                Finding(
+                    analyzer=analyzer.name,
+                    code="analyzer.error",
+                    severity="info",
+                    summary=f"analyzer {analyzer.name} failed: {type(exc).__name__}: {exc}",
+                )
+            )
+    findings.sort(key=lambda f: -SEVERITY_ORDER[f.severity])
+    return findings

@@ -1,0 +1,1 @@
+"""Playbooks: what to check (collectors), how to read it (analyzers), which actions exist."""

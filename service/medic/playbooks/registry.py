@@ -1,0 +1,122 @@
+"""The registry of collectors, analyzers and actions, with each one's typed params.
+
+Built once at start-up by :func:`default_registry` (an explicit list, no import-time side effects).
+The loader validates every playbook step's params against the registered model, so a typo in a
+playbook fails ``medic check`` and start-up, never first at 3 a.m.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from medic.evidence import Evidence
+from medic.incident import Finding, IncidentAlert, Target
+
+if TYPE_CHECKING:
+    from medic.backends import Backends
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a collector sees: the incident's target and alerts, the backends, the clock."""
+
+    target: Target | None
+    labels: Mapping[str, str]
+    alerts: Sequence[IncidentAlert]
+    backends: Backends
+    now: datetime
+    timeout: float
+
+
+@dataclass(frozen=True)
+class AnalysisInput:
+    """What an analyzer sees: data only (a stored bundle can be re-analyzed offline)."""
+
+    target: Target | None
+    labels: Mapping[str, str]
+    alerts: Sequence[IncidentAlert]
+    evidence: Mapping[str, Evidence]  # by step id
+    now: datetime
+
+    def of(self, collector: str) -> list[Evidence]:
+        return [e for e in self.evidence.values() if e.collector == collector]
+
+    def data(self, collector: str) -> Any:
+        """The data of the first successful run of ``collector``, or None."""
+        for ev in self.of(collector):
+            if ev.ok:
+                return ev.data
+        return None
+
+
+CollectorFn = Callable[[StepContext, Any], Awaitable[Any]]
+AnalyzerFn = Callable[[AnalysisInput], list[Finding]]
+
+
+@dataclass(frozen=True)
+class CollectorDef:
+    name: str
+    fn: CollectorFn
+    params: type[BaseModel] = NoParams
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class AnalyzerDef:
+    name: str
+    fn: AnalyzerFn
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class ActionDef:
+    name: str
+    fn: Callable[..., Awaitable[Any]]
+    params: type[BaseModel] = NoParams
+    summary: str = ""
+    target_kinds: tuple[str, ...] = ("deployment",)
+    approve_only: bool = False  # never runs in rule mode "auto"
+    kube_permissions: tuple[tuple[str, str, str], ...] = ()  # (apiGroup, resource, verb)
+
+
+@dataclass
+class Registry:
+    collectors: dict[str, CollectorDef] = field(default_factory=dict)
+    analyzers: dict[str, AnalyzerDef] = field(default_factory=dict)
+    actions: dict[str, ActionDef] = field(default_factory=dict)
+
+    @staticmethod
+    def _put(table: dict[str, Any], d: Any) -> None:
+        if d.name in table:
+            raise ValueError(f"{d.name!r} is registered twice")
+        table[d.name] = d
+
+    def add(self, *defs: CollectorDef | AnalyzerDef | ActionDef) -> Registry:
+        for d in defs:
+            if isinstance(d, CollectorDef):
+                self._put(self.collectors, d)
+            elif isinstance(d, AnalyzerDef):
+                self._put(self.analyzers, d)
+            else:
+                self._put(self.actions, d)
+        return self
+
+
+def default_registry() -> Registry:
+    """Every collector, analyzer and action Medic ships."""
+    from medic.analysis import builtin as builtin_analyzers
+    from medic.collectors import prometheus
+
+    registry = Registry()
+    registry.add(*prometheus.COLLECTORS)
+    registry.add(*builtin_analyzers.ANALYZERS)
+    return registry

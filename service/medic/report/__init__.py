@@ -1,0 +1,1 @@
+"""Renderings of an incident bundle (Markdown for terminals, chat and tickets)."""

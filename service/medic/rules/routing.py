@@ -1,0 +1,31 @@
+"""Which rules an alert goes to (first match wins, ``continue: true`` goes on), and the
+coalescing key that makes one incident per (rule, target)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from medic.incident import Target
+from medic.intake.model import Alert
+from medic.rules.model import Rule
+
+UNMATCHED = "-"
+
+
+def matching_rules(alert: Alert, rules: Sequence[Rule]) -> list[Rule]:
+    """Rules for ``alert`` in order. A resolved alert is routed by labels alone, so that it finds
+    the incident its firing opened; the ``status`` filter decides only what may open one."""
+    out: list[Rule] = []
+    for rule in rules:
+        if rule.matches(alert.labels):
+            out.append(rule)
+            if not rule.continue_:
+                break
+    return out
+
+
+def coalescing_key(rule: Rule | None, target: Target | None, labels: Mapping[str, str]) -> str:
+    head = rule.name if rule else UNMATCHED
+    if target is not None:
+        return f"{head}|{target.key}"
+    return f"{head}|alert/{labels.get('namespace', '')}/{labels.get('alertname', '')}"

@@ -1,0 +1,151 @@
+"""Medic's settings: one typed object, from ``MEDIC_*`` env vars and an optional YAML file.
+
+Precedence (highest first): explicit keyword arguments, environment variables, the YAML file named by
+``MEDIC_CONFIG``, defaults. Nothing is read at import time: call :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+from medic.errors import ConfigError
+
+Mode = Literal["off", "dry-run", "enforce"]
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _default_config_dir(name: str) -> Path:
+    """The shipped rules/playbooks: the repo's top-level dir in a checkout, else the packaged copy."""
+    repo_dir = PACKAGE_DIR.parent.parent / name
+    if repo_dir.is_dir():
+        return repo_dir
+    return PACKAGE_DIR / "defaults" / name
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by MEDIC_CONFIG (keys are the field names, lower case)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: str | None) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if not self.path:
+            return {}
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file: {exc.strerror}", file=self.path) from exc
+        except yaml.YAMLError as exc:
+            line = getattr(getattr(exc, "problem_mark", None), "line", None)
+            raise ConfigError(
+                f"invalid YAML: {exc}", file=self.path, line=line + 1 if line is not None else None
+            ) from exc
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ConfigError("the config file must hold a mapping of setting: value", file=self.path)
+        return {str(k).lower(): v for k, v in data.items()}
+
+
+class Settings(BaseSettings):
+    """Every setting of Medic. Env var = ``MEDIC_`` + upper-case field name (README lists them)."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDIC_", extra="forbid", frozen=True)
+
+    # HTTP
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    public_url: str = ""
+
+    # intake auth (bearer and/or basic; required when set)
+    webhook_token: SecretStr | None = None
+    webhook_username: str | None = None
+    webhook_password: SecretStr | None = None
+    admin_token: SecretStr | None = None
+
+    # behaviour
+    mode: Mode = "dry-run"
+    rules_dir: Path = Field(default_factory=lambda: _default_config_dir("rules"))
+    playbooks_dir: Path = Field(default_factory=lambda: _default_config_dir("playbooks"))
+    namespaces: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["playcode"])
+    workers: int = Field(4, ge=1, le=256)
+    dedup_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
+    playbook_deadline_seconds: float = Field(60.0, gt=0)
+    collector_timeout_seconds: float = Field(15.0, gt=0)
+    evidence_max_bytes: int = Field(256 * 1024, ge=1024)
+
+    # embedded state
+    data_dir: Path = Path("./data")
+
+    # diagnosed systems
+    prometheus_url: str | None = None
+    loki_url: str | None = None
+    target_mongo_url: SecretStr | None = None
+    target_redis_url: SecretStr | None = None
+
+    # Kubernetes: KUBECONFIG is honoured as kubectl does; "off" disables Kubernetes access.
+    kube_mode: Literal["auto", "in-cluster", "kubeconfig", "off"] = "auto"
+    kubeconfig: str | None = Field(default=None, validation_alias="KUBECONFIG")
+    kube_context: str | None = None
+
+    # logging
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("prometheus_url", "loki_url", "public_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_source = _YamlFileSource(settings_cls, os.environ.get("MEDIC_CONFIG"))
+        return (init_settings, env_settings, yaml_source)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "medic.sqlite3"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build and validate the settings; raise ConfigError naming the setting on failure."""
+    try:
+        return Settings(**overrides)
+    except SettingsError as exc:
+        raise ConfigError(str(exc), file=os.environ.get("MEDIC_CONFIG") or "environment") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"])
+        env = "MEDIC_" + name.split(".")[0].upper() if name else ""
+        source = os.environ.get("MEDIC_CONFIG") or "environment"
+        raise ConfigError(f"{first['msg']} (env {env})", file=source, field=name) from exc

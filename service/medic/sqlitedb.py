@@ -1,0 +1,152 @@
+"""One SQLite file, one connection, one thread: the embedded backend's storage engine.
+
+All statements run on a dedicated thread (SQLite objects are not thread-safe and calls block).
+Writes go through :meth:`SqliteDB.write`, which batches the writes that arrive while a commit is
+in flight into one transaction (group commit): every caller is answered only after the COMMIT
+that holds its write has returned, with ``synchronous=FULL`` so an acknowledged write survives a
+crash of the process or of the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from medic.errors import MedicError, StoreError
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload TEXT NOT NULL,
+    new_episodes TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    claimed_by TEXT,
+    lease_until REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    dead INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS inbox_ready ON inbox(dead, lease_until, id);
+CREATE TABLE IF NOT EXISTS dedup (
+    key TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dedup_expiry ON dedup(expires_at);
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    rule TEXT,
+    namespace TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS incidents_one_open ON incidents(key) WHERE status = 'open';
+CREATE INDEX IF NOT EXISTS incidents_status_time ON incidents(status, created_at);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    expires_at REAL
+);
+"""
+
+
+class SqliteDB:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medic-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._thread_id: int | None = None
+
+    async def open(self) -> None:
+        await self._call(self._open_sync)
+
+    def _open_sync(self) -> None:
+        self._thread_id = threading.get_ident()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.executescript(SCHEMA)
+        self._conn = conn
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+        if self._conn is not None:
+            await self._call(self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("the SQLite store is not open")
+        return self._conn
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._call(lambda: fn(self.conn))
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite read failed: {exc}") from exc
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` inside a transaction, batched with concurrent writes (group commit)."""
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((fn, fut))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await self._call(lambda b=batch: self._commit_batch(b))  # type: ignore[misc]
+            except Exception as exc:  # BEGIN or COMMIT failed: nothing of the batch is stored
+                error = StoreError(f"sqlite commit failed: {exc}")
+                results = [(False, error)] * len(batch)
+            for (_, fut), (ok, value) in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+
+    def _commit_batch(
+        self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]
+    ) -> list[tuple[bool, Any]]:
+        conn = self.conn
+        out: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for fn, _ in batch:
+                conn.execute("SAVEPOINT w")
+                try:
+                    out.append((True, fn(conn)))
+                    conn.execute("RELEASE w")
+                except Exception as exc:  # this write fails alone; the others commit
+                    conn.execute("ROLLBACK TO w")
+                    conn.execute("RELEASE w")
+                    out.append((False, exc if isinstance(exc, MedicError) else StoreError(str(exc))))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return out

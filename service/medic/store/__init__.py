@@ -1,0 +1,1 @@
+"""Incident store: incidents (the bundles) and, later, the audit log. SQLite or MongoDB."""

@@ -1,0 +1,96 @@
+"""Workers: claim accepted deliveries from the inbox, run them through the pipeline, ack.
+
+An item is acked only after its work is stored; a crash in between leaves it leased, and it is
+handed out again when the lease runs out (on restart the embedded inbox reclaims at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+
+import structlog
+
+from medic.metrics import Metrics
+from medic.pipeline import Pipeline
+from medic.state.base import Inbox, InboxItem
+
+log = structlog.get_logger("medic.worker")
+
+
+class Worker:
+    def __init__(
+        self,
+        inbox: Inbox,
+        pipeline: Pipeline,
+        metrics: Metrics,
+        *,
+        concurrency: int,
+        wake: asyncio.Event,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.inbox = inbox
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self.concurrency = concurrency
+        self.wake = wake
+        self.poll_seconds = poll_seconds
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}"
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._loop(i), name=f"medic-worker-{i}") for i in range(self.concurrency)
+        ]
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Let in-flight items finish (up to ``grace`` seconds); unfinished ones stay leased."""
+        self._stopping = True
+        self.wake.set()
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _loop(self, index: int) -> None:
+        consumer = f"{self.consumer}-{index}"
+        while not self._stopping:
+            try:
+                items = await self.inbox.claim(consumer, 1)
+            except Exception:
+                log.exception("inbox claim failed")
+                await asyncio.sleep(self.poll_seconds)
+                continue
+            if not items:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
+                continue
+            self.wake.set()  # there may be more: let an idle sibling look too
+            for item in items:
+                await self.handle(item)
+
+    async def handle(self, item: InboxItem) -> None:
+        try:
+            touched = await self.pipeline.process(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.metrics.processing_errors.inc()
+            log.exception("processing failed; the item will be retried", item=item.id, attempts=item.attempts)
+            with contextlib.suppress(Exception):
+                await self.inbox.release(item.id, f"{type(exc).__name__}: {exc}")
+            return
+        await self.inbox.ack(item.id)
+        log.debug("item done", item=item.id, incidents=touched)
+
+    async def drain(self) -> None:
+        """Process everything in the inbox now (for ``medic replay`` and tests)."""
+        while items := await self.inbox.claim(self.consumer, 16):
+            for item in items:
+                await self.handle(item)
