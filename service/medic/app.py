@@ -49,8 +49,12 @@ class Runtime:
         registry = registry or default_registry()
         config = load_config([settings.rules_dir], [settings.playbooks_dir], registry)
         db = SqliteDB(settings.db_path)
+        db.lock_exclusive()
         await db.open()
         inbox = SqliteInbox(db, dedup_ttl=settings.dedup_ttl_seconds)
+        recovered = await inbox.recover()
+        if recovered:
+            log.warning("re-queued deliveries left unfinished by a previous run", count=recovered)
         store = SqliteIncidentStore(db)
         backends = await Backends.from_settings(settings)
         metrics = Metrics()

@@ -10,14 +10,14 @@ crash of the process or of the machine.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import sqlite3
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from medic.errors import MedicError, StoreError
+from medic.errors import ConfigError, MedicError, StoreError
 
 T = TypeVar("T")
 
@@ -66,13 +66,26 @@ class SqliteDB:
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
-        self._thread_id: int | None = None
+        self._lock_file: Any = None
 
     async def open(self) -> None:
         await self._call(self._open_sync)
 
+    def lock_exclusive(self) -> None:
+        """One process per data dir: the embedded backend is single-replica by design."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.path.with_suffix(".lock"), "a+")  # noqa: SIM115 - held for life
+        try:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            self._lock_file.close()
+            raise ConfigError(
+                "another Medic process uses this data dir; the embedded backend runs one replica "
+                "(use MEDIC_REDIS_URL and MEDIC_MONGO_URL for several)",
+                file=str(self.path.parent),
+            ) from exc
+
     def _open_sync(self) -> None:
-        self._thread_id = threading.get_ident()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -88,6 +101,9 @@ class SqliteDB:
             await self._call(self._conn.close)
             self._conn = None
         self._executor.shutdown(wait=True)
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     async def _call(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()

@@ -82,11 +82,11 @@ class WebhookIntake:
             )
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             return self.reject("too_large", self._too_large())
-        body = await request.content.read(self.max_body_bytes + 1)
-        if len(body) > self.max_body_bytes:
+        body = await self._read_bounded(request)
+        if body is None:
             return self.reject("too_large", self._too_large())
         try:
-            raw = json.loads(body)
+            raw = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return self.reject("json", problem(400, "Malformed JSON", str(exc)))
         if not isinstance(raw, dict):
@@ -131,6 +131,17 @@ class WebhookIntake:
             },
             status=200,
         )
+
+    async def _read_bounded(self, request: web.Request) -> bytes | None:
+        """The body, or None as soon as it grows past the limit (chunked bodies included)."""
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await request.content.read(65536):
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _too_large(self) -> web.Response:
         return problem(

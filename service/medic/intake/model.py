@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 AlertStatus = Literal["firing", "resolved"]
 
 # Alertmanager sends endsAt = 0001-01-01T00:00:00Z for an alert with no end.
 ZERO_TIME_YEAR = 1
+
+
+def _timestamp(value: Any) -> Any:
+    """Alertmanager sends RFC 3339 strings; a bare number is a client bug, not a time."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError("expected an RFC 3339 timestamp string")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
 
 
 class Alert(BaseModel):
@@ -20,8 +30,8 @@ class Alert(BaseModel):
     status: AlertStatus
     labels: dict[str, str]
     annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: datetime
-    endsAt: datetime | None = None
+    startsAt: Timestamp
+    endsAt: Timestamp | None = None
     generatorURL: str = ""
     fingerprint: str = ""
 

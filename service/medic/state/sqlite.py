@@ -101,5 +101,13 @@ class SqliteInbox:
         cur = await self.db.write(lambda c: c.execute("DELETE FROM dedup WHERE expires_at < ?", (now,)))
         return int(cur.rowcount)
 
+    async def recover(self) -> int:
+        """At start-up of the single embedded replica every lease is a dead process's: free them."""
+        cur = await self.db.write(
+            lambda c: c.execute("UPDATE inbox SET lease_until = NULL, claimed_by = NULL WHERE dead = 0 "
+                                "AND lease_until IS NOT NULL")
+        )
+        return int(cur.rowcount)
+
     async def ping(self) -> None:
         await self.db.read(lambda c: c.execute("SELECT 1").fetchone())
