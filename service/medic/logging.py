@@ -36,6 +36,7 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     )
     structlog.configure(
         processors=[
+            structlog.stdlib.filter_by_level,  # drop below-level events before any work
             *shared,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,

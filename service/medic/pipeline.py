@@ -154,11 +154,14 @@ class Pipeline:
             self._locks[key] = lock
         return lock
 
-    async def process(self, item: InboxItem) -> list[str]:
-        """Handle one accepted delivery; return the ids of the incidents it touched."""
-        payload = WebhookPayload.model_validate(item.payload)
-        wanted = set(item.new_episodes)
-        alerts = [a for a in payload.alerts if a.episode_key in wanted]
+    async def process(self, *items: InboxItem) -> list[str]:
+        """Handle accepted deliveries together (a storm's many deliveries for one target become
+        one update of its incident); return the ids of the incidents they touched."""
+        alerts: list[Alert] = []
+        for item in items:
+            payload = WebhookPayload.model_validate(item.payload)
+            wanted = set(item.new_episodes)
+            alerts += [a for a in payload.alerts if a.episode_key in wanted]
         groups = await self.group(alerts)
         touched: list[str] = []
         for group in groups.values():

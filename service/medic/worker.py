@@ -30,6 +30,7 @@ class Worker:
         concurrency: int,
         wake: asyncio.Event,
         poll_seconds: float = 1.0,
+        batch: int = 32,
     ) -> None:
         self.inbox = inbox
         self.pipeline = pipeline
@@ -37,6 +38,7 @@ class Worker:
         self.concurrency = concurrency
         self.wake = wake
         self.poll_seconds = poll_seconds
+        self.batch = batch
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -61,7 +63,7 @@ class Worker:
         consumer = f"{self.consumer}-{index}"
         while not self._stopping:
             try:
-                items = await self.inbox.claim(consumer, 1)
+                items = await self.inbox.claim(consumer, self.batch)
             except Exception:
                 log.exception("inbox claim failed")
                 await asyncio.sleep(self.poll_seconds)
@@ -72,25 +74,30 @@ class Worker:
                     await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
                 continue
             self.wake.set()  # there may be more: let an idle sibling look too
-            for item in items:
-                await self.handle(item)
+            await self.handle(items)
 
-    async def handle(self, item: InboxItem) -> None:
+    async def handle(self, items: list[InboxItem]) -> None:
+        """Process a claimed batch together; if that fails, item by item, so that one bad item
+        is retried (and in the end dead-lettered) alone."""
         try:
-            touched = await self.pipeline.process(item)
+            touched = await self.pipeline.process(*items)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if len(items) > 1:
+                for item in items:
+                    await self.handle([item])
+                return
+            (item,) = items
             self.metrics.processing_errors.inc()
             log.exception("processing failed; the item will be retried", item=item.id, attempts=item.attempts)
             with contextlib.suppress(Exception):
                 await self.inbox.release(item.id, f"{type(exc).__name__}: {exc}")
             return
-        await self.inbox.ack(item.id)
-        log.debug("item done", item=item.id, incidents=touched)
+        await self.inbox.ack_many([item.id for item in items])
+        log.debug("items done", items=[item.id for item in items], incidents=touched)
 
     async def drain(self) -> None:
         """Process everything in the inbox now (for ``medic replay`` and tests)."""
-        while items := await self.inbox.claim(self.consumer, 16):
-            for item in items:
-                await self.handle(item)
+        while items := await self.inbox.claim(self.consumer, self.batch):
+            await self.handle(items)

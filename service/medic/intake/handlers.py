@@ -114,7 +114,7 @@ class WebhookIntake:
             self.metrics.alerts_deduplicated.inc(result.duplicates)
         if result.item_id is not None:
             self.wake.set()
-        log.info(
+        log.debug(
             "delivery accepted",
             alerts=len(episodes),
             new=len(result.new_episodes),

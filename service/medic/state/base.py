@@ -38,8 +38,8 @@ class Inbox(Protocol):
         """Lease up to ``limit`` items; an item whose lease ran out is handed out again."""
         ...
 
-    async def ack(self, item_id: str) -> None:
-        """The item is fully processed: drop it."""
+    async def ack_many(self, item_ids: list[str]) -> None:
+        """The items are fully processed: drop them."""
         ...
 
     async def release(self, item_id: str, error: str) -> None:

@@ -75,8 +75,9 @@ class SqliteInbox:
 
         return await self.db.write(tx)
 
-    async def ack(self, item_id: str) -> None:
-        await self.db.write(lambda c: c.execute("DELETE FROM inbox WHERE id = ?", (int(item_id),)))
+    async def ack_many(self, item_ids: list[str]) -> None:
+        ids = [(int(i),) for i in item_ids]
+        await self.db.write(lambda c: c.executemany("DELETE FROM inbox WHERE id = ?", ids))
 
     async def release(self, item_id: str, error: str) -> None:
         def tx(conn: sqlite3.Connection) -> None:
