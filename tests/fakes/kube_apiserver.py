@@ -1,0 +1,569 @@
+"""A stateful fake kube-apiserver (aiohttp, wire level) for the real ``kubernetes_asyncio``
+client.
+
+Usage::
+
+    async with FakeKubeApiserver(token="t0k") as kube:
+        kube.add_deployment("playcode", "playcode-app", "app:v1", replicas=3)
+        kube.bad_images.add("app:v2")
+        kube.set_image("playcode", "playcode-app", "app:v2")   # revision 2 crash-loops
+        async with kube.api_client() as api:
+            apps = AppsV1Api(api)
+            ...
+        assert kube.count("PATCH", r"/deployments/playcode-app$") == 1
+
+Serves (core ``/api/v1``, ``/apis/<group>/<version>``): namespaces, pods (+ ``log``),
+events, nodes, persistentvolumeclaims/volumes, services, endpoints, configmaps, secrets,
+serviceaccounts, deployments/replicasets/statefulsets (+ ``scale``, ``status``), daemonsets,
+jobs, cronjobs, horizontalpodautoscalers (autoscaling/v2), ingresses (networking.k8s.io/v1),
+poddisruptionbudgets, metrics.k8s.io/v1beta1 pods and nodes, plus any type registered with
+:meth:`FakeKubeApiserver.register_resource` (e.g. cert-manager Certificates).
+
+Verbs: get, list (label/field selectors, ``limit``/``continue``, all-namespaces lists),
+create (POST, 409 AlreadyExists), replace (PUT, 409 Conflict on a stale resourceVersion),
+patch (json-patch, merge-patch, strategic-merge-patch), delete (+ preconditions, propagation,
+garbage collection), deletecollection, ``dryRun=All``. Errors are ``Status`` objects.
+Discovery (``/api``, ``/apis``, ``/version``) is served too; watch is not.
+
+Fault injection (:meth:`inject_fault`): per method + path regex, a status (404, 409, 422,
+429, 500, ...), ``times`` (a queue when several rules match in order) or a ``ratio``,
+a ``delay`` (client timeouts) and ``after=True`` (apply the write, then fail or stall: the
+"did my PATCH land?" case). Every request is recorded (:attr:`requests`, :meth:`count`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+from kubernetes_asyncio.client import ApiClient, Configuration
+
+from tests.fakes import kube_store as ks
+from tests.fakes.kube_cluster import FakeCluster, Settled, parse_bool
+from tests.fakes.kube_store import (
+    METRICS_GROUP,
+    METRICS_VERSION,
+    NODE_METRICS,
+    POD_METRICS,
+    ApiError,
+    Obj,
+    ResourceType,
+)
+from tests.fakes.kube_workloads import ImageFault
+
+__all__ = [
+    "FakeKubeApiserver",
+    "FaultRule",
+    "ImageFault",
+    "RecordedRequest",
+    "Settled",
+]
+
+FAKE_VERSION = {
+    "major": "1",
+    "minor": "30",
+    "gitVersion": "v1.30.0-fake",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2024-04-17T00:00:00Z",
+    "goVersion": "go1.22.2",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+
+@dataclass
+class FaultRule:
+    """An injected fault; see :meth:`FakeKubeApiserver.inject_fault`."""
+
+    method: str | None
+    path: re.Pattern[str]
+    status: int | None = None
+    times: int | None = 1
+    ratio: float = 1.0
+    delay: float = 0.0
+    after: bool = False
+    message: str | None = None
+    hits: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.times is None or self.times > 0
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.active and (self.method is None or self.method.upper() == method)
+                and self.path.search(path) is not None)
+
+
+@dataclass
+class RecordedRequest:
+    """One request as received (``body`` is parsed JSON when possible)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    content_type: str | None
+    body: Any
+    status: int = 0
+    fault: FaultRule | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Target:
+    rt: ResourceType
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+class FakeKubeApiserver(FakeCluster):
+    """The fake cluster served over HTTP on 127.0.0.1 (a free port).
+
+    Args:
+        token: when set, requests must carry ``Authorization: Bearer <token>`` (else 401).
+        user: the user named in 403 messages of :meth:`deny` rules.
+        seed: seeds random names (pods, events) and fault ratios.
+        bad_images, default_node, auto_settle: see :class:`FakeCluster`.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        user: str = "system:serviceaccount:medic:medic",
+        seed: int = 0,
+        bad_images: Iterable[str] = (),
+        default_node: str | None = "node-1",
+        auto_settle: bool = True,
+    ) -> None:
+        super().__init__(seed=seed, bad_images=bad_images, default_node=default_node,
+                         auto_settle=auto_settle)
+        self.token = token
+        self.user = user
+        self.requests: list[RecordedRequest] = []
+        self.faults: list[FaultRule] = []
+        self._denied: list[tuple[str, str, str | None, str | None]] = []
+        self._fault_rng = random.Random(seed)
+        self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()
+        self._url: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise RuntimeError("FakeKubeApiserver is not started")
+        return self._url
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._stopping = asyncio.Event()
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self._url = f"http://{host}:{port}"
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeKubeApiserver:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ client config
+
+    def client_configuration(self) -> Configuration:
+        """A ``kubernetes_asyncio`` Configuration pointing at this server (with the token)."""
+        config = Configuration(host=self.url)
+        if self.token:
+            config.api_key = {"BearerToken": self.token}
+            config.api_key_prefix = {"BearerToken": "Bearer"}
+        return config
+
+    def api_client(self) -> ApiClient:
+        """A new ``ApiClient`` for this server; use ``async with`` (or ``await close()``)."""
+        return ApiClient(configuration=self.client_configuration())
+
+    def write_kubeconfig(self, path: str | Path, *, namespace: str | None = None,
+                         context: str = "fake") -> Path:
+        """Write a kubeconfig (JSON, valid YAML) for ``load_kube_config(config_file=...)``."""
+        user: Obj = {"token": self.token} if self.token else {}
+        ctx: Obj = {"cluster": "fake-cluster", "user": "fake-user"}
+        if namespace:
+            ctx["namespace"] = namespace
+        document = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "fake-cluster", "cluster": {"server": self.url}}],
+            "users": [{"name": "fake-user", "user": user}],
+            "contexts": [{"name": context, "context": ctx}],
+            "current-context": context,
+            "preferences": {},
+        }
+        target = Path(path)
+        target.write_text(json.dumps(document, indent=2))
+        return target
+
+    def register_resource(self, group: str, version: str, plural: str, kind: str, *,
+                          namespaced: bool = True) -> ResourceType:
+        """Serve a custom resource type (as if its CRD were installed)."""
+        rt = ResourceType(group, version, plural, kind, namespaced=namespaced,
+                          generation=True)
+        self.registry.register(rt)
+        return rt
+
+    # ------------------------------------------------------------------ faults, log, RBAC
+
+    def inject_fault(
+        self,
+        method: str | None = None,
+        path: str = "",
+        status: int | None = 500,
+        *,
+        times: int | None = 1,
+        ratio: float = 1.0,
+        delay: float = 0.0,
+        after: bool = False,
+        message: str | None = None,
+    ) -> FaultRule:
+        """Fail (or delay) requests whose method matches and whose path ``re.search``-es
+        ``path``.
+
+        ``status`` None = delay only. ``times`` None = forever; rules are tried in the order
+        they were added and the first active match is used, so adding several rules with
+        ``times=1`` builds a queue. ``ratio`` < 1 applies the fault to that fraction of
+        matching requests (seeded). ``after=True`` processes the request first (the write
+        happens), then delays and/or answers the error.
+        """
+        rule = FaultRule(method.upper() if method else None, re.compile(path), status,
+                         times, ratio, delay, after, message)
+        self.faults.append(rule)
+        return rule
+
+    def inject_delay(self, method: str | None, path: str, seconds: float, *,
+                     times: int | None = None, after: bool = False) -> FaultRule:
+        return self.inject_fault(method, path, None, times=times, delay=seconds, after=after)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def deny(self, verb: str, resource: str, *, namespace: str | None = None,
+             name: str | None = None) -> None:
+        """Answer 403 for ``verb`` ("get", "list", "create", "update", "patch", "delete",
+        "deletecollection" or "*") on ``resource`` (plural, e.g. "deployments",
+        "pods/log")."""
+        self._denied.append((verb, resource, namespace, name))
+
+    def clear_denials(self) -> None:
+        self._denied.clear()
+
+    def requests_matching(self, method: str | None = None,
+                          path: str | None = None) -> list[RecordedRequest]:
+        """Recorded requests by method and path regex (``re.search``)."""
+        pattern = re.compile(path) if path is not None else None
+        return [r for r in self.requests
+                if (method is None or r.method == method.upper())
+                and (pattern is None or pattern.search(r.path))]
+
+    def count(self, method: str | None = None, path: str | None = None) -> int:
+        return len(self.requests_matching(method, path))
+
+    def clear_requests(self) -> None:
+        self.requests.clear()
+
+    def _take_fault(self, method: str, path: str) -> FaultRule | None:
+        for rule in self.faults:
+            if rule.matches(method, path):
+                if rule.ratio < 1.0 and self._fault_rng.random() >= rule.ratio:
+                    return None
+                rule.hits += 1
+                if rule.times is not None:
+                    rule.times -= 1
+                return rule
+        return None
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    def _check_access(self, verb: str, target: _Target) -> None:
+        resource = target.rt.plural
+        if target.subresource:
+            resource = f"{resource}/{target.subresource}"
+        for d_verb, d_resource, d_ns, d_name in self._denied:
+            if d_verb not in ("*", verb) or d_resource != resource:
+                continue
+            if d_ns is not None and d_ns != target.namespace:
+                continue
+            if d_name is not None and d_name != target.name:
+                continue
+            raise ks.forbidden(target.rt, verb, target.namespace, target.name, self.user,
+                               target.subresource)
+
+    # ------------------------------------------------------------------ HTTP
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw.decode(errors="replace")
+        record = RecordedRequest(
+            method=request.method, path=request.path, query=dict(request.query),
+            content_type=request.headers.get("Content-Type"), body=body,
+            headers={k: v for k, v in request.headers.items()
+                     if k.lower() in ("content-type", "accept", "user-agent")})
+        self.requests.append(record)
+        fault = self._take_fault(request.method, request.path)
+        record.fault = fault
+        response: web.StreamResponse
+        try:
+            if fault is not None and not fault.after:
+                await self._sleep(fault.delay)
+                if fault.status is not None:
+                    raise self._fault_error(fault, request.path)
+            self._authenticate(request)
+            response = self._dispatch(request, raw)
+            if fault is not None and fault.after:
+                await self._sleep(fault.delay)
+                if fault.status is not None:
+                    raise self._fault_error(fault, request.path)
+        except ApiError as err:
+            response = web.json_response(err.status(), status=err.code, headers=err.headers)
+        record.status = response.status
+        return response
+
+    def _fault_error(self, fault: FaultRule, path: str) -> ApiError:
+        assert fault.status is not None
+        rt: ResourceType | None = None
+        name: str | None = None
+        try:
+            target = self._parse_resource_path(path)
+            if target is not None:
+                rt, name = target.rt, target.name
+        except ApiError:
+            pass
+        return ks.error_for_code(fault.status, rt, name, message=fault.message)
+
+    def _authenticate(self, request: web.Request) -> None:
+        if self.token is None:
+            return
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            raise ks.unauthorized()
+
+    def _dispatch(self, request: web.Request, raw: bytes) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        method = request.method
+        query = dict(request.query)
+        if method == "GET":
+            simple = self._discovery(path)
+            if simple is not None:
+                return simple
+        target = self._parse_resource_path(path)
+        if target is None:
+            raise ks.path_not_found()
+        if parse_bool(query.get("watch")):
+            raise ks.bad_request("watch is not supported by the fake kube-apiserver")
+        if target.rt.read_only:
+            return web.json_response(self._metrics(method, target, query))
+        dry_run = query.get("dryRun") == "All"
+        rt, ns, name, sub = target.rt, target.namespace, target.name, target.subresource
+        body = self._json_body(raw) if method in ("POST", "PUT") else None
+        if name is None:
+            if method == "GET":
+                self._check_access("list", target)
+                return web.json_response(self.api_list(
+                    rt, ns, label_selector=query.get("labelSelector"),
+                    field_selector=query.get("fieldSelector"), limit=query.get("limit"),
+                    continue_token=query.get("continue")))
+            if method == "POST":
+                self._check_access("create", target)
+                created = self.api_create(rt, ns, body, dry_run=dry_run)
+                return web.json_response(created, status=201)
+            if method == "DELETE":
+                self._check_access("deletecollection", target)
+                return web.json_response(self.api_delete_collection(
+                    rt, ns, label_selector=query.get("labelSelector"),
+                    field_selector=query.get("fieldSelector"), dry_run=dry_run))
+            raise ks.method_not_allowed()
+        if sub == "log":
+            if rt.kind != "Pod" or method != "GET":
+                raise ks.method_not_allowed() if rt.kind == "Pod" else ks.path_not_found()
+            self._check_access("get", target)
+            text = self.api_pod_log(ns or "", name, query)
+            return web.Response(text=text, content_type="text/plain")
+        if sub not in (None, "status", "scale") or (sub == "scale" and not rt.scale):
+            raise ks.path_not_found()
+        if method == "GET":
+            self._check_access("get", target)
+            if sub == "scale":
+                return web.json_response(self.api_scale_get(rt, ns, name))
+            return web.json_response(self.api_get(rt, ns, name))
+        if method == "PUT":
+            self._check_access("update", target)
+            return web.json_response(self.api_replace(rt, ns, name, body, subresource=sub,
+                                                      dry_run=dry_run))
+        if method == "PATCH":
+            self._check_access("patch", target)
+            return web.json_response(self.api_patch(
+                rt, ns, name, request.headers.get("Content-Type", ""), raw, subresource=sub,
+                dry_run=dry_run))
+        if method == "DELETE" and sub is None:
+            self._check_access("delete", target)
+            options: dict[str, Any] = {}
+            if isinstance(body_delete := self._json_body(raw, allow_empty=True), dict):
+                options.update(body_delete)
+            for key in ("propagationPolicy", "gracePeriodSeconds"):
+                if key in query:
+                    options.setdefault(key, query[key])
+            if "orphanDependents" in query:
+                options.setdefault("orphanDependents", parse_bool(query["orphanDependents"]))
+            return web.json_response(self.api_delete(rt, ns, name, options, dry_run=dry_run))
+        raise ks.method_not_allowed()
+
+    @staticmethod
+    def _json_body(raw: bytes, *, allow_empty: bool = False) -> Any:
+        if not raw:
+            if allow_empty:
+                return None
+            raise ks.bad_request("the request body is empty")
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ks.bad_request(f"the object provided is unrecognized: {exc}") from None
+
+    def _metrics(self, method: str, target: _Target, query: Mapping[str, str]) -> Obj:
+        if method != "GET":
+            self._check_metrics()
+            raise ks.method_not_allowed()
+        if target.name is None:
+            return self.api_metrics_list(target.rt, target.namespace,
+                                         label_selector=query.get("labelSelector"),
+                                         field_selector=query.get("fieldSelector"))
+        if target.subresource is not None:
+            raise ks.path_not_found()
+        return self.api_metrics_get(target.rt, target.namespace, target.name)
+
+    def _lookup(self, group: str, version: str, plural: str) -> ResourceType | None:
+        if group == METRICS_GROUP and version == METRICS_VERSION:
+            return {"pods": POD_METRICS, "nodes": NODE_METRICS}.get(plural)
+        return self.registry.by_path(group, version, plural)
+
+    def _parse_resource_path(self, path: str) -> _Target | None:
+        segs = [s for s in path.split("/") if s]
+        if len(segs) >= 2 and segs[0] == "api":
+            group, version, rest = "", segs[1], segs[2:]
+        elif len(segs) >= 3 and segs[0] == "apis":
+            group, version, rest = segs[1], segs[2], segs[3:]
+        else:
+            return None
+        if group == METRICS_GROUP:
+            self._check_metrics()
+        if not rest:
+            return None
+        namespace: str | None = None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            candidate = self._lookup(group, version, rest[2])
+            if candidate is not None and candidate.namespaced:
+                namespace, rest = rest[1], rest[2:]
+        rt = self._lookup(group, version, rest[0])
+        if rt is None or len(rest) > 3:
+            return None
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        if rt.namespaced and namespace is None and name is not None:
+            return None
+        return _Target(rt, namespace, name, sub)
+
+    # ------------------------------------------------------------------ discovery
+
+    def _discovery(self, path: str) -> web.StreamResponse | None:
+        if path in ("/healthz", "/readyz", "/livez"):
+            return web.Response(text="ok", content_type="text/plain")
+        if path == "/version":
+            return web.json_response(FAKE_VERSION)
+        if path == "/api":
+            host = self.url.removeprefix("http://")
+            return web.json_response({
+                "kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0",
+                                                "serverAddress": host}]})
+        groups = self._group_versions()
+        if path == "/apis":
+            return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                self._api_group(g, versions) for g, versions in sorted(groups.items()) if g]})
+        segs = [s for s in path.split("/") if s]
+        if len(segs) == 2 and segs[0] == "apis" and segs[1] in groups:
+            body = self._api_group(segs[1], groups[segs[1]])
+            body.update({"kind": "APIGroup", "apiVersion": "v1"})
+            return web.json_response(body)
+        if (segs[:1] == ["api"] and len(segs) == 2) or (segs[:1] == ["apis"] and len(segs) == 3):
+            group = "" if segs[0] == "api" else segs[1]
+            version = segs[-1]
+            if group == METRICS_GROUP:
+                self._check_metrics()
+            if version not in groups.get(group, set()):
+                raise ks.path_not_found()
+            return web.json_response(self._resource_list(group, version))
+        return None
+
+    def _group_versions(self) -> dict[str, set[str]]:
+        groups = self.registry.group_versions()
+        if self.metrics_mode != "absent":
+            groups.setdefault(METRICS_GROUP, set()).add(METRICS_VERSION)
+        return groups
+
+    @staticmethod
+    def _api_group(group: str, versions: set[str]) -> Obj:
+        ordered = sorted(versions, reverse=True)
+        entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in ordered]
+        return {"name": group, "versions": entries, "preferredVersion": entries[0]}
+
+    def _resource_list(self, group: str, version: str) -> Obj:
+        types = (self.registry.in_group_version(group, version) if group != METRICS_GROUP
+                 else [POD_METRICS, NODE_METRICS])
+        resources: list[Obj] = []
+        for rt in sorted(types, key=lambda t: t.plural):
+            verbs = ["get", "list"] if rt.read_only else [
+                "create", "delete", "deletecollection", "get", "list", "patch", "update"]
+            resources.append({"name": rt.plural, "singularName": rt.kind.lower(),
+                              "namespaced": rt.namespaced, "kind": rt.kind, "verbs": verbs})
+            subs = []
+            if rt.status_subresource and not rt.read_only:
+                subs.append(("status", rt.kind, ["get", "patch", "update"]))
+            if rt.scale:
+                subs.append(("scale", "Scale", ["get", "patch", "update"]))
+            if rt.kind == "Pod":
+                subs.append(("log", "Pod", ["get"]))
+            for sub, kind, sub_verbs in subs:
+                resources.append({"name": f"{rt.plural}/{sub}", "singularName": "",
+                                  "namespaced": rt.namespaced, "kind": kind,
+                                  "verbs": sub_verbs})
+        group_version = f"{group}/{version}" if group else version
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
+                "resources": resources}
