@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from medic.admin import AdminApi
 from medic.api import ReadApi
 from medic.backends import Backends
 from medic.config import Config, load_config
@@ -18,10 +19,11 @@ from medic.metrics import Metrics
 from medic.pipeline import Pipeline
 from medic.playbooks.registry import Registry, default_registry
 from medic.problem import problem_middleware
+from medic.remediation.executor import GuardedRemediator
 from medic.rules.targets import LabelTargetResolver
 from medic.settings import Settings
 from medic.sqlitedb import SqliteDB
-from medic.state.sqlite import SqliteInbox
+from medic.state.sqlite import SqliteInbox, SqliteRemediationState
 from medic.store.sqlite import SqliteIncidentStore
 from medic.worker import Worker
 
@@ -38,6 +40,7 @@ class Runtime:
     db: SqliteDB
     inbox: SqliteInbox
     store: SqliteIncidentStore
+    state: SqliteRemediationState
     backends: Backends
     metrics: Metrics
     pipeline: Pipeline
@@ -50,14 +53,23 @@ class Runtime:
         config = load_config([settings.rules_dir], [settings.playbooks_dir], registry)
         db = SqliteDB(settings.db_path)
         db.lock_exclusive()
-        await db.open()
-        inbox = SqliteInbox(db, dedup_ttl=settings.dedup_ttl_seconds)
-        recovered = await inbox.recover()
-        if recovered:
-            log.warning("re-queued deliveries left unfinished by a previous run", count=recovered)
-        store = SqliteIncidentStore(db)
-        backends = await Backends.from_settings(settings)
+        backends: Backends | None = None
+        try:
+            await db.open()
+            inbox = SqliteInbox(db, dedup_ttl=settings.dedup_ttl_seconds)
+            recovered = await inbox.recover()
+            if recovered:
+                log.warning("re-queued deliveries left unfinished by a previous run", count=recovered)
+            store = SqliteIncidentStore(db)
+            state = SqliteRemediationState(db)
+            backends = await Backends.from_settings(settings)
+        except BaseException:
+            if backends is not None:
+                await backends.close()
+            await db.close()
+            raise
         metrics = Metrics()
+        remediator = GuardedRemediator(settings=settings, state=state, store=store, kube=backends.kube)
         pipeline = Pipeline(
             settings=settings,
             config=config,
@@ -66,10 +78,13 @@ class Runtime:
             backends=backends,
             resolver=LabelTargetResolver(),
             metrics=metrics,
+            remediator=remediator,
         )
         wake = asyncio.Event()
         worker = Worker(inbox, pipeline, metrics, concurrency=settings.workers, wake=wake)
-        return cls(settings, registry, config, db, inbox, store, backends, metrics, pipeline, worker, wake)
+        return cls(
+            settings, registry, config, db, inbox, store, state, backends, metrics, pipeline, worker, wake
+        )
 
     async def close(self) -> None:
         await self.worker.stop()
@@ -98,6 +113,12 @@ def build_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/metrics", api.metrics_endpoint)
     app.router.add_get("/api/v1/incidents", api.list_incidents)
     app.router.add_get("/api/v1/incidents/{id}", api.get_incident)
+    admin = AdminApi(
+        runtime.state, runtime.store, s.admin_token.get_secret_value() if s.admin_token else None
+    )
+    app.router.add_get("/api/v1/admin/kill-switch", admin.get_kill_switch)
+    app.router.add_put("/api/v1/admin/kill-switch", admin.put_kill_switch)
+    app.router.add_get("/api/v1/admin/audit", admin.audit)
     return app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -245,6 +246,54 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- kill switch
+async def _kill_switch(args: argparse.Namespace) -> dict[str, Any]:
+    from medic.admin import kill_switch_json
+
+    enabled = {"on": True, "off": False}.get(args.state)
+    if args.url:
+        import os
+
+        import aiohttp
+
+        token = os.environ.get("MEDIC_ADMIN_TOKEN", "")
+        if not token:
+            raise MedicError("set MEDIC_ADMIN_TOKEN to use the admin API of a running Medic")
+        url = f"{args.url.rstrip('/')}/api/v1/admin/kill-switch"
+        headers = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            if enabled is None:
+                resp_ctx = session.get(url)
+            else:
+                resp_ctx = session.put(url, json={"enabled": enabled, "reason": args.reason, "by": args.by})
+            async with resp_ctx as resp:
+                body: dict[str, Any] = await resp.json(content_type=None)
+                if resp.status != 200:
+                    raise MedicError(f"{url}: {resp.status} {body.get('detail', body.get('title'))}")
+                return body
+    from medic.settings import load_settings
+    from medic.sqlitedb import SqliteDB
+    from medic.state.sqlite import SqliteRemediationState
+
+    settings = load_settings()
+    db = SqliteDB(settings.db_path)
+    await db.open()
+    try:
+        state = SqliteRemediationState(db)
+        if enabled is None:
+            return kill_switch_json(await state.kill_switch())
+        return kill_switch_json(await state.set_kill_switch(enabled, args.by, args.reason))
+    finally:
+        await db.close()
+
+
+def cmd_kill_switch(args: argparse.Namespace) -> int:
+    result = asyncio.run(_kill_switch(args))
+    state = "ON: no automatic action will run" if result["enabled"] else "off"
+    print(f"kill switch {state}" + (f" (by {result['by']}: {result['reason']})" if result.get("by") else ""))
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medic", description="PlayCode Medic: automated first responder")
@@ -274,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--format", choices=["md", "json", "table"], default="table")
     p.set_defaults(fn=cmd_incidents)
+
+    p = sub.add_parser("kill-switch", help="stop (on) or allow (off) every automatic action")
+    p.add_argument("state", choices=["on", "off", "status"])
+    p.add_argument("--reason", default="")
+    p.add_argument("--by", default=os.environ.get("USER", "cli"))
+    p.add_argument("--url", help="a running Medic (uses MEDIC_ADMIN_TOKEN); default: the local store")
+    p.set_defaults(fn=cmd_kill_switch)
     return parser
 
 

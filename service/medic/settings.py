@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     collector_timeout_seconds: float = Field(15.0, gt=0)
     evidence_max_bytes: int = Field(256 * 1024, ge=1024)
 
+    # remediation guardrails beyond each rule's own cooldown and budget
+    global_budget_count: int = Field(3, ge=0)
+    global_budget_window_seconds: int = Field(3600, ge=60)
+    flap_window_seconds: int = Field(7200, ge=0)
+
     # embedded state
     data_dir: Path = Path("./data")
 

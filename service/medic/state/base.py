@@ -51,3 +51,49 @@ class Inbox(Protocol):
     async def dead_letters(self) -> int: ...
 
     async def ping(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ActionMark:
+    """What the coordination store remembers of an action taken on a target."""
+
+    idempotency_key: str
+    target: str
+    action: str
+    incident_id: str
+    at: datetime
+    status: str  # started | succeeded | failed | skipped
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KillSwitch:
+    enabled: bool
+    by: str = ""
+    reason: str = ""
+    at: datetime | None = None
+
+
+class RemediationState(Protocol):
+    """Coordination for actions: kill switch, per-target locks, the action ledger that gives
+    cooldowns, budgets, the flap guard and at-most-once (idempotency keys)."""
+
+    async def kill_switch(self) -> KillSwitch: ...
+
+    async def set_kill_switch(self, enabled: bool, by: str, reason: str) -> KillSwitch: ...
+
+    async def acquire_lock(self, key: str, owner: str, ttl: float) -> bool: ...
+
+    async def release_lock(self, key: str, owner: str) -> None: ...
+
+    async def begin_action(self, mark: ActionMark) -> bool:
+        """Record an action as started; False when its idempotency key exists (already done)."""
+        ...
+
+    async def finish_action(self, idempotency_key: str, status: str, detail: dict[str, Any]) -> None: ...
+
+    async def last_action(self, target: str) -> ActionMark | None: ...
+
+    async def count_actions(self, since: datetime, target: str | None = None) -> int:
+        """Actions begun since ``since`` (skipped ones excluded), on ``target`` or on any."""
+        ...

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from medic.sqlitedb import SqliteDB
-from medic.state.base import AcceptResult, InboxItem
+from medic.state.base import AcceptResult, ActionMark, InboxItem, KillSwitch
 
 MAX_ATTEMPTS = 5
 
@@ -105,10 +105,124 @@ class SqliteInbox:
     async def recover(self) -> int:
         """At start-up of the single embedded replica every lease is a dead process's: free them."""
         cur = await self.db.write(
-            lambda c: c.execute("UPDATE inbox SET lease_until = NULL, claimed_by = NULL WHERE dead = 0 "
-                                "AND lease_until IS NOT NULL")
+            lambda c: c.execute(
+                "UPDATE inbox SET lease_until = NULL, claimed_by = NULL WHERE dead = 0 "
+                "AND lease_until IS NOT NULL"
+            )
         )
         return int(cur.rowcount)
 
     async def ping(self) -> None:
         await self.db.read(lambda c: c.execute("SELECT 1").fetchone())
+
+
+KILL_SWITCH_KEY = "kill_switch"
+
+
+def _mark(row: tuple[Any, ...]) -> ActionMark:
+    return ActionMark(
+        idempotency_key=row[0],
+        target=row[1],
+        action=row[2],
+        incident_id=row[3],
+        at=datetime.fromtimestamp(row[4], UTC),
+        status=row[5],
+        detail=json.loads(row[6]),
+    )
+
+
+class SqliteRemediationState:
+    """Embedded coordination state. Survives restarts; one process per data dir (see SqliteDB)."""
+
+    def __init__(self, db: SqliteDB) -> None:
+        self.db = db
+
+    async def kill_switch(self) -> KillSwitch:
+        row = await self.db.read(
+            lambda c: c.execute("SELECT value FROM kv WHERE key = ?", (KILL_SWITCH_KEY,)).fetchone()
+        )
+        if row is None:
+            return KillSwitch(enabled=False)
+        data = json.loads(row[0])
+        return KillSwitch(
+            enabled=data["enabled"],
+            by=data.get("by", ""),
+            reason=data.get("reason", ""),
+            at=datetime.fromisoformat(data["at"]) if data.get("at") else None,
+        )
+
+    async def set_kill_switch(self, enabled: bool, by: str, reason: str) -> KillSwitch:
+        now = datetime.now(UTC)
+        value = json.dumps({"enabled": enabled, "by": by, "reason": reason, "at": now.isoformat()})
+        await self.db.write(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO kv(key, value, expires_at) VALUES (?, ?, NULL)",
+                (KILL_SWITCH_KEY, value),
+            )
+        )
+        return KillSwitch(enabled=enabled, by=by, reason=reason, at=now)
+
+    async def acquire_lock(self, key: str, owner: str, ttl: float) -> bool:
+        now = time.time()
+
+        def tx(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT owner, expires_at FROM locks WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[0] != owner and row[1] > now:
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO locks(key, owner, expires_at) VALUES (?, ?, ?)",
+                (key, owner, now + ttl),
+            )
+            return True
+
+        return await self.db.write(tx)
+
+    async def release_lock(self, key: str, owner: str) -> None:
+        await self.db.write(
+            lambda c: c.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner))
+        )
+
+    async def begin_action(self, mark: ActionMark) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO actions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    mark.idempotency_key,
+                    mark.target,
+                    mark.action,
+                    mark.incident_id,
+                    mark.at.timestamp(),
+                    mark.status,
+                    json.dumps(mark.detail),
+                ),
+            )
+            return cur.rowcount == 1
+
+        return await self.db.write(tx)
+
+    async def finish_action(self, idempotency_key: str, status: str, detail: dict[str, Any]) -> None:
+        await self.db.write(
+            lambda c: c.execute(
+                "UPDATE actions SET status = ?, detail = ? WHERE idempotency_key = ?",
+                (status, json.dumps(detail, default=str), idempotency_key),
+            )
+        )
+
+    async def last_action(self, target: str) -> ActionMark | None:
+        row = await self.db.read(
+            lambda c: c.execute(
+                "SELECT * FROM actions WHERE target = ? AND status != 'skipped' ORDER BY at DESC LIMIT 1",
+                (target,),
+            ).fetchone()
+        )
+        return _mark(row) if row else None
+
+    async def count_actions(self, since: datetime, target: str | None = None) -> int:
+        ts = since.timestamp()
+        if target is None:
+            sql, args = "SELECT COUNT(*) FROM actions WHERE at >= ? AND status != 'skipped'", (ts,)
+        else:
+            sql = "SELECT COUNT(*) FROM actions WHERE at >= ? AND status != 'skipped' AND target = ?"
+            args = (ts, target)  # type: ignore[assignment]
+        row = await self.db.read(lambda c: c.execute(sql, args).fetchone())
+        return int(row[0])

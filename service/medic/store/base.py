@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from medic.incident import Incident
 
@@ -29,5 +29,11 @@ class IncidentStore(Protocol):
     async def save(self, incident: Incident) -> None: ...
 
     async def query(self, q: IncidentQuery) -> tuple[list[Incident], int]: ...
+
+    async def append_audit(self, incident_id: str | None, kind: str, record: dict[str, Any]) -> None:
+        """Append-only audit log of every remediation decision (including every "no")."""
+        ...
+
+    async def audit(self, incident_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]: ...
 
     async def ping(self) -> None: ...

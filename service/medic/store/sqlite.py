@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from datetime import UTC, datetime
+from typing import Any
 
 from medic.incident import Incident
 from medic.sqlitedb import SqliteDB
@@ -82,6 +85,34 @@ class SqliteIncidentStore:
 
         docs, total = await self.db.read(run)
         return [Incident.model_validate_json(d) for d in docs], total
+
+    async def append_audit(self, incident_id: str | None, kind: str, record: dict[str, Any]) -> None:
+        at = datetime.now(UTC).isoformat()
+        body = json.dumps(record, default=str)
+        await self.db.write(
+            lambda c: c.execute(
+                "INSERT INTO audit(at, incident_id, kind, record) VALUES (?, ?, ?, ?)",
+                (at, incident_id, kind, body),
+            )
+        )
+
+    async def audit(self, incident_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            if incident_id is None:
+                return conn.execute(
+                    "SELECT seq, at, incident_id, kind, record FROM audit ORDER BY seq DESC LIMIT ?", (limit,)
+                ).fetchall()
+            return conn.execute(
+                "SELECT seq, at, incident_id, kind, record FROM audit WHERE incident_id = ? "
+                "ORDER BY seq DESC LIMIT ?",
+                (incident_id, limit),
+            ).fetchall()
+
+        rows = await self.db.read(run)
+        return [
+            {"seq": r[0], "at": r[1], "incident_id": r[2], "kind": r[3], "record": json.loads(r[4])}
+            for r in rows
+        ]
 
     async def ping(self) -> None:
         await self.db.read(lambda c: c.execute("SELECT 1").fetchone())

@@ -1,0 +1,75 @@
+"""Admin API: the kill switch and the audit log. Needs ``MEDIC_ADMIN_TOKEN`` (bearer); without it
+the admin API is disabled (the CLI can still flip the switch in the local store)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from medic.intake.auth import Credentials, check_authorization
+from medic.problem import problem
+from medic.state.base import KillSwitch, RemediationState
+from medic.store.base import IncidentStore
+
+
+def kill_switch_json(ks: KillSwitch) -> dict[str, Any]:
+    return {
+        "enabled": ks.enabled,
+        "by": ks.by,
+        "reason": ks.reason,
+        "at": ks.at.isoformat() if ks.at else None,
+    }
+
+
+class AdminApi:
+    def __init__(self, state: RemediationState, store: IncidentStore, admin_token: str | None) -> None:
+        self.state = state
+        self.store = store
+        self.credentials = Credentials(token=admin_token)
+
+    def _denied(self, request: web.Request) -> web.Response | None:
+        if not self.credentials.required:
+            return problem(403, "Forbidden", "the admin API is disabled: set MEDIC_ADMIN_TOKEN")
+        if not check_authorization(request.headers.get("Authorization"), self.credentials):
+            return problem(
+                401,
+                "Unauthorized",
+                "missing or wrong admin token",
+                headers={"WWW-Authenticate": 'Bearer realm="medic-admin"'},
+            )
+        return None
+
+    async def get_kill_switch(self, request: web.Request) -> web.Response:
+        if denied := self._denied(request):
+            return denied
+        return web.json_response(kill_switch_json(await self.state.kill_switch()))
+
+    async def put_kill_switch(self, request: web.Request) -> web.Response:
+        if denied := self._denied(request):
+            return denied
+        try:
+            body = json.loads(await request.text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return problem(400, "Malformed JSON", str(exc))
+        if not isinstance(body, dict) or not isinstance(body.get("enabled"), bool):
+            return problem(
+                400, "Invalid request", 'expected {"enabled": true|false, "reason": "..."}', field="enabled"
+            )
+        reason = body.get("reason", "")
+        by = body.get("by", "")
+        if not isinstance(reason, str) or not isinstance(by, str):
+            return problem(400, "Invalid request", "reason and by must be strings", field="reason")
+        ks = await self.state.set_kill_switch(body["enabled"], by or "api", reason[:500])
+        return web.json_response(kill_switch_json(ks))
+
+    async def audit(self, request: web.Request) -> web.Response:
+        if denied := self._denied(request):
+            return denied
+        incident = request.query.get("incident")
+        try:
+            limit = min(max(int(request.query.get("limit", "100")), 1), 1000)
+        except ValueError:
+            return problem(400, "Bad Request", "limit must be an integer", field="limit")
+        return web.json_response({"items": await self.store.audit(incident, limit)})

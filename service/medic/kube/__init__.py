@@ -1,0 +1,1 @@
+"""Kubernetes access: one client per process, errors mapped to a small hierarchy, bounded retries."""

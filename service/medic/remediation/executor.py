@@ -1,0 +1,227 @@
+"""The guarded remediator: plan → guards → (dry-run | approval | lock → ledger → act → verify) → audit.
+
+At-most-once side effects: a per-target lock across replicas, an idempotency key recorded in the
+action ledger *before* the write (a second attempt with the same key does not act again, unless
+the write carries its own precondition, like the rollback's JSON Patch ``test``), and the cooldown
+and budgets re-checked under the lock. Every decision, including every "no", is audited.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from medic.analysis.decide import Decision
+from medic.config import CompiledPlaybook
+from medic.errors import StepError
+from medic.incident import ActionRecord, ActionStatus, Incident, utcnow
+from medic.kube.errors import KubeConflict
+from medic.remediation.base import Action, ActionContext, ActionPlan
+from medic.remediation.guards import Budget, GuardFacts, evaluate_guards, first_refusal
+from medic.rules.model import Rule
+from medic.settings import Settings
+from medic.state.base import ActionMark, KillSwitch, RemediationState
+from medic.store.base import IncidentStore
+
+log = structlog.get_logger("medic.remediation")
+
+DEFAULT_VERIFY_TIMEOUT = 120.0
+
+
+class GuardedRemediator:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        state: RemediationState,
+        store: IncidentStore,
+        kube: Any,
+        clock: Callable[[], datetime] = utcnow,
+        owner: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.store = store
+        self.kube = kube
+        self.clock = clock
+        self.owner = owner or f"{socket.gethostname()}-{os.getpid()}"
+
+    async def handle(
+        self, incident: Incident, rule: Rule, playbook: CompiledPlaybook, decision: Decision
+    ) -> ActionRecord | None:
+        if decision.action is None or incident.target is None or rule.remediation is None:
+            return None
+        compiled = decision.action
+        ctx = ActionContext(
+            kube=self.kube, target=incident.target, incident=incident, rule=rule, now=self.clock()
+        )
+        record = ActionRecord(
+            action=compiled.name,
+            use=compiled.action.name,
+            target=incident.target,
+            mode=decision.mode,
+            status=ActionStatus.PLANNED,
+            params=compiled.params.model_dump(mode="json"),
+        )
+        try:
+            plan = await compiled.action.impl.plan(ctx, compiled.params)
+        except StepError as exc:
+            record.status = ActionStatus.REFUSED
+            record.reason = f"could not plan {compiled.name}: {exc}"
+            return await self._audit(incident, record)
+        record.result = {"plan": plan.summary, "facts": plan.facts}
+        record.idempotency_key = f"{compiled.action.name}|{incident.target.key}|{plan.idempotency_scope}"
+        facts = await self._facts(ctx, rule, plan, decision.mode)
+        record.guards = evaluate_guards(facts)
+        refusal = first_refusal(record.guards)
+        if refusal is not None:
+            record.status = ActionStatus.REFUSED
+            record.reason = f"{refusal.guard}: {refusal.reason}"
+        elif plan.skip_reason:
+            record.status = ActionStatus.SKIPPED
+            record.reason = plan.skip_reason
+        elif decision.mode == "dry-run":
+            record.status = ActionStatus.PLANNED
+            record.reason = f"dry-run: would {plan.summary}"
+        elif decision.mode == "approve":
+            record.status = ActionStatus.AWAITING_APPROVAL
+            record.reason = f"awaiting approval to {plan.summary}"
+        else:
+            await self._act(ctx, rule, playbook, decision, plan, record)
+        return await self._audit(incident, record)
+
+    async def _facts(self, ctx: ActionContext, rule: Rule, plan: ActionPlan, mode: str) -> GuardFacts:
+        rem = rule.remediation
+        assert rem is not None
+        now = ctx.now
+        coordination_ok = True
+        kill = KillSwitch(enabled=False)
+        last: ActionMark | None = None
+        target_used = global_used = 0
+        window = timedelta(seconds=self.settings.global_budget_window_seconds)
+        try:
+            kill = await self.state.kill_switch()
+            last = await self.state.last_action(ctx.target.key)
+            target_used = await self.state.count_actions(now - rem.budget.per, ctx.target.key)
+            global_used = await self.state.count_actions(now - window)
+        except Exception as exc:  # the store is down: no automatic action (at-most-once)
+            log.warning("coordination store unavailable", error=str(exc))
+            coordination_ok = False
+        return GuardFacts(
+            now=now,
+            global_mode=self.settings.mode,
+            kill_switch=kill,
+            rule_mode=rem.mode,
+            namespace=ctx.target.namespace,
+            allowed_namespaces=self.settings.namespaces,
+            target_annotations=plan.target_annotations,
+            target_labels=plan.target_labels,
+            preconditions=plan.preconditions,
+            cooldown=rem.cooldown,
+            last_action=last,
+            target_budget=Budget(rem.budget.count, rem.budget.per, target_used),
+            global_budget=Budget(self.settings.global_budget_count, window, global_used),
+            flap_window=timedelta(seconds=self.settings.flap_window_seconds),
+            current_revision_hash=str(plan.facts.get("from_hash") or ""),
+            coordination_ok=coordination_ok or mode == "dry-run",
+        )
+
+    async def _act(
+        self,
+        ctx: ActionContext,
+        rule: Rule,
+        playbook: CompiledPlaybook,
+        decision: Decision,
+        plan: ActionPlan,
+        record: ActionRecord,
+    ) -> None:
+        compiled = decision.action
+        assert compiled is not None
+        spec_verify = compiled.spec.verify
+        verify_timeout = spec_verify.timeout.total_seconds() if spec_verify else DEFAULT_VERIFY_TIMEOUT
+        lock_key = f"target:{ctx.target.key}"
+        owner = f"{self.owner}:{ctx.incident.id}"
+        try:
+            locked = await self.state.acquire_lock(lock_key, owner, ttl=verify_timeout + 120)
+        except Exception as exc:
+            record.status, record.reason = ActionStatus.REFUSED, f"coordination: lock unavailable: {exc}"
+            return
+        if not locked:
+            record.status = ActionStatus.REFUSED
+            record.reason = "lock: another replica is acting on this target right now"
+            return
+        try:
+            await self._act_locked(
+                ctx, rule, plan, record, compiled.action.impl, compiled.action.guarded_write, verify_timeout
+            )
+        finally:
+            try:
+                await self.state.release_lock(lock_key, owner)
+            except Exception as exc:  # the lock expires on its own
+                log.warning("lock release failed", error=str(exc))
+
+    async def _act_locked(
+        self,
+        ctx: ActionContext,
+        rule: Rule,
+        plan: ActionPlan,
+        record: ActionRecord,
+        impl: Action,
+        guarded_write: bool,
+        verify_timeout: float,
+    ) -> None:
+        # Re-check what another replica may have changed between the guards and the lock.
+        facts = await self._facts(ctx, rule, plan, "auto")
+        refusal = first_refusal(evaluate_guards(facts))
+        if refusal is not None:
+            record.status, record.reason = (
+                ActionStatus.REFUSED,
+                f"{refusal.guard}: {refusal.reason} (under lock)",
+            )
+            return
+        key = record.idempotency_key
+        mark = ActionMark(key, ctx.target.key, record.action, ctx.incident.id, ctx.now, "started", plan.facts)
+        fresh = await self.state.begin_action(mark)
+        if not fresh and not guarded_write:
+            record.status = ActionStatus.SKIPPED
+            record.reason = f"already attempted ({key}): not repeated"
+            return
+        log.info("acting", action=record.use, target=str(ctx.target), plan=plan.summary)
+        try:
+            result = await impl.apply(ctx, plan)
+        except KubeConflict as exc:
+            await self.state.finish_action(key, "skipped", {**plan.facts, "error": str(exc)})
+            record.status, record.reason = ActionStatus.REFUSED, f"conflict: {exc}"
+            return
+        except StepError as exc:
+            await self.state.finish_action(key, "failed", {**plan.facts, "error": str(exc)})
+            record.status, record.reason = ActionStatus.FAILED, f"{record.action} failed: {exc}"
+            return
+        record.result = {**record.result, "apply": result}
+        if result.get("already"):
+            record.status, record.reason = ActionStatus.SKIPPED, result.get("note", "already applied")
+            await self.state.finish_action(key, "succeeded", plan.facts)
+            return
+        try:
+            ok, message = await impl.verify(ctx, plan, verify_timeout)
+        except StepError as exc:
+            ok, message = False, f"verification failed: {exc}"
+        record.result["verify"] = message
+        await self.state.finish_action(
+            key, "succeeded" if ok else "failed", {**plan.facts, "verify": message}
+        )
+        record.status = ActionStatus.SUCCEEDED if ok else ActionStatus.FAILED
+        record.reason = f"{plan.summary}: {message}"
+
+    async def _audit(self, incident: Incident, record: ActionRecord) -> ActionRecord:
+        log.info("remediation decision", action=record.use, status=record.status.value, reason=record.reason)
+        try:
+            await self.store.append_audit(incident.id, "action", record.model_dump(mode="json"))
+        except Exception as exc:  # the record also lives on the incident
+            log.error("audit append failed", error=str(exc))
+        return record
