@@ -69,7 +69,12 @@ def _expand(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file())
+            # skip hidden parts: a ConfigMap volume keeps its real files under ``..<timestamp>/``
+            files += sorted(
+                f for f in p.rglob("*")
+                if f.suffix in (".yaml", ".yml") and f.is_file()
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
         else:
             files.append(p)
     return files

@@ -1,0 +1,165 @@
+{{/* Names */}}
+{{- define "medic.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "medic.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "medic.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "medic.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "medic.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "medic.labels" -}}
+helm.sh/chart: {{ include "medic.chart" . }}
+{{ include "medic.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: first-responder
+app.kubernetes.io/part-of: playcode
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "medic.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "medic.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "medic.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* State: "production" when both of Medic's own backends are enabled, else "embedded". */}}
+{{- define "medic.stateMode" -}}
+{{- if and .Values.backends.redis.enabled .Values.backends.mongo.enabled }}production{{ else }}embedded{{ end }}
+{{- end }}
+
+{{/* SQLite is in use when either backend is missing. */}}
+{{- define "medic.usesSqlite" -}}
+{{- if eq (include "medic.stateMode" .) "embedded" }}true{{ end }}
+{{- end }}
+
+{{- define "medic.replicas" -}}
+{{- $replicas := .Values.replicaCount }}
+{{- if kindIs "invalid" $replicas }}
+{{- $replicas = ternary 2 1 (eq (include "medic.stateMode" .) "production") }}
+{{- end }}
+{{- if and (gt (int $replicas) 1) (include "medic.usesSqlite" .) }}
+{{- fail "replicaCount > 1 needs both backends.redis.enabled and backends.mongo.enabled: the embedded SQLite store is single-writer" }}
+{{- end }}
+{{- int $replicas }}
+{{- end }}
+
+{{/* The Secret env vars read from: existingSecret, the chart-created one, or "" (none). */}}
+{{- define "medic.secretName" -}}
+{{- if .Values.secrets.existingSecret }}
+{{- .Values.secrets.existingSecret }}
+{{- else if .Values.secrets.create }}
+{{- include "medic.fullname" . }}
+{{- end }}
+{{- end }}
+
+{{- define "medic.rulesConfigMap" -}}
+{{- default (printf "%s-rules" (include "medic.fullname" .)) .Values.config.existingRulesConfigMap }}
+{{- end }}
+
+{{- define "medic.playbooksConfigMap" -}}
+{{- default (printf "%s-playbooks" (include "medic.fullname" .)) .Values.config.existingPlaybooksConfigMap }}
+{{- end }}
+
+{{/*
+Config files for one kind ("rules" or "playbooks"): the chart's files/<kind>/*.yaml|*.yml (the
+repo's files, through symlinks) when config.builtin, overlaid by config.<kind>. A dict
+filename -> content, as JSON (a YAML round trip would lose trailing newlines).
+*/}}
+{{- define "medic.configFiles" -}}
+{{- $root := .root }}
+{{- $files := dict }}
+{{- if $root.Values.config.builtin }}
+{{- range $path, $_ := $root.Files.Glob (printf "files/%s/*.{yaml,yml}" .kind) }}
+{{- $_ := set $files (base $path) ($root.Files.Get $path) }}
+{{- end }}
+{{- end }}
+{{- range $name, $content := index $root.Values.config .kind }}
+{{- $_ := set $files $name $content }}
+{{- end }}
+{{- toJson $files }}
+{{- end }}
+
+{{/*
+RBAC rules for one allow-listed namespace: read access, plus the write verb of each enabled
+action. Never secrets, never pods/exec, never a wildcard.
+*/}}
+{{- define "medic.namespaceRules" -}}
+{{- $a := .Values.actions }}
+- apiGroups: [""]
+  resources: [pods, events, persistentvolumeclaims]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
+- apiGroups: [apps]
+  resources: [deployments, replicasets, statefulsets]
+  verbs: [get, list, watch]
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  verbs: [get, list, watch]
+- apiGroups: [batch]
+  resources: [cronjobs, jobs]
+  verbs: [get, list, watch]
+- apiGroups: [metrics.k8s.io]
+  resources: [pods]
+  verbs: [get, list]
+{{- range .Values.rbac.extraReadRules }}
+{{- range concat .apiGroups .resources }}
+{{- if or (contains "*" .) (has . (list "secrets" "pods/exec" "pods/attach" "pods/portforward" "serviceaccounts/token")) }}
+{{- fail (printf "rbac.extraReadRules: %q is not allowed (no wildcards, secrets or exec)" .) }}
+{{- end }}
+{{- end }}
+- apiGroups: {{ toJson .apiGroups }}
+  resources: {{ toJson .resources }}
+  verbs: [get, list, watch]
+{{- end }}
+{{- if or $a.rollback $a.restart $a.setImage }}
+# actions: {{ without (list (ternary "rollback" "" $a.rollback) (ternary "restart" "" $a.restart) (ternary "setImage" "" $a.setImage)) "" | join ", " }}
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [patch]
+{{- end }}
+{{- if $a.deletePod }}
+# actions: deletePod
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [delete]
+{{- end }}
+{{- if $a.createJobFromCronjob }}
+# actions: createJobFromCronjob
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [create]
+{{- end }}
+{{- end }}

@@ -1,0 +1,815 @@
+"""The Helm chart and the container image, checked with real tools and no cluster.
+
+* The real Helm v4 engine (``helm-python-sdk``) renders and lints ``helm/playcode-medic`` for
+  the default values and several value sets; ``kubernetes-validate`` checks every rendered
+  object against the Kubernetes OpenAPI schemas in strict mode (unknown fields are errors).
+* RBAC is least privilege: exactly the read access the collectors need, plus the write verb of
+  each enabled action, nothing else (no secrets, no exec, no wildcard).
+* The rendered rule/playbook ConfigMaps are the repo's files and pass ``medic check``.
+* The env the chart sets loads with Medic's own settings model.
+* PrometheusRule expressions pass ``promtool check rules``; the NOTES receiver snippet passes
+  ``amtool check-config`` (both from the Debian prometheus/alertmanager packages, when present).
+* The Dockerfile is multi-stage, non-root, and agrees with the chart on paths, port and uid.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml
+
+from medic.cli import main as medic_main
+from medic.metrics import Metrics
+from medic.settings import Settings, load_settings
+from tests.integration.helm_chart import (
+    CHART_DIR,
+    CLUSTER_SCOPED,
+    CRD_KINDS,
+    FULLNAME,
+    NAMESPACE,
+    REPO,
+    Rendered,
+    chart,
+    deep_merge,
+    permissions,
+    render,
+    walk_strings,
+)
+from tests.integration.helm_image import dockerignore_excludes, parse_dockerfile
+
+KUBE_VERSIONS = ["1.29", "1.31"]
+
+BACKENDS = {"backends": {"redis": {"enabled": True}, "mongo": {"enabled": True}}}
+SECRET = {"secrets": {"existingSecret": "medic-secrets"}}
+ALL_ACTIONS = {
+    "actions": {
+        "rollback": True,
+        "restart": True,
+        "setImage": True,
+        "deletePod": True,
+        "createJobFromCronjob": True,
+    }
+}
+
+PRODUCTION = deep_merge(BACKENDS, SECRET, {"actions": {"rollback": True}})
+
+VALUE_SETS: dict[str, dict[str, Any] | None] = {
+    "default": None,
+    "production": PRODUCTION,
+    "enforce-all-actions": deep_merge(
+        ALL_ACTIONS, SECRET, {"mode": "enforce", "namespaces": ["playcode", "playcode-staging"]}
+    ),
+    "meta-monitoring": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+    "no-networkpolicy-no-nodes": {"networkPolicy": {"enabled": False}, "rbac": {"nodes": False}},
+    "egress-restricted": {
+        "networkPolicy": {
+            "egress": {
+                "restrict": True,
+                "apiServerCIDRs": ["10.96.0.1/32"],
+                "extraTo": [
+                    {
+                        "to": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+                        "ports": [{"port": 9090, "protocol": "TCP"}],
+                    }
+                ],
+            }
+        }
+    },
+    "trial-secret-no-pvc": {
+        "secrets": {"create": True, "values": {"webhookToken": "trial-token-123", "adminToken": "adm-456"}},
+        "persistence": {"enabled": False},
+    },
+    "own-configmaps": {
+        "config": {"existingRulesConfigMap": "my-rules", "existingPlaybooksConfigMap": "my-playbooks"}
+    },
+    "customised": {
+        "image": {
+            "repository": "123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/playcode-medic",
+            "digest": "sha256:" + "a" * 64,
+        },
+        "imagePullSecrets": [{"name": "ecr"}],
+        "podAntiAffinity": "hard",
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
+        "settings": {"collector_timeout_seconds": 20, "dedup_ttl_seconds": 1000000},
+        "extraEnv": [{"name": "TZ", "value": "UTC"}],
+        "targets": {"lokiUrl": "http://loki-gateway.monitoring.svc"},
+        "webhook": {"username": "alertmanager"},
+        "rbac": {"extraReadRules": [{"apiGroups": ["cert-manager.io"], "resources": ["certificates"]}]},
+        "persistence": {"storageClass": "gp3", "size": "5Gi"},
+        "podDisruptionBudget": {"enabled": True},
+        "service": {"annotations": {"a": "b"}},
+    },
+}
+
+# What the collectors read in each allow-listed namespace: (apiGroup, resource) -> verbs.
+READ: dict[tuple[str, str], set[str]] = {
+    ("", "pods"): {"get", "list", "watch"},
+    ("", "pods/log"): {"get"},
+    ("", "events"): {"get", "list", "watch"},
+    ("", "persistentvolumeclaims"): {"get", "list", "watch"},
+    ("apps", "deployments"): {"get", "list", "watch"},
+    ("apps", "replicasets"): {"get", "list", "watch"},
+    ("apps", "statefulsets"): {"get", "list", "watch"},
+    ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "watch"},
+    ("networking.k8s.io", "ingresses"): {"get", "list", "watch"},
+    ("batch", "cronjobs"): {"get", "list", "watch"},
+    ("batch", "jobs"): {"get", "list", "watch"},
+    ("metrics.k8s.io", "pods"): {"get", "list"},
+}
+READ_PERMS = {(g, r, v) for (g, r), verbs in READ.items() for v in verbs}
+ACTION_WRITES: dict[str, set[tuple[str, str, str]]] = {
+    "rollback": {("apps", "deployments", "patch")},
+    "restart": {("apps", "deployments", "patch")},
+    "setImage": {("apps", "deployments", "patch")},
+    "deletePod": {("", "pods", "delete")},
+    "createJobFromCronjob": {("batch", "jobs", "create")},
+}
+NODE_PERMS = {
+    ("", "nodes", "get"),
+    ("", "nodes", "list"),
+    ("", "nodes", "watch"),
+    ("metrics.k8s.io", "nodes", "get"),
+    ("metrics.k8s.io", "nodes", "list"),
+}
+FORBIDDEN_RESOURCES = {"secrets", "pods/exec", "pods/attach", "pods/portforward", "serviceaccounts/token"}
+# Settings that other engineers are adding (the chart already wires them, from the Secret).
+PENDING_SETTINGS = {"redis_url", "mongo_url"}
+
+
+@pytest.fixture(scope="module", params=list(VALUE_SETS), ids=list(VALUE_SETS))
+def rendered(request: pytest.FixtureRequest) -> Rendered:
+    return render(VALUE_SETS[request.param])
+
+
+def _actions(**on: bool) -> dict[str, Any]:
+    return {"actions": {name: on.get(name, False) for name in ACTION_WRITES}}
+
+
+# --------------------------------------------------------------------------- engine and lint
+def test_engine_is_bundled_and_offline() -> None:
+    """helm-python-sdk loads its own libhelm_c from the wheel: no helm binary, no download."""
+    lib = Path(helm_python.library_path)
+    assert lib.is_file()
+    assert Path(helm_python.__file__).parent in lib.parents
+    assert helm_python.helm_sdk_version().startswith("v4.")
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+@pytest.mark.parametrize("value_set", list(VALUE_SETS))
+def test_lint_strict(value_set: str, kube_version: str) -> None:
+    report = helm_python.lint(
+        CHART_DIR, VALUE_SETS[value_set], strict=True, namespace=NAMESPACE, kube_version=f"v{kube_version}.0"
+    )
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not report["errors"] and not problems, report
+
+
+def test_symlinked_config_dirs_point_at_the_repo() -> None:
+    """files/rules and files/playbooks are the repo's dirs (one source of truth, no copy to sync)."""
+    for kind in ("rules", "playbooks"):
+        link = CHART_DIR / "files" / kind
+        assert link.is_symlink(), f"{link} must stay a symlink to the repo's {kind}/"
+        assert link.resolve() == (REPO / kind).resolve()
+
+
+def test_packaged_chart_carries_the_config(tmp_path: Path) -> None:
+    """`helm package` stores the symlinked files resolved: a published chart needs no repo."""
+    archive = helm_python.package(CHART_DIR, destination=tmp_path)
+    with helm_python.Chart.load(archive) as packaged:
+        manifests = packaged.render(name="medic", namespace=NAMESPACE)
+    (text,) = [t for p, t in manifests.items() if p.endswith("configmaps.yaml")]
+    docs = {d["metadata"]["name"]: d for d in yaml.safe_load_all(text) if d}
+    assert docs[f"{FULLNAME}-rules"]["data"] == _repo_files("rules")
+    assert docs[f"{FULLNAME}-playbooks"]["data"] == _repo_files("playbooks")
+
+
+# --------------------------------------------------------------------------- schemas
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+def test_every_object_validates_strictly(rendered: Rendered, kube_version: str) -> None:
+    assert rendered.objects
+    for obj in rendered.objects:
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        if obj["kind"] in CRD_KINDS:
+            assert obj["apiVersion"] == "monitoring.coreos.com/v1", where
+            continue  # no schema shipped: checked by the meta-monitoring tests below
+        try:
+            kubernetes_validate.validate(obj, kube_version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(
+                f"{where} is invalid for Kubernetes {kube_version}: {exc.message} at {list(exc.path)}"
+            )
+        if obj["kind"] not in CLUSTER_SCOPED:
+            assert obj["metadata"].get("namespace"), f"{where} has no namespace"
+        assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == "medic", where
+
+
+def test_the_validator_bites() -> None:
+    """Guard against a silently lenient validator: an unknown field must be an error."""
+    deployment = render().deployment
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContxt"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBE_VERSIONS[0], strict=True)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"mode": "yolo"}, "/mode"),
+        ({"unknownKey": 1}, "unknownKey"),
+        ({"actions": {"rollbak": True}}, "rollbak"),
+        ({"namespaces": []}, "/namespaces"),
+        ({"namespaces": ["Bad_NS"]}, "/namespaces/0"),
+        ({"securityContext": {"readOnlyRootFilesystem": False}}, "readOnlyRootFilesystem"),
+        ({"securityContext": {"capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]}}}, "add"),
+        ({"podSecurityContext": {"runAsNonRoot": False}}, "runAsNonRoot"),
+        ({"rbac": {"extraReadRules": [{"apiGroups": [""], "resources": ["secrets"]}]}}, "resources/0"),
+        ({"rbac": {"extraReadRules": [{"apiGroups": ["*"], "resources": ["pods"]}]}}, "apiGroups/0"),
+        ({"config": {"rules": {"bad name!.yaml": "[]"}}}, "bad name"),
+        ({"targets": {"prometheusUrl": "prometheus:9090"}}, "prometheusUrl"),
+    ],
+)
+def test_schema_is_strict(values: dict[str, Any], message: str) -> None:
+    merged = chart().merge_values(values)
+    with pytest.raises(helm_python.HelmValuesError, match=message):
+        chart().validate_schema(merged)
+    with pytest.raises(helm_python.HelmValuesError):
+        render(values)
+
+
+def test_default_values_pass_the_schema() -> None:
+    chart().validate_schema(chart().merge_values(None))
+
+
+# --------------------------------------------------------------------------- RBAC
+@pytest.mark.parametrize(
+    "enabled",
+    [set(c) for n in range(len(ACTION_WRITES) + 1) for c in itertools.combinations(ACTION_WRITES, n)],
+    ids=lambda s: "+".join(sorted(s)) or "none",
+)
+def test_role_grants_exactly_what_enabled_actions_need(enabled: set[str]) -> None:
+    namespaces = ["playcode", "playcode-staging"]
+    out = render(deep_merge(_actions(**dict.fromkeys(enabled, True)), {"namespaces": namespaces}))
+    expected = READ_PERMS.union(*(ACTION_WRITES[a] for a in enabled))
+    roles = out.of_kind("Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == sorted(namespaces)
+    for role in roles:
+        assert permissions(role) == expected, role["metadata"]["namespace"]
+
+
+def test_turning_an_action_off_removes_its_verb() -> None:
+    def verbs(values: dict[str, Any]) -> set[tuple[str, str, str]]:
+        return permissions(render(values).one("Role")) - READ_PERMS
+
+    everything = verbs(ALL_ACTIONS)
+    assert everything == {
+        ("apps", "deployments", "patch"),
+        ("", "pods", "delete"),
+        ("batch", "jobs", "create"),
+    }
+    assert ("", "pods", "delete") not in verbs(deep_merge(ALL_ACTIONS, {"actions": {"deletePod": False}}))
+    assert ("batch", "jobs", "create") not in verbs(
+        deep_merge(ALL_ACTIONS, {"actions": {"createJobFromCronjob": False}})
+    )
+    # patch deployments stays while any of rollback/restart/setImage needs it
+    only_restart = deep_merge(ALL_ACTIONS, {"actions": {"rollback": False, "setImage": False}})
+    assert ("apps", "deployments", "patch") in verbs(only_restart)
+    no_deploy_writes = deep_merge(only_restart, {"actions": {"restart": False}})
+    assert ("apps", "deployments", "patch") not in verbs(no_deploy_writes)
+
+
+def test_default_install_is_read_only() -> None:
+    out = render()
+    for role in out.rbac_roles():
+        assert {v for _, _, v in permissions(role)} <= {"get", "list", "watch"}
+    assert out.plain_env["MEDIC_MODE"] == "dry-run"
+
+
+def test_rbac_invariants(rendered: Rendered) -> None:
+    """Whatever the values: no wildcard, no secrets, no exec, no privilege-escalation verbs."""
+    roles = rendered.rbac_roles()
+    assert roles
+    for role in roles:
+        for group, resource, verb in permissions(role):
+            assert "*" not in group + resource + verb, role
+            assert resource not in FORBIDDEN_RESOURCES, (role["metadata"]["name"], resource)
+            assert verb in {"get", "list", "watch", "patch", "delete", "create"}, verb
+            if verb in {"patch", "delete", "create"}:
+                assert role["kind"] == "Role", "writes are namespace-scoped only"
+        assert not [s for s in walk_strings(role["rules"]) if "*" in s]
+
+
+def test_cluster_role_reads_nodes_only() -> None:
+    out = render(ALL_ACTIONS)
+    assert permissions(out.one("ClusterRole")) == NODE_PERMS
+    binding = out.one("ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == out.one("ClusterRole")["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
+    off = render({"rbac": {"nodes": False}})
+    assert not off.of_kind("ClusterRole") and not off.of_kind("ClusterRoleBinding")
+
+
+def test_role_bindings_bind_medics_service_account_in_each_namespace() -> None:
+    namespaces = ["playcode", "playcode-staging", "playcode-dev"]
+    out = render({"namespaces": namespaces})
+    bindings = out.of_kind("RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(namespaces)
+    for b in bindings:
+        assert b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": FULLNAME}
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
+    assert out.plain_env["MEDIC_NAMESPACES"] == ",".join(namespaces)
+    assert out.one("ServiceAccount")["metadata"]["name"] == out.pod_spec["serviceAccountName"]
+
+
+def test_extra_read_rules_are_read_only() -> None:
+    extra = {"rbac": {"extraReadRules": [{"apiGroups": ["cert-manager.io"], "resources": ["certificates"]}]}}
+    perms = permissions(render(extra).one("Role"))
+    assert {p for p in perms if p[0] == "cert-manager.io"} == {
+        ("cert-manager.io", "certificates", v) for v in ("get", "list", "watch")
+    }
+
+
+# --------------------------------------------------------------------------- rules and playbooks
+def _repo_files(kind: str) -> dict[str, str]:
+    return {
+        p.name: p.read_text(encoding="utf-8")
+        for p in sorted((REPO / kind).iterdir())
+        if p.suffix in (".yaml", ".yml") and p.is_file()
+    }
+
+
+def _write_config(out: Rendered, root: Path) -> tuple[Path, Path]:
+    dirs = []
+    for kind in ("rules", "playbooks"):
+        d = root / kind
+        d.mkdir()
+        for name, content in out.config_files(kind).items():
+            (d / name).write_text(content, encoding="utf-8")
+        dirs.append(d)
+    return dirs[0], dirs[1]
+
+
+def test_configmaps_hold_the_repo_files_verbatim() -> None:
+    out = render()
+    for kind in ("rules", "playbooks"):
+        assert out.config_files(kind) == _repo_files(kind), f"{kind} ConfigMap differs from {kind}/"
+        assert _repo_files(kind), f"the repo ships no {kind}"
+
+
+def test_rendered_configmaps_pass_medic_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules, playbooks = _write_config(render(), tmp_path)
+    code = medic_main(["check", str(rules), str(playbooks)])
+    out = capsys.readouterr()
+    assert code == 0, out.out + out.err
+    assert "OK" in out.out
+
+
+def _extra_rule(name: str, playbook: str) -> str:
+    return textwrap.dedent(
+        f"""\
+        - name: {name}
+          matchers: ['alertname="MedicHelmTest"']
+          playbook: {playbook}
+        """
+    )
+
+
+def test_config_overrides_add_and_replace_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    playbook = next(iter(yaml.safe_load(t)["name"] for t in _repo_files("playbooks").values()))
+    first_rule_file = next(iter(_repo_files("rules")))
+    values = {
+        "config": {
+            "rules": {
+                "zz-extra.yaml": _extra_rule("helm-extra", playbook),
+                first_rule_file: _extra_rule("helm-replaced", playbook),
+            }
+        }
+    }
+    out = render(values)
+    files = out.config_files("rules")
+    assert files["zz-extra.yaml"] == values["config"]["rules"]["zz-extra.yaml"]
+    assert files[first_rule_file] == values["config"]["rules"][first_rule_file]
+    assert set(files) == set(_repo_files("rules")) | {"zz-extra.yaml"}
+    rules, playbooks = _write_config(out, tmp_path)
+    assert medic_main(["check", str(rules), str(playbooks)]) == 0, capsys.readouterr()
+    # a changed config rolls the pods
+    checksum = "checksum/config"
+    anno = out.deployment["spec"]["template"]["metadata"]["annotations"]
+    assert anno[checksum] != render().deployment["spec"]["template"]["metadata"]["annotations"][checksum]
+
+
+def test_a_broken_override_fails_medic_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = render({"config": {"rules": {"broken.yaml": _extra_rule("dangling", "no-such-playbook")}}})
+    rules, playbooks = _write_config(out, tmp_path)
+    assert medic_main(["check", str(rules), str(playbooks)]) != 0
+    assert "no-such-playbook" in capsys.readouterr().err
+
+
+def test_builtin_off_ships_only_the_given_files() -> None:
+    out = render({"config": {"builtin": False, "playbooks": {"p.yaml": "name: p\n"}}})
+    assert out.config_files("playbooks") == {"p.yaml": "name: p\n"}
+    assert out.config_files("rules") == {}
+
+
+def test_own_configmaps_are_mounted_instead() -> None:
+    out = render(VALUE_SETS["own-configmaps"])
+    assert not out.of_kind("ConfigMap")
+    assert out.volume("rules")["configMap"]["name"] == "my-rules"
+    assert out.volume("playbooks")["configMap"]["name"] == "my-playbooks"
+
+
+def test_config_mounts_match_the_settings(rendered: Rendered) -> None:
+    env = rendered.plain_env
+    assert rendered.mount("rules") == {"name": "rules", "mountPath": env["MEDIC_RULES_DIR"], "readOnly": True}
+    assert rendered.mount("playbooks")["mountPath"] == env["MEDIC_PLAYBOOKS_DIR"]
+    assert rendered.mount("data")["mountPath"] == env["MEDIC_DATA_DIR"]
+
+
+# --------------------------------------------------------------------------- security context
+def test_security_context(rendered: Rendered) -> None:
+    pod = rendered.pod_spec
+    psc = pod["securityContext"]
+    assert psc["runAsNonRoot"] is True
+    assert psc["runAsUser"] == 10001 and psc["runAsGroup"] == 10001
+    assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+    csc = rendered.container["securityContext"]
+    assert csc["runAsNonRoot"] is True
+    assert csc["readOnlyRootFilesystem"] is True
+    assert csc["allowPrivilegeEscalation"] is False
+    assert csc["privileged"] is False
+    assert csc["capabilities"] == {"drop": ["ALL"]}
+    assert csc["seccompProfile"] == {"type": "RuntimeDefault"}
+    # Medic needs the API: the token is mounted on purpose
+    assert pod["automountServiceAccountToken"] is True
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not pod.get(key)
+    assert not [v for v in pod["volumes"] if "hostPath" in v]
+    # only /tmp and the data dir are writable
+    writable = {m["mountPath"] for m in rendered.container["volumeMounts"] if not m.get("readOnly")}
+    assert writable == {"/tmp", "/var/lib/medic"}
+    assert "emptyDir" in rendered.volume("tmp")
+
+
+def test_service_account_token_automounted() -> None:
+    assert render().one("ServiceAccount")["automountServiceAccountToken"] is True
+
+
+def test_probes_resources_and_ports(rendered: Rendered) -> None:
+    c = rendered.container
+    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert rendered.plain_env["MEDIC_PORT"] == "8080"
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(c["resources"][kind])
+    assert c["args"] == ["serve"]
+    svc = rendered.one("Service")
+    assert svc["spec"]["ports"][0]["targetPort"] == "http"
+    assert svc["spec"]["selector"] == rendered.deployment["spec"]["selector"]["matchLabels"]
+
+
+# --------------------------------------------------------------------------- state and replicas
+def test_embedded_state_is_one_replica_recreate_on_a_pvc() -> None:
+    out = render()
+    spec = out.deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pvc = out.one("PersistentVolumeClaim")
+    assert out.volume("data")["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    assert not out.of_kind("PodDisruptionBudget"), "a PDB on one replica blocks node drains"
+    assert out.plain_env["MEDIC_DATA_DIR"] == "/var/lib/medic"
+
+
+def test_embedded_without_persistence_uses_emptydir() -> None:
+    out = render({"persistence": {"enabled": False}})
+    assert "emptyDir" in out.volume("data") and not out.of_kind("PersistentVolumeClaim")
+    out = render({"persistence": {"existingClaim": "medic-data"}})
+    assert out.volume("data")["persistentVolumeClaim"]["claimName"] == "medic-data"
+    assert not out.of_kind("PersistentVolumeClaim")
+
+
+def test_production_backends_are_two_replicas_with_pdb_and_anti_affinity() -> None:
+    out = render(PRODUCTION)
+    spec = out.deployment["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["type"] == "RollingUpdate"
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pdb = out.one("PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
+    anti = out.pod_spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert anti[0]["podAffinityTerm"]["labelSelector"]["matchLabels"] == spec["selector"]["matchLabels"]
+    assert not out.of_kind("PersistentVolumeClaim")
+    assert "emptyDir" in out.volume("data")
+    env = out.env
+    for name, key in (("MEDIC_REDIS_URL", "redis-url"), ("MEDIC_MONGO_URL", "mongo-url")):
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "medic-secrets", "key": key, "optional": False}
+    assert render(deep_merge(PRODUCTION, {"replicaCount": 3})).deployment["spec"]["replicas"] == 3
+
+
+def test_hard_anti_affinity() -> None:
+    affinity = render({"podAntiAffinity": "hard"}).pod_spec["affinity"]["podAntiAffinity"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" in affinity
+    assert "affinity" not in render({"podAntiAffinity": "none"}).pod_spec
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"replicaCount": 2},
+        {"replicaCount": 2, "backends": {"redis": {"enabled": True}}, "secrets": {"existingSecret": "s"}},
+    ],
+)
+def test_sqlite_refuses_more_than_one_replica(values: dict[str, Any]) -> None:
+    with pytest.raises(helm_python.HelmRenderError, match="single-writer"):
+        render(values)
+
+
+def test_backends_without_a_secret_fail_to_render() -> None:
+    with pytest.raises(helm_python.HelmRenderError, match="redisUrl"):
+        render(BACKENDS)
+
+
+# --------------------------------------------------------------------------- settings and secrets
+def test_env_names_are_medic_settings(rendered: Rendered) -> None:
+    fields = set(Settings.model_fields) | PENDING_SETTINGS
+    for name in rendered.env:
+        if name.startswith("MEDIC_"):
+            assert name.removeprefix("MEDIC_").lower() in fields, f"{name} is not a Medic setting"
+
+
+@pytest.mark.parametrize("value_set", ["default", "production", "customised", "enforce-all-actions"])
+def test_rendered_env_loads_with_medics_settings(value_set: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("MEDIC_") or name == "KUBECONFIG":
+            monkeypatch.delenv(name)
+    out = render(VALUE_SETS[value_set])
+    for name, value in out.plain_env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.mode == (VALUE_SETS[value_set] or {}).get("mode", "dry-run")
+    assert settings.rules_dir == Path("/etc/medic/rules")
+    assert settings.data_dir == Path("/var/lib/medic")
+    assert settings.kube_mode == "in-cluster"
+    assert settings.port == 8080
+    if value_set == "customised":
+        assert settings.collector_timeout_seconds == 20
+        assert settings.dedup_ttl_seconds == 1000000
+        assert settings.webhook_username == "alertmanager"
+
+
+def test_settings_cannot_override_what_the_chart_sets() -> None:
+    with pytest.raises(helm_python.HelmRenderError, match=r"settings\.mode"):
+        render({"settings": {"mode": "enforce"}})
+
+
+def test_no_secret_references_by_default() -> None:
+    out = render()
+    assert not [e for e in out.env.values() if "valueFrom" in e]
+    assert not out.of_kind("Secret")
+    assert "credentials:" in out.notes and "WARNING" in out.notes
+
+
+def test_existing_secret_is_referenced_never_rendered() -> None:
+    out = render(VALUE_SETS["enforce-all-actions"])
+    assert not out.of_kind("Secret")
+    refs = {n: e["valueFrom"]["secretKeyRef"] for n, e in out.env.items() if "valueFrom" in e}
+    assert refs == {
+        "MEDIC_WEBHOOK_TOKEN": {"name": "medic-secrets", "key": "webhook-token", "optional": False},
+        "MEDIC_ADMIN_TOKEN": {"name": "medic-secrets", "key": "admin-token", "optional": True},
+        "MEDIC_TARGET_MONGO_URL": {"name": "medic-secrets", "key": "target-mongo-url", "optional": True},
+        "MEDIC_TARGET_REDIS_URL": {"name": "medic-secrets", "key": "target-redis-url", "optional": True},
+    }
+    secret_env = {
+        "MEDIC_WEBHOOK_TOKEN",
+        "MEDIC_WEBHOOK_PASSWORD",
+        "MEDIC_ADMIN_TOKEN",
+        "MEDIC_REDIS_URL",
+        "MEDIC_MONGO_URL",
+        "MEDIC_TARGET_MONGO_URL",
+        "MEDIC_TARGET_REDIS_URL",
+    }
+    assert not secret_env & set(out.plain_env)
+
+
+def test_trial_secret_holds_only_given_values() -> None:
+    out = render(VALUE_SETS["trial-secret-no-pvc"])
+    assert out.secret_data() == {"webhook-token": "trial-token-123", "admin-token": "adm-456"}
+    refs = {n: e["valueFrom"]["secretKeyRef"]["key"] for n, e in out.env.items() if "valueFrom" in e}
+    assert refs == {"MEDIC_WEBHOOK_TOKEN": "webhook-token", "MEDIC_ADMIN_TOKEN": "admin-token"}
+    elsewhere = [o for o in out.objects if o["kind"] != "Secret"]
+    for text in [*walk_strings(elsewhere), out.notes]:
+        assert "trial-token-123" not in text and "adm-456" not in text
+
+
+# --------------------------------------------------------------------------- network policy
+def test_network_policy_lets_in_alertmanager_and_prometheus_only() -> None:
+    out = render()
+    np = out.one("NetworkPolicy")
+    assert np["spec"]["podSelector"]["matchLabels"] == out.deployment["spec"]["selector"]["matchLabels"]
+    assert np["spec"]["policyTypes"] == ["Ingress"], "egress is open by default (documented)"
+    (rule,) = np["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    names = [peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for peer in rule["from"]]
+    assert names == ["alertmanager", "prometheus"]
+    for peer in rule["from"]:
+        assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    assert not render({"networkPolicy": {"enabled": False}}).of_kind("NetworkPolicy")
+
+
+def test_network_policy_restricted_egress() -> None:
+    np = render(VALUE_SETS["egress-restricted"]).one("NetworkPolicy")
+    assert np["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    dns, api, extra = np["spec"]["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert api["to"] == [{"ipBlock": {"cidr": "10.96.0.1/32"}}]
+    assert {p["port"] for p in api["ports"]} == {443, 6443}
+    assert extra["ports"] == [{"port": 9090, "protocol": "TCP"}]
+
+
+# --------------------------------------------------------------------------- meta-monitoring
+def _metric_names() -> set[str]:
+    names = set()
+    for family in Metrics().registry.collect():
+        names.add(family.name)
+        if family.type == "counter":
+            names.add(family.name + "_total")
+    return names
+
+
+def test_service_monitor_scrapes_the_service() -> None:
+    out = render(VALUE_SETS["meta-monitoring"])
+    sm = out.one("ServiceMonitor")
+    svc = out.one("Service")
+    assert sm["metadata"]["labels"]["release"] == "prometheus"
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    assert not render().of_kind("ServiceMonitor") and not render().of_kind("PrometheusRule")
+
+
+def test_prometheus_rule_covers_medics_failure_modes() -> None:
+    rule = render(VALUE_SETS["meta-monitoring"]).one("PrometheusRule")
+    (group,) = rule["spec"]["groups"]
+    alerts = {r["alert"]: r for r in group["rules"]}
+    assert set(alerts) == {
+        "MedicDown",
+        "MedicWebhookErrors",
+        "MedicWebhooksRejected",
+        "MedicActionsFailed",
+        "MedicQueueBacklog",
+        "MedicDeadLetters",
+    }
+    selector = f'job="{FULLNAME}",namespace="{NAMESPACE}"'
+    assert alerts["MedicDown"]["expr"] == f"absent(up{{{selector}}} == 1)"
+    assert 'status="failed"' in alerts["MedicActionsFailed"]["expr"]
+    for metric, alert in [
+        ("medic_webhooks_failed_total", "MedicWebhookErrors"),
+        ("medic_webhooks_rejected_total", "MedicWebhooksRejected"),
+        ("medic_actions_total", "MedicActionsFailed"),
+        ("medic_queue_depth", "MedicQueueBacklog"),
+        ("medic_dead_letters", "MedicDeadLetters"),
+    ]:
+        assert metric in _metric_names(), f"Medic exports no {metric}"
+        assert f"{metric}{{{selector}" in alerts[alert]["expr"]
+    for r in group["rules"]:
+        assert r["labels"]["component"] == "playcode-medic"  # lets the route keep them from Medic
+        assert r["labels"]["severity"] in {"warning", "critical"}
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian: prometheus) not installed")
+def test_prometheus_rule_passes_promtool(tmp_path: Path) -> None:
+    rule = render(VALUE_SETS["meta-monitoring"]).one("PrometheusRule")
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    proc = subprocess.run(
+        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "6 rules found" in proc.stdout
+
+
+# --------------------------------------------------------------------------- NOTES
+def _notes_snippet(notes: str) -> dict[str, Any]:
+    lines = notes.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "route:")
+    end = next(i for i in range(start, len(lines)) if not lines[i].strip())
+    parsed: dict[str, Any] = yaml.safe_load(textwrap.dedent("\n".join(lines[start:end])))
+    return parsed
+
+
+def test_notes_receiver_snippet() -> None:
+    out = render(SECRET)
+    snippet = _notes_snippet(out.notes)
+    (receiver,) = snippet["receivers"]
+    (hook,) = receiver["webhook_configs"]
+    assert hook["url"] == f"http://{FULLNAME}.{NAMESPACE}.svc:8080/api/v1/alerts"
+    assert hook["send_resolved"] is True
+    assert hook["max_alerts"] == 0
+    auth = hook["http_config"]["authorization"]
+    assert auth == {
+        "type": "Bearer",
+        "credentials_file": "/etc/alertmanager/secrets/medic-secrets/webhook-token",
+    }
+    (route,) = snippet["route"]["routes"]
+    assert route["receiver"] == receiver["name"] and route["continue"] is True
+    assert 'component!="playcode-medic"' in route["matchers"]
+
+
+@pytest.mark.skipif(
+    shutil.which("amtool") is None, reason="amtool (Debian: prometheus-alertmanager) not installed"
+)
+def test_notes_snippet_passes_amtool(tmp_path: Path) -> None:
+    snippet = _notes_snippet(render(SECRET).notes)
+    config = {
+        "route": {"receiver": "default", "routes": snippet["route"]["routes"]},
+        "receivers": [{"name": "default"}, *snippet["receivers"]],
+    }
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run(["amtool", "check-config", str(path)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_notes_warn_when_enforcing_without_actions() -> None:
+    assert "no action is enabled" in render({"mode": "enforce"}).notes
+    assert "no action is enabled" not in render(deep_merge(SECRET, {"mode": "enforce"}, ALL_ACTIONS)).notes
+
+
+# --------------------------------------------------------------------------- image
+DOCKERFILE = REPO / "Dockerfile"
+
+
+def test_dockerfile_is_multi_stage_non_root() -> None:
+    df = parse_dockerfile(DOCKERFILE)
+    assert len(df.stages) >= 2
+    build, final = df.stages[0], df.stages[-1]
+    for stage in (build, final):
+        assert stage.base.startswith("python:3.11-slim"), stage.base
+    assert build.name == "build"
+    assert any("pip wheel" in i.args for i in build.all("RUN"))
+    # the final stage installs the built wheels into a venv, offline, from the build stage
+    runs = " ".join(i.args for i in final.all("RUN"))
+    assert "python -m venv" in runs and "--no-index" in runs
+    takes_from_build = [i for i in final.instructions if i.flags.get("from") == "build"] + [
+        i for i in final.all("RUN") if "from=build" in i.flags.get("mount", "")
+    ]
+    assert takes_from_build
+    for forbidden in ("apt-get install", "build-essential", "gcc", "apk add"):
+        assert forbidden not in runs
+    user = final.last("USER")
+    assert user is not None and user.args.split(":")[0] == "10001"
+    assert final.instructions.index(user) > max(final.instructions.index(i) for i in final.all("RUN"))
+    entrypoint, cmd = final.last("ENTRYPOINT"), final.last("CMD")
+    assert entrypoint and entrypoint.exec_form() == ["medic"]
+    assert cmd and cmd.exec_form() == ["serve"]
+    assert [i.args for i in final.all("EXPOSE")] == ["8080"]
+    assert not final.all("HEALTHCHECK")
+
+
+def test_dockerfile_agrees_with_the_chart() -> None:
+    final = parse_dockerfile(DOCKERFILE).stages[-1]
+    env = final.env()
+    chart_env = render().plain_env
+    for name in ("MEDIC_RULES_DIR", "MEDIC_PLAYBOOKS_DIR", "MEDIC_DATA_DIR", "MEDIC_PORT"):
+        assert env[name] == chart_env[name], name
+    copies = {tuple(i.args.split()) for i in final.all("COPY") if "from" not in i.flags}
+    assert ("rules/", env["MEDIC_RULES_DIR"] + "/") in copies
+    assert ("playbooks/", env["MEDIC_PLAYBOOKS_DIR"] + "/") in copies
+    assert render().pod_spec["securityContext"]["runAsUser"] == int(final.last("USER").args.split(":")[0])  # type: ignore[union-attr]
+
+
+def test_dockerignore_keeps_the_build_inputs_only() -> None:
+    ignore = REPO / ".dockerignore"
+    for needed in (
+        "pyproject.toml",
+        "README.md",
+        "service/medic/app.py",
+        "rules/latency.yaml",
+        "playbooks/high-latency.yaml",
+    ):
+        assert not dockerignore_excludes(ignore, needed), needed
+    for unwanted in (
+        ".git/config",
+        ".venv/bin/python",
+        "tests/unit/test_matchers.py",
+        "helm/playcode-medic/Chart.yaml",
+        "service/medic/__pycache__/app.cpython-311.pyc",
+        "data/medic.sqlite3",
+        ".env",
+    ):
+        assert dockerignore_excludes(ignore, unwanted), unwanted
