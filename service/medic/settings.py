@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -104,7 +104,9 @@ class Settings(BaseSettings):
 
     # Kubernetes: KUBECONFIG is honoured as kubectl does; "off" disables Kubernetes access.
     kube_mode: Literal["auto", "in-cluster", "kubeconfig", "off"] = "auto"
-    kubeconfig: str | None = Field(default=None, validation_alias="KUBECONFIG")
+    kubeconfig: str | None = Field(
+        default=None, validation_alias=AliasChoices("MEDIC_KUBECONFIG", "KUBECONFIG", "kubeconfig")
+    )
     kube_context: str | None = None
 
     # logging

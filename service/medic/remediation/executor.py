@@ -203,10 +203,7 @@ class GuardedRemediator:
             record.status, record.reason = ActionStatus.FAILED, f"{record.action} failed: {exc}"
             return
         record.result = {**record.result, "apply": result}
-        if result.get("already"):
-            record.status, record.reason = ActionStatus.SKIPPED, result.get("note", "already applied")
-            await self.state.finish_action(key, "succeeded", plan.facts)
-            return
+        # An earlier attempt whose answer was lost may have applied it ("already"): verify either way.
         try:
             ok, message = await impl.verify(ctx, plan, verify_timeout)
         except StepError as exc:

@@ -1,0 +1,155 @@
+"""Pods that are not ready, HPAs at their ceiling, volumes filling up (runbook 3.1–3.3). Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medic.incident import Finding
+from medic.playbooks.registry import AnalysisInput, AnalyzerDef
+
+VOLUME_WARN = 0.80
+VOLUME_CRIT = 0.90
+
+
+def _steps(inp: AnalysisInput, collector: str) -> list[str]:
+    return [e.step for e in inp.of(collector) if e.ok]
+
+
+def analyze_not_ready(inp: AnalysisInput) -> list[Finding]:
+    describe = inp.data("k8s.pod_describe") or {}
+    ns = inp.target.namespace if inp.target else inp.labels.get("namespace", "")
+    events = (inp.data("k8s.events") or {}).get("events", [])
+    findings: list[Finding] = []
+    for pod in describe.get("pods", []):
+        if (pod.get("conditions") or {}).get("Ready") == "True":
+            continue
+        name = pod.get("name", "")
+        probe = next(
+            (
+                e
+                for e in events
+                if e.get("reason") == "Unhealthy" and name in (e.get("object") or {}).get("name", "")
+            ),
+            None,
+        )
+        waiting = [
+            f"{c.get('name')}: {((c.get('state') or {}).get('waiting') or {}).get('reason', '')}"
+            for c in pod.get("containers", [])
+            if (c.get("state") or {}).get("waiting")
+        ]
+        if pod.get("phase") == "Pending" and not pod.get("node"):
+            why = "not scheduled"
+            sched = next((e for e in events if e.get("reason") == "FailedScheduling"), None)
+            if sched:
+                why += f": {sched.get('message', '')[:200]}"
+        elif probe:
+            why = f"readiness probe failing: {probe.get('message', '')[:200]}"
+        elif waiting:
+            why = "waiting: " + ", ".join(waiting)
+        else:
+            why = f"phase {pod.get('phase', '?')}"
+        findings.append(
+            Finding(
+                analyzer="not_ready",
+                code="pod.not_ready",
+                severity="warning",
+                summary=f"pod {name} is not ready: {why}",
+                details={"pod": name, "phase": pod.get("phase"), "node": pod.get("node")},
+                evidence=_steps(inp, "k8s.pod_describe") + (_steps(inp, "k8s.events") if probe else []),
+                next_steps=[
+                    f"kubectl describe pod {name} -n {ns}",
+                    f"kubectl logs {name} -n {ns}",
+                    f"kubectl get events -n {ns} --field-selector involvedObject.name={name}",
+                ],
+            )
+        )
+    return findings[:10]
+
+
+def analyze_hpa(inp: AnalysisInput) -> list[Finding]:
+    ns = inp.target.namespace if inp.target else inp.labels.get("namespace", "")
+    findings = []
+    for hpa in (inp.data("k8s.hpa_status") or {}).get("hpas", []):
+        if not hpa.get("at_max"):
+            continue
+        findings.append(
+            Finding(
+                analyzer="hpa",
+                code="hpa.maxed_out",
+                severity="warning",
+                summary=f"HPA {hpa.get('name')} runs at its maximum of {hpa.get('max')} replicas "
+                f"(wants {hpa.get('desired')}): load exceeds what it may scale to",
+                details={k: hpa.get(k) for k in ("name", "min", "max", "current", "desired", "metrics")},
+                evidence=_steps(inp, "k8s.hpa_status"),
+                next_steps=[
+                    f"kubectl get hpa -n {ns}",
+                    f"kubectl top pods -n {ns}",
+                    f"kubectl describe hpa {hpa.get('name')} -n {ns}",
+                ],
+            )
+        )
+    return findings
+
+
+def _volume_usage(inp: AnalysisInput) -> dict[str, float]:
+    usage: dict[str, float] = {}
+    for ev in inp.of("prometheus.query"):
+        if not ev.ok or not isinstance(ev.data, dict):
+            continue
+        for q in ev.data.get("queries", []):
+            if "volume" not in q.get("name", ""):
+                continue
+            for s in q.get("series", []):
+                claim = (s.get("labels") or {}).get("persistentvolumeclaim", "")
+                if claim and s.get("value") is not None:
+                    usage[claim] = float(s["value"])
+    return usage
+
+
+def analyze_pvc(inp: AnalysisInput) -> list[Finding]:
+    ns = inp.target.namespace if inp.target else inp.labels.get("namespace", "")
+    findings: list[Finding] = []
+    pvcs: list[dict[str, Any]] = (inp.data("k8s.pvc_status") or {}).get("pvcs", [])
+    for pvc in pvcs:
+        if pvc.get("phase") not in (None, "Bound"):
+            findings.append(
+                Finding(
+                    analyzer="pvc",
+                    code="pvc.not_bound",
+                    severity="critical",
+                    summary=f"PVC {pvc.get('name')} is {pvc.get('phase')}, not Bound",
+                    details=pvc,
+                    evidence=_steps(inp, "k8s.pvc_status"),
+                    next_steps=[
+                        f"kubectl describe pvc {pvc.get('name')} -n {ns}",
+                        f"kubectl get pvc -n {ns}",
+                    ],
+                )
+            )
+    for claim, ratio in sorted(_volume_usage(inp).items()):
+        if ratio < VOLUME_WARN:
+            continue
+        findings.append(
+            Finding(
+                analyzer="pvc",
+                code="pvc.filling_up",
+                severity="critical" if ratio >= VOLUME_CRIT else "warning",
+                summary=f"volume {claim} is {ratio:.0%} full",
+                details={"pvc": claim, "used_ratio": ratio},
+                evidence=[e.step for e in inp.of("prometheus.query") if e.ok],
+                next_steps=[
+                    f"kubectl get pvc {claim} -n {ns}",
+                    f"kubectl exec -it mongodb-0 -n {ns} -- df -h /data/db"
+                    if "mongo" in claim
+                    else f"kubectl describe pvc {claim} -n {ns}",
+                ],
+            )
+        )
+    return findings
+
+
+ANALYZERS = [
+    AnalyzerDef("not_ready", analyze_not_ready, "why pods are not ready"),
+    AnalyzerDef("hpa", analyze_hpa, "HPA at its maximum"),
+    AnalyzerDef("pvc", analyze_pvc, "PVC not bound or filling up"),
+]

@@ -1,0 +1,265 @@
+"""Issue 3 end to end: a bad rollout crash-loops; Medic diagnoses it and rolls back once — or,
+when the evidence or a guard says no, explains why and leaves the Deployment alone."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from medic.incident import utcnow
+from medic.state.base import ActionMark
+from tests.fakes.kube_apiserver import FakeKubeApiserver
+from tests.integration.crashloop_world import APP, BAD, GOOD, NS, TOKEN, crashloop_world
+
+pytestmark = pytest.mark.integration
+TARGET = f"deployment/{NS}/{APP}"
+
+
+def action(inc: dict[str, Any]) -> dict[str, Any]:
+    assert len(inc["actions"]) == 1, inc["actions"]
+    return dict(inc["actions"][0])
+
+
+def refused_by(inc: dict[str, Any]) -> str:
+    act = action(inc)
+    assert act["status"] == "refused", act
+    return str(act["reason"])
+
+
+async def test_rollback_end_to_end_with_a_real_alertmanager(
+    tmp_path: Path, alertmanager_factory: Any
+) -> None:
+    async with crashloop_world(tmp_path) as w:
+        assert len(w.crashing_pods()) == 3
+        am = await alertmanager_factory(
+            receiver_url=f"{w.medic.url}/api/v1/alerts",
+            bearer_token=TOKEN,
+            group_by=["alertname", "namespace"],
+        )
+        pods = w.crashing_pods()
+        for pod in pods:
+            await am.fire(
+                {
+                    "alertname": "KubePodCrashLooping",
+                    "namespace": NS,
+                    "pod": pod,
+                    "container": APP,
+                    "severity": "warning",
+                }
+            )
+
+        async def done() -> list[dict[str, Any]]:
+            items = await w.incidents()
+            return [i for i in items if i["actions"] and i["actions"][0]["status"] != "running"]
+
+        for _ in range(300):
+            if (items := await done()) and (items[0]["firing"] == 3):
+                break
+            await asyncio.sleep(0.05)
+        items = await w.incidents()
+        assert len(items) == 1, "three crash-looping pods of one Deployment are one incident"
+        inc = await w.incident(items[0]["id"])
+        assert inc["target"] == {"kind": "deployment", "namespace": NS, "name": APP, "inferred": False}
+        top = inc["findings"][0]
+        assert top["code"] == "crashloop.regression", inc["findings"]
+        assert "TypeError" in " ".join(top["details"]["log_sample"])
+        act = action(inc)
+        assert act["status"] == "succeeded", act
+        assert act["result"]["facts"]["from_revision"] == 2 and act["result"]["facts"]["to_revision"] == 1
+        assert all(g["allowed"] for g in act["guards"])
+        assert w.patches() == 1
+        assert w.image() == GOOD
+        assert w.kube.rollout_complete(NS, APP)
+        assert "hunter2-secret" not in str(inc)
+        # the pods are healthy now: Alertmanager resolves, the incident closes
+        for pod in pods:
+            await am.resolve(
+                {
+                    "alertname": "KubePodCrashLooping",
+                    "namespace": NS,
+                    "pod": pod,
+                    "container": APP,
+                    "severity": "warning",
+                }
+            )
+        for _ in range(300):
+            if await w.incidents(status="resolved"):
+                break
+            await asyncio.sleep(0.05)
+        assert [i["id"] for i in await w.incidents(status="resolved")] == [inc["id"]]
+        assert w.patches() == 1
+        async with (
+            __import__("aiohttp").ClientSession() as s,
+            s.get(f"{w.medic.url}/api/v1/incidents/{inc['id']}?format=md") as r,
+        ):
+            md = await r.text()
+        assert "crashloop.regression" in md and "succeeded" in md
+
+
+async def test_dry_run_records_the_plan_and_patches_nothing(tmp_path: Path) -> None:
+    async with crashloop_world(tmp_path, mode="dry-run") as w:
+        await w.post(w.crash_alerts())
+        inc = await w.diagnosed()
+        act = action(inc)
+        assert act["status"] == "planned"
+        assert "would roll back deployment playcode/playcode-app from revision 2" in act["reason"]
+        assert w.patches() == 0 and w.image() == BAD
+        audit = await w.medic.runtime.store.audit(inc["id"])
+        assert audit[0]["record"]["status"] == "planned"
+
+
+async def test_crash_that_predates_the_rollout_is_not_rolled_back(tmp_path: Path) -> None:
+    def old_also_crashes(kube: FakeKubeApiserver) -> None:
+        kube.bad_images.add(GOOD)
+
+    async with crashloop_world(tmp_path, before_rollout=old_also_crashes) as w:
+        pods = [p["metadata"]["name"] for p in w.kube.pods_of(NS, APP)]
+        await w.post(w.crash_alerts(pods))
+        inc = await w.diagnosed()
+        codes = [f["code"] for f in inc["findings"]]
+        assert "crashloop.predates_rollout" in codes and "crashloop.regression" not in codes
+        assert inc["actions"] == [] and w.patches() == 0
+
+
+async def test_dependency_down_is_explained_not_rolled_back(tmp_path: Path) -> None:
+    log = "MongoServerSelectionError: connect ECONNREFUSED 10.0.3.4:27017\n"
+    async with crashloop_world(tmp_path, bad_log=log) as w:
+        await w.post(w.crash_alerts())
+        inc = await w.diagnosed()
+        finding = next(f for f in inc["findings"] if f["code"] == "crashloop.dependency_down")
+        assert finding["details"]["dependency"] == "mongodb"
+        assert inc["actions"] == [] and w.patches() == 0
+
+
+def _annotate(key: str, value: str) -> Any:
+    def patch(kube: FakeKubeApiserver) -> None:
+        kube.patch_object(
+            "Deployment", NS, APP, {"metadata": {"annotations": {key: value}}}, patch_type="merge"
+        )
+
+    return patch
+
+
+def _label(key: str, value: str) -> Any:
+    def patch(kube: FakeKubeApiserver) -> None:
+        kube.patch_object("Deployment", NS, APP, {"metadata": {"labels": {key: value}}}, patch_type="merge")
+
+    return patch
+
+
+@pytest.mark.parametrize(
+    ("after", "words"),
+    [
+        (_annotate("medic.playcode.gg/remediate", "false"), "opt_out"),
+        (_label("argocd.argoproj.io/instance", "playcode"), "gitops"),
+        (
+            _annotate("argocd.argoproj.io/tracking-id", "playcode:apps/Deployment:playcode/playcode-app"),
+            "gitops",
+        ),
+    ],
+)
+async def test_opted_out_or_gitops_targets_are_left_alone(tmp_path: Path, after: Any, words: str) -> None:
+    async with crashloop_world(tmp_path, after_rollout=after) as w:
+        await w.post(w.crash_alerts())
+        inc = await w.diagnosed()
+        assert refused_by(inc).startswith(words)
+        assert w.patches() == 0
+
+
+async def test_kill_switch(tmp_path: Path) -> None:
+    async with crashloop_world(tmp_path) as w:
+        await w.medic.runtime.state.set_kill_switch(True, "alice", "deploy freeze")
+        await w.post(w.crash_alerts())
+        inc = await w.diagnosed()
+        assert "kill switch is on by alice: deploy freeze" in refused_by(inc)
+        assert w.patches() == 0
+
+
+@pytest.mark.parametrize(
+    ("minutes_ago", "guard"),
+    [(5, "cooldown"), (40, "budget")],
+)
+async def test_cooldown_and_budget(tmp_path: Path, minutes_ago: int, guard: str) -> None:
+    async with crashloop_world(tmp_path) as w:
+        await w.medic.runtime.state.begin_action(
+            ActionMark(
+                "earlier",
+                TARGET,
+                "rollback",
+                "inc-earlier",
+                utcnow() - timedelta(minutes=minutes_ago),
+                "succeeded",
+                {"to_hash": "elsewhere"},
+            )
+        )
+        await w.post(w.crash_alerts())
+        inc = await w.diagnosed()
+        assert refused_by(inc).startswith(guard)
+        assert w.patches() == 0
+
+
+async def test_previous_revision_never_healthy(tmp_path: Path) -> None:
+    # Recreate: the old pods are gone, and revision 1 served for seconds, not minutes.
+    async with crashloop_world(tmp_path, strategy={"type": "Recreate"}) as w:
+        await w.post(w.crash_alerts())
+        inc = await w.diagnosed()
+        assert refused_by(inc).startswith("precondition:previous_revision_healthy")
+        assert w.patches() == 0
+
+
+async def test_someone_else_changed_the_deployment_409(tmp_path: Path) -> None:
+    async with crashloop_world(tmp_path) as w:
+        w.kube.inject_fault("PATCH", rf"/deployments/{APP}$", 409, times=None)
+        await w.post(w.crash_alerts())
+        inc = await w.diagnosed()
+        assert refused_by(inc).startswith("conflict")
+        assert w.patches() == 1 and w.image() == BAD
+
+
+async def test_api_faults_complete_with_bounded_retries_and_one_rollback(tmp_path: Path) -> None:
+    async with crashloop_world(tmp_path) as w:
+        w.kube.inject_fault("GET", r"/apis/apps/v1/", 500, times=None, ratio=0.3)
+        w.kube.inject_fault("GET", r"/pods", 429, times=3)
+        w.kube.inject_fault("PATCH", rf"/deployments/{APP}$", 500, times=1, after=True)  # lost answer
+        before = len(w.kube.requests)
+        await w.post(w.crash_alerts())
+        inc = await w.diagnosed()
+        act = action(inc)
+        assert act["status"] == "succeeded", act
+        assert w.image() == GOOD
+        dep = w.kube.get_object("Deployment", NS, APP)
+        assert dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"  # one rollback only
+        assert len(w.kube.replicasets_of(NS, APP)) == 2
+        assert len(w.kube.requests) - before < 120  # retries are bounded
+
+
+async def test_duplicate_and_concurrent_deliveries_roll_back_once(tmp_path: Path) -> None:
+    async with crashloop_world(tmp_path) as w:
+        alerts = w.crash_alerts()
+        results = await asyncio.gather(*(w.post(alerts) for _ in range(6)))
+        assert sum(r["new"] for r in results) == 3
+        # a second HA Alertmanager grouping differently: one pod per notification
+        await asyncio.gather(*(w.post([a]) for a in alerts))
+        inc = await w.diagnosed()
+        assert len(await w.incidents()) == 1
+        assert action(inc)["status"] == "succeeded"
+        assert w.patches() == 1
+
+
+async def test_a_rollback_that_did_not_help_is_not_repeated(tmp_path: Path) -> None:
+    async with crashloop_world(tmp_path) as w:
+        await w.medic.runtime.state.begin_action(
+            ActionMark(
+                "earlier", TARGET, "rollback", "inc-earlier", utcnow() - timedelta(minutes=45), "failed", {}
+            )
+        )
+        await w.medic.runtime.state.finish_action("earlier", "failed", {})
+        await w.post(w.crash_alerts())
+        inc = await w.diagnosed()
+        # the budget (1 per hour) would also say no; the flap guard gives the reason to escalate
+        act = action(inc)
+        assert any(g["guard"] == "flap" and not g["allowed"] for g in act["guards"])
