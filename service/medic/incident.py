@@ -87,6 +87,7 @@ class ActionRecord(BaseModel):
     reason: str = ""
     result: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str = ""
+    approved_by: str = ""  # who approved it, for actions of rules in mode "approve"
     at: datetime = Field(default_factory=utcnow)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from medic.analysis.decide import Decision
+from medic.analysis.decide import Decision, effective_mode
 from medic.config import CompiledPlaybook
 from medic.errors import StepError
 from medic.incident import ActionRecord, ActionStatus, Incident, utcnow
@@ -51,8 +51,28 @@ class GuardedRemediator:
         self.clock = clock
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}"
 
+    async def approve(
+        self, incident: Incident, rule: Rule, playbook: CompiledPlaybook, action: str, approver: str
+    ) -> ActionRecord:
+        """Carry out an approved proposal: every guard is evaluated again now (state may have
+        changed since the proposal), then the action runs as if the rule said ``auto`` — still
+        capped by the global mode."""
+        compiled = playbook.actions.get(action)
+        if compiled is None or incident.target is None or rule.remediation is None:
+            raise StepError(f"incident {incident.id} has no action {action!r} to approve")
+        decision = Decision(compiled, effective_mode(self.settings.mode, "auto"), f"approved by {approver}")
+        record = await self.handle(incident, rule, playbook, decision, approved_by=approver)
+        assert record is not None
+        return record
+
     async def handle(
-        self, incident: Incident, rule: Rule, playbook: CompiledPlaybook, decision: Decision
+        self,
+        incident: Incident,
+        rule: Rule,
+        playbook: CompiledPlaybook,
+        decision: Decision,
+        *,
+        approved_by: str = "",
     ) -> ActionRecord | None:
         if decision.action is None or incident.target is None or rule.remediation is None:
             return None
@@ -67,6 +87,7 @@ class GuardedRemediator:
             mode=decision.mode,
             status=ActionStatus.PLANNED,
             params=compiled.params.model_dump(mode="json"),
+            approved_by=approved_by,
         )
         try:
             plan = await compiled.action.impl.plan(ctx, compiled.params)
