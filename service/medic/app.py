@@ -15,12 +15,13 @@ from medic.backends import Backends
 from medic.config import Config, load_config
 from medic.intake.auth import Credentials
 from medic.intake.handlers import WebhookIntake
+from medic.kube.resolver import KubeTargetResolver
 from medic.metrics import Metrics
 from medic.pipeline import Pipeline
 from medic.playbooks.registry import Registry, default_registry
 from medic.problem import problem_middleware
 from medic.remediation.executor import GuardedRemediator
-from medic.rules.targets import LabelTargetResolver
+from medic.rules.targets import LabelTargetResolver, TargetResolver
 from medic.settings import Settings
 from medic.sqlitedb import SqliteDB
 from medic.state.sqlite import SqliteInbox, SqliteRemediationState
@@ -68,6 +69,11 @@ class Runtime:
                 await backends.close()
             await db.close()
             raise
+        resolver: TargetResolver = (
+            KubeTargetResolver(backends.kube, settings.namespaces)
+            if backends.kube is not None
+            else LabelTargetResolver()
+        )
         metrics = Metrics()
         remediator = GuardedRemediator(settings=settings, state=state, store=store, kube=backends.kube)
         pipeline = Pipeline(
@@ -76,7 +82,7 @@ class Runtime:
             registry=registry,
             store=store,
             backends=backends,
-            resolver=LabelTargetResolver(),
+            resolver=resolver,
             metrics=metrics,
             remediator=remediator,
         )

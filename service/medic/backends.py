@@ -6,9 +6,12 @@ A backend left unconfigured is ``None``; collectors that need it report ``not_co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from medic.collectors.loki import LokiBackend
+from medic.collectors.mongo import MongoBackend
 from medic.collectors.prometheus import PrometheusBackend
+from medic.collectors.redis_target import RedisBackend
+from medic.kube.client import KubeClient
 from medic.settings import Settings
 
 
@@ -16,16 +19,23 @@ from medic.settings import Settings
 class Backends:
     settings: Settings
     prometheus: PrometheusBackend | None = None
-    kube: Any = None
-    mongo: Any = None
-    redis: Any = None
-    loki: Any = None
+    kube: KubeClient | None = None
+    mongo: MongoBackend | None = None  # the MongoDB being diagnosed, not Medic's own store
+    redis: RedisBackend | None = None  # the Redis being diagnosed, not Medic's own state
+    loki: LokiBackend | None = None
 
     @classmethod
     async def from_settings(cls, settings: Settings) -> Backends:
         backends = cls(settings=settings)
         if settings.prometheus_url:
             backends.prometheus = PrometheusBackend(settings.prometheus_url)
+        if settings.target_mongo_url is not None:
+            backends.mongo = MongoBackend(settings.target_mongo_url.get_secret_value())
+        if settings.target_redis_url is not None:
+            backends.redis = RedisBackend(settings.target_redis_url.get_secret_value())
+        if settings.loki_url:
+            backends.loki = LokiBackend(settings.loki_url)
+        backends.kube = await KubeClient.from_settings(settings)
         return backends
 
     async def close(self) -> None:

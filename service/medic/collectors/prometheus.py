@@ -93,6 +93,85 @@ CATALOG: dict[str, NamedQuery] = {
             warn=1,
             crit=3,
         ),
+        # Data-plane diagnosis (runbook 3.2, 3.3, 3.5). No thresholds: the analyzers that read
+        # them (latency, mongodb, websocket) judge these numbers in context.
+        NamedQuery(
+            name="websocket_connections_30m_ago",
+            expr="sum(websocket_connections_active{namespace=$namespace} offset 30m)",
+            unit="connections",
+            description="open WebSocket connections 30 minutes ago",
+        ),
+        NamedQuery(
+            name="websocket_connections_change_30m",
+            expr="(sum(websocket_connections_active{namespace=$namespace})"
+            " - sum(websocket_connections_active{namespace=$namespace} offset 30m))"
+            " / sum(websocket_connections_active{namespace=$namespace} offset 30m)",
+            unit="ratio",
+            description="change of open WebSocket connections against 30 minutes ago",
+            compare="below",
+        ),
+        NamedQuery(
+            name="pod_cpu_usage_cores",
+            expr="sum by (pod) (rate(container_cpu_usage_seconds_total"
+            "{namespace=$namespace,container=$deployment}[5m]))",
+            unit="cores",
+            description="CPU used per pod (kubectl top pods)",
+        ),
+        NamedQuery(
+            name="pod_cpu_limit_ratio",
+            expr="sum by (pod) (rate(container_cpu_usage_seconds_total"
+            "{namespace=$namespace,container=$deployment}[5m]))"
+            " / sum by (pod) (kube_pod_container_resource_limits"
+            '{namespace=$namespace,container=$deployment,resource="cpu"})',
+            unit="ratio",
+            description="CPU used per pod as a share of its limit",
+        ),
+        NamedQuery(
+            name="pod_memory_working_set_bytes",
+            expr="sum by (pod) (container_memory_working_set_bytes"
+            "{namespace=$namespace,container=$deployment})",
+            unit="bytes",
+            description="memory working set per pod (kubectl top pods)",
+        ),
+        NamedQuery(
+            name="pod_memory_limit_ratio",
+            expr="sum by (pod) (container_memory_working_set_bytes"
+            "{namespace=$namespace,container=$deployment})"
+            " / sum by (pod) (kube_pod_container_resource_limits"
+            '{namespace=$namespace,container=$deployment,resource="memory"})',
+            unit="ratio",
+            description="memory working set per pod as a share of its limit",
+        ),
+        NamedQuery(
+            name="hpa_current_replicas",
+            expr="max by (horizontalpodautoscaler) "
+            "(kube_horizontalpodautoscaler_status_current_replicas{namespace=$namespace})",
+            unit="replicas",
+            description="current replicas per HPA",
+        ),
+        NamedQuery(
+            name="hpa_max_replicas",
+            expr="max by (horizontalpodautoscaler) "
+            "(kube_horizontalpodautoscaler_spec_max_replicas{namespace=$namespace})",
+            unit="replicas",
+            description="maximum replicas per HPA",
+        ),
+        NamedQuery(
+            name="hpa_replicas_ratio",
+            expr="max by (horizontalpodautoscaler) "
+            "(kube_horizontalpodautoscaler_status_current_replicas{namespace=$namespace})"
+            " / max by (horizontalpodautoscaler) "
+            "(kube_horizontalpodautoscaler_spec_max_replicas{namespace=$namespace})",
+            unit="ratio",
+            description="current replicas per HPA as a share of its maximum",
+        ),
+        NamedQuery(
+            name="volume_usage_ratio",
+            expr="max by (persistentvolumeclaim) (kubelet_volume_stats_used_bytes{namespace=$namespace}"
+            " / kubelet_volume_stats_capacity_bytes{namespace=$namespace})",
+            unit="ratio",
+            description="used share of each PersistentVolumeClaim (kubelet volume stats)",
+        ),
     ]
 }
 

@@ -35,6 +35,9 @@ class StepContext:
     backends: Backends
     now: datetime
     timeout: float
+    # One playbook run's cache, shared by all its collectors (dataclasses.replace keeps the dict):
+    # e.g. medic.kube.reads fetches the Deployment once however many collectors need it.
+    memo: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,12 +83,13 @@ class AnalyzerDef:
 @dataclass(frozen=True)
 class ActionDef:
     name: str
-    fn: Callable[..., Awaitable[Any]]
+    impl: Any  # a medic.remediation.base.Action: plan / apply / verify
     params: type[BaseModel] = NoParams
     summary: str = ""
     target_kinds: tuple[str, ...] = ("deployment",)
     approve_only: bool = False  # never runs in rule mode "auto"
-    kube_permissions: tuple[tuple[str, str, str], ...] = ()  # (apiGroup, resource, verb)
+    guarded_write: bool = False  # the write carries its own precondition (safe to re-attempt)
+    kube_permissions: tuple[tuple[str, str, str], ...] = ()  # (apiGroup, resource, verb) it writes
 
 
 @dataclass
@@ -114,9 +118,16 @@ class Registry:
 def default_registry() -> Registry:
     """Every collector, analyzer and action Medic ships."""
     from medic.analysis import builtin as builtin_analyzers
-    from medic.collectors import prometheus
+    from medic.analysis import crashloop, latency, mongodb, redis_health, websocket, workload
+    from medic.collectors import k8s, loki, mongo, prometheus, redis_target
+    from medic.remediation import k8s_actions
 
     registry = Registry()
     registry.add(*prometheus.COLLECTORS)
+    registry.add(*mongo.COLLECTORS, *redis_target.COLLECTORS, *loki.COLLECTORS)
+    registry.add(*k8s.COLLECTORS)
     registry.add(*builtin_analyzers.ANALYZERS)
+    registry.add(*latency.ANALYZERS, *mongodb.ANALYZERS, *redis_health.ANALYZERS, *websocket.ANALYZERS)
+    registry.add(*crashloop.ANALYZERS, *workload.ANALYZERS)
+    registry.add(*k8s_actions.ACTIONS)
     return registry

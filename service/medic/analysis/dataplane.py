@@ -1,0 +1,149 @@
+"""Shared pieces of the data-plane analyzers: reading evidence, real names, runbook commands.
+
+Pure functions over an :class:`AnalysisInput`. Names come from the incident's target when it is
+the system in question (statefulset ``mongodb`` -> pod ``mongodb-0``; deployment ``redis``) and
+otherwise from PlayCode's defaults (DESIGN §7), so every next step can be pasted as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from medic.evidence import Evidence, StepStatus
+from medic.playbooks.registry import AnalysisInput
+
+DEFAULT_NAMESPACE = "playcode"
+DEFAULT_APP = "playcode-app"
+DEFAULT_MONGO_STATEFULSET = "mongodb"
+DEFAULT_REDIS = "redis"
+FAILED = (StepStatus.ERROR, StepStatus.TIMEOUT)
+
+
+@dataclass(frozen=True)
+class Names:
+    namespace: str
+    app: str
+    mongo_statefulset: str
+    redis: str
+
+    @property
+    def mongo_pod(self) -> str:
+        return f"{self.mongo_statefulset}-0"
+
+
+def names(inp: AnalysisInput) -> Names:
+    target = inp.target
+    namespace = (target.namespace if target and target.namespace else "") or inp.labels.get("namespace", "")
+    app, mongo, redis = DEFAULT_APP, DEFAULT_MONGO_STATEFULSET, DEFAULT_REDIS
+    if target is not None and target.kind == "statefulset" and "mongo" in target.name:
+        mongo = target.name
+    elif target is not None and target.kind == "deployment":
+        if "redis" in target.name:
+            redis = target.name
+        else:
+            app = target.name
+    return Names(namespace or DEFAULT_NAMESPACE, app, mongo, redis)
+
+
+# --------------------------------------------------------------------------- runbook commands
+
+
+def mongosh(n: Names, script: str, db: str = "") -> str:
+    database = f"{db} " if db else ""
+    return f'kubectl exec -it {n.mongo_pod} -n {n.namespace} -- mongosh {database}--eval "{script}"'
+
+
+def current_op_cmd(n: Names, secs: int = 3) -> str:
+    # \$ as in the runbook: the command is pasted into a shell, inside double quotes.
+    return mongosh(n, f"db.currentOp({{'secs_running': {{'\\$gte': {secs}}}}})")
+
+
+def redis_cli(n: Names, args: str) -> str:
+    return f"kubectl exec -it deployment/{n.redis} -n {n.namespace} -- redis-cli {args}"
+
+
+def app_logs_grep(n: Names, word: str) -> str:
+    return f'kubectl logs deployment/{n.app} -n {n.namespace} | grep -i "{word}"'
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+def ok_data(inp: AnalysisInput, collector: str) -> Iterator[tuple[Evidence, dict[str, Any]]]:
+    """(evidence, data) of every successful run of ``collector`` whose data is a mapping."""
+    for ev in inp.of(collector):
+        if ev.ok and isinstance(ev.data, dict):
+            yield ev, ev.data
+
+
+def first(inp: AnalysisInput, collector: str) -> tuple[Evidence, dict[str, Any]] | None:
+    return next(ok_data(inp, collector), None)
+
+
+def failures(inp: AnalysisInput, prefix: str) -> list[Evidence]:
+    """Runs of collectors named ``prefix...`` that failed (error or timeout)."""
+    return [e for e in inp.evidence.values() if e.collector.startswith(prefix) and e.status in FAILED]
+
+
+def all_failed(inp: AnalysisInput, prefix: str) -> list[Evidence]:
+    """The failures when *every* run of ``prefix...`` collectors failed and there was one, else []."""
+    runs = [e for e in inp.evidence.values() if e.collector.startswith(prefix)]
+    failed = [e for e in runs if e.status in FAILED]
+    tried = [e for e in runs if e.status not in (StepStatus.NOT_CONFIGURED, StepStatus.SKIPPED)]
+    return failed if failed and len(failed) == len(tried) else []
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    step: str
+    name: str
+    value: float | None
+    series: list[dict[str, Any]]
+    warn: float | None
+    crit: float | None
+
+
+def query(inp: AnalysisInput, name: str) -> QueryResult | None:
+    """The named Prometheus query's result from any successful ``prometheus.query`` run."""
+    for ev, data in ok_data(inp, "prometheus.query"):
+        for q in data.get("queries", []):
+            if isinstance(q, dict) and q.get("name") == name and "error" not in q:
+                series = [s for s in q.get("series", []) if isinstance(s, dict)]
+                return QueryResult(ev.step, name, q.get("value"), series, q.get("warn"), q.get("crit"))
+    return None
+
+
+def series_over(result: QueryResult | None, limit: float, label: str) -> list[tuple[str, float]]:
+    """(label value, value) of the series at or above ``limit``, highest first."""
+    if result is None:
+        return []
+    hits = [
+        (str(s.get("labels", {}).get(label, "?")), float(s["value"]))
+        for s in result.series
+        if isinstance(s.get("value"), int | float) and s["value"] >= limit
+    ]
+    return sorted(hits, key=lambda kv: -kv[1])
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def pct(ratio: float) -> str:
+    return f"{ratio * 100:.0f}%"
+
+
+def human_bytes(value: float | None) -> str:
+    if value is None:
+        return "?"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def seconds(value: float) -> str:
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"

@@ -1,0 +1,234 @@
+"""``latency``: why PlayCode is slow (runbook 3.2). One finding per cause the evidence shows.
+
+Causes checked, each from its own evidence: slow MongoDB operations (COLLSCAN called out) and
+slow queries in the profiler, Redis at maxmemory or evicting and slow Redis commands, pods at
+their CPU or memory limit, an HPA at its maximum, and an error spike (5xx ratio, with the top
+error log patterns). When latency is over its threshold and none of these shows, a finding
+says so and lists what was checked, so on-call does not re-check the same things.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medic.analysis.dataplane import (
+    Names,
+    current_op_cmd,
+    first,
+    mongosh,
+    names,
+    ok_data,
+    pct,
+    query,
+    redis_cli,
+    seconds,
+    series_over,
+)
+from medic.analysis.mongodb import slow_ops_finding
+from medic.analysis.redis_health import memory_findings, slowlog_finding
+from medic.incident import Finding, Severity
+from medic.playbooks.registry import AnalysisInput, AnalyzerDef
+
+CPU_WARN, CPU_CRIT = 0.90, 1.0
+MEMORY_WARN = 0.90
+ERROR_RATIO_WARN, ERROR_RATIO_CRIT = 0.01, 0.05
+PROFILE_WARN_MS = 1000
+
+
+def _mongo(inp: AnalysisInput, n: Names) -> list[Finding]:
+    out: list[Finding] = []
+    found = first(inp, "mongo.current_op")
+    if found is not None and (slow := slow_ops_finding("latency", "latency.mongo_slow_ops", *found, n)):
+        out.append(slow)
+    profile = first(inp, "mongo.profiler")
+    if profile is not None:
+        ev, data = profile
+        entries = [e for e in data.get("entries", []) if isinstance(e, dict)]
+        if entries:
+            worst = max(entries, key=lambda e: e.get("millis") or 0)
+            collscans = int(data.get("collscans") or 0)
+            severity: Severity = (
+                "warning" if collscans or (worst.get("millis") or 0) >= PROFILE_WARN_MS else "info"
+            )
+            db = str(data.get("db") or "")
+            out.append(
+                Finding(
+                    analyzer="latency",
+                    code="latency.mongo_slow_queries",
+                    severity=severity,
+                    summary=f"the MongoDB profiler recorded {len(entries)} slow queries since "
+                    f"{data.get('since')}; the slowest took {worst.get('millis')} ms on {worst.get('ns')} "
+                    f"(plan {worst.get('plan_summary') or 'unknown'})"
+                    + (f"; {collscans} were collection scans" if collscans else ""),
+                    details={"shown": len(entries), "collscans": collscans, "slowest": worst},
+                    evidence=[ev.step],
+                    next_steps=[mongosh(n, "db.system.profile.find().sort({ts: -1}).limit(5)", db)],
+                )
+            )
+    return out
+
+
+def _redis(inp: AnalysisInput, n: Names) -> list[Finding]:
+    out: list[Finding] = []
+    found = first(inp, "redis.info")
+    if found is not None:
+        out += memory_findings(*found, n, "latency", "latency.redis_")
+    slowlog = first(inp, "redis.slowlog")
+    if slowlog is not None and (
+        slow := slowlog_finding(*slowlog, n, "latency", "latency.redis_slow_commands")
+    ):
+        out.append(slow)
+    return out
+
+
+def _pods(inp: AnalysisInput, n: Names) -> list[Finding]:
+    out: list[Finding] = []
+    top = f"kubectl top pods -n {n.namespace}"
+    cpu = query(inp, "pod_cpu_limit_ratio")
+    hot = series_over(cpu, CPU_WARN, "pod")
+    if cpu is not None and hot:
+        out.append(
+            Finding(
+                analyzer="latency",
+                code="latency.cpu_saturation",
+                severity="critical" if hot[0][1] >= CPU_CRIT else "warning",
+                summary=f"{len(hot)} pod{'s' if len(hot) != 1 else ''} of {n.app} at "
+                f"{pct(CPU_WARN)}+ of the CPU limit: "
+                + ", ".join(f"{pod} {pct(v)}" for pod, v in hot[:5])
+                + " (CPU throttling adds latency to every request)",
+                details={"pods": dict(hot)},
+                evidence=[cpu.step],
+                next_steps=[
+                    top,
+                    f"kubectl describe deployment/{n.app} -n {n.namespace}",
+                    "kubectl describe node",
+                ],
+            )
+        )
+    memory = query(inp, "pod_memory_limit_ratio")
+    full = series_over(memory, MEMORY_WARN, "pod")
+    if memory is not None and full:
+        out.append(
+            Finding(
+                analyzer="latency",
+                code="latency.memory_pressure",
+                severity="warning",
+                summary=f"{len(full)} pod{'s' if len(full) != 1 else ''} of {n.app} near the memory "
+                "limit: "
+                + ", ".join(f"{pod} {pct(v)}" for pod, v in full[:5])
+                + " (GC pressure, OOM kills next)",
+                details={"pods": dict(full)},
+                evidence=[memory.step],
+                next_steps=[top],
+            )
+        )
+    return out
+
+
+def _hpa(inp: AnalysisInput, n: Names) -> list[Finding]:
+    ratio = query(inp, "hpa_replicas_ratio")
+    maxed = series_over(ratio, 1.0, "horizontalpodautoscaler")
+    if ratio is None or not maxed:
+        return []
+    current, maximum = query(inp, "hpa_current_replicas"), query(inp, "hpa_max_replicas")
+
+    def value(result: Any, hpa: str) -> float | None:
+        for s in result.series if result else []:
+            if s.get("labels", {}).get("horizontalpodautoscaler") == hpa:
+                return float(s["value"]) if isinstance(s.get("value"), int | float) else None
+        return None
+
+    parts = []
+    for hpa, _ in maxed:
+        top = value(maximum, hpa)
+        parts.append(
+            f"{hpa} ({value(current, hpa):.0f}/{top:.0f} replicas)" if top and value(current, hpa) else hpa
+        )
+    steps = [f"kubectl get hpa -n {n.namespace}"]
+    steps += [f"kubectl describe hpa {hpa} -n {n.namespace}" for hpa, _ in maxed[:3]]
+    return [
+        Finding(
+            analyzer="latency",
+            code="latency.hpa_maxed",
+            severity="warning",
+            summary="HPA at its maximum, so it cannot add pods for the load: " + ", ".join(parts),
+            details={"hpas": [h for h, _ in maxed]},
+            evidence=[ratio.step]
+            + [r.step for r in (current, maximum) if r is not None and r.step != ratio.step],
+            next_steps=steps,
+        )
+    ]
+
+
+def _errors(inp: AnalysisInput, n: Names) -> list[Finding]:
+    result = query(inp, "error_ratio_5xx")
+    if result is None or not isinstance(result.value, int | float):
+        return []
+    warn = result.warn if result.warn is not None else ERROR_RATIO_WARN
+    crit = result.crit if result.crit is not None else ERROR_RATIO_CRIT
+    if result.value < warn:
+        return []
+    patterns: list[dict[str, Any]] = []
+    steps_ids = [result.step]
+    for ev, data in ok_data(inp, "loki.query"):
+        if data.get("query") in ("app_errors", "http_5xx", "app_error_text") and data.get("patterns"):
+            steps_ids.append(ev.step)
+            patterns += [p for p in data["patterns"] if isinstance(p, dict)][:3]
+    summary = f"{pct(result.value)} of responses are 5xx: an error spike, not only slowness"
+    if patterns:
+        summary += "; top error lines: " + "; ".join(
+            f"{p.get('pattern')} (x{p.get('count')})" for p in patterns[:3]
+        )
+    return [
+        Finding(
+            analyzer="latency",
+            code="latency.error_spike",
+            severity="critical" if result.value >= crit else "warning",
+            summary=summary,
+            details={"error_ratio_5xx": result.value, "patterns": patterns[:5]},
+            evidence=steps_ids,
+            next_steps=[
+                f"kubectl logs deployment/{n.app} -n {n.namespace} --since=30m | grep -i error",
+                f'Loki: {{namespace="{n.namespace}", container="{n.app}"}} | json | level="error"',
+                f"kubectl rollout history deployment/{n.app} -n {n.namespace}",
+            ],
+        )
+    ]
+
+
+def _unexplained(inp: AnalysisInput, n: Names) -> list[Finding]:
+    slow = []
+    for name in ("latency_p99", "latency_p95"):
+        r = query(inp, name)
+        if r is not None and isinstance(r.value, int | float) and r.warn is not None and r.value >= r.warn:
+            slow.append((r, name))
+    if not slow:
+        return []
+    checked = sorted({e.collector for e in inp.evidence.values() if e.ok})
+    r, name = slow[0]
+    return [
+        Finding(
+            analyzer="latency",
+            code="latency.unexplained",
+            severity="info",
+            summary=f"{name.removeprefix('latency_')} latency is {seconds(float(r.value or 0))} but "
+            "none of the usual causes shows (checked: " + ", ".join(checked) + ")",
+            details={"checked": checked},
+            evidence=[r.step],
+            next_steps=[
+                f"kubectl top pods -n {n.namespace}",
+                current_op_cmd(n),
+                redis_cli(n, "info memory"),
+                f"kubectl get hpa -n {n.namespace}",
+            ],
+        )
+    ]
+
+
+def latency(inp: AnalysisInput) -> list[Finding]:
+    n = names(inp)
+    causes = _mongo(inp, n) + _redis(inp, n) + _pods(inp, n) + _hpa(inp, n) + _errors(inp, n)
+    return causes or _unexplained(inp, n)
+
+
+ANALYZERS = [AnalyzerDef("latency", latency, "causes of high latency (runbook 3.2)")]

@@ -1,0 +1,285 @@
+"""``mongodb``: MongoDB down or degraded (runbook 3.3), from the ``mongo.*`` evidence.
+
+Findings: unreachable, no primary, unhealthy members (majority lost), replication lag, disk of
+/data/db nearly full (dbStats, or the PVC's kubelet volume stats when mongod is down), connections
+exhausted, WiredTiger cache pressure, and long-running operations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medic.analysis.dataplane import (
+    Names,
+    all_failed,
+    current_op_cmd,
+    first,
+    human_bytes,
+    mongosh,
+    names,
+    pct,
+    query,
+)
+from medic.evidence import Evidence
+from medic.incident import Finding, Severity
+from medic.playbooks.registry import AnalysisInput, AnalyzerDef
+
+DISK_WARN, DISK_CRIT = 0.85, 0.95
+CONN_WARN, CONN_CRIT = 0.80, 0.95
+CONN_MIN_AVAILABLE = 50
+LAG_WARN, LAG_CRIT = 30.0, 300.0
+CACHE_USED_WARN, CACHE_DIRTY_WARN = 0.95, 0.20
+SLOW_OP_CRIT_SECS = 30
+
+
+def _pod_steps(n: Names) -> list[str]:
+    return [
+        f"kubectl get pods -n {n.namespace} -l app={n.mongo_statefulset}",
+        f"kubectl describe pod {n.mongo_pod} -n {n.namespace}",
+        f"kubectl logs {n.mongo_pod} -n {n.namespace} --previous",
+    ]
+
+
+def _disk_steps(n: Names) -> list[str]:
+    return [
+        f"kubectl get pvc -n {n.namespace}",
+        f"kubectl exec -it {n.mongo_pod} -n {n.namespace} -- df -h /data/db",
+    ]
+
+
+def slow_ops_finding(
+    analyzer: str, code: str, ev: Evidence, data: dict[str, Any], n: Names
+) -> Finding | None:
+    """A finding for client operations running >= min_secs (COLLSCAN called out), or None."""
+    ops = [o for o in data.get("ops", []) if isinstance(o, dict) and not o.get("internal")]
+    count = int(data.get("app_ops") or len(ops))
+    if not count:
+        return None
+    longest = ops[0] if ops else {}
+    collscans = int(data.get("collscans") or 0)
+    secs = int(data.get("max_secs_running") or 0)
+    severity: Severity = "critical" if collscans or secs >= SLOW_OP_CRIT_SECS else "warning"
+    summary = (
+        f"{count} MongoDB operation{'s' if count != 1 else ''} running for "
+        f"{data.get('min_secs', 3)} s or more; the longest has run {secs} s "
+        f"({longest.get('op')} on {longest.get('ns')}, plan {longest.get('plan_summary') or 'unknown'})"
+    )
+    if collscans:
+        summary += f"; {collscans} scan{'' if collscans != 1 else 's'} a whole collection (COLLSCAN)"
+    if data.get("waiting_for_lock"):
+        summary += f"; {data['waiting_for_lock']} waiting for a lock"
+    steps = [current_op_cmd(n, int(data.get("min_secs", 3)))]
+    for ns in dict.fromkeys(o["ns"] for o in ops if o.get("collscan") and "." in str(o.get("ns"))):
+        db, _, coll = str(ns).partition(".")
+        steps.append(mongosh(n, f"db.getCollection('{coll}').getIndexes()", db))
+    if longest.get("opid") is not None:
+        kill = mongosh(n, f"db.killOp({longest['opid']})")
+        steps.append(f"# only if it must stop now: {kill}")
+    return Finding(
+        analyzer=analyzer,
+        code=code,
+        severity=severity,
+        summary=summary,
+        details={
+            "count": count,
+            "collscans": collscans,
+            "max_secs_running": secs,
+            "capped": bool(data.get("capped")),
+            "by_ns": data.get("by_ns", {}),
+            "ops": [
+                {k: o.get(k) for k in ("opid", "ns", "op", "secs_running", "plan_summary", "client")}
+                for o in ops[:5]
+            ],
+        },
+        evidence=[ev.step],
+        next_steps=steps,
+    )
+
+
+def _unreachable(inp: AnalysisInput, n: Names) -> list[Finding]:
+    failed = all_failed(inp, "mongo.")
+    if not failed:
+        return []
+    errors = "; ".join(f"{e.step}: {e.error or e.status.value}" for e in failed[:3])
+    return [
+        Finding(
+            analyzer="mongodb",
+            code="mongodb.unreachable",
+            severity="critical",
+            summary=f"MongoDB did not answer any diagnostic command ({errors})",
+            details={"steps": {e.step: e.status.value for e in failed}},
+            evidence=[e.step for e in failed],
+            next_steps=[*_pod_steps(n), mongosh(n, "rs.status()")],
+        )
+    ]
+
+
+def _replica_set(inp: AnalysisInput, n: Names) -> list[Finding]:
+    found = first(inp, "mongo.rs_status")
+    if found is None or not found[1].get("replica_set"):
+        return []
+    ev, rs = found
+    members = [m for m in rs.get("members", []) if isinstance(m, dict)]
+    states = {m.get("name"): m.get("state") for m in members}
+    steps = [mongosh(n, "rs.status()"), *_pod_steps(n)[:2]]
+    out: list[Finding] = []
+    if not rs.get("has_primary"):
+        out.append(
+            Finding(
+                analyzer="mongodb",
+                code="mongodb.no_primary",
+                severity="critical",
+                summary=f"replica set {rs.get('set')} has no PRIMARY: writes fail until one is elected "
+                f"(members: {', '.join(f'{k} {v}' for k, v in states.items())})",
+                details={"set": rs.get("set"), "members": states},
+                evidence=[ev.step],
+                next_steps=steps,
+            )
+        )
+    unhealthy = [m for m in members if not m.get("healthy")]
+    if unhealthy:
+        healthy_voters = len(members) - len(unhealthy)
+        majority = rs.get("majority") or len(members) // 2 + 1
+        lost = healthy_voters < majority
+        reasons = [
+            f"{m.get('name')} {m.get('state')}"
+            + (f" ({m['last_heartbeat_message']})" if m.get("last_heartbeat_message") else "")
+            for m in unhealthy
+        ]
+        out.append(
+            Finding(
+                analyzer="mongodb",
+                code="mongodb.member_unhealthy",
+                severity="critical" if lost else "warning",
+                summary=f"{len(unhealthy)} of {len(members)} replica set members unhealthy: "
+                + "; ".join(reasons)
+                + (" — the set has lost its majority and cannot elect a primary" if lost else ""),
+                details={"unhealthy": [m.get("name") for m in unhealthy], "majority": majority},
+                evidence=[ev.step],
+                next_steps=steps,
+            )
+        )
+    lag = rs.get("max_lag_seconds")
+    if isinstance(lag, int | float) and lag >= LAG_WARN:
+        laggard = max(
+            (m for m in members if isinstance(m.get("lag_seconds"), int | float)),
+            key=lambda m: m["lag_seconds"],
+        )
+        out.append(
+            Finding(
+                analyzer="mongodb",
+                code="mongodb.replication_lag",
+                severity="critical" if lag >= LAG_CRIT else "warning",
+                summary=f"{laggard.get('name')} is {lag:.0f} s behind the {rs.get('lag_reference')}",
+                details={"max_lag_seconds": lag, "member": laggard.get("name")},
+                evidence=[ev.step],
+                next_steps=[mongosh(n, "rs.printSecondaryReplicationInfo()")],
+            )
+        )
+    return out
+
+
+def _disk(inp: AnalysisInput, n: Names) -> list[Finding]:
+    found = first(inp, "mongo.db_stats")
+    if found is not None and isinstance(found[1].get("fs_used_ratio"), int | float):
+        ev, stats = found
+        ratio = float(stats["fs_used_ratio"])
+        if ratio < DISK_WARN:
+            return []
+        return [
+            Finding(
+                analyzer="mongodb",
+                code="mongodb.disk_nearly_full",
+                severity="critical" if ratio >= DISK_CRIT else "warning",
+                summary=f"the filesystem of /data/db is {pct(ratio)} full "
+                f"({human_bytes(stats.get('fs_used_size'))} of {human_bytes(stats.get('fs_total_size'))}); "
+                "mongod stops accepting writes and may shut down when it runs out",
+                details={"fs_used_ratio": ratio, "db": stats.get("db"), "data_size": stats.get("data_size")},
+                evidence=[ev.step],
+                next_steps=_disk_steps(n),
+            )
+        ]
+    # mongod down (maybe because of the disk): the kubelet still reports the volume.
+    volumes = query(inp, "volume_usage_ratio")
+    if volumes is None:
+        return []
+    hits = [
+        (str(s.get("labels", {}).get("persistentvolumeclaim", "?")), float(s["value"]))
+        for s in volumes.series
+        if isinstance(s.get("value"), int | float) and s["value"] >= DISK_WARN
+    ]
+    hits = [h for h in hits if "mongo" in h[0] or n.mongo_statefulset in h[0]]
+    if not hits:
+        return []
+    worst = max(h[1] for h in hits)
+    return [
+        Finding(
+            analyzer="mongodb",
+            code="mongodb.disk_nearly_full",
+            severity="critical" if worst >= DISK_CRIT else "warning",
+            summary="MongoDB's volume is nearly full: "
+            + ", ".join(f"PVC {name} {pct(v)}" for name, v in hits),
+            details={"volumes": dict(hits)},
+            evidence=[volumes.step],
+            next_steps=_disk_steps(n),
+        )
+    ]
+
+
+def _server(inp: AnalysisInput, n: Names) -> list[Finding]:
+    found = first(inp, "mongo.server_status")
+    if found is None:
+        return []
+    ev, status = found
+    out: list[Finding] = []
+    conns = status.get("connections") or {}
+    ratio, available = conns.get("used_ratio"), conns.get("available")
+    if isinstance(ratio, int | float) and (
+        ratio >= CONN_WARN or (isinstance(available, int) and available <= CONN_MIN_AVAILABLE)
+    ):
+        exhausted = ratio >= CONN_CRIT or (isinstance(available, int) and available <= CONN_MIN_AVAILABLE)
+        out.append(
+            Finding(
+                analyzer="mongodb",
+                code="mongodb.connections_exhausted",
+                severity="critical" if exhausted else "warning",
+                summary=f"MongoDB has {conns.get('current')} connections open and {available} available "
+                f"({pct(ratio)} used): new clients will be refused",
+                details=conns,
+                evidence=[ev.step],
+                next_steps=[
+                    mongosh(n, "db.serverStatus().connections"),
+                    mongosh(n, "db.currentOp(true).inprog.length"),
+                ],
+            )
+        )
+    cache = status.get("wiredtiger_cache") or {}
+    used, dirty = cache.get("used_ratio"), cache.get("dirty_ratio")
+    if (isinstance(used, int | float) and used >= CACHE_USED_WARN) or (
+        isinstance(dirty, int | float) and dirty >= CACHE_DIRTY_WARN
+    ):
+        out.append(
+            Finding(
+                analyzer="mongodb",
+                code="mongodb.cache_pressure",
+                severity="warning",
+                summary=f"WiredTiger cache is {pct(used or 0)} full ({pct(dirty or 0)} dirty): "
+                "application threads are drafted into eviction, which slows every operation",
+                details=cache,
+                evidence=[ev.step],
+                next_steps=[mongosh(n, "db.serverStatus().wiredTiger.cache")],
+            )
+        )
+    return out
+
+
+def mongodb(inp: AnalysisInput) -> list[Finding]:
+    n = names(inp)
+    findings = _unreachable(inp, n) + _replica_set(inp, n) + _disk(inp, n) + _server(inp, n)
+    found = first(inp, "mongo.current_op")
+    if found is not None and (slow := slow_ops_finding("mongodb", "mongodb.slow_operations", *found, n)):
+        findings.append(slow)
+    return findings
+
+
+ANALYZERS = [AnalyzerDef("mongodb", mongodb, "MongoDB down or degraded (runbook 3.3)")]

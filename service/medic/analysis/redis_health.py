@@ -1,0 +1,316 @@
+"""``redis``: Redis down or degraded (runbook 3.4), from the ``redis.*`` evidence.
+
+Findings: unreachable, loading, maxmemory reached (OOM refusals with ``noeviction``, evictions
+otherwise, or close to it), AOF write / rewrite failures, RDB save failures, AOF off, delayed
+fsyncs, rejected connections or clients near ``maxclients``, a broken replica link, slow commands
+and slow PINGs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medic.analysis.dataplane import Names, all_failed, failures, first, human_bytes, names, pct, redis_cli
+from medic.evidence import Evidence
+from medic.incident import Finding, Severity
+from medic.playbooks.registry import AnalysisInput, AnalyzerDef
+
+MEMORY_WARN, MEMORY_FULL = 0.90, 0.98
+CLIENTS_WARN = 0.90
+SLOW_COMMAND_MS, SLOW_COMMAND_WARN_MS = 10.0, 100.0
+PING_WARN_MS = 50.0
+
+
+def _pod_steps(n: Names) -> list[str]:
+    return [
+        redis_cli(n, "ping"),
+        f"kubectl get pods -n {n.namespace} -l app={n.redis}",
+        f"kubectl describe deployment/{n.redis} -n {n.namespace}",
+        f"kubectl logs deployment/{n.redis} -n {n.namespace} --tail=100",
+    ]
+
+
+def _finding(
+    code: str, severity: Severity, summary: str, ev: Evidence, details: dict[str, Any], steps: list[str]
+) -> Finding:
+    return Finding(
+        analyzer="redis",
+        code=code,
+        severity=severity,
+        summary=summary,
+        details=details,
+        evidence=[ev.step],
+        next_steps=steps,
+    )
+
+
+def unreachable(
+    inp: AnalysisInput, n: Names, analyzer: str = "redis", code: str = "redis.unreachable", context: str = ""
+) -> list[Finding]:
+    """Redis did not answer: PING failed, or every redis.* step failed."""
+    failed = [e for e in failures(inp, "redis.") if e.collector == "redis.ping"] or all_failed(inp, "redis.")
+    if not failed:
+        return []
+    errors = "; ".join(f"{e.step}: {e.error or e.status.value}" for e in failed[:3])
+    return [
+        Finding(
+            analyzer=analyzer,
+            code=code,
+            severity="critical",
+            summary=f"Redis did not answer{context} ({errors})",
+            details={"steps": {e.step: e.status.value for e in failed}},
+            evidence=[e.step for e in failed],
+            next_steps=_pod_steps(n),
+        )
+    ]
+
+
+def memory_findings(
+    ev: Evidence, info: dict[str, Any], n: Names, analyzer: str, prefix: str
+) -> list[Finding]:
+    """maxmemory reached: OOM refusals (noeviction), evictions, or close to the limit."""
+    memory = info.get("memory") or {}
+    stats = info.get("stats") or {}
+    ratio = memory.get("used_ratio")
+    evicted = stats.get("evicted_keys") or 0
+    policy = memory.get("maxmemory_policy")
+    oom = (info.get("errorstats") or {}).get("OOM") or 0
+    limit = f"maxmemory {human_bytes(memory.get('maxmemory'))}, policy {policy}"
+    used = f"{human_bytes(memory.get('used_memory'))} used" + (
+        f" ({pct(ratio)})" if ratio is not None else ""
+    )
+    steps = [redis_cli(n, "info memory"), redis_cli(n, "dbsize"), redis_cli(n, "--bigkeys")]
+    details = {
+        "used_memory": memory.get("used_memory"),
+        "maxmemory": memory.get("maxmemory"),
+        "used_ratio": ratio,
+        "maxmemory_policy": policy,
+        "evicted_keys": evicted,
+        "oom_errors": oom,
+    }
+    full = isinstance(ratio, int | float) and ratio >= MEMORY_FULL
+    if policy == "noeviction" and (oom or full):
+        summary = f"Redis is out of memory ({used}, {limit}): writes are refused with OOM errors"
+        if oom:
+            summary += f" ({oom} so far)"
+        return [
+            Finding(
+                analyzer=analyzer,
+                code=f"{prefix}maxmemory_oom",
+                severity="critical",
+                summary=summary,
+                details=details,
+                evidence=[ev.step],
+                next_steps=steps,
+            )
+        ]
+    if isinstance(evicted, int) and evicted > 0:
+        return [
+            Finding(
+                analyzer=analyzer,
+                code=f"{prefix}evicting",
+                severity="critical" if full else "warning",
+                summary=f"Redis has evicted {evicted} keys since it started ({used}, {limit}): "
+                "cached data such as sessions and socket.io adapter state is being dropped",
+                details=details,
+                evidence=[ev.step],
+                next_steps=steps,
+            )
+        ]
+    if isinstance(ratio, int | float) and ratio >= MEMORY_WARN:
+        return [
+            Finding(
+                analyzer=analyzer,
+                code=f"{prefix}memory_high",
+                severity="warning",
+                summary=f"Redis memory is close to its limit ({used}, {limit})",
+                details=details,
+                evidence=[ev.step],
+                next_steps=steps,
+            )
+        ]
+    return []
+
+
+def _persistence(ev: Evidence, info: dict[str, Any], n: Names) -> list[Finding]:
+    p = info.get("persistence") or {}
+    errors = info.get("errorstats") or {}
+    steps = [
+        redis_cli(n, "info persistence"),
+        f"kubectl logs deployment/{n.redis} -n {n.namespace} --tail=100",
+    ]
+    out: list[Finding] = []
+    if p.get("loading") == 1:
+        out.append(
+            _finding(
+                "redis.loading",
+                "warning",
+                "Redis is loading its dataset from disk and answers LOADING until it is done",
+                ev,
+                {"loading": 1},
+                steps,
+            )
+        )
+    if p.get("aof_enabled") == 1 and p.get("aof_last_write_status") not in (None, "ok"):
+        out.append(
+            _finding(
+                "redis.aof_write_error",
+                "critical",
+                "Redis could not write its AOF "
+                f"(aof_last_write_status {p.get('aof_last_write_status')}): it refuses writes while "
+                "the disk is full or failing",
+                ev,
+                p,
+                [*steps, f"kubectl get pvc -n {n.namespace}"],
+            )
+        )
+    if p.get("aof_last_bgrewrite_status") not in (None, "ok"):
+        failures_in_a_row = p.get("aof_rewrites_consecutive_failures")
+        out.append(
+            _finding(
+                "redis.aof_rewrite_failed",
+                "warning",
+                "the last AOF rewrite failed"
+                + (f" ({failures_in_a_row} in a row)" if failures_in_a_row else "")
+                + ": the AOF keeps growing until a rewrite succeeds",
+                ev,
+                p,
+                steps,
+            )
+        )
+    if p.get("rdb_last_bgsave_status") not in (None, "ok"):
+        misconf = bool(errors.get("MISCONF"))
+        out.append(
+            _finding(
+                "redis.rdb_save_failed",
+                "critical" if misconf else "warning",
+                "the last RDB snapshot failed" + (": writes are refused with MISCONF" if misconf else ""),
+                ev,
+                p,
+                steps,
+            )
+        )
+    if p.get("aof_enabled") == 0:
+        out.append(
+            _finding(
+                "redis.aof_disabled",
+                "info",
+                "AOF persistence is off (appendonly no): writes "
+                "since the last snapshot are lost when Redis restarts",
+                ev,
+                {"aof_enabled": 0},
+                [redis_cli(n, "config get appendonly")],
+            )
+        )
+    delayed = p.get("aof_delayed_fsync")
+    if isinstance(delayed, int) and delayed > 0:
+        out.append(
+            _finding(
+                "redis.aof_fsync_delayed",
+                "info",
+                f"{delayed} AOF fsyncs were delayed: the disk is slower than the write load",
+                ev,
+                {"aof_delayed_fsync": delayed},
+                steps,
+            )
+        )
+    return out
+
+
+def _clients(ev: Evidence, info: dict[str, Any], n: Names) -> list[Finding]:
+    clients = info.get("clients") or {}
+    rejected = (info.get("stats") or {}).get("rejected_connections") or 0
+    ratio = clients.get("used_ratio")
+    details = {**clients, "rejected_connections": rejected}
+    steps = [redis_cli(n, "info clients"), redis_cli(n, "client list")]
+    connected = f"{clients.get('connected_clients')} of maxclients {clients.get('maxclients')} connected"
+    if isinstance(rejected, int) and rejected > 0:
+        return [
+            _finding(
+                "redis.rejected_connections",
+                "critical" if (ratio or 0) >= 1 else "warning",
+                f"Redis rejected {rejected} connections since it started ({connected})",
+                ev,
+                details,
+                steps,
+            )
+        ]
+    if isinstance(ratio, int | float) and ratio >= CLIENTS_WARN:
+        return [
+            _finding(
+                "redis.clients_near_limit",
+                "warning",
+                f"Redis is close to maxclients ({connected})",
+                ev,
+                details,
+                steps,
+            )
+        ]
+    return []
+
+
+def _replication(ev: Evidence, info: dict[str, Any], n: Names) -> list[Finding]:
+    repl = info.get("replication") or {}
+    if repl.get("role") == "slave" and repl.get("master_link_status") not in (None, "up"):
+        return [
+            _finding(
+                "redis.replication_broken",
+                "warning",
+                f"this Redis is a replica whose link to its master is {repl.get('master_link_status')}",
+                ev,
+                repl,
+                [redis_cli(n, "info replication")],
+            )
+        ]
+    return []
+
+
+def slowlog_finding(ev: Evidence, data: dict[str, Any], n: Names, analyzer: str, code: str) -> Finding | None:
+    entries = [e for e in data.get("entries", []) if isinstance(e, dict)]
+    slow = [e for e in entries if (e.get("duration_ms") or 0) >= SLOW_COMMAND_MS]
+    if not slow:
+        return None
+    worst = max(slow, key=lambda e: e.get("duration_ms") or 0)
+    commands = sorted({str(e.get("command")) for e in slow})
+    return Finding(
+        analyzer=analyzer,
+        code=code,
+        severity="warning" if worst["duration_ms"] >= SLOW_COMMAND_WARN_MS else "info",
+        summary=f"{len(slow)} slow Redis commands in the slowlog ({', '.join(commands)}); the slowest, "
+        f"{worst.get('command')} {worst.get('key_pattern') or ''}".rstrip()
+        + f", took {worst['duration_ms']:.0f} ms and blocked every other client meanwhile",
+        details={"total": data.get("total"), "slow": slow[:5]},
+        evidence=[ev.step],
+        next_steps=[redis_cli(n, "slowlog get 10")],
+    )
+
+
+def redis_health(inp: AnalysisInput) -> list[Finding]:
+    n = names(inp)
+    findings = unreachable(inp, n)
+    found = first(inp, "redis.info")
+    if found is not None:
+        ev, info = found
+        findings += memory_findings(ev, info, n, "redis", "redis.")
+        findings += _persistence(ev, info, n) + _clients(ev, info, n) + _replication(ev, info, n)
+    slowlog = first(inp, "redis.slowlog")
+    if slowlog is not None and (slow := slowlog_finding(*slowlog, n, "redis", "redis.slow_commands")):
+        findings.append(slow)
+    ping = first(inp, "redis.ping")
+    if ping is not None:
+        median = (ping[1].get("latency_ms") or {}).get("median")
+        if isinstance(median, int | float) and median >= PING_WARN_MS:
+            findings.append(
+                _finding(
+                    "redis.slow_ping",
+                    "warning",
+                    f"Redis answers PING in {median:.0f} ms (median)",
+                    ping[0],
+                    ping[1],
+                    [redis_cli(n, "--latency")],
+                )
+            )
+    return findings
+
+
+ANALYZERS = [AnalyzerDef("redis", redis_health, "Redis down or degraded (runbook 3.4)")]

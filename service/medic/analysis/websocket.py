@@ -1,0 +1,178 @@
+"""``websocket``: broken WebSockets (runbook 3.5).
+
+Findings: open connections dropped against 30 minutes ago, ingress proxy timeouts too short for
+long-lived connections (from a ``k8s.ingress`` evidence ``{"ingresses": [{"name", "annotations"}]}``
+when the playbook has one), socket.io Redis adapter errors and socket errors in the app's logs
+(``loki.query`` ``redis_adapter`` / ``socket``), and Redis being unreachable (the adapter's backbone).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from medic.analysis.dataplane import Names, app_logs_grep, first, names, ok_data, pct, query, redis_cli
+from medic.analysis.redis_health import unreachable
+from medic.incident import Finding
+from medic.playbooks.registry import AnalysisInput, AnalyzerDef
+
+DROP_WARN, DROP_CRIT = -0.30, -0.50
+MIN_TIMEOUT_SECONDS = 3600  # NGINX ingress docs: raise proxy read/send timeouts for WebSockets
+NGINX = "nginx.ingress.kubernetes.io/"
+ALB_ATTRIBUTES = "alb.ingress.kubernetes.io/load-balancer-attributes"
+DEFAULT_TIMEOUT = 60  # NGINX proxy-read/send-timeout and AWS ALB idle timeout defaults
+ERRORISH = re.compile(
+    r"(?i)(error|\berr\b|fail|econnrefused|econnreset|etimedout|enotfound|timed? ?out|"
+    r"refused|unavailable|exception|disconnect|closed|reconnect|lost)"
+)
+
+
+def _drop(inp: AnalysisInput, n: Names) -> list[Finding]:
+    change = query(inp, "websocket_connections_change_30m")
+    now, before = query(inp, "websocket_connections"), query(inp, "websocket_connections_30m_ago")
+    ratio = change.value if change is not None else None
+    now_v = now.value if now is not None else None
+    before_v = before.value if before is not None else None
+    if (
+        ratio is None
+        and isinstance(now_v, int | float)
+        and isinstance(before_v, int | float)
+        and before_v > 0
+    ):
+        ratio = (now_v - before_v) / before_v
+    if not isinstance(ratio, int | float) or ratio > DROP_WARN:
+        return []
+    if before_v is None and isinstance(now_v, int | float) and ratio > -1:
+        before_v = now_v / (1 + ratio)
+    numbers = (
+        f" ({before_v:.0f} → {now_v:.0f})"
+        if isinstance(now_v, int | float) and isinstance(before_v, int | float)
+        else ""
+    )
+    steps = [r.step for r in (change, now, before) if r is not None]
+    return [
+        Finding(
+            analyzer="websocket",
+            code="websocket.connection_drop",
+            severity="critical" if ratio <= DROP_CRIT else "warning",
+            summary=f"open WebSocket connections fell {pct(-ratio)} in 30 minutes{numbers}",
+            details={"change_ratio": ratio, "now": now_v, "before": before_v},
+            evidence=list(dict.fromkeys(steps)),
+            next_steps=[
+                f"kubectl get ingress -n {n.namespace} -o yaml",
+                app_logs_grep(n, "socket"),
+                app_logs_grep(n, "redis"),
+                f"kubectl get pods -n {n.namespace} -l app={n.app}",
+            ],
+        )
+    ]
+
+
+def _seconds(value: Any) -> int | None:
+    text = str(value).strip().rstrip("s")
+    return int(text) if text.isdigit() else None
+
+
+def ingress_timeouts(ingress: dict[str, Any]) -> dict[str, tuple[int, bool]]:
+    """{setting: (seconds, explicitly set)} of the timeouts that close idle WebSockets."""
+    annotations = ingress.get("annotations") or {}
+    if not isinstance(annotations, dict):
+        return {}
+    if any(str(k).startswith("alb.ingress.kubernetes.io/") for k in annotations):
+        attributes = str(annotations.get(ALB_ATTRIBUTES, ""))
+        m = re.search(r"idle_timeout\.timeout_seconds\s*=\s*(\d+)", attributes)
+        return {
+            "alb idle_timeout.timeout_seconds": (int(m.group(1)), True) if m else (DEFAULT_TIMEOUT, False)
+        }
+    out = {}
+    for name in ("proxy-read-timeout", "proxy-send-timeout"):
+        raw = annotations.get(NGINX + name)
+        value = _seconds(raw) if raw is not None else None
+        out[NGINX + name] = (value, True) if value is not None else (DEFAULT_TIMEOUT, False)
+    return out
+
+
+def _ingress(inp: AnalysisInput, n: Names) -> list[Finding]:
+    found = first(inp, "k8s.ingress")
+    if found is None:
+        return []
+    ev, data = found
+    short: dict[str, dict[str, str]] = {}
+    for ingress in data.get("ingresses", []):
+        if not isinstance(ingress, dict):
+            continue
+        for setting, (value, explicit) in ingress_timeouts(ingress).items():
+            if value < MIN_TIMEOUT_SECONDS:
+                short.setdefault(str(ingress.get("name")), {})[setting] = (
+                    f"{value}s" if explicit else f"not set (default {value}s)"
+                )
+    if not short:
+        return []
+    parts = [
+        f"{name}: " + ", ".join(f"{k.removeprefix(NGINX)} {v}" for k, v in s.items())
+        for name, s in short.items()
+    ]
+    return [
+        Finding(
+            analyzer="websocket",
+            code="websocket.ingress_timeout_short",
+            severity="warning",
+            summary="ingress proxy timeouts close idle WebSocket connections early ("
+            + "; ".join(parts)
+            + f"); {MIN_TIMEOUT_SECONDS}s or more is usual for WebSockets",
+            details={"ingresses": short, "recommended_seconds": MIN_TIMEOUT_SECONDS},
+            evidence=[ev.step],
+            next_steps=[f"kubectl get ingress -n {n.namespace} -o yaml"]
+            + [f"kubectl describe ingress {name} -n {n.namespace}" for name in list(short)[:3]],
+        )
+    ]
+
+
+def _logs(inp: AnalysisInput, n: Names) -> list[Finding]:
+    out: list[Finding] = []
+    for ev, data in ok_data(inp, "loki.query"):
+        name = data.get("query")
+        if name not in ("redis_adapter", "socket"):
+            continue
+        bad = [
+            p
+            for p in data.get("patterns", [])
+            if isinstance(p, dict)
+            and (p.get("level") in ("error", "fatal", "50", "60") or ERRORISH.search(str(p.get("pattern"))))
+        ]
+        if not bad:
+            continue
+        lines = sum(int(p.get("count") or 0) for p in bad)
+        top = "; ".join(f"{p.get('pattern')} (x{p.get('count')})" for p in bad[:3])
+        redis = name == "redis_adapter"
+        out.append(
+            Finding(
+                analyzer="websocket",
+                code="websocket.redis_adapter_errors" if redis else "websocket.socket_errors",
+                severity="warning",
+                summary=(
+                    f"{lines} socket.io Redis adapter error lines in the last {data.get('since')}: "
+                    if redis
+                    else f"{lines} socket error lines in the last {data.get('since')}: "
+                )
+                + top
+                + (" — events are not relayed between pods" if redis else ""),
+                details={"lines": lines, "patterns": bad[:5], "logql": data.get("logql")},
+                evidence=[ev.step],
+                next_steps=[app_logs_grep(n, "redis" if redis else "socket")]
+                + ([redis_cli(n, "ping")] if redis else []),
+            )
+        )
+    return out
+
+
+def websocket(inp: AnalysisInput) -> list[Finding]:
+    n = names(inp)
+    findings = _drop(inp, n) + _ingress(inp, n) + _logs(inp, n)
+    findings += unreachable(
+        inp, n, "websocket", "websocket.redis_unreachable", context=" (socket.io's Redis adapter needs it)"
+    )
+    return findings
+
+
+ANALYZERS = [AnalyzerDef("websocket", websocket, "WebSocket trouble (runbook 3.5)")]
