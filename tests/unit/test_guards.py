@@ -10,15 +10,28 @@ from medic.state.base import ActionMark, KillSwitch
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 OK = GuardFacts(
-    now=NOW, global_mode="enforce", kill_switch=KillSwitch(False), rule_mode="auto", namespace="playcode",
-    allowed_namespaces=["playcode"], preconditions=[Precondition("rollout_history", True, "revision 2 exists")],
-    target_budget=Budget(1, timedelta(hours=1), 0), global_budget=Budget(3, timedelta(hours=1), 0),
+    now=NOW,
+    global_mode="enforce",
+    kill_switch=KillSwitch(False),
+    rule_mode="auto",
+    namespace="playcode",
+    allowed_namespaces=["playcode"],
+    preconditions=[Precondition("rollout_history", True, "revision 2 exists")],
+    target_budget=Budget(1, timedelta(hours=1), 0),
+    global_budget=Budget(3, timedelta(hours=1), 0),
 )
 
 
 def mark(minutes_ago: float, status: str = "succeeded", **detail: str) -> ActionMark:
-    return ActionMark("k", "deployment/playcode/playcode-app", "rollback", "inc-1",
-                      NOW - timedelta(minutes=minutes_ago), status, dict(detail))
+    return ActionMark(
+        "k",
+        "deployment/playcode/playcode-app",
+        "rollback",
+        "inc-1",
+        NOW - timedelta(minutes=minutes_ago),
+        status,
+        dict(detail),
+    )
 
 
 def test_all_clear() -> None:
@@ -35,17 +48,30 @@ def test_all_clear() -> None:
         ({"rule_mode": "off"}, "rule_mode", "off"),
         ({"namespace": "kube-system"}, "namespace", "not in MEDIC_NAMESPACES"),
         ({"target_annotations": {"medic.playcode.gg/remediate": "false"}}, "opt_out", "remediate"),
-        ({"target_annotations": {"argocd.argoproj.io/tracking-id": "app:apps/Deployment:playcode/x"}},
-         "gitops", "Git"),
+        (
+            {"target_annotations": {"argocd.argoproj.io/tracking-id": "app:apps/Deployment:playcode/x"}},
+            "gitops",
+            "Git",
+        ),
         ({"target_labels": {"kustomize.toolkit.fluxcd.io/name": "apps"}}, "gitops", "Git"),
-        ({"preconditions": [Precondition("recent_rollout", False, "rolled out 3 days ago")]},
-         "precondition:recent_rollout", "3 days"),
+        (
+            {"preconditions": [Precondition("recent_rollout", False, "rolled out 3 days ago")]},
+            "precondition:recent_rollout",
+            "3 days",
+        ),
         ({"last_action": mark(10)}, "cooldown", "left"),
         ({"target_budget": Budget(1, timedelta(hours=1), 1)}, "budget", "1 of 1"),
         ({"global_budget": Budget(3, timedelta(hours=1), 3)}, "global_budget", "3 of 3"),
         ({"last_action": mark(45, "failed"), "cooldown": timedelta(minutes=30)}, "flap", "did not help"),
-        ({"last_action": mark(45, to_hash="abc"), "current_revision_hash": "abc",
-          "cooldown": timedelta(minutes=30)}, "flap", "is the one failing now"),
+        (
+            {
+                "last_action": mark(45, to_hash="abc"),
+                "current_revision_hash": "abc",
+                "cooldown": timedelta(minutes=30),
+            },
+            "flap",
+            "is the one failing now",
+        ),
         ({"coordination_ok": False}, "coordination", "unreachable"),
     ],
 )
@@ -57,8 +83,9 @@ def test_each_guard_says_no_with_a_reason(change: dict[str, object], guard: str,
 
 
 def test_cooldown_expires_and_old_actions_do_not_flap() -> None:
-    facts = replace(OK, last_action=mark(31, "failed"), cooldown=timedelta(minutes=30),
-                    flap_window=timedelta(minutes=30))
+    facts = replace(
+        OK, last_action=mark(31, "failed"), cooldown=timedelta(minutes=30), flap_window=timedelta(minutes=30)
+    )
     assert first_refusal(evaluate_guards(facts)) is None
 
 
