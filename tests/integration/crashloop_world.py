@@ -111,6 +111,7 @@ async def crashloop_world(
     bad_log: str = CRASH_LOG,
     before_rollout: Callable[[FakeKubeApiserver], None] | None = None,
     after_rollout: Callable[[FakeKubeApiserver], None] | None = None,
+    replicas: int = 3,
     **settings: Any,
 ) -> AsyncIterator[World]:
     async with FakeKubeApiserver(token="medic-sa-token") as kube:
@@ -118,7 +119,7 @@ async def crashloop_world(
             NS,
             APP,
             GOOD,
-            replicas=3,
+            replicas=replicas,
             strategy=strategy or SURGE,
             container_name=APP,
             env={"PORT": "3000", "MONGO_PASSWORD": "hunter2-secret"},
