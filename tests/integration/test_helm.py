@@ -117,6 +117,7 @@ READ: dict[tuple[str, str], set[str]] = {
     ("", "pods/log"): {"get"},
     ("", "events"): {"get", "list", "watch"},
     ("", "persistentvolumeclaims"): {"get", "list", "watch"},
+    ("", "services"): {"get", "list", "watch"},  # k8s.ingress: which services select the target
     ("apps", "deployments"): {"get", "list", "watch"},
     ("apps", "replicasets"): {"get", "list", "watch"},
     ("apps", "statefulsets"): {"get", "list", "watch"},

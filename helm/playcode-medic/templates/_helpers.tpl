@@ -114,7 +114,7 @@ action. Never secrets, never pods/exec, never a wildcard.
 {{- define "medic.namespaceRules" -}}
 {{- $a := .Values.actions }}
 - apiGroups: [""]
-  resources: [pods, events, persistentvolumeclaims]
+  resources: [pods, events, persistentvolumeclaims, services]
   verbs: [get, list, watch]
 - apiGroups: [""]
   resources: [pods/log]
