@@ -267,6 +267,19 @@ class Pipeline:
         incident.findings = self.analyze(incident, playbook, evidence, now)
         decision = decide(rule, playbook, incident.findings, self.settings.mode)
         incident.note("decision", decision.reason, self.clock(), mode=decision.mode)
+        if rule is not None and rule.remediation is not None and decision.action is None:
+            # a "no" from the evidence is a decision too: audited like the guards' refusals
+            await self.store.append_audit(
+                incident.id,
+                "decision",
+                {
+                    "rule": rule.name,
+                    "action": rule.remediation.action,
+                    "mode": decision.mode,
+                    "reason": decision.reason,
+                    "findings": [f.code for f in incident.findings],
+                },
+            )
         if rule is not None and decision.action is not None:
             record = await self.remediator.handle(incident, rule, playbook, decision)
             if record is not None:

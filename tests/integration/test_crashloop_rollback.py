@@ -123,6 +123,8 @@ async def test_crash_that_predates_the_rollout_is_not_rolled_back(tmp_path: Path
         codes = [f["code"] for f in inc["findings"]]
         assert "crashloop.predates_rollout" in codes and "crashloop.regression" not in codes
         assert inc["actions"] == [] and w.patches() == 0
+        (audit,) = await w.medic.runtime.store.audit(inc["id"])
+        assert audit["kind"] == "decision" and "no rollback" in audit["record"]["reason"]
 
 
 async def test_dependency_down_is_explained_not_rolled_back(tmp_path: Path) -> None:
