@@ -3,6 +3,7 @@ grouping of what comes back, bad lines, slow and failing Loki, and the websocket
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -47,8 +48,14 @@ async def backends(loki: FakeLoki) -> AsyncIterator[Backends]:
         await b.close()
 
 
-async def query(backends: Backends, params: dict[str, Any], *, timeout: float = 5.0,
-                target: Target | None = APP, step: str = "loki.query") -> Evidence:
+async def query(
+    backends: Backends,
+    params: dict[str, Any],
+    *,
+    timeout: float = 5.0,
+    target: Target | None = APP,
+    step: str = "loki.query",
+) -> Evidence:
     ctx = StepContext(target, {"namespace": "playcode"}, [], backends, datetime.now(UTC), timeout)
     planned = PlannedStep(step, COLLECTOR, COLLECTOR.params.model_validate(params), timeout)
     return await run_step(planned, ctx, 256 * 1024)
@@ -71,7 +78,9 @@ async def test_the_query_sent(loki: FakeLoki, backends: Backends) -> None:
 async def test_escaping_of_filters_reaches_loki_intact(loki: FakeLoki, backends: Backends) -> None:
     ts = now_ns() - SEC
     loki.push(LABELS, [(ts, 'user said "hi" \\ bye'), (ts + 1, "user said hi")])
-    ev = await query(backends, {"query": "app_error_text", "contains": ['said "hi" \\ bye'], "container": "playcode-app"})
+    ev = await query(
+        backends, {"query": "app_error_text", "contains": ['said "hi" \\ bye'], "container": "playcode-app"}
+    )
     assert ev.ok, ev.error
     assert loki.queries[-1].query == (
         '{namespace="playcode", container="playcode-app"} |= "error" |= "said \\"hi\\" \\\\ bye"'
@@ -84,15 +93,32 @@ async def test_escaping_of_filters_reaches_loki_intact(loki: FakeLoki, backends:
 
 async def test_lines_are_grouped_by_pattern(loki: FakeLoki, backends: Backends) -> None:
     base = now_ns() - 600 * SEC
-    loki.push(LABELS, [
-        (base + i * SEC, json.dumps({"level": "error", "msg": f"user {1000 + i} not found", "res_status": 404}))
-        for i in range(30)
-    ])
-    loki.push({**LABELS, "pod": "playcode-app-7d9f8b6c5d-q8m4z"}, [
-        (base + (40 + i) * SEC, json.dumps({"level": "error", "msg": "redis adapter error",
-                                             "err": {"message": "connect ECONNREFUSED 10.0.0.5:6379"}}))
-        for i in range(5)
-    ])
+    loki.push(
+        LABELS,
+        [
+            (
+                base + i * SEC,
+                json.dumps({"level": "error", "msg": f"user {1000 + i} not found", "res_status": 404}),
+            )
+            for i in range(30)
+        ],
+    )
+    loki.push(
+        {**LABELS, "pod": "playcode-app-7d9f8b6c5d-q8m4z"},
+        [
+            (
+                base + (40 + i) * SEC,
+                json.dumps(
+                    {
+                        "level": "error",
+                        "msg": "redis adapter error",
+                        "err": {"message": "connect ECONNREFUSED 10.0.0.5:6379"},
+                    }
+                ),
+            )
+            for i in range(5)
+        ],
+    )
     loki.push(LABELS, [(base + 50 * SEC, json.dumps({"level": "info", "msg": "user 1 not found"}))])
     loki.push(OTHER, [(base + 60 * SEC, json.dumps({"level": "error", "msg": "not the app"}))])
     ev = await query(backends, {"query": "app_errors"})
@@ -128,12 +154,15 @@ async def test_non_utf8_lines_are_tolerated(loki: FakeLoki, backends: Backends) 
 
 async def test_secrets_in_lines_never_reach_the_evidence(loki: FakeLoki, backends: Backends) -> None:
     ts = now_ns() - SEC
-    loki.push(LABELS, [
-        (ts, f"error: socket auth failed for token={JWT}"),
-        (ts + 1, f"error: socket upgrade with Authorization: Bearer {JWT}"),
-        (ts + 2, '{"level":"error","msg":"socket login","password":"hunter2","apiKey":"AKIA1234567890"}'),
-        (ts + 3, "error: socket to mongodb://playcode:S3cretPw@mongodb-0:27017/userdb"),
-    ])
+    loki.push(
+        LABELS,
+        [
+            (ts, f"error: socket auth failed for token={JWT}"),
+            (ts + 1, f"error: socket upgrade with Authorization: Bearer {JWT}"),
+            (ts + 2, '{"level":"error","msg":"socket login","password":"hunter2","apiKey":"AKIA1234567890"}'),
+            (ts + 3, "error: socket to mongodb://playcode:S3cretPw@mongodb-0:27017/userdb"),
+        ],
+    )
     ev = await query(backends, {"query": "socket"})
     text = ev.model_dump_json()
     assert ev.data["lines"] == 4
@@ -174,11 +203,18 @@ async def test_a_target_without_names_cannot_query(backends: Backends) -> None:
 
 async def test_websocket_analyzer_on_redis_adapter_lines(loki: FakeLoki, backends: Backends) -> None:
     ts = now_ns() - 120 * SEC
-    loki.push(LABELS, [
-        (ts + i * SEC, json.dumps({"level": "error", "msg": "Redis adapter error",
-                                    "err": "connect ETIMEDOUT 10.0.3.7:6379"}))
-        for i in range(12)
-    ])
+    loki.push(
+        LABELS,
+        [
+            (
+                ts + i * SEC,
+                json.dumps(
+                    {"level": "error", "msg": "Redis adapter error", "err": "connect ETIMEDOUT 10.0.3.7:6379"}
+                ),
+            )
+            for i in range(12)
+        ],
+    )
     loki.push(LABELS, [(ts, json.dumps({"level": "info", "msg": "redis adapter ready"}))])
     ev = await query(backends, {"query": "redis_adapter", "since": "30m"}, step="loki.redis_adapter")
     inp = AnalysisInput(APP, {}, [], {ev.step: ev}, datetime.now(UTC) + timedelta(seconds=1))
@@ -187,3 +223,33 @@ async def test_websocket_analyzer_on_redis_adapter_lines(loki: FakeLoki, backend
     assert f.summary.startswith("12 socket.io Redis adapter error lines in the last 30m")
     assert "Redis adapter error: connect ETIMEDOUT <ip> (x12)" in f.summary
     assert f.evidence == ["loki.redis_adapter"]
+
+
+async def test_pathological_lines_are_bounded_and_the_loop_stays_responsive(
+    loki: FakeLoki, backends: Backends
+) -> None:
+    ts = now_ns() - 60 * SEC
+    # Long unbroken words: the worst case for regex-based redaction.
+    loki.push(LABELS, [(ts + i, f"socket {i} " + "Z" * 5000) for i in range(300)])
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    t0 = time.perf_counter()
+    try:
+        ev = await query(backends, {"query": "socket", "limit": 300}, timeout=2.0)
+    finally:
+        tick.cancel()
+    assert time.perf_counter() - t0 < 2.5
+    assert ev.ok, ev.error  # what was grouped within the budget, flagged when not all of it
+    assert ev.data["lines"] == 300
+    assert ev.data["complete"] is (sum(p["count"] for p in ev.data["patterns"]) == 300)
+    assert all(len(p["sample"]) <= 500 for p in ev.data["patterns"])
+    assert max(gaps) < 0.5, f"the event loop stalled for {max(gaps):.2f}s"

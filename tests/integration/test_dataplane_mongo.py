@@ -64,13 +64,16 @@ def ctx(backends: Backends, target: Target | None = MONGO) -> StepContext:
     return StepContext(target, {"namespace": "playcode"}, [], backends, datetime.now(UTC), 5.0)
 
 
-async def collect(backends: Backends, name: str, params: dict[str, Any] | None = None,
-                  timeout: float = 5.0) -> Evidence:
+async def collect(
+    backends: Backends, name: str, params: dict[str, Any] | None = None, timeout: float = 5.0
+) -> Evidence:
     return await run_step(planned(name, params, timeout), ctx(backends), 256 * 1024)
 
 
 def given(*evidence: Evidence, target: Target | None = MONGO) -> AnalysisInput:
-    return AnalysisInput(target, {"namespace": "playcode"}, [], {e.step: e for e in evidence}, datetime.now(UTC))
+    return AnalysisInput(
+        target, {"namespace": "playcode"}, [], {e.step: e for e in evidence}, datetime.now(UTC)
+    )
 
 
 async def test_collscan_slow_query(fake: FakeMongoServer, backends: Backends) -> None:
@@ -109,7 +112,9 @@ async def test_lost_primary(fake: FakeMongoServer, backends: Backends) -> None:
     findings = mongodb(given(*evidence))
     assert [f.code for f in findings] == ["mongodb.no_primary", "mongodb.member_unhealthy"]
     assert findings[0].evidence == ["mongo.rs_status"]
-    assert findings[0].next_steps[0] == 'kubectl exec -it mongodb-0 -n playcode -- mongosh --eval "rs.status()"'
+    assert (
+        findings[0].next_steps[0] == 'kubectl exec -it mongodb-0 -n playcode -- mongosh --eval "rs.status()"'
+    )
 
 
 async def test_full_disk(fake: FakeMongoServer, backends: Backends) -> None:
@@ -143,8 +148,9 @@ async def test_dead_mongo_is_a_fast_error_and_a_finding() -> None:
     backends = await Backends.from_settings(Settings(target_mongo_url=dead_url()))
     try:
         t0 = time.perf_counter()
-        evidence = await run_steps([planned(n, timeout=15) for n in ALL], ctx(backends), deadline=20,
-                                   max_bytes=256 * 1024)
+        evidence = await run_steps(
+            [planned(n, timeout=15) for n in ALL], ctx(backends), deadline=20, max_bytes=256 * 1024
+        )
         elapsed = time.perf_counter() - t0
     finally:
         await backends.close()
@@ -175,25 +181,51 @@ async def test_slow_mongo_times_out(fake: FakeMongoServer, backends: Backends) -
     assert time.perf_counter() - t0 < 1.5
 
 
-async def test_refused_command_is_an_error_with_its_code_name(fake: FakeMongoServer, backends: Backends) -> None:
+async def test_refused_command_is_an_error_with_its_code_name(
+    fake: FakeMongoServer, backends: Backends
+) -> None:
     fake.fail("serverStatus", code=13, errmsg="not authorized on admin to execute command")
     ev = await collect(backends, "mongo.server_status")
     assert ev.status is StepStatus.ERROR
-    assert ev.error == "StepError: serverStatus failed: Unauthorized: not authorized on admin to execute command"
+    assert (
+        ev.error == "StepError: serverStatus failed: Unauthorized: not authorized on admin to execute command"
+    )
 
 
 async def test_profiler_reads_recent_slow_queries(fake: FakeMongoServer, backends: Backends) -> None:
     now = datetime.now(UTC)
     fake.set_fixture("profile", {"was": 1, "slowms": 100, "sampleRate": 1.0})
-    fake.set_profile("userdb", [
-        {"op": "query", "ns": "userdb.users", "millis": 2300, "ts": now - timedelta(minutes=2),
-         "planSummary": "COLLSCAN", "docsExamined": 900000, "nreturned": 1,
-         "command": {"find": "users", "filter": {"email": "bob@example.com"}}},
-        {"op": "query", "ns": "userdb.users", "millis": 40, "ts": now - timedelta(minutes=1),
-         "planSummary": "IXSCAN { _id: 1 }", "command": {"find": "users", "filter": {"_id": 7}}},
-        {"op": "update", "ns": "userdb.sessions", "millis": 500, "ts": now - timedelta(hours=3),
-         "planSummary": "COLLSCAN", "command": {"update": "sessions"}},
-    ])
+    fake.set_profile(
+        "userdb",
+        [
+            {
+                "op": "query",
+                "ns": "userdb.users",
+                "millis": 2300,
+                "ts": now - timedelta(minutes=2),
+                "planSummary": "COLLSCAN",
+                "docsExamined": 900000,
+                "nreturned": 1,
+                "command": {"find": "users", "filter": {"email": "bob@example.com"}},
+            },
+            {
+                "op": "query",
+                "ns": "userdb.users",
+                "millis": 40,
+                "ts": now - timedelta(minutes=1),
+                "planSummary": "IXSCAN { _id: 1 }",
+                "command": {"find": "users", "filter": {"_id": 7}},
+            },
+            {
+                "op": "update",
+                "ns": "userdb.sessions",
+                "millis": 500,
+                "ts": now - timedelta(hours=3),
+                "planSummary": "COLLSCAN",
+                "command": {"update": "sessions"},
+            },
+        ],
+    )
     ev = await collect(backends, "mongo.profiler", {"db": "userdb", "since": "1h", "min_millis": 100})
     assert ev.ok, ev.error
     assert ev.data["enabled"] is True and ev.data["slowms"] == 100

@@ -63,45 +63,64 @@ def pod_series(timeline: Timeline) -> list[Series]:
     out: list[Series] = []
     for pod, cores in (("playcode-app-7d9f8b6c5d-x2k9p", 0.95), ("playcode-app-7d9f8b6c5d-q8m4z", 0.30)):
         labels = {"namespace": "playcode", "pod": pod, "container": "playcode-app"}
-        out.append(counter_series("container_cpu_usage_seconds_total", labels, timeline, lambda _, c=cores: c))
+        out.append(
+            counter_series("container_cpu_usage_seconds_total", labels, timeline, lambda _, c=cores: c)
+        )
         out.append(gauge_series("container_memory_working_set_bytes", labels, timeline, lambda _: 300 * MIB))
         for resource, limit in (("cpu", 1.0), ("memory", 512 * MIB)):
-            out.append(gauge_series("kube_pod_container_resource_limits", {**labels, "resource": resource},
-                                    timeline, lambda _, v=limit: v))
+            out.append(
+                gauge_series(
+                    "kube_pod_container_resource_limits",
+                    {**labels, "resource": resource},
+                    timeline,
+                    lambda _, v=limit: v,
+                )
+            )
     hpa = {"namespace": "playcode", "horizontalpodautoscaler": "playcode-app"}
-    out.append(gauge_series("kube_horizontalpodautoscaler_status_current_replicas", hpa, timeline,
-                            lambda ts: 10 if timeline.in_last(ts, 15) else 4))
+    out.append(
+        gauge_series(
+            "kube_horizontalpodautoscaler_status_current_replicas",
+            hpa,
+            timeline,
+            lambda ts: 10 if timeline.in_last(ts, 15) else 4,
+        )
+    )
     out.append(gauge_series("kube_horizontalpodautoscaler_spec_max_replicas", hpa, timeline, lambda _: 10))
     return out
 
 
 async def test_high_latency_playbook(prometheus_factory: PrometheusFactory) -> None:
     timeline = Timeline.recent(minutes=60)
-    prom = await prometheus_factory([
-        *latency_histogram(timeline, p99=0.08, spike_p99=2.2, spike_minutes=10),
-        *http_requests(timeline, rps=20, error_ratio=0.001, spike_error_ratio=0.08),
-        *pod_series(timeline),
-    ])
+    prom = await prometheus_factory(
+        [
+            *latency_histogram(timeline, p99=0.08, spike_p99=2.2, spike_minutes=10),
+            *http_requests(timeline, rps=20, error_ratio=0.001, spike_error_ratio=0.08),
+            *pod_series(timeline),
+        ]
+    )
     evidence, findings = await run(playbook("high-latency"), prom.url, APP)
 
     q = values(evidence["prometheus.query"])
     assert math.isclose(q["latency_p99"]["value"], 2.2, rel_tol=0.01)
     assert q["latency_p99"]["expr"] == (
-        'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{namespace="playcode"}[5m])))'
+        "histogram_quantile(0.99, sum by (le) "
+        '(rate(http_request_duration_seconds_bucket{namespace="playcode"}[5m])))'
     )
     assert math.isclose(q["error_ratio_5xx"]["value"], 0.08, rel_tol=0.01)
     assert math.isclose(q["request_rate"]["value"], 20, rel_tol=0.05)
     cpu = {s["labels"]["pod"]: s["value"] for s in q["pod_cpu_limit_ratio"]["series"]}
-    assert cpu == pytest.approx({"playcode-app-7d9f8b6c5d-x2k9p": 0.95, "playcode-app-7d9f8b6c5d-q8m4z": 0.30},
-                                rel=0.01)
+    assert cpu == pytest.approx(
+        {"playcode-app-7d9f8b6c5d-x2k9p": 0.95, "playcode-app-7d9f8b6c5d-q8m4z": 0.30}, rel=0.01
+    )
     assert q["pod_memory_limit_ratio"]["value"] == pytest.approx(300 / 512, rel=1e-6)
     assert q["hpa_replicas_ratio"]["value"] == 1.0 and q["hpa_max_replicas"]["value"] == 10
     before = [p for p in q["latency_p99"]["range"][0]["points"] if p[1] is not None]
     assert len(before) >= 25 and before[0][1] < 0.1 < 2 < before[-1][1]  # the spike shows in the trend
 
+    others = ("k8s.top_pods", "k8s.hpa_status", "mongo.current_op", "mongo.profiler", "redis.info",
+              "redis.slowlog", "loki.errors")  # fmt: skip
     assert {e.step: e.status for e in evidence.values() if e.step != "prometheus.query"} == {
-        s: StepStatus.NOT_CONFIGURED
-        for s in ("mongo.current_op", "mongo.profiler", "redis.info", "redis.slowlog", "loki.errors")
+        s: StepStatus.NOT_CONFIGURED for s in others
     }
     assert [(f.code, f.severity) for f in findings] == [
         ("metric.latency_p99", "warning"),
@@ -120,12 +139,14 @@ async def test_high_latency_playbook(prometheus_factory: PrometheusFactory) -> N
 async def test_websocket_drop_and_full_mongo_volume(prometheus_factory: PrometheusFactory) -> None:
     timeline = Timeline.recent(minutes=60)
     pvc = {"namespace": "playcode", "persistentvolumeclaim": "datadir-mongodb-0"}
-    prom = await prometheus_factory([
-        websocket_connections(timeline, level=1200, anomaly_level=300, anomaly_minutes=10),
-        *http_requests(timeline, rps=20, error_ratio=0.001),
-        gauge_series("kubelet_volume_stats_used_bytes", pvc, timeline, lambda _: 97 * MIB),
-        gauge_series("kubelet_volume_stats_capacity_bytes", pvc, timeline, lambda _: 100 * MIB),
-    ])
+    prom = await prometheus_factory(
+        [
+            websocket_connections(timeline, level=1200, anomaly_level=300, anomaly_minutes=10),
+            *http_requests(timeline, rps=20, error_ratio=0.001),
+            gauge_series("kubelet_volume_stats_used_bytes", pvc, timeline, lambda _: 97 * MIB),
+            gauge_series("kubelet_volume_stats_capacity_bytes", pvc, timeline, lambda _: 100 * MIB),
+        ]
+    )
 
     evidence, findings = await run(playbook("websocket"), prom.url, APP)
     q = values(evidence["prometheus.query"])

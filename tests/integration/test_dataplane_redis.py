@@ -52,9 +52,12 @@ async def diagnose(url: str, *, timeout: float = 5.0) -> tuple[list[Evidence], l
     """Run the redis-down playbook's steps concurrently and the redis analyzer over them."""
     async with medic_for(url) as backends:
         ctx = StepContext(REDIS, {"namespace": "playcode"}, [], backends, datetime.now(UTC), timeout)
-        evidence = await run_steps([planned(n, timeout=timeout) for n in PLAYBOOK], ctx, deadline=10,
-                                   max_bytes=256 * 1024)
-    inp = AnalysisInput(REDIS, {"namespace": "playcode"}, [], {e.step: e for e in evidence}, datetime.now(UTC))
+        evidence = await run_steps(
+            [planned(n, timeout=timeout) for n in PLAYBOOK], ctx, deadline=10, max_bytes=256 * 1024
+        )
+    inp = AnalysisInput(
+        REDIS, {"namespace": "playcode"}, [], {e.step: e for e in evidence}, datetime.now(UTC)
+    )
     return evidence, redis_health(inp)
 
 
@@ -94,8 +97,9 @@ async def test_healthy_redis(redis_server: RedisServer, client: list[aioredis.Re
     assert findings == []
 
 
-async def test_maxmemory_with_evictions(redis_server_factory: RedisServerFactory,
-                                        client: list[aioredis.Redis]) -> None:
+async def test_maxmemory_with_evictions(
+    redis_server_factory: RedisServerFactory, client: list[aioredis.Redis]
+) -> None:
     server = await redis_server_factory(maxmemory="2mb", maxmemory_policy="allkeys-lru")
     r = connect(server, client)
     for i in range(300):
@@ -115,8 +119,9 @@ async def test_maxmemory_with_evictions(redis_server_factory: RedisServerFactory
     assert [x.code for x in latency(inp)] == ["latency.redis_evicting"]
 
 
-async def test_noeviction_at_maxmemory_refuses_writes(redis_server_factory: RedisServerFactory,
-                                                      client: list[aioredis.Redis]) -> None:
+async def test_noeviction_at_maxmemory_refuses_writes(
+    redis_server_factory: RedisServerFactory, client: list[aioredis.Redis]
+) -> None:
     server = await redis_server_factory(maxmemory="2mb", maxmemory_policy="noeviction")
     r = connect(server, client)
     refused = 0
@@ -172,8 +177,9 @@ async def test_slow_command_in_the_slowlog(redis_server: RedisServer, client: li
     assert f.code == "redis.slow_commands" and "EVAL" in f.summary
 
 
-async def test_slowlog_shows_key_patterns_not_values(redis_server: RedisServer,
-                                                     client: list[aioredis.Redis]) -> None:
+async def test_slowlog_shows_key_patterns_not_values(
+    redis_server: RedisServer, client: list[aioredis.Redis]
+) -> None:
     r = connect(redis_server, client)
     await r.config_set("slowlog-log-slower-than", 0)
     await r.set("session:8f14e45fceea167a5a36dedd4bea2543", "password=hunter2")
@@ -185,7 +191,9 @@ async def test_slowlog_shows_key_patterns_not_values(redis_server: RedisServer,
     assert "hunter2" not in "".join(e.model_dump_json() for e in evidence)
 
 
-async def test_aof_off_then_on(redis_server_factory: RedisServerFactory, client: list[aioredis.Redis]) -> None:
+async def test_aof_off_then_on(
+    redis_server_factory: RedisServerFactory, client: list[aioredis.Redis]
+) -> None:
     server = await redis_server_factory(appendonly=False)
     _, findings = await diagnose(server.url)
     assert [f.code for f in findings] == ["redis.aof_disabled"]

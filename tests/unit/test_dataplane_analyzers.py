@@ -38,9 +38,17 @@ MONGO = Target(kind="statefulset", namespace="playcode", name="mongodb")
 REDIS = Target(kind="deployment", namespace="playcode", name="redis")
 
 
-def ev(step: str, data: Any = None, *, collector: str | None = None, status: StepStatus = StepStatus.OK,
-       error: str | None = None) -> Evidence:
-    return Evidence(step=step, collector=collector or step.split("#")[0], status=status, data=data, error=error)
+def ev(
+    step: str,
+    data: Any = None,
+    *,
+    collector: str | None = None,
+    status: StepStatus = StepStatus.OK,
+    error: str | None = None,
+) -> Evidence:
+    return Evidence(
+        step=step, collector=collector or step.split("#")[0], status=status, data=data, error=error
+    )
 
 
 def given(*evidence: Evidence, target: Target | None = APP) -> AnalysisInput:
@@ -57,11 +65,23 @@ def prom(*queries: dict[str, Any], step: str = "prometheus.query") -> Evidence:
     return ev(step, {"queries": list(queries)}, collector="prometheus.query")
 
 
-def q(name: str, value: float | None, *, label: str = "", series: dict[str, float] | None = None,
-      warn: float | None = None, crit: float | None = None) -> dict[str, Any]:
+def q(
+    name: str,
+    value: float | None,
+    *,
+    label: str = "",
+    series: dict[str, float] | None = None,
+    warn: float | None = None,
+    crit: float | None = None,
+) -> dict[str, Any]:
     rows = [{"labels": {label: k}, "value": v} for k, v in (series or {}).items()]
-    return {"name": name, "value": value, "series": rows or [{"labels": {}, "value": value}], "warn": warn,
-            "crit": crit}
+    return {
+        "name": name,
+        "value": value,
+        "series": rows or [{"labels": {}, "value": value}],
+        "warn": warn,
+        "crit": crit,
+    }
 
 
 def codes(findings: list[Finding]) -> list[str]:
@@ -75,10 +95,21 @@ def by_code(findings: list[Finding], code: str) -> Finding:
 
 def redis_info(**fields: Any) -> dict[str, Any]:
     base = {
-        "redis_version": "7.0.15", "connected_clients": 5, "maxclients": 10000, "used_memory": 1_000_000,
-        "maxmemory": 0, "maxmemory_policy": "noeviction", "loading": 0, "aof_enabled": 1,
-        "aof_last_bgrewrite_status": "ok", "aof_last_write_status": "ok", "rdb_last_bgsave_status": "ok",
-        "aof_delayed_fsync": 0, "evicted_keys": 0, "rejected_connections": 0, "role": "master",
+        "redis_version": "7.0.15",
+        "connected_clients": 5,
+        "maxclients": 10000,
+        "used_memory": 1_000_000,
+        "maxmemory": 0,
+        "maxmemory_policy": "noeviction",
+        "loading": 0,
+        "aof_enabled": 1,
+        "aof_last_bgrewrite_status": "ok",
+        "aof_last_write_status": "ok",
+        "rdb_last_bgsave_status": "ok",
+        "aof_delayed_fsync": 0,
+        "evicted_keys": 0,
+        "rejected_connections": 0,
+        "role": "master",
     }
     errorstats = fields.pop("errorstats", {})
     base.update(fields)
@@ -105,7 +136,8 @@ def test_latency_names_slow_mongo_ops_with_runbook_commands() -> None:
         "\"db.currentOp({'secs_running': {'\\$gte': 3}})\""
     )
     assert f.next_steps[1] == (
-        "kubectl exec -it mongodb-0 -n playcode -- mongosh userdb --eval \"db.getCollection('users').getIndexes()\""
+        "kubectl exec -it mongodb-0 -n playcode -- mongosh userdb "
+        "--eval \"db.getCollection('users').getIndexes()\""
     )
     assert f.details["ops"][0]["opid"] == 4242
 
@@ -120,13 +152,23 @@ def test_latency_causes_from_pods_hpa_redis_and_errors() -> None:
         q("hpa_current_replicas", 10, label="horizontalpodautoscaler", series={"playcode-app": 10}),
         q("hpa_max_replicas", 10, label="horizontalpodautoscaler", series={"playcode-app": 10}),
     )
-    info = ev("redis.info", redis_info(used_memory=2_080_000, maxmemory=2_097_152,
-                                       maxmemory_policy="allkeys-lru", evicted_keys=512))
-    loki = ev("loki.errors", {"query": "app_errors", "patterns": [{"pattern": "db timeout after <n>ms", "count": 40}]},
-              collector="loki.query")
+    info = ev(
+        "redis.info",
+        redis_info(
+            used_memory=2_080_000, maxmemory=2_097_152, maxmemory_policy="allkeys-lru", evicted_keys=512
+        ),
+    )
+    loki = ev(
+        "loki.errors",
+        {"query": "app_errors", "patterns": [{"pattern": "db timeout after <n>ms", "count": 40}]},
+        collector="loki.query",
+    )
     findings = latency(given(metrics, info, loki))
     assert codes(findings) == [
-        "latency.redis_evicting", "latency.cpu_saturation", "latency.hpa_maxed", "latency.error_spike"
+        "latency.redis_evicting",
+        "latency.cpu_saturation",
+        "latency.hpa_maxed",
+        "latency.error_spike",
     ]
     cpu = by_code(findings, "latency.cpu_saturation")
     assert "playcode-app-1 97%" in cpu.summary and "playcode-app-2" not in cpu.summary
@@ -135,16 +177,84 @@ def test_latency_causes_from_pods_hpa_redis_and_errors() -> None:
     assert "playcode-app (10/10 replicas)" in hpa.summary
     assert hpa.next_steps == ["kubectl get hpa -n playcode", "kubectl describe hpa playcode-app -n playcode"]
     spike = by_code(findings, "latency.error_spike")
-    assert spike.severity == "critical" and "8%" in spike.summary and "db timeout after <n>ms (x40)" in spike.summary
+    assert (
+        spike.severity == "critical"
+        and "8%" in spike.summary
+        and "db timeout after <n>ms (x40)" in spike.summary
+    )
     assert spike.evidence == ["prometheus.query", "loki.errors"]
     evicting = by_code(findings, "latency.redis_evicting")
     assert "512 keys" in evicting.summary
     assert evicting.next_steps[0] == "kubectl exec -it deployment/redis -n playcode -- redis-cli info memory"
 
 
+def test_latency_falls_back_to_kubectl_top_and_get_hpa() -> None:
+    top = {
+        "pods": [
+            {
+                "name": "playcode-app-7d9f8b6c5d-x2k9p",
+                "containers": [
+                    {
+                        "name": "playcode-app",
+                        "cpu_millicores": 980,
+                        "cpu_limit_millicores": 1000,
+                        "memory_bytes": 200,
+                        "memory_limit_bytes": 1000,
+                    },
+                    {"name": "istio-proxy", "cpu_millicores": 10, "cpu_limit_millicores": 2000},
+                ],
+            },
+            {
+                "name": "playcode-app-7d9f8b6c5d-q8m4z",
+                "containers": [
+                    {
+                        "name": "playcode-app",
+                        "cpu_millicores": 100,
+                        "cpu_limit_millicores": 1000,
+                        "memory_bytes": 950,
+                        "memory_limit_bytes": 1000,
+                    }
+                ],
+            },
+            {"name": "no-limits", "containers": [{"name": "playcode-app", "cpu_millicores": 5000}]},
+        ]
+    }
+    hpas = {
+        "hpas": [
+            {"name": "playcode-app", "min": 2, "max": 8, "current": 8, "desired": 8, "at_max": True},
+            {"name": "worker", "min": 1, "max": 4, "current": 2, "desired": 2, "at_max": False},
+        ]
+    }
+    findings = latency(given(ev("k8s.top_pods", top), ev("k8s.hpa_status", hpas)))
+    assert codes(findings) == ["latency.cpu_saturation", "latency.memory_pressure", "latency.hpa_maxed"]
+    cpu = by_code(findings, "latency.cpu_saturation")
+    assert cpu.summary.startswith(
+        "1 pod of playcode-app at 90%+ of the CPU limit: playcode-app-7d9f8b6c5d-x2k9p 98%"
+    )
+    assert cpu.evidence == ["k8s.top_pods"]
+    assert "q8m4z 95%" in by_code(findings, "latency.memory_pressure").summary
+    hpa = by_code(findings, "latency.hpa_maxed")
+    assert hpa.summary.endswith("playcode-app (8/8 replicas)") and hpa.evidence == ["k8s.hpa_status"]
+
+
+def test_prometheus_wins_over_kubectl_when_it_has_series() -> None:
+    metrics = prom(q("pod_cpu_limit_ratio", 0.5, label="pod", series={"playcode-app-1": 0.5}))
+    top = {
+        "pods": [
+            {
+                "name": "playcode-app-1",
+                "containers": [{"name": "playcode-app", "cpu_millicores": 990, "cpu_limit_millicores": 1000}],
+            }
+        ]
+    }
+    assert latency(given(metrics, ev("k8s.top_pods", top))) == []
+
+
 def test_latency_without_a_cause_says_what_was_checked() -> None:
-    metrics = prom(q("latency_p99", 1.5, warn=1.0, crit=3.0), q("pod_cpu_limit_ratio", 0.3, label="pod",
-                                                                 series={"p": 0.3}))
+    metrics = prom(
+        q("latency_p99", 1.5, warn=1.0, crit=3.0),
+        q("pod_cpu_limit_ratio", 0.3, label="pod", series={"p": 0.3}),
+    )
     ops = ev("mongo.current_op", summarize_current_op(current_op_fixture(fast_op()), CurrentOpParams()))
     findings = latency(given(metrics, ops, ev("redis.info", redis_info())))
     (f,) = findings
@@ -187,17 +297,28 @@ def test_mongodb_healthy_set_gives_nothing() -> None:
 
 
 def test_mongodb_disk_connections_and_cache() -> None:
-    status = server_status(connections_current=990, connections_available=10,
-                           cache_used_bytes=1_500 * 1024 * 1024, cache_max_bytes=1536 * 1024 * 1024)
+    status = server_status(
+        connections_current=990,
+        connections_available=10,
+        cache_used_bytes=1_500 * 1024 * 1024,
+        cache_max_bytes=1536 * 1024 * 1024,
+    )
     evidence = [
         ev("mongo.db_stats", summarize_db_stats(db_stats_nearly_full(ratio=0.96))),
         ev("mongo.server_status", summarize_server_status(status)),
     ]
     findings = mongodb(given(*evidence, target=MONGO))
-    assert codes(findings) == ["mongodb.disk_nearly_full", "mongodb.connections_exhausted", "mongodb.cache_pressure"]
+    assert codes(findings) == [
+        "mongodb.disk_nearly_full",
+        "mongodb.connections_exhausted",
+        "mongodb.cache_pressure",
+    ]
     disk = by_code(findings, "mongodb.disk_nearly_full")
     assert disk.severity == "critical" and "96%" in disk.summary
-    assert disk.next_steps == ["kubectl get pvc -n playcode", "kubectl exec -it mongodb-0 -n playcode -- df -h /data/db"]
+    assert disk.next_steps == [
+        "kubectl get pvc -n playcode",
+        "kubectl exec -it mongodb-0 -n playcode -- df -h /data/db",
+    ]
     assert by_code(findings, "mongodb.connections_exhausted").severity == "critical"
 
 
@@ -206,10 +327,18 @@ def test_mongodb_unreachable_with_a_full_volume_from_kubelet_stats() -> None:
     evidence = [
         ev("mongo.rs_status", status=StepStatus.ERROR, error=down),
         ev("mongo.server_status", status=StepStatus.TIMEOUT, error="no answer within 15s"),
-        prom(q("volume_usage_ratio", 0.99, label="persistentvolumeclaim",
-               series={"datadir-mongodb-0": 0.99, "redis-data": 0.97, "grafana": 0.2})),
+        prom(
+            q(
+                "volume_usage_ratio",
+                0.99,
+                label="persistentvolumeclaim",
+                series={"datadir-mongodb-0": 0.99, "redis-data": 0.97, "grafana": 0.2},
+            )
+        ),
     ]
-    findings = mongodb(given(*evidence, target=Target(kind="statefulset", namespace="prod", name="mongo-main")))
+    findings = mongodb(
+        given(*evidence, target=Target(kind="statefulset", namespace="prod", name="mongo-main"))
+    )
     assert codes(findings) == ["mongodb.unreachable", "mongodb.disk_nearly_full"]
     down_f = by_code(findings, "mongodb.unreachable")
     assert down_f.evidence == ["mongo.rs_status", "mongo.server_status"]
@@ -230,20 +359,44 @@ def test_mongodb_not_configured_is_not_unreachable() -> None:
 @pytest.mark.parametrize(
     ("fields", "code", "severity"),
     [
-        ({"used_memory": 2_097_000, "maxmemory": 2_097_152, "errorstats": {"OOM": 12}}, "redis.maxmemory_oom",
-         "critical"),
-        ({"used_memory": 1_900_000, "maxmemory": 2_097_152, "maxmemory_policy": "allkeys-lru",
-          "evicted_keys": 40}, "redis.evicting", "warning"),
-        ({"used_memory": 1_950_000, "maxmemory": 2_097_152, "maxmemory_policy": "allkeys-lru"},
-         "redis.memory_high", "warning"),
+        (
+            {"used_memory": 2_097_000, "maxmemory": 2_097_152, "errorstats": {"OOM": 12}},
+            "redis.maxmemory_oom",
+            "critical",
+        ),
+        (
+            {
+                "used_memory": 1_900_000,
+                "maxmemory": 2_097_152,
+                "maxmemory_policy": "allkeys-lru",
+                "evicted_keys": 40,
+            },
+            "redis.evicting",
+            "warning",
+        ),
+        (
+            {"used_memory": 1_950_000, "maxmemory": 2_097_152, "maxmemory_policy": "allkeys-lru"},
+            "redis.memory_high",
+            "warning",
+        ),
         ({"aof_last_write_status": "err"}, "redis.aof_write_error", "critical"),
-        ({"aof_last_bgrewrite_status": "err", "aof_rewrites_consecutive_failures": 3}, "redis.aof_rewrite_failed",
-         "warning"),
-        ({"rdb_last_bgsave_status": "err", "errorstats": {"MISCONF": 2}}, "redis.rdb_save_failed", "critical"),
+        (
+            {"aof_last_bgrewrite_status": "err", "aof_rewrites_consecutive_failures": 3},
+            "redis.aof_rewrite_failed",
+            "warning",
+        ),
+        (
+            {"rdb_last_bgsave_status": "err", "errorstats": {"MISCONF": 2}},
+            "redis.rdb_save_failed",
+            "critical",
+        ),
         ({"aof_enabled": 0}, "redis.aof_disabled", "info"),
         ({"aof_delayed_fsync": 4}, "redis.aof_fsync_delayed", "info"),
-        ({"rejected_connections": 7, "connected_clients": 20, "maxclients": 20}, "redis.rejected_connections",
-         "critical"),
+        (
+            {"rejected_connections": 7, "connected_clients": 20, "maxclients": 20},
+            "redis.rejected_connections",
+            "critical",
+        ),
         ({"connected_clients": 19, "maxclients": 20}, "redis.clients_near_limit", "warning"),
         ({"loading": 1}, "redis.loading", "warning"),
         ({"role": "slave", "master_link_status": "down"}, "redis.replication_broken", "warning"),
@@ -258,7 +411,10 @@ def test_redis_states(fields: dict[str, Any], code: str, severity: str) -> None:
 
 
 def test_redis_healthy_gives_nothing() -> None:
-    evidence = [ev("redis.ping", {"pong": True, "latency_ms": {"median": 0.3}}), ev("redis.info", redis_info())]
+    evidence = [
+        ev("redis.ping", {"pong": True, "latency_ms": {"median": 0.3}}),
+        ev("redis.info", redis_info()),
+    ]
     assert redis_health(given(*evidence, target=REDIS)) == []
 
 
@@ -267,16 +423,21 @@ def test_redis_down() -> None:
         ev("redis.ping", status=StepStatus.ERROR, error="StepError: Redis unreachable: Error 111 connecting"),
         ev("redis.info", status=StepStatus.ERROR, error="StepError: Redis unreachable: Error 111 connecting"),
     ]
-    (f,) = redis_health(given(*evidence, target=Target(kind="deployment", namespace="playcode", name="redis-cache")))
+    (f,) = redis_health(
+        given(*evidence, target=Target(kind="deployment", namespace="playcode", name="redis-cache"))
+    )
     assert f.code == "redis.unreachable" and f.severity == "critical"
     assert f.next_steps[0] == "kubectl exec -it deployment/redis-cache -n playcode -- redis-cli ping"
 
 
 def test_redis_slow_commands() -> None:
-    slowlog = {"total": 3, "entries": [
-        {"command": "KEYS", "key_pattern": "session:*", "duration_ms": 250.0},
-        {"command": "GET", "key_pattern": "user:<n>", "duration_ms": 0.5},
-    ]}
+    slowlog = {
+        "total": 3,
+        "entries": [
+            {"command": "KEYS", "key_pattern": "session:*", "duration_ms": 250.0},
+            {"command": "GET", "key_pattern": "user:<n>", "duration_ms": 0.5},
+        ],
+    }
     (f,) = redis_health(given(ev("redis.slowlog", slowlog), target=REDIS))
     assert f.code == "redis.slow_commands" and f.severity == "warning"
     assert "KEYS session:*, took 250 ms" in f.summary
@@ -286,8 +447,11 @@ def test_redis_slow_commands() -> None:
 
 
 def test_websocket_drop_from_prometheus() -> None:
-    metrics = prom(q("websocket_connections", 300), q("websocket_connections_30m_ago", 1200),
-                   q("websocket_connections_change_30m", -0.75))
+    metrics = prom(
+        q("websocket_connections", 300),
+        q("websocket_connections_30m_ago", 1200),
+        q("websocket_connections_change_30m", -0.75),
+    )
     (f,) = websocket(given(metrics))
     assert f.code == "websocket.connection_drop" and f.severity == "critical"
     assert "75%" in f.summary and "1200 → 300" in f.summary
@@ -304,18 +468,23 @@ def test_websocket_small_change_is_fine() -> None:
 def test_ingress_timeouts() -> None:
     nginx = "nginx.ingress.kubernetes.io/"
     assert ingress_timeouts({"annotations": {}}) == {
-        nginx + "proxy-read-timeout": (60, False), nginx + "proxy-send-timeout": (60, False)
+        nginx + "proxy-read-timeout": (60, False),
+        nginx + "proxy-send-timeout": (60, False),
     }
-    assert ingress_timeouts({"annotations": {nginx + "proxy-read-timeout": "3600",
-                                              nginx + "proxy-send-timeout": "3600s"}}) == {
-        nginx + "proxy-read-timeout": (3600, True), nginx + "proxy-send-timeout": (3600, True)
-    }
+    assert ingress_timeouts(
+        {"annotations": {nginx + "proxy-read-timeout": "3600", nginx + "proxy-send-timeout": "3600s"}}
+    ) == {nginx + "proxy-read-timeout": (3600, True), nginx + "proxy-send-timeout": (3600, True)}
     alb = {"alb.ingress.kubernetes.io/load-balancer-attributes": "idle_timeout.timeout_seconds=4000"}
     assert ingress_timeouts({"annotations": alb}) == {"alb idle_timeout.timeout_seconds": (4000, True)}
-    ingresses = {"ingresses": [
-        {"name": "playcode", "annotations": {nginx + "proxy-read-timeout": "60"}},
-        {"name": "ok", "annotations": {nginx + "proxy-read-timeout": "3600", nginx + "proxy-send-timeout": "3600"}},
-    ]}
+    ingresses = {
+        "ingresses": [
+            {"name": "playcode", "annotations": {nginx + "proxy-read-timeout": "60"}},
+            {
+                "name": "ok",
+                "annotations": {nginx + "proxy-read-timeout": "3600", nginx + "proxy-send-timeout": "3600"},
+            },
+        ]
+    }
     (f,) = websocket(given(ev("k8s.ingress", ingresses)))
     assert f.code == "websocket.ingress_timeout_short"
     assert "playcode: proxy-read-timeout 60s, proxy-send-timeout not set (default 60s)" in f.summary
@@ -324,10 +493,15 @@ def test_ingress_timeouts() -> None:
 
 
 def test_websocket_redis_adapter_errors_and_redis_down() -> None:
-    adapter = {"query": "redis_adapter", "since": "30m", "logql": "...", "patterns": [
-        {"pattern": "redis adapter error: connect ECONNREFUSED <ip>", "count": 41, "level": "error"},
-        {"pattern": "redis adapter subscribed to <n> channels", "count": 3, "level": "info"},
-    ]}
+    adapter = {
+        "query": "redis_adapter",
+        "since": "30m",
+        "logql": "...",
+        "patterns": [
+            {"pattern": "redis adapter error: connect ECONNREFUSED <ip>", "count": 41, "level": "error"},
+            {"pattern": "redis adapter subscribed to <n> channels", "count": 3, "level": "info"},
+        ],
+    }
     socket_ok = {"query": "socket", "since": "30m", "patterns": [{"pattern": "socket connected", "count": 9}]}
     evidence = [
         ev("loki.redis_adapter", adapter, collector="loki.query"),

@@ -30,13 +30,41 @@ def config() -> Config:
 def test_playbooks_load_with_their_collectors_and_analyzers(config: Config) -> None:
     steps = {name: [s.step_id for s in config.playbooks[name].steps] for name in DATA_PLANE}
     assert steps["high-latency"] == [
-        "prometheus.query", "mongo.current_op", "mongo.profiler", "redis.info", "redis.slowlog", "loki.errors"
+        "prometheus.query",
+        "k8s.top_pods",
+        "k8s.hpa_status",
+        "mongo.current_op",
+        "mongo.profiler",
+        "redis.info",
+        "redis.slowlog",
+        "loki.errors",
     ]
     assert steps["mongodb-down"] == [
-        "mongo.rs_status", "mongo.server_status", "mongo.db_stats", "mongo.current_op", "prometheus.query"
+        "mongo.rs_status",
+        "mongo.server_status",
+        "mongo.db_stats",
+        "mongo.current_op",
+        "k8s.pod_describe",
+        "k8s.pvc_status",
+        "k8s.events",
+        "prometheus.query",
     ]
-    assert steps["redis-down"] == ["redis.ping", "redis.info", "redis.dbsize", "redis.slowlog"]
-    assert steps["websocket"] == ["prometheus.query", "loki.socket", "loki.redis_adapter", "redis.ping", "redis.info"]
+    assert steps["redis-down"] == [
+        "redis.ping",
+        "redis.info",
+        "redis.dbsize",
+        "redis.slowlog",
+        "k8s.pod_describe",
+        "k8s.events",
+    ]
+    assert steps["websocket"] == [
+        "prometheus.query",
+        "k8s.ingress",
+        "loki.socket",
+        "loki.redis_adapter",
+        "redis.ping",
+        "redis.info",
+    ]
     assert [a.name for a in config.playbooks["high-latency"].analyzers] == ["metric_thresholds", "latency"]
     assert config.playbooks["mongodb-down"].playbook.target == "statefulset"
     for name in DATA_PLANE:
@@ -46,15 +74,38 @@ def test_playbooks_load_with_their_collectors_and_analyzers(config: Config) -> N
 @pytest.mark.parametrize(
     ("alertname", "labels", "rule", "target"),
     [
-        ("PlayCodeHighLatency", {"deployment": "playcode-app"}, "high-latency", "deployment/playcode/playcode-app"),
-        ("PlayCodeHigh5xxRate", {"deployment": "playcode-app"}, "high-latency", "deployment/playcode/playcode-app"),
+        (
+            "PlayCodeHighLatency",
+            {"deployment": "playcode-app"},
+            "high-latency",
+            "deployment/playcode/playcode-app",
+        ),
+        (
+            "PlayCodeHigh5xxRate",
+            {"deployment": "playcode-app"},
+            "high-latency",
+            "deployment/playcode/playcode-app",
+        ),
         ("MongodbDown", {"pod": "mongodb-0"}, "mongodb-down", "statefulset/playcode/mongodb"),
-        ("MongodbReplicaMemberUnhealthy", {"pod": "mongodb-1"}, "mongodb-down", "statefulset/playcode/mongodb"),
+        (
+            "MongodbReplicaMemberUnhealthy",
+            {"pod": "mongodb-1"},
+            "mongodb-down",
+            "statefulset/playcode/mongodb",
+        ),
         ("RedisDown", {"deployment": "redis"}, "redis-down", "deployment/playcode/redis"),
-        ("RedisOutOfConfiguredMaxmemory", {"pod": "redis-6d4cf56db6-k9x2p"}, "redis-down",
-         "deployment/playcode/redis"),
-        ("PlayCodeWebSocketConnectionDrop", {"deployment": "playcode-app"}, "websocket-drop",
-         "deployment/playcode/playcode-app"),
+        (
+            "RedisOutOfConfiguredMaxmemory",
+            {"pod": "redis-6d4cf56db6-k9x2p"},
+            "redis-down",
+            "deployment/playcode/redis",
+        ),
+        (
+            "PlayCodeWebSocketConnectionDrop",
+            {"deployment": "playcode-app"},
+            "websocket-drop",
+            "deployment/playcode/playcode-app",
+        ),
     ],
 )
 def test_usual_alerts_route_to_the_data_plane_rules(

@@ -66,14 +66,18 @@ def test_command_shape_is_bounded() -> None:
     deep: dict[str, object] = {"v": "secret"}
     for _ in range(20):
         deep = {"n": deep}
-    shaped = command_shape({"aggregate": "x", "pipeline": [{"$match": deep}] * 50, **{f"k{i}": i for i in range(100)}})
+    shaped = command_shape(
+        {"aggregate": "x", "pipeline": [{"$match": deep}] * 50, **{f"k{i}": i for i in range(100)}}
+    )
     text = json.dumps(shaped)
     assert "secret" not in text
     assert len(text) < 3000
 
 
 def test_thousands_of_ops_are_capped_longest_first_and_counted_in_full() -> None:
-    ops = [slow_collscan_op(opid=i, secs_running=3 + i % 500, email=f"user{i}@example.com") for i in range(5000)]
+    ops = [
+        slow_collscan_op(opid=i, secs_running=3 + i % 500, email=f"user{i}@example.com") for i in range(5000)
+    ]
     reply = current_op_fixture(*ops)
     t0 = time.perf_counter()
     data = summarize_current_op(reply, CurrentOpParams(max_ops=50))
@@ -165,7 +169,9 @@ db0:keys=100,expires=5,avg_ttl=0\r
 def test_info_is_parsed_to_numbers_and_ratios() -> None:
     info = summarize_info(parse_info(INFO.encode()))
     assert info["server"] == {"redis_version": "7.0.15", "uptime_in_seconds": 120}
-    assert info["memory"]["used_memory"] == 2090000 and info["memory"]["used_ratio"] == pytest.approx(0.9966, abs=1e-4)
+    assert info["memory"]["used_memory"] == 2090000 and info["memory"]["used_ratio"] == pytest.approx(
+        0.9966, abs=1e-4
+    )
     assert info["clients"]["used_ratio"] == 0.95
     assert info["stats"]["evicted_keys"] == 1234 and info["stats"]["hit_ratio"] == 0.9
     assert info["persistence"]["aof_last_bgrewrite_status"] == "err"
@@ -233,25 +239,41 @@ def test_mask_variables() -> None:
         mask_variables("2026-11-26T08:00:01.123Z conn 10.42.0.7:6379 id=65f1c2a9b3e4d5f6a7b8c9d0 took 12.5ms")
         == "<ts> conn <ip> id=<hex> took <n>ms"
     )
-    assert mask_variables("req 123e4567-e89b-12d3-a456-426614174000 by bob@example.com") == "req <uuid> by <email>"
+    assert (
+        mask_variables("req 123e4567-e89b-12d3-a456-426614174000 by bob@example.com")
+        == "req <uuid> by <email>"
+    )
 
 
 def test_message_of_json_lines() -> None:
-    line = json.dumps({"level": "error", "msg": "request failed", "err": {"message": "timeout after 5000ms"},
-                       "method": "GET", "route": "/api/users/42", "res_status": 502})
+    line = json.dumps(
+        {
+            "level": "error",
+            "msg": "request failed",
+            "err": {"message": "timeout after 5000ms"},
+            "method": "GET",
+            "route": "/api/users/42",
+            "res_status": 502,
+        }
+    )
     assert message_of(line) == ("request failed: timeout after <n>ms GET /api/users/<n> status=502", "error")
     assert message_of("plain socket closed 12") == ("plain socket closed <n>", None)
 
 
 def _stream(pod: str, lines: list[tuple[int, str]]) -> dict[str, object]:
-    return {"stream": {"namespace": "playcode", "pod": pod}, "values": [[str(ts), line] for ts, line in lines]}
+    return {
+        "stream": {"namespace": "playcode", "pod": pod},
+        "values": [[str(ts), line] for ts, line in lines],
+    }
 
 
 def test_grouping_dedups_counts_and_orders_by_count() -> None:
     base = 1_764_000_000 * 10**9
     streams = [
         _stream("app-1", [(base + i, f"user {i} not found") for i in range(30)]),
-        _stream("app-2", [(base + 100 + i, "redis adapter error ECONNREFUSED 10.0.0.5:6379") for i in range(5)]),
+        _stream(
+            "app-2", [(base + 100 + i, "redis adapter error ECONNREFUSED 10.0.0.5:6379") for i in range(5)]
+        ),
         _stream("app-2", [(base + 200, "user 7 not found")]),
     ]
     data = group_streams(streams, max_patterns=1)
@@ -267,9 +289,16 @@ def test_grouping_dedups_counts_and_orders_by_count() -> None:
 
 def test_grouping_redacts_before_masking_and_survives_bad_input() -> None:
     streams = [
-        _stream("p", [(1, f"auth failed token={JWT}"), (2, f"Authorization: Bearer {JWT}"),
-                      (3, '{"level":"error","msg":"login","password":"hunter2"}'),
-                      (4, "bad bytes \ufffd\ufffd socket hang up"), (5, "x" * 100_000)]),
+        _stream(
+            "p",
+            [
+                (1, f"auth failed token={JWT}"),
+                (2, f"Authorization: Bearer {JWT}"),
+                (3, '{"level":"error","msg":"login","password":"hunter2"}'),
+                (4, "bad bytes \ufffd\ufffd socket hang up"),
+                (5, "x" * 100_000),
+            ],
+        ),
         {"stream": "not a mapping", "values": [["nan", "skipped"], ["6"], None]},
         "garbage",
     ]
@@ -279,3 +308,11 @@ def test_grouping_redacts_before_masking_and_survives_bad_input() -> None:
     assert data["lines"] == 5
     assert all(len(p["sample"]) <= 500 and len(p["pattern"]) <= 240 for p in data["patterns"])
     assert any("\ufffd" in p["pattern"] for p in data["patterns"])
+
+
+def test_grouping_stops_at_its_deadline_and_says_so() -> None:
+    streams = [_stream("p", [(i, f"line {i} " + "y" * i) for i in range(50)])]
+    done = group_streams(streams, max_patterns=5, deadline=time.monotonic() + 60)
+    assert done["complete"] is True and done["lines"] == 50
+    late = group_streams(streams, max_patterns=5, deadline=time.monotonic() - 1)
+    assert late["complete"] is False and late["lines"] == 50 and late["patterns"] == []

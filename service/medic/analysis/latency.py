@@ -2,8 +2,8 @@
 
 Causes checked, each from its own evidence: slow MongoDB operations (COLLSCAN called out) and
 slow queries in the profiler, Redis at maxmemory or evicting and slow Redis commands, pods at
-their CPU or memory limit, an HPA at its maximum, and an error spike (5xx ratio, with the top
-error log patterns). When latency is over its threshold and none of these shows, a finding
+their CPU or memory limit and an HPA at its maximum (Prometheus, else ``k8s.top_pods`` /
+``k8s.hpa_status``), and an error spike (5xx ratio, with the top error log patterns). When latency is over its threshold and none of these shows, a finding
 says so and lists what was checked, so on-call does not re-check the same things.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from medic.analysis.dataplane import (
     Names,
+    QueryResult,
     current_op_cmd,
     first,
     mongosh,
@@ -81,11 +82,44 @@ def _redis(inp: AnalysisInput, n: Names) -> list[Finding]:
     return out
 
 
+def _pod_ratios(
+    inp: AnalysisInput, n: Names, query_name: str, usage: str, limit: str
+) -> tuple[str, dict[str, float]] | None:
+    """(evidence step, {pod: usage / limit}) from Prometheus, else from ``kubectl top pods``."""
+    result = query(inp, query_name)
+    if result is not None:
+        ratios = {
+            str(s.get("labels", {}).get("pod", "?")): float(s["value"])
+            for s in result.series
+            if isinstance(s.get("value"), int | float)
+        }
+        if ratios:
+            return result.step, ratios
+    found = first(inp, "k8s.top_pods")
+    if found is None:
+        return None
+    ev, data = found
+    ratios = {}
+    for pod in data.get("pods", []):
+        containers = [c for c in pod.get("containers", []) if isinstance(c, dict)]
+        app = [c for c in containers if c.get("name") == n.app] or containers
+        values = [
+            c[usage] / c[limit]
+            for c in app
+            if isinstance(c.get(usage), int | float)
+            and isinstance(c.get(limit), int | float)
+            and c[limit] > 0
+        ]
+        if values:
+            ratios[str(pod.get("name"))] = max(values)
+    return (ev.step, ratios) if ratios else None
+
+
 def _pods(inp: AnalysisInput, n: Names) -> list[Finding]:
     out: list[Finding] = []
     top = f"kubectl top pods -n {n.namespace}"
-    cpu = query(inp, "pod_cpu_limit_ratio")
-    hot = series_over(cpu, CPU_WARN, "pod")
+    cpu = _pod_ratios(inp, n, "pod_cpu_limit_ratio", "cpu_millicores", "cpu_limit_millicores")
+    hot = sorted(((p, v) for p, v in (cpu[1] if cpu else {}).items() if v >= CPU_WARN), key=lambda kv: -kv[1])
     if cpu is not None and hot:
         out.append(
             Finding(
@@ -97,7 +131,7 @@ def _pods(inp: AnalysisInput, n: Names) -> list[Finding]:
                 + ", ".join(f"{pod} {pct(v)}" for pod, v in hot[:5])
                 + " (CPU throttling adds latency to every request)",
                 details={"pods": dict(hot)},
-                evidence=[cpu.step],
+                evidence=[cpu[0]],
                 next_steps=[
                     top,
                     f"kubectl describe deployment/{n.app} -n {n.namespace}",
@@ -105,8 +139,10 @@ def _pods(inp: AnalysisInput, n: Names) -> list[Finding]:
                 ],
             )
         )
-    memory = query(inp, "pod_memory_limit_ratio")
-    full = series_over(memory, MEMORY_WARN, "pod")
+    memory = _pod_ratios(inp, n, "pod_memory_limit_ratio", "memory_bytes", "memory_limit_bytes")
+    full = sorted(
+        ((p, v) for p, v in (memory[1] if memory else {}).items() if v >= MEMORY_WARN), key=lambda kv: -kv[1]
+    )
     if memory is not None and full:
         out.append(
             Finding(
@@ -118,44 +154,59 @@ def _pods(inp: AnalysisInput, n: Names) -> list[Finding]:
                 + ", ".join(f"{pod} {pct(v)}" for pod, v in full[:5])
                 + " (GC pressure, OOM kills next)",
                 details={"pods": dict(full)},
-                evidence=[memory.step],
+                evidence=[memory[0]],
                 next_steps=[top],
             )
         )
     return out
 
 
-def _hpa(inp: AnalysisInput, n: Names) -> list[Finding]:
+def _maxed_hpas(inp: AnalysisInput) -> tuple[list[str], list[tuple[str, str]]]:
+    """(evidence steps, [(hpa, "current/max replicas")]) from Prometheus, else ``kubectl get hpa``."""
     ratio = query(inp, "hpa_replicas_ratio")
-    maxed = series_over(ratio, 1.0, "horizontalpodautoscaler")
-    if ratio is None or not maxed:
+    if ratio is not None and ratio.series:
+        current, maximum = query(inp, "hpa_current_replicas"), query(inp, "hpa_max_replicas")
+
+        def value(result: QueryResult | None, hpa: str) -> float | None:
+            for s in result.series if result else []:
+                if s.get("labels", {}).get("horizontalpodautoscaler") == hpa:
+                    return float(s["value"]) if isinstance(s.get("value"), int | float) else None
+            return None
+
+        maxed = []
+        for hpa, _ in series_over(ratio, 1.0, "horizontalpodautoscaler"):
+            now, top = value(current, hpa), value(maximum, hpa)
+            maxed.append((hpa, f"{now:.0f}/{top:.0f} replicas" if now and top else "at maximum"))
+        steps = [ratio.step] + [r.step for r in (current, maximum) if r is not None and r.step != ratio.step]
+        return steps, maxed
+    found = first(inp, "k8s.hpa_status")
+    if found is None:
+        return [], []
+    ev, data = found
+    maxed = [
+        (str(h.get("name")), f"{h.get('current')}/{h.get('max')} replicas")
+        for h in data.get("hpas", [])
+        if isinstance(h, dict) and h.get("at_max")
+    ]
+    return [ev.step], maxed
+
+
+def _hpa(inp: AnalysisInput, n: Names) -> list[Finding]:
+    steps, maxed = _maxed_hpas(inp)
+    if not maxed:
         return []
-    current, maximum = query(inp, "hpa_current_replicas"), query(inp, "hpa_max_replicas")
-
-    def value(result: Any, hpa: str) -> float | None:
-        for s in result.series if result else []:
-            if s.get("labels", {}).get("horizontalpodautoscaler") == hpa:
-                return float(s["value"]) if isinstance(s.get("value"), int | float) else None
-        return None
-
-    parts = []
-    for hpa, _ in maxed:
-        top = value(maximum, hpa)
-        parts.append(
-            f"{hpa} ({value(current, hpa):.0f}/{top:.0f} replicas)" if top and value(current, hpa) else hpa
-        )
-    steps = [f"kubectl get hpa -n {n.namespace}"]
-    steps += [f"kubectl describe hpa {hpa} -n {n.namespace}" for hpa, _ in maxed[:3]]
+    next_steps = [f"kubectl get hpa -n {n.namespace}"]
+    next_steps += [f"kubectl describe hpa {hpa} -n {n.namespace}" for hpa, _ in maxed[:3]]
     return [
         Finding(
             analyzer="latency",
             code="latency.hpa_maxed",
             severity="warning",
-            summary="HPA at its maximum, so it cannot add pods for the load: " + ", ".join(parts),
+            summary="HPA at its maximum, so it cannot add pods for the load: "
+            + ", ".join(f"{hpa} ({replicas})" for hpa, replicas in maxed),
             details={"hpas": [h for h, _ in maxed]},
-            evidence=[ratio.step]
-            + [r.step for r in (current, maximum) if r is not None and r.step != ratio.step],
-            next_steps=steps,
+            evidence=list(dict.fromkeys(steps)),
+            next_steps=next_steps,
         )
     ]
 

@@ -1,0 +1,73 @@
+"""The high-latency playbook with only Kubernetes to ask (no Prometheus): the latency analyzer
+reads ``kubectl top pods`` and ``kubectl get hpa`` from the real k8s collectors, served by the
+fake kube-apiserver, and names CPU saturation and the HPA at its maximum."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from medic.backends import Backends
+from medic.config import load_config
+from medic.evidence import StepStatus
+from medic.incident import Target
+from medic.kube.client import KubeClient, RetryPolicy
+from medic.playbooks.registry import AnalysisInput, StepContext, default_registry
+from medic.playbooks.runner import PlannedStep, run_steps
+from medic.settings import Settings
+from tests.fakes.kube_apiserver import FakeKubeApiserver
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+NS, APP = "playcode", "playcode-app"
+TARGET = Target(kind="deployment", namespace=NS, name=APP)
+
+
+async def test_latency_causes_from_kubernetes_alone() -> None:
+    async with FakeKubeApiserver(token="t0k3n") as fake:
+        fake.add_node("node-a")
+        resources = {
+            "requests": {"cpu": "500m", "memory": "256Mi"},
+            "limits": {"cpu": "1", "memory": "512Mi"},
+        }
+        fake.add_deployment(NS, APP, image="app:v1", replicas=3, resources=resources)
+        hot, *cool = sorted(p["metadata"]["name"] for p in fake.pods_of(NS, APP))
+        fake.set_pod_metrics(NS, hot, ("970m", "300Mi"))
+        for pod in cool:
+            fake.set_pod_metrics(NS, pod, ("200m", "480Mi"))
+        fake.add_hpa(NS, APP, APP, min_replicas=2, max_replicas=3, current_replicas=3, desired_replicas=3)
+        backends = await Backends.from_settings(Settings(kube_mode="off"))
+        backends.kube = await KubeClient.from_configuration(
+            fake.client_configuration(), retry=RetryPolicy(attempts=2, base_delay=0.01, request_timeout=2)
+        )
+        try:
+            pb = load_config([ROOT / "rules"], [ROOT / "playbooks"], default_registry()).playbooks[
+                "high-latency"
+            ]
+            ctx = StepContext(TARGET, {"namespace": NS}, [], backends, datetime.now(UTC), 5)
+            steps = [PlannedStep(s.step_id, s.collector, s.params, 5) for s in pb.steps]
+            evidence = {e.step: e for e in await run_steps(steps, ctx, deadline=15, max_bytes=256 * 1024)}
+        finally:
+            await backends.close()
+
+    assert evidence["k8s.top_pods"].status is StepStatus.OK, evidence["k8s.top_pods"].error
+    assert evidence["k8s.hpa_status"].status is StepStatus.OK, evidence["k8s.hpa_status"].error
+    assert evidence["prometheus.query"].status is StepStatus.NOT_CONFIGURED
+    inp = AnalysisInput(TARGET, {"namespace": NS}, [], evidence, datetime.now(UTC))
+    findings = [f for a in pb.analyzers for f in a.fn(inp)]
+    assert [(f.code, f.severity) for f in findings] == [
+        ("latency.cpu_saturation", "warning"),
+        ("latency.memory_pressure", "warning"),
+        ("latency.hpa_maxed", "warning"),
+    ]
+    by = {f.code: f for f in findings}
+    assert by["latency.cpu_saturation"].summary.startswith(
+        f"1 pod of playcode-app at 90%+ of the CPU limit: {hot} 97%"
+    )
+    assert by["latency.cpu_saturation"].evidence == ["k8s.top_pods"]
+    assert all(pod in by["latency.memory_pressure"].summary for pod in cool)
+    assert by["latency.hpa_maxed"].summary.endswith("playcode-app (3/3 replicas)")
+    assert by["latency.hpa_maxed"].evidence == ["k8s.hpa_status"]
