@@ -39,13 +39,15 @@ _SAFE_KEYS = frozenset(
     }
 )
 
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]+)@")
+_URL_USERINFO = re.compile(r"(?<![a-zA-Z0-9+.\-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]+)@")
 _BEARER = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9\-._~+/]{8,}=*")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}")
 _KV = re.compile(
-    r"(?i)(?P<key>[\"']?[\w.\-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|"
+    r"(?i)(?<![\w.\-])(?P<key>[\"']?[\w.\-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|"
     r"secret[_-]?key)[\"']?\s*[:=]\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s,;&}\"']+)"
 )
+# The lookbehinds above let a match start only at a token boundary: without them a long word
+# (a stack frame, base64) costs quadratic time, and evidence text comes from outside.
 _PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL)
 
 
