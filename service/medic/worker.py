@@ -96,8 +96,3 @@ class Worker:
             return
         await self.inbox.ack_many([item.id for item in items])
         log.debug("items done", items=[item.id for item in items], incidents=touched)
-
-    async def drain(self) -> None:
-        """Process everything in the inbox now (for ``medic replay`` and tests)."""
-        while items := await self.inbox.claim(self.consumer, self.batch):
-            await self.handle(items)
