@@ -78,6 +78,25 @@ def _load_docs(paths: list[Path], errors: list[ConfigError]) -> list[YamlDoc]:
     return docs
 
 
+def _unknown(
+    what: str,
+    name: str,
+    known: dict[str, Any],
+    doc: YamlDoc,
+    loc: tuple[str | int, ...],
+    where: str,
+    field: str,
+) -> ConfigError:
+    names = ", ".join(sorted(known)) or "none"
+    return ConfigError(
+        f"unknown {what} {name!r}; known: {names}",
+        file=doc.file,
+        line=doc.line_of(loc),
+        rule=where,
+        field=field,
+    )
+
+
 def _compile_playbook(
     doc: YamlDoc, raw: Any, registry: Registry, errors: list[ConfigError]
 ) -> CompiledPlaybook | None:
@@ -93,12 +112,8 @@ def _compile_playbook(
         collector = registry.collectors.get(step.use)
         if collector is None:
             errors.append(
-                ConfigError(
-                    f"unknown collector {step.use!r}; known: {', '.join(sorted(registry.collectors))}",
-                    file=doc.file,
-                    line=doc.line_of(("collect", i)),
-                    rule=where,
-                    field=f"collect.{i}",
+                _unknown(
+                    "collector", step.use, registry.collectors, doc, ("collect", i), where, f"collect.{i}"
                 )
             )
             continue
@@ -116,13 +131,7 @@ def _compile_playbook(
     for i, name in enumerate(pb.analyze):
         if name not in registry.analyzers:
             errors.append(
-                ConfigError(
-                    f"unknown analyzer {name!r}; known: {', '.join(sorted(registry.analyzers))}",
-                    file=doc.file,
-                    line=doc.line_of(("analyze", i)),
-                    rule=where,
-                    field=f"analyze.{i}",
-                )
+                _unknown("analyzer", name, registry.analyzers, doc, ("analyze", i), where, f"analyze.{i}")
             )
         else:
             analyzers.append(registry.analyzers[name])
@@ -131,12 +140,8 @@ def _compile_playbook(
         action = registry.actions.get(spec.use)
         if action is None:
             errors.append(
-                ConfigError(
-                    f"unknown action {spec.use!r}; known: {', '.join(sorted(registry.actions)) or 'none'}",
-                    file=doc.file,
-                    line=doc.line_of(("actions", name)),
-                    rule=where,
-                    field=f"actions.{name}.use",
+                _unknown(
+                    "action", spec.use, registry.actions, doc, ("actions", name), where, f"actions.{name}.use"
                 )
             )
             continue
