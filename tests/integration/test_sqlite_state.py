@@ -1,0 +1,130 @@
+"""The embedded backend: inbox hand-off, dedup, dead letters, and the remediation ledger,
+including what must survive a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from medic.errors import ConfigError
+from medic.sqlitedb import SqliteDB
+from medic.state.base import ActionMark
+from medic.state.sqlite import MAX_ATTEMPTS, SqliteInbox, SqliteRemediationState
+
+NOW = datetime.now(UTC)
+
+
+async def open_db(path: Path) -> SqliteDB:
+    db = SqliteDB(path / "medic.sqlite3")
+    await db.open()
+    return db
+
+
+async def test_accept_dedups_and_hands_out_once(tmp_path: Path) -> None:
+    db = await open_db(tmp_path)
+    inbox = SqliteInbox(db, dedup_ttl=3600, lease_seconds=60)
+    first = await inbox.accept({"n": 1}, ["a", "b"], NOW)
+    again = await inbox.accept({"n": 2}, ["a", "b"], NOW)
+    partly = await inbox.accept({"n": 3}, ["b", "c"], NOW)
+    assert first.item_id and first.new_episodes == ["a", "b"]
+    assert again.item_id is None and again.duplicates == 2
+    assert partly.new_episodes == ["c"] and partly.duplicates == 1
+    assert await inbox.depth() == 2
+    claimed = await asyncio.gather(inbox.claim("w1", 10), inbox.claim("w2", 10))
+    ids = [i.id for batch in claimed for i in batch]
+    assert sorted(ids) == sorted([first.item_id, partly.item_id])  # each handed to one worker
+    await inbox.ack_many(ids)
+    assert await inbox.depth() == 0
+    await db.close()
+
+
+async def test_expired_dedup_keys_accept_again(tmp_path: Path) -> None:
+    db = await open_db(tmp_path)
+    inbox = SqliteInbox(db, dedup_ttl=0.05)
+    await inbox.accept({}, ["a", "b"], NOW)
+    await asyncio.sleep(0.1)
+    inbox.dedup_ttl = 3600
+    assert (await inbox.accept({}, ["a"], NOW)).new_episodes == ["a"]  # expired: a new episode again
+    await inbox.accept({}, ["c"], NOW)
+    assert await inbox.purge_expired() == 1  # "b" only: "a" was renewed, "c" is fresh
+    await db.close()
+
+
+async def test_lease_expiry_release_and_dead_letters(tmp_path: Path) -> None:
+    db = await open_db(tmp_path)
+    inbox = SqliteInbox(db, dedup_ttl=3600, lease_seconds=0.05)
+    item = (await inbox.accept({}, ["a"], NOW)).item_id
+    assert [i.id for i in await inbox.claim("w1", 1)] == [item]
+    assert await inbox.claim("w2", 1) == []  # leased
+    await asyncio.sleep(0.1)
+    (again,) = await inbox.claim("w2", 1)  # the lease ran out: handed out again
+    assert again.attempts == 2
+    for _ in range(MAX_ATTEMPTS):
+        await inbox.release(item, "boom")
+        db_rows = await db.read(lambda c: c.execute("UPDATE inbox SET lease_until = 0").rowcount)
+        assert db_rows == 1
+        await inbox.claim("w", 1)
+    await inbox.release(item, "boom")
+    assert await inbox.dead_letters() == 1 and await inbox.depth() == 0
+    await db.close()
+
+
+async def test_restart_recovers_leases_and_keeps_the_ledger(tmp_path: Path) -> None:
+    db = await open_db(tmp_path)
+    inbox = SqliteInbox(db, dedup_ttl=3600, lease_seconds=3600)
+    state = SqliteRemediationState(db)
+    await inbox.accept({"x": 1}, ["a"], NOW)
+    await inbox.claim("dead-worker", 1)
+    await state.set_kill_switch(True, "alice", "freeze")
+    mark = ActionMark(
+        "k1", "deployment/playcode/app", "rollback", "inc-1", NOW - timedelta(minutes=5), "started"
+    )
+    assert await state.begin_action(mark)
+    await db.close()
+
+    db = await open_db(tmp_path)
+    inbox = SqliteInbox(db, dedup_ttl=3600, lease_seconds=3600)
+    state = SqliteRemediationState(db)
+    assert await inbox.recover() == 1
+    assert len(await inbox.claim("new-worker", 1)) == 1
+    assert (await inbox.accept({}, ["a"], NOW)).item_id is None  # dedup survived
+    ks = await state.kill_switch()
+    assert ks.enabled and ks.by == "alice"
+    assert not await state.begin_action(mark)  # the idempotency key survived
+    await state.finish_action("k1", "succeeded", {"to_hash": "abc"})
+    last = await state.last_action("deployment/playcode/app")
+    assert last is not None and last.status == "succeeded" and last.detail == {"to_hash": "abc"}
+    assert await state.count_actions(NOW - timedelta(hours=1), "deployment/playcode/app") == 1
+    assert await state.count_actions(NOW - timedelta(minutes=1)) == 0
+    await db.close()
+
+
+async def test_target_locks(tmp_path: Path) -> None:
+    db = await open_db(tmp_path)
+    state = SqliteRemediationState(db)
+    assert await state.acquire_lock("t", "a", ttl=60)
+    assert not await state.acquire_lock("t", "b", ttl=60)
+    assert await state.acquire_lock("t", "a", ttl=60)  # re-entrant for its owner
+    await state.release_lock("t", "b")  # not the owner: no effect
+    assert not await state.acquire_lock("t", "b", ttl=60)
+    await state.release_lock("t", "a")
+    assert await state.acquire_lock("t", "b", ttl=0.05)
+    await asyncio.sleep(0.1)
+    assert await state.acquire_lock("t", "a", ttl=60)  # expired
+    await db.close()
+
+
+async def test_one_process_per_data_dir(tmp_path: Path) -> None:
+    a = SqliteDB(tmp_path / "medic.sqlite3")
+    a.lock_exclusive()
+    b = SqliteDB(tmp_path / "medic.sqlite3")
+    with pytest.raises(ConfigError, match="another Medic process"):
+        b.lock_exclusive()
+    await a.open()
+    await a.close()
+    b.lock_exclusive()  # released on close
+    await b.open()
+    await b.close()
