@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the real servers the integration tests run (Debian packages): Alertmanager, Prometheus
-# (with promtool) and Redis. Does nothing when they are already there.
+# (with promtool) and Redis, and Chromium for the browser tests. Does nothing when they are there.
 set -euo pipefail
 need=()
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need+=(prometheus)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# headless Chromium for the incident-page browser tests (driven by Playwright, no browser download)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -58,6 +58,7 @@ async def running_medic(settings: Settings, *, workers: bool = True) -> AsyncIte
     await site.start()
     if workers:
         runtime.worker.start()
+    runtime.backend.start()  # upkeep of the production backends (a no-op for SQLite)
     try:
         yield RunningMedic(runtime, site, runner)
     finally:

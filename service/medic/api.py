@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -49,16 +50,29 @@ def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int
     return value
 
 
+Readiness = Callable[[], Awaitable[tuple[str, dict[str, str]]]]
+
+
 class ReadApi:
-    def __init__(self, store: IncidentStore, inbox: Inbox, metrics: Metrics) -> None:
+    def __init__(
+        self, store: IncidentStore, inbox: Inbox, metrics: Metrics, *, readiness: Readiness | None = None
+    ) -> None:
         self.store = store
         self.inbox = inbox
         self.metrics = metrics
+        self.readiness = readiness
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
+        """200 while deliveries can be accepted ("ready", or "degraded": one of Medic's own
+        backends is down and a fallback holds), 503 otherwise; a status per backend."""
+        if self.readiness is not None:
+            status, report = await self.readiness()
+            return web.json_response(
+                {"status": status, "checks": report}, status=503 if status == "not ready" else 200
+            )
         checks: dict[str, str] = {}
         for name, component in (("inbox", self.inbox), ("incident_store", self.store)):
             try:

@@ -11,21 +11,28 @@ from aiohttp import web
 
 from medic.admin import AdminApi
 from medic.api import ReadApi
+from medic.approvals import ApprovalService
+from medic.backend_select import StateBackend, open_backend
 from medic.backends import Backends
 from medic.config import Config, load_config
 from medic.intake.auth import Credentials
 from medic.intake.handlers import WebhookIntake
 from medic.kube.resolver import KubeTargetResolver
 from medic.metrics import Metrics
+from medic.notify.config import check_routes
+from medic.notify.dispatcher import NotifyDispatcher, build_notifiers
+from medic.notify.journal import IncidentJournal
 from medic.pipeline import Pipeline
 from medic.playbooks.registry import Registry, default_registry
 from medic.problem import problem_middleware
 from medic.remediation.executor import GuardedRemediator
 from medic.rules.targets import LabelTargetResolver, TargetResolver
 from medic.settings import Settings
-from medic.sqlitedb import SqliteDB
-from medic.state.sqlite import SqliteInbox, SqliteRemediationState
-from medic.store.sqlite import SqliteIncidentStore
+from medic.state.base import Inbox, RemediationState
+from medic.store.base import IncidentStore
+from medic.web.access import ReadAccess
+from medic.web.approval_api import ApprovalApi
+from medic.web.pages import Pages
 from medic.worker import Worker
 
 log = structlog.get_logger("medic.app")
@@ -38,36 +45,35 @@ class Runtime:
     settings: Settings
     registry: Registry
     config: Config
-    db: SqliteDB
-    inbox: SqliteInbox
-    store: SqliteIncidentStore
-    state: SqliteRemediationState
+    backend: StateBackend  # Medic's own state: embedded SQLite, or Redis + MongoDB
+    inbox: Inbox
+    store: IncidentStore
+    state: RemediationState
     backends: Backends
     metrics: Metrics
     pipeline: Pipeline
     worker: Worker
     wake: asyncio.Event
+    dispatcher: NotifyDispatcher
+    approvals: ApprovalService
 
     @classmethod
     async def open(cls, settings: Settings, registry: Registry | None = None) -> Runtime:
         registry = registry or default_registry()
         config = load_config([settings.rules_dir], [settings.playbooks_dir], registry)
-        db = SqliteDB(settings.db_path)
-        db.lock_exclusive()
+        check_routes({r.name: r.notify for r in config.rules}, settings.notifiers)
+        backend = await open_backend(settings)
         backends: Backends | None = None
         try:
-            await db.open()
-            inbox = SqliteInbox(db, dedup_ttl=settings.dedup_ttl_seconds)
-            recovered = await inbox.recover()
-            if recovered:
-                log.warning("re-queued deliveries left unfinished by a previous run", count=recovered)
-            store = SqliteIncidentStore(db)
-            state = SqliteRemediationState(db)
+            inbox, store, state = backend.inbox, backend.store, backend.state
+            approval_marks = backend.marks("approval:")
+            secret = settings.approval_secret.get_secret_value() if settings.approval_secret else None
+            approval_secret = await ApprovalService.load_secret(secret, approval_marks)
             backends = await Backends.from_settings(settings)
         except BaseException:
             if backends is not None:
                 await backends.close()
-            await db.close()
+            await backend.close()
             raise
         resolver: TargetResolver = (
             KubeTargetResolver(backends.kube, settings.namespaces)
@@ -85,17 +91,66 @@ class Runtime:
             resolver=resolver,
             metrics=metrics,
             remediator=remediator,
+            locker=backend.locker,
         )
+        journal = IncidentJournal(store, pipeline.lock_for)
+        dispatcher = NotifyDispatcher(
+            notifiers=build_notifiers(settings.notifiers),
+            rule_notify={r.name: r.notify for r in config.rules},
+            marks=backend.marks("notify:"),
+            journal=journal,
+            metrics=metrics,
+            public_url=settings.public_url,
+        )
+        approvals = ApprovalService(
+            secret=approval_secret,
+            ttl_seconds=settings.approval_ttl_seconds,
+            config=config,
+            journal=journal,
+            store=store,
+            marks=approval_marks,
+            remediator=remediator,
+            metrics=metrics,
+            notifier=dispatcher,
+            public_url=settings.public_url,
+        )
+        dispatcher.approval_link = approvals.link
+        pipeline.notifier = dispatcher
+        if dispatcher.enabled and not settings.public_url:
+            log.warning("notifications carry no links: set MEDIC_PUBLIC_URL to Medic's external URL")
         wake = asyncio.Event()
-        worker = Worker(inbox, pipeline, metrics, concurrency=settings.workers, wake=wake)
+        worker = Worker(
+            inbox,
+            pipeline,
+            metrics,
+            concurrency=settings.workers,
+            wake=wake,
+            poll_seconds=backend.poll_seconds,
+        )
         return cls(
-            settings, registry, config, db, inbox, store, state, backends, metrics, pipeline, worker, wake
+            settings,
+            registry,
+            config,
+            backend,
+            inbox,
+            store,
+            state,
+            backends,
+            metrics,
+            pipeline,
+            worker,
+            wake,
+            dispatcher,
+            approvals,
         )
 
     async def close(self) -> None:
-        await self.worker.stop()
+        """Graceful shutdown (intake already stopped): finish in-flight work or hand it back to
+        the other replicas, deliver pending notifications, close every client."""
+        await self.worker.stop(grace=self.settings.shutdown_grace_seconds)
+        await self.dispatcher.close()
+        await self.backend.close()
         await self.backends.close()
-        await self.db.close()
 
 
 def build_app(runtime: Runtime) -> web.Application:
@@ -112,16 +167,34 @@ def build_app(runtime: Runtime) -> web.Application:
         s.max_body_bytes,
         runtime.wake,
     )
-    api = ReadApi(runtime.store, runtime.inbox, runtime.metrics)
+    api = ReadApi(runtime.store, runtime.inbox, runtime.metrics, readiness=runtime.backend.readiness)
+    admin_token = s.admin_token.get_secret_value() if s.admin_token else None
+    pages = Pages(
+        store=runtime.store,
+        access=ReadAccess(
+            s.read_token.get_secret_value() if s.read_token else None, s.auth_proxy_header, admin_token
+        ),
+        approvals=runtime.approvals,
+        namespaces=s.namespaces,
+        rules=[r.name for r in runtime.config.rules],
+        secure_cookies=s.public_url.startswith("https://"),
+    )
     app.router.add_post("/api/v1/alerts", intake.handle)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/metrics", api.metrics_endpoint)
-    app.router.add_get("/api/v1/incidents", api.list_incidents)
-    app.router.add_get("/api/v1/incidents/{id}", api.get_incident)
-    admin = AdminApi(
-        runtime.state, runtime.store, s.admin_token.get_secret_value() if s.admin_token else None
-    )
+    app.router.add_get("/api/v1/incidents", pages.guard_api(api.list_incidents))
+    app.router.add_get("/api/v1/incidents/{id}", pages.guard_api(api.get_incident))
+    approval_api = ApprovalApi(runtime.approvals, admin_token)
+    app.router.add_post("/api/v1/incidents/{id}/approve", approval_api.approve)
+    app.router.add_post("/api/v1/incidents/{id}/reject", approval_api.reject)
+    app.router.add_get("/", pages.index)
+    app.router.add_get("/incidents", pages.list_page)
+    app.router.add_get("/incidents/{id}", pages.detail_page)
+    app.router.add_get("/incidents/{id}/approve", pages.approve_page)
+    app.router.add_post("/incidents/{id}/approve", pages.approve_post)
+    app.router.add_post("/incidents/{id}/reject", pages.reject_post)
+    admin = AdminApi(runtime.state, runtime.store, admin_token)
     app.router.add_get("/api/v1/admin/kill-switch", admin.get_kill_switch)
     app.router.add_put("/api/v1/admin/kill-switch", admin.put_kill_switch)
     app.router.add_get("/api/v1/admin/audit", admin.audit)
@@ -136,9 +209,11 @@ async def create_app(settings: Settings, registry: Registry | None = None) -> we
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         runtime.worker.start()
+        runtime.backend.start()
         log.info(
             "medic started",
             mode=settings.mode,
+            backend=runtime.backend.kind,
             rules=len(runtime.config.rules),
             playbooks=len(runtime.config.playbooks),
             data=str(settings.db_path),

@@ -151,7 +151,9 @@ async def _replay(args: argparse.Namespace) -> int:
         body = json.loads(validation_problem(exc).text or "{}")
         return _fail(f"{args.payload}: {body.get('detail', body.get('title'))}")
     with tempfile.TemporaryDirectory(prefix="medic-replay-") as tmp:
+        # a throw-away embedded store, never the production backends
         overrides: dict[str, Any] = {"data_dir": Path(tmp), "mode": "dry-run"}
+        overrides |= {"redis_url": None, "mongo_url": None}
         if args.prometheus_url:
             overrides["prometheus_url"] = args.prometheus_url
         settings = load_settings(**overrides)
@@ -218,7 +220,7 @@ async def _incidents_remote(args: argparse.Namespace) -> Any:
     from medic.incident import Incident
 
     base = args.url.rstrip("/")
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=_read_headers()) as session:
         if args.action == "show":
             url, params = f"{base}/api/v1/incidents/{args.id}", {}
         else:
@@ -251,6 +253,95 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- on-call
+def _read_headers() -> dict[str, str]:
+    """The read token (or the admin token) for a Medic whose incident data needs one."""
+    token = os.environ.get("MEDIC_READ_TOKEN") or os.environ.get("MEDIC_ADMIN_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+async def _report(args: argparse.Namespace) -> str:
+    from medic.incident import Incident
+    from medic.report.markdown import render_markdown
+
+    if args.url:
+        import aiohttp
+
+        url = f"{args.url.rstrip('/')}/api/v1/incidents/{args.id}"
+        async with (
+            aiohttp.ClientSession(headers=_read_headers()) as session,
+            session.get(url, params={"format": "md"}) as resp,
+        ):
+            text = await resp.text()
+            if resp.status != 200:
+                detail = json.loads(text).get("detail", text) if text.startswith("{") else text
+                raise MedicError(f"{url}: {resp.status} {detail}")
+            return text
+    args.action = "show"
+    incident = await _incidents_local(args)
+    assert isinstance(incident, Incident)
+    return render_markdown(incident)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    print(asyncio.run(_report(args)))
+    return 0
+
+
+async def _decide_remote(args: argparse.Namespace, decision: str) -> dict[str, Any]:
+    import aiohttp
+
+    token = os.environ.get("MEDIC_ADMIN_TOKEN", "")
+    if not token:
+        raise MedicError("set MEDIC_ADMIN_TOKEN to approve or reject through a running Medic")
+    verb = "approve" if decision == "approved" else "reject"
+    url = f"{args.url.rstrip('/')}/api/v1/incidents/{args.id}/{verb}"
+    body = {"by": args.by, "action": args.action, "reason": args.reason}
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session,
+        session.post(url, json=body) as resp,
+    ):
+        answer: dict[str, Any] = await resp.json(content_type=None)
+        if resp.status != 200:
+            raise MedicError(f"{answer.get('title', resp.status)}: {answer.get('detail', '')}")
+        return answer
+
+
+async def _decide_local(args: argparse.Namespace, decision: str) -> dict[str, Any]:
+    from medic.app import Runtime
+    from medic.approvals import Decision
+    from medic.settings import load_settings
+
+    try:
+        runtime = await Runtime.open(load_settings())
+    except ConfigError as exc:
+        hint = "to decide through the running Medic use --url and MEDIC_ADMIN_TOKEN"
+        raise MedicError(f"{exc} — {hint}") from exc
+    try:
+        verdict: Decision = "approved" if decision == "approved" else "rejected"
+        outcome = await runtime.approvals.decide(
+            args.id, verdict, by=args.by, via="cli", action=args.action, reason=args.reason
+        )
+        record = outcome.record.model_dump(mode="json")
+        return {"decision": outcome.decision, "by": outcome.by, "action": record}
+    finally:
+        await runtime.close()
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    from medic.logging import configure_logging
+
+    configure_logging("console", "warning")
+    decision = "approved" if args.command == "approve" else "rejected"
+    result = asyncio.run(_decide_remote(args, decision) if args.url else _decide_local(args, decision))
+    action = result["action"]
+    what = f"{action['action']} {action['status']} — {action['reason']}"
+    print(f"{result['decision']} by {result['by']}: {what}")
+    if decision == "approved" and action["status"] not in ("succeeded", "planned", "skipped"):
+        return 1
+    return 0
+
+
 # --------------------------------------------------------------------------- kill switch
 async def _kill_switch(args: argparse.Namespace) -> dict[str, Any]:
     from medic.admin import kill_switch_json
@@ -278,16 +369,28 @@ async def _kill_switch(args: argparse.Namespace) -> dict[str, Any]:
                 return body
     from medic.settings import load_settings
     from medic.sqlitedb import SqliteDB
+    from medic.state.base import RemediationState
     from medic.state.sqlite import SqliteRemediationState
 
-    settings = load_settings()
-    db = SqliteDB(settings.db_path)
-    await db.open()
-    try:
-        state = SqliteRemediationState(db)
+    async def flip(state: RemediationState) -> dict[str, Any]:
         if enabled is None:
             return kill_switch_json(await state.kill_switch())
         return kill_switch_json(await state.set_kill_switch(enabled, args.by, args.reason))
+
+    settings = load_settings()
+    if settings.redis_url is not None:  # the production backend: the switch lives in Medic's Redis
+        from medic.state.redis import RedisRemediationState, connect
+        from medic.state.redis_keys import RedisKeys
+
+        client = connect(settings.redis_url.get_secret_value())
+        try:
+            return await flip(RedisRemediationState(client, RedisKeys()))
+        finally:
+            await client.aclose()
+    db = SqliteDB(settings.db_path)
+    await db.open()
+    try:
+        return await flip(SqliteRemediationState(db))
     finally:
         await db.close()
 
@@ -328,6 +431,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--format", choices=["md", "json", "table"], default="table")
     p.set_defaults(fn=cmd_incidents)
+
+    p = sub.add_parser("report", help="print an incident's Markdown bundle")
+    p.add_argument("id")
+    p.add_argument("--url", help="a running Medic (uses MEDIC_READ_TOKEN); default: the local store")
+    p.set_defaults(fn=cmd_report)
+
+    for name, what in (
+        ("approve", "approve a proposal: guards re-checked, then it acts"),
+        ("reject", "reject a proposal: it is closed, nothing runs"),
+    ):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("id", help="the incident id")
+        p.add_argument("--action", help="the proposal's action (needed when several await)")
+        p.add_argument("--by", default=os.environ.get("USER", "cli"), help="who decides (audited)")
+        p.add_argument("--reason", default="")
+        p.add_argument("--url", help="a running Medic (uses MEDIC_ADMIN_TOKEN); default: the local store")
+        p.set_defaults(fn=cmd_decide)
 
     p = sub.add_parser("kill-switch", help="stop (on) or allow (off) every automatic action")
     p.add_argument("state", choices=["on", "off", "status"])

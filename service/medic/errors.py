@@ -4,6 +4,7 @@
     ├── ConfigError          a settings, rule or playbook file is invalid (names file, rule, field, line)
     ├── InputError           a request or payload is invalid (becomes an HTTP 4xx problem+json)
     ├── StoreError           a state or incident store could not do what was asked (HTTP 5xx)
+    │   └── BackendUnavailable   Medic's own Redis/MongoDB cannot be reached: wait and retry
     └── StepError            a collector or action failed; caught by the step executor and turned
         ├── NotConfigured    into an Evidence/Outcome status, never raised out of a step
         └── StepTimeout
@@ -71,6 +72,11 @@ class InputError(MedicError):
 
 class StoreError(MedicError):
     """A store could not persist or read; callers answer 5xx (the sender retries)."""
+
+
+class BackendUnavailable(StoreError):
+    """Medic's own coordination store or incident store cannot be reached right now (not the
+    item's fault: workers keep the item and retry later instead of counting an attempt)."""
 
 
 class StepError(MedicError):

@@ -47,6 +47,15 @@ class Metrics:
             ["action", "status"],
             registry=r,
         )
+        self.notifications_sent = Counter(
+            "medic_notifications_sent_total", "Notifications delivered", ["notifier"], registry=r
+        )
+        self.notifications_failed = Counter(
+            "medic_notifications_failed_total",
+            "Notifications not delivered after every retry (recorded on the incident's timeline)",
+            ["notifier"],
+            registry=r,
+        )
         self.processing_errors = Counter(
             "medic_processing_errors_total", "Inbox items whose processing failed", registry=r
         )

@@ -8,8 +8,8 @@ ack) changes nothing the second time: alerts merge by identity, an incident is o
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -19,6 +19,7 @@ import structlog
 from medic.analysis.decide import Decision, decide
 from medic.backends import Backends
 from medic.config import CompiledPlaybook, Config
+from medic.errors import BackendUnavailable
 from medic.evidence import Evidence
 from medic.incident import (
     SEVERITY_ORDER,
@@ -41,6 +42,7 @@ from medic.rules.routing import coalescing_key, matching_rules
 from medic.rules.targets import TargetResolver
 from medic.settings import Settings
 from medic.state.base import InboxItem
+from medic.state.keylock import KeyLocker, LocalKeyLocker
 from medic.store.base import IncidentStore
 
 log = structlog.get_logger("medic.pipeline")
@@ -50,6 +52,12 @@ class Remediator(Protocol):
     async def handle(
         self, incident: Incident, rule: Rule, playbook: CompiledPlaybook, decision: Decision
     ) -> ActionRecord | None: ...
+
+
+class IncidentNotifier(Protocol):
+    def submit(self, incident: Incident, kind: str) -> None:
+        """Queue a notification about the incident as it is now; must return at once."""
+        ...
 
 
 class PlanOnlyRemediator:
@@ -78,6 +86,22 @@ class Group:
     playbook: CompiledPlaybook | None
     target: Target | None
     alerts: list[Alert] = field(default_factory=list)
+
+
+def _first_failure(failed: ExceptionGroup[Exception]) -> Exception:
+    """The error a worker should see: an unreachable backend of Medic's own first (the batch
+    then waits instead of counting an attempt), else the first failure."""
+    leaves: list[Exception] = []
+
+    def walk(group: ExceptionGroup[Exception]) -> None:
+        for exc in group.exceptions:
+            if isinstance(exc, ExceptionGroup):
+                walk(exc)
+            else:
+                leaves.append(exc)
+
+    walk(failed)
+    return next((e for e in leaves if isinstance(e, BackendUnavailable)), leaves[0])
 
 
 def merge_alerts(incident: Incident, alerts: list[Alert], now: datetime) -> tuple[int, int]:
@@ -135,6 +159,8 @@ class Pipeline:
         metrics: Metrics,
         remediator: Remediator | None = None,
         clock: Callable[[], datetime] = utcnow,
+        notifier: IncidentNotifier | None = None,
+        locker: KeyLocker | None = None,
     ) -> None:
         self.settings = settings
         self.config = config
@@ -145,14 +171,23 @@ class Pipeline:
         self.metrics = metrics
         self.remediator: Remediator = remediator or PlanOnlyRemediator()
         self.clock = clock
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.notifier = notifier
+        # one task per incident key at a time: in this process, or across replicas (Redis)
+        self.locker: KeyLocker = locker or LocalKeyLocker()
+        self.in_flight = asyncio.Semaphore(settings.max_in_flight)
 
-    def _lock(self, key: str) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[key] = lock
-        return lock
+    def lock_for(self, key: str) -> AbstractAsyncContextManager[None]:
+        """The lock held while an incident of this coalescing key is changed (shared with
+        everyone else who saves incidents: approvals, notification outcomes)."""
+        return self.locker.hold(key)
+
+    def _notify(self, incident: Incident, kind: str) -> None:
+        """The notification hook: after the incident is saved; never blocks, never raises."""
+        if self.notifier is not None:
+            try:
+                self.notifier.submit(incident, kind)
+            except Exception:
+                log.exception("notification hook failed", incident_id=incident.id)
 
     async def process(self, *items: InboxItem) -> list[str]:
         """Handle accepted deliveries together (a storm's many deliveries for one target become
@@ -163,13 +198,18 @@ class Pipeline:
             wanted = set(item.new_episodes)
             alerts += [a for a in payload.alerts if a.episode_key in wanted]
         groups = await self.group(alerts)
-        touched: list[str] = []
-        for group in groups.values():
-            async with self._lock(group.key):
-                incident = await self.apply(group)
-            if incident is not None:
-                touched.append(incident.id)
-        return touched
+        try:
+            async with asyncio.TaskGroup() as tg:  # the batch's incidents side by side
+                tasks = [tg.create_task(self._apply_in_turn(group)) for group in groups.values()]
+        except ExceptionGroup as failed:
+            raise _first_failure(failed) from None
+        return [incident.id for task in tasks if (incident := task.result()) is not None]
+
+    async def _apply_in_turn(self, group: Group) -> Incident | None:
+        """One group under its key's lock (in this process or across replicas), within the
+        replica's bound of incidents in flight (MEDIC_MAX_IN_FLIGHT)."""
+        async with self.lock_for(group.key), self.in_flight:
+            return await self.apply(group)
 
     async def group(self, alerts: list[Alert]) -> dict[str, Group]:
         groups: dict[str, Group] = {}
@@ -189,6 +229,7 @@ class Pipeline:
         rule = group.rule
         firing = [a for a in group.alerts if a.status == "firing"]
         incident = await self.store.find_open(group.key)
+        created = False
         if incident is None:
             opens = bool(firing) or (rule is not None and "resolved" in rule.status)
             if rule is not None and firing and "firing" not in rule.status:
@@ -223,13 +264,18 @@ class Pipeline:
             needs_diagnosis = (
                 group.playbook is not None and incident.phase != Phase.DIAGNOSED and bool(firing)
             )
-            if not incident.firing_alerts:
+            resolved_now = not incident.firing_alerts
+            if resolved_now:
                 incident.status = "resolved"
                 incident.resolved_at = now
                 incident.note("resolved", "every alert of the incident is resolved", now)
                 self.metrics.incidents_resolved.labels(rule=rule.name if rule else "-").inc()
                 log.info("incident resolved")
             await self.store.save(incident)
+            if created:
+                self._notify(incident, "opened")
+            if resolved_now:
+                self._notify(incident, "resolved")
             if needs_diagnosis and group.playbook is not None:
                 await self.diagnose(incident, rule, group.playbook)
         return incident
@@ -293,6 +339,7 @@ class Pipeline:
         incident.phase = Phase.DIAGNOSED
         incident.updated_at = self.clock()
         await self.store.save(incident)
+        self._notify(incident, "diagnosed")
         log.info(
             "incident diagnosed",
             findings=len(incident.findings),

@@ -7,6 +7,7 @@ Precedence (highest first): explicit keyword arguments, environment variables, t
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 from pydantic_settings.exceptions import SettingsError
 
 from medic.errors import ConfigError
+from medic.notify.config import ChannelConfig, check_channel_names, secrets_from_env
 
 Mode = Literal["off", "dry-run", "enforce"]
 
@@ -60,6 +62,17 @@ class _YamlFileSource(PydanticBaseSettingsSource):
         return {str(k).lower(): v for k, v in data.items()}
 
 
+class _NotifierSecretsSource(PydanticBaseSettingsSource):
+    """``MEDIC_NOTIFY_<CHANNEL>_<URL|SECRET|TOKEN>``: notifier secrets merged over the file's."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found = secrets_from_env()
+        return {"notifiers": found} if found else {}
+
+
 class Settings(BaseSettings):
     """Every setting of Medic. Env var = ``MEDIC_`` + upper-case field name (README lists them)."""
 
@@ -93,8 +106,17 @@ class Settings(BaseSettings):
     global_budget_window_seconds: int = Field(3600, ge=60)
     flap_window_seconds: int = Field(7200, ge=0)
 
-    # embedded state
+    # embedded state (and, with the production backends, the local fail-safe spool)
     data_dir: Path = Path("./data")
+
+    # Medic's own production backends (not the systems it diagnoses): set both or neither.
+    redis_url: SecretStr | None = None  # inbox stream, dedup, locks, action ledger, kill switch
+    mongo_url: SecretStr | None = None  # incidents (bundles) and the audit log
+    lease_seconds: float = Field(30.0, ge=0.2, le=3600)  # a dead replica's work moves on after it
+    queue_max: int = Field(100_000, ge=10)  # accepted, unfinished deliveries; beyond it intake answers 503
+    max_in_flight: int = Field(16, ge=1, le=1024)  # incidents one replica works on at once
+    incident_retention_days: int = Field(90, ge=0)  # resolved incidents kept in MongoDB (0: forever)
+    shutdown_grace_seconds: float = Field(10.0, ge=0, le=600)  # to finish in-flight work, then hand it back
 
     # diagnosed systems
     prometheus_url: str | None = None
@@ -109,6 +131,13 @@ class Settings(BaseSettings):
     )
     kube_context: str | None = None
 
+    # on-call: notification channels, incident pages, approvals (README "On-call")
+    notifiers: dict[str, ChannelConfig] = Field(default_factory=dict)
+    read_token: SecretStr | None = None  # incident pages and read API; required when set
+    auth_proxy_header: str | None = None  # e.g. X-Forwarded-User, set by a trusted auth proxy
+    approval_secret: SecretStr | None = None  # HMAC key of approval tokens; unset: kept in the store
+    approval_ttl_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+
     # logging
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -119,6 +148,26 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("notifiers", mode="before")
+    @classmethod
+    def _check_notifier_names(cls, value: Any) -> Any:
+        check_channel_names(value)
+        return value
+
+    @field_validator("read_token", "approval_secret")
+    @classmethod
+    def _check_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("use at least 16 characters (e.g. openssl rand -hex 32)")
+        return value
+
+    @field_validator("auth_proxy_header")
+    @classmethod
+    def _check_header(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9-]+", value):
+            raise ValueError("must be an HTTP header name, e.g. X-Forwarded-User")
+        return value or None
 
     @field_validator("prometheus_url", "loki_url", "public_url")
     @classmethod
@@ -137,7 +186,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         yaml_source = _YamlFileSource(settings_cls, os.environ.get("MEDIC_CONFIG"))
-        return (init_settings, env_settings, yaml_source)
+        return (init_settings, env_settings, _NotifierSecretsSource(settings_cls), yaml_source)
 
     @property
     def db_path(self) -> Path:

@@ -13,6 +13,7 @@ import socket
 
 import structlog
 
+from medic.errors import BackendUnavailable
 from medic.metrics import Metrics
 from medic.pipeline import Pipeline
 from medic.state.base import Inbox, InboxItem
@@ -78,9 +79,19 @@ class Worker:
 
     async def handle(self, items: list[InboxItem]) -> None:
         """Process a claimed batch together; if that fails, item by item, so that one bad item
-        is retried (and in the end dead-lettered) alone."""
+        is retried (and in the end dead-lettered) alone. While one of Medic's own backends is
+        unreachable the batch is kept and retried (not the items' fault: no attempt counted);
+        on shutdown it stays unfinished and is handed back."""
         try:
-            touched = await self.pipeline.process(*items)
+            while True:
+                try:
+                    touched = await self.pipeline.process(*items)
+                    break
+                except BackendUnavailable as exc:
+                    if self._stopping:
+                        return
+                    log.warning("a backend of Medic is unreachable; the batch waits", error=str(exc))
+                    await asyncio.sleep(self.poll_seconds * 2)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -94,5 +105,9 @@ class Worker:
             with contextlib.suppress(Exception):
                 await self.inbox.release(item.id, f"{type(exc).__name__}: {exc}")
             return
-        await self.inbox.ack_many([item.id for item in items])
+        try:
+            await self.inbox.ack_many([item.id for item in items])
+        except Exception:  # done all the same: a redelivery finds the work stored
+            log.exception("acknowledging processed items failed", items=[item.id for item in items])
+            return
         log.debug("items done", items=[item.id for item in items], incidents=touched)

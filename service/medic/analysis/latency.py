@@ -3,8 +3,9 @@
 Causes checked, each from its own evidence: slow MongoDB operations (COLLSCAN called out) and
 slow queries in the profiler, Redis at maxmemory or evicting and slow Redis commands, pods at
 their CPU or memory limit and an HPA at its maximum (Prometheus, else ``k8s.top_pods`` /
-``k8s.hpa_status``), and an error spike (5xx ratio, with the top error log patterns). When latency is over its threshold and none of these shows, a finding
-says so and lists what was checked, so on-call does not re-check the same things.
+``k8s.hpa_status``), and an error spike (5xx ratio, with the top error log patterns). When
+latency is over its threshold and none of these shows, a finding says so and lists what was
+checked, so on-call does not re-check the same things.
 """
 
 from __future__ import annotations

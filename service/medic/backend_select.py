@@ -1,0 +1,345 @@
+"""Medic's own state, built from settings: where deliveries, coordination and incidents live.
+
+=======================  ==========================================  ============================
+settings                 backend                                     replicas
+=======================  ==========================================  ============================
+neither URL (default)    embedded SQLite in ``MEDIC_DATA_DIR``        one (a lock file says so)
+``MEDIC_REDIS_URL`` and  Redis (inbox stream, dedup, locks, ledger,  any number, sharing both;
+``MEDIC_MONGO_URL``      kill switch) + MongoDB (incidents, audit)   each has a local spool in
+                         + the local spool (:mod:`medic.state.spool`)  ``MEDIC_DATA_DIR``
+only one of them         refused at start-up (:class:`ConfigError`)
+=======================  ==========================================  ============================
+
+A half configuration is refused rather than guessed at: Redis without MongoDB would keep each
+replica's incidents apart, MongoDB without Redis would leave replicas uncoordinated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Awaitable
+from typing import Protocol
+
+import structlog
+from pymongo.errors import ConfigurationError as MongoConfigurationError
+
+from medic.errors import BackendUnavailable, ConfigError
+from medic.notify.ledger import Marks, SqliteMarks
+from medic.settings import Settings
+from medic.sqlitedb import SqliteDB
+from medic.state.availability import Availability
+from medic.state.base import Inbox, RemediationState
+from medic.state.failsafe import FailSafeInbox
+from medic.state.keylock import KeyLocker, LocalKeyLocker, RedisKeyLocker
+from medic.state.redis import RedisInbox, RedisMarks, RedisRemediationState
+from medic.state.redis import connect as connect_redis
+from medic.state.redis_keys import RedisKeys
+from medic.state.spool import LocalSpool
+from medic.state.sqlite import SqliteInbox, SqliteRemediationState
+from medic.store.base import IncidentStore
+from medic.store.failsafe import FailSafeIncidentStore
+from medic.store.mongo import MongoIncidentStore
+from medic.store.mongo import connect as connect_mongo
+from medic.store.sqlite import SqliteIncidentStore
+
+log = structlog.get_logger("medic.backend")
+
+PROBE_TIMEOUT = 0.5  # /readyz must answer within the kubelet's probe timeout
+CONSUMER_REAP_EVERY = 600.0
+
+
+class StateBackend(Protocol):
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def inbox(self) -> Inbox: ...
+
+    @property
+    def store(self) -> IncidentStore: ...
+
+    @property
+    def state(self) -> RemediationState: ...
+
+    @property
+    def locker(self) -> KeyLocker: ...
+
+    def marks(self, prefix: str) -> Marks:
+        """Durable marks under ``prefix`` (notifications sent, approvals used, ...)."""
+        ...
+
+    @property
+    def poll_seconds(self) -> float:
+        """How often an idle worker looks for work another replica accepted."""
+        ...
+
+    def start(self) -> None:
+        """Start background upkeep (lease renewal, recovery); after the workers started."""
+        ...
+
+    async def readiness(self) -> tuple[str, dict[str, str]]:
+        """("ready" | "degraded" | "not ready", a status per backend). Degraded still accepts."""
+        ...
+
+    async def close(self) -> None:
+        """After the workers stopped: hand back unfinished work, close every client."""
+        ...
+
+
+def owner_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def open_backend(settings: Settings) -> StateBackend:
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else ""
+    mongo_url = settings.mongo_url.get_secret_value() if settings.mongo_url else ""
+    if not redis_url and not mongo_url:
+        return await EmbeddedBackend.open(settings)
+    if not (redis_url and mongo_url):
+        given, missing = (
+            ("MEDIC_REDIS_URL", "MEDIC_MONGO_URL") if redis_url else ("MEDIC_MONGO_URL", "MEDIC_REDIS_URL")
+        )
+        raise ConfigError(
+            f"{given} is set but {missing} is not: the production backends go together "
+            "(Redis coordinates the replicas, MongoDB keeps their incidents); set both, or neither "
+            "for the embedded single-replica SQLite store",
+            file="environment",
+            field=missing.removeprefix("MEDIC_").lower(),
+        )
+    if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            "must be a redis://, rediss:// or unix:// URL", file="environment", field="redis_url"
+        )
+    if not mongo_url.startswith(("mongodb://", "mongodb+srv://")):
+        raise ConfigError("must be a mongodb:// or mongodb+srv:// URL", file="environment", field="mongo_url")
+    return await ProductionBackend.open(settings, redis_url, mongo_url)
+
+
+class EmbeddedBackend:
+    kind = "sqlite"
+    poll_seconds = 1.0
+
+    def __init__(self, db: SqliteDB, *, dedup_ttl: float) -> None:
+        self.db = db
+        self.inbox = SqliteInbox(db, dedup_ttl=dedup_ttl)
+        self.store = SqliteIncidentStore(db)
+        self.state = SqliteRemediationState(db)
+        self.locker = LocalKeyLocker()
+
+    @classmethod
+    async def open(cls, settings: Settings) -> EmbeddedBackend:
+        db = SqliteDB(settings.db_path)
+        db.lock_exclusive()
+        try:
+            await db.open()
+            backend = cls(db, dedup_ttl=settings.dedup_ttl_seconds)
+            recovered = await backend.inbox.recover()
+        except BaseException:
+            await db.close()
+            raise
+        if recovered:
+            log.warning("re-queued deliveries left unfinished by a previous run", count=recovered)
+        return backend
+
+    def marks(self, prefix: str) -> SqliteMarks:
+        return SqliteMarks(self.db, prefix)
+
+    def start(self) -> None:
+        return None
+
+    async def readiness(self) -> tuple[str, dict[str, str]]:
+        checks: dict[str, str] = {}
+        for name, component in (("inbox", self.inbox), ("incident_store", self.store)):
+            try:
+                await component.ping()
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"error: {exc}"
+        return ("ready" if all(v == "ok" for v in checks.values()) else "not ready"), checks
+
+    async def close(self) -> None:
+        await self.db.close()
+
+
+class ProductionBackend:
+    kind = "redis+mongo"
+    poll_seconds = 0.25
+
+    def __init__(
+        self,
+        settings: Settings,
+        spool: LocalSpool,
+        redis_inbox: RedisInbox,
+        inbox: FailSafeInbox,
+        state: RedisRemediationState,
+        mongo: MongoIncidentStore,
+        store: FailSafeIncidentStore,
+        redis_up: Availability,
+        mongo_up: Availability,
+    ) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.redis_inbox = redis_inbox
+        self.inbox = inbox
+        self.state = state
+        self.mongo = mongo
+        self.store = store
+        self.redis_up = redis_up
+        self.mongo_up = mongo_up
+        self.owner = owner_name()
+        self.locker = RedisKeyLocker(state, self.owner, ttl=max(settings.lease_seconds, 1.0))
+        self._upkeep: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    @classmethod
+    async def open(cls, settings: Settings, redis_url: str, mongo_url: str) -> ProductionBackend:
+        spool = LocalSpool(
+            settings.data_dir / "spool.sqlite3",
+            dedup_ttl=settings.dedup_ttl_seconds,
+            lease_seconds=max(settings.lease_seconds, 5.0),
+        )
+        await spool.open()
+        redis_up = Availability("Medic's Redis")
+        mongo_up = Availability("Medic's MongoDB")
+        try:
+            rclient = connect_redis(redis_url)
+        except ValueError as exc:
+            await spool.close()
+            raise ConfigError(f"invalid Redis URL: {exc}", file="environment", field="redis_url") from exc
+        try:
+            mclient = connect_mongo(mongo_url)
+        except MongoConfigurationError as exc:
+            await rclient.aclose()
+            await spool.close()
+            raise ConfigError(f"invalid MongoDB URL: {exc}", file="environment", field="mongo_url") from exc
+        keys = RedisKeys()
+        redis_inbox = RedisInbox(
+            rclient,
+            keys,
+            dedup_ttl=settings.dedup_ttl_seconds,
+            lease_seconds=settings.lease_seconds,
+            queue_max=settings.queue_max,
+            availability=redis_up,
+        )
+        inbox = FailSafeInbox(redis_inbox, spool, redis_up, spool_max=settings.queue_max)
+        mongo = MongoIncidentStore(
+            mclient, retention_days=settings.incident_retention_days, availability=mongo_up
+        )
+        backend = cls(
+            settings,
+            spool,
+            redis_inbox,
+            inbox,
+            RedisRemediationState(rclient, keys, availability=redis_up),
+            mongo,
+            FailSafeIncidentStore(mongo, spool),
+            redis_up,
+            mongo_up,
+        )
+        try:
+            await inbox.open()
+            try:
+                await redis_inbox.setup()
+            except BackendUnavailable as exc:
+                log.warning(
+                    "Medic's Redis is unreachable at start: accepting into the local spool", error=str(exc)
+                )
+            try:
+                await mongo.setup()
+            except BackendUnavailable as exc:
+                log.warning("Medic's MongoDB is unreachable at start: incidents wait", error=str(exc))
+        except BaseException:
+            await backend._close_clients()
+            raise
+        return backend
+
+    def marks(self, prefix: str) -> RedisMarks:
+        return RedisMarks(self.redis_inbox.client, self.redis_inbox.keys, prefix, availability=self.redis_up)
+
+    def start(self) -> None:
+        if self._upkeep is None:
+            self._upkeep = asyncio.create_task(self._run_upkeep(), name="medic-backend-upkeep")
+
+    async def _run_upkeep(self) -> None:
+        """Renew the leases of held deliveries, catch up with Redis and MongoDB after an outage,
+        forget dead consumers."""
+        lease = self.settings.lease_seconds
+        tick = min(0.5, lease / 4)
+        next_renew = next_reap = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            try:
+                if now >= next_renew and self.redis_up.up:
+                    next_renew = now + lease / 3
+                    await self.redis_inbox.renew()
+                await self.inbox.recover()
+                if not self.mongo_up.up:
+                    await self.mongo.ping()
+                if self.mongo_up.up:
+                    if not self.mongo.indexed:
+                        await self.mongo.setup()
+                    await self.store.flush()
+                if now >= next_reap and self.redis_up.up:
+                    next_reap = now + CONSUMER_REAP_EVERY
+                    await self.redis_inbox.forget_idle_consumers()
+            except BackendUnavailable:
+                pass
+            except Exception:
+                log.exception("backend upkeep failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), tick)
+
+    async def readiness(self) -> tuple[str, dict[str, str]]:
+        checks: dict[str, str] = {}
+
+        async def probe(name: str, ping: Awaitable[object], down_note: str) -> None:
+            try:
+                await asyncio.wait_for(ping, PROBE_TIMEOUT)
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"unreachable ({type(exc).__name__}: {exc}): {down_note}"
+
+        await probe(
+            "redis", self.redis_inbox.client.ping(), "deliveries are spooled locally, no automatic action"
+        )
+        await probe("mongo", self.mongo.db.command("ping"), "bundles are kept locally, new incidents wait")
+        try:
+            counts = await self.spool.counts()
+            checks["spool"] = (
+                f"ok ({counts['deliveries']} deliveries, {counts['bundles']} bundles, "
+                f"{counts['audit']} audit records waiting)"
+            )
+        except Exception as exc:
+            checks["spool"] = f"error: {exc}"
+        intake_ok = checks["redis"] == "ok" or checks["spool"].startswith("ok")
+        all_ok = checks["redis"] == "ok" and checks["mongo"] == "ok" and checks["spool"].startswith("ok")
+        return ("ready" if all_ok else "degraded" if intake_ok else "not ready"), checks
+
+    async def close(self) -> None:
+        if self._upkeep is not None:  # an event, not a cancellation (see RedisKeyLocker)
+            self._stop.set()
+            done, _ = await asyncio.wait({self._upkeep}, timeout=10)
+            if not done:
+                self._upkeep.cancel()
+            self._upkeep = None
+        with contextlib.suppress(BackendUnavailable):
+            handed = await self.redis_inbox.hand_back()
+            if handed:
+                log.info("unfinished deliveries handed back to the other replicas", count=handed)
+        with contextlib.suppress(Exception):
+            await self.inbox.recover()
+        if self.mongo_up.up:
+            with contextlib.suppress(Exception):
+                await self.store.flush()
+        await self._close_clients()
+
+    async def _close_clients(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.redis_inbox.client.aclose()
+        with contextlib.suppress(Exception):
+            await self.mongo.close()
+        await self.spool.close()

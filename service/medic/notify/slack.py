@@ -1,0 +1,128 @@
+"""Slack incoming webhook, Block Kit.
+
+An incoming webhook cannot edit or thread what it posted (it answers ``ok``, not a message ts),
+so an incident gets one full message (title, severity, top findings, the action taken or
+proposed, links) and then one short update line per later event (approval, verification,
+resolution), each naming the incident and linking to it. Never more than one message per event.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from medic.incident import ActionStatus, Incident
+from medic.notify.base import Notifier
+from medic.notify.config import SlackChannel
+from medic.notify.delivery import Outgoing
+from medic.notify.events import Event, Links, MessageKind, action_line, ranked, update_line
+
+ICON = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
+STATUS_ICON = {
+    ActionStatus.SUCCEEDED: ":white_check_mark:",
+    ActionStatus.FAILED: ":x:",
+    ActionStatus.REFUSED: ":no_entry_sign:",
+    ActionStatus.AWAITING_APPROVAL: ":hourglass_flowing_sand:",
+    ActionStatus.PLANNED: ":memo:",
+    ActionStatus.SKIPPED: ":fast_forward:",
+    ActionStatus.RUNNING: ":gear:",
+}
+TEXT_LIMIT = 2900  # a section's text may hold 3000 characters
+TOP_FINDINGS = 3
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn control characters: ``<!channel>`` or ``<http://x|y>`` in an alert label must
+    stay text, never become a mention or a disguised link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def code(text: str) -> str:
+    return "`" + escape(text).replace("`", "'") + "`"
+
+
+def link(url: str | None, label: str) -> str:
+    return f"<{url}|{escape(label)}>" if url else escape(label)
+
+
+def _cut(text: str, limit: int = TEXT_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text)}}
+
+
+def _findings(inc: Incident) -> str:
+    if not inc.findings:
+        return "_No findings._" if inc.evidence else "_Not diagnosed: no playbook for these alerts._"
+    lines = ["*Findings*"]
+    for i, f in enumerate(ranked(inc.findings)[:TOP_FINDINGS], 1):
+        lines.append(f"{i}. {ICON.get(f.severity, '')} {escape(f.summary)} {code(f.code)}")
+        lines += [f"      next: {code(step)}" for step in f.next_steps[:2]]
+    if len(inc.findings) > TOP_FINDINGS:
+        lines.append(f"_…and {len(inc.findings) - TOP_FINDINGS} more on the incident page_")
+    return "\n".join(lines)
+
+
+def _actions(inc: Incident, links: Links) -> str:
+    if not inc.actions:
+        return ""
+    lines = ["*Action*"]
+    for i, a in enumerate(inc.actions):
+        line = f"{STATUS_ICON.get(a.status, '')} {escape(action_line(a))}"
+        if a.status is ActionStatus.AWAITING_APPROVAL and links.approve.get(i):
+            line += f"\n      {link(links.approve[i], 'Review and approve or reject')}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def first_message(event: Event, links: Links) -> dict[str, Any]:
+    inc = event.incident
+    title = f"{inc.title or inc.id}"
+    facts = [
+        f"*Severity*\n{ICON.get(inc.severity, '')} {inc.severity}",
+        f"*Status*\n{inc.status}, {inc.phase.value}",
+        f"*Target*\n{code(str(inc.target)) if inc.target else 'none'}",
+        f"*Rule*\n{escape(inc.rule or 'no rule matched')}",
+    ]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _cut(escape(title), 150), "emoji": True}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": _cut(f, 1900)} for f in facts]},
+        _section(_findings(inc)),
+    ]
+    if actions := _actions(inc, links):
+        blocks.append(_section(actions))
+    context = f"Medic · {code(inc.id)} · {len(inc.firing_alerts)} of {len(inc.alerts)} alert(s) firing"
+    if links.incident:
+        context += f" · {link(links.incident, 'Open the incident')}"
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(context)}]})
+    top = f": {ranked(inc.findings)[0].summary}" if inc.findings else ""
+    return {"text": _cut(escape(f"[{inc.severity}] {title}{top}")), "blocks": blocks}
+
+
+def update_message(event: Event, links: Links) -> dict[str, Any]:
+    inc = event.incident
+    line = update_line(event)
+    icon = ":white_check_mark:" if event.kind.value == "resolved" else ""
+    if event.action is not None:
+        icon = STATUS_ICON.get(event.action.status, "")
+    text = (
+        f"↳ *Update* on {link(links.incident, inc.title or inc.id)} ({code(inc.id)})\n{icon} {escape(line)}"
+    )
+    fallback = escape(f"Update on {inc.title or inc.id}: {line}")
+    return {"text": _cut(fallback), "blocks": [_section(text)]}
+
+
+class SlackNotifier(Notifier):
+    type = "slack"
+    config: SlackChannel
+
+    def __init__(self, name: str, config: SlackChannel) -> None:
+        super().__init__(name, config)
+
+    def build(self, event: Event, kind: MessageKind, links: Links, now: datetime) -> Outgoing | None:
+        if not self.config.approval_links:
+            links = Links(links.incident, {})
+        body = first_message(event, links) if kind is MessageKind.FIRST else update_message(event, links)
+        return Outgoing.json(self.config.url.get_secret_value(), body)

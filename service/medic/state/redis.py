@@ -1,0 +1,428 @@
+"""Redis implementation of the state interfaces (Medic's own Redis, several replicas).
+
+Inbox: a stream with one consumer group. ``accept`` is one Lua script (dedup keys ``SET PX`` +
+``XADD``, all or nothing, refused when the backlog reaches ``MEDIC_QUEUE_MAX``); workers
+``claim`` with ``XREADGROUP``, and take over with ``XAUTOCLAIM`` what another replica claimed and
+has not touched for a lease (it died, or hangs); a replica renews the lease of what it holds
+(:meth:`RedisInbox.renew`), hands it back on shutdown, and ``ack`` removes an entry for good
+(``XACK`` + ``XDEL``, so the stream's length is the backlog and nothing unfinished is ever
+trimmed). An entry delivered more than :data:`MAX_DELIVERIES` times goes to a capped
+dead-letter stream.
+
+Remediation state: kill switch, locks with a fencing token and an expiry (released only by
+their owner), and the action ledger (idempotency key ``SET NX`` semantics, sorted sets by time
+per target and overall for cooldowns and budgets), each operation one atomic script.
+
+Connection failures raise :class:`~medic.errors.BackendUnavailable` (and mark the shared
+:class:`~medic.state.availability.Availability` down); other Redis errors raise StoreError.
+Needs Redis >= 6.2 (XAUTOCLAIM) as one primary (not Redis Cluster), with AOF persistence.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import redis.exceptions as rex
+import structlog
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.typing import EncodableT, FieldT
+
+from medic.errors import BackendUnavailable, StoreError
+from medic.state import redis_scripts as lua
+from medic.state.availability import Availability
+from medic.state.base import AcceptResult, ActionMark, InboxItem, KillSwitch
+from medic.state.redis_keys import GROUP, RedisKeys
+
+log = structlog.get_logger("medic.state.redis")
+
+T = TypeVar("T")
+Arg = str | int | float
+
+MAX_DELIVERIES = 5  # as the embedded inbox's MAX_ATTEMPTS
+DEAD_LETTER_CAP = 10_000
+RETRY_DELAY = 5.0  # a failed item is handed out again after this many seconds
+LEDGER_TTL = 30 * 24 * 3600.0  # action ledger entries (cooldowns, budgets, idempotency keys)
+IDLE_CONSUMER_SECONDS = 3600.0  # consumers without pending entries are removed after this
+
+
+def connect(url: str, *, timeout: float = 2.0) -> Redis:
+    """A client for Medic's own Redis: short timeouts (the spool takes over when it is down) and
+    one quick retry (a pooled connection that died with a restarted server is re-opened)."""
+    return Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=timeout,
+        socket_connect_timeout=min(timeout, 1.0),
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+        client_name="medic",
+    )
+
+
+class _RedisCalls:
+    def __init__(self, client: Redis, keys: RedisKeys, availability: Availability | None) -> None:
+        self.client = client
+        self.keys = keys
+        self.availability = availability
+
+    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        if self.availability is not None:
+            self.availability.check()
+        try:
+            return await fn()
+        except (rex.ConnectionError, rex.TimeoutError, OSError) as exc:
+            if self.availability is not None:
+                self.availability.mark_down(exc)
+            raise BackendUnavailable(f"Medic's Redis is unreachable: {exc}") from exc
+        except rex.RedisError as exc:
+            raise StoreError(f"redis: {exc}") from exc
+
+    async def ping(self) -> None:
+        await self._call(self.client.ping)
+
+
+def _fields(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+class RedisInbox(_RedisCalls):
+    def __init__(
+        self,
+        client: Redis,
+        keys: RedisKeys,
+        *,
+        dedup_ttl: float,
+        lease_seconds: float,
+        queue_max: int,
+        availability: Availability | None = None,
+        max_deliveries: int = MAX_DELIVERIES,
+        retry_delay: float = RETRY_DELAY,
+    ) -> None:
+        super().__init__(client, keys, availability)
+        self.dedup_ttl_ms = int(dedup_ttl * 1000)
+        self.lease_ms = max(1, int(lease_seconds * 1000))
+        self.queue_max = queue_max
+        self.max_deliveries = max_deliveries
+        self.retry_delay_ms = int(retry_delay * 1000)
+        self.autoclaim_every = min(lease_seconds / 2, 1.0)
+        self._accept = client.register_script(lua.ACCEPT)
+        self._claim = client.register_script(lua.CLAIM)
+        self._ack = client.register_script(lua.ACK)
+        self._release = client.register_script(lua.RELEASE)
+        self._renew = client.register_script(lua.RENEW)
+        self._cursor = "0-0"
+        self._next_autoclaim = 0.0
+        self._held: dict[str, str] = {}  # entry id -> consumer: renewed, handed back on shutdown
+
+    async def setup(self) -> None:
+        """Create the stream and its consumer group (idempotent)."""
+
+        async def create() -> None:
+            try:
+                await self.client.xgroup_create(self.keys.inbox, GROUP, id="0", mkstream=True)
+            except rex.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+        await self._call(create)
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    async def accept(
+        self, payload: dict[str, Any], episodes: list[str], received_at: datetime
+    ) -> AcceptResult:
+        unique = list(dict.fromkeys(episodes))
+        if not unique:
+            return AcceptResult(item_id=None, new_episodes=[], duplicates=0)
+        keys = [self.keys.inbox, *(self.keys.dedup(e) for e in unique)]
+        args: list[Arg] = [
+            self.dedup_ttl_ms,
+            self.queue_max,
+            json.dumps(payload, separators=(",", ":")),
+            received_at.isoformat(),
+            *unique,
+        ]
+        try:
+            entry_id, new = await self._call(lambda: self._accept(keys=keys, args=args))
+        except StoreError as exc:
+            if "FULL" in str(exc):
+                raise StoreError(f"the inbox is full ({self.queue_max} unfinished deliveries)") from exc
+            raise
+        new = list(new)
+        return AcceptResult(item_id=entry_id or None, new_episodes=new, duplicates=len(episodes) - len(new))
+
+    async def claim(self, consumer: str, limit: int) -> list[InboxItem]:
+        now = time.monotonic()
+        cursor = self._cursor if now >= self._next_autoclaim else ""
+        keys = [self.keys.inbox, self.keys.dead, self.keys.errors]
+        args: list[Arg] = [
+            GROUP,
+            consumer,
+            self.lease_ms,
+            limit,
+            self.max_deliveries,
+            DEAD_LETTER_CAP,
+            cursor,
+        ]
+
+        async def run() -> Any:
+            try:
+                return await self._claim(keys=keys, args=args)
+            except rex.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("the inbox consumer group is gone (Redis lost its data?): re-created")
+                try:
+                    await self.client.xgroup_create(self.keys.inbox, GROUP, id="0", mkstream=True)
+                except rex.ResponseError as again:
+                    if "BUSYGROUP" not in str(again):
+                        raise
+                return await self._claim(keys=keys, args=args)
+
+        next_cursor, entries = await self._call(run)
+        if cursor:
+            self._cursor = next_cursor or "0-0"
+            more = self._cursor != "0-0"
+            self._next_autoclaim = now if more else now + self.autoclaim_every
+        items: list[InboxItem] = []
+        for entry_id, flat, deliveries in entries:
+            fields = _fields(flat)
+            try:
+                item = InboxItem(
+                    id=entry_id,
+                    payload=json.loads(fields["payload"]),
+                    new_episodes=json.loads(fields["episodes"]),
+                    received_at=datetime.fromisoformat(fields["received_at"]),
+                    attempts=int(deliveries),
+                )
+            except (KeyError, ValueError) as exc:
+                await self._dead_letter(entry_id, flat, f"unreadable entry: {exc}")
+                continue
+            if int(deliveries) > 1:
+                log.info("took over a delivery", item=entry_id, deliveries=int(deliveries))
+            self._held[entry_id] = consumer
+            items.append(item)
+        return items
+
+    async def _dead_letter(self, entry_id: str, flat: list[str], error: str) -> None:
+        async def move() -> None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                record: dict[FieldT, EncodableT] = {"id": entry_id, "error": error}
+                record.update(_fields(flat))
+                pipe.xadd(
+                    self.keys.dead,
+                    record,
+                    maxlen=DEAD_LETTER_CAP,
+                    approximate=True,
+                )
+                pipe.xack(self.keys.inbox, GROUP, entry_id)
+                pipe.xdel(self.keys.inbox, entry_id)
+                await pipe.execute()
+
+        await self._call(move)
+        log.error("delivery dead-lettered", item=entry_id, error=error)
+
+    async def ack_many(self, item_ids: list[str]) -> None:
+        keys = [self.keys.inbox, self.keys.errors]
+        for start in range(0, len(item_ids), 256):
+            chunk = item_ids[start : start + 256]
+            await self._call(lambda c=chunk: self._ack(keys=keys, args=[GROUP, *c]))  # type: ignore[misc]
+            for item_id in chunk:
+                self._held.pop(item_id, None)
+
+    async def release(self, item_id: str, error: str) -> None:
+        idle = max(0, self.lease_ms - self.retry_delay_ms)
+        await self._call(
+            lambda: self._release(
+                keys=[self.keys.inbox, self.keys.errors], args=[GROUP, item_id, idle, error[:2000]]
+            )
+        )
+        self._held.pop(item_id, None)
+
+    async def hand_back(self) -> int:
+        """Shutdown: make every entry this process holds immediately claimable by another
+        replica, without counting a delivery. Returns how many."""
+        held, self._held = self._held, {}
+        for item_id in held:
+            await self._call(
+                lambda i=item_id: self._release(  # type: ignore[misc]
+                    keys=[self.keys.inbox, self.keys.errors], args=[GROUP, i, self.lease_ms, ""]
+                )
+            )
+        return len(held)
+
+    async def renew(self) -> int:
+        """Extend the lease of every entry this process holds; forget those another replica took
+        over meanwhile. Returns how many are held."""
+        if not self._held:
+            return 0
+        pairs = list(self._held.items())
+        args: list[str] = [GROUP]
+        for item_id, consumer in pairs:
+            args += [item_id, consumer]
+        lost = await self._call(lambda: self._renew(keys=[self.keys.inbox], args=args))
+        for item_id in lost:
+            if self._held.pop(item_id, None) is not None:
+                log.warning("a held delivery was taken over by another replica", item=item_id)
+        return len(self._held)
+
+    async def forget_idle_consumers(self) -> int:
+        """Remove consumers (of dead processes) that hold nothing and have been idle for long."""
+
+        async def run() -> int:
+            removed = 0
+            for info in await self.client.xinfo_consumers(self.keys.inbox, GROUP):
+                if int(info["pending"]) == 0 and int(info["idle"]) > IDLE_CONSUMER_SECONDS * 1000:
+                    removed += int(await self.client.xgroup_delconsumer(self.keys.inbox, GROUP, info["name"]))
+            return removed
+
+        return await self._call(run)
+
+    async def depth(self) -> int:
+        return int(await self._call(lambda: self.client.xlen(self.keys.inbox)))
+
+    async def dead_letters(self) -> int:
+        return int(await self._call(lambda: self.client.xlen(self.keys.dead)))
+
+
+def _mark(key: str, fields: dict[str, str]) -> ActionMark:
+    return ActionMark(
+        idempotency_key=key,
+        target=fields["target"],
+        action=fields["action"],
+        incident_id=fields["incident_id"],
+        at=datetime.fromtimestamp(float(fields["at"]), UTC),
+        status=fields["status"],
+        detail=json.loads(fields.get("detail") or "{}"),
+    )
+
+
+class RedisRemediationState(_RedisCalls):
+    def __init__(self, client: Redis, keys: RedisKeys, *, availability: Availability | None = None) -> None:
+        super().__init__(client, keys, availability)
+        self._lock_acquire = client.register_script(lua.LOCK_ACQUIRE)
+        self._lock_renew = client.register_script(lua.LOCK_RENEW)
+        self._lock_release = client.register_script(lua.LOCK_RELEASE)
+        self._begin = client.register_script(lua.ACTION_BEGIN)
+        self._finish = client.register_script(lua.ACTION_FINISH)
+
+    # ------------------------------------------------------------------ kill switch
+
+    async def kill_switch(self) -> KillSwitch:
+        raw = await self._call(lambda: self.client.get(self.keys.kill_switch))
+        if raw is None:
+            return KillSwitch(enabled=False)
+        data = json.loads(raw)
+        return KillSwitch(
+            enabled=bool(data["enabled"]),
+            by=data.get("by", ""),
+            reason=data.get("reason", ""),
+            at=datetime.fromisoformat(data["at"]) if data.get("at") else None,
+        )
+
+    async def set_kill_switch(self, enabled: bool, by: str, reason: str) -> KillSwitch:
+        now = datetime.now(UTC)
+        value = json.dumps({"enabled": enabled, "by": by, "reason": reason, "at": now.isoformat()})
+        await self._call(lambda: self.client.set(self.keys.kill_switch, value))
+        return KillSwitch(enabled=enabled, by=by, reason=reason, at=now)
+
+    # ------------------------------------------------------------------ locks
+
+    async def acquire_fenced(self, key: str, owner: str, ttl: float) -> int | None:
+        """Take (or extend, for its owner) the lock; its fencing token, or None when another
+        owner holds it. Tokens only grow, across every lock."""
+        token = await self._call(
+            lambda: self._lock_acquire(
+                keys=[self.keys.lock(key), self.keys.lock_seq], args=[owner, int(ttl * 1000)]
+            )
+        )
+        return int(token) or None
+
+    async def acquire_lock(self, key: str, owner: str, ttl: float) -> bool:
+        return await self.acquire_fenced(key, owner, ttl) is not None
+
+    async def renew_lock(self, key: str, owner: str, ttl: float) -> bool:
+        done = await self._call(
+            lambda: self._lock_renew(keys=[self.keys.lock(key)], args=[owner, int(ttl * 1000)])
+        )
+        return bool(done)
+
+    async def release_lock(self, key: str, owner: str) -> None:
+        await self._call(lambda: self._lock_release(keys=[self.keys.lock(key)], args=[owner]))
+
+    # ------------------------------------------------------------------ action ledger
+
+    async def begin_action(self, mark: ActionMark) -> bool:
+        keys = [
+            self.keys.action(mark.idempotency_key),
+            self.keys.actions,
+            self.keys.target_actions(mark.target),
+        ]
+        args: list[Arg] = [
+            mark.target,
+            mark.action,
+            mark.incident_id,
+            f"{mark.at.timestamp():.6f}",
+            mark.status,
+            json.dumps(mark.detail, default=str),
+            mark.idempotency_key,
+            int(LEDGER_TTL * 1000),
+        ]
+        return bool(await self._call(lambda: self._begin(keys=keys, args=args)))
+
+    async def finish_action(self, idempotency_key: str, status: str, detail: dict[str, Any]) -> None:
+        key = self.keys.action(idempotency_key)
+        target = await self._call(lambda: self.client.hget(key, "target"))
+        if target is None:
+            return
+        keys = [key, self.keys.actions, self.keys.target_actions(str(target))]
+        args: list[Arg] = [status, json.dumps(detail, default=str), idempotency_key]
+        await self._call(lambda: self._finish(keys=keys, args=args))
+
+    async def last_action(self, target: str) -> ActionMark | None:
+        async def run() -> ActionMark | None:
+            for key in await self.client.zrevrange(self.keys.target_actions(target), 0, 4):
+                fields = await self.client.hgetall(self.keys.action(str(key)))
+                if fields:
+                    return _mark(str(key), {str(k): str(v) for k, v in fields.items()})
+            return None
+
+        return await self._call(run)
+
+    async def count_actions(self, since: datetime, target: str | None = None) -> int:
+        zset = self.keys.actions if target is None else self.keys.target_actions(target)
+        return int(await self._call(lambda: self.client.zcount(zset, f"{since.timestamp():.6f}", "+inf")))
+
+
+class RedisMarks(_RedisCalls):
+    """Durable marks (:class:`medic.notify.ledger.Marks`) shared by every replica."""
+
+    def __init__(
+        self,
+        client: Redis,
+        keys: RedisKeys,
+        prefix: str = "",
+        *,
+        availability: Availability | None = None,
+    ) -> None:
+        super().__init__(client, keys, availability)
+        self.prefix = prefix
+        self._claim = client.register_script(lua.MARK_CLAIM)
+
+    async def claim(self, key: str, value: str) -> str | None:
+        before = await self._call(lambda: self._claim(keys=[self.keys.mark(self.prefix + key)], args=[value]))
+        return None if before is None else str(before)
+
+    async def get(self, key: str) -> str | None:
+        value = await self._call(lambda: self.client.get(self.keys.mark(self.prefix + key)))
+        return None if value is None else str(value)
+
+    async def put(self, key: str, value: str) -> None:
+        await self._call(lambda: self.client.set(self.keys.mark(self.prefix + key), value))

@@ -1,0 +1,240 @@
+"""The Lua scripts of the Redis backend: each one runs atomically on the server.
+
+Every key a script touches is passed in ``KEYS`` (names from :mod:`medic.state.redis_keys`).
+Lock values are ``<fencing token>|<owner>``.
+"""
+
+from __future__ import annotations
+
+# KEYS: inbox stream, dedup key of each episode (in the order of ARGV[5..])
+# ARGV: dedup ttl ms, queue max, payload JSON, received_at, episode keys...
+# -> {entry id or "", {new episode keys}}; error "FULL ..." when the backlog is at its bound.
+# All-or-nothing: the entry is added before any dedup key is set, so a failure leaves nothing.
+ACCEPT = """
+local new = {}
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    new[#new + 1] = i
+  end
+end
+if #new == 0 then
+  return {'', {}}
+end
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[2]) then
+  return redis.error_reply('FULL the inbox holds MEDIC_QUEUE_MAX unfinished deliveries')
+end
+local episodes = {}
+for _, i in ipairs(new) do
+  episodes[#episodes + 1] = ARGV[i + 3]
+end
+local id = redis.call('XADD', KEYS[1], '*', 'payload', ARGV[3], 'episodes', cjson.encode(episodes),
+  'received_at', ARGV[4])
+for _, i in ipairs(new) do
+  redis.call('SET', KEYS[i], id, 'PX', ARGV[1])
+end
+return {id, episodes}
+"""
+
+# KEYS: inbox stream, dead-letter stream, errors hash
+# ARGV: group, consumer, lease ms, count, max deliveries, dead-letter cap, XAUTOCLAIM cursor
+#       ("" = do not reclaim this time)
+# -> {next cursor, {{id, {field, value, ...}, deliveries}, ...}}
+# Entries idle for longer than the lease (their consumer died or hung) are taken over first;
+# one delivered more than "max deliveries" times is moved to the dead-letter stream instead.
+CLAIM = """
+local out = {}
+local cursor = ''
+if ARGV[7] ~= '' then
+  local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[7], 'COUNT', ARGV[4])
+  cursor = r[1]
+  for _, e in ipairs(r[2]) do
+    local id = e[1]
+    if not e[2] then
+      redis.call('XACK', KEYS[1], ARGV[1], id)
+    else
+      local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+      local n = tonumber(p[1][4])
+      if n > tonumber(ARGV[5]) then
+        local err = redis.call('HGET', KEYS[3], id)
+        if not err then
+          err = 'its consumer stopped ' .. n .. ' times before finishing it'
+        end
+        local args = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*'}
+        for _, v in ipairs(e[2]) do
+          args[#args + 1] = v
+        end
+        for _, v in ipairs({'id', id, 'error', err, 'deliveries', tostring(n)}) do
+          args[#args + 1] = v
+        end
+        redis.call(unpack(args))
+        redis.call('XACK', KEYS[1], ARGV[1], id)
+        redis.call('XDEL', KEYS[1], id)
+        redis.call('HDEL', KEYS[3], id)
+      else
+        out[#out + 1] = {id, e[2], n}
+      end
+    end
+  end
+end
+local want = tonumber(ARGV[4]) - #out
+if want > 0 then
+  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', want, 'STREAMS', KEYS[1], '>')
+  if r then
+    for _, e in ipairs(r[1][2]) do
+      out[#out + 1] = {e[1], e[2], 1}
+    end
+  end
+end
+return {cursor, out}
+"""
+
+# KEYS: inbox stream, errors hash
+# ARGV: group, ids...
+ACK = """
+local ids = {}
+for i = 2, #ARGV do
+  ids[#ids + 1] = ARGV[i]
+end
+local n = redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+redis.call('XDEL', KEYS[1], unpack(ids))
+redis.call('HDEL', KEYS[2], unpack(ids))
+return n
+"""
+
+# KEYS: inbox stream, errors hash
+# ARGV: group, id, idle ms to set, error ("" = none)
+# Hand an entry back: it stays with its consumer but looks idle, so XAUTOCLAIM hands it out
+# again once its idle time passes the lease. The delivery count is not incremented (JUSTID).
+RELEASE = """
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+end
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if p[1] then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], p[1][2], 0, ARGV[2], 'IDLE', ARGV[3], 'JUSTID')
+  return 1
+end
+return 0
+"""
+
+# KEYS: inbox stream
+# ARGV: group, then pairs of (id, consumer)
+# -> ids no longer held by that consumer (taken over by another replica, or finished)
+RENEW = """
+local lost = {}
+for i = 2, #ARGV, 2 do
+  local id, consumer = ARGV[i], ARGV[i + 1]
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+  if p[1] and p[1][2] == consumer then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], consumer, 0, id, 'JUSTID')
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost
+"""
+
+_LOCK_OWNER = """
+local function split(v)
+  local sep = string.find(v, '|', 1, true)
+  return tonumber(string.sub(v, 1, sep - 1)), string.sub(v, sep + 1)
+end
+"""
+
+# KEYS: lock, fencing-token counter; ARGV: owner, ttl ms
+# -> the fencing token (> 0) when the owner holds the lock now, 0 when someone else does.
+# Re-entrant: the current owner keeps its token and gets a fresh expiry.
+LOCK_ACQUIRE = (
+    _LOCK_OWNER
+    + """
+local v = redis.call('GET', KEYS[1])
+if v then
+  local token, owner = split(v)
+  if owner == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return token
+  end
+  return 0
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token .. '|' .. ARGV[1], 'PX', ARGV[2])
+return token
+"""
+)
+
+# KEYS: lock; ARGV: owner, ttl ms -> 1 when extended, 0 when the lock is no longer the owner's
+LOCK_RENEW = (
+    _LOCK_OWNER
+    + """
+local v = redis.call('GET', KEYS[1])
+if v then
+  local _, owner = split(v)
+  if owner == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return 1
+  end
+end
+return 0
+"""
+)
+
+# KEYS: lock; ARGV: owner -> 1 when released; only the owner may release
+LOCK_RELEASE = (
+    _LOCK_OWNER
+    + """
+local v = redis.call('GET', KEYS[1])
+if v then
+  local _, owner = split(v)
+  if owner == ARGV[1] then
+    redis.call('DEL', KEYS[1])
+    return 1
+  end
+end
+return 0
+"""
+)
+
+# KEYS: action hash, all-actions zset, target zset
+# ARGV: target, action, incident id, at (epoch seconds), status, detail JSON, idempotency key,
+#       ledger ttl ms
+# -> 1 when recorded, 0 when the idempotency key exists (the action was already begun)
+ACTION_BEGIN = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'target', ARGV[1], 'action', ARGV[2], 'incident_id', ARGV[3],
+  'at', ARGV[4], 'status', ARGV[5], 'detail', ARGV[6])
+redis.call('PEXPIRE', KEYS[1], ARGV[8])
+if ARGV[5] ~= 'skipped' then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[7])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[7])
+end
+local horizon = string.format('(%.6f', tonumber(ARGV[4]) - tonumber(ARGV[8]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', horizon)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', horizon)
+return 1
+"""
+
+# KEYS: action hash, all-actions zset, target zset; ARGV: status, detail JSON, idempotency key
+# A skipped action does not count for cooldowns and budgets: it leaves the sorted sets.
+ACTION_FINISH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'detail', ARGV[2])
+if ARGV[1] == 'skipped' then
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  redis.call('ZREM', KEYS[3], ARGV[3])
+end
+return 1
+"""
+
+# KEYS: mark; ARGV: value -> nil when stored now, else the value stored before
+MARK_CLAIM = """
+local v = redis.call('GET', KEYS[1])
+if v then
+  return v
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return false
+"""

@@ -1,0 +1,190 @@
+"""Redis coordination against a real Redis (AOF on): fenced locks, the action ledger with
+idempotency keys and time-windowed counts, the kill switch, durable marks, and the pipeline's
+cross-replica key lock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from medic.backend_select import open_backend
+from medic.errors import BackendUnavailable, ConfigError
+from medic.settings import load_settings
+from medic.state.availability import Availability
+from medic.state.base import ActionMark
+from medic.state.keylock import RedisKeyLocker, fence_token
+from medic.state.redis import RedisMarks, RedisRemediationState, connect
+from medic.state.redis_keys import RedisKeys
+from tests.servers.redis_server import RedisServer
+
+pytestmark = pytest.mark.integration
+
+KEYS = RedisKeys()
+TARGET = "deployment/playcode/playcode-app"
+
+
+@pytest.fixture
+async def clients(redis_server: RedisServer) -> AsyncIterator[list[Redis]]:
+    """Two clients: two replicas."""
+    made = [connect(redis_server.url), connect(redis_server.url)]
+    yield made
+    for c in made:
+        await c.aclose()
+
+
+@pytest.fixture
+def replicas(clients: list[Redis]) -> list[RedisRemediationState]:
+    return [RedisRemediationState(c, KEYS) for c in clients]
+
+
+def mark(key: str, at: datetime, target: str = TARGET, status: str = "started") -> ActionMark:
+    return ActionMark(key, target, "rollback", "inc-1", at, status, {"from_revision": 2})
+
+
+async def test_locks_are_fenced_owned_and_expire(replicas: list[RedisRemediationState]) -> None:
+    a, b = replicas
+    token = await a.acquire_fenced("target:x", "a", ttl=0.3)
+    assert token is not None
+    assert await b.acquire_fenced("target:x", "b", ttl=5) is None
+    assert await a.acquire_fenced("target:x", "a", ttl=0.3) == token  # re-entrant, same token
+    await b.release_lock("target:x", "b")  # not the owner: no effect
+    assert not await b.acquire_lock("target:x", "b", ttl=5)
+    assert await a.renew_lock("target:x", "a", ttl=0.3)
+    await asyncio.sleep(0.4)  # a stopped renewing: expired
+    assert not await a.renew_lock("target:x", "a", ttl=0.3)
+    newer = await b.acquire_fenced("target:x", "b", ttl=5)
+    assert newer is not None and newer > token
+    await b.release_lock("target:x", "b")
+    assert await a.acquire_lock("target:x", "a", ttl=5)
+
+
+async def test_the_ledger_takes_an_idempotency_key_once(replicas: list[RedisRemediationState]) -> None:
+    now = datetime.now(UTC)
+    results = await asyncio.gather(
+        *(replicas[i % 2].begin_action(mark("rollback|x|2->1", now)) for i in range(10))
+    )
+    assert results.count(True) == 1
+    assert await replicas[1].count_actions(now - timedelta(hours=1), TARGET) == 1
+
+
+async def test_counts_and_last_action_for_cooldowns_and_budgets(
+    replicas: list[RedisRemediationState],
+) -> None:
+    a, b = replicas
+    now = datetime.now(UTC)
+    await a.begin_action(mark("k1", now - timedelta(hours=3)))
+    await a.begin_action(mark("k2", now - timedelta(minutes=20)))
+    await a.begin_action(mark("k3", now - timedelta(minutes=5), target="deployment/playcode/other"))
+    assert await b.count_actions(now - timedelta(hours=1), TARGET) == 1
+    assert await b.count_actions(now - timedelta(hours=4), TARGET) == 2
+    assert await b.count_actions(now - timedelta(hours=1)) == 2  # global
+    last = await b.last_action(TARGET)
+    assert last is not None and last.idempotency_key == "k2" and last.detail == {"from_revision": 2}
+    await a.finish_action("k2", "succeeded", {"verify": "rolled out"})
+    last = await b.last_action(TARGET)
+    assert last is not None and last.status == "succeeded" and last.detail == {"verify": "rolled out"}
+    await a.finish_action("k2", "skipped", {"error": "conflict"})  # skipped actions do not count
+    assert await b.count_actions(now - timedelta(hours=1), TARGET) == 0
+    last = await b.last_action(TARGET)
+    assert last is not None and last.idempotency_key == "k1"
+    await a.finish_action("unknown", "failed", {})  # nothing to finish: no error
+    assert await b.last_action("deployment/playcode/never") is None
+
+
+async def test_kill_switch_holds_across_replicas(replicas: list[RedisRemediationState]) -> None:
+    a, b = replicas
+    assert not (await b.kill_switch()).enabled
+    await a.set_kill_switch(True, "alice", "deploy freeze")
+    ks = await b.kill_switch()
+    assert ks.enabled and ks.by == "alice" and ks.reason == "deploy freeze" and ks.at is not None
+
+
+async def test_marks_are_claimed_once(clients: list[Redis]) -> None:
+    one, two = RedisMarks(clients[0], KEYS, "notify:"), RedisMarks(clients[1], KEYS, "notify:")
+    assert await one.claim("inc-1|oncall|opened", "sent") is None
+    assert await two.claim("inc-1|oncall|opened", "again") == "sent"
+    await two.put("k", "v")
+    assert await one.get("k") == "v" and await one.get("absent") is None
+
+
+async def test_the_pipeline_lock_serialises_replicas_and_fences_writes(
+    replicas: list[RedisRemediationState],
+) -> None:
+    lockers = [RedisKeyLocker(r, f"replica-{i}", ttl=1.0) for i, r in enumerate(replicas)]
+    inside = 0
+    most = 0
+    tokens: list[int | None] = []
+
+    async def work(locker: RedisKeyLocker) -> None:
+        nonlocal inside, most
+        async with locker.hold("rule|deployment/playcode/app"):
+            inside += 1
+            most = max(most, inside)
+            tokens.append(fence_token.get())
+            await asyncio.sleep(0.05)
+            inside -= 1
+
+    await asyncio.gather(*(work(lockers[i % 2]) for i in range(6)))
+    assert most == 1
+    assert all(t is not None for t in tokens) and tokens == sorted(tokens)  # type: ignore[type-var]
+    assert fence_token.get() is None
+
+
+async def test_a_held_lock_is_renewed_beyond_its_ttl(replicas: list[RedisRemediationState]) -> None:
+    holder = RedisKeyLocker(replicas[0], "slow", ttl=0.3)
+    other = replicas[1]
+    async with holder.hold("k"):
+        await asyncio.sleep(0.7)  # longer than the ttl: renewed meanwhile
+        assert await other.acquire_fenced("incident:k", "other", ttl=1) is None
+    assert await other.acquire_fenced("incident:k", "other", ttl=1) is not None
+
+
+async def test_lock_falls_back_to_local_when_redis_is_down(redis_server: RedisServer) -> None:
+    up = Availability("Medic's Redis")
+    client = connect(redis_server.url)
+    state = RedisRemediationState(client, KEYS, availability=up)
+    await redis_server.stop()
+    locker = RedisKeyLocker(state, "r", ttl=1)
+    async with locker.hold("k"):
+        assert fence_token.get() is None  # no token: local only
+    assert not up.up
+    with pytest.raises(BackendUnavailable):  # the executor's guard reads this as "no coordination"
+        await state.kill_switch()
+    await client.aclose()
+
+
+async def test_the_cli_kill_switch_uses_medics_redis(redis_server: RedisServer, tmp_path: Path) -> None:
+    """``kubectl exec ... medic kill-switch on`` in a replica flips the switch every replica reads."""
+    medic = Path(sys.executable).with_name("medic")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIC_")}
+    env |= {
+        "MEDIC_REDIS_URL": redis_server.url,
+        "MEDIC_MONGO_URL": "mongodb://127.0.0.1:1/",
+        "MEDIC_DATA_DIR": str(tmp_path),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        str(medic), "kill-switch", "on", "--reason", "incident 123", env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0 and b"ON" in out
+    client = connect(redis_server.url)
+    ks = await RedisRemediationState(client, KEYS).kill_switch()
+    await client.aclose()
+    assert ks.enabled and ks.reason == "incident 123"
+    assert not (tmp_path / "medic.sqlite3").exists(), "not written to a replica-local store"
+
+
+@pytest.mark.parametrize("given", ["redis_url", "mongo_url"])
+async def test_half_a_production_backend_is_refused(tmp_path: Path, given: str) -> None:
+    settings = load_settings(
+        data_dir=tmp_path, **{given: "redis://x" if given == "redis_url" else "mongodb://x"}
+    )
+    with pytest.raises(ConfigError, match="go together"):
+        await open_backend(settings)
