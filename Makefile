@@ -32,6 +32,11 @@ lint: venv
 bench: venv
 	$(VENV)/bin/python bench/bench_intake.py
 	$(VENV)/bin/python bench/bench_runner.py
+	$(VENV)/bin/python bench/bench_rollback.py
+	$(VENV)/bin/python bench/bench_high_latency.py
+	$(VENV)/bin/python bench/bench_redact.py
+	$(VENV)/bin/python bench/bench_redis_intake.py
+	$(VENV)/bin/python bench/bench_storm.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

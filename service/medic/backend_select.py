@@ -192,7 +192,7 @@ class ProductionBackend:
         self.mongo_up = mongo_up
         self.owner = owner_name()
         self.locker = RedisKeyLocker(state, self.owner, ttl=max(settings.lease_seconds, 1.0))
-        self._upkeep: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
 
     @classmethod
@@ -200,7 +200,7 @@ class ProductionBackend:
         spool = LocalSpool(
             settings.data_dir / "spool.sqlite3",
             dedup_ttl=settings.dedup_ttl_seconds,
-            lease_seconds=max(settings.lease_seconds, 5.0),
+            lease_seconds=600.0,  # one process per spool (a lock file); a restart frees every lease
         )
         await spool.open()
         redis_up = Availability("Medic's Redis")
@@ -261,21 +261,36 @@ class ProductionBackend:
         return RedisMarks(self.redis_inbox.client, self.redis_inbox.keys, prefix, availability=self.redis_up)
 
     def start(self) -> None:
-        if self._upkeep is None:
-            self._upkeep = asyncio.create_task(self._run_upkeep(), name="medic-backend-upkeep")
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._run_heartbeat(), name="medic-lease-heartbeat"),
+                asyncio.create_task(self._run_upkeep(), name="medic-backend-upkeep"),
+            ]
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def _run_heartbeat(self) -> None:
+        """Renew the lease of every delivery this replica holds, on its own (a long catch-up
+        must not let leases run out and hand work to another replica)."""
+        while not self._stop.is_set():
+            try:
+                if self.redis_up.up:
+                    await self.redis_inbox.renew()
+            except BackendUnavailable:
+                pass
+            except Exception:
+                log.exception("lease renewal failed")
+            await self._pause(self.settings.lease_seconds / 3)
 
     async def _run_upkeep(self) -> None:
-        """Renew the leases of held deliveries, catch up with Redis and MongoDB after an outage,
-        forget dead consumers."""
-        lease = self.settings.lease_seconds
-        tick = min(0.5, lease / 4)
-        next_renew = next_reap = 0.0
+        """Catch up with Redis and MongoDB after an outage, forget dead consumers."""
+        tick = min(0.5, self.settings.lease_seconds / 4)
+        next_reap = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             try:
-                if now >= next_renew and self.redis_up.up:
-                    next_renew = now + lease / 3
-                    await self.redis_inbox.renew()
                 await self.inbox.recover()
                 if not self.mongo_up.up:
                     await self.mongo.ping()
@@ -290,8 +305,7 @@ class ProductionBackend:
                 pass
             except Exception:
                 log.exception("backend upkeep failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), tick)
+            await self._pause(tick)
 
     async def readiness(self) -> tuple[str, dict[str, str]]:
         checks: dict[str, str] = {}
@@ -320,12 +334,12 @@ class ProductionBackend:
         return ("ready" if all_ok else "degraded" if intake_ok else "not ready"), checks
 
     async def close(self) -> None:
-        if self._upkeep is not None:  # an event, not a cancellation (see RedisKeyLocker)
+        if self._tasks:  # stopped by an event, not a cancellation (see RedisKeyLocker)
             self._stop.set()
-            done, _ = await asyncio.wait({self._upkeep}, timeout=10)
-            if not done:
-                self._upkeep.cancel()
-            self._upkeep = None
+            _, pending = await asyncio.wait(self._tasks, timeout=10)
+            for task in pending:
+                task.cancel()
+            self._tasks = []
         with contextlib.suppress(BackendUnavailable):
             handed = await self.redis_inbox.hand_back()
             if handed:

@@ -8,6 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
+from medic.errors import BackendUnavailable
+
 PROBLEM_TYPE = "application/problem+json"
 
 
@@ -38,3 +40,5 @@ async def problem_middleware(
             raise
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "www-authenticate")}
         return problem(exc.status, exc.reason, exc.text or "", headers=headers)
+    except BackendUnavailable as exc:  # Medic's own Redis or MongoDB is down: try again later
+        return problem(503, "Store unavailable", str(exc), headers={"Retry-After": "5"})

@@ -343,6 +343,9 @@ async def test_medic_rides_out_a_mongo_outage(tmp_path: Path, redis_server: Redi
             assert r.status == 200 and ready["status"] == "degraded"
             assert ready["checks"]["mongo"].startswith("unreachable") and ready["checks"]["redis"] == "ok"
             assert await medic.runtime.inbox.depth() >= 1  # app-b's delivery is kept, not dropped
+            async with http.get(f"{medic.url}/api/v1/incidents") as r:
+                assert r.status == 503 and r.headers["Retry-After"] == "5"
+                assert r.content_type == "application/problem+json"
 
             await fake.start()  # back, same port
             await medic.drain(30)

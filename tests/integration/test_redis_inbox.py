@@ -188,3 +188,19 @@ async def test_unreachable_redis_fails_fast() -> None:
         await inbox.accept({}, ["e"], now())
     assert loop.time() - started < 2
     await redis.aclose()
+
+
+async def test_consumers_of_dead_processes_are_forgotten(
+    client: Redis, inbox_for: Callable[..., RedisInbox]
+) -> None:
+    inbox = inbox_for()
+    await inbox.setup()
+    await inbox.accept({}, ["e1"], now())
+    await inbox.accept({}, ["e2"], now())
+    (done,) = await inbox.claim("gone-1", 1)
+    await inbox.ack_many([done.id])
+    await inbox.claim("holding-1", 1)  # still holds an entry: kept until it is taken over
+    await asyncio.sleep(0.2)
+    assert await inbox.forget_idle_consumers(idle_seconds=0.1) == 1
+    names = {c["name"] for c in await client.xinfo_consumers(KEYS.inbox, GROUP)}
+    assert names == {"holding-1"}

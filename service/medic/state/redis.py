@@ -273,14 +273,15 @@ class RedisInbox(_RedisCalls):
                 log.warning("a held delivery was taken over by another replica", item=item_id)
         return len(self._held)
 
-    async def forget_idle_consumers(self) -> int:
+    async def forget_idle_consumers(self, idle_seconds: float = IDLE_CONSUMER_SECONDS) -> int:
         """Remove consumers (of dead processes) that hold nothing and have been idle for long."""
 
         async def run() -> int:
             removed = 0
             for info in await self.client.xinfo_consumers(self.keys.inbox, GROUP):
-                if int(info["pending"]) == 0 and int(info["idle"]) > IDLE_CONSUMER_SECONDS * 1000:
-                    removed += int(await self.client.xgroup_delconsumer(self.keys.inbox, GROUP, info["name"]))
+                if int(info["pending"]) == 0 and int(info["idle"]) > idle_seconds * 1000:
+                    await self.client.xgroup_delconsumer(self.keys.inbox, GROUP, info["name"])
+                    removed += 1
             return removed
 
         return await self._call(run)
