@@ -592,6 +592,8 @@ def test_existing_secret_is_referenced_never_rendered() -> None:
         "MEDIC_ADMIN_TOKEN": {"name": "medic-secrets", "key": "admin-token", "optional": True},
         "MEDIC_TARGET_MONGO_URL": {"name": "medic-secrets", "key": "target-mongo-url", "optional": True},
         "MEDIC_TARGET_REDIS_URL": {"name": "medic-secrets", "key": "target-redis-url", "optional": True},
+        "MEDIC_READ_TOKEN": {"name": "medic-secrets", "key": "read-token", "optional": True},
+        "MEDIC_APPROVAL_SECRET": {"name": "medic-secrets", "key": "approval-secret", "optional": True},
     }
     secret_env = {
         "MEDIC_WEBHOOK_TOKEN",
@@ -601,6 +603,8 @@ def test_existing_secret_is_referenced_never_rendered() -> None:
         "MEDIC_MONGO_URL",
         "MEDIC_TARGET_MONGO_URL",
         "MEDIC_TARGET_REDIS_URL",
+        "MEDIC_READ_TOKEN",
+        "MEDIC_APPROVAL_SECRET",
     }
     assert not secret_env & set(out.plain_env)
 

@@ -12,6 +12,8 @@ secrets.create, only the keys given a value are read.
 - {field: mongoUrl, env: MEDIC_MONGO_URL, required: true, used: {{ .Values.backends.mongo.enabled }}}
 - {field: targetMongoUrl, env: MEDIC_TARGET_MONGO_URL, required: false, used: true}
 - {field: targetRedisUrl, env: MEDIC_TARGET_REDIS_URL, required: false, used: true}
+- {field: readToken, env: MEDIC_READ_TOKEN, required: false, used: true}
+- {field: approvalSecret, env: MEDIC_APPROVAL_SECRET, required: false, used: true}
 {{- end }}
 
 {{- define "medic.secretEnv" -}}
@@ -34,7 +36,7 @@ secrets.create, only the keys given a value are read.
 
 {{/* Settings the chart sets itself (field names); `settings` may not repeat them. */}}
 {{- define "medic.chartSettings" -}}
-host port mode namespaces rules_dir playbooks_dir data_dir kube_mode log_level log_format workers prometheus_url loki_url public_url webhook_username webhook_token webhook_password admin_token redis_url mongo_url target_mongo_url target_redis_url
+host port mode namespaces rules_dir playbooks_dir data_dir kube_mode log_level log_format workers prometheus_url loki_url public_url webhook_username webhook_token webhook_password admin_token redis_url mongo_url target_mongo_url target_redis_url read_token approval_secret
 {{- end }}
 
 {{- define "medic.env" -}}
