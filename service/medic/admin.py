@@ -23,6 +23,20 @@ def kill_switch_json(ks: KillSwitch) -> dict[str, Any]:
     }
 
 
+def admin_denied(request: web.Request, credentials: Credentials) -> web.Response | None:
+    """The problem to answer when the admin token is missing or wrong (or no token is set)."""
+    if not credentials.required:
+        return problem(403, "Forbidden", "the admin API is disabled: set MEDIC_ADMIN_TOKEN")
+    if not check_authorization(request.headers.get("Authorization"), credentials):
+        return problem(
+            401,
+            "Unauthorized",
+            "missing or wrong admin token",
+            headers={"WWW-Authenticate": 'Bearer realm="medic-admin"'},
+        )
+    return None
+
+
 class AdminApi:
     def __init__(self, state: RemediationState, store: IncidentStore, admin_token: str | None) -> None:
         self.state = state
@@ -30,16 +44,7 @@ class AdminApi:
         self.credentials = Credentials(token=admin_token)
 
     def _denied(self, request: web.Request) -> web.Response | None:
-        if not self.credentials.required:
-            return problem(403, "Forbidden", "the admin API is disabled: set MEDIC_ADMIN_TOKEN")
-        if not check_authorization(request.headers.get("Authorization"), self.credentials):
-            return problem(
-                401,
-                "Unauthorized",
-                "missing or wrong admin token",
-                headers={"WWW-Authenticate": 'Bearer realm="medic-admin"'},
-            )
-        return None
+        return admin_denied(request, self.credentials)
 
     async def get_kill_switch(self, request: web.Request) -> web.Response:
         if denied := self._denied(request):

@@ -54,9 +54,7 @@ Readiness = Callable[[], Awaitable[tuple[str, dict[str, str]]]]
 
 
 class ReadApi:
-    def __init__(
-        self, store: IncidentStore, inbox: Inbox, metrics: Metrics, *, readiness: Readiness | None = None
-    ) -> None:
+    def __init__(self, store: IncidentStore, inbox: Inbox, metrics: Metrics, *, readiness: Readiness) -> None:
         self.store = store
         self.inbox = inbox
         self.metrics = metrics
@@ -68,22 +66,9 @@ class ReadApi:
     async def readyz(self, request: web.Request) -> web.Response:
         """200 while deliveries can be accepted ("ready", or "degraded": one of Medic's own
         backends is down and a fallback holds), 503 otherwise; a status per backend."""
-        if self.readiness is not None:
-            status, report = await self.readiness()
-            return web.json_response(
-                {"status": status, "checks": report}, status=503 if status == "not ready" else 200
-            )
-        checks: dict[str, str] = {}
-        for name, component in (("inbox", self.inbox), ("incident_store", self.store)):
-            try:
-                await component.ping()
-                checks[name] = "ok"
-            except Exception as exc:
-                checks[name] = f"error: {exc}"
-        ready = all(v == "ok" for v in checks.values())
+        status, report = await self.readiness()
         return web.json_response(
-            {"status": "ready" if ready else "not ready", "checks": checks},
-            status=200 if ready else 503,
+            {"status": status, "checks": report}, status=503 if status == "not ready" else 200
         )
 
     async def metrics_endpoint(self, request: web.Request) -> web.Response:

@@ -13,8 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
+from medic.admin import admin_denied
 from medic.approvals import ApprovalRefused, ApprovalService, Decision
-from medic.intake.auth import Credentials, check_authorization
+from medic.intake.auth import Credentials
 from medic.problem import problem
 from medic.redact import redact
 
@@ -25,16 +26,7 @@ class ApprovalApi:
         self.credentials = Credentials(token=admin_token)
 
     def _denied(self, request: web.Request) -> web.Response | None:
-        if not self.credentials.required:
-            return problem(403, "Forbidden", "the admin API is disabled: set MEDIC_ADMIN_TOKEN")
-        if not check_authorization(request.headers.get("Authorization"), self.credentials):
-            return problem(
-                401,
-                "Unauthorized",
-                "missing or wrong admin token",
-                headers={"WWW-Authenticate": 'Bearer realm="medic-admin"'},
-            )
-        return None
+        return admin_denied(request, self.credentials)
 
     async def approve(self, request: web.Request) -> web.Response:
         return await self._decide(request, "approved")
