@@ -251,6 +251,8 @@ class MongoIncidentStore:
             "_id": audit_id or str(ObjectId()),
             "schema_version": SCHEMA_VERSION,
             "at": at or datetime.now(UTC),
+            # BSON dates keep milliseconds: an ObjectId (time + counter) orders appends within one
+            "order": ObjectId(),
             "incident_id": incident_id,
             "kind": kind,
             "status": record.get("status"),
@@ -265,7 +267,7 @@ class MongoIncidentStore:
         flt: Doc = {} if incident_id is None else {"incident_id": incident_id}
 
         async def run() -> list[Doc]:
-            cursor = self.audit_log.find(flt).sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
+            cursor = self.audit_log.find(flt).sort([("at", DESCENDING), ("order", DESCENDING)]).limit(limit)
             return await cursor.to_list(None)
 
         return [audit_entry(d) for d in await self._call(run)]
