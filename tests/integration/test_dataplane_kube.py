@@ -5,23 +5,20 @@ fake kube-apiserver, and names CPU saturation and the HPA at its maximum."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from medic.backends import Backends
-from medic.config import load_config
 from medic.evidence import StepStatus
 from medic.incident import Target
 from medic.kube.client import KubeClient, RetryPolicy
-from medic.playbooks.registry import AnalysisInput, StepContext, default_registry
-from medic.playbooks.runner import PlannedStep, run_steps
+from medic.playbooks.registry import AnalysisInput
 from medic.settings import Settings
 from tests.fakes.kube_apiserver import FakeKubeApiserver
+from tests.integration.kube_support import run_shipped_playbook
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 NS, APP = "playcode", "playcode-app"
 TARGET = Target(kind="deployment", namespace=NS, name=APP)
 
@@ -44,12 +41,7 @@ async def test_latency_causes_from_kubernetes_alone() -> None:
             fake.client_configuration(), retry=RetryPolicy(attempts=2, base_delay=0.01, request_timeout=2)
         )
         try:
-            pb = load_config([ROOT / "rules"], [ROOT / "playbooks"], default_registry()).playbooks[
-                "high-latency"
-            ]
-            ctx = StepContext(TARGET, {"namespace": NS}, [], backends, datetime.now(UTC), 5)
-            steps = [PlannedStep(s.step_id, s.collector, s.params, 5) for s in pb.steps]
-            evidence = {e.step: e for e in await run_steps(steps, ctx, deadline=15, max_bytes=256 * 1024)}
+            pb, evidence = await run_shipped_playbook("high-latency", backends, TARGET, {"namespace": NS})
         finally:
             await backends.close()
 

@@ -6,28 +6,25 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from medic.backends import Backends
-from medic.config import load_config
 from medic.evidence import StepStatus
 from medic.incident import Target
 from medic.kube.client import KubeClient, RetryPolicy
-from medic.playbooks.registry import AnalysisInput, StepContext, default_registry
-from medic.playbooks.runner import PlannedStep, run_steps
+from medic.playbooks.registry import AnalysisInput
 from medic.settings import Settings
 from tests.fakes.kube_apiserver import FakeKubeApiserver
 from tests.fakes.loki import FakeLoki, now_ns
+from tests.integration.kube_support import run_shipped_playbook
 from tests.servers.fixtures import PrometheusFactory
 from tests.servers.playcode_series import Timeline, websocket_connections
 from tests.servers.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 NS, APP = "playcode", "playcode-app"
 TARGET = Target(kind="deployment", namespace=NS, name=APP)
 NGINX = "nginx.ingress.kubernetes.io/"
@@ -76,12 +73,7 @@ async def test_websocket_playbook_end_to_end(
             retry=RetryPolicy(attempts=2, base_delay=0.01, request_timeout=2),
         )
         try:
-            pb = load_config([ROOT / "rules"], [ROOT / "playbooks"], default_registry()).playbooks[
-                "websocket"
-            ]
-            ctx = StepContext(TARGET, {"namespace": NS}, [], backends, datetime.now(UTC), 5)
-            steps = [PlannedStep(s.step_id, s.collector, s.params, 5) for s in pb.steps]
-            evidence = {e.step: e for e in await run_steps(steps, ctx, deadline=15, max_bytes=256 * 1024)}
+            pb, evidence = await run_shipped_playbook("websocket", backends, TARGET, {"namespace": NS})
         finally:
             await backends.close()
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,17 +19,17 @@ from medic.collectors.k8s_common import cpu_millicores, memory_bytes
 from medic.collectors.k8s_pods import PodDescribeParams, pod_describe
 from medic.evidence import Evidence, StepStatus
 from medic.incident import IncidentAlert, Target
-from medic.kube.client import KubeClient, RetryPolicy
+from medic.kube.client import KubeClient
 from medic.playbooks.registry import CollectorDef, Registry, StepContext, default_registry
 from medic.playbooks.runner import PlannedStep, run_step, run_steps
 from medic.redact import REDACTED
 from medic.settings import Settings
 from tests.fakes.kube_apiserver import FakeKubeApiserver, RecordedRequest
+from tests.integration.kube_support import FAST
 
 NS = "playcode"
 APP = "playcode-app"
 MiB = 2**20
-FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, request_timeout=2.0)
 DB_PASSWORD = "hunter2-Sup3rSecret"
 MONGO_PASSWORD = "s3cr3tMongoPw"
 REDIS_PASSWORD = "r3disPassw0rd"
@@ -51,19 +50,6 @@ ALL = {**CRASHLOOP_PLAYBOOK, "k8s.hpa_status": {}, "k8s.pvc_status": {}, "k8s.in
 @pytest.fixture(scope="module")
 def registry() -> Registry:
     return default_registry()
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeKubeApiserver]:
-    async with FakeKubeApiserver(token="t0k3n") as server:
-        yield server
-
-
-@pytest.fixture
-async def kube(fake: FakeKubeApiserver) -> AsyncIterator[KubeClient]:
-    client = await KubeClient.from_configuration(fake.client_configuration(), retry=FAST)
-    yield client
-    await client.close()
 
 
 @dataclass

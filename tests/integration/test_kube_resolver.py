@@ -6,7 +6,6 @@ however many pods of one Deployment crash."""
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,29 +14,16 @@ from kubernetes_asyncio.client import Configuration
 from medic.app import Runtime
 from medic.backends import Backends
 from medic.incident import Target
-from medic.kube.client import KubeClient, RetryPolicy
+from medic.kube.client import KubeClient
 from medic.kube.resolver import KubeTargetResolver
 from medic.rules.targets import LabelTargetResolver
 from medic.settings import Settings
 from tests.fakes.kube_apiserver import FakeKubeApiserver
+from tests.integration.kube_support import FAST
 from tests.medic_app import medic_settings
 
 NS = "playcode"
 APP = "playcode-app"
-FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, request_timeout=2.0)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeKubeApiserver]:
-    async with FakeKubeApiserver(token="t0k3n") as server:
-        yield server
-
-
-@pytest.fixture
-async def kube(fake: FakeKubeApiserver) -> AsyncIterator[KubeClient]:
-    client = await KubeClient.from_configuration(fake.client_configuration(), retry=FAST)
-    yield client
-    await client.close()
 
 
 def crashing_pods(fake: FakeKubeApiserver, name: str = APP, replicas: int = 3) -> list[str]:

@@ -59,16 +59,12 @@ async def _wait_rollout(kube: KubeClient, ctx: ActionContext, timeout: float) ->
     path = ns_path("apps/v1", t.namespace, "deployments", t.name)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    message = "not checked"
     while True:
         status = rollout_status(await kube.get(path))
-        message = status.message
-        if status.done:
-            return True, message
-        if status.failed:
-            return False, message
+        if status.done or status.failed:
+            return status.done, status.message
         if loop.time() >= deadline:
-            return False, f"not rolled out within {timeout:g}s: {message}"
+            return False, f"not rolled out within {timeout:g}s: {status.message}"
         await asyncio.sleep(min(1.0, max(deadline - loop.time(), 0.05)))
 
 
