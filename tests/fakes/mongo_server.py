@@ -535,6 +535,53 @@ def matches(doc: Mapping[str, Any], query: Mapping[str, Any] | None) -> bool:
     return True
 
 
+def _string_pins(query: Mapping[str, Any] | None) -> list[tuple[str, frozenset[str]]]:
+    """The top-level fields a filter pins to strings (``{f: "s"}``, ``{f: {"$in": [...]}}``
+    of strings only): a cheap pre-check in front of :func:`matches` (this fake keeps no indexes
+    and scans; this keeps a scan of thousands of documents by ``_id`` or by one field fast).
+    None for filters with top-level operators: they go to :func:`matches` whole."""
+    if not query or any(k.startswith("$") for k in query):
+        return []
+    pins: list[tuple[str, frozenset[str]]] = []
+    for key, cond in query.items():
+        if "." in key:
+            continue
+        if isinstance(cond, str):
+            pins.append((key, frozenset([cond])))
+        elif (
+            isinstance(cond, Mapping)
+            and list(cond) == ["$in"]
+            and isinstance(cond["$in"], list)
+            and cond["$in"]
+            and all(isinstance(v, str) for v in cond["$in"])
+        ):
+            pins.append((key, frozenset(cond["$in"])))
+    return pins
+
+
+def _may_match(doc: Mapping[str, Any], pins: list[tuple[str, frozenset[str]]]) -> bool:
+    """False only when ``doc`` cannot match: a pinned field holds no array and no allowed string
+    (a string equals only a string in BSON; arrays are left to :func:`matches`)."""
+    for key, allowed in pins:
+        value = doc.get(key, MISSING)
+        if isinstance(value, list):
+            continue
+        if not (isinstance(value, str) and value in allowed):
+            return False
+    return True
+
+
+def matching_positions(docs: Sequence[Mapping[str, Any]], query: Mapping[str, Any] | None) -> list[int]:
+    """Positions of the documents that match ``query``, in order."""
+    pins = _string_pins(query)
+    return [i for i, d in enumerate(docs) if (not pins or _may_match(d, pins)) and matches(d, query)]
+
+
+def filter_docs(docs: Sequence[dict[str, Any]], query: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The documents that match ``query``, in order."""
+    return [docs[i] for i in matching_positions(docs, query)]
+
+
 # --------------------------------------------------------------------------------------------
 # sort and projection
 # --------------------------------------------------------------------------------------------
@@ -1025,7 +1072,7 @@ def run_pipeline(
                                "exactly one field.")
         name, spec = next(iter(stage.items()))
         if name == "$match":
-            docs = [d for d in docs if matches(d, spec)]
+            docs = filter_docs(docs, spec)
         elif name == "$sort":
             docs = sort_docs(docs, spec)
         elif name == "$limit":
@@ -1080,7 +1127,7 @@ class FakeCollection:
     uuid: uuid.UUID = field(default_factory=uuid.uuid4)
 
     def find(self, query: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        return [d for d in self.docs if matches(d, query)]
+        return filter_docs(self.docs, query)
 
 
 @dataclass
@@ -1151,18 +1198,59 @@ def _index_applies(spec: Mapping[str, Any], doc: Mapping[str, Any], all_missing:
     return not (partial and not matches(doc, partial))
 
 
+class _IdIndex:
+    """Positions of a collection's documents by string ``_id``, built once per write command:
+    this fake keeps no indexes, and a bulk of upserts by ``_id`` would otherwise scan the
+    collection once or twice per statement. Kept up to date by the command's own appends
+    (an ``_id`` never changes)."""
+
+    def __init__(self, docs: list[dict[str, Any]]) -> None:
+        self.docs = docs
+        self.pos = {d["_id"]: i for i, d in enumerate(docs) if isinstance(d.get("_id"), str)}
+
+    def lookup(self, query: Mapping[str, Any]) -> list[int] | None:
+        """The positions a ``{_id: "<string>"}`` filter matches; None for any other filter."""
+        if list(query) != ["_id"] or not isinstance(query["_id"], str):
+            return None
+        found = self.pos.get(query["_id"])
+        return [] if found is None else [found]
+
+    def appended(self, doc: Mapping[str, Any]) -> None:
+        if isinstance(doc.get("_id"), str):
+            self.pos[doc["_id"]] = len(self.docs) - 1
+
+
 def _check_unique(
-    coll: FakeCollection, ns: str, doc: Mapping[str, Any], skip: int | None = None
+    coll: FakeCollection,
+    ns: str,
+    doc: Mapping[str, Any],
+    skip: int | None = None,
+    ids: _IdIndex | None = None,
 ) -> None:
     for name, spec in coll.indexes.items():
         if name != "_id_" and not spec.get("unique"):
+            continue
+        if name == "_id_" and ids is not None and isinstance(doc.get("_id"), str):
+            if ids.pos.get(doc["_id"], skip) != skip:
+                raise CommandError(
+                    11000,
+                    f"E11000 duplicate key error collection: {ns} index: _id_ dup key: "
+                    f"{_format_key_value({'_id': doc['_id']})}",
+                    extra={"keyPattern": {"_id": 1}, "keyValue": {"_id": doc["_id"]}},
+                )
             continue
         key = spec["key"]
         values, all_missing = _index_key(doc, key)
         if not _index_applies(spec, doc, all_missing):
             continue
+        # cheap pre-check: a string key value can only collide with the same string (or an array)
+        pins = [
+            (f, frozenset([v]))
+            for f, v in zip(key, values, strict=True)
+            if isinstance(v, str) and "." not in f
+        ]
         for position, other in enumerate(coll.docs):
-            if position == skip:
+            if position == skip or (pins and not _may_match(other, pins)):
                 continue
             other_values, other_missing = _index_key(other, key)
             if not _index_applies(spec, other, other_missing):
@@ -1955,7 +2043,7 @@ class FakeMongoServer:
 
     def _cmd_find(self, db: str, body: dict[str, Any], _conn: int) -> dict[str, Any]:
         name = str(body["find"])
-        docs = [d for d in self._source_docs(db, name) if matches(d, body.get("filter"))]
+        docs = filter_docs(self._source_docs(db, name), body.get("filter"))
         docs = sort_docs(docs, body.get("sort"))
         skip = _int(body.get("skip"))
         if skip < 0:
@@ -1973,7 +2061,7 @@ class FakeMongoServer:
         )
 
     def _cmd_count(self, db: str, body: dict[str, Any], _conn: int) -> dict[str, Any]:
-        docs = [d for d in self._source_docs(db, body["count"]) if matches(d, body.get("query"))]
+        docs = filter_docs(self._source_docs(db, body["count"]), body.get("query"))
         docs = docs[_int(body.get("skip")) :]
         limit = abs(_int(body.get("limit")))
         if limit:
@@ -2058,9 +2146,10 @@ class FakeMongoServer:
         n = modified = 0
         upserted: list[dict[str, Any]] = []
         write_errors = []
+        ids = _IdIndex(coll.docs)
         for index, stmt in enumerate(body.get("updates", [])):
             try:
-                matched_n, modified_n, upserted_id = self._update_one_statement(coll, ns, stmt)
+                matched_n, modified_n, upserted_id = self._update_one_statement(coll, ns, stmt, ids)
             except CommandError as error:
                 write_errors.append(error.to_write_error(index))
                 if ordered:
@@ -2079,7 +2168,7 @@ class FakeMongoServer:
         return reply
 
     def _update_one_statement(
-        self, coll: FakeCollection, ns: str, stmt: Mapping[str, Any]
+        self, coll: FakeCollection, ns: str, stmt: Mapping[str, Any], ids: _IdIndex
     ) -> tuple[int, int, Any]:
         query = stmt.get("q") or {}
         update = stmt.get("u")
@@ -2089,7 +2178,8 @@ class FakeMongoServer:
         )
         if multi and is_replacement:
             raise CommandError(9, "multi update is not supported for replacement-style update")
-        positions = [i for i, d in enumerate(coll.docs) if matches(d, query)]
+        by_id = ids.lookup(query)
+        positions = matching_positions(coll.docs, query) if by_id is None else by_id
         if not multi:
             positions = positions[:1]
         if positions:
@@ -2097,7 +2187,7 @@ class FakeMongoServer:
             for position in positions:
                 old = coll.docs[position]
                 new = apply_update(old, update, is_insert=False)
-                _check_unique(coll, ns, new, skip=position)
+                _check_unique(coll, ns, new, skip=position, ids=ids)
                 if bson.encode(old) != bson.encode(new):
                     coll.docs[position] = new
                     modified += 1
@@ -2105,8 +2195,9 @@ class FakeMongoServer:
         if not stmt.get("upsert"):
             return 0, 0, MISSING
         new = self._upsert_document(query, update)
-        _check_unique(coll, ns, new)
+        _check_unique(coll, ns, new, ids=ids)
         coll.docs.append(new)
+        ids.appended(new)
         return 0, 0, new["_id"]
 
     @staticmethod
@@ -2129,7 +2220,7 @@ class FakeMongoServer:
         for stmt in body.get("deletes", []):
             if coll is None:
                 break
-            positions = [i for i, d in enumerate(coll.docs) if matches(d, stmt.get("q"))]
+            positions = matching_positions(coll.docs, stmt.get("q"))
             if _int(stmt.get("limit")) == 1:
                 positions = positions[:1]
             for position in reversed(positions):
@@ -2142,7 +2233,7 @@ class FakeMongoServer:
         coll = self.collection(db, name)
         ns = _ns(db, name)
         query = body.get("query") or {}
-        candidates = sort_docs([d for d in coll.docs if matches(d, query)], body.get("sort"))
+        candidates = sort_docs(filter_docs(coll.docs, query), body.get("sort"))
         found = candidates[0] if candidates else None
         fields = body.get("fields")
         if body.get("remove"):

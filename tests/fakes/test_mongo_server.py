@@ -8,11 +8,20 @@ import socket
 import struct
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import bson
 import pytest
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, MongoClient, ReturnDocument
+from pymongo import (
+    ASCENDING,
+    DESCENDING,
+    AsyncMongoClient,
+    MongoClient,
+    ReplaceOne,
+    ReturnDocument,
+    UpdateOne,
+)
 from pymongo.errors import (
     AutoReconnect,
     BulkWriteError,
@@ -28,9 +37,11 @@ from tests.fakes.mongo_server import (
     db_stats_nearly_full,
     dead_url,
     fast_op,
+    filter_docs,
     healthy_fixtures,
     lost_primary_fixtures,
     matches,
+    matching_positions,
     nearly_full_disk_fixtures,
     slow_collscan_fixtures,
     slow_collscan_op,
@@ -614,3 +625,54 @@ def test_matcher_semantics() -> None:
     assert matches(doc, {"s": {"$regex": "^hel", "$options": "i"}})
     assert matches(doc, {"$and": [{"n": 3}, {"$or": [{"s": "nope"}, {"tags": {"$size": 2}}]}]})
     assert matches(doc, {"$nor": [{"n": 4}]})
+
+
+def test_string_pins_never_drop_a_match() -> None:
+    """The fake's cheap pre-check in front of ``matches`` (it keeps no indexes): a filter that
+    pins fields to strings finds exactly what ``matches`` alone finds, arrays included."""
+    docs: list[dict[str, Any]] = [
+        {"_id": "a/1", "incident_id": "a", "status": "firing"},
+        {"_id": "a/2", "incident_id": "a", "status": "resolved"},
+        {"_id": "b/1", "incident_id": "b", "status": "firing"},
+        {"_id": "c/1", "incident_id": ["a", "c"], "status": "firing"},  # an array holds "a"
+        {"_id": 7, "incident_id": 7},  # not a string: never equal to one
+        {"_id": "d/1"},  # the field is missing
+    ]
+    filters: list[dict[str, Any]] = [
+        {"incident_id": "a"},
+        {"incident_id": "a", "status": "firing"},
+        {"_id": {"$in": ["a/2", "b/1", "zz"]}},
+        {"incident_id": {"$in": ["c", "b"]}},
+        {"incident_id": "7"},
+        {"incident_id": "a", "status": {"$ne": "firing"}},
+        {"incident_id.x": "a"},  # dotted: not pinned
+        {"$or": [{"incident_id": "b"}, {"_id": 7}]},  # top-level operators: not pinned
+    ]
+    for flt in filters:
+        assert filter_docs(docs, flt) == [d for d in docs if matches(d, flt)], flt
+    assert [d["_id"] for d in filter_docs(docs, {"incident_id": "a"})] == ["a/1", "a/2", "c/1"]
+    assert matching_positions(docs, {"_id": {"$in": ["b/1", "a/1"]}}) == [0, 2]
+
+
+
+async def test_bulk_upserts_by_id(client: Client) -> None:
+    """A bulk of upserts by ``_id`` (the fake looks them up once per command, not by scanning
+    per statement): later statements see earlier ones, and ``_id`` stays unique."""
+    coll = client.medic.bulk
+    await coll.insert_many([{"_id": f"x{i}", "v": 0} for i in range(50)])
+    result = await coll.bulk_write(
+        [
+            ReplaceOne({"_id": "a"}, {"v": 1}, upsert=True),
+            ReplaceOne({"_id": "a"}, {"v": 2}, upsert=True),  # the one just inserted
+            UpdateOne({"_id": "x7"}, {"$set": {"v": 7}}, upsert=True),
+            UpdateOne({"_id": "b"}, {"$inc": {"v": 1}}, upsert=True),
+        ],
+        ordered=False,
+    )
+    assert result.upserted_count == 2 and result.matched_count == 2
+    assert await coll.count_documents({}) == 52
+    assert (await coll.find_one({"_id": "a"}) or {})["v"] == 2
+    assert (await coll.find_one({"_id": "x7"}) or {})["v"] == 7
+    assert (await coll.find_one({"_id": "b"}) or {})["v"] == 1
+    with pytest.raises(DuplicateKeyError):
+        await coll.insert_one({"_id": "a"})
