@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from medic.bundle import incident_view
 from medic.incident import Incident
 from medic.metrics import Metrics
 from medic.problem import problem
@@ -27,8 +28,8 @@ def incident_summary(inc: Incident) -> dict[str, Any]:
         "rule": inc.rule,
         "playbook": inc.playbook,
         "target": inc.target.model_dump() if inc.target else None,
-        "alerts": len(inc.alerts),
-        "firing": len(inc.firing_alerts),
+        "alerts": inc.alerts_total,
+        "firing": inc.alerts_firing,
         "top_finding": inc.findings[0].summary if inc.findings else None,
         "actions": [{"action": a.action, "status": a.status.value} for a in inc.actions],
         "created_at": inc.created_at.isoformat(),
@@ -103,12 +104,32 @@ class ReadApi:
         )
 
     async def get_incident(self, request: web.Request) -> web.Response:
-        incident = await self.store.get(request.match_info["id"])
-        if incident is None:
-            return problem(404, "Not Found", f"no incident {request.match_info['id']!r}")
         fmt = request.query.get("format", "json")
-        if fmt in ("md", "markdown"):
-            return web.Response(text=render_markdown(incident), content_type="text/markdown")
-        if fmt != "json":
+        if fmt not in ("json", "md", "markdown"):
             return problem(400, "Bad Request", "format must be json or md", field="format")
-        return web.json_response(redact(incident.model_dump(mode="json")))
+        view = await incident_view(self.store, request.match_info["id"])
+        if view is None:
+            return problem(404, "Not Found", f"no incident {request.match_info['id']!r}")
+        if fmt != "json":
+            return web.Response(text=render_markdown(view), content_type="text/markdown")
+        return web.json_response(redact(view.document()))
+
+    async def list_alerts(self, request: web.Request) -> web.Response:
+        """A page of an incident's alerts (``status``, ``limit``, ``offset``), first seen first."""
+        status = request.query.get("status")
+        if status not in (None, "firing", "resolved"):
+            return problem(400, "Bad Request", "status must be firing or resolved", field="status")
+        limit = _int(request, "limit", 100, 1, 1000)
+        offset = _int(request, "offset", 0, 0, 10**9)
+        incident_id = request.match_info["id"]
+        if await self.store.get(incident_id) is None:
+            return problem(404, "Not Found", f"no incident {incident_id!r}")
+        alerts, total = await self.store.alerts(incident_id, status=status, limit=limit, offset=offset)
+        return web.json_response(
+            {
+                "items": [redact(a.model_dump(mode="json")) for a in alerts],
+                "total": total,
+                "limit": limit,
+                "offset": offset,
+            }
+        )

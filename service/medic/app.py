@@ -185,6 +185,7 @@ def build_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/metrics", api.metrics_endpoint)
     app.router.add_get("/api/v1/incidents", pages.guard_api(api.list_incidents))
     app.router.add_get("/api/v1/incidents/{id}", pages.guard_api(api.get_incident))
+    app.router.add_get("/api/v1/incidents/{id}/alerts", pages.guard_api(api.list_alerts))
     approval_api = ApprovalApi(runtime.approvals, admin_token)
     app.router.add_post("/api/v1/incidents/{id}/approve", approval_api.approve)
     app.router.add_post("/api/v1/incidents/{id}/reject", approval_api.reject)

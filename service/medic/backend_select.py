@@ -137,6 +137,7 @@ class EmbeddedBackend:
         try:
             await db.open()
             backend = cls(db, dedup_ttl=settings.dedup_ttl_seconds)
+            await backend.store.upgrade()
             recovered = await backend.inbox.recover()
         except BaseException:
             await db.close()

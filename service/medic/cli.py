@@ -71,8 +71,10 @@ def _expand(paths: list[Path]) -> list[Path]:
         if p.is_dir():
             # skip hidden parts: a ConfigMap volume keeps its real files under ``..<timestamp>/``
             files += sorted(
-                f for f in p.rglob("*")
-                if f.suffix in (".yaml", ".yml") and f.is_file()
+                f
+                for f in p.rglob("*")
+                if f.suffix in (".yaml", ".yml")
+                and f.is_file()
                 and not any(part.startswith(".") for part in f.relative_to(p).parts)
             )
         else:
@@ -138,6 +140,7 @@ async def _replay(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from medic.app import Runtime
+    from medic.bundle import incident_view
     from medic.intake.handlers import validation_problem
     from medic.intake.model import WebhookPayload
     from medic.report.markdown import render_markdown
@@ -167,15 +170,15 @@ async def _replay(args: argparse.Namespace) -> int:
             )
             touched = await runtime.pipeline.process(item)
             for i, incident_id in enumerate(dict.fromkeys(touched)):
-                incident = await runtime.store.get(incident_id)
-                if incident is None:
+                view = await incident_view(runtime.store, incident_id)
+                if view is None:
                     continue
                 if args.format == "json":
-                    print(incident.model_dump_json(indent=2))
+                    print(json.dumps(view.document(), indent=2))
                 else:
                     if i:
                         print("\n---\n")
-                    print(render_markdown(incident))
+                    print(render_markdown(view))
         finally:
             await runtime.close()
     return 0
@@ -191,6 +194,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- incidents
 async def _incidents_local(args: argparse.Namespace) -> Any:
     from medic.api import incident_summary
+    from medic.bundle import incident_view
     from medic.settings import load_settings
     from medic.sqlitedb import SqliteDB
     from medic.store.base import IncidentQuery
@@ -204,10 +208,10 @@ async def _incidents_local(args: argparse.Namespace) -> Any:
     try:
         store = SqliteIncidentStore(db)
         if args.action == "show":
-            incident = await store.get(args.id)
-            if incident is None:
+            view = await incident_view(store, args.id)
+            if view is None:
                 raise MedicError(f"no incident {args.id!r}")
-            return incident
+            return view
         items, total = await store.query(IncidentQuery(status=args.status, limit=args.limit))
         return {"items": [incident_summary(i) for i in items], "total": total}
     finally:
@@ -217,7 +221,7 @@ async def _incidents_local(args: argparse.Namespace) -> Any:
 async def _incidents_remote(args: argparse.Namespace) -> Any:
     import aiohttp
 
-    from medic.incident import Incident
+    from medic.bundle import IncidentView
 
     base = args.url.rstrip("/")
     async with aiohttp.ClientSession(headers=_read_headers()) as session:
@@ -230,18 +234,18 @@ async def _incidents_remote(args: argparse.Namespace) -> Any:
             body = await resp.json(content_type=None)
             if resp.status != 200:
                 raise MedicError(f"{url}: {resp.status} {body.get('detail', body.get('title'))}")
-    return Incident.model_validate(body) if args.action == "show" else body
+    return IncidentView.from_document(body) if args.action == "show" else body
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
-    from medic.incident import Incident
+    from medic.bundle import IncidentView
     from medic.report.markdown import render_markdown
 
     if args.action == "show" and not args.id:
         return _fail("incidents show needs an incident id")
     result = asyncio.run(_incidents_remote(args) if args.url else _incidents_local(args))
-    if isinstance(result, Incident):
-        print(result.model_dump_json(indent=2) if args.format == "json" else render_markdown(result))
+    if isinstance(result, IncidentView):
+        print(json.dumps(result.document(), indent=2) if args.format == "json" else render_markdown(result))
         return 0
     if args.format == "json":
         print(json.dumps(result, indent=2))
@@ -261,7 +265,7 @@ def _read_headers() -> dict[str, str]:
 
 
 async def _report(args: argparse.Namespace) -> str:
-    from medic.incident import Incident
+    from medic.bundle import IncidentView
     from medic.report.markdown import render_markdown
 
     if args.url:
@@ -278,9 +282,9 @@ async def _report(args: argparse.Namespace) -> str:
                 raise MedicError(f"{url}: {resp.status} {detail}")
             return text
     args.action = "show"
-    incident = await _incidents_local(args)
-    assert isinstance(incident, Incident)
-    return render_markdown(incident)
+    view = await _incidents_local(args)
+    assert isinstance(view, IncidentView)
+    return render_markdown(view)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -1,11 +1,18 @@
-"""The incident record: alerts, target, evidence, findings, actions and a timeline.
+"""The incident record: target, evidence, findings, actions, a timeline, and its alerts.
 
-This is the bundle: what the store keeps, what the API serves and what the report renders.
+The bundle (:class:`Incident`) is what the store keeps as one document. An incident's alerts are
+kept beside it, one record per alert identity (:class:`IncidentAlert`), and the bundle holds only
+their counts and the labels they all share: a storm of thousands of alerts for one target then
+costs a small upsert per delivery instead of reading and rewriting an ever larger document (and
+never meets MongoDB's 16 MiB document limit).
 """
 
 from __future__ import annotations
 
+import json
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -109,6 +116,10 @@ class IncidentAlert(BaseModel):
     first_seen: datetime = Field(default_factory=utcnow)
     last_seen: datetime = Field(default_factory=utcnow)
 
+    @property
+    def severity(self) -> str:
+        return self.labels.get("severity", "")
+
     @classmethod
     def from_alert(cls, alert: Alert, now: datetime) -> IncidentAlert:
         return cls(
@@ -122,6 +133,51 @@ class IncidentAlert(BaseModel):
             first_seen=now,
             last_seen=now,
         )
+
+
+@dataclass(frozen=True)
+class AlertMerge:
+    """What folding a batch of alerts into an incident's alerts did, and the counts after it."""
+
+    joined: int  # alerts that are firing now and were not (new, or firing again)
+    resolved: int  # alerts that are resolved now and were not
+    total: int
+    firing: int
+
+
+def merge_alert(known: IncidentAlert | None, alert: IncidentAlert) -> tuple[IncidentAlert, int, int]:
+    """Fold one arriving alert into the stored one of its identity (None: not seen before).
+
+    Returns the alert to store and whether it joined (1: firing now, and new or firing again)
+    or resolved (1: resolved now and not before). Labels and first_seen stay those first seen;
+    status, times and annotations are the newest. Folding the same alert twice changes nothing
+    but ``last_seen``: a redelivered batch counts nothing twice.
+    """
+    if known is None:
+        return alert, int(alert.status == "firing"), int(alert.status == "resolved")
+    joined = int(alert.status == "firing" and known.status == "resolved")
+    resolved = int(alert.status == "resolved" and known.status != "resolved")
+    merged = known.model_copy(
+        update={
+            "status": alert.status,
+            "startsAt": alert.startsAt,
+            "endsAt": alert.endsAt,
+            "annotations": dict(alert.annotations),
+            "last_seen": alert.last_seen,
+        }
+    )
+    return merged, joined, resolved
+
+
+def shared_labels(current: dict[str, str] | None, alerts: Sequence[IncidentAlert]) -> dict[str, str]:
+    """The labels ``alerts`` all share, intersected with ``current`` (None: nothing yet)."""
+    common = None if current is None else dict(current)
+    for alert in alerts:
+        if common is None:
+            common = dict(alert.labels)
+        else:
+            common = {k: v for k, v in common.items() if alert.labels.get(k) == v}
+    return common or {}
 
 
 class Phase(StrEnum):
@@ -140,7 +196,10 @@ class Incident(BaseModel):
     severity: Severity = "warning"
     title: str = ""
     target: Target | None = None
-    alerts: list[IncidentAlert] = Field(default_factory=list)
+    # the alerts themselves are kept beside the bundle (IncidentStore.alerts)
+    alerts_total: int = 0
+    alerts_firing: int = 0
+    labels: dict[str, str] = Field(default_factory=dict)  # the labels all its alerts share
     evidence: list[Evidence] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)
     actions: list[ActionRecord] = Field(default_factory=list)
@@ -148,20 +207,55 @@ class Incident(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     resolved_at: datetime | None = None
-    schema_version: int = 1
+    schema_version: int = 2  # 2: alerts kept beside the bundle (1 held them in it)
 
     def note(self, kind: str, message: str, now: datetime | None = None, **data: Any) -> None:
         self.timeline.append(TimelineEntry(at=now or utcnow(), kind=kind, message=message, data=data))
 
     @property
-    def firing_alerts(self) -> list[IncidentAlert]:
-        return [a for a in self.alerts if a.status == "firing"]
-
-    @property
     def namespace(self) -> str:
         if self.target and self.target.namespace:
             return self.target.namespace
-        for alert in self.alerts:
-            if "namespace" in alert.labels:
-                return alert.labels["namespace"]
-        return ""
+        return self.labels.get("namespace", "")
+
+    def note_alerts(self, merge: AlertMerge, now: datetime) -> None:
+        """Timeline entries for alerts joining or resolving. Consecutive ones are folded into
+        one entry with running totals, so a storm of deliveries adds one line, not thousands."""
+        for count, verb in ((merge.joined, "joined"), (merge.resolved, "resolved")):
+            if not count:
+                continue
+            last = self.timeline[-1] if self.timeline else None
+            if last is not None and last.kind == "alerts" and last.data.get("verb") == verb:
+                total = int(last.data.get("count", 0)) + count
+                last.data.update(count=total, last_at=now.isoformat())
+                last.message = _alerts_message(total, verb)
+            else:
+                self.note("alerts", _alerts_message(count, verb), now, verb=verb, count=count)
+
+
+def _alerts_message(count: int, verb: str) -> str:
+    return f"{count} firing alert(s) joined" if verb == "joined" else f"{count} alert(s) resolved"
+
+
+def incident_from_json(text: str | bytes) -> Incident:
+    """An incident from its stored JSON; a schema 1 bundle gets its alert counts and labels
+    from the alerts it holds (until the store's upgrade has moved them out)."""
+    incident = Incident.model_validate_json(text)
+    if incident.schema_version < 2:
+        doc, _ = upgrade_bundle(json.loads(text))
+        incident = Incident.model_validate(doc)
+    return incident
+
+
+def upgrade_bundle(doc: dict[str, Any]) -> tuple[dict[str, Any], list[IncidentAlert]]:
+    """A schema 1 bundle (alerts inside) as a schema 2 one plus its alerts, for the stores'
+    one-time upgrade of what an earlier Medic wrote."""
+    doc = dict(doc)
+    alerts = [IncidentAlert.model_validate(a) for a in doc.pop("alerts", None) or []]
+    doc.update(
+        schema_version=2,
+        alerts_total=len(alerts),
+        alerts_firing=sum(a.status == "firing" for a in alerts),
+        labels=shared_labels(None, alerts),
+    )
+    return doc, alerts

@@ -8,7 +8,7 @@ ack) changes nothing the second time: alerts merge by identity, an incident is o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +18,7 @@ import structlog
 
 from medic.analysis.decide import Decision, decide
 from medic.backends import Backends
+from medic.bundle import first_alerts
 from medic.config import CompiledPlaybook, Config
 from medic.errors import BackendUnavailable
 from medic.evidence import Evidence
@@ -31,6 +32,7 @@ from medic.incident import (
     Phase,
     Target,
     new_incident_id,
+    shared_labels,
     utcnow,
 )
 from medic.intake.model import Alert, WebhookPayload
@@ -46,6 +48,9 @@ from medic.state.keylock import KeyLocker, LocalKeyLocker
 from medic.store.base import IncidentStore
 
 log = structlog.get_logger("medic.pipeline")
+
+
+DIAGNOSIS_ALERTS = 500  # alerts a diagnosis reads (collectors take pod names from their labels)
 
 
 class Remediator(Protocol):
@@ -104,42 +109,12 @@ def _first_failure(failed: ExceptionGroup[Exception]) -> Exception:
     return next((e for e in leaves if isinstance(e, BackendUnavailable)), leaves[0])
 
 
-def merge_alerts(incident: Incident, alerts: list[Alert], now: datetime) -> tuple[int, int]:
-    """Fold alerts into the incident by identity; return (joined, resolved) counts."""
-    by_id = {a.identity: a for a in incident.alerts}
-    joined = resolved = 0
-    for alert in alerts:
-        known = by_id.get(alert.identity)
-        if known is None:
-            entry = IncidentAlert.from_alert(alert, now)
-            incident.alerts.append(entry)
-            by_id[alert.identity] = entry
-            joined += alert.status == "firing"
-            resolved += alert.status == "resolved"
-            continue
-        if alert.status == "resolved" and known.status != "resolved":
-            resolved += 1
-        elif alert.status == "firing" and known.status == "resolved":
-            joined += 1
-        known.status = alert.status
-        known.startsAt = alert.startsAt
-        known.endsAt = alert.ended_at
-        known.annotations = dict(alert.annotations)
-        known.last_seen = now
-    return joined, resolved
-
-
-def common_labels(alerts: list[IncidentAlert]) -> dict[str, str]:
-    if not alerts:
-        return {}
-    common = dict(alerts[0].labels)
-    for alert in alerts[1:]:
-        common = {k: v for k, v in common.items() if alert.labels.get(k) == v}
-    return common
-
-
-def incident_severity(rule: Rule | None, alerts: list[IncidentAlert]) -> str:
-    levels = [a.labels.get("severity", "") for a in alerts]
+def incident_severity(rule: Rule | None, current: str | None, alerts: Sequence[IncidentAlert]) -> str:
+    """The highest of the alerts' ``severity`` labels, the rule's and ``current`` (the
+    incident's so far; None while it has no alerts); "warning" when none is known."""
+    levels = [a.severity for a in alerts]
+    if current:
+        levels.append(current)
     if rule and rule.severity:
         levels.append(rule.severity)
     known = [lvl for lvl in levels if lvl in SEVERITY_ORDER]
@@ -250,21 +225,17 @@ class Pipeline:
                     else f"rule {rule.name if rule else '-'} opens incidents only on resolved"
                 )
                 incident.note("recorded", why, now)
-                merge_alerts(incident, group.alerts, now)
+                await self.store.save(incident)  # first: its alerts never point at nothing
+                await self._merge(incident, rule, group, now)
                 await self.store.save(incident)
                 return incident
         with structlog.contextvars.bound_contextvars(incident_id=incident.id):
-            joined, resolved = merge_alerts(incident, group.alerts, now)
-            if joined:
-                incident.note("alerts", f"{joined} firing alert(s) joined", now)
-            if resolved:
-                incident.note("alerts", f"{resolved} alert(s) resolved", now)
-            incident.severity = incident_severity(rule, incident.alerts)  # type: ignore[assignment]
+            await self._merge(incident, rule, group, now)
             incident.updated_at = now
             needs_diagnosis = (
                 group.playbook is not None and incident.phase != Phase.DIAGNOSED and bool(firing)
             )
-            resolved_now = not incident.firing_alerts
+            resolved_now = incident.alerts_firing == 0
             if resolved_now:
                 incident.status = "resolved"
                 incident.resolved_at = now
@@ -279,6 +250,19 @@ class Pipeline:
             if needs_diagnosis and group.playbook is not None:
                 await self.diagnose(incident, rule, group.playbook)
         return incident
+
+    async def _merge(self, incident: Incident, rule: Rule | None, group: Group, now: datetime) -> None:
+        """Fold the group's alerts into the incident's (kept beside the bundle) and bring the
+        bundle's counts, shared labels, severity and timeline up to date."""
+        arriving = [IncidentAlert.from_alert(a, now) for a in group.alerts]
+        had_alerts = incident.alerts_total > 0
+        merge = await self.store.merge_alerts(incident.id, arriving)
+        incident.alerts_total, incident.alerts_firing = merge.total, merge.firing
+        incident.labels = shared_labels(incident.labels if had_alerts else None, arriving)
+        incident.severity = incident_severity(  # type: ignore[assignment]
+            rule, incident.severity if had_alerts else None, arriving
+        )
+        incident.note_alerts(merge, now)
 
     def _new_incident(self, group: Group, now: datetime) -> Incident:
         rule = group.rule
@@ -308,9 +292,10 @@ class Pipeline:
         incident.phase = Phase.DIAGNOSING
         incident.note("diagnosis", f"running playbook {playbook.name}", now)
         await self.store.save(incident)
-        evidence = await self.collect(incident, playbook, now)
+        alerts = await first_alerts(self.store, incident.id, DIAGNOSIS_ALERTS)
+        evidence = await self.collect(incident, alerts, playbook, now)
         incident.evidence = evidence
-        incident.findings = self.analyze(incident, playbook, evidence, now)
+        incident.findings = analyze(self.registry, incident, alerts, playbook, evidence, now)
         decision = decide(rule, playbook, incident.findings, self.settings.mode)
         incident.note("decision", decision.reason, self.clock(), mode=decision.mode)
         if rule is not None and rule.remediation is not None and decision.action is None:
@@ -346,11 +331,13 @@ class Pipeline:
             top=incident.findings[0].code if incident.findings else None,
         )
 
-    async def collect(self, incident: Incident, playbook: CompiledPlaybook, now: datetime) -> list[Evidence]:
+    async def collect(
+        self, incident: Incident, alerts: list[IncidentAlert], playbook: CompiledPlaybook, now: datetime
+    ) -> list[Evidence]:
         ctx = StepContext(
             target=incident.target,
-            labels=common_labels(incident.alerts),
-            alerts=list(incident.alerts),
+            labels=dict(incident.labels),
+            alerts=alerts,
             backends=self.backends,
             now=now,
             timeout=self.settings.collector_timeout_seconds,
@@ -381,19 +368,11 @@ class Pipeline:
             observe=observe,
         )
 
-    def analyze(
-        self,
-        incident: Incident,
-        playbook: CompiledPlaybook,
-        evidence: list[Evidence],
-        now: datetime,
-    ) -> list[Finding]:
-        return analyze(self.registry, incident, playbook, evidence, now)
-
 
 def analyze(
     registry: Registry,
     incident: Incident,
+    alerts: list[IncidentAlert],
     playbook: CompiledPlaybook,
     evidence: list[Evidence],
     now: datetime,
@@ -401,8 +380,8 @@ def analyze(
     """Run the playbook's analyzers (and ``coverage``) over the evidence; most severe first."""
     inp = AnalysisInput(
         target=incident.target,
-        labels=common_labels(incident.alerts),
-        alerts=list(incident.alerts),
+        labels=dict(incident.labels),
+        alerts=alerts,
         evidence={e.step: e for e in evidence},
         now=now,
     )

@@ -51,6 +51,16 @@ CREATE TABLE IF NOT EXISTS incidents (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS incidents_one_open ON incidents(key) WHERE status = 'open';
 CREATE INDEX IF NOT EXISTS incidents_status_time ON incidents(status, created_at);
+CREATE TABLE IF NOT EXISTS incident_alerts (
+    incident_id TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (incident_id, identity)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS incident_alerts_status ON incident_alerts(incident_id, status);
+CREATE INDEX IF NOT EXISTS incident_alerts_order ON incident_alerts(incident_id, first_seen, identity);
 CREATE TABLE IF NOT EXISTS actions (
     idempotency_key TEXT PRIMARY KEY,
     target TEXT NOT NULL,

@@ -21,6 +21,7 @@ from medic.incident import (
     Phase,
     Target,
 )
+from medic.store.base import IncidentStore
 
 PLANTED = (
     "s3cr3t-planted",
@@ -106,10 +107,8 @@ def evidence() -> list[Evidence]:
     ]
 
 
-def hostile_incident(
-    action_status: ActionStatus = ActionStatus.SUCCEEDED, *, incident_id: str = "inc-20261126-080000-0badc0de"
-) -> Incident:
-    alert = IncidentAlert(
+def hostile_alert() -> IncidentAlert:
+    return IncidentAlert(
         identity="fp1",
         status="firing",
         labels={
@@ -130,6 +129,14 @@ def hostile_incident(
         first_seen=T0,
         last_seen=T0,
     )
+
+
+def hostile_incident(
+    action_status: ActionStatus = ActionStatus.SUCCEEDED, *, incident_id: str = "inc-20261126-080000-0badc0de"
+) -> Incident:
+    """An incident whose every field (and its one alert, :func:`hostile_alert`) carries
+    markup, script and planted secrets."""
+    alert = hostile_alert()
     record = ActionRecord(
         action="rollback",
         use="k8s.rollback_deployment",
@@ -156,7 +163,9 @@ def hostile_incident(
         severity="critical",
         title=f"KubePodCrashLooping on deployment/playcode/playcode-app {SCRIPT_LABEL}",
         target=TARGET,
-        alerts=[alert],
+        alerts_total=1,
+        alerts_firing=1,
+        labels=dict(alert.labels),
         evidence=evidence(),
         findings=[
             Finding(
@@ -189,6 +198,14 @@ def hostile_incident(
     )
     inc.note("routing", "matched rule crashloop-rollback", T0)
     inc.note("decision", "crashloop.regression justifies rollback", T0 + timedelta(seconds=30))
+    return inc
+
+
+async def store_hostile(store: IncidentStore, action_status: ActionStatus, **kw: str) -> Incident:
+    """The hostile incident and its alert, stored."""
+    inc = hostile_incident(action_status, **kw)
+    await store.save(inc)
+    await store.merge_alerts(inc.id, [hostile_alert()])
     return inc
 
 

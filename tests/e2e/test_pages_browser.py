@@ -11,7 +11,7 @@ from playwright.async_api import Dialog, Page, expect
 
 from medic.incident import ActionStatus
 from tests.e2e.pages_browser import artifact, chromium
-from tests.e2e.pages_incidents import IMG_ANNOTATION, LOG_SCRIPT, PLANTED, SCRIPT_LABEL, hostile_incident
+from tests.e2e.pages_incidents import IMG_ANNOTATION, LOG_SCRIPT, PLANTED, SCRIPT_LABEL, store_hostile
 from tests.e2e.pages_world import READ_TOKEN, approval_world, proposal
 from tests.integration.crashloop_world import BAD, GOOD
 
@@ -78,8 +78,7 @@ async def test_list_detail_approve_in_a_browser(tmp_path: Path) -> None:
 
 async def test_hostile_content_is_shown_as_text_and_never_runs(tmp_path: Path) -> None:
     async with approval_world(tmp_path) as w, chromium() as browser:
-        hostile = hostile_incident(ActionStatus.AWAITING_APPROVAL)
-        await w.medic.runtime.store.save(hostile)
+        hostile = await store_hostile(w.medic.runtime.store, ActionStatus.AWAITING_APPROVAL)
         context = await browser.new_context(viewport={"width": 390, "height": 844})  # a phone
         await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=w.medic.url)
         page = await context.new_page()

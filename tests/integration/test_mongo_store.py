@@ -19,7 +19,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from medic.errors import BackendUnavailable, StoreError
-from medic.incident import Incident, IncidentAlert, Target, new_incident_id
+from medic.incident import Incident, Target, new_incident_id
 from medic.state.availability import Availability
 from medic.state.keylock import fence_token
 from medic.state.spool import LocalSpool
@@ -85,11 +85,9 @@ def incident(key: str = "crashloop-rollback|deployment/playcode/app", **kw: obje
         title="KubePodCrashLooping",
         created_at=now,
         updated_at=now,
-        alerts=[
-            IncidentAlert(
-                identity="fp1", status="firing", labels={"alertname": "X", "$db": "a.b"}, startsAt=now
-            )
-        ],
+        labels={"alertname": "X", "$db": "a.b"},
+        alerts_total=1,
+        alerts_firing=1,
         **kw,  # type: ignore[arg-type]
     )
 
@@ -106,6 +104,8 @@ async def test_indexes_schema_and_round_trip(stores: Callable[..., MongoIncident
     assert indexes["retention"]["expireAfterSeconds"] == 0
     audit_indexes = {i["name"] async for i in await store.audit_log.list_indexes()}
     assert audit_indexes >= {"incident_at", "at"}
+    alert_indexes = {i["name"] async for i in await store.alert_docs.list_indexes()}
+    assert alert_indexes >= {"incident_status", "incident_first_seen", "retention"}
 
     inc = incident()
     stored, created = await store.create_or_get_open(inc)
@@ -113,7 +113,7 @@ async def test_indexes_schema_and_round_trip(stores: Callable[..., MongoIncident
     doc = await store.incidents.find_one({"_id": inc.id})
     assert doc is not None
     assert (
-        doc["schema_version"] == 1 and doc["status"] == "open" and doc["target"] == "deployment/playcode/app"
+        doc["schema_version"] == 2 and doc["status"] == "open" and doc["target"] == "deployment/playcode/app"
     )
     assert doc["expire_at"] is None
     back = await store.get(inc.id)
@@ -228,7 +228,7 @@ async def test_unreachable_and_future_schema(stores: Callable[..., MongoIncident
     assert loop.time() - started < 3
     await down.close()
     store = stores()
-    await store.incidents.insert_one({"_id": "inc-future", "schema_version": 2, "bundle": "{}"})
+    await store.incidents.insert_one({"_id": "inc-future", "schema_version": 3, "bundle": "{}"})
     with pytest.raises(StoreError, match="newer Medic"):
         await store.get("inc-future")
 
@@ -332,7 +332,7 @@ async def test_medic_rides_out_a_mongo_outage(tmp_path: Path, redis_server: Redi
             await wait_until(diagnosing)
             await fake.stop()  # MongoDB goes away while the diagnosis runs
             await send("app-b", "i2")  # a new incident: must wait for MongoDB
-            await send("app-a", "i3")  # joins the incident whose newest version is in the spool
+            await send("app-a", "i3")  # joins it: waits for MongoDB (its alerts are kept there)
 
             async def spooled() -> bool:
                 return (await backend.spool.counts())["bundles"] == 1 and not backend.mongo_up.up
@@ -357,8 +357,11 @@ async def test_medic_rides_out_a_mongo_outage(tmp_path: Path, redis_server: Redi
             incidents, total = await backend.mongo.query(IncidentQuery())
             assert total == 2
             by_target = {i.target.name: i for i in incidents if i.target}
-            assert by_target["app-a"].phase.value == "diagnosed" and len(by_target["app-a"].alerts) == 2
-            assert by_target["app-b"].phase.value == "diagnosed" and len(by_target["app-b"].alerts) == 1
+            assert by_target["app-a"].phase.value == "diagnosed" and by_target["app-a"].alerts_total == 2
+            assert by_target["app-b"].phase.value == "diagnosed" and by_target["app-b"].alerts_total == 1
+            for inc in incidents:
+                alerts, count = await backend.mongo.alerts(inc.id)
+                assert count == inc.alerts_total == len(alerts)
 
 
 async def wait_until(check: Callable[[], Any], within: float = 20.0) -> None:

@@ -131,7 +131,10 @@ async def test_redis_restart_mid_storm(tmp_path: Path, redis_server: RedisServer
         incidents, total = await runtime.store.query(IncidentQuery(limit=500))
         assert total == targets + 1
         assert len({i.key for i in incidents}) == total, "one incident per key"
-        in_incidents = [a.identity for i in incidents for a in i.alerts]
+        in_incidents = [
+            a.identity for i in incidents for a in (await runtime.store.alerts(i.id, limit=1000))[0]
+        ]
+        assert sum(i.alerts_total for i in incidents) == len(in_incidents)
         assert set(in_incidents) == sent, "every accepted alert ends up in an incident"
         assert len(in_incidents) == len(sent), "and in one only"
         assert w.patches() == 0, "no automatic action was taken while Redis was down, nor after"

@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import re
 
+from medic.bundle import IncidentView
 from medic.incident import ActionStatus
 from medic.notify.events import snapshot
 from medic.web.access import ReadAccess
 from medic.web.render import render
 from medic.web.sparkline import sparkline
 from medic.web.views import awaiting, evidence_view, finding_views, page_query, pretty, safe_url
-from tests.e2e.pages_incidents import IMG_ANNOTATION, LOG_SCRIPT, PLANTED, SCRIPT_LABEL, hostile_incident
+from tests.e2e.pages_incidents import (
+    IMG_ANNOTATION,
+    LOG_SCRIPT,
+    PLANTED,
+    SCRIPT_LABEL,
+    hostile_alert,
+    hostile_incident,
+)
 
 TOKEN = "read-token-0123456789"
 
@@ -95,10 +103,13 @@ def test_helpers() -> None:
 
 # ------------------------------------------------------------------ templates
 def test_detail_page_escapes_everything_from_alerts() -> None:
-    inc = snapshot(hostile_incident(ActionStatus.AWAITING_APPROVAL))
+    shown = IncidentView(hostile_incident(ActionStatus.AWAITING_APPROVAL), [hostile_alert()]).redacted()
+    inc = shown.incident
     html, headers = render(
         "detail.html",
         inc=inc,
+        alerts=shown.alerts,
+        more_alerts=0,
         findings=finding_views(inc),
         evidence=[evidence_view(e) for e in inc.evidence],
         awaiting=awaiting(inc),

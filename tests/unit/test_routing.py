@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 import pytest
 
 from medic.analysis.decide import decide, effective_mode
-from medic.incident import Finding, Incident, Target
+from medic.incident import AlertMerge, Finding, Incident, IncidentAlert, Target, merge_alert, shared_labels
 from medic.intake.model import Alert
-from medic.pipeline import common_labels, incident_severity, merge_alerts
+from medic.pipeline import incident_severity
 from medic.rules.model import Rule
 from medic.rules.routing import coalescing_key, matching_rules
 from medic.rules.targets import target_from_labels
@@ -78,34 +78,81 @@ def test_ten_crashing_pods_of_one_deployment_share_a_key() -> None:
     assert coalescing_key(None, None, {"namespace": "n", "alertname": "A"}) == "-|alert/n/A"
 
 
-def test_merge_alerts_is_idempotent_and_tracks_resolution() -> None:
-    inc = Incident(id="i", key="k")
+def _fold(known: dict[str, IncidentAlert], alerts: list[Alert]) -> AlertMerge:
+    """What a store does with merge_alert, in memory."""
+    joined = resolved = 0
+    for a in alerts:
+        merged, j, r = merge_alert(known.get(a.identity), IncidentAlert.from_alert(a, NOW))
+        known[a.identity] = merged
+        joined, resolved = joined + j, resolved + r
+    firing = sum(a.status == "firing" for a in known.values())
+    return AlertMerge(joined=joined, resolved=resolved, total=len(known), firing=firing)
+
+
+def test_merge_alert_is_idempotent_and_tracks_resolution() -> None:
+    known: dict[str, IncidentAlert] = {}
     a1 = Alert.model_validate(alert("A", pod="p1", namespace="n"))
     a2 = Alert.model_validate(alert("A", pod="p2", namespace="n"))
-    assert merge_alerts(inc, [a1, a2], NOW) == (2, 0)
-    assert merge_alerts(inc, [a1, a2], NOW) == (0, 0)  # a redelivery changes nothing
-    assert len(inc.alerts) == 2
+    assert _fold(known, [a1, a2]) == AlertMerge(joined=2, resolved=0, total=2, firing=2)
+    assert _fold(known, [a1, a2]) == AlertMerge(joined=0, resolved=0, total=2, firing=2)  # redelivered
     r1 = Alert.model_validate(
         alert("A", pod="p1", namespace="n", status="resolved", endsAt="2026-11-26T08:05:00Z")
     )
-    assert merge_alerts(inc, [r1], NOW) == (0, 1)
-    assert [a.status for a in inc.alerts] == ["resolved", "firing"]
-    assert inc.alerts[0].endsAt is not None
-    assert common_labels(inc.alerts) == {"alertname": "A", "namespace": "n"}
+    assert _fold(known, [r1]) == AlertMerge(joined=0, resolved=1, total=2, firing=1)
+    assert _fold(known, [r1]) == AlertMerge(joined=0, resolved=0, total=2, firing=1)
+    assert known[a1.identity].status == "resolved" and known[a1.identity].endsAt is not None
+    assert _fold(known, [a1]) == AlertMerge(joined=1, resolved=0, total=2, firing=2)  # fires again
+    # firing then resolved within one batch: both count, in order
+    a3 = Alert.model_validate(alert("A", pod="p3", namespace="n"))
+    r3 = Alert.model_validate(alert("A", pod="p3", namespace="n", status="resolved"))
+    assert _fold(known, [a3, r3]) == AlertMerge(joined=1, resolved=1, total=3, firing=2)
+
+
+def test_merge_alert_keeps_first_labels_and_first_seen() -> None:
+    first = IncidentAlert.from_alert(Alert.model_validate(alert("A", pod="p1")), NOW)
+    later = first.model_copy(
+        update={"labels": {"x": "y"}, "first_seen": NOW.replace(hour=9), "last_seen": NOW.replace(hour=9)}
+    )
+    merged, _, _ = merge_alert(first, later)
+    assert merged.labels == first.labels and merged.first_seen == NOW
+    assert merged.last_seen == NOW.replace(hour=9)
+
+
+def test_shared_labels_intersect_incrementally() -> None:
+    a = [IncidentAlert.from_alert(Alert.model_validate(alert("A", pod=p, namespace="n")), NOW) for p in "xy"]
+    assert shared_labels(None, a) == {"alertname": "A", "namespace": "n"}
+    assert shared_labels(None, a[:1])["pod"] == "x"
+    assert shared_labels(shared_labels(None, a[:1]), a[1:]) == shared_labels(None, a)
+    assert shared_labels(None, []) == {}
 
 
 def test_incident_severity_takes_the_highest() -> None:
+    alerts = [
+        IncidentAlert.from_alert(Alert.model_validate(alert("A", severity=s, pod=s)), NOW)
+        for s in ("warning", "critical")
+    ]
+    assert incident_severity(None, None, alerts) == "critical"
+    assert incident_severity(rule("r", 'a="b"', severity="info"), None, alerts[:1]) == "warning"
+    assert incident_severity(None, "critical", alerts[:1]) == "critical"  # what it had stays
+    info = IncidentAlert.from_alert(Alert.model_validate(alert("A", severity="info")), NOW)
+    assert incident_severity(None, None, [info]) == "info"
+    assert incident_severity(None, None, []) == "warning"
+
+
+def test_alert_notes_fold_into_one_timeline_entry() -> None:
     inc = Incident(id="i", key="k")
-    merge_alerts(
-        inc,
-        [
-            Alert.model_validate(alert("A", severity="warning", pod="a")),
-            Alert.model_validate(alert("A", severity="critical", pod="b")),
-        ],
-        NOW,
-    )
-    assert incident_severity(None, inc.alerts) == "critical"
-    assert incident_severity(rule("r", 'a="b"', severity="info"), inc.alerts[:1]) == "warning"
+    for _ in range(3):
+        inc.note_alerts(AlertMerge(joined=2, resolved=0, total=0, firing=0), NOW)
+    assert [t.message for t in inc.timeline] == ["6 firing alert(s) joined"]
+    inc.note_alerts(AlertMerge(joined=0, resolved=1, total=0, firing=0), NOW)
+    inc.note_alerts(AlertMerge(joined=1, resolved=0, total=0, firing=0), NOW)
+    assert [t.message for t in inc.timeline] == [
+        "6 firing alert(s) joined",
+        "1 alert(s) resolved",
+        "1 firing alert(s) joined",
+    ]
+    inc.note_alerts(AlertMerge(joined=0, resolved=0, total=0, firing=0), NOW)
+    assert len(inc.timeline) == 3
 
 
 @pytest.mark.parametrize(

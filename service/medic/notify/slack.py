@@ -93,7 +93,7 @@ def first_message(event: Event, links: Links) -> dict[str, Any]:
     ]
     if actions := _actions(inc, links):
         blocks.append(_section(actions))
-    context = f"Medic · {code(inc.id)} · {len(inc.firing_alerts)} of {len(inc.alerts)} alert(s) firing"
+    context = f"Medic · {code(inc.id)} · {inc.alerts_firing} of {inc.alerts_total} alert(s) firing"
     if links.incident:
         context += f" · {link(links.incident, 'Open the incident')}"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(context)}]})

@@ -125,8 +125,8 @@ def _incident(inc: Incident, links: Links) -> IncidentV1:
         target=TargetV1(kind=inc.target.kind, namespace=inc.target.namespace, name=inc.target.name)
         if inc.target
         else None,
-        alerts_firing=len(inc.firing_alerts),
-        alerts_total=len(inc.alerts),
+        alerts_firing=inc.alerts_firing,
+        alerts_total=inc.alerts_total,
         created_at=inc.created_at,
         updated_at=inc.updated_at,
         resolved_at=inc.resolved_at,

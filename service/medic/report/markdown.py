@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from medic.incident import Incident
-from medic.redact import redact
+from medic.bundle import IncidentView
 
 _ICON = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
 _STATUS_MARK = {"ok": "✅", "error": "❌", "timeout": "⏱", "skipped": "⏭", "not_configured": "⚪"}
@@ -21,8 +20,9 @@ def _brief(data: Any, limit: int = 600) -> str:
     return text if len(text) <= limit else text[:limit] + "\n… (truncated; full data in the JSON bundle)"
 
 
-def render_markdown(incident: Incident) -> str:
-    inc = Incident.model_validate(redact(incident.model_dump(mode="json")))
+def render_markdown(view: IncidentView) -> str:
+    view = view.redacted()
+    inc, alerts = view.incident, view.alerts
     out: list[str] = []
     out.append(f"# {_ICON.get(inc.severity, '')} {inc.title or inc.id}".replace("  ", " "))
     out.append("")
@@ -37,7 +37,7 @@ def render_markdown(incident: Incident) -> str:
         f"- **Opened**: {inc.created_at:%Y-%m-%d %H:%M:%S} UTC"
         + (f", resolved {inc.resolved_at:%Y-%m-%d %H:%M:%S} UTC" if inc.resolved_at else "")
     )
-    out.append(f"- **Alerts**: {len(inc.firing_alerts)} firing of {len(inc.alerts)}")
+    out.append(f"- **Alerts**: {inc.alerts_firing} firing of {inc.alerts_total}")
     out.append("")
     out.append("## Findings")
     if not inc.findings:
@@ -85,12 +85,15 @@ def render_markdown(incident: Incident) -> str:
     out.append("## Alerts")
     out.append("| status | alert | labels | since |")
     out.append("|---|---|---|---|")
-    for al in inc.alerts:
+    for al in alerts:
         labels = ", ".join(f"{k}={v}" for k, v in sorted(al.labels.items()) if k != "alertname")
         out.append(
             f"| {al.status} | {_cell(al.labels.get('alertname', ''))} | {_cell(labels)} "
             f"| {al.startsAt:%Y-%m-%d %H:%M:%S} |"
         )
+    if view.more_alerts:
+        out.append("")
+        out.append(f"… and {view.more_alerts} more: `GET /api/v1/incidents/{inc.id}/alerts`")
     out.append("")
     out.append("## Timeline")
     for t in inc.timeline:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from medic.incident import Incident
+from medic.incident import AlertMerge, Incident, IncidentAlert
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,18 @@ class IncidentStore(Protocol):
         ...
 
     async def save(self, incident: Incident) -> None: ...
+
+    async def merge_alerts(self, incident_id: str, alerts: Sequence[IncidentAlert]) -> AlertMerge:
+        """Fold alerts into the incident's alerts by identity (:func:`medic.incident.merge_alert`,
+        in order, atomically) and return what changed and the counts after it. Idempotent: a
+        redelivered batch changes nothing but ``last_seen`` and counts nothing twice."""
+        ...
+
+    async def alerts(
+        self, incident_id: str, *, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[list[IncidentAlert], int]:
+        """A page of the incident's alerts in the order they were first seen, and how many match."""
+        ...
 
     async def query(self, q: IncidentQuery) -> tuple[list[Incident], int]: ...
 

@@ -6,12 +6,14 @@
   spool too, so that they reach MongoDB in order.
 * Reads look at the spool first (it holds the newest version of what it holds).
 * ``create_or_get_open`` needs MongoDB (its unique index is what keeps replicas from opening
-  two incidents for one key): while MongoDB is down it raises
+  two incidents for one key), and so does ``merge_alerts`` (an incident's alerts are kept
+  beside its bundle): while MongoDB is down they raise
   :class:`~medic.errors.BackendUnavailable`, and the worker keeps the delivery and retries.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +21,7 @@ import structlog
 from bson import ObjectId
 
 from medic.errors import BackendUnavailable, StoreError
-from medic.incident import Incident
+from medic.incident import AlertMerge, Incident, IncidentAlert
 from medic.state.spool import LocalSpool, PendingAudit
 from medic.store.base import IncidentQuery
 from medic.store.mongo import MongoIncidentStore, StaleWrite
@@ -61,6 +63,16 @@ class FailSafeIncidentStore:
             except BackendUnavailable as exc:
                 log.warning("MongoDB unreachable: bundle kept in the local spool", error=str(exc))
         await self.spool.put_incident(incident)
+
+    async def merge_alerts(self, incident_id: str, alerts: Sequence[IncidentAlert]) -> AlertMerge:
+        """Needs MongoDB (it raises BackendUnavailable while MongoDB is down): the deliveries
+        then wait in the inbox, as new incidents do, and are merged once it answers."""
+        return await self.mongo.merge_alerts(incident_id, alerts)
+
+    async def alerts(
+        self, incident_id: str, *, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[list[IncidentAlert], int]:
+        return await self.mongo.alerts(incident_id, status=status, limit=limit, offset=offset)
 
     async def query(self, q: IncidentQuery) -> tuple[list[Incident], int]:
         return await self.mongo.query(q)

@@ -16,6 +16,13 @@ Writes are idempotent replacements keyed by the incident id. A write made under 
 carries its fencing token (:data:`medic.state.keylock.fence_token`): a document last written with
 a newer token is not overwritten by an older one (:class:`StaleWrite`).
 
+``incident_alerts``: one document per alert of an incident, ``_id`` = ``<incident id>/<alert
+identity>``, with ``incident_id``, ``status``, ``first_seen`` and the alert as JSON text in
+``alert``; indexes (incident_id, status) for the counts and (incident_id, first_seen) for paging;
+the same TTL on ``expire_at`` (set on every alert of an incident when it is resolved). A merge is
+one ``$in`` read of the arriving identities, one unordered bulk of upserts and two counts.
+Bundles of schema 1 (alerts inside) are moved out once by :meth:`MongoIncidentStore.setup`.
+
 ``audit``: append-only (insert, never update or delete), ``_id`` chosen by the writer so a
 retried append stores it once; indexes (incident_id, at) and (at).
 
@@ -25,18 +32,25 @@ Unreachable server → :class:`~medic.errors.BackendUnavailable`; other failures
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from medic.errors import BackendUnavailable, StoreError
-from medic.incident import Incident
+from medic.incident import (
+    AlertMerge,
+    Incident,
+    IncidentAlert,
+    incident_from_json,
+    merge_alert,
+    upgrade_bundle,
+)
 from medic.state.availability import Availability
 from medic.state.keylock import fence_token
 from medic.store.base import IncidentQuery
@@ -46,7 +60,7 @@ log = structlog.get_logger("medic.store.mongo")
 T = TypeVar("T")
 Doc = dict[str, Any]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_DATABASE = "medic"
 
 
@@ -83,6 +97,7 @@ class MongoIncidentStore:
         self.db = client[database] if database else client.get_default_database(DEFAULT_DATABASE)
         self.incidents: AsyncCollection[Doc] = self.db["incidents"]
         self.audit_log: AsyncCollection[Doc] = self.db["audit"]
+        self.alert_docs: AsyncCollection[Doc] = self.db["incident_alerts"]
         self.retention = timedelta(days=retention_days) if retention_days > 0 else None
         self.availability = availability
         self.indexed = False
@@ -124,8 +139,30 @@ class MongoIncidentStore:
             IndexModel([("at", DESCENDING)], name="at"),
         ]
         await self._call(lambda: self.incidents.create_indexes(incident_indexes), fail_fast=False)
+        alert_indexes = [
+            IndexModel([("incident_id", ASCENDING), ("status", ASCENDING)], name="incident_status"),
+            IndexModel([("incident_id", ASCENDING), ("first_seen", ASCENDING)], name="incident_first_seen"),
+            IndexModel([("expire_at", ASCENDING)], name="retention", expireAfterSeconds=0),
+        ]
         await self._call(lambda: self.audit_log.create_indexes(audit_indexes), fail_fast=False)
+        await self._call(lambda: self.alert_docs.create_indexes(alert_indexes), fail_fast=False)
+        await self.upgrade()
         self.indexed = True
+
+    async def upgrade(self) -> int:
+        """Move the alerts out of bundles an earlier Medic wrote (schema 1): alerts first, then
+        the bundle, so a crash in between only repeats the (idempotent) move."""
+        old = {"$or": [{"schema_version": {"$lt": 2}}, {"schema_version": {"$exists": False}}]}
+        docs = await self._call(lambda: self.incidents.find(old).to_list(None), fail_fast=False)
+        for doc in docs:
+            bundle, alerts = upgrade_bundle(json.loads(doc["bundle"]))
+            incident = Incident.model_validate(bundle)
+            await self._upsert_alerts(incident.id, alerts, expire_at=doc.get("expire_at"))
+            fresh = self.to_doc(incident) | {k: doc[k] for k in ("fence",) if k in doc}
+            await self._replace(fresh)
+        if docs:
+            log.info("incident bundles upgraded: alerts kept beside them", count=len(docs))
+        return len(docs)
 
     async def ping(self) -> None:
         """Ask the server (also while it is known to be down: this is the probe)."""
@@ -164,7 +201,7 @@ class MongoIncidentStore:
                 f"incident {doc.get('_id')} has schema_version {version}: written by a newer Medic "
                 f"(this one reads up to {SCHEMA_VERSION})"
             )
-        return Incident.model_validate_json(doc["bundle"])
+        return incident_from_json(doc["bundle"])
 
     # ------------------------------------------------------------------ IncidentStore
 
@@ -218,6 +255,86 @@ class MongoIncidentStore:
                     f"incident {incident.id} was written meanwhile by a newer lock holder or version"
                 ) from exc
             raise StoreError(f"incident {incident.id}: another open incident has key {incident.key}") from exc
+        if doc["expire_at"] is not None:  # its alerts go with it
+            await self._call(
+                lambda: self.alert_docs.update_many(
+                    {"incident_id": incident.id}, {"$set": {"expire_at": doc["expire_at"]}}
+                )
+            )
+
+    async def _replace(self, doc: Doc) -> None:
+        await self._call(lambda: self.incidents.replace_one({"_id": doc["_id"]}, doc), fail_fast=False)
+
+    # ------------------------------------------------------------------ alerts
+
+    @staticmethod
+    def _alert_id(incident_id: str, identity: str) -> str:
+        return f"{incident_id}/{identity}"
+
+    async def _upsert_alerts(
+        self, incident_id: str, alerts: Iterable[IncidentAlert], *, expire_at: datetime | None = None
+    ) -> None:
+        ops = [
+            ReplaceOne(
+                {"_id": self._alert_id(incident_id, a.identity)},
+                {
+                    "incident_id": incident_id,
+                    "identity": a.identity,
+                    "status": a.status,
+                    "first_seen": _ts(a.first_seen),
+                    "expire_at": expire_at,
+                    "alert": a.model_dump_json(),
+                },
+                upsert=True,
+            )
+            for a in alerts
+        ]
+        if ops:
+            await self._call(lambda: self.alert_docs.bulk_write(ops, ordered=False))
+
+    async def merge_alerts(self, incident_id: str, alerts: Sequence[IncidentAlert]) -> AlertMerge:
+        ids = list(dict.fromkeys(self._alert_id(incident_id, a.identity) for a in alerts))
+        stored = await self._call(lambda: self.alert_docs.find({"_id": {"$in": ids}}).to_list(None))
+        known = {a.identity: a for a in (IncidentAlert.model_validate_json(d["alert"]) for d in stored)}
+        joined = resolved = 0
+        changed: dict[str, IncidentAlert] = {}
+        for alert in alerts:
+            merged, j, r = merge_alert(known.get(alert.identity), alert)
+            known[alert.identity] = changed[alert.identity] = merged
+            joined += j
+            resolved += r
+        await self._upsert_alerts(incident_id, changed.values())
+        by_status_pipeline: list[Doc] = [
+            {"$match": {"incident_id": incident_id}},
+            {"$group": {"_id": "$status", "n": {"$sum": 1}}},
+        ]
+
+        async def count() -> list[Doc]:
+            return await (await self.alert_docs.aggregate(by_status_pipeline)).to_list(None)
+
+        counts = await self._call(count)
+        by_status = {c["_id"]: int(c["n"]) for c in counts}
+        return AlertMerge(
+            joined=joined, resolved=resolved, total=sum(by_status.values()), firing=by_status.get("firing", 0)
+        )
+
+    async def alerts(
+        self, incident_id: str, *, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[list[IncidentAlert], int]:
+        flt: Doc = {"incident_id": incident_id} | ({"status": status} if status else {})
+        total = await self._call(lambda: self.alert_docs.count_documents(flt))
+
+        async def page() -> list[Doc]:
+            cursor = (
+                self.alert_docs.find(flt)
+                .sort([("first_seen", ASCENDING), ("_id", ASCENDING)])
+                .skip(offset)
+                .limit(limit)
+            )
+            return await cursor.to_list(None)
+
+        docs = await self._call(page)
+        return [IncidentAlert.model_validate_json(d["alert"]) for d in docs], int(total)
 
     async def query(self, q: IncidentQuery) -> tuple[list[Incident], int]:
         flt: Doc = {}

@@ -1,15 +1,30 @@
-"""Embedded (SQLite) incident store: one row per incident, the bundle as JSON."""
+"""Embedded (SQLite) incident store: one row per incident (the bundle as JSON), and one row per
+alert of an incident in ``incident_alerts``."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from medic.incident import Incident
+import structlog
+
+from medic.incident import (
+    AlertMerge,
+    Incident,
+    IncidentAlert,
+    incident_from_json,
+    merge_alert,
+    upgrade_bundle,
+)
 from medic.sqlitedb import SqliteDB
 from medic.store.base import IncidentQuery
+
+log = structlog.get_logger("medic.store.sqlite")
+
+SQL_VARIABLES = 500  # identities per IN (...): well under SQLite's limit on bound variables
 
 
 def _row(incident: Incident) -> tuple[str, str, str, str | None, str, str, str, str]:
@@ -25,6 +40,14 @@ def _row(incident: Incident) -> tuple[str, str, str, str | None, str, str, str, 
     )
 
 
+def _upsert_alerts(conn: sqlite3.Connection, incident_id: str, alerts: Any) -> None:
+    conn.executemany(
+        "INSERT INTO incident_alerts VALUES (?, ?, ?, ?, ?) ON CONFLICT(incident_id, identity) "
+        "DO UPDATE SET status = excluded.status, doc = excluded.doc",
+        [(incident_id, a.identity, a.status, a.first_seen.isoformat(), a.model_dump_json()) for a in alerts],
+    )
+
+
 class SqliteIncidentStore:
     def __init__(self, db: SqliteDB) -> None:
         self.db = db
@@ -33,7 +56,7 @@ class SqliteIncidentStore:
         row = await self.db.read(
             lambda c: c.execute("SELECT doc FROM incidents WHERE id = ?", (incident_id,)).fetchone()
         )
-        return Incident.model_validate_json(row[0]) if row else None
+        return incident_from_json(row[0]) if row else None
 
     async def find_open(self, key: str) -> Incident | None:
         row = await self.db.read(
@@ -41,7 +64,7 @@ class SqliteIncidentStore:
                 "SELECT doc FROM incidents WHERE key = ? AND status = 'open'", (key,)
             ).fetchone()
         )
-        return Incident.model_validate_json(row[0]) if row else None
+        return incident_from_json(row[0]) if row else None
 
     async def create_or_get_open(self, incident: Incident) -> tuple[Incident, bool]:
         def tx(conn: sqlite3.Connection) -> tuple[Incident, bool]:
@@ -49,7 +72,7 @@ class SqliteIncidentStore:
                 "SELECT doc FROM incidents WHERE key = ? AND status = 'open'", (incident.key,)
             ).fetchone()
             if row:
-                return Incident.model_validate_json(row[0]), False
+                return incident_from_json(row[0]), False
             conn.execute("INSERT INTO incidents VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _row(incident))
             return incident, True
 
@@ -84,7 +107,80 @@ class SqliteIncidentStore:
             return [d[0] for d in docs], int(total)
 
         docs, total = await self.db.read(run)
-        return [Incident.model_validate_json(d) for d in docs], total
+        return [incident_from_json(d) for d in docs], total
+
+    async def merge_alerts(self, incident_id: str, alerts: Sequence[IncidentAlert]) -> AlertMerge:
+        def tx(conn: sqlite3.Connection) -> AlertMerge:
+            wanted = list(dict.fromkeys(a.identity for a in alerts))
+            known: dict[str, IncidentAlert] = {}
+            for i in range(0, len(wanted), SQL_VARIABLES):
+                chunk = wanted[i : i + SQL_VARIABLES]
+                rows = conn.execute(
+                    "SELECT doc FROM incident_alerts WHERE incident_id = ? AND identity IN "
+                    f"({','.join('?' * len(chunk))})",
+                    [incident_id, *chunk],
+                ).fetchall()
+                for (doc,) in rows:
+                    stored = IncidentAlert.model_validate_json(doc)
+                    known[stored.identity] = stored
+            joined = resolved = 0
+            changed: dict[str, IncidentAlert] = {}
+            for alert in alerts:
+                merged, j, r = merge_alert(known.get(alert.identity), alert)
+                known[alert.identity] = changed[alert.identity] = merged
+                joined += j
+                resolved += r
+            _upsert_alerts(conn, incident_id, changed.values())
+            total, firing = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(status = 'firing'), 0) FROM incident_alerts "
+                "WHERE incident_id = ?",
+                (incident_id,),
+            ).fetchone()
+            return AlertMerge(joined=joined, resolved=resolved, total=int(total), firing=int(firing))
+
+        return await self.db.write(tx)
+
+    async def alerts(
+        self, incident_id: str, *, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[list[IncidentAlert], int]:
+        where = "incident_id = ?" + (" AND status = ?" if status else "")
+        args: list[object] = [incident_id, *([status] if status else [])]
+
+        def run(conn: sqlite3.Connection) -> tuple[list[str], int]:
+            total = conn.execute(f"SELECT COUNT(*) FROM incident_alerts WHERE {where}", args).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT doc FROM incident_alerts WHERE {where} "
+                "ORDER BY first_seen, identity LIMIT ? OFFSET ?",
+                [*args, limit, offset],
+            ).fetchall()
+            return [r[0] for r in rows], int(total)
+
+        docs, total = await self.db.read(run)
+        return [IncidentAlert.model_validate_json(d) for d in docs], total
+
+    async def upgrade(self) -> int:
+        """Move the alerts out of bundles an earlier Medic wrote (schema 1); returns how many
+        incidents were upgraded. Idempotent, and one transaction per incident."""
+        rows = await self.db.read(
+            lambda c: c.execute(
+                "SELECT id FROM incidents WHERE COALESCE(json_extract(doc, '$.schema_version'), 1) < 2"
+            ).fetchall()
+        )
+        for (incident_id,) in rows:
+
+            def tx(conn: sqlite3.Connection, incident_id: str = incident_id) -> None:
+                (doc,) = conn.execute("SELECT doc FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+                upgraded, alerts = upgrade_bundle(json.loads(doc))
+                _upsert_alerts(conn, incident_id, alerts)
+                conn.execute(
+                    "UPDATE incidents SET doc = ? WHERE id = ?",
+                    (Incident.model_validate(upgraded).model_dump_json(), incident_id),
+                )
+
+            await self.db.write(tx)
+        if rows:
+            log.info("incident bundles upgraded: alerts kept beside them", count=len(rows))
+        return len(rows)
 
     async def append_audit(self, incident_id: str | None, kind: str, record: dict[str, Any]) -> None:
         at = datetime.now(UTC).isoformat()

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from medic.approvals import ApprovalRefused, ApprovalService, Decision
+from medic.bundle import incident_view
 from medic.incident import ActionRecord, ActionStatus
 from medic.notify.events import snapshot
 from medic.problem import problem
@@ -146,17 +147,21 @@ class Pages:
         if isinstance(viewer, web.StreamResponse):
             return viewer
         incident_id = request.match_info["id"]
-        incident = await self.store.get(incident_id)
-        if incident is None:
+        view = await incident_view(self.store, incident_id)
+        if view is None:
             return message(404, "No such incident", f"Medic has no incident {incident_id!r}.", tone="")
+        incident = view.incident
         approve_paths: dict[int, str] = {}
         if self.approvals is not None and self.access.required:
             approve_paths = {i: self.approvals.path(incident, i) for i in awaiting(incident)}
-        inc = snapshot(incident)
+        shown = view.redacted()
+        inc = shown.incident
         decisions = [t.message for t in inc.timeline if t.kind == "decision"]
         return html(
             "detail.html",
             inc=inc,
+            alerts=shown.alerts,
+            more_alerts=shown.more_alerts,
             findings=finding_views(inc),
             evidence=[evidence_view(e) for e in inc.evidence],
             awaiting=awaiting(inc),
