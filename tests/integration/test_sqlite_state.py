@@ -128,3 +128,21 @@ async def test_one_process_per_data_dir(tmp_path: Path) -> None:
     b.lock_exclusive()  # released on close
     await b.open()
     await b.close()
+
+
+async def test_a_delivery_is_stored_as_the_text_received(tmp_path: Path) -> None:
+    """The intake hands over the body it validated: stored as is, not serialized again."""
+    db = await open_db(tmp_path)
+    inbox = SqliteInbox(db, dedup_ttl=3600)
+    text = '{"version": "4",  "alerts": [], "extra": "kept as sent"}'
+    item_id = (await inbox.accept(text, ["e1"], NOW)).item_id
+    stored = await db.read(
+        lambda c: c.execute("SELECT payload FROM inbox WHERE id = ?", (item_id,)).fetchone()
+    )
+    assert stored == (text,)
+    [item] = await inbox.claim("w", 1)
+    assert item.payload == {"version": "4", "alerts": [], "extra": "kept as sent"}
+    await inbox.accept({"b": 1}, ["e2"], NOW)  # a mapping is stored as compact JSON
+    last = await db.read(lambda c: c.execute("SELECT payload FROM inbox ORDER BY id DESC").fetchone())
+    assert last == ('{"b":1}',)
+    await db.close()

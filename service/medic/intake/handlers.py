@@ -85,22 +85,14 @@ class WebhookIntake:
         body = await self._read_bounded(request)
         if body is None:
             return self.reject("too_large", self._too_large())
-        try:
-            raw = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return self.reject("json", problem(400, "Malformed JSON", str(exc)))
-        if not isinstance(raw, dict):
-            return self.reject(
-                "schema", problem(400, "Invalid webhook payload", "the body must be a JSON object")
-            )
-        try:
-            payload = WebhookPayload.model_validate(raw)
-        except ValidationError as exc:
-            return self.reject("schema", validation_problem(exc))
+        parsed = self._parse(body)
+        if isinstance(parsed, web.Response):
+            return parsed
+        payload, text = parsed
         episodes = [a.episode_key for a in payload.alerts]
         self.metrics.alerts_received.inc(len(episodes))
         try:
-            result = await self.inbox.accept(raw, episodes, datetime.now(UTC))
+            result = await self.inbox.accept(text, episodes, datetime.now(UTC))
         except StoreError as exc:
             self.metrics.webhooks_failed.inc()
             log.error("could not store delivery", error=str(exc), group_key=payload.groupKey)
@@ -131,6 +123,29 @@ class WebhookIntake:
             },
             status=200,
         )
+
+    def _parse(self, body: bytes) -> tuple[WebhookPayload, str] | web.Response:
+        """The validated payload and the body's text (stored as received), or the 400 problem.
+
+        Parsed and validated in one pass by pydantic-core; a body that fails is parsed again
+        step by step only to say what is wrong with it (not JSON, not an object, which field).
+        """
+        try:
+            return WebhookPayload.model_validate_json(body), body.decode("utf-8")
+        except (ValidationError, UnicodeDecodeError):
+            pass
+        try:
+            raw = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return self.reject("json", problem(400, "Malformed JSON", str(exc)))
+        if not isinstance(raw, dict):
+            return self.reject(
+                "schema", problem(400, "Invalid webhook payload", "the body must be a JSON object")
+            )
+        try:
+            return WebhookPayload.model_validate(raw), body.decode("utf-8")
+        except ValidationError as exc:
+            return self.reject("schema", validation_problem(exc))
 
     async def _read_bounded(self, request: web.Request) -> bytes | None:
         """The body, or None as soon as it grows past the limit (chunked bodies included)."""

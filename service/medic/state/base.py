@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -25,12 +27,19 @@ class AcceptResult:
     duplicates: int = 0
 
 
+Payload = Mapping[str, Any] | str  # a delivery, or its JSON text as received (stored as is)
+
+
+def payload_json(payload: Payload) -> str:
+    """The delivery as the JSON text an inbox stores: the intake hands over the body it
+    received and validated, so an accepted delivery is not serialized a second time."""
+    return payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+
+
 class Inbox(Protocol):
     """Durable hand-off between intake and workers: at-least-once, deduplicated by episode."""
 
-    async def accept(
-        self, payload: dict[str, Any], episodes: list[str], received_at: datetime
-    ) -> AcceptResult:
+    async def accept(self, payload: Payload, episodes: list[str], received_at: datetime) -> AcceptResult:
         """Durably store the delivery (or recognise it as a duplicate). Raises StoreError."""
         ...
 

@@ -20,13 +20,12 @@ import contextlib
 import time
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 import structlog
 
 from medic.errors import BackendUnavailable, StoreError
 from medic.state.availability import Availability
-from medic.state.base import AcceptResult, InboxItem
+from medic.state.base import AcceptResult, InboxItem, Payload
 from medic.state.redis import RedisInbox
 from medic.state.spool import LocalSpool
 
@@ -58,9 +57,7 @@ class FailSafeInbox:
 
     # ------------------------------------------------------------------ Inbox
 
-    async def accept(
-        self, payload: dict[str, Any], episodes: list[str], received_at: datetime
-    ) -> AcceptResult:
+    async def accept(self, payload: Payload, episodes: list[str], received_at: datetime) -> AcceptResult:
         if self.availability.up:
             try:
                 return await self.redis.accept(payload, episodes, received_at)

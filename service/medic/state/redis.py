@@ -36,7 +36,7 @@ from redis.typing import EncodableT, FieldT
 from medic.errors import BackendUnavailable, StoreError
 from medic.state import redis_scripts as lua
 from medic.state.availability import Availability
-from medic.state.base import AcceptResult, ActionMark, InboxItem, KillSwitch
+from medic.state.base import AcceptResult, ActionMark, InboxItem, KillSwitch, Payload, payload_json
 from medic.state.redis_keys import GROUP, RedisKeys
 
 log = structlog.get_logger("medic.state.redis")
@@ -135,9 +135,7 @@ class RedisInbox(_RedisCalls):
     def held(self) -> int:
         return len(self._held)
 
-    async def accept(
-        self, payload: dict[str, Any], episodes: list[str], received_at: datetime
-    ) -> AcceptResult:
+    async def accept(self, payload: Payload, episodes: list[str], received_at: datetime) -> AcceptResult:
         unique = list(dict.fromkeys(episodes))
         if not unique:
             return AcceptResult(item_id=None, new_episodes=[], duplicates=0)
@@ -145,7 +143,7 @@ class RedisInbox(_RedisCalls):
         args: list[Arg] = [
             self.dedup_ttl_ms,
             self.queue_max,
-            json.dumps(payload, separators=(",", ":")),
+            payload_json(payload),
             received_at.isoformat(),
             *unique,
         ]

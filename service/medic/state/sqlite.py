@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from medic.sqlitedb import SqliteDB
-from medic.state.base import AcceptResult, ActionMark, InboxItem, KillSwitch
+from medic.state.base import AcceptResult, ActionMark, InboxItem, KillSwitch, Payload, payload_json
 
 MAX_ATTEMPTS = 5
 
@@ -22,12 +22,10 @@ class SqliteInbox:
         self.dedup_ttl = dedup_ttl
         self.lease_seconds = lease_seconds
 
-    async def accept(
-        self, payload: dict[str, Any], episodes: list[str], received_at: datetime
-    ) -> AcceptResult:
+    async def accept(self, payload: Payload, episodes: list[str], received_at: datetime) -> AcceptResult:
         now = time.time()
         expires = now + self.dedup_ttl
-        body = json.dumps(payload, separators=(",", ":"))
+        body = payload_json(payload)
 
         def tx(conn: sqlite3.Connection) -> AcceptResult:
             new: list[str] = []
