@@ -56,11 +56,12 @@ CREATE TABLE IF NOT EXISTS incident_alerts (
     identity TEXT NOT NULL,
     status TEXT NOT NULL,
     first_seen TEXT NOT NULL,
+    seq INTEGER NOT NULL,  -- its place in the batch it arrived in: first_seen + seq = arrival order
     doc TEXT NOT NULL,
     PRIMARY KEY (incident_id, identity)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS incident_alerts_status ON incident_alerts(incident_id, status);
-CREATE INDEX IF NOT EXISTS incident_alerts_order ON incident_alerts(incident_id, first_seen, identity);
+CREATE INDEX IF NOT EXISTS incident_alerts_order ON incident_alerts(incident_id, first_seen, seq);
 CREATE TABLE IF NOT EXISTS actions (
     idempotency_key TEXT PRIMARY KEY,
     target TEXT NOT NULL,

@@ -95,6 +95,14 @@ async def test_merge_counts_each_change_once_and_pages_in_arrival_order(store: I
     assert merge == AlertMerge(joined=1, resolved=1, total=4, firing=3)
 
 
+async def test_alerts_of_one_batch_keep_their_order(store: IncidentStore) -> None:
+    inc = await stored_incident(store)
+    await store.merge_alerts(inc.id, [arriving(i) for i in ("z", "m", "c")])
+    await store.merge_alerts(inc.id, [arriving("b", at=T0 + timedelta(seconds=1)), arriving("z", "resolved")])
+    alerts, _ = await store.alerts(inc.id)
+    assert [a.identity for a in alerts] == ["z", "m", "c", "b"]  # an update keeps its place
+
+
 async def test_incidents_do_not_share_alerts(store: IncidentStore) -> None:
     one, two = await stored_incident(store), await stored_incident(store)
     await store.merge_alerts(one.id, [arriving("x")])

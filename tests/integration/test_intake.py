@@ -204,6 +204,42 @@ async def test_thousand_alerts_in_one_payload(medic: RunningMedic) -> None:
     assert by_rule["crashloop-rollback"]["alerts"] == 1000
     assert by_rule["crashloop-rollback"]["target"]["name"] == "playcode-app"
     assert by_rule["high-latency"]["alerts"] == 1
+    # the bundle carries the first 100 alerts; the rest are paged
+    crash_id = by_rule["crashloop-rollback"]["id"]
+    status, doc = await get(medic, f"/api/v1/incidents/{crash_id}")
+    assert status == 200 and doc["alerts_total"] == 1000 and doc["alerts_firing"] == 1000
+    assert [a["labels"]["pod"] for a in doc["alerts"]] == [pod_name(i) for i in range(100)]
+    assert doc["labels"] == {"alertname": "KubePodCrashLooping", "namespace": "playcode"}
+    status, page = await get(medic, f"/api/v1/incidents/{crash_id}/alerts?limit=400&offset=900")
+    assert status == 200 and page["total"] == 1000
+    assert [a["labels"]["pod"] for a in page["items"]] == [pod_name(i) for i in range(900, 1000)]
+    status, md = await get(medic, f"/api/v1/incidents/{crash_id}?format=md")
+    assert "**Alerts**: 1000 firing of 1000" in md
+    assert f"… and 900 more: `GET /api/v1/incidents/{crash_id}/alerts`" in md
+    # a resolution of half of them: counts and the status filter follow
+    resolved = [
+        alert("KubePodCrashLooping", namespace="playcode", pod=pod_name(i), status="resolved")
+        for i in range(0, 1000, 2)
+    ]
+    assert (await post(medic, payload(resolved)))[0] == 200
+    await medic.drain()
+    status, doc = await get(medic, f"/api/v1/incidents/{crash_id}")
+    assert (doc["status"], doc["alerts_total"], doc["alerts_firing"]) == ("open", 1000, 500)
+    assert [t["message"] for t in doc["timeline"] if t["kind"] == "alerts"][-1] == "500 alert(s) resolved"
+    status, page = await get(medic, f"/api/v1/incidents/{crash_id}/alerts?status=resolved&limit=1")
+    assert page["total"] == 500 and page["items"][0]["labels"]["pod"] == pod_name(0)
+
+
+async def test_alert_pages_validate_their_query(medic: RunningMedic) -> None:
+    await post(medic, payload([latency_alert()]))
+    await medic.drain()
+    (item,) = (await get(medic, "/api/v1/incidents"))[1]["items"]
+    for query, field in (("status=pending", "status"), ("limit=0", "limit"), ("offset=x", "offset")):
+        status, body = await get(medic, f"/api/v1/incidents/{item['id']}/alerts?{query}")
+        assert status == 400, query
+        assert field in json.dumps(body), (query, body)
+    status, body = await get(medic, "/api/v1/incidents/inc-nope/alerts")
+    assert status == 404 and body["title"] == "Not Found"
 
 
 async def test_unmatched_alerts_are_recorded(medic: RunningMedic) -> None:

@@ -105,7 +105,7 @@ async def test_indexes_schema_and_round_trip(stores: Callable[..., MongoIncident
     audit_indexes = {i["name"] async for i in await store.audit_log.list_indexes()}
     assert audit_indexes >= {"incident_at", "at"}
     alert_indexes = {i["name"] async for i in await store.alert_docs.list_indexes()}
-    assert alert_indexes >= {"incident_status", "incident_first_seen", "retention"}
+    assert alert_indexes >= {"incident_status", "incident_arrival", "retention"}
 
     inc = incident()
     stored, created = await store.create_or_get_open(inc)

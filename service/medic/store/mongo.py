@@ -17,8 +17,9 @@ carries its fencing token (:data:`medic.state.keylock.fence_token`): a document 
 a newer token is not overwritten by an older one (:class:`StaleWrite`).
 
 ``incident_alerts``: one document per alert of an incident, ``_id`` = ``<incident id>/<alert
-identity>``, with ``incident_id``, ``status``, ``first_seen`` and the alert as JSON text in
-``alert``; indexes (incident_id, status) for the counts and (incident_id, first_seen) for paging;
+identity>``, with ``incident_id``, ``status``, ``first_seen``, ``seq`` (its place in the batch it
+arrived in) and the alert as JSON text in ``alert``; indexes (incident_id, status) for the counts
+and (incident_id, first_seen, seq) for paging in arrival order;
 the same TTL on ``expire_at`` (set on every alert of an incident when it is resolved). A merge is
 one ``$in`` read of the arriving identities, one unordered bulk of upserts and two counts.
 Bundles of schema 1 (alerts inside) are moved out once by :meth:`MongoIncidentStore.setup`.
@@ -141,7 +142,10 @@ class MongoIncidentStore:
         await self._call(lambda: self.incidents.create_indexes(incident_indexes), fail_fast=False)
         alert_indexes = [
             IndexModel([("incident_id", ASCENDING), ("status", ASCENDING)], name="incident_status"),
-            IndexModel([("incident_id", ASCENDING), ("first_seen", ASCENDING)], name="incident_first_seen"),
+            IndexModel(
+                [("incident_id", ASCENDING), ("first_seen", ASCENDING), ("seq", ASCENDING)],
+                name="incident_arrival",
+            ),
             IndexModel([("expire_at", ASCENDING)], name="retention", expireAfterSeconds=0),
         ]
         await self._call(lambda: self.audit_log.create_indexes(audit_indexes), fail_fast=False)
@@ -157,7 +161,7 @@ class MongoIncidentStore:
         for doc in docs:
             bundle, alerts = upgrade_bundle(json.loads(doc["bundle"]))
             incident = Incident.model_validate(bundle)
-            await self._upsert_alerts(incident.id, alerts, expire_at=doc.get("expire_at"))
+            await self._upsert_alerts(incident.id, enumerate(alerts), expire_at=doc.get("expire_at"))
             fresh = self.to_doc(incident) | {k: doc[k] for k in ("fence",) if k in doc}
             await self._replace(fresh)
         if docs:
@@ -272,7 +276,11 @@ class MongoIncidentStore:
         return f"{incident_id}/{identity}"
 
     async def _upsert_alerts(
-        self, incident_id: str, alerts: Iterable[IncidentAlert], *, expire_at: datetime | None = None
+        self,
+        incident_id: str,
+        alerts: Iterable[tuple[int, IncidentAlert]],
+        *,
+        expire_at: datetime | None = None,
     ) -> None:
         ops = [
             ReplaceOne(
@@ -282,12 +290,13 @@ class MongoIncidentStore:
                     "identity": a.identity,
                     "status": a.status,
                     "first_seen": _ts(a.first_seen),
+                    "seq": seq,
                     "expire_at": expire_at,
                     "alert": a.model_dump_json(),
                 },
                 upsert=True,
             )
-            for a in alerts
+            for seq, a in alerts
         ]
         if ops:
             await self._call(lambda: self.alert_docs.bulk_write(ops, ordered=False))
@@ -295,12 +304,17 @@ class MongoIncidentStore:
     async def merge_alerts(self, incident_id: str, alerts: Sequence[IncidentAlert]) -> AlertMerge:
         ids = list(dict.fromkeys(self._alert_id(incident_id, a.identity) for a in alerts))
         stored = await self._call(lambda: self.alert_docs.find({"_id": {"$in": ids}}).to_list(None))
-        known = {a.identity: a for a in (IncidentAlert.model_validate_json(d["alert"]) for d in stored)}
+        known: dict[str, IncidentAlert] = {}
+        places: dict[str, int] = {}
+        for doc in stored:
+            known[doc["identity"]] = IncidentAlert.model_validate_json(doc["alert"])
+            places[doc["identity"]] = int(doc.get("seq", 0))
         joined = resolved = 0
-        changed: dict[str, IncidentAlert] = {}
-        for alert in alerts:
+        changed: dict[str, tuple[int, IncidentAlert]] = {}
+        for seq, alert in enumerate(alerts):
             merged, j, r = merge_alert(known.get(alert.identity), alert)
-            known[alert.identity] = changed[alert.identity] = merged
+            known[alert.identity] = merged
+            changed[alert.identity] = (places.setdefault(alert.identity, seq), merged)
             joined += j
             resolved += r
         await self._upsert_alerts(incident_id, changed.values())
@@ -327,7 +341,7 @@ class MongoIncidentStore:
         async def page() -> list[Doc]:
             cursor = (
                 self.alert_docs.find(flt)
-                .sort([("first_seen", ASCENDING), ("_id", ASCENDING)])
+                .sort([("first_seen", ASCENDING), ("seq", ASCENDING), ("_id", ASCENDING)])
                 .skip(offset)
                 .limit(limit)
             )

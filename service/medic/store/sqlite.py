@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,11 +40,17 @@ def _row(incident: Incident) -> tuple[str, str, str, str | None, str, str, str, 
     )
 
 
-def _upsert_alerts(conn: sqlite3.Connection, incident_id: str, alerts: Any) -> None:
+def _upsert_alerts(
+    conn: sqlite3.Connection, incident_id: str, alerts: Iterable[tuple[int, IncidentAlert]]
+) -> None:
+    """Insert or update ``(seq, alert)`` pairs; an update keeps first_seen and seq."""
     conn.executemany(
-        "INSERT INTO incident_alerts VALUES (?, ?, ?, ?, ?) ON CONFLICT(incident_id, identity) "
+        "INSERT INTO incident_alerts VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(incident_id, identity) "
         "DO UPDATE SET status = excluded.status, doc = excluded.doc",
-        [(incident_id, a.identity, a.status, a.first_seen.isoformat(), a.model_dump_json()) for a in alerts],
+        [
+            (incident_id, a.identity, a.status, a.first_seen.isoformat(), seq, a.model_dump_json())
+            for seq, a in alerts
+        ],
     )
 
 
@@ -124,10 +130,11 @@ class SqliteIncidentStore:
                     stored = IncidentAlert.model_validate_json(doc)
                     known[stored.identity] = stored
             joined = resolved = 0
-            changed: dict[str, IncidentAlert] = {}
-            for alert in alerts:
+            changed: dict[str, tuple[int, IncidentAlert]] = {}
+            for seq, alert in enumerate(alerts):
                 merged, j, r = merge_alert(known.get(alert.identity), alert)
-                known[alert.identity] = changed[alert.identity] = merged
+                known[alert.identity] = merged
+                changed[alert.identity] = (changed.get(alert.identity, (seq,))[0], merged)
                 joined += j
                 resolved += r
             _upsert_alerts(conn, incident_id, changed.values())
@@ -150,7 +157,7 @@ class SqliteIncidentStore:
             total = conn.execute(f"SELECT COUNT(*) FROM incident_alerts WHERE {where}", args).fetchone()[0]
             rows = conn.execute(
                 f"SELECT doc FROM incident_alerts WHERE {where} "
-                "ORDER BY first_seen, identity LIMIT ? OFFSET ?",
+                "ORDER BY first_seen, seq, identity LIMIT ? OFFSET ?",
                 [*args, limit, offset],
             ).fetchall()
             return [r[0] for r in rows], int(total)
@@ -171,7 +178,7 @@ class SqliteIncidentStore:
             def tx(conn: sqlite3.Connection, incident_id: str = incident_id) -> None:
                 (doc,) = conn.execute("SELECT doc FROM incidents WHERE id = ?", (incident_id,)).fetchone()
                 upgraded, alerts = upgrade_bundle(json.loads(doc))
-                _upsert_alerts(conn, incident_id, alerts)
+                _upsert_alerts(conn, incident_id, enumerate(alerts))
                 conn.execute(
                     "UPDATE incidents SET doc = ? WHERE id = ?",
                     (Incident.model_validate(upgraded).model_dump_json(), incident_id),
