@@ -4,7 +4,7 @@ Both servers run as separate processes on 127.0.0.1 and get the same closed-loop
 process (same payloads, same concurrency), in the same run. Every Medic request carries a new
 alert episode, so every one is a real durable insert (SQLite, synchronous=FULL, group commit).
 
-    .venv/bin/python bench/bench_intake.py [--requests 5000] [--concurrency 64]
+    .venv/bin/python bench/bench_intake.py [--requests 5000] [--concurrency 64] [--targets 1]
 """
 
 from __future__ import annotations
@@ -57,13 +57,14 @@ def wait_port(port: int, within: float = 20) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def body(i: int) -> dict[str, Any]:
+def body(i: int, targets: int = 1) -> dict[str, Any]:
+    """One new alert episode; spread over ``targets`` Deployments (one incident each)."""
     return payload(
         [
             alert(
                 "PlayCodeHighLatency",
                 namespace="playcode",
-                deployment="playcode-app",
+                deployment="playcode-app" if targets == 1 else f"playcode-app-{i % targets}",
                 fingerprint=f"bench{i:08d}",
             )
         ]
@@ -74,6 +75,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--targets", type=int, default=1, help="Deployments the alerts are spread over")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         bare_port, medic_port = free_port(), free_port()
@@ -108,7 +110,7 @@ def main() -> None:
                 run_load(
                     "medic (durable accept)",
                     f"http://127.0.0.1:{medic_port}/api/v1/alerts",
-                    lambda i: body(i + 10_000_000),
+                    lambda i: body(i + 10_000_000, args.targets),
                     total=args.requests,
                     concurrency=args.concurrency,
                 )
@@ -117,7 +119,10 @@ def main() -> None:
             for p in procs:
                 p.terminate()
                 p.wait(10)
-    print(f"{args.requests} requests, concurrency {args.concurrency}, {os.cpu_count()} cores")
+    print(
+        f"{args.requests} requests, concurrency {args.concurrency}, {args.targets} target(s), "
+        f"{os.cpu_count()} cores"
+    )
     for r in (bare, medic):
         print(r.line())
     ratio = medic.rps / bare.rps
