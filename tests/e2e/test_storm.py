@@ -82,7 +82,7 @@ async def test_storm_of_5000_alerts_over_50_targets(tmp_path: Path, redis_server
                 done = [i for i in items if i["phase"] == "diagnosed" and i["actions"]]
                 return items if len(done) == TARGETS else None
 
-            items = await wait_for(drained, within=45, what="the storm is drained")
+            items = await wait_for(drained, within=25, what="the storm is drained")
             drain_seconds = time.monotonic() - started
             print(f"\nstorm: sent in {sent_seconds:.1f}s, drained in {drain_seconds:.1f}s")
 
