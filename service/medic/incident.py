@@ -169,6 +169,23 @@ def merge_alert(known: IncidentAlert | None, alert: IncidentAlert) -> tuple[Inci
     return merged, joined, resolved
 
 
+def fold_alerts(
+    known: dict[str, IncidentAlert], places: dict[str, int], alerts: Sequence[IncidentAlert]
+) -> tuple[dict[str, tuple[int, IncidentAlert]], int, int]:
+    """Fold a batch into the stored alerts it touches (``known`` by identity, their ``places``
+    in arrival order), in order: returns what to store as ``{identity: (place, alert)}`` and
+    how many joined and resolved. A new alert's place is its position in the batch."""
+    changed: dict[str, tuple[int, IncidentAlert]] = {}
+    joined = resolved = 0
+    for seq, alert in enumerate(alerts):
+        merged, j, r = merge_alert(known.get(alert.identity), alert)
+        known[alert.identity] = merged
+        changed[alert.identity] = (places.setdefault(alert.identity, seq), merged)
+        joined += j
+        resolved += r
+    return changed, joined, resolved
+
+
 def shared_labels(current: dict[str, str] | None, alerts: Sequence[IncidentAlert]) -> dict[str, str]:
     """The labels ``alerts`` all share, intersected with ``current`` (None: nothing yet)."""
     common = None if current is None else dict(current)

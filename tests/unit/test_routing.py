@@ -5,7 +5,16 @@ from datetime import UTC, datetime
 import pytest
 
 from medic.analysis.decide import decide, effective_mode
-from medic.incident import AlertMerge, Finding, Incident, IncidentAlert, Target, merge_alert, shared_labels
+from medic.incident import (
+    AlertMerge,
+    Finding,
+    Incident,
+    IncidentAlert,
+    Target,
+    fold_alerts,
+    merge_alert,
+    shared_labels,
+)
 from medic.intake.model import Alert
 from medic.pipeline import incident_severity
 from medic.rules.model import Rule
@@ -79,12 +88,8 @@ def test_ten_crashing_pods_of_one_deployment_share_a_key() -> None:
 
 
 def _fold(known: dict[str, IncidentAlert], alerts: list[Alert]) -> AlertMerge:
-    """What a store does with merge_alert, in memory."""
-    joined = resolved = 0
-    for a in alerts:
-        merged, j, r = merge_alert(known.get(a.identity), IncidentAlert.from_alert(a, NOW))
-        known[a.identity] = merged
-        joined, resolved = joined + j, resolved + r
+    """What a store does with fold_alerts, in memory."""
+    _, joined, resolved = fold_alerts(known, {}, [IncidentAlert.from_alert(a, NOW) for a in alerts])
     firing = sum(a.status == "firing" for a in known.values())
     return AlertMerge(joined=joined, resolved=resolved, total=len(known), firing=firing)
 

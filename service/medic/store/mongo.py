@@ -48,8 +48,8 @@ from medic.incident import (
     AlertMerge,
     Incident,
     IncidentAlert,
+    fold_alerts,
     incident_from_json,
-    merge_alert,
     upgrade_bundle,
 )
 from medic.state.availability import Availability
@@ -309,14 +309,7 @@ class MongoIncidentStore:
         for doc in stored:
             known[doc["identity"]] = IncidentAlert.model_validate_json(doc["alert"])
             places[doc["identity"]] = int(doc.get("seq", 0))
-        joined = resolved = 0
-        changed: dict[str, tuple[int, IncidentAlert]] = {}
-        for seq, alert in enumerate(alerts):
-            merged, j, r = merge_alert(known.get(alert.identity), alert)
-            known[alert.identity] = merged
-            changed[alert.identity] = (places.setdefault(alert.identity, seq), merged)
-            joined += j
-            resolved += r
+        changed, joined, resolved = fold_alerts(known, places, alerts)
         await self._upsert_alerts(incident_id, changed.values())
         by_status_pipeline: list[Doc] = [
             {"$match": {"incident_id": incident_id}},

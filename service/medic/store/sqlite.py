@@ -15,8 +15,8 @@ from medic.incident import (
     AlertMerge,
     Incident,
     IncidentAlert,
+    fold_alerts,
     incident_from_json,
-    merge_alert,
     upgrade_bundle,
 )
 from medic.sqlitedb import SqliteDB
@@ -129,14 +129,8 @@ class SqliteIncidentStore:
                 for (doc,) in rows:
                     stored = IncidentAlert.model_validate_json(doc)
                     known[stored.identity] = stored
-            joined = resolved = 0
-            changed: dict[str, tuple[int, IncidentAlert]] = {}
-            for seq, alert in enumerate(alerts):
-                merged, j, r = merge_alert(known.get(alert.identity), alert)
-                known[alert.identity] = merged
-                changed[alert.identity] = (changed.get(alert.identity, (seq,))[0], merged)
-                joined += j
-                resolved += r
+            # a stored alert keeps its place: the upsert does not update seq
+            changed, joined, resolved = fold_alerts(known, {}, alerts)
             _upsert_alerts(conn, incident_id, changed.values())
             total, firing = conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(status = 'firing'), 0) FROM incident_alerts "
