@@ -149,3 +149,13 @@ def walk_strings(value: Any) -> Iterator[str]:
     elif isinstance(value, list):
         for v in value:
             yield from walk_strings(v)
+
+
+def notes_snippet(notes: str) -> dict[str, Any]:
+    """The Alertmanager YAML the release NOTES print (from `route:` to the first blank line)."""
+    lines = notes.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "route:")
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    parsed: dict[str, Any] = yaml.safe_load("\n".join(line[indent:] for line in lines[start:end]))
+    return parsed

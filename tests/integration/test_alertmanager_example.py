@@ -1,0 +1,169 @@
+"""examples/alertmanager.yml and the chart's NOTES route, checked with the real ``amtool``.
+
+The defect this guards against (issue 15): with on-call as the root receiver, a Medic child
+route with ``continue: true`` and no sibling sends matching alerts to Medic *only* (the root is a
+fallback for alerts no child route matched, not a copy). The example must page on-call for every
+PlayCode alert, send those alerts to Medic too, and never send Medic its own alerts.
+
+``amtool`` comes with Debian's prometheus-alertmanager (tests/install-servers.sh installs it);
+when it is missing these tests fail (``require_binary``), they do not skip.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.helm_chart import FULLNAME, NAMESPACE, REPO, notes_snippet, render
+from tests.servers.process import require_binary
+
+EXAMPLE = REPO / "examples" / "alertmanager.yml"
+PROMETHEUS_RULE = {"prometheusRule": {"enabled": True}, "secrets": {"existingSecret": "medic-secrets"}}
+
+MEDIC, ONCALL = "playcode-medic", "oncall"
+
+
+def amtool() -> str:
+    return require_binary(
+        "amtool",
+        debian_package="prometheus-alertmanager",
+        env_var="MEDIC_TEST_AMTOOL",
+        fallback_names=("/usr/bin/amtool",),
+    )
+
+
+def example() -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    return config
+
+
+def write(config: dict[str, Any], tmp_path: Path, name: str = "alertmanager.yml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def check_config(path: Path) -> None:
+    proc = subprocess.run([amtool(), "check-config", str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout, proc.stdout
+
+
+def receivers(path: Path, labels: dict[str, str]) -> list[str]:
+    """The receivers `amtool config routes test` resolves ``labels`` to, in routing-tree order."""
+    argv = [amtool(), "config", "routes", "test", f"--config.file={path}"]
+    argv += [f"{k}={v}" for k, v in labels.items()]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout.strip().split(",")
+
+
+def medic_alert_labels() -> list[dict[str, str]]:
+    """The label sets of the chart's own alerts (PrometheusRule), as Alertmanager would see them.
+
+    Rendered from the chart, so an alert added without the routing label fails here. The alerts
+    aggregate away `namespace`; Prometheus Operator or an `absent()` may still attach one, so each
+    is tried both without a namespace and in the PlayCode namespace (the worst case)."""
+    rule = render(PROMETHEUS_RULE).one("PrometheusRule")
+    out = []
+    for group in rule["spec"]["groups"]:
+        for r in group["rules"]:
+            labels = {"alertname": r["alert"], **{k: str(v) for k, v in r["labels"].items()}}
+            out += [labels, {**labels, "namespace": "playcode"}]
+    assert out
+    return out
+
+
+# --------------------------------------------------------------------------- the example
+def test_example_passes_check_config() -> None:
+    check_config(EXAMPLE)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"alertname": "KubePodCrashLooping", "namespace": "playcode", "pod": "api-7d9f-x"},
+        {"alertname": "PlayCodeHighLatency", "namespace": "playcode", "severity": "warning"},
+    ],
+)
+def test_playcode_alerts_reach_medic_and_oncall(labels: dict[str, str]) -> None:
+    assert receivers(EXAMPLE, labels) == [MEDIC, ONCALL]
+
+
+@pytest.mark.parametrize("labels", medic_alert_labels(), ids=lambda labels: "-".join(labels.values()))
+def test_medics_own_alerts_reach_oncall_only(labels: dict[str, str]) -> None:
+    assert receivers(EXAMPLE, labels) == [ONCALL]
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"alertname": "KubePodCrashLooping", "namespace": "payments"},
+        {"alertname": "Watchdog"},
+        {"alertname": "KubePodCrashLooping", "namespace": "playcode-staging"},  # not a regex prefix
+    ],
+)
+def test_other_alerts_reach_oncall_only(labels: dict[str, str]) -> None:
+    assert receivers(EXAMPLE, labels) == [ONCALL]
+
+
+def test_without_the_sibling_route_oncall_is_not_paged(tmp_path: Path) -> None:
+    """The documented defect, reproduced: the routing assertion above is able to fail."""
+    config = example()
+    config["route"]["routes"] = [r for r in config["route"]["routes"] if r["receiver"] == MEDIC]
+    path = write(config, tmp_path)
+    check_config(path)
+    assert receivers(path, {"alertname": "KubePodCrashLooping", "namespace": "playcode"}) == [MEDIC]
+
+
+def test_example_medic_receiver() -> None:
+    (receiver,) = [r for r in example()["receivers"] if r["name"] == MEDIC]
+    (hook,) = receiver["webhook_configs"]
+    assert hook["url"] == "http://playcode-medic.medic.svc:8080/api/v1/alerts"
+    assert hook["send_resolved"] is True
+    assert hook["max_alerts"] == 0
+    auth = hook["http_config"]["authorization"]
+    assert auth["type"] == "Bearer" and auth["credentials_file"].startswith("/etc/alertmanager/secrets/")
+    assert "credentials" not in auth, "the example must not carry a token"
+
+
+# --------------------------------------------------------------------------- the chart's NOTES
+def notes_in_example(values: dict[str, Any]) -> dict[str, Any]:
+    """The example with its routes and Medic receiver replaced by what the NOTES print."""
+    snippet = notes_snippet(render(values).notes)
+    config = copy.deepcopy(example())
+    config["route"]["routes"] = snippet["route"]["routes"]
+    others = [r for r in config["receivers"] if r["name"] != MEDIC]
+    config["receivers"] = others + snippet["receivers"]
+    return config
+
+
+def test_notes_route_has_the_example_shape() -> None:
+    snippet = notes_snippet(render(PROMETHEUS_RULE).notes)
+    medic, sibling = snippet["route"]["routes"]
+    assert medic["receiver"] == MEDIC and medic["continue"] is True
+    assert 'component!="playcode-medic"' in medic["matchers"]
+    assert sibling["receiver"] == ONCALL and not sibling.get("continue", False)
+    assert sibling["matchers"] == [m for m in medic["matchers"] if m.startswith("namespace")]
+    (hook,) = snippet["receivers"][0]["webhook_configs"]
+    assert hook["url"] == f"http://{FULLNAME}.{NAMESPACE}.svc:8080/api/v1/alerts"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [PROMETHEUS_RULE, {**PROMETHEUS_RULE, "namespaces": ["playcode", "playcode-staging"]}],
+    ids=["one-namespace", "two-namespaces"],
+)
+def test_notes_route_routes_like_the_example(values: dict[str, Any], tmp_path: Path) -> None:
+    path = write(notes_in_example(values), tmp_path)
+    check_config(path)
+    for ns in values.get("namespaces", ["playcode"]):
+        assert receivers(path, {"alertname": "KubePodCrashLooping", "namespace": ns}) == [MEDIC, ONCALL]
+    for labels in medic_alert_labels():
+        assert receivers(path, labels) == [ONCALL], labels
+    assert receivers(path, {"alertname": "KubePodCrashLooping", "namespace": "payments"}) == [ONCALL]
