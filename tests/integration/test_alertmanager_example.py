@@ -12,6 +12,7 @@ when it is missing these tests fail (``require_binary``), they do not skip.
 from __future__ import annotations
 
 import copy
+import itertools
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,36 @@ def test_notes_route_routes_like_the_example(values: dict[str, Any], tmp_path: P
     for labels in medic_alert_labels():
         assert receivers(path, labels) == [ONCALL], labels
     assert receivers(path, {"alertname": "KubePodCrashLooping", "namespace": "payments"}) == [ONCALL]
+
+
+# --------------------------------------------------------------------------- the docs
+DOC = REPO / "docs" / "alertmanager.md"
+
+
+def doc_route_tests() -> list[tuple[list[str], list[str]]]:
+    """The `amtool config routes test` lines of docs/alertmanager.md and the `# a,b` line after each."""
+    lines = DOC.read_text(encoding="utf-8").splitlines()
+    out = []
+    for line, after in itertools.pairwise(lines):
+        if line.startswith("amtool config routes test "):
+            argv = line.split()
+            labels = [a for a in argv[4:] if not a.startswith("--")]
+            out.append((labels, after.removeprefix("# ").split(",")))
+    return out
+
+
+def test_docs_route_examples_are_what_amtool_prints() -> None:
+    cases = doc_route_tests()
+    assert len(cases) >= 3
+    for labels, expected in cases:
+        assert receivers(EXAMPLE, dict(a.split("=", 1) for a in labels)) == expected, labels
+
+
+def test_docs_wrong_shape_pages_medic_only(tmp_path: Path) -> None:
+    text = DOC.read_text(encoding="utf-8")
+    wrong = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = yaml.safe_load(wrong)
+    config["receivers"] = [{"name": ONCALL}, {"name": MEDIC}]
+    path = write(config, tmp_path)
+    check_config(path)
+    assert receivers(path, {"namespace": "playcode"}) == [MEDIC]
