@@ -25,10 +25,12 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def _default_config_dir(name: str) -> Path:
-    """The shipped rules/playbooks: the repo's top-level dir in a checkout, else the packaged copy."""
-    repo_dir = PACKAGE_DIR.parent.parent / name
-    if repo_dir.is_dir():
-        return repo_dir
+    """The shipped rules/playbooks: the top-level dir of a source checkout (an editable install runs
+    ``service/medic`` in place), else the copy the wheel ships as ``medic/defaults/<name>`` (setup.py)."""
+    checkout = PACKAGE_DIR.parent.parent
+    in_checkout = PACKAGE_DIR.parent.name == "service" and (checkout / "pyproject.toml").is_file()
+    if in_checkout and (checkout / name).is_dir():
+        return checkout / name
     return PACKAGE_DIR / "defaults" / name
 
 
