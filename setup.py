@@ -3,8 +3,8 @@ inside the wheel as ``medic/defaults/rules`` and ``medic/defaults/playbooks``.
 
 The directories stay at the top of the repository (where users edit them); ``package_dir`` maps
 each one onto a data-only package, every subdirectory (e.g. a future ``rules/tests/``) is one too,
-and ``package_data`` takes all of their files. pyproject.toml cannot combine package
-discovery with such mapped packages, hence this file; all other metadata lives in pyproject.toml.
+and ``package_data`` takes all of their files. pyproject.toml cannot combine package discovery
+with such mapped packages, hence this file; all other metadata lives in pyproject.toml.
 """
 
 from setuptools import find_namespace_packages, setup
@@ -14,13 +14,15 @@ SKIP = ["__pycache__", "*.__pycache__"]
 
 
 def data_packages(package: str, directory: str) -> list[str]:
-    return [package, *(f"{package}.{sub}" for sub in find_namespace_packages(directory, exclude=SKIP))]
+    subpackages = find_namespace_packages(directory, exclude=SKIP)
+    return [package, *(f"{package}.{sub}" for sub in subpackages)]
 
 
-DATA_PACKAGES = [name for package, directory in DEFAULTS.items() for name in data_packages(package, directory)]
+data = [name for package, directory in DEFAULTS.items() for name in data_packages(package, directory)]
+code = find_namespace_packages("service", include=["medic", "medic.*"], exclude=SKIP)
 
 setup(
-    packages=[*find_namespace_packages("service", include=["medic", "medic.*"], exclude=SKIP), *DATA_PACKAGES],
+    packages=[*code, *data],
     package_dir={"": "service", **DEFAULTS},
-    package_data={"medic": ["py.typed"], "medic.web.templates": ["*.html"]} | dict.fromkeys(DATA_PACKAGES, ["*"]),
+    package_data={"medic": ["py.typed"], "medic.web.templates": ["*.html"], **{name: ["*"] for name in data}},
 )
