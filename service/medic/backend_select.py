@@ -29,6 +29,7 @@ from pymongo.errors import ConfigurationError as MongoConfigurationError
 
 from medic.errors import BackendUnavailable, ConfigError
 from medic.notify.ledger import Marks, SqliteMarks
+from medic.retention import INCIDENT_MARK_PREFIXES, Cutoffs, RetentionPolicy, run_purges
 from medic.settings import Settings
 from medic.sqlitedb import SqliteDB
 from medic.state.availability import Availability
@@ -78,7 +79,11 @@ class StateBackend(Protocol):
         ...
 
     def start(self) -> None:
-        """Start background upkeep (lease renewal, recovery); after the workers started."""
+        """Start background upkeep (lease renewal, recovery, the purge); after the workers started."""
+        ...
+
+    async def purge(self, cut: Cutoffs) -> dict[str, int]:
+        """Delete what the retention settings no longer keep (:mod:`medic.retention`); counts."""
         ...
 
     async def readiness(self) -> tuple[str, dict[str, str]]:
@@ -123,12 +128,15 @@ class EmbeddedBackend:
     kind = "sqlite"
     poll_seconds = 1.0
 
-    def __init__(self, db: SqliteDB, *, dedup_ttl: float) -> None:
+    def __init__(self, db: SqliteDB, *, dedup_ttl: float, policy: RetentionPolicy) -> None:
         self.db = db
         self.inbox = SqliteInbox(db, dedup_ttl=dedup_ttl)
         self.store = SqliteIncidentStore(db)
         self.state = SqliteRemediationState(db)
         self.locker = LocalKeyLocker()
+        self.policy = policy
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
     async def open(cls, settings: Settings) -> EmbeddedBackend:
@@ -136,7 +144,8 @@ class EmbeddedBackend:
         db.lock_exclusive()
         try:
             await db.open()
-            backend = cls(db, dedup_ttl=settings.dedup_ttl_seconds)
+            policy = RetentionPolicy.from_settings(settings)
+            backend = cls(db, dedup_ttl=settings.dedup_ttl_seconds, policy=policy)
             await backend.store.upgrade()
             recovered = await backend.inbox.recover()
         except BaseException:
@@ -150,7 +159,24 @@ class EmbeddedBackend:
         return SqliteMarks(self.db, prefix)
 
     def start(self) -> None:
-        return None
+        if not self._tasks:
+            purges = run_purges(self.purge, self.policy, self._stop)
+            self._tasks = [asyncio.create_task(purges, name="medic-purge")]
+
+    async def purge(self, cut: Cutoffs) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        if cut.incidents is not None:
+            counts["incidents"] = await self.store.purge_resolved(
+                cut.incidents, mark_prefixes=INCIDENT_MARK_PREFIXES
+            )
+        if cut.audit is not None:
+            counts["audit"] = await self.store.purge_audit(cut.audit)
+        if cut.dead_letters is not None:
+            counts["dead_letters"] = await self.inbox.purge_dead_letters(cut.dead_letters)
+        counts["dedup_keys"] = await self.inbox.purge_expired(cut.now)
+        counts["ledger"] = await self.state.purge(cut.ledger, cut.now)
+        counts["bytes_reclaimed"] = await self.db.reclaim()
+        return counts
 
     async def readiness(self) -> tuple[str, dict[str, str]]:
         checks: dict[str, str] = {}
@@ -163,7 +189,18 @@ class EmbeddedBackend:
         return ("ready" if all(v == "ok" for v in checks.values()) else "not ready"), checks
 
     async def close(self) -> None:
+        await _stop_tasks(self._stop, self._tasks)
+        self._tasks = []
         await self.db.close()
+
+
+async def _stop_tasks(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
+    """Stop background tasks by an event (not a cancellation, see RedisKeyLocker)."""
+    if tasks:
+        stop.set()
+        _, pending = await asyncio.wait(tasks, timeout=10)
+        for task in pending:
+            task.cancel()
 
 
 class ProductionBackend:
@@ -227,8 +264,9 @@ class ProductionBackend:
             availability=redis_up,
         )
         inbox = FailSafeInbox(redis_inbox, spool, redis_up, spool_max=settings.queue_max)
+        policy = RetentionPolicy.from_settings(settings)
         mongo = MongoIncidentStore(
-            mclient, retention_days=settings.incident_retention_days, availability=mongo_up
+            mclient, retention=policy.incidents, audit_retention=policy.audit, availability=mongo_up
         )
         backend = cls(
             settings,
@@ -266,7 +304,24 @@ class ProductionBackend:
             self._tasks = [
                 asyncio.create_task(self._run_heartbeat(), name="medic-lease-heartbeat"),
                 asyncio.create_task(self._run_upkeep(), name="medic-backend-upkeep"),
+                asyncio.create_task(
+                    run_purges(self.purge, RetentionPolicy.from_settings(self.settings), self._stop),
+                    name="medic-purge",
+                ),
             ]
+
+    async def purge(self, cut: Cutoffs) -> dict[str, int]:
+        """MongoDB deletes incidents and audit records itself (TTL indexes); Redis expires dedup
+        keys and the ledger. Left here: dead letters (Redis and the spool), the spool's expired
+        dedup keys, and its free pages."""
+        counts: dict[str, int] = {}
+        if cut.dead_letters is not None:
+            counts["dead_letters"] = await self.spool.inbox.purge_dead_letters(cut.dead_letters)
+            with contextlib.suppress(BackendUnavailable):
+                counts["dead_letters"] += await self.redis_inbox.purge_dead_letters(cut.dead_letters)
+        counts["dedup_keys"] = await self.spool.inbox.purge_expired(cut.now)
+        counts["bytes_reclaimed"] = await self.spool.db.reclaim()
+        return counts
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -335,12 +390,8 @@ class ProductionBackend:
         return ("ready" if all_ok else "degraded" if intake_ok else "not ready"), checks
 
     async def close(self) -> None:
-        if self._tasks:  # stopped by an event, not a cancellation (see RedisKeyLocker)
-            self._stop.set()
-            _, pending = await asyncio.wait(self._tasks, timeout=10)
-            for task in pending:
-                task.cancel()
-            self._tasks = []
+        await _stop_tasks(self._stop, self._tasks)  # stopped by an event, not a cancellation
+        self._tasks = []
         with contextlib.suppress(BackendUnavailable):
             handed = await self.redis_inbox.hand_back()
             if handed:

@@ -5,12 +5,19 @@ Writes go through :meth:`SqliteDB.write`, which batches the writes that arrive w
 in flight into one transaction (group commit): every caller is answered only after the COMMIT
 that holds its write has returned, with ``synchronous=FULL`` so an acknowledged write survives a
 crash of the process or of the machine.
+
+Files are private: the data dir is created ``0700`` and the database (SQLite gives its ``-wal``
+and ``-shm`` files the database file's mode) and lock file ``0600``. Space is reusable: the file
+uses ``auto_vacuum=INCREMENTAL`` (an older file is converted once, by a VACUUM at open), and
+:meth:`SqliteDB.reclaim` hands the pages freed by a purge back to the file system; the WAL is
+truncated to :data:`WAL_SIZE_LIMIT` after a checkpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +27,11 @@ from typing import Any, TypeVar
 from medic.errors import ConfigError, MedicError, StoreError
 
 T = TypeVar("T")
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes the WAL file keeps after a checkpoint
+RECLAIM_STEP_PAGES = 2048  # free pages given back per step of SqliteDB.reclaim
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
@@ -51,6 +63,7 @@ CREATE TABLE IF NOT EXISTS incidents (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS incidents_one_open ON incidents(key) WHERE status = 'open';
 CREATE INDEX IF NOT EXISTS incidents_status_time ON incidents(status, created_at);
+CREATE INDEX IF NOT EXISTS incidents_status_updated ON incidents(status, updated_at);
 CREATE TABLE IF NOT EXISTS incident_alerts (
     incident_id TEXT NOT NULL,
     identity TEXT NOT NULL,
@@ -84,6 +97,7 @@ CREATE TABLE IF NOT EXISTS audit (
     kind TEXT NOT NULL,
     record TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL,
@@ -106,8 +120,9 @@ class SqliteDB:
 
     def lock_exclusive(self) -> None:
         """One process per data dir: the embedded backend is single-replica by design."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(self.path.with_suffix(".lock"), "a+")  # noqa: SIM115 - held for life
+        make_private_dir(self.path.parent)
+        lock_path = self.path.with_suffix(".lock")
+        self._lock_file = open(private_file(lock_path), "a+")  # noqa: SIM115 - held for life
         try:
             fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -119,7 +134,9 @@ class SqliteDB:
             ) from exc
 
     def _open_sync(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
+        for suffix in ("", "-wal", "-shm"):  # files of an earlier Medic may be world-readable
+            private_file(Path(f"{self.path}{suffix}"), create=not suffix)
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
@@ -133,13 +150,44 @@ class SqliteDB:
         if self._conn is not None:
             await self._call(self._conn.close)
             self._conn = None
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            # takes effect before the first table exists; an older file needs one VACUUM
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            if conn.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()[0]:
+                conn.execute("VACUUM")
         self._executor.shutdown(wait=True)
         if self._lock_file is not None:
             self._lock_file.close()
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self._lock_file = None
 
     async def _call(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
+    async def reclaim(self) -> int:
+        """Give the file's free pages back to the file system (after a purge), a few thousand
+        pages per step so that write batches run in between; returns the bytes freed."""
+
+        def free_pages() -> int:
+            return int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+        def step() -> int:
+            # executescript steps the pragma to its end (execute would free a single page)
+            self.conn.executescript(f"PRAGMA incremental_vacuum({RECLAIM_STEP_PAGES})")
+            return free_pages()
+
+        try:
+            page_size = int(await self._call(lambda: self.conn.execute("PRAGMA page_size").fetchone()[0]))
+            free = left = await self._call(free_pages)
+            while left:
+                before, left = left, await self._call(step)
+                if left >= before:  # not an auto_vacuum file: the pages stay for reuse
+                    break
+            if free:  # the file shrinks when the WAL is checkpointed
+                await self._call(lambda: self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+            return (free - left) * page_size
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite reclaim failed: {exc}") from exc
+
         return await loop.run_in_executor(self._executor, fn)
 
     @property
@@ -199,3 +247,21 @@ class SqliteDB:
             conn.execute("ROLLBACK")
             raise
         return out
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) readable by its owner only; an existing dir is
+    left as it is (it may be a volume whose mode the platform sets)."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, DIR_MODE)
+
+
+def private_file(path: Path, *, create: bool = True) -> Path:
+    """Make ``path`` a file only its owner can read and write (created empty if missing and
+    ``create``); returns it."""
+    if create and not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+    if path.exists() and path.stat().st_mode & 0o777 != FILE_MODE:
+        os.chmod(path, FILE_MODE)
+    return path

@@ -38,7 +38,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         return
     database = f"medic_test_{secrets.token_hex(4)}"
     if REAL_MONGO:
-        mongo = MongoIncidentStore(connect(REAL_MONGO), database=database, retention_days=30)
+        mongo = MongoIncidentStore(connect(REAL_MONGO), database=database)
         await mongo.setup()
         yield mongo
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(REAL_MONGO)
@@ -47,7 +47,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await mongo.close()
         return
     async with FakeMongoServer() as fake:
-        mongo = MongoIncidentStore(connect(fake.url), database=database, retention_days=30)
+        mongo = MongoIncidentStore(connect(fake.url), database=database)
         await mongo.setup()
         yield mongo
         await mongo.close()
@@ -164,7 +164,7 @@ async def test_bundles_with_alerts_inside_are_upgraded_once(store: Any) -> None:
 
 async def test_mongo_alerts_expire_with_their_incident(tmp_path: Path) -> None:
     async with FakeMongoServer() as fake:
-        store = MongoIncidentStore(connect(fake.url), database="medic", retention_days=30)
+        store = MongoIncidentStore(connect(fake.url), database="medic")
         await store.setup()
         inc = await stored_incident(store)
         await store.merge_alerts(inc.id, [arriving("a"), arriving("b")])

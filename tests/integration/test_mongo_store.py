@@ -93,7 +93,7 @@ def incident(key: str = "crashloop-rollback|deployment/playcode/app", **kw: obje
 
 
 async def test_indexes_schema_and_round_trip(stores: Callable[..., MongoIncidentStore]) -> None:
-    store = stores(retention_days=30)
+    store = stores(retention=timedelta(days=30))
     await store.setup()
     await store.setup()  # idempotent
     indexes = {i["name"]: i async for i in await store.incidents.list_indexes()}
@@ -188,7 +188,7 @@ async def test_fenced_writes_refuse_an_older_lock_holder(stores: Callable[..., M
 async def test_retention_of_resolved_incidents(
     mongo: MongoUnderTest, stores: Callable[..., MongoIncidentStore]
 ) -> None:
-    store = stores(retention_days=30)
+    store = stores(retention=timedelta(days=30))
     await store.setup()
     resolved_at = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
     old, current = incident("r|deployment/playcode/old"), incident("r|deployment/playcode/current")
@@ -201,7 +201,7 @@ async def test_retention_of_resolved_incidents(
         assert mongo.fake.expire_ttl(resolved_at + timedelta(days=30, seconds=1)) == 1
         assert await store.get(old.id) is None
         assert await store.get(current.id) is not None  # open incidents never expire
-    keep = stores(retention_days=0)
+    keep = stores(retention=None)
     await keep.save(old)
     doc = await keep.incidents.find_one({"_id": old.id})
     assert doc is not None and doc["expire_at"] is None
@@ -217,6 +217,33 @@ async def test_audit_is_append_only_and_stored_once(stores: Callable[..., MongoI
     entries = await store.audit("inc-1")
     assert [e["seq"] for e in entries] == ["a1"] and entries[0]["record"]["reason"] == "cooldown"
     assert [e["incident_id"] for e in await store.audit()] == ["inc-2", "inc-1"]
+
+
+async def test_audit_retention_is_a_ttl_index_the_setting_drives(
+    mongo: MongoUnderTest, stores: Callable[..., MongoIncidentStore]
+) -> None:
+    """MEDIC_RETENTION_AUDIT becomes the TTL of the audit log's ``retention`` index; a changed
+    setting replaces the index at the next start, 0 removes it."""
+
+    async def ttl(store: MongoIncidentStore) -> object:
+        indexes = {i["name"]: i async for i in await store.audit_log.list_indexes()}
+        return indexes["retention"].get("expireAfterSeconds") if "retention" in indexes else None
+
+    store = stores(audit_retention=timedelta(days=90))
+    await store.setup()
+    assert await ttl(store) == 90 * 86400
+    written = datetime(2026, 9, 1, 12, 0, tzinfo=UTC)
+    await store.append_audit("inc-old", "action", {"status": "refused"}, audit_id="old", at=written)
+    await store.append_audit("inc-new", "action", {"status": "refused"}, audit_id="new")
+    if mongo.fake is not None:  # the fake's TTL monitor runs when asked
+        assert mongo.fake.expire_ttl(written + timedelta(days=90, seconds=1)) == 1
+        assert [e["seq"] for e in await store.audit()] == ["new"]
+    shorter = stores(audit_retention=timedelta(days=7))
+    await shorter.setup()
+    assert await ttl(shorter) == 7 * 86400
+    forever = stores(audit_retention=None)
+    await forever.setup()
+    assert await ttl(forever) is None
 
 
 async def test_unreachable_and_future_schema(stores: Callable[..., MongoIncidentStore]) -> None:

@@ -95,8 +95,9 @@ class SqliteInbox:
         row = await self.db.read(lambda c: c.execute("SELECT COUNT(*) FROM inbox WHERE dead = 1").fetchone())
         return int(row[0])
 
-    async def purge_expired(self) -> int:
-        now = time.time()
+    async def purge_expired(self, at: datetime | None = None) -> int:
+        """Delete the dedup keys that expired (by ``at``, default now); returns how many."""
+        now = at.timestamp() if at is not None else time.time()
         cur = await self.db.write(lambda c: c.execute("DELETE FROM dedup WHERE expires_at < ?", (now,)))
         return int(cur.rowcount)
 
@@ -176,6 +177,16 @@ class SqliteRemediationState:
         return await self.db.write(tx)
 
     async def release_lock(self, key: str, owner: str) -> None:
+    # ---- retention (medic.retention): dead letters older than the retention are deleted
+    async def purge_dead_letters(self, before: datetime) -> int:
+        cutoff = before.timestamp()
+        cur = await self.db.write(
+            lambda c: c.execute(
+                "DELETE FROM inbox WHERE dead = 1 AND COALESCE(dead_at, lease_until, 0) < ?", (cutoff,)
+            )
+        )
+        return int(cur.rowcount)
+
         await self.db.write(
             lambda c: c.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner))
         )
@@ -224,3 +235,17 @@ class SqliteRemediationState:
             args = (ts, target)  # type: ignore[assignment]
         row = await self.db.read(lambda c: c.execute(sql, args).fetchone())
         return int(row[0])
+
+    # ---- retention (medic.retention): ledger entries past every window, expired locks
+    async def purge(self, ledger_before: datetime, at: datetime) -> int:
+        now = at.timestamp()
+
+        def tx(conn: sqlite3.Connection) -> int:
+            gone = conn.execute("DELETE FROM actions WHERE at < ?", (ledger_before.timestamp(),)).rowcount
+            gone += conn.execute("DELETE FROM locks WHERE expires_at < ?", (now,)).rowcount
+            gone += conn.execute(
+                "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at < ?", (now,)
+            ).rowcount
+            return int(gone)
+
+        return await self.db.write(tx)

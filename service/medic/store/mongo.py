@@ -10,7 +10,7 @@ names, such as ``$db`` in a ``currentOp`` sample). Indexes:
 * ``one_open_per_key``: unique on ``key`` where ``status = "open"``, so two replicas can never
   open two incidents for one key (the loser of the race reads the winner's);
 * ``retention``: TTL on ``expire_at``, set when an incident is resolved to resolved time +
-  ``MEDIC_INCIDENT_RETENTION_DAYS`` (0: never; open incidents never expire).
+  ``MEDIC_RETENTION_INCIDENTS`` (0: never; open incidents never expire).
 
 Writes are idempotent replacements keyed by the incident id. A write made under a pipeline lock
 carries its fencing token (:data:`medic.state.keylock.fence_token`): a document last written with
@@ -24,8 +24,10 @@ the same TTL on ``expire_at`` (set on every alert of an incident when it is reso
 one ``$in`` read of the arriving identities, one unordered bulk of upserts and two counts.
 Bundles of schema 1 (alerts inside) are moved out once by :meth:`MongoIncidentStore.setup`.
 
-``audit``: append-only (insert, never update or delete), ``_id`` chosen by the writer so a
-retried append stores it once; indexes (incident_id, at) and (at).
+``audit``: append-only (insert, never update; deleted only by age), ``_id`` chosen by the writer
+so a retried append stores it once; indexes (incident_id, at), (at) and ``retention``: TTL on
+``at`` after ``MEDIC_RETENTION_AUDIT`` (re-created by :meth:`MongoIncidentStore.setup` when the
+setting changed; dropped when it is 0).
 
 Unreachable server → :class:`~medic.errors.BackendUnavailable`; other failures → StoreError.
 """
@@ -63,6 +65,7 @@ Doc = dict[str, Any]
 
 SCHEMA_VERSION = 2
 DEFAULT_DATABASE = "medic"
+RETENTION_INDEX = "retention"
 
 
 class StaleWrite(StoreError):
@@ -91,7 +94,8 @@ class MongoIncidentStore:
         client: AsyncMongoClient[Doc],
         *,
         database: str | None = None,
-        retention_days: int = 90,
+        retention: timedelta | None = timedelta(days=30),
+        audit_retention: timedelta | None = timedelta(days=90),
         availability: Availability | None = None,
     ) -> None:
         self.client = client
@@ -99,7 +103,8 @@ class MongoIncidentStore:
         self.incidents: AsyncCollection[Doc] = self.db["incidents"]
         self.audit_log: AsyncCollection[Doc] = self.db["audit"]
         self.alert_docs: AsyncCollection[Doc] = self.db["incident_alerts"]
-        self.retention = timedelta(days=retention_days) if retention_days > 0 else None
+        self.retention = retention if retention else None
+        self.audit_retention = audit_retention if audit_retention else None
         self.availability = availability
         self.indexed = False
 
@@ -149,9 +154,27 @@ class MongoIncidentStore:
             IndexModel([("expire_at", ASCENDING)], name="retention", expireAfterSeconds=0),
         ]
         await self._call(lambda: self.audit_log.create_indexes(audit_indexes), fail_fast=False)
+        await self._ensure_ttl(self.audit_log, "at", self.audit_retention)
         await self._call(lambda: self.alert_docs.create_indexes(alert_indexes), fail_fast=False)
         await self.upgrade()
         self.indexed = True
+
+    async def _ensure_ttl(self, coll: AsyncCollection[Doc], field: str, keep: timedelta | None) -> None:
+        """The TTL index ``retention`` on ``field`` deletes documents ``keep`` after it (none when
+        ``keep`` is None); one left by an earlier setting is replaced."""
+
+        async def indexes() -> dict[str, Doc]:
+            return {i["name"]: dict(i) async for i in await coll.list_indexes()}
+
+        have = await self._call(indexes, fail_fast=False)
+        old = have.get(RETENTION_INDEX)
+        seconds = int(keep.total_seconds()) if keep is not None else None
+        if old is not None and (seconds is None or old.get("expireAfterSeconds") != seconds):
+            await self._call(lambda: coll.drop_index(RETENTION_INDEX), fail_fast=False)
+            old = None
+        if old is None and seconds is not None:
+            ttl = IndexModel([(field, ASCENDING)], name=RETENTION_INDEX, expireAfterSeconds=seconds)
+            await self._call(lambda: coll.create_indexes([ttl]), fail_fast=False)
 
     async def upgrade(self) -> int:
         """Move the alerts out of bundles an earlier Medic wrote (schema 1): alerts first, then

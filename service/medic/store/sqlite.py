@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from medic.store.base import IncidentQuery
 log = structlog.get_logger("medic.store.sqlite")
 
 SQL_VARIABLES = 500  # identities per IN (...): well under SQLite's limit on bound variables
+PURGE_BATCH = 500  # incidents or audit records deleted per transaction
 
 
 def _row(incident: Incident) -> tuple[str, str, str, str | None, str, str, str, str]:
@@ -213,3 +214,55 @@ class SqliteIncidentStore:
 
     async def ping(self) -> None:
         await self.db.read(lambda c: c.execute("SELECT 1").fetchone())
+
+    # ------------------------------------------------------------------ retention (medic.retention)
+
+    async def purge_resolved(
+        self, before: datetime, *, mark_prefixes: Sequence[str] = (), batch: int = PURGE_BATCH
+    ) -> int:
+        """Delete resolved incidents last changed before ``before``, with their alerts and the
+        marks kept under ``<prefix><incident id>|``; one transaction per ``batch`` incidents
+        (intake waits for one batch at most). Returns how many incidents."""
+        cutoff = before.astimezone(UTC).isoformat()
+
+        def tx(conn: sqlite3.Connection) -> int:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM incidents WHERE status = 'resolved' AND updated_at < ? LIMIT ?",
+                    (cutoff, batch),
+                )
+            ]
+            marks = ",".join("?" * len(ids))
+            conn.execute(f"DELETE FROM incident_alerts WHERE incident_id IN ({marks})", ids)
+            conn.execute(f"DELETE FROM incidents WHERE id IN ({marks})", ids)
+            conn.executemany(  # '}' follows '|': the range is every key under the prefix
+                "DELETE FROM kv WHERE key >= ? AND key < ?",
+                [(f"{p}{i}|", f"{p}{i}}}") for i in ids for p in mark_prefixes],
+            )
+            return len(ids)
+
+        return await _in_batches(self.db, tx, batch)
+
+    async def purge_audit(self, before: datetime, *, batch: int = PURGE_BATCH) -> int:
+        """Delete audit records written before ``before``; returns how many."""
+        cutoff = before.astimezone(UTC).isoformat()
+
+        def tx(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE at < ? ORDER BY at LIMIT ?)",
+                (cutoff, batch),
+            )
+            return int(cur.rowcount)
+
+        return await _in_batches(self.db, tx, batch)
+
+
+
+async def _in_batches(db: SqliteDB, tx: Callable[[sqlite3.Connection], int], batch: int) -> int:
+    total = 0
+    while True:
+        done = await db.write(tx)
+        total += done
+        if done < batch:
+            return total
