@@ -14,9 +14,11 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 import os
-import shutil
+import re
 import subprocess
 import textwrap
 from pathlib import Path
@@ -46,6 +48,7 @@ from tests.integration.helm_chart import (
     walk_strings,
 )
 from tests.integration.helm_image import dockerignore_excludes, parse_dockerfile
+from tests.servers.process import require_binary
 
 KUBE_VERSIONS = ["1.29", "1.31"]
 
@@ -105,6 +108,7 @@ VALUE_SETS: dict[str, dict[str, Any] | None] = {
         "extraEnv": [{"name": "TZ", "value": "UTC"}],
         "targets": {"lokiUrl": "http://loki-gateway.monitoring.svc"},
         "webhook": {"username": "alertmanager"},
+        "secrets": {"existingSecret": "medic-secrets", "keys": {"webhookPassword": "webhook-password"}},
         "rbac": {"extraReadRules": [{"apiGroups": ["cert-manager.io"], "resources": ["certificates"]}]},
         "persistence": {"storageClass": "gp3", "size": "5Gi"},
         "podDisruptionBudget": {"enabled": True},
@@ -529,14 +533,73 @@ def test_hard_anti_affinity() -> None:
 
 @pytest.mark.parametrize(
     "values",
-    [
-        {"replicaCount": 2},
-        {"replicaCount": 2, "backends": {"redis": {"enabled": True}}, "secrets": {"existingSecret": "s"}},
-    ],
+    [{"replicaCount": 2}, {"replicaCount": 3, "persistence": {"enabled": False}}],
 )
 def test_sqlite_refuses_more_than_one_replica(values: dict[str, Any]) -> None:
     with pytest.raises(helm_python.HelmRenderError, match="single-writer"):
         render(values)
+
+
+@pytest.mark.parametrize("replicas", [None, 1, 2])
+@pytest.mark.parametrize("only", ["redis", "mongo"])
+def test_one_backend_without_the_other_is_refused(only: str, replicas: int | None) -> None:
+    """Issue 11: the chart rendered Redis alone (any replica count), which Medic refuses at start."""
+    other = "mongo" if only == "redis" else "redis"
+    values = deep_merge(SECRET, {"backends": {only: {"enabled": True}}, "replicaCount": replicas})
+    with pytest.raises(
+        helm_python.HelmRenderError,
+        match=rf"backends\.{only}\.enabled is true but backends\.{other}\.enabled",
+    ):
+        render(values)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"webhook": {"username": "alertmanager"}}, "webhook.username is set but no basic-auth password"),
+        (deep_merge(SECRET, {"webhook": {"username": "am"}}), "webhook.username is set"),
+        (
+            deep_merge(SECRET, {"secrets": {"keys": {"webhookPassword": "webhook-password"}}}),
+            "webhook.username is empty",
+        ),
+        (
+            {
+                "secrets": {
+                    "create": True,
+                    "keys": {"webhookPassword": "webhook-password"},
+                    "values": {"webhookToken": "t" * 40, "webhookPassword": "p" * 20},
+                }
+            },
+            "webhook.username is empty",
+        ),
+        (
+            {
+                "webhook": {"username": "am"},
+                "secrets": {
+                    "create": True,
+                    "values": {"webhookToken": "t" * 40, "webhookPassword": "p" * 20},
+                },
+            },
+            r"secrets\.values\.webhookPassword is given but secrets\.keys\.webhookPassword is empty",
+        ),
+    ],
+)
+def test_half_basic_auth_is_refused(values: dict[str, Any], message: str) -> None:
+    """Medic refuses a user name without a password and a password without a user name."""
+    with pytest.raises(helm_python.HelmRenderError, match=message):
+        render(values)
+
+
+def test_extra_env_cannot_override_what_the_chart_sets() -> None:
+    for name in ("MEDIC_MODE", "MEDIC_REDIS_URL", "MEDIC_WEBHOOK_TOKEN"):
+        with pytest.raises(helm_python.HelmRenderError, match=f"extraEnv: {name} is set by the chart"):
+            render({"extraEnv": [{"name": name, "value": "x"}]})
+    assert (
+        render({"extraEnv": [{"name": "MEDIC_COLLECTOR_TIMEOUT_SECONDS", "value": "5"}]}).plain_env[
+            "MEDIC_COLLECTOR_TIMEOUT_SECONDS"
+        ]
+        == "5"
+    )
 
 
 def test_backends_without_a_secret_fail_to_render() -> None:
@@ -552,7 +615,17 @@ def test_env_names_are_medic_settings(rendered: Rendered) -> None:
             assert name.removeprefix("MEDIC_").lower() in fields, f"{name} is not a Medic setting"
 
 
-@pytest.mark.parametrize("value_set", ["default", "production", "customised", "enforce-all-actions"])
+FAKE_SECRET_VALUES = {
+    "MEDIC_REDIS_URL": "redis://medic-redis:6379/0",
+    "MEDIC_MONGO_URL": "mongodb://medic-mongo:27017/medic",
+    "MEDIC_TARGET_REDIS_URL": "redis://redis.playcode:6379/0",
+    "MEDIC_TARGET_MONGO_URL": "mongodb://mongodb.playcode:27017/playcode",
+}
+
+
+@pytest.mark.parametrize(
+    "value_set", ["default", "production", "customised", "enforce-all-actions", "trial-secret-no-pvc"]
+)
 def test_rendered_env_loads_with_medics_settings(value_set: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MEDIC_") or name == "KUBECONFIG":
@@ -560,6 +633,9 @@ def test_rendered_env_loads_with_medics_settings(value_set: str, monkeypatch: py
     out = render(VALUE_SETS[value_set])
     for name, value in out.plain_env.items():
         monkeypatch.setenv(name, value)
+    for name, entry in out.env.items():  # the Secret holds every key the chart reads
+        if "secretKeyRef" in entry.get("valueFrom", {}):
+            monkeypatch.setenv(name, FAKE_SECRET_VALUES.get(name, "s3cret-" + "k" * 40))
     settings = load_settings()
     assert settings.mode == (VALUE_SETS[value_set] or {}).get("mode", "dry-run")
     assert settings.rules_dir == Path("/etc/medic/rules")
@@ -668,45 +744,253 @@ def test_service_monitor_scrapes_the_service() -> None:
     assert not render().of_kind("ServiceMonitor") and not render().of_kind("PrometheusRule")
 
 
+MEDIC_ALERTS = {
+    # alert -> (metric it watches, severity)
+    "MedicDown": ("up", "critical"),
+    "MedicWebhookErrors": ("medic_webhooks_failed_total", "warning"),
+    "MedicWebhooksRejected": ("medic_webhooks_rejected_total", "warning"),
+    "MedicActionsFailed": ("medic_actions_total", "critical"),
+    "MedicQueueBacklog": ("medic_queue_depth", "warning"),
+    "MedicDeadLetters": ("medic_dead_letters", "warning"),
+    "MedicNotificationsFailing": ("medic_notifications_failed_total", "warning"),
+    "MedicKillSwitchOnForLong": ("medic_kill_switch_enabled", "warning"),
+    "MedicBackendDown": ("medic_backend_up", "warning"),
+}
+# Gauges other engineers are adding to medic/metrics.py (issue 15 item 6, issue 11).
+PENDING_METRICS = {"medic_kill_switch_enabled", "medic_backend_up"}
+OPERATIONS_DOC = REPO / "docs" / "operations.md"
+SELECTOR = f'job="{FULLNAME}",namespace="{NAMESPACE}"'
+
+
+def _prometheus_rule(values: dict[str, Any] | None = None) -> dict[str, Any]:
+    rule: dict[str, Any] = render(deep_merge(VALUE_SETS["meta-monitoring"] or {}, values or {})).one(
+        "PrometheusRule"
+    )
+    return rule
+
+
+def _alerts(values: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    (group,) = _prometheus_rule(values)["spec"]["groups"]
+    return {r["alert"]: r for r in group["rules"]}
+
+
+def _doc_anchors(path: Path) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings (lower case, spaces to dashes)."""
+    anchors = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add("".join(c for c in title.replace(" ", "-") if c.isalnum() or c in "-_"))
+    return anchors
+
+
 def test_prometheus_rule_covers_medics_failure_modes() -> None:
-    rule = render(VALUE_SETS["meta-monitoring"]).one("PrometheusRule")
-    (group,) = rule["spec"]["groups"]
-    alerts = {r["alert"]: r for r in group["rules"]}
-    assert set(alerts) == {
-        "MedicDown",
-        "MedicWebhookErrors",
-        "MedicWebhooksRejected",
-        "MedicActionsFailed",
-        "MedicQueueBacklog",
-        "MedicDeadLetters",
-    }
-    selector = f'job="{FULLNAME}",namespace="{NAMESPACE}"'
-    assert alerts["MedicDown"]["expr"] == f"absent(up{{{selector}}} == 1)"
+    alerts = _alerts()
+    assert set(alerts) == set(MEDIC_ALERTS)
+    assert alerts["MedicDown"]["expr"] == f"absent(up{{{SELECTOR}}} == 1)"
     assert 'status="failed"' in alerts["MedicActionsFailed"]["expr"]
-    for metric, alert in [
-        ("medic_webhooks_failed_total", "MedicWebhookErrors"),
-        ("medic_webhooks_rejected_total", "MedicWebhooksRejected"),
-        ("medic_actions_total", "MedicActionsFailed"),
-        ("medic_queue_depth", "MedicQueueBacklog"),
-        ("medic_dead_letters", "MedicDeadLetters"),
-    ]:
-        assert metric in _metric_names(), f"Medic exports no {metric}"
-        assert f"{metric}{{{selector}" in alerts[alert]["expr"]
-    for r in group["rules"]:
-        assert r["labels"]["component"] == "playcode-medic"  # lets the route keep them from Medic
-        assert r["labels"]["severity"] in {"warning", "critical"}
+    exported = _metric_names() | PENDING_METRICS
+    for alert, (metric, severity) in MEDIC_ALERTS.items():
+        rule = alerts[alert]
+        if metric != "up":
+            assert metric in exported, f"Medic exports no {metric}"
+            assert f"{metric}{{{SELECTOR}" in rule["expr"], alert
+        assert rule["labels"] == {"component": "playcode-medic", "severity": severity}, alert
+        assert alert.startswith("Medic") and alert.isalnum() and alert[0].isupper()
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian: prometheus) not installed")
-def test_prometheus_rule_passes_promtool(tmp_path: Path) -> None:
-    rule = render(VALUE_SETS["meta-monitoring"]).one("PrometheusRule")
+def test_every_alert_links_its_runbook_section() -> None:
+    anchors = _doc_anchors(OPERATIONS_DOC)
+    base = "https://github.com/playcode-gg/playcode-medic/blob/main/docs/operations.md"
+    for name, rule in _alerts().items():
+        ann = rule["annotations"]
+        assert ann["summary"] and ann["description"], name
+        url, _, anchor = ann["runbook_url"].partition("#")
+        assert url == base, name
+        assert anchor in anchors, f"{name}: docs/operations.md has no section #{anchor}"
+    mirrored = _alerts({"prometheusRule": {"runbookBaseUrl": "https://git.example/medic/docs/ops.md"}})
+    assert (
+        mirrored["MedicDown"]["annotations"]["runbook_url"]
+        == "https://git.example/medic/docs/ops.md#medicdown"
+    )
+
+
+def test_alert_labels_and_extra_rules() -> None:
+    extra = {"alert": "MedicCustom", "expr": "vector(1)", "labels": {"severity": "info"}}
+    values = {
+        "prometheusRule": {"alertLabels": {"team": "sre"}, "extraRules": [extra], "killSwitchFor": "30m"}
+    }
+    alerts = _alerts(values)
+    assert alerts["MedicCustom"] == extra
+    assert alerts["MedicDeadLetters"]["labels"] == {
+        "component": "playcode-medic",
+        "team": "sre",
+        "severity": "warning",
+    }
+    assert alerts["MedicKillSwitchOnForLong"]["for"] == "30m"
+    # severity is the alert's own, whatever alertLabels say
+    assert _alerts({"prometheusRule": {"alertLabels": {"severity": "info"}}})["MedicDown"]["labels"][
+        "severity"
+    ] == ("critical")
+
+
+def promtool() -> str:
+    return require_binary("promtool", debian_package="prometheus", env_var="MEDIC_TEST_PROMTOOL")
+
+
+def _rules_file(tmp_path: Path) -> Path:
     path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    path.write_text(yaml.safe_dump({"groups": _prometheus_rule()["spec"]["groups"]}))
+    return path
+
+
+def test_prometheus_rule_passes_promtool(tmp_path: Path) -> None:
     proc = subprocess.run(
-        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=30
+        [promtool(), "check", "rules", str(_rules_file(tmp_path))], capture_output=True, text=True, timeout=30
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "6 rules found" in proc.stdout
+    assert f"{len(MEDIC_ALERTS)} rules found" in proc.stdout
+
+
+def _series(metric: str, values: str, **labels: str) -> dict[str, str]:
+    sel = ",".join([SELECTOR, *(f'{k}="{v}"' for k, v in labels.items())])
+    return {"series": f"{metric}{{{sel}}}", "values": values}
+
+
+@functools.cache
+def _default_annotations() -> dict[str, dict[str, str]]:
+    return {name: rule["annotations"] for name, rule in _alerts().items()}
+
+
+def _expand(template: str, labels: dict[str, str], value: str | None) -> str:
+    """Prometheus' annotation templating for the two forms the chart uses."""
+    out = re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", lambda m: labels[m.group(1)], template)
+    if value is not None:
+        out = re.sub(r"\{\{\s*\$value\s*\}\}", value, out)
+    assert "{{" not in out, out
+    return out
+
+
+def _firing(alert: str, at: str, *labels: dict[str, str], value: str | None = None) -> dict[str, Any]:
+    """An alert_rule_test: ``alert`` fires at ``at`` with exactly these label sets (none: silent),
+    each with its annotations as Prometheus expands them (``value``: what ``$value`` becomes)."""
+    severity = MEDIC_ALERTS[alert][1]
+    annotations = _default_annotations()[alert]
+    return {
+        "eval_time": at,
+        "alertname": alert,
+        "exp_alerts": [
+            {
+                "exp_labels": {"component": "playcode-medic", "severity": severity, **extra},
+                "exp_annotations": {k: _expand(v, extra, value) for k, v in annotations.items()},
+            }
+            for extra in labels
+        ],
+    }
+
+
+PROMTOOL_UNIT_TESTS: list[dict[str, Any]] = [
+    {
+        # dead letters: none, then 2 set aside at minute 10 (for: 5m), retried away at minute 30
+        "interval": "1m",
+        "input_series": [_series("medic_dead_letters", "0x9 2x19 0x10", pod="medic-0")],
+        "alert_rule_test": [
+            _firing("MedicDeadLetters", "9m"),
+            _firing("MedicDeadLetters", "13m"),  # pending: for 5m not over
+            _firing("MedicDeadLetters", "16m", {}, value="2"),
+            _firing("MedicDeadLetters", "35m"),
+        ],
+    },
+    {
+        # the kill switch turned on at minute 10: forgotten after 2h, not during an incident
+        "interval": "5m",
+        "input_series": [_series("medic_kill_switch_enabled", "0 0 1x40", pod="medic-0")],
+        "alert_rule_test": [
+            _firing("MedicKillSwitchOnForLong", "1h"),
+            _firing("MedicKillSwitchOnForLong", "2h5m"),
+            _firing("MedicKillSwitchOnForLong", "2h15m", {}),
+        ],
+    },
+    {
+        # the kill switch on and off again within the hour: no alert
+        "interval": "5m",
+        "input_series": [_series("medic_kill_switch_enabled", "0 1x10 0x30", pod="medic-0")],
+        "alert_rule_test": [
+            _firing("MedicKillSwitchOnForLong", "2h30m"),
+            _firing("MedicKillSwitchOnForLong", "3h"),
+        ],
+    },
+    {
+        # a notifier's first failure creates its series at 1 (labelled counters start on first use):
+        # increase() alone would miss it. Another notifier keeps working.
+        "interval": "1m",
+        "input_series": [
+            _series("medic_notifications_failed_total", "_x9 1x30", pod="medic-0", notifier="slack"),
+            _series("medic_notifications_sent_total", "0+1x40", pod="medic-0", notifier="grafana"),
+        ],
+        "alert_rule_test": [
+            _firing("MedicNotificationsFailing", "5m"),
+            _firing("MedicNotificationsFailing", "12m", {"notifier": "slack"}),
+            _firing("MedicNotificationsFailing", "35m"),  # no new failure for 15 minutes
+        ],
+    },
+    {
+        # a remediation failing for the first time, the same way
+        "interval": "1m",
+        "input_series": [
+            _series("medic_actions_total", "_x4 1x20 2x20", pod="medic-0", action="rollback", status="failed")
+        ],
+        "alert_rule_test": [
+            _firing("MedicActionsFailed", "6m", {"action": "rollback"}),
+            _firing("MedicActionsFailed", "22m"),
+            _firing("MedicActionsFailed", "27m", {"action": "rollback"}),
+        ],
+    },
+    {
+        # one replica loses Redis for 10 minutes; MongoDB stays up
+        "interval": "1m",
+        "input_series": [
+            _series("medic_backend_up", "1x4 0x10 1x10", pod="medic-0", backend="redis"),
+            _series("medic_backend_up", "1x25", pod="medic-1", backend="redis"),
+            _series("medic_backend_up", "1x25", pod="medic-0", backend="mongo"),
+        ],
+        "alert_rule_test": [
+            _firing("MedicBackendDown", "7m"),
+            _firing("MedicBackendDown", "11m", {"backend": "redis"}),
+            _firing("MedicBackendDown", "20m"),
+        ],
+    },
+]
+
+
+def test_alerts_fire_as_documented_promtool_test_rules(tmp_path: Path) -> None:
+    rules = _rules_file(tmp_path)
+    tests = tmp_path / "tests.yaml"
+    tests.write_text(
+        yaml.safe_dump(
+            {"rule_files": [rules.name], "evaluation_interval": "1m", "tests": PROMTOOL_UNIT_TESTS}
+        )
+    )
+    proc = subprocess.run(
+        [promtool(), "test", "rules", str(tests)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
+def test_promtool_unit_tests_can_fail(tmp_path: Path) -> None:
+    """A wrong expectation makes `promtool test rules` fail (the test above is not vacuous)."""
+    rules = _rules_file(tmp_path)
+    wrong = copy.deepcopy(PROMTOOL_UNIT_TESTS[0])
+    wrong["alert_rule_test"] = [_firing("MedicDeadLetters", "13m", {}, value="2")]  # still pending at 13m
+    tests = tmp_path / "tests.yaml"
+    tests.write_text(
+        yaml.safe_dump({"rule_files": [rules.name], "evaluation_interval": "1m", "tests": [wrong]})
+    )
+    proc = subprocess.run(
+        [promtool(), "test", "rules", str(tests)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert proc.returncode != 0 and "MedicDeadLetters" in proc.stdout + proc.stderr
 
 
 # --------------------------------------------------------------------------- NOTES

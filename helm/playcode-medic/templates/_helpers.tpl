@@ -61,6 +61,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{- define "medic.replicas" -}}
+{{- include "medic.validate" . }}
 {{- $replicas := .Values.replicaCount }}
 {{- if kindIs "invalid" $replicas }}
 {{- $replicas = ternary 2 1 (eq (include "medic.stateMode" .) "production") }}
@@ -161,5 +162,40 @@ action. Never secrets, never pods/exec, never a wildcard.
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [create]
+{{- end }}
+{{- end }}
+
+{{/*
+Refuse, at render time, values Medic itself would refuse at start-up (a pod that crash-loops on
+its config is worse than a failed `helm upgrade`). Included by the Deployment.
+*/}}
+{{- define "medic.validate" -}}
+{{- $b := .Values.backends }}
+{{- if ne $b.redis.enabled $b.mongo.enabled }}
+{{- fail (printf "backends.%s.enabled is true but backends.%s.enabled is not: Medic refuses one of its production backends without the other (Redis coordinates the replicas, MongoDB keeps their incidents). Enable both, or neither for the embedded single-replica SQLite store" (ternary "redis" "mongo" $b.redis.enabled) (ternary "mongo" "redis" $b.redis.enabled)) }}
+{{- end }}
+{{- $s := .Values.secrets }}
+{{- if and $s.create (not $s.existingSecret) }}
+{{- range $field, $value := $s.values }}
+{{- if and $value (not (index $s.keys $field)) }}
+{{- fail (printf "secrets.values.%s is given but secrets.keys.%s is empty: it would be ignored. Give the key a name (e.g. the default in values.yaml)" $field $field) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $password := and (include "medic.secretName" .) $s.keys.webhookPassword (or $s.existingSecret $s.values.webhookPassword) }}
+{{- if and .Values.webhook.username (not $password) }}
+{{- fail "webhook.username is set but no basic-auth password is read: set secrets.keys.webhookPassword (its key in secrets.existingSecret), or unset webhook.username. Medic refuses a user name without a password" }}
+{{- end }}
+{{- if and $password (not .Values.webhook.username) }}
+{{- fail "a basic-auth password is read (secrets.keys.webhookPassword) but webhook.username is empty: Medic refuses a password without a user name (it would leave the webhook open)" }}
+{{- end }}
+{{- $taken := list }}
+{{- range splitList " " (include "medic.chartSettings" .) }}
+{{- $taken = append $taken (printf "MEDIC_%s" (upper .)) }}
+{{- end }}
+{{- range .Values.extraEnv }}
+{{- if has .name $taken }}
+{{- fail (printf "extraEnv: %s is set by the chart: use its value instead (see values.yaml)" .name) }}
+{{- end }}
 {{- end }}
 {{- end }}
