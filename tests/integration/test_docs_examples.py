@@ -240,6 +240,16 @@ def test_every_chart_alert_has_its_runbook_section() -> None:
     assert not missing, f"docs/operations.md has no section for {missing}"
 
 
+def test_every_metric_the_docs_name_exists() -> None:
+    """A metric named in the docs is one Medic defines (a renamed metric breaks dashboards)."""
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "service" / "medic").rglob("*.py"))
+    defined = set(re.findall(r"[\"'](medic_[a-z0-9_]+)[\"']", source))
+    named = {m for doc in DOCS for m in re.findall(r"`(medic_[a-z0-9_]+)", doc.read_text(encoding="utf-8"))}
+    assert named, "the docs name Medic's metrics"
+    unknown = sorted(named - defined)
+    assert not unknown, f"the docs name metrics Medic does not define: {unknown}"
+
+
 def test_the_link_checker_sees_broken_links(tmp_path: Path) -> None:
     """The checker itself: a missing file and a missing heading are found, code is skipped."""
     (tmp_path / "a.md").write_text(
