@@ -106,6 +106,18 @@ CREATE TABLE IF NOT EXISTS kv (
 """
 
 
+# Columns added after a table was first shipped: (table, column, declaration). SQLite's
+# CREATE TABLE IF NOT EXISTS leaves an older file's table as it was, so they are added here.
+ADDED_COLUMNS = (("inbox", "dead_at", "REAL"),)
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, column, decl in ADDED_COLUMNS:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
+
 class SqliteDB:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -138,31 +150,19 @@ class SqliteDB:
         for suffix in ("", "-wal", "-shm"):  # files of an earlier Medic may be world-readable
             private_file(Path(f"{self.path}{suffix}"), create=not suffix)
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(SCHEMA)
-        self._conn = conn
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            await asyncio.shield(self._writer)
-        if self._conn is not None:
-            await self._call(self._conn.close)
-            self._conn = None
         if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
             # takes effect before the first table exists; an older file needs one VACUUM
             conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             if conn.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()[0]:
                 conn.execute("VACUUM")
-        self._executor.shutdown(wait=True)
-        if self._lock_file is not None:
-            self._lock_file.close()
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
         conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-            self._lock_file = None
+        conn.executescript(SCHEMA)
+        _add_missing_columns(conn)
+        self._conn = conn
 
-    async def _call(self, fn: Callable[[], T]) -> T:
-        loop = asyncio.get_running_loop()
     async def reclaim(self) -> int:
         """Give the file's free pages back to the file system (after a purge), a few thousand
         pages per step so that write batches run in between; returns the bytes freed."""
@@ -188,6 +188,19 @@ class SqliteDB:
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite reclaim failed: {exc}") from exc
 
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+        if self._conn is not None:
+            await self._call(self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn)
 
     @property
@@ -241,12 +254,20 @@ class SqliteDB:
                 except Exception as exc:  # this write fails alone; the others commit
                     conn.execute("ROLLBACK TO w")
                     conn.execute("RELEASE w")
-                    out.append((False, exc if isinstance(exc, MedicError) else StoreError(str(exc))))
+                    out.append((False, exc if isinstance(exc, MedicError) else _store_error(exc)))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         return out
+
+
+def _store_error(exc: Exception) -> StoreError:
+    """A failed write as a StoreError that keeps its cause (the worker tells a write that fails
+    on its data, and will fail again, from a store that failed for now)."""
+    error = StoreError(str(exc))
+    error.__cause__ = exc
+    return error
 
 
 def make_private_dir(path: Path) -> None:

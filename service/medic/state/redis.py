@@ -290,6 +290,11 @@ class RedisInbox(_RedisCalls):
     async def dead_letters(self) -> int:
         return int(await self._call(lambda: self.client.xlen(self.keys.dead)))
 
+    # ---- retention (medic.retention): a dead-letter stream entry's id is its time (ms)
+    async def purge_dead_letters(self, before: datetime) -> int:
+        min_id = f"{int(before.timestamp() * 1000)}-0"
+        return int(await self._call(lambda: self.client.xtrim(self.keys.dead, minid=min_id)))
+
 
 def _mark(key: str, fields: dict[str, str]) -> ActionMark:
     return ActionMark(
@@ -381,11 +386,6 @@ class RedisRemediationState(_RedisCalls):
         target = await self._call(lambda: self.client.hget(key, "target"))
         if target is None:
             return
-    # ---- retention (medic.retention): a dead-letter stream entry's id is its time (ms)
-    async def purge_dead_letters(self, before: datetime) -> int:
-        min_id = f"{int(before.timestamp() * 1000)}-0"
-        return int(await self._call(lambda: self.client.xtrim(self.keys.dead, minid=min_id)))
-
         keys = [key, self.keys.actions, self.keys.target_actions(str(target))]
         args: list[Arg] = [status, json.dumps(detail, default=str), idempotency_key]
         await self._call(lambda: self._finish(keys=keys, args=args))

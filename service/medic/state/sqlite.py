@@ -101,6 +101,16 @@ class SqliteInbox:
         cur = await self.db.write(lambda c: c.execute("DELETE FROM dedup WHERE expires_at < ?", (now,)))
         return int(cur.rowcount)
 
+    # ---- retention (medic.retention): dead letters older than the retention are deleted
+    async def purge_dead_letters(self, before: datetime) -> int:
+        cutoff = before.timestamp()
+        cur = await self.db.write(
+            lambda c: c.execute(
+                "DELETE FROM inbox WHERE dead = 1 AND COALESCE(dead_at, lease_until, 0) < ?", (cutoff,)
+            )
+        )
+        return int(cur.rowcount)
+
     async def recover(self) -> int:
         """At start-up of the single embedded replica every lease is a dead process's: free them."""
         cur = await self.db.write(
@@ -177,16 +187,6 @@ class SqliteRemediationState:
         return await self.db.write(tx)
 
     async def release_lock(self, key: str, owner: str) -> None:
-    # ---- retention (medic.retention): dead letters older than the retention are deleted
-    async def purge_dead_letters(self, before: datetime) -> int:
-        cutoff = before.timestamp()
-        cur = await self.db.write(
-            lambda c: c.execute(
-                "DELETE FROM inbox WHERE dead = 1 AND COALESCE(dead_at, lease_until, 0) < ?", (cutoff,)
-            )
-        )
-        return int(cur.rowcount)
-
         await self.db.write(
             lambda c: c.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner))
         )
