@@ -1,98 +1,336 @@
-"""Redaction: nothing secret leaves Medic (bundles, reports, logs, notifications).
+"""Redaction: nothing secret leaves Medic (stored incidents, API, pages, reports, logs, notifications).
 
-Pure functions over plain data. Two rules:
+Pure functions over plain data, plus one async helper for the event loop. Two rules:
 - a mapping key that looks secret (password, token, secret, api key, credentials, cookie, ...) has its
-  value replaced, whatever the value;
-- a string is scrubbed of secrets it embeds: passwords in URLs (``mongodb://user:pw@host``), bearer and
-  basic credentials, JWTs, ``key=value`` pairs whose key looks secret, and private key blocks.
+  value replaced, whatever the value; keys are scrubbed like any text too (a label *named* after a
+  bearer header must not carry it);
+- a string is scrubbed of the secrets it embeds (see :func:`redact_text`). A string holding a JSON
+  object (a structured log line) is parsed, redacted inside and serialised again: it stays valid JSON.
+
+Every pattern here runs in time linear in its input, because the input comes from outside (an alert
+can carry a megabyte label): a match may start only at a token boundary, every quantifier that could
+scan far is bounded or stops at a character that also ends every other match, and private-key blocks
+are found with ``str.find`` (BEGIN and END markers paired in one forward scan), never with ``.*?``.
+``tests/unit/test_redact_adversarial.py`` holds each pattern's worst case at the body cap and
+``bench/bench_redact.py`` measures it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import itertools
+import json
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 REDACTED = "[REDACTED]"
+# Above this many characters (summed over a structure's strings and nodes) :func:`redact_async`
+# works in a thread, off the event loop: ~1-3 ms of regex work at most stays inline.
+INLINE_LIMIT = 32 * 1024
+JSON_TEXT_LIMIT = 256 * 1024  # a longer JSON line is scrubbed as text (bounded parse cost)
+MAX_DEPTH = 64
 
-_SECRET_KEY = re.compile(
-    r"(pass(word|wd|phrase)?|pwd|secret|token|api[-_]?key|apikey|access[-_]?key|private[-_]?key|"
-    r"credential|auth(orization)?|cookie|session[-_]?id|signature|dsn|connection[-_]?string|"
-    r"client[-_]?secret|webhook[-_]?url|mongo[-_]?ur[il]|redis[-_]?ur[il]|database[-_]?url)",
-    re.IGNORECASE,
-)
-# Keys that contain a secret-looking word but are known to be harmless.
-_SAFE_KEYS = frozenset(
+T = TypeVar("T")
+
+# ----------------------------------------------------------------------------- secret key names
+
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_SECRET_WORDS = frozenset(
     {
-        "tokens",
-        "token_count",
-        "passed",
-        "authenticated",
-        "author",
-        "auth_mode",
-        "secret_name",
-        "secretname",
-        "secretref",
-        "secretkeyref",
-        "secret_ref",
-        "tokenize",
+        "password", "passwd", "passphrase", "pass", "pwd", "secret", "secrets", "token",
+        "credential", "credentials", "creds", "apikey", "authorization", "auth", "cookie",
+        "cookies", "signature", "dsn", "privatekey", "sessionid",
     }
-)
+)  # fmt: skip
+# one word that ends like these is secret too (``adminpassword``, ``PGPASSWORD``, ``accesstoken``)
+_SECRET_ENDINGS = ("password", "passwd", "passphrase", "secret", "token", "apikey", "credentials")
+_SECRET_PAIRS = frozenset(
+    {
+        ("api", "key"), ("access", "key"), ("private", "key"), ("secret", "key"), ("session", "id"),
+        ("session", "key"), ("client", "secret"), ("connection", "string"), ("webhook", "url"),
+        ("mongo", "uri"), ("mongo", "url"), ("mongodb", "uri"), ("mongodb", "url"), ("redis", "url"),
+        ("redis", "uri"), ("database", "url"), ("db", "url"), ("encryption", "key"),
+        ("signing", "key"), ("master", "key"), ("account", "key"),
+    }
+)  # fmt: skip
+# A secret word followed by one of these names something about a secret, not the secret itself:
+# ``secretKeyRef``, ``secret_name``, ``token_count``, ``password_file``, ``auth_mode``.
+_SAFE_LAST = frozenset(
+    {
+        "ref", "refs", "name", "names", "count", "ttl", "type", "length", "file", "path", "mode",
+        "namespace", "field", "provider", "enabled", "expiry", "expires", "expiration", "at",
+        "policy", "kind", "source", "url", "endpoint", "header", "required", "set", "missing",
+    }
+)  # fmt: skip
+# Keys whose value is a whole header line's worth of credentials ("Authorization: Digest a=1, b=2").
+_HEADER_KEYS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 
-_URL_USERINFO = re.compile(r"(?<![a-zA-Z0-9+.\-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]+)@")
-_BEARER = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9\-._~+/]{8,}=*")
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}")
-_KV = re.compile(
-    r"(?i)(?<![\w.\-])(?P<key>[\"']?[\w.\-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|"
-    r"secret[_-]?key)[\"']?\s*[:=]\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s,;&}\"']+)"
-)
-# The lookbehinds above let a match start only at a token boundary: without them a long word
-# (a stack frame, base64) costs quadratic time, and evidence text comes from outside.
-_PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL)
 
-
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
-    k = key.lower()
-    if k in _SAFE_KEYS:
+    """Whether a mapping key or ``KEY=value`` name says its value is a secret."""
+    words = [w.lower() for w in _WORDS.findall(key[:256])]
+    if not words:
         return False
-    return bool(_SECRET_KEY.search(k))
+    last = words[-1]
+    if len(words) > 1 and (words[-2], last) in _SECRET_PAIRS:
+        return True
+    if last in _SAFE_LAST:
+        return False
+    if any(w in _SECRET_WORDS or (len(w) > 6 and w.endswith(_SECRET_ENDINGS)) for w in words):
+        return True
+    if any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words)):
+        return True
+    # env style: STRIPE_KEY, SENDGRID_API_KEY (lowercase cache_key/sort_key are not secrets)
+    return last == "key" and len(words) > 1 and key.isupper()
+
+
+# ----------------------------------------------------------------------------- patterns
+
+# Private keys: "-----BEGIN RSA PRIVATE KEY-----" ... "-----END RSA PRIVATE KEY-----". Found with two
+# forward scans (see _redact_pem); the markers themselves are bounded.
+_PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
+_PEM_END = re.compile(r"-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
+# What a key's body is made of (base64, line breaks, "Proc-Type: 4,ENCRYPTED" headers): a BEGIN
+# without END loses this run (a truncated key is still a key).
+_PEM_BODY = re.compile(r"[A-Za-z0-9+/=\s:,\-]*")
+
+# scheme://user:password@host — the password up to the last "@" of the authority. Each scan stops at
+# "/" or whitespace, and every start contains "//": two attempts never scan the same characters.
+_URL_USERINFO = re.compile(
+    r"(?<![a-zA-Z0-9+.\-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]{0,31}://)(?P<user>[^:/@\s]{0,256}):"
+    r"(?P<pw>[^\s/?#]+)@"
+)
+# Tokens recognisable by their prefix, each starting only at a token boundary and of bounded length.
+_PREFIXED = re.compile(
+    r"(?<![A-Za-z0-9_\-])(?:"
+    r"(?:AKIA|ASIA|AIDA|AROA|AGPA|ANPA|ANVA|AIPA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])"  # AWS key ids
+    r"|gh[pousr]_[A-Za-z0-9]{30,251}"  # GitHub
+    r"|github_pat_[A-Za-z0-9_]{22,255}"
+    r"|glpat-[A-Za-z0-9_\-]{20,255}"  # GitLab
+    r"|xox[abposr]-[A-Za-z0-9\-]{10,250}"  # Slack
+    r"|xapp-[A-Za-z0-9\-]{10,250}"
+    r"|[sr]k_live_[A-Za-z0-9]{16,247}"  # Stripe
+    r"|AIza[0-9A-Za-z_\-]{35}"  # Google API key
+    r"|npm_[A-Za-z0-9]{36}"
+    r")"
+)
+_SLACK_WEBHOOK = re.compile(
+    r"(?P<head>hooks\.slack\.com/(?:services|workflows|triggers)/)[A-Za-z0-9_/\-]{1,512}"
+)
+_JWT = re.compile(
+    r"(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{5,8192}\.[A-Za-z0-9_\-]{5,16384}\.[A-Za-z0-9_\-]{5,8192}"
+)
+# key=value / key: value / "key": "value" — the key part only; whether the key is secret and where its
+# value ends is decided in Python (_redact_kv), which then continues after the value.
+_KV_KEY = re.compile(
+    r"(?<![\w.\-])(?P<q>[\"']?)"
+    # only keys holding a fragment is_secret_key looks for reach Python (a cheap bounded prefilter)
+    r"(?P<key>(?=[\w.\-]{0,127}?(?i:pass|pwd|secret|token|cred|auth|cookie|signature|dsn|key|session|ur[il]|string))"
+    r"[A-Za-z_][\w.\-]{0,127})(?P=q)[ \t]{0,8}[:=][ \t]{0,8}"
+)
+_UNQUOTED_VALUE = re.compile(r"[^\s,;&}\"'<>]+")
+_QUOTED_VALUE = {q: re.compile(rf"[^{q}\\\n]*(?:\\.[^{q}\\\n]*)*") for q in "\"'"}
+_HEADER_VALUE = re.compile(r"[^\r\n]*")
+_AUTH_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9\-]{0,20} (?=\S)")
+# Credentials after an auth scheme in free text ("curl -H 'Bearer abc...'").
+_BEARER = re.compile(r"(?i)\b(?P<scheme>bearer|basic|token)[ \t]{1,8}(?P<cred>[A-Za-z0-9\-._~+/]{8,}=*)")
+# "password is hunter2", "the passphrase was 'x'".
+_PROSE = re.compile(
+    r"(?i)\b(?P<head>(?:password|passphrase|passwd)[ \t]{1,8}(?:is|was):?[ \t]{1,8}[\"']?)"
+    r"(?P<value>[^\s\"',;]{1,256})"
+)
+# What follows "password is" in an ordinary sentence.
+_PROSE_WORDS = frozenset(
+    {
+        "a", "an", "the", "not", "no", "now", "set", "unset", "empty", "missing", "required", "invalid",
+        "incorrect", "wrong", "correct", "valid", "expired", "too", "being", "changed", "reset",
+        "null", "none", "blank", "needed", "stored", "hashed", "mounted", "rotated", "ok",
+    }
+)  # fmt: skip
+# Nothing longer than this, and nothing made only of these characters, can hold a secret pattern.
+_PLAIN = re.compile(r"[\w.\-/]{0,19}")
+
+
+# ----------------------------------------------------------------------------- text
 
 
 def redact_text(text: str) -> str:
-    """Scrub secrets embedded in free text (log lines, commands, URLs)."""
-    if not text:
+    """Scrub secrets embedded in free text (log lines, commands, URLs, error messages).
+
+    Private key blocks, passwords in URLs, well-known token formats (AWS key ids, GitHub, GitLab,
+    Slack, Stripe, Google), Slack webhook URLs, JWTs, ``key=value`` / ``key: value`` / JSON pairs
+    whose key looks secret (``DB_PASS=``, ``"password": "x"``), ``Authorization``/``Cookie`` header
+    values, bearer/basic credentials and "password is ..." in prose.
+    """
+    return _redact_text(text, 0)
+
+
+def _redact_text(text: str, depth: int) -> str:
+    if not text or _PLAIN.fullmatch(text):
         return text
-    text = _PEM.sub(REDACTED, text)
-    text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
-    text = _JWT.sub(REDACTED, text)
-    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-    text = _KV.sub(lambda m: f"{m['key']}{REDACTED}", text)
-    return text
+    structured = _redact_json_text(text, depth)
+    if structured is not None:
+        return structured
+    if "PRIVATE KEY" in text:
+        text = _redact_pem(text)
+    if "://" in text:
+        text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
+    text = _PREFIXED.sub(REDACTED, text)
+    if "hooks.slack.com/" in text:
+        text = _SLACK_WEBHOOK.sub(lambda m: f"{m['head']}{REDACTED}", text)
+    if "eyJ" in text:
+        text = _JWT.sub(REDACTED, text)
+    if ":" in text or "=" in text:
+        text = _redact_kv(text)
+    text = _BEARER.sub(_bearer, text)
+    return _PROSE.sub(_prose, text)
 
 
-def redact(value: Any, *, _depth: int = 0) -> Any:
+def _redact_pem(text: str) -> str:
+    """Replace each private key block. BEGIN and END markers are paired in one forward scan: the
+    END search restarts only after the block it closed, and once no END is left none is searched
+    again, so a text of many BEGINs without an END costs one pass."""
+    out: list[str] = []
+    pos = 0
+    end_from, end_match = -1, None  # the next END at or after end_from (None: there is none)
+    while (begin := _PEM_BEGIN.search(text, pos)) is not None:
+        if end_from == -1 or (end_match is not None and end_match.start() < begin.end()):
+            end_match = _PEM_END.search(text, begin.end())
+            end_from = begin.end()
+        if end_match is not None:
+            stop = end_match.end()
+            end_from = -1  # look for the next END after this block
+        else:  # no END anywhere after: the key's body (and any further headers) is dropped
+            body = _PEM_BODY.match(text, begin.end())
+            stop = body.end() if body else begin.end()
+        out += [text[pos : begin.start()], REDACTED]
+        pos = stop
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _redact_kv(text: str) -> str:
+    """``key=value`` pairs whose key is secret: the value goes, quoted or not. Scanning continues
+    after a redacted value, so a value is never scanned twice."""
+    out: list[str] = []
+    pos = 0
+    last = 0
+    n = len(text)
+    while (m := _KV_KEY.search(text, pos)) is not None:
+        key = m["key"]
+        start = m.end()
+        if not is_secret_key(key) or start >= n or text.startswith(REDACTED, start):
+            pos = m.end() if m.end() > m.start() else m.start() + 1
+            continue
+        quote = text[start]
+        if quote in "\"'":
+            value = _QUOTED_VALUE[quote].match(text, start + 1)
+            vstart, vend = start + 1, value.end() if value else start + 1
+        elif key.lower() in _HEADER_KEYS:
+            value = _HEADER_VALUE.match(text, start)
+            vstart, vend = start, value.end() if value else start
+        else:
+            value = _UNQUOTED_VALUE.match(text, start)
+            vstart, vend = start, value.end() if value else start
+        scheme = _AUTH_SCHEME.match(text, vstart, vend)
+        if scheme and key.lower().endswith("authorization"):
+            vstart = scheme.end()  # keep "Bearer"/"Basic": which scheme failed matters
+        if vend > vstart:
+            out += [text[last:vstart], REDACTED]
+            last = vend
+        pos = max(vend, m.end())
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)
+
+
+def _bearer(m: re.Match[str]) -> str:
+    cred = m["cred"]
+    credible = (
+        m["scheme"].lower() == "bearer"
+        or any(c.isdigit() for c in cred)
+        or (cred.lower() != cred and cred.upper() != cred)
+        or len(cred) >= 20
+    )
+    return f"{m['scheme']} {REDACTED}" if credible else m[0]  # "token validation", "basic setup"
+
+
+def _prose(m: re.Match[str]) -> str:
+    if m["value"].lower() in _PROSE_WORDS:
+        return m[0]
+    return f"{m['head']}{REDACTED}"
+
+
+def _redact_json_text(text: str, depth: int) -> str | None:
+    """A structured log line (``{...}``, possibly after a short prefix): parsed, redacted inside
+    and serialised again, so it stays valid JSON. None when the text is not one."""
+    if len(text) > JSON_TEXT_LIMIT or not text.rstrip().endswith(("}", "]")):
+        return None
+    first = min((i for i in (text.find("{", 0, 100), text.find("[", 0, 100)) if i >= 0), default=-1)
+    if first < 0:
+        return None
+    body = text[first:].rstrip()
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(parsed, (dict, list)):
+        return None
+    scrubbed = _redact(parsed, depth + 1)
+    if scrubbed == parsed:
+        return text
+    compact = '": ' not in body and '", ' not in body
+    dumped = json.dumps(scrubbed, ensure_ascii=False, separators=(",", ":") if compact else None)
+    return text[:first] + dumped + text[first + len(body) :]
+
+
+# ----------------------------------------------------------------------------- structures
+
+
+def redact(value: Any) -> Any:
     """Return a copy of ``value`` with secrets replaced. Handles dicts, lists, tuples, strings."""
-    if _depth > 64:
+    return _redact(value, 0)
+
+
+def _redact(value: Any, depth: int) -> Any:
+    if depth > MAX_DEPTH:
         return REDACTED
     if isinstance(value, str):
-        return redact_text(value)
+        return _redact_text(value, depth)
     if isinstance(value, Mapping):
         out: dict[Any, Any] = {}
         for key, item in value.items():
+            name = _redact_text(key, depth) if isinstance(key, str) else key
+            if name != key:
+                name = _free_name(name, out)
             if isinstance(key, str) and is_secret_key(key) and item not in (None, "", [], {}):
-                out[key] = REDACTED if not isinstance(item, (dict, list)) else redact_structure(item)
+                out[name] = REDACTED if not isinstance(item, (dict, list)) else redact_structure(item)
             else:
-                out[key] = redact(item, _depth=_depth + 1)
+                out[name] = _redact(item, depth + 1)
         return _redact_name_value_pairs(out)
     if isinstance(value, (list, tuple)):
-        return [redact(item, _depth=_depth + 1) for item in value]
+        return [_redact(item, depth + 1) for item in value]
     return value
+
+
+def _free_name(name: str, taken: Mapping[Any, Any]) -> str:
+    """A redacted key that two keys share keeps both entries: ``[REDACTED]``, ``[REDACTED]#2``."""
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name}#{n}" in taken:
+        n += 1
+    return f"{name}#{n}"
 
 
 def redact_structure(value: Any) -> Any:
     """Under a secret key: keep the shape (keys, lengths) but no leaf values."""
     if isinstance(value, Mapping):
-        return {k: redact_structure(v) for k, v in value.items()}
+        return {(redact_text(k) if isinstance(k, str) else k): redact_structure(v) for k, v in value.items()}
     if isinstance(value, list):
         return [redact_structure(v) for v in value]
     return REDACTED
@@ -105,3 +343,33 @@ def _redact_name_value_pairs(obj: dict[Any, Any]) -> dict[Any, Any]:
         obj = dict(obj)
         obj["value"] = REDACTED
     return obj
+
+
+# ----------------------------------------------------------------------------- off the event loop
+
+
+def is_small(value: Any, limit: int = INLINE_LIMIT) -> bool:
+    """Whether ``value`` holds at most ``limit`` characters (nodes count one each). Stops as soon as
+    the limit is passed, so the answer costs O(limit) at most."""
+    budget = limit
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        budget -= len(item) + 1 if isinstance(item, str) else 1
+        if budget < 0:
+            return False
+        if isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return True
+
+
+async def redact_async(value: T, fn: Callable[[T], T] = redact) -> T:
+    """``fn(value)`` (by default :func:`redact`) for code on the event loop: small values inline,
+    large ones in a worker thread, so a megabyte of alert or evidence never stalls the loop.
+    ``value`` must not change while this runs (pass data the caller owns)."""
+    if is_small(value):
+        return fn(value)
+    return await asyncio.to_thread(fn, value)

@@ -1,6 +1,22 @@
 """Nothing secret leaves Medic."""
 
-from medic.redact import REDACTED, redact, redact_text
+import json
+import threading
+from typing import Any
+
+import pytest
+
+from medic.redact import (
+    INLINE_LIMIT,
+    JSON_TEXT_LIMIT,
+    REDACTED,
+    is_secret_key,
+    is_small,
+    redact,
+    redact_async,
+    redact_text,
+)
+from tests.secrets_corpus import HARMLESS, PLANTED, Planted
 
 
 def test_secret_keys_are_redacted_whatever_the_value() -> None:
@@ -49,3 +65,126 @@ def test_secrets_inside_text() -> None:
 def test_harmless_text_is_untouched() -> None:
     line = "GET /api/users 200 12ms tokens_used=3 passed=true"
     assert redact_text(line) == line
+
+
+# ------------------------------------------------------------------ planted secrets, false positives
+
+
+@pytest.mark.parametrize("planted", PLANTED, ids=lambda p: p.name)
+def test_every_planted_secret_is_redacted(planted: Planted) -> None:
+    out = redact_text(planted.text)
+    assert planted.secret not in out
+    assert REDACTED in out
+
+
+@pytest.mark.parametrize("text", HARMLESS)
+def test_ordinary_text_is_not_redacted(text: str) -> None:
+    assert redact_text(text) == text
+
+
+@pytest.mark.parametrize("text", [p.text for p in PLANTED] + list(HARMLESS))
+def test_redaction_is_idempotent(text: str) -> None:
+    once = redact_text(text)
+    assert redact_text(once) == once
+
+
+def test_what_stays_readable_around_a_secret() -> None:
+    assert redact_text("Authorization: Basic dXNlcjpwYXNz") == f"Authorization: Basic {REDACTED}"
+    assert redact_text("DB_PASS=x DB_HOST=db-0") == f"DB_PASS={REDACTED} DB_HOST=db-0"
+    assert redact_text("https://hooks.slack.com/services/T1/B2/abc") == (
+        f"https://hooks.slack.com/services/{REDACTED}"
+    )
+    assert redact_text("redis://:p@ss@redis:6379/0") == f"redis://:{REDACTED}@redis:6379/0"
+    assert redact_text("the password is wrong") == "the password is wrong"
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [
+        ("DB_PASS", True), ("MYSQL_PWD", True), ("PGPASSWORD", True), ("adminPassword", True),
+        ("x-api-key", True), ("AWS_SECRET_ACCESS_KEY", True), ("STRIPE_KEY", True),
+        ("Set-Cookie", True), ("slack_webhook_url", True), ("client_secret", True),
+        ("GITHUB_TOKEN", True), ("sessionId", True), ("DATABASE_URL", True),
+        ("passed", False), ("bypass", False), ("tokens", False), ("token_count", False),
+        ("secretKeyRef", False), ("secret_name", False), ("password_file", False), ("auth_mode", False),
+        ("author", False), ("authenticated", False), ("cache_key", False), ("key", False),
+        ("pod-template-hash", False), ("idempotency_key", False), ("auth_url", False),
+    ],
+)  # fmt: skip
+def test_secret_key_names(key: str, secret: bool) -> None:
+    assert is_secret_key(key) is secret
+
+
+def test_a_secret_in_a_key_name_is_redacted_and_colliding_keys_are_kept() -> None:
+    out = redact(
+        {
+            "Bearer abcdefghijklmnop123": "a",
+            "Bearer qrstuvwxyz012345678": "b",
+            "https://u:pw@host": "c",
+            "plain": "d",
+        }
+    )
+    assert out == {
+        f"Bearer {REDACTED}": "a",
+        f"Bearer {REDACTED}#2": "b",
+        f"https://u:{REDACTED}@host": "c",
+        "plain": "d",
+    }
+
+
+# ------------------------------------------------------------------ structured log lines (issue 12.7)
+
+
+def test_a_json_log_line_stays_valid_json() -> None:
+    line = '{"level":"error","msg":"login failed","password":"hunter2","db":"postgres://u:pw@db/app"}'
+    out = redact_text(line)
+    assert json.loads(out) == {
+        "level": "error",
+        "msg": "login failed",
+        "password": REDACTED,
+        "db": f"postgres://u:{REDACTED}@db/app",
+    }
+    assert out.startswith('{"level":"error"')  # compact stays compact
+
+
+def test_a_json_log_line_after_a_prefix_and_nested() -> None:
+    line = '2026-11-26T08:00:00Z stdout F {"level": "warn", "ctx": {"headers": {"Cookie": "sid=1"}}}'
+    out = redact_text(line)
+    prefix, _, body = out.partition("F ")
+    assert prefix == "2026-11-26T08:00:00Z stdout "
+    assert json.loads(body) == {"level": "warn", "ctx": {"headers": {"Cookie": REDACTED}}}
+
+
+def test_a_json_line_without_secrets_is_kept_byte_for_byte() -> None:
+    line = '{"level": "info",   "msg": "ok"}'
+    assert redact_text(line) == line
+
+
+def test_a_huge_json_line_is_scrubbed_as_text() -> None:
+    line = '{"password":"hunter2","pad":"' + "x" * (JSON_TEXT_LIMIT + 10) + '"}'
+    out = redact_text(line)
+    assert "hunter2" not in out and out.startswith('{"password":"[REDACTED]"')
+
+
+# ------------------------------------------------------------------ off the event loop
+
+
+async def test_large_values_are_redacted_off_the_event_loop() -> None:
+    threads: list[str] = []
+
+    def spy(value: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return redact(value)
+
+    small = {"password": "x"}
+    large = {"labels": {"k": "-----BEGIN PRIVATE KEY-----\n" * (INLINE_LIMIT // 20)}}
+    assert await redact_async(small, spy) == {"password": REDACTED}
+    assert await redact_async(large, spy) == {"labels": {"k": REDACTED}}
+    assert threads[0] == threading.current_thread().name
+    assert threads[1] != threading.current_thread().name
+
+
+def test_size_estimate_stops_early() -> None:
+    assert is_small({"a": ["b" * 10]}, 100)
+    assert not is_small({"a": ["b" * 200]}, 100)
+    assert not is_small([[]] * 10**6, 100)  # nodes count too
