@@ -23,8 +23,12 @@ RELEASE = "medic"
 NAMESPACE = "medic"
 FULLNAME = "medic-playcode-medic"
 
-# Prometheus Operator CRDs: kubernetes-validate ships no schema for them.
-CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+# Custom resources (Prometheus Operator, Gateway API): kubernetes-validate ships no schema for them.
+CRD_KINDS = {
+    "ServiceMonitor": "monitoring.coreos.com/v1",
+    "PrometheusRule": "monitoring.coreos.com/v1",
+    "HTTPRoute": "gateway.networking.k8s.io/v1",
+}
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding"}
 
 

@@ -95,6 +95,25 @@ VALUE_SETS: dict[str, dict[str, Any] | None] = {
     "own-configmaps": {
         "config": {"existingRulesConfigMap": "my-rules", "existingPlaybooksConfigMap": "my-playbooks"}
     },
+    "exposed": {
+        "ingress": {
+            "enabled": True,
+            "className": "nginx",
+            "hosts": ["medic.example.com"],
+            "tls": [{"hosts": ["medic.example.com"], "secretName": "medic-tls"}],
+        },
+        "httpRoute": {
+            "enabled": True,
+            "parentRefs": [{"name": "public", "namespace": "gateway-system", "sectionName": "https"}],
+            "hostnames": ["medic.example.com"],
+        },
+        "publicUrl": "https://medic.example.com",
+        "networkPolicy": {
+            "extraFrom": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+            ]
+        },
+    },
     "customised": {
         "image": {
             "repository": "123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/playcode-medic",
@@ -106,6 +125,9 @@ VALUE_SETS: dict[str, dict[str, Any] | None] = {
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
         "settings": {"collector_timeout_seconds": 20, "dedup_ttl_seconds": 1000000},
         "extraEnv": [{"name": "TZ", "value": "UTC"}],
+        "extraVolumes": [{"name": "ca", "configMap": {"name": "corp-ca"}}],
+        "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ssl/corp", "readOnly": True}],
+        "podLabels": {"team": "sre"},
         "targets": {"lokiUrl": "http://loki-gateway.monitoring.svc"},
         "webhook": {"username": "alertmanager"},
         "secrets": {"existingSecret": "medic-secrets", "keys": {"webhookPassword": "webhook-password"}},
@@ -206,8 +228,8 @@ def test_every_object_validates_strictly(rendered: Rendered, kube_version: str) 
     for obj in rendered.objects:
         where = f"{obj['kind']}/{obj['metadata']['name']}"
         if obj["kind"] in CRD_KINDS:
-            assert obj["apiVersion"] == "monitoring.coreos.com/v1", where
-            continue  # no schema shipped: checked by the meta-monitoring tests below
+            assert obj["apiVersion"] == CRD_KINDS[obj["kind"]], where
+            continue  # no schema shipped: checked by their own tests below
         try:
             kubernetes_validate.validate(obj, kube_version, strict=True)
         except kubernetes_validate.ValidationError as exc:
@@ -242,6 +264,16 @@ def test_the_validator_bites() -> None:
         ({"rbac": {"extraReadRules": [{"apiGroups": ["*"], "resources": ["pods"]}]}}, "apiGroups/0"),
         ({"config": {"rules": {"bad name!.yaml": "[]"}}}, "bad name"),
         ({"targets": {"prometheusUrl": "prometheus:9090"}}, "prometheusUrl"),
+        ({"extraVolumes": [{"name": "host", "hostPath": {"path": "/"}}]}, "extraVolumes/0"),
+        ({"extraVolumeMounts": [{"name": "ca"}]}, "mountPath"),
+        ({"extraEnv": [{"value": "x"}]}, "name"),
+        ({"ingress": {"enabled": True, "hosts": ["Medic Example"]}}, "hosts/0"),
+        ({"ingress": {"paths": []}}, "/ingress/paths"),
+        ({"ingress": {"host": "a.b"}}, "host"),
+        ({"httpRoute": {"parentRefs": [{"namespace": "gw"}]}}, "name"),
+        ({"httpRoute": {"paths": ["incidents"]}}, "paths/0"),
+        ({"prometheusRule": {"runbookBaseUrl": "docs/operations.md"}}, "runbookBaseUrl"),
+        ({"prometheusRule": {"killSwitchFor": "2 hours"}}, "killSwitchFor"),
     ],
 )
 def test_schema_is_strict(values: dict[str, Any], message: str) -> None:
@@ -719,6 +751,120 @@ def test_network_policy_restricted_egress() -> None:
     assert api["to"] == [{"ipBlock": {"cidr": "10.96.0.1/32"}}]
     assert {p["port"] for p in api["ports"]} == {443, 6443}
     assert extra["ports"] == [{"port": 9090, "protocol": "TCP"}]
+
+
+# --------------------------------------------------------------------------- exposure
+def test_ingress_routes_the_oncall_paths_to_the_service() -> None:
+    out = render(VALUE_SETS["exposed"])
+    spec = out.one("Ingress")["spec"]
+    assert spec["ingressClassName"] == "nginx"
+    assert spec["tls"] == [{"hosts": ["medic.example.com"], "secretName": "medic-tls"}]
+    (rule,) = spec["rules"]
+    assert rule["host"] == "medic.example.com"
+    paths = {p["path"]: p for p in rule["http"]["paths"]}
+    assert set(paths) == {"/incidents", "/api/v1/incidents"}, "the webhook and admin API stay in-cluster"
+    svc = out.one("Service")
+    for p in paths.values():
+        assert p["pathType"] == "Prefix"
+        assert p["backend"]["service"]["name"] == svc["metadata"]["name"]
+        assert p["backend"]["service"]["port"]["name"] in {port["name"] for port in svc["spec"]["ports"]}
+    # no host: one rule for every host
+    (any_host,) = render({"ingress": {"enabled": True}}).one("Ingress")["spec"]["rules"]
+    assert "host" not in any_host
+
+
+def test_http_route_attaches_to_the_gateway() -> None:
+    out = render(VALUE_SETS["exposed"])
+    route = out.one("HTTPRoute")
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    spec = route["spec"]
+    assert spec["parentRefs"] == [{"name": "public", "namespace": "gateway-system", "sectionName": "https"}]
+    assert spec["hostnames"] == ["medic.example.com"]
+    (rule,) = spec["rules"]
+    assert [m["path"] for m in rule["matches"]] == [
+        {"type": "PathPrefix", "value": "/incidents"},
+        {"type": "PathPrefix", "value": "/api/v1/incidents"},
+    ]
+    svc = out.one("Service")
+    assert rule["backendRefs"] == [{"name": svc["metadata"]["name"], "port": svc["spec"]["ports"][0]["port"]}]
+    with pytest.raises(helm_python.HelmRenderError, match=r"httpRoute\.parentRefs"):
+        render({"httpRoute": {"enabled": True}})
+
+
+def test_exposure_is_off_by_default_and_notes_say_what_is_missing() -> None:
+    out = render()
+    assert not out.of_kind("Ingress") and not out.of_kind("HTTPRoute")
+    bare = render({"ingress": {"enabled": True}}).notes
+    assert "networkPolicy.extraFrom" in bare and "publicUrl is empty" in bare
+    complete = render(VALUE_SETS["exposed"]).notes
+    assert "networkPolicy.extraFrom" not in complete and "publicUrl is empty" not in complete
+
+
+# --------------------------------------------------------------------------- pod template
+RECOMMENDED_LABELS = {
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+}
+
+
+def test_pod_template_carries_the_recommended_labels(rendered: Rendered) -> None:
+    labels = rendered.deployment["spec"]["template"]["metadata"]["labels"]
+    assert set(labels) >= RECOMMENDED_LABELS
+    assert labels.items() >= rendered.deployment["metadata"]["labels"].items()
+    assert labels.items() >= rendered.deployment["spec"]["selector"]["matchLabels"].items()
+
+
+def test_pod_labels_add_but_never_replace_the_selector() -> None:
+    out = render({"podLabels": {"team": "sre", "app.kubernetes.io/name": "other"}})
+    labels = out.deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels["team"] == "sre"
+    assert labels["app.kubernetes.io/name"] == "playcode-medic"
+    assert labels.items() >= out.deployment["spec"]["selector"]["matchLabels"].items()
+
+
+def test_extra_volumes_and_mounts() -> None:
+    out = render(VALUE_SETS["customised"])
+    assert out.volume("ca") == {"name": "ca", "configMap": {"name": "corp-ca"}}
+    assert out.mount("ca") == {"name": "ca", "mountPath": "/etc/ssl/corp", "readOnly": True}
+    assert out.plain_env["TZ"] == "UTC"
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"extraVolumes": [{"name": "data", "emptyDir": {}}]}, 'volume name "data" is taken'),
+        ({"extraVolumeMounts": [{"name": "nope", "mountPath": "/x"}]}, '"nope" mounts no volume'),
+        (
+            {
+                "extraVolumes": [{"name": "x", "emptyDir": {}}],
+                "extraVolumeMounts": [{"name": "x", "mountPath": "/tmp/"}],
+            },
+            "overlaps the chart's mount /tmp",
+        ),
+        (
+            {
+                "extraVolumes": [{"name": "x", "emptyDir": {}}],
+                "extraVolumeMounts": [{"name": "x", "mountPath": "/etc/medic"}],
+            },
+            "overlaps the chart's mount /etc/medic/rules",
+        ),
+        (
+            {
+                "extraVolumes": [{"name": "x", "emptyDir": {}}],
+                "extraVolumeMounts": [{"name": "x", "mountPath": "/var/lib/medic/extra"}],
+            },
+            "overlaps the chart's mount /var/lib/medic",
+        ),
+    ],
+)
+def test_extra_mounts_cannot_shadow_the_charts(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm_python.HelmRenderError, match=message):
+        render(values)
 
 
 # --------------------------------------------------------------------------- meta-monitoring

@@ -193,6 +193,25 @@ its config is worse than a failed `helm upgrade`). Included by the Deployment.
 {{- range splitList " " (include "medic.chartSettings" .) }}
 {{- $taken = append $taken (printf "MEDIC_%s" (upper .)) }}
 {{- end }}
+{{- $volumes := list "tmp" "data" "rules" "playbooks" }}
+{{- range .Values.extraVolumes }}
+{{- if has .name $volumes }}
+{{- fail (printf "extraVolumes: the volume name %q is taken (the chart's are %s)" .name (join ", " (list "tmp" "data" "rules" "playbooks"))) }}
+{{- end }}
+{{- $volumes = append $volumes .name }}
+{{- end }}
+{{- $paths := list "/tmp" "/var/lib/medic" "/etc/medic/rules" "/etc/medic/playbooks" }}
+{{- range .Values.extraVolumeMounts }}
+{{- if not (has .name $volumes) }}
+{{- fail (printf "extraVolumeMounts: %q mounts no volume of the pod (add it to extraVolumes)" .name) }}
+{{- end }}
+{{- $path := .mountPath | trimSuffix "/" }}
+{{- range $paths }}
+{{- if or (eq $path .) (hasPrefix (printf "%s/" .) $path) (hasPrefix (printf "%s/" $path) .) }}
+{{- fail (printf "extraVolumeMounts: %s overlaps the chart's mount %s" $path .) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- range .Values.extraEnv }}
 {{- if has .name $taken }}
 {{- fail (printf "extraEnv: %s is set by the chart: use its value instead (see values.yaml)" .name) }}
