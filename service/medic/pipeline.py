@@ -8,6 +8,7 @@ ack) changes nothing the second time: alerts merge by identity, an incident is o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -91,6 +92,7 @@ class Group:
     playbook: CompiledPlaybook | None
     target: Target | None
     alerts: list[Alert] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  # alert identity -> sender's externalURL
 
 
 def _first_failure(failed: ExceptionGroup[Exception]) -> Exception:
@@ -168,16 +170,23 @@ class Pipeline:
         """Handle accepted deliveries together (a storm's many deliveries for one target become
         one update of its incident); return the ids of the incidents they touched."""
         alerts: list[Alert] = []
+        sources: dict[str, str] = {}
         for item in items:
             payload = WebhookPayload.model_validate(item.payload)
             wanted = set(item.new_episodes)
-            alerts += [a for a in payload.alerts if a.episode_key in wanted]
+            new = [a for a in payload.alerts if a.episode_key in wanted]
+            alerts += new
+            sources.update((a.identity, payload.externalURL) for a in new if payload.externalURL)
         groups = await self.group(alerts)
+        for group in groups.values():
+            group.sources = sources
         try:
             async with asyncio.TaskGroup() as tg:  # the batch's incidents side by side
                 tasks = [tg.create_task(self._apply_in_turn(group)) for group in groups.values()]
         except ExceptionGroup as failed:
-            raise _first_failure(failed) from None
+            first = _first_failure(failed)
+            first.__suppress_context__ = True  # not "from None": that would drop its own cause
+            raise first
         return [incident.id for task in tasks if (incident := task.result()) is not None]
 
     async def _apply_in_turn(self, group: Group) -> Incident | None:
@@ -226,11 +235,14 @@ class Pipeline:
                 )
                 incident.note("recorded", why, now)
                 await self.store.save(incident)  # first: its alerts never point at nothing
-                await self._merge(incident, rule, group, now)
+                await self._merge_new(incident, rule, group, now)
                 await self.store.save(incident)
                 return incident
         with structlog.contextvars.bound_contextvars(incident_id=incident.id):
-            await self._merge(incident, rule, group, now)
+            if created:
+                await self._merge_new(incident, rule, group, now)
+            else:
+                await self._merge(incident, rule, group, now)
             incident.updated_at = now
             needs_diagnosis = (
                 group.playbook is not None and incident.phase != Phase.DIAGNOSED and bool(firing)
@@ -251,10 +263,21 @@ class Pipeline:
                 await self.diagnose(incident, rule, group.playbook)
         return incident
 
+    async def _merge_new(self, incident: Incident, rule: Rule | None, group: Group, now: datetime) -> None:
+        """The first merge into an incident just stored: if it fails, the incident goes too
+        (a delivery that cannot be processed must not leave an incident with no alerts)."""
+        try:
+            await self._merge(incident, rule, group, now)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                if await self.store.discard_if_empty(incident.id):
+                    log.warning("incident discarded: its first alerts could not be stored")
+            raise
+
     async def _merge(self, incident: Incident, rule: Rule | None, group: Group, now: datetime) -> None:
         """Fold the group's alerts into the incident's (kept beside the bundle) and bring the
         bundle's counts, shared labels, severity and timeline up to date."""
-        arriving = [IncidentAlert.from_alert(a, now) for a in group.alerts]
+        arriving = [IncidentAlert.from_alert(a, now, group.sources.get(a.identity, "")) for a in group.alerts]
         had_alerts = incident.alerts_total > 0
         merge = await self.store.merge_alerts(incident.id, arriving)
         incident.alerts_total, incident.alerts_firing = merge.total, merge.firing

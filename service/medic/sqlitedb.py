@@ -16,15 +16,21 @@ truncated to :data:`WAL_SIZE_LIMIT` after a checkpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
 from medic.errors import ConfigError, MedicError, StoreError
+
+log = structlog.get_logger("medic.sqlite")
 
 T = TypeVar("T")
 
@@ -32,6 +38,9 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes the WAL file keeps after a checkpoint
 RECLAIM_STEP_PAGES = 2048  # free pages given back per step of SqliteDB.reclaim
+STORAGE_ERRORS = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN}
+PROBE_KEY = "medic:write-probe"
+PROBE_BYTES = 8192  # more than a page: the probe needs pages a delivery would need
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
@@ -126,6 +135,9 @@ class SqliteDB:
         self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._lock_file: Any = None
+        # the last write the storage refused (disk full, I/O error), until a batch commits again
+        self.write_failure: str | None = None
+        self.last_write_ok = time.monotonic()
 
     async def open(self) -> None:
         await self._call(self._open_sync)
@@ -230,7 +242,9 @@ class SqliteDB:
                 results = await self._call(lambda b=batch: self._commit_batch(b))  # type: ignore[misc]
             except Exception as exc:  # BEGIN or COMMIT failed: nothing of the batch is stored
                 error = StoreError(f"sqlite commit failed: {exc}")
+                error.__cause__ = exc
                 results = [(False, error)] * len(batch)
+            self._note_storage([value for ok, value in results if not ok])
             for (_, fut), (ok, value) in zip(batch, results, strict=True):
                 if fut.done():
                     continue
@@ -238,6 +252,31 @@ class SqliteDB:
                     fut.set_result(value)
                 else:
                     fut.set_exception(value)
+
+    def _note_storage(self, failures: list[BaseException]) -> None:
+        refused = next((f for f in failures if storage_failure(f)), None)
+        if refused is not None:
+            if self.write_failure is None:
+                log.error("the storage refuses writes", file=str(self.path), error=str(refused))
+            self.write_failure = str(refused)
+        elif not failures:
+            if self.write_failure is not None:
+                log.info("the storage takes writes again", file=str(self.path))
+            self.write_failure = None
+            self.last_write_ok = time.monotonic()
+
+    async def probe_write(self) -> None:
+        """Commit a write that needs a fresh page, as an accepted delivery does (and so fails
+        while the disk or the database is full); raises StoreError when it cannot."""
+
+        def probe(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO kv(key, value, expires_at) VALUES (?, ?, 0)",
+                (PROBE_KEY, "x" * PROBE_BYTES),
+            )
+            conn.execute("DELETE FROM kv WHERE key = ?", (PROBE_KEY,))
+
+        await self.write(probe)
 
     def _commit_batch(
         self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]
@@ -257,9 +296,20 @@ class SqliteDB:
                     out.append((False, exc if isinstance(exc, MedicError) else _store_error(exc)))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # the error that stopped the batch is the news
+                conn.execute("ROLLBACK")
             raise
         return out
+
+
+def storage_failure(exc: BaseException | None) -> bool:
+    """Whether a failed write was refused by the storage (full, I/O error, read-only), not
+    for its data: judged by the SQLite error in its causes."""
+    while exc is not None:
+        if isinstance(exc, sqlite3.Error):
+            return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in STORAGE_ERRORS
+        exc = exc.__cause__
+    return False
 
 
 def _store_error(exc: Exception) -> StoreError:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import structlog
 
-from medic.errors import BackendUnavailable
+from medic.errors import BackendUnavailable, MedicError
+from medic.intake.model import WebhookPayload
 from medic.metrics import Metrics
 from medic.pipeline import Pipeline
 from medic.state.base import Inbox, InboxItem
@@ -43,6 +47,9 @@ class Worker:
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        # acks and hand-backs the inbox refused (its storage failed), by item: retried before
+        # every claim, so that the items move on as soon as it takes writes again
+        self._unsettled: dict[str, Callable[[], Awaitable[None]]] = {}
 
     def start(self) -> None:
         self._tasks = [
@@ -63,6 +70,7 @@ class Worker:
     async def _loop(self, index: int) -> None:
         consumer = f"{self.consumer}-{index}"
         while not self._stopping:
+            await self._settle()
             try:
                 items = await self.inbox.claim(consumer, self.batch)
             except Exception:
@@ -100,14 +108,98 @@ class Worker:
                     await self.handle([item])
                 return
             (item,) = items
-            self.metrics.processing_errors.inc()
-            log.exception("processing failed; the item will be retried", item=item.id, attempts=item.attempts)
-            with contextlib.suppress(Exception):
-                await self.inbox.release(item.id, f"{type(exc).__name__}: {exc}")
-            return
+            log.warning("processing failed; its alerts are tried one by one", item=item.id, error=str(exc))
+            failures = await self._isolate(item, exc)
+            if failures:
+                await self._fail(item, failures)
+                return
         try:
             await self.inbox.ack_many([item.id for item in items])
         except Exception:  # done all the same: a redelivery finds the work stored
             log.exception("acknowledging processed items failed", items=[item.id for item in items])
+            for item in items:
+                self._unsettled[item.id] = functools.partial(self.inbox.ack_many, [item.id])
             return
         log.debug("items done", items=[item.id for item in items], incidents=touched)
+
+    async def _isolate(self, item: InboxItem, exc: Exception) -> dict[str, Exception]:
+        """Process each alert of a failed delivery alone, so that an alert that cannot be
+        processed never takes its siblings with it; the failed ones by episode (all of them
+        when the delivery cannot be split)."""
+        parts = split_by_alert(item)
+        if len(parts) <= 1:
+            return dict.fromkeys(item.new_episodes, exc)
+        failures: dict[str, Exception] = {}
+        for part in parts:
+            try:
+                await self.pipeline.process(part)
+            except asyncio.CancelledError:
+                raise
+            except Exception as failed:
+                failures[part.new_episodes[0]] = failed
+        return failures
+
+    async def _fail(self, item: InboxItem, failures: dict[str, Exception]) -> None:
+        """Hand the failed part of a delivery back for a retry, or dead-letter it at once when
+        every failure is in the data (retrying cannot help) or its tries are used up."""
+        self.metrics.processing_errors.inc()
+        first = next(iter(failures.values()))
+        error = f"{type(first).__name__}: {first}"
+        if len(failures) > 1:
+            error += f" (and {len(failures) - 1} more alerts)"
+        permanent = all(is_data_error(e) for e in failures.values())
+        log.error(
+            "processing failed" + ("; dead-lettered (the data cannot be processed)" if permanent else ""),
+            item=item.id,
+            attempts=item.attempts,
+            failed_alerts=len(failures),
+            error=error,
+            exc_info=first,
+        )
+        try:
+            await self.inbox.release(item.id, error, episodes=list(failures), dead=permanent)
+        except Exception:  # retried before the next claim (and its lease runs out meanwhile)
+            log.exception("handing a failed delivery back failed", item=item.id)
+            self._unsettled[item.id] = functools.partial(
+                self.inbox.release, item.id, error, episodes=list(failures), dead=permanent
+            )
+
+    async def _settle(self) -> None:
+        """Retry the acks and hand-backs that failed, oldest first; stop at the first that fails
+        again (the storage still refuses)."""
+        while self._unsettled:
+            item_id, retry = next(iter(self._unsettled.items()))
+            del self._unsettled[item_id]
+            try:
+                await retry()
+            except Exception as exc:
+                self._unsettled[item_id] = retry
+                log.debug("the inbox still refuses a deferred update", item=item_id, error=str(exc))
+                return
+            log.info("a deferred inbox update went through", item=item_id)
+
+
+def split_by_alert(item: InboxItem) -> list[InboxItem]:
+    """The delivery as one item per new alert episode (same id), or [] if it cannot be read."""
+    try:
+        payload = WebhookPayload.model_validate(item.payload)
+    except ValueError:
+        return []
+    wanted = set(item.new_episodes)
+    raw_alerts = item.payload["alerts"]
+    return [
+        replace(item, payload={**item.payload, "alerts": [raw]}, new_episodes=[alert.episode_key])
+        for raw, alert in zip(raw_alerts, payload.alerts, strict=True)
+        if alert.episode_key in wanted
+    ]
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """A failure that the same input will raise again (malformed or unstorable data, a
+    validation error, a bug on this input), as opposed to a backend that failed for now. A
+    store's error is judged by its cause: a write refused for its data fails the same way again."""
+    if isinstance(exc, BackendUnavailable):
+        return False
+    if isinstance(exc, MedicError):
+        return exc.__cause__ is not None and is_data_error(exc.__cause__)
+    return isinstance(exc, (ValueError, TypeError, LookupError, AttributeError))

@@ -27,6 +27,22 @@ class AcceptResult:
     duplicates: int = 0
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A delivery that could not be processed: kept, visible, and retried or dropped by a human.
+
+    ``episodes`` are the alert episodes that failed (its other alerts were processed); they were
+    released from deduplication when it was dead-lettered, so a re-send is processed again."""
+
+    id: str
+    payload: dict[str, Any]
+    episodes: list[str]
+    received_at: datetime
+    dead_at: datetime | None
+    attempts: int
+    error: str
+
+
 Payload = Mapping[str, Any] | str  # a delivery, or its JSON text as received (stored as is)
 
 
@@ -51,13 +67,29 @@ class Inbox(Protocol):
         """The items are fully processed: drop them."""
         ...
 
-    async def release(self, item_id: str, error: str) -> None:
-        """Processing failed: hand it out again later (or dead-letter it after many tries)."""
+    async def release(
+        self, item_id: str, error: str, *, episodes: list[str] | None = None, dead: bool = False
+    ) -> None:
+        """Processing failed: hand it out again later, or dead-letter it (``dead``, or after
+        many tries). ``episodes`` narrows the item to the alert episodes that failed (the others
+        are done). A dead-lettered item's episodes are released from deduplication."""
         ...
 
     async def depth(self) -> int: ...
 
     async def dead_letters(self) -> int: ...
+
+    async def list_dead_letters(self, limit: int = 100, offset: int = 0) -> tuple[list[DeadLetter], int]:
+        """A page of dead letters, newest first, and how many there are."""
+        ...
+
+    async def retry_dead_letter(self, item_id: str) -> bool:
+        """Put a dead letter back in the queue (attempts reset); False if there is no such one."""
+        ...
+
+    async def drop_dead_letter(self, item_id: str) -> bool:
+        """Delete a dead letter for good; False if there is no such one."""
+        ...
 
     async def ping(self) -> None: ...
 

@@ -25,7 +25,7 @@ import structlog
 
 from medic.errors import BackendUnavailable, StoreError
 from medic.state.availability import Availability
-from medic.state.base import AcceptResult, InboxItem, Payload
+from medic.state.base import AcceptResult, DeadLetter, InboxItem, Payload
 from medic.state.redis import RedisInbox
 from medic.state.spool import LocalSpool
 
@@ -95,12 +95,40 @@ class FailSafeInbox:
                 # process die first, another replica takes the entries over and finds them done)
                 self._unsent_acks.update(streamed)
 
-    async def release(self, item_id: str, error: str) -> None:
+    async def release(
+        self, item_id: str, error: str, *, episodes: list[str] | None = None, dead: bool = False
+    ) -> None:
         if item_id.startswith(SPOOL):
-            await self.spool.inbox.release(item_id.removeprefix(SPOOL), error)
+            await self.spool.inbox.release(item_id.removeprefix(SPOOL), error, episodes=episodes, dead=dead)
             return
         with contextlib.suppress(BackendUnavailable):  # else its lease runs out all the same
-            await self.redis.release(item_id, error)
+            await self.redis.release(item_id, error, episodes=episodes, dead=dead)
+
+    async def list_dead_letters(self, limit: int = 100, offset: int = 0) -> tuple[list[DeadLetter], int]:
+        """The spool's dead letters (ids prefixed like its deliveries) first, then Redis's."""
+        local, local_total = await self.spool.inbox.list_dead_letters(limit, offset)
+        spooled = [replace(d, id=SPOOL + d.id) for d in local]
+        remote: list[DeadLetter] = []
+        try:
+            if len(spooled) < limit:
+                remote, remote_total = await self.redis.list_dead_letters(
+                    limit - len(spooled), max(0, offset - local_total)
+                )
+            else:
+                remote_total = await self.redis.dead_letters()
+        except BackendUnavailable:
+            remote_total = 0
+        return [*spooled, *remote], local_total + remote_total
+
+    async def retry_dead_letter(self, item_id: str) -> bool:
+        if item_id.startswith(SPOOL):
+            return await self.spool.inbox.retry_dead_letter(item_id.removeprefix(SPOOL))
+        return await self.redis.retry_dead_letter(item_id)
+
+    async def drop_dead_letter(self, item_id: str) -> bool:
+        if item_id.startswith(SPOOL):
+            return await self.spool.inbox.drop_dead_letter(item_id.removeprefix(SPOOL))
+        return await self.redis.drop_dead_letter(item_id)
 
     async def depth(self) -> int:
         spooled = await self.spool.inbox.depth()

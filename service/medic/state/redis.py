@@ -21,6 +21,7 @@ Needs Redis >= 6.2 (XAUTOCLAIM) as one primary (not Redis Cluster), with AOF per
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -36,7 +37,15 @@ from redis.typing import EncodableT, FieldT
 from medic.errors import BackendUnavailable, StoreError
 from medic.state import redis_scripts as lua
 from medic.state.availability import Availability
-from medic.state.base import AcceptResult, ActionMark, InboxItem, KillSwitch, Payload, payload_json
+from medic.state.base import (
+    AcceptResult,
+    ActionMark,
+    DeadLetter,
+    InboxItem,
+    KillSwitch,
+    Payload,
+    payload_json,
+)
 from medic.state.redis_keys import GROUP, RedisKeys
 
 log = structlog.get_logger("medic.state.redis")
@@ -90,6 +99,40 @@ def _fields(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+_STREAM_ID = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")
+
+
+def _dead_letter_record(entry_id: str, fields: dict[str, str]) -> DeadLetter:
+    """A dead-letter stream entry as the interface's record (tolerant: it is kept for humans)."""
+
+    def loads(name: str, default: Any) -> Any:
+        try:
+            return json.loads(fields[name])
+        except (KeyError, ValueError):
+            return default
+
+    received = fields.get("received_at", "")
+    dead_at = fields.get("dead_at")
+    try:
+        received_at = datetime.fromisoformat(received)
+    except ValueError:
+        received_at = datetime.fromtimestamp(int(entry_id.split("-")[0]) / 1000, UTC)
+    try:
+        dead_time = datetime.fromtimestamp(float(dead_at), UTC) if dead_at else None
+    except ValueError:
+        dead_time = None
+    payload = loads("payload", {})
+    return DeadLetter(
+        id=entry_id,
+        payload=payload if isinstance(payload, dict) else {},
+        episodes=list(loads("episodes", [])),
+        received_at=received_at,
+        dead_at=dead_time,
+        attempts=int(fields.get("deliveries", "0") or 0),
+        error=fields.get("error", ""),
+    )
+
+
 class RedisInbox(_RedisCalls):
     def __init__(
         self,
@@ -115,9 +158,12 @@ class RedisInbox(_RedisCalls):
         self._ack = client.register_script(lua.ACK)
         self._release = client.register_script(lua.RELEASE)
         self._renew = client.register_script(lua.RENEW)
+        self._dead_letter_script = client.register_script(lua.DEAD_LETTER)
+        self._retry_dead = client.register_script(lua.RETRY_DEAD)
         self._cursor = "0-0"
         self._next_autoclaim = 0.0
         self._held: dict[str, str] = {}  # entry id -> consumer: renewed, handed back on shutdown
+        self._deliveries: dict[str, int] = {}  # entry id -> times delivered, for what is held
 
     async def setup(self) -> None:
         """Create the stream and its consumer group (idempotent)."""
@@ -168,6 +214,7 @@ class RedisInbox(_RedisCalls):
             self.max_deliveries,
             DEAD_LETTER_CAP,
             cursor,
+            self.keys.dedup_prefix,
         ]
 
         async def run() -> Any:
@@ -206,6 +253,7 @@ class RedisInbox(_RedisCalls):
             if int(deliveries) > 1:
                 log.info("took over a delivery", item=entry_id, deliveries=int(deliveries))
             self._held[entry_id] = consumer
+            self._deliveries[entry_id] = int(deliveries)
             items.append(item)
         return items
 
@@ -234,15 +282,58 @@ class RedisInbox(_RedisCalls):
             await self._call(lambda c=chunk: self._ack(keys=keys, args=[GROUP, *c]))  # type: ignore[misc]
             for item_id in chunk:
                 self._held.pop(item_id, None)
+                self._deliveries.pop(item_id, None)
 
-    async def release(self, item_id: str, error: str) -> None:
-        idle = max(0, self.lease_ms - self.retry_delay_ms)
-        await self._call(
-            lambda: self._release(
-                keys=[self.keys.inbox, self.keys.errors], args=[GROUP, item_id, idle, error[:2000]]
+    async def release(
+        self, item_id: str, error: str, *, episodes: list[str] | None = None, dead: bool = False
+    ) -> None:
+        """A stream entry cannot be narrowed in place: until it is dead-lettered every retry
+        processes all of its alerts again (done ones are merged idempotently)."""
+        if dead or self._deliveries.get(item_id, 0) >= self.max_deliveries:
+            args: list[Arg] = [
+                GROUP,
+                item_id,
+                error[:2000],
+                DEAD_LETTER_CAP,
+                self.keys.dedup_prefix,
+                json.dumps(episodes) if episodes is not None else "",
+            ]
+            keys = [self.keys.inbox, self.keys.dead, self.keys.errors]
+            if await self._call(lambda: self._dead_letter_script(keys=keys, args=args)):
+                log.error("delivery dead-lettered", item=item_id, error=error[:2000])
+        else:
+            idle = max(0, self.lease_ms - self.retry_delay_ms)
+            await self._call(
+                lambda: self._release(
+                    keys=[self.keys.inbox, self.keys.errors], args=[GROUP, item_id, idle, error[:2000]]
+                )
             )
-        )
         self._held.pop(item_id, None)
+        self._deliveries.pop(item_id, None)
+
+    async def list_dead_letters(self, limit: int = 100, offset: int = 0) -> tuple[list[DeadLetter], int]:
+        async def run() -> tuple[list[Any], int]:
+            total = int(await self.client.xlen(self.keys.dead))
+            if offset >= total:
+                return [], total
+            entries: list[Any] = await self.client.xrevrange(self.keys.dead, count=offset + limit) or []
+            return entries[offset:], total
+
+        entries, total = await self._call(run)
+        return [_dead_letter_record(entry_id, fields) for entry_id, fields in entries], total
+
+    async def retry_dead_letter(self, item_id: str) -> bool:
+        if not _STREAM_ID.fullmatch(item_id):
+            return False
+        new_id = await self._call(
+            lambda: self._retry_dead(keys=[self.keys.dead, self.keys.inbox], args=[item_id])
+        )
+        return bool(new_id)
+
+    async def drop_dead_letter(self, item_id: str) -> bool:
+        if not _STREAM_ID.fullmatch(item_id):
+            return False
+        return bool(await self._call(lambda: self.client.xdel(self.keys.dead, item_id)))
 
     async def hand_back(self) -> int:
         """Shutdown: make every entry this process holds immediately claimable by another

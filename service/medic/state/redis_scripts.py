@@ -35,13 +35,46 @@ end
 return {id, episodes}
 """
 
+# Shared by the scripts that dead-letter an entry: move it (fields {field, value, ...}) to the
+# dead-letter stream with why and when, drop it from the inbox, and release the dedup keys of the
+# episodes it still held (a re-send of those alerts is then processed, not taken for a duplicate).
+# Needs: inbox stream KEYS[1], dead-letter stream KEYS[2], errors hash KEYS[3].
+DEAD_LETTER_FN = """
+local function dead_letter(group, id, fields, err, deliveries, cap, dedup_prefix, narrowed)
+  local args = {'XADD', KEYS[2], 'MAXLEN', '~', cap, '*'}
+  local episodes = narrowed
+  for i = 1, #fields, 2 do
+    local value = fields[i + 1]
+    if fields[i] == 'episodes' then
+      if episodes == '' then episodes = value else value = episodes end
+    end
+    args[#args + 1] = fields[i]
+    args[#args + 1] = value
+  end
+  local now = redis.call('TIME')
+  for _, v in ipairs({'id', id, 'error', err, 'deliveries', tostring(deliveries),
+                      'dead_at', now[1] .. '.' .. string.format('%06d', now[2])}) do
+    args[#args + 1] = v
+  end
+  redis.call(unpack(args))
+  redis.call('XACK', KEYS[1], group, id)
+  redis.call('XDEL', KEYS[1], id)
+  redis.call('HDEL', KEYS[3], id)
+  if episodes ~= '' then
+    for _, e in ipairs(cjson.decode(episodes)) do
+      redis.call('DEL', dedup_prefix .. e)
+    end
+  end
+end
+"""
+
 # KEYS: inbox stream, dead-letter stream, errors hash
 # ARGV: group, consumer, lease ms, count, max deliveries, dead-letter cap, XAUTOCLAIM cursor
-#       ("" = do not reclaim this time)
+#       ("" = do not reclaim this time), dedup key prefix
 # -> {next cursor, {{id, {field, value, ...}, deliveries}, ...}}
 # Entries idle for longer than the lease (their consumer died or hung) are taken over first;
 # one delivered more than "max deliveries" times is moved to the dead-letter stream instead.
-CLAIM = """
+CLAIM = DEAD_LETTER_FN + """
 local out = {}
 local cursor = ''
 if ARGV[7] ~= '' then
@@ -59,17 +92,7 @@ if ARGV[7] ~= '' then
         if not err then
           err = 'its consumer stopped ' .. n .. ' times before finishing it'
         end
-        local args = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*'}
-        for _, v in ipairs(e[2]) do
-          args[#args + 1] = v
-        end
-        for _, v in ipairs({'id', id, 'error', err, 'deliveries', tostring(n)}) do
-          args[#args + 1] = v
-        end
-        redis.call(unpack(args))
-        redis.call('XACK', KEYS[1], ARGV[1], id)
-        redis.call('XDEL', KEYS[1], id)
-        redis.call('HDEL', KEYS[3], id)
+        dead_letter(ARGV[1], id, e[2], err, n, ARGV[6], ARGV[8], '')
       else
         out[#out + 1] = {id, e[2], n}
       end
@@ -237,4 +260,43 @@ if v then
 end
 redis.call('SET', KEYS[1], ARGV[1])
 return false
+"""
+
+# KEYS: inbox stream, dead-letter stream, errors hash
+# ARGV: group, id, error, dead-letter cap, dedup key prefix, episodes that failed (JSON, "" = all)
+# -> 1 when moved, 0 when the entry is gone (finished or dead-lettered by another replica)
+DEAD_LETTER = DEAD_LETTER_FN + """
+local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+if not e[1] then
+  return 0
+end
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+local n = 1
+if p[1] then n = tonumber(p[1][4]) end
+dead_letter(ARGV[1], ARGV[2], e[1][2], ARGV[3], n, ARGV[4], ARGV[5], ARGV[6])
+return 1
+"""
+
+# KEYS: dead-letter stream, inbox stream
+# ARGV: dead-letter entry id
+# -> the new inbox entry id, or "" when there is no such dead letter
+# The delivery goes back to the queue as it was accepted (payload, the failed episodes, when it
+# was received), so it is processed again from its first attempt.
+RETRY_DEAD = """
+local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if not e[1] then
+  return ''
+end
+local args = {'XADD', KEYS[2], '*'}
+local keep = {payload = true, episodes = true, received_at = true}
+local fields = e[1][2]
+for i = 1, #fields, 2 do
+  if keep[fields[i]] then
+    args[#args + 1] = fields[i]
+    args[#args + 1] = fields[i + 1]
+  end
+end
+local id = redis.call(unpack(args))
+redis.call('XDEL', KEYS[1], ARGV[1])
+return id
 """

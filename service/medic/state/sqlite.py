@@ -9,9 +9,35 @@ from datetime import UTC, datetime
 from typing import Any
 
 from medic.sqlitedb import SqliteDB
-from medic.state.base import AcceptResult, ActionMark, InboxItem, KillSwitch, Payload, payload_json
+from medic.state.base import (
+    AcceptResult,
+    ActionMark,
+    DeadLetter,
+    InboxItem,
+    KillSwitch,
+    Payload,
+    payload_json,
+)
 
 MAX_ATTEMPTS = 5
+RETRY_DELAY = 5.0  # a failed item is handed out again after this many seconds
+
+
+def _row_id(item_id: str) -> int | None:
+    """An inbox row id from an id given by a user (API, CLI): None if it cannot be one."""
+    return int(item_id) if item_id.isascii() and item_id.isdigit() and len(item_id) < 19 else None
+
+
+def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
+    return DeadLetter(
+        id=str(row[0]),
+        payload=json.loads(row[1]),
+        episodes=json.loads(row[2]),
+        received_at=datetime.fromisoformat(row[3]),
+        dead_at=datetime.fromtimestamp(row[4], UTC) if row[4] is not None else None,
+        attempts=int(row[5]),
+        error=row[6] or "",
+    )
 
 
 class SqliteInbox:
@@ -77,15 +103,65 @@ class SqliteInbox:
         ids = [(int(i),) for i in item_ids]
         await self.db.write(lambda c: c.executemany("DELETE FROM inbox WHERE id = ?", ids))
 
-    async def release(self, item_id: str, error: str) -> None:
+    async def release(
+        self, item_id: str, error: str, *, episodes: list[str] | None = None, dead: bool = False
+    ) -> None:
+        now = time.time()
+
         def tx(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT attempts, new_episodes FROM inbox WHERE id = ?", (int(item_id),)
+            ).fetchone()
+            if row is None:
+                return
+            left = json.dumps(episodes) if episodes is not None else row[1]
+            if not (dead or row[0] >= MAX_ATTEMPTS):
+                conn.execute(
+                    "UPDATE inbox SET lease_until = ?, last_error = ?, new_episodes = ? WHERE id = ?",
+                    (now + RETRY_DELAY, error[:2000], left, int(item_id)),
+                )
+                return
             conn.execute(
-                "UPDATE inbox SET lease_until = ?, last_error = ?, "
-                "dead = CASE WHEN attempts >= ? THEN 1 ELSE 0 END WHERE id = ?",
-                (time.time() + 5.0, error[:2000], MAX_ATTEMPTS, int(item_id)),
+                "UPDATE inbox SET dead = 1, dead_at = ?, lease_until = NULL, claimed_by = NULL, "
+                "last_error = ?, new_episodes = ? WHERE id = ?",
+                (now, error[:2000], left, int(item_id)),
             )
+            released = [(key,) for key in json.loads(left)]
+            conn.executemany("DELETE FROM dedup WHERE key = ?", released)
 
         await self.db.write(tx)
+
+    async def list_dead_letters(self, limit: int = 100, offset: int = 0) -> tuple[list[DeadLetter], int]:
+        def run(conn: sqlite3.Connection) -> tuple[list[DeadLetter], int]:
+            total = conn.execute("SELECT COUNT(*) FROM inbox WHERE dead = 1").fetchone()[0]
+            rows = conn.execute(
+                "SELECT id, payload, new_episodes, received_at, dead_at, attempts, last_error "
+                "FROM inbox WHERE dead = 1 ORDER BY id DESC LIMIT ? OFFSET ?",
+                (limit, offset),
+            ).fetchall()
+            return [_dead_letter(r) for r in rows], int(total)
+
+        return await self.db.read(run)
+
+    async def retry_dead_letter(self, item_id: str) -> bool:
+        key = _row_id(item_id)
+        if key is None:
+            return False
+        cur = await self.db.write(
+            lambda c: c.execute(
+                "UPDATE inbox SET dead = 0, dead_at = NULL, attempts = 0, lease_until = NULL, "
+                "claimed_by = NULL WHERE id = ? AND dead = 1",
+                (key,),
+            )
+        )
+        return bool(cur.rowcount)
+
+    async def drop_dead_letter(self, item_id: str) -> bool:
+        key = _row_id(item_id)
+        if key is None:
+            return False
+        cur = await self.db.write(lambda c: c.execute("DELETE FROM inbox WHERE id = ? AND dead = 1", (key,)))
+        return bool(cur.rowcount)
 
     async def depth(self) -> int:
         row = await self.db.read(lambda c: c.execute("SELECT COUNT(*) FROM inbox WHERE dead = 0").fetchone())

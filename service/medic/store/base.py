@@ -35,6 +35,11 @@ class IncidentStore(Protocol):
         redelivered batch changes nothing but ``last_seen`` and counts nothing twice."""
         ...
 
+    async def discard_if_empty(self, incident_id: str) -> bool:
+        """Delete the incident if no alert was ever stored for it (its first merge failed), so a
+        delivery that could not be processed leaves no half-made incident; True if deleted."""
+        ...
+
     async def alerts(
         self, incident_id: str, *, status: str | None = None, limit: int = 100, offset: int = 0
     ) -> tuple[list[IncidentAlert], int]:

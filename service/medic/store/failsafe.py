@@ -69,6 +69,10 @@ class FailSafeIncidentStore:
         then wait in the inbox, as new incidents do, and are merged once it answers."""
         return await self.mongo.merge_alerts(incident_id, alerts)
 
+    async def discard_if_empty(self, incident_id: str) -> bool:
+        """Alerts are only ever merged in MongoDB, so only MongoDB can hold the half-made one."""
+        return await self.mongo.discard_if_empty(incident_id)
+
     async def alerts(
         self, incident_id: str, *, status: str | None = None, limit: int = 100, offset: int = 0
     ) -> tuple[list[IncidentAlert], int]:

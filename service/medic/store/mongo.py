@@ -262,6 +262,12 @@ class MongoIncidentStore:
                     return incident, True
         raise StoreError(f"could not open an incident for {incident.key}: it keeps changing")
 
+    async def discard_if_empty(self, incident_id: str) -> bool:
+        if await self._call(lambda: self.alert_docs.find_one({"incident_id": incident_id})) is not None:
+            return False
+        result = await self._call(lambda: self.incidents.delete_one({"_id": incident_id}))
+        return bool(result.deleted_count)
+
     async def save(self, incident: Incident, *, only_if_newer: bool = False) -> None:
         """Insert or replace the incident. Under a pipeline lock the write is fenced; with
         ``only_if_newer`` (spooled bundles written late) a newer stored version wins."""

@@ -96,6 +96,16 @@ class SqliteIncidentStore:
             )
         )
 
+    async def discard_if_empty(self, incident_id: str) -> bool:
+        cur = await self.db.write(
+            lambda c: c.execute(
+                "DELETE FROM incidents WHERE id = ? AND NOT EXISTS "
+                "(SELECT 1 FROM incident_alerts WHERE incident_id = ?)",
+                (incident_id, incident_id),
+            )
+        )
+        return bool(cur.rowcount)
+
     async def query(self, q: IncidentQuery) -> tuple[list[Incident], int]:
         where: list[str] = []
         args: list[object] = []
