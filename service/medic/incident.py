@@ -113,6 +113,7 @@ class IncidentAlert(BaseModel):
     startsAt: datetime
     endsAt: datetime | None = None
     generatorURL: str = ""
+    alertmanager_url: str = ""  # externalURL of the Alertmanager that sent it (silence links)
     first_seen: datetime = Field(default_factory=utcnow)
     last_seen: datetime = Field(default_factory=utcnow)
 
@@ -121,7 +122,7 @@ class IncidentAlert(BaseModel):
         return self.labels.get("severity", "")
 
     @classmethod
-    def from_alert(cls, alert: Alert, now: datetime) -> IncidentAlert:
+    def from_alert(cls, alert: Alert, now: datetime, alertmanager_url: str = "") -> IncidentAlert:
         return cls(
             identity=alert.identity,
             status=alert.status,
@@ -130,6 +131,7 @@ class IncidentAlert(BaseModel):
             startsAt=alert.startsAt,
             endsAt=alert.ended_at,
             generatorURL=alert.generatorURL,
+            alertmanager_url=alertmanager_url,
             first_seen=now,
             last_seen=now,
         )
@@ -163,6 +165,7 @@ def merge_alert(known: IncidentAlert | None, alert: IncidentAlert) -> tuple[Inci
             "startsAt": alert.startsAt,
             "endsAt": alert.endsAt,
             "annotations": dict(alert.annotations),
+            "alertmanager_url": alert.alertmanager_url or known.alertmanager_url,
             "last_seen": alert.last_seen,
         }
     )

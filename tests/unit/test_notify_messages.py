@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from medic.bundle import IncidentView
 from medic.errors import ConfigError
 from medic.incident import ActionStatus
 from medic.notify.config import GrafanaChannel, SlackChannel, WebhookChannel, check_routes, secrets_from_env
@@ -18,8 +19,10 @@ from medic.notify.events import Event, EventKind, Links, MessageKind, plan_messa
 from medic.notify.grafana import annotation
 from medic.notify.slack import escape, first_message, update_message
 from medic.notify.webhook import NotificationV1, WebhookNotifier, notification, signature, verify_signature
+from medic.report.links import LinkSettings
+from medic.report.oncall import oncall
 from medic.settings import load_settings
-from tests.e2e.pages_incidents import PLANTED, SLACK_PING, T0, hostile_incident
+from tests.e2e.pages_incidents import PLANTED, SLACK_PING, T0, hostile_alert, hostile_incident
 
 SLACK = SlackChannel(type="slack", url="https://hooks.slack.example/services/x")
 
@@ -219,3 +222,52 @@ def test_rules_must_name_configured_channels_once_any_is_configured() -> None:
 def test_env_secret_names() -> None:
     env = {"MEDIC_NOTIFY_PAGER_BRIDGE_SECRET": "s", "MEDIC_NOTIFY_ONCALL_URL": "u", "MEDIC_NOTIFY_URL": "x"}
     assert secrets_from_env(env) == {"pager-bridge": {"secret": "s"}, "oncall": {"url": "u"}}
+
+
+# ------------------------------------------------------------------ what on-call sees
+def oncall_links() -> Links:
+    alert = hostile_alert().model_copy(
+        update={
+            "annotations": {
+                "summary": "pods crash\nsince the rollout",
+                "runbook_url": "https://rb.example/x",
+            },
+            "alertmanager_url": "http://am-0.example:9093",
+        }
+    )
+    view = IncidentView(hostile_incident(), [alert]).redacted()
+    return Links(
+        "https://m/incidents/i", {}, oncall(view, LinkSettings(prometheus_url="https://p.example"), T0)
+    )
+
+
+def test_webhook_body_carries_the_alerts_words_links_and_gaps() -> None:
+    body = notification(event(), MessageKind.FIRST, oncall_links(), T0).model_dump(mode="json", by_alias=True)
+    inc = body["incident"]
+    assert inc["summaries"] == ["pods crash since the rollout"]
+    assert inc["runbook_urls"] == ["https://rb.example/x"]
+    assert [x["name"] for x in inc["links"]] == ["Prometheus", "Silence in Alertmanager"]
+    assert inc["links"][1]["url"].startswith("http://am-0.example:9093/#/silences/new?filter=")
+    assert inc["coverage_gaps"] == [
+        {"step": "loki.query", "status": "timeout", "reason": "no answer within 5s"}
+    ]
+    assert NotificationV1.model_validate(body).incident.links[0].name == "Prometheus"
+
+
+def test_channels_without_approval_links_keep_the_rest() -> None:
+    links = oncall_links()
+    links = Links(links.incident, {0: "http://approve"}, links.oncall)
+    cfg = WebhookChannel(type="webhook", url="http://x", secret="s" * 16, approval_links=False)
+    out = WebhookNotifier("w", cfg).build(
+        event(status=ActionStatus.AWAITING_APPROVAL), MessageKind.FIRST, links, T0
+    )
+    assert out is not None
+    inc = json.loads(out.body)["incident"]
+    assert inc["actions"][0]["approve_url"] is None and inc["summaries"] == ["pods crash since the rollout"]
+
+
+def test_grafana_annotation_quotes_the_summary_on_one_line() -> None:
+    cfg = GrafanaChannel(type="grafana", url="http://g", token="t" * 20)
+    body = annotation(cfg, event(EventKind.ACTION, action_index=0), oncall_links())
+    assert body is not None
+    assert body["text"].endswith("— pods crash since the rollout — https://m/incidents/i")

@@ -18,6 +18,7 @@ from datetime import datetime
 import aiohttp
 import structlog
 
+from medic.bundle import IncidentView, first_alerts
 from medic.incident import ActionStatus, Incident, TimelineEntry, utcnow
 from medic.metrics import Metrics
 from medic.notify.base import Notifier
@@ -29,11 +30,14 @@ from medic.notify.journal import IncidentJournal
 from medic.notify.ledger import Marks
 from medic.notify.slack import SlackNotifier
 from medic.notify.webhook import WebhookNotifier
+from medic.report.links import LinkSettings
+from medic.report.oncall import OnCall, oncall
 
 log = structlog.get_logger("medic.notify")
 
 # The approval page of an incident's action (index) — None when no link can be made.
 ApprovalLink = Callable[[Incident, int], Awaitable[str | None]]
+ONCALL_ALERTS = 20  # alerts whose summary/description/runbook a message may quote
 
 
 def build_notifiers(channels: Mapping[str, ChannelConfig]) -> dict[str, Notifier]:
@@ -86,6 +90,7 @@ class NotifyDispatcher:
         public_url: str = "",
         approval_link: ApprovalLink | None = None,
         clock: Callable[[], datetime] = utcnow,
+        link_settings: LinkSettings | None = None,
     ) -> None:
         self.notifiers = dict(notifiers)
         self.rule_notify = dict(rule_notify)
@@ -95,6 +100,7 @@ class NotifyDispatcher:
         self.public_url = public_url.rstrip("/")
         self.approval_link = approval_link
         self.clock = clock
+        self.link_settings = link_settings
         self._tasks: set[asyncio.Task[None]] = set()
         self._order: dict[str, tuple[asyncio.Lock, int]] = {}  # per incident: FIFO lock, pending
         self._session: aiohttp.ClientSession | None = None
@@ -163,7 +169,21 @@ class NotifyDispatcher:
                     link = await self.approval_link(incident, i)
                     if link:
                         approve[i] = link
-        return Links(url, approve)
+        return Links(url, approve, await self.oncall(incident))
+
+    async def oncall(self, incident: Incident) -> OnCall:
+        """The alerts' own words, links and coverage gaps (from the redacted first alerts); the
+        alerts unreadable (store down) leaves the message without them, never unsent."""
+        try:
+            alerts = await first_alerts(self.journal.store, incident.id, ONCALL_ALERTS)
+        except Exception as exc:
+            log.warning(
+                "notification without the alerts' annotations",
+                incident_id=incident.id,
+                error=type(exc).__name__,
+            )
+            alerts = []
+        return oncall(IncidentView(incident, alerts).redacted(), self.link_settings, self.clock())
 
     async def _run(self, event: Event, order: asyncio.Lock) -> None:
         inc = event.incident

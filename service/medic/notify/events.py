@@ -16,6 +16,7 @@ from enum import StrEnum
 from medic.incident import SEVERITY_ORDER, ActionRecord, ActionStatus, Finding, Incident
 from medic.notify.config import ChannelBase
 from medic.redact import redact
+from medic.report.oncall import OnCall
 
 
 class EventKind(StrEnum):
@@ -60,10 +61,13 @@ class Event:
 @dataclass(frozen=True)
 class Links:
     """Absolute URLs (None/empty without MEDIC_PUBLIC_URL): the incident page, approval pages by
-    action index."""
+    action index; and what on-call sees beside the findings (the alerts' summary, description and
+    runbook, links to Prometheus/Grafana/Alertmanager, coverage gaps), built from the redacted
+    incident and its first alerts."""
 
     incident: str | None = None
     approve: Mapping[int, str] = field(default_factory=dict)
+    oncall: OnCall = field(default_factory=OnCall)
 
 
 def snapshot(incident: Incident) -> Incident:

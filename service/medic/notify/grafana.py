@@ -16,6 +16,7 @@ from medic.notify.base import Notifier
 from medic.notify.config import GrafanaChannel
 from medic.notify.delivery import Outgoing
 from medic.notify.events import TAKEN, Event, EventKind, Links, MessageKind, action_line
+from medic.report.escape import fold
 
 
 def _ms(at: datetime) -> int:
@@ -39,6 +40,8 @@ def tags(inc: Incident, *more: str, extra: list[str] | None = None) -> list[str]
 def annotation(config: GrafanaChannel, event: Event, links: Links) -> dict[str, Any] | None:
     inc = event.incident
     suffix = f" — {links.incident}" if links.incident else f" — incident {inc.id}"
+    if links.oncall.summaries.values:  # the alert's own words, one line
+        suffix = f" — {fold(links.oncall.summaries.values[0])}{suffix}"
     body: dict[str, Any]
     if event.kind is EventKind.RESOLVED and inc.resolved_at is not None:
         body = {

@@ -8,6 +8,7 @@ resolution), each naming the incident and linking to it. Never more than one mes
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,8 @@ from medic.notify.base import Notifier
 from medic.notify.config import SlackChannel
 from medic.notify.delivery import Outgoing
 from medic.notify.events import Event, Links, MessageKind, action_line, ranked, update_line
+from medic.report.escape import slack_code, slack_link, slack_text
+from medic.report.oncall import OnCall, is_coverage
 
 ICON = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
 STATUS_ICON = {
@@ -29,20 +32,18 @@ STATUS_ICON = {
 }
 TEXT_LIMIT = 2900  # a section's text may hold 3000 characters
 TOP_FINDINGS = 3
+TOP_GAPS = 5
+DESCRIPTION_CHARS = 300
 
-
-def escape(text: str) -> str:
-    """Slack mrkdwn control characters: ``<!channel>`` or ``<http://x|y>`` in an alert label must
-    stay text, never become a mention or a disguised link."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def code(text: str) -> str:
-    return "`" + escape(text).replace("`", "'") + "`"
+# Slack mrkdwn: one line per value, ``& < >`` as entities, so ``<!channel>`` or ``<http://x|y>``
+# in an alert label stays text, never a mention or a disguised link, and a newline in it can
+# never start a line of its own (a forged "Action" line).
+escape = slack_text
+code = slack_code
 
 
 def link(url: str | None, label: str) -> str:
-    return f"<{url}|{escape(label)}>" if url else escape(label)
+    return slack_link(url, label)
 
 
 def _cut(text: str, limit: int = TEXT_LIMIT) -> str:
@@ -53,11 +54,19 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text)}}
 
 
-def _findings(inc: Incident) -> str:
+def _findings(inc: Incident, ctx: OnCall) -> str:
     if not inc.findings:
         return "_No findings._" if inc.evidence else "_Not diagnosed: no playbook for these alerts._"
     lines = ["*Findings*"]
     for i, f in enumerate(ranked(inc.findings)[:TOP_FINDINGS], 1):
+        if is_coverage(f) and ctx.gaps:
+            lines.append(f"{i}. {ICON.get(f.severity, '')} {escape(ctx.coverage_line)} {code(f.code)}")
+            lines += [
+                f"      • {code(g.step)} {escape(g.status)}: {escape(g.reason)}" for g in ctx.gaps[:TOP_GAPS]
+            ]
+            if len(ctx.gaps) > TOP_GAPS:
+                lines.append(f"      • _…and {len(ctx.gaps) - TOP_GAPS} more on the incident page_")
+            continue
         lines.append(f"{i}. {ICON.get(f.severity, '')} {escape(f.summary)} {code(f.code)}")
         lines += [f"      next: {code(step)}" for step in f.next_steps[:2]]
     if len(inc.findings) > TOP_FINDINGS:
@@ -77,6 +86,27 @@ def _actions(inc: Incident, links: Links) -> str:
     return "\n".join(lines)
 
 
+def _from_alerts(ctx: OnCall) -> str:
+    """The alerts' own summary, description and runbook: what the alert's author wanted said."""
+    lines = [f"*Summary*: {escape(v)}" for v in ctx.summaries.values]
+    if ctx.summaries.more:
+        lines.append(f"_…and {ctx.summaries.more} other summaries_")
+    lines += [f"*Description*: {escape(_cut(v, DESCRIPTION_CHARS))}" for v in ctx.descriptions.values[:1]]
+    if ctx.runbooks.values:
+        lines.append("*Runbook*: " + " · ".join(link(u, u) for u in ctx.runbooks.values))
+    return "\n".join(lines)
+
+
+def _links(ctx: OnCall) -> str:
+    """The explore and silence links, each whole or not at all (a cut link would be broken)."""
+    out: list[str] = []
+    for x in ctx.links:
+        piece = link(x.url, x.name)
+        if len(" · ".join([*out, piece])) <= TEXT_LIMIT:
+            out.append(piece)
+    return " · ".join(out)
+
+
 def first_message(event: Event, links: Links) -> dict[str, Any]:
     inc = event.incident
     title = f"{inc.title or inc.id}"
@@ -89,14 +119,19 @@ def first_message(event: Event, links: Links) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _cut(escape(title), 150), "emoji": True}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": _cut(f, 1900)} for f in facts]},
-        _section(_findings(inc)),
     ]
+    if said := _from_alerts(links.oncall):
+        blocks.append(_section(said))
+    blocks.append(_section(_findings(inc, links.oncall)))
     if actions := _actions(inc, links):
         blocks.append(_section(actions))
     context = f"Medic · {code(inc.id)} · {inc.alerts_firing} of {inc.alerts_total} alert(s) firing"
     if links.incident:
         context += f" · {link(links.incident, 'Open the incident')}"
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(context)}]})
+    elements = [{"type": "mrkdwn", "text": _cut(context)}]
+    if more := _links(links.oncall):
+        elements.append({"type": "mrkdwn", "text": more})
+    blocks.append({"type": "context", "elements": elements})
     top = f": {ranked(inc.findings)[0].summary}" if inc.findings else ""
     return {"text": _cut(escape(f"[{inc.severity}] {title}{top}")), "blocks": blocks}
 
@@ -123,6 +158,6 @@ class SlackNotifier(Notifier):
 
     def build(self, event: Event, kind: MessageKind, links: Links, now: datetime) -> Outgoing | None:
         if not self.config.approval_links:
-            links = Links(links.incident, {})
+            links = replace(links, approve={})
         body = first_message(event, links) if kind is MessageKind.FIRST else update_message(event, links)
         return Outgoing.json(self.config.url.get_secret_value(), body)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import replace
 from datetime import datetime
 from typing import Literal
 
@@ -62,6 +63,19 @@ class ActionV1(BaseModel):
     approve_url: str | None = Field(None, description="for awaiting_approval: the approval page")
 
 
+class LinkV1(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="what it opens, e.g. Prometheus, Grafana: logs, Silence in Alertmanager")
+    url: str
+
+
+class GapV1(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    step: str
+    status: str = Field(description="error|timeout|not_configured")
+    reason: str
+
+
 class IncidentV1(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str
@@ -81,6 +95,15 @@ class IncidentV1(BaseModel):
     resolved_at: datetime | None
     findings: list[FindingV1] = Field(description=f"most severe first, at most {MAX_FINDINGS}")
     actions: list[ActionV1]
+    summaries: list[str] = Field(default_factory=list, description="the alerts' distinct summary annotations")
+    descriptions: list[str] = Field(
+        default_factory=list, description="their distinct description annotations"
+    )
+    runbook_urls: list[str] = Field(default_factory=list, description="their distinct http(s) runbook_url")
+    links: list[LinkV1] = Field(
+        default_factory=list, description="Prometheus/Grafana views of the incident's time range, a silence"
+    )
+    coverage_gaps: list[GapV1] = Field(default_factory=list, description="checks that gave no data")
 
 
 class NotificationV1(BaseModel):
@@ -141,6 +164,11 @@ def _incident(inc: Incident, links: Links) -> IncidentV1:
             for f in ranked(inc.findings)[:MAX_FINDINGS]
         ],
         actions=[_action(a, links.approve.get(i)) for i, a in enumerate(inc.actions)],
+        summaries=links.oncall.summaries.values,
+        descriptions=links.oncall.descriptions.values,
+        runbook_urls=links.oncall.runbooks.values,
+        links=[LinkV1(name=x.name, url=x.url) for x in links.oncall.links],
+        coverage_gaps=[GapV1(step=g.step, status=g.status, reason=g.reason) for g in links.oncall.gaps],
     )
 
 
@@ -198,7 +226,7 @@ class WebhookNotifier(Notifier):
 
     def build(self, event: Event, kind: MessageKind, links: Links, now: datetime) -> Outgoing | None:
         if not self.config.approval_links:
-            links = Links(links.incident, {})
+            links = replace(links, approve={})
         body = notification(event, kind, links, now).model_dump(mode="json", by_alias=True)
         out = Outgoing.json(self.config.url.get_secret_value(), body)
         timestamp = str(int(now.timestamp()))

@@ -11,6 +11,7 @@ from markupsafe import Markup
 
 from medic.evidence import Evidence
 from medic.incident import ActionStatus, Incident
+from medic.report.oncall import Gap, gaps, is_coverage
 from medic.web.sparkline import sparkline
 
 JSON_LIMIT = 20_000
@@ -169,6 +170,7 @@ class FindingView:
     next_steps: list[str]
     log_sample: list[str]
     details: str
+    gaps: list[tuple[Gap, str]] = field(default_factory=list)  # coverage.incomplete: (check, anchor)
 
 
 def finding_views(inc: Incident) -> list[FindingView]:
@@ -177,17 +179,21 @@ def finding_views(inc: Incident) -> list[FindingView]:
     for i, f in enumerate(ranked, 1):
         sample = f.details.get("log_sample") if isinstance(f.details, dict) else None
         details = {k: v for k, v in f.details.items() if k != "log_sample"}
+        missing = gaps(inc) if is_coverage(f) else []
         out.append(
             FindingView(
                 rank=i,
                 severity=f.severity,
                 code=f.code,
                 analyzer=f.analyzer,
-                summary=f.summary,
-                evidence=[(s, anchor(s)) for s in f.evidence],
+                summary=f"{len(missing)} of {len(inc.evidence)} checks gave no data"
+                if missing
+                else f.summary,
+                evidence=[] if missing else [(s, anchor(s)) for s in f.evidence],
                 next_steps=list(f.next_steps),
                 log_sample=[str(x) for x in sample] if isinstance(sample, list) else [],
-                details=pretty(details) if details else "",
+                details="" if missing else pretty(details) if details else "",
+                gaps=[(g, anchor(g.step)) for g in missing],
             )
         )
     return out
