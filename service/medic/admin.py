@@ -3,11 +3,11 @@ the admin API is disabled (the CLI can still flip the switch in the local store)
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
+from medic.http_errors import json_body, query_int
 from medic.intake.auth import Credentials, check_authorization
 from medic.problem import problem
 from medic.state.base import KillSwitch, RemediationState
@@ -54,10 +54,7 @@ class AdminApi:
     async def put_kill_switch(self, request: web.Request) -> web.Response:
         if denied := self._denied(request):
             return denied
-        try:
-            body = json.loads(await request.text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return problem(400, "Malformed JSON", str(exc))
+        body = await json_body(request)
         if not isinstance(body, dict) or not isinstance(body.get("enabled"), bool):
             return problem(
                 400, "Invalid request", 'expected {"enabled": true|false, "reason": "..."}', field="enabled"
@@ -73,8 +70,5 @@ class AdminApi:
         if denied := self._denied(request):
             return denied
         incident = request.query.get("incident")
-        try:
-            limit = min(max(int(request.query.get("limit", "100")), 1), 1000)
-        except ValueError:
-            return problem(400, "Bad Request", "limit must be an integer", field="limit")
+        limit = query_int(request, "limit", 100, 1, 1000)
         return web.json_response({"items": await self.store.audit(incident, limit)})

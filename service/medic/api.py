@@ -9,6 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from medic.bundle import incident_view
+from medic.http_errors import query_int
 from medic.incident import Incident
 from medic.metrics import Metrics
 from medic.problem import problem
@@ -36,19 +37,6 @@ def incident_summary(inc: Incident) -> dict[str, Any]:
         "updated_at": inc.updated_at.isoformat(),
         "resolved_at": inc.resolved_at.isoformat() if inc.resolved_at else None,
     }
-
-
-def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(reason=f"{name} must be an integer") from None
-    if not lo <= value <= hi:
-        raise web.HTTPBadRequest(reason=f"{name} must be between {lo} and {hi}")
-    return value
 
 
 Readiness = Callable[[], Awaitable[tuple[str, dict[str, str]]]]
@@ -90,8 +78,8 @@ class ReadApi:
             status=status,
             rule=request.query.get("rule"),
             namespace=request.query.get("namespace"),
-            limit=_int(request, "limit", 50, 1, 500),
-            offset=_int(request, "offset", 0, 0, 10**9),
+            limit=query_int(request, "limit", 50, 1, 500),
+            offset=query_int(request, "offset", 0, 0, 10**9),
         )
         items, total = await self.store.query(q)
         return web.json_response(
@@ -119,8 +107,8 @@ class ReadApi:
         status = request.query.get("status")
         if status not in (None, "firing", "resolved"):
             return problem(400, "Bad Request", "status must be firing or resolved", field="status")
-        limit = _int(request, "limit", 100, 1, 1000)
-        offset = _int(request, "offset", 0, 0, 10**9)
+        limit = query_int(request, "limit", 100, 1, 1000)
+        offset = query_int(request, "offset", 0, 0, 10**9)
         incident_id = request.match_info["id"]
         if await self.store.get(incident_id) is None:
             return problem(404, "Not Found", f"no incident {incident_id!r}")

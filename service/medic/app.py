@@ -15,6 +15,7 @@ from medic.approvals import ApprovalService
 from medic.backend_select import StateBackend, open_backend
 from medic.backends import Backends
 from medic.config import Config, load_config
+from medic.http_errors import edge_middleware, handler_args
 from medic.intake.auth import Credentials
 from medic.intake.handlers import WebhookIntake
 from medic.kube.resolver import KubeTargetResolver
@@ -24,7 +25,6 @@ from medic.notify.dispatcher import NotifyDispatcher, build_notifiers
 from medic.notify.journal import IncidentJournal
 from medic.pipeline import Pipeline
 from medic.playbooks.registry import Registry, default_registry
-from medic.problem import problem_middleware
 from medic.remediation.executor import GuardedRemediator
 from medic.rules.targets import LabelTargetResolver, TargetResolver
 from medic.settings import Settings
@@ -155,7 +155,11 @@ class Runtime:
 
 def build_app(runtime: Runtime) -> web.Application:
     s = runtime.settings
-    app = web.Application(middlewares=[problem_middleware], client_max_size=s.max_body_bytes + 1)
+    app = web.Application(
+        middlewares=[edge_middleware(body_read_timeout=s.body_read_timeout.total_seconds())],
+        client_max_size=s.max_body_bytes,
+        handler_args=handler_args(keepalive_timeout=s.keepalive_timeout.total_seconds()),
+    )
     intake = WebhookIntake(
         runtime.inbox,
         runtime.metrics,

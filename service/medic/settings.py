@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from medic.durations import Duration
 from medic.errors import ConfigError
 from medic.notify.config import ChannelConfig, check_channel_names, secrets_from_env
 
@@ -84,6 +86,20 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    body_read_timeout: Duration = Field(
+        timedelta(seconds=10),
+        gt=timedelta(0),
+        le=timedelta(minutes=10),
+        description="A request body not received in full this long after its headers is answered "
+        "408 and its connection closed (every route that takes a body).",
+    )
+    keepalive_timeout: Duration = Field(
+        timedelta(seconds=30),
+        gt=timedelta(0),
+        le=timedelta(hours=1),
+        description="An open connection that sends no complete request head (request line and "
+        "headers) for this long, new or between requests, is closed.",
+    )
     public_url: str = ""
 
     # intake auth (bearer and/or basic; required when set)

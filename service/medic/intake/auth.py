@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 from dataclasses import dataclass
 
@@ -19,8 +18,22 @@ class Credentials:
         return bool(self.token) or self.username is not None
 
 
-def _eq(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
+def secret_equal(a: str, b: str) -> bool:
+    """Constant-time comparison that never raises (header bytes that were not UTF-8 reach us as
+    lone surrogates, which a plain ``encode()`` refuses)."""
+    return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))
+
+
+def header_text(value: str) -> str:
+    """A header value as text any store can hold: bytes that were not UTF-8 become U+FFFD."""
+    try:
+        raw = value.encode("utf-8", "surrogateescape")  # the bytes as received
+    except UnicodeEncodeError:
+        raw = value.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "replace")
+
+
+_eq = secret_equal
 
 
 def check_authorization(header: str | None, creds: Credentials) -> bool:
@@ -37,7 +50,7 @@ def check_authorization(header: str | None, creds: Credentials) -> bool:
     if scheme == "basic" and creds.username is not None:
         try:
             decoded = base64.b64decode(value, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, non-ASCII input
             return False
         user, sep, password = decoded.partition(":")
         if not sep:

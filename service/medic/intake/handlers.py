@@ -12,6 +12,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from medic.errors import StoreError
+from medic.http_errors import MAX_JSON_DEPTH, json_depth
 from medic.intake.auth import Credentials, check_authorization
 from medic.intake.model import WebhookPayload
 from medic.metrics import Metrics
@@ -136,8 +137,14 @@ class WebhookIntake:
             pass
         try:
             raw = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except RecursionError:
+            raw = None  # deeper than Python's parser goes: refused below as too deep
+        except ValueError as exc:  # not JSON, not UTF-8, an integer of more than 4,300 digits
             return self.reject("json", problem(400, "Malformed JSON", str(exc)))
+        if raw is None or json_depth(raw) > MAX_JSON_DEPTH:
+            return self.reject(
+                "json", problem(400, "Malformed JSON", f"nested deeper than {MAX_JSON_DEPTH} levels")
+            )
         if not isinstance(raw, dict):
             return self.reject(
                 "schema", problem(400, "Invalid webhook payload", "the body must be a JSON object")

@@ -20,6 +20,8 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from medic.intake.auth import header_text, secret_equal
+
 COOKIE = "medic_read"
 COOKIE_MAX_AGE = 30 * 24 * 3600
 
@@ -30,8 +32,7 @@ class Viewer:
     identity: str = ""  # the person, when an auth proxy says who it is
 
 
-def _eq(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
+_eq = secret_equal
 
 
 @dataclass(frozen=True)
@@ -81,4 +82,4 @@ class ReadAccess:
     def proxied(self, headers: Mapping[str, str]) -> str:
         if not self.proxy_header:
             return ""
-        return headers.get(self.proxy_header, "").strip()[:100]
+        return header_text(headers.get(self.proxy_header, "")).strip()[:100]

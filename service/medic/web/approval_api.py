@@ -8,13 +8,13 @@ approval token is needed; single use and the guard re-check are the same as on t
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from medic.admin import admin_denied
 from medic.approvals import ApprovalRefused, ApprovalService, Decision
+from medic.http_errors import json_body
 from medic.intake.auth import Credentials
 from medic.problem import problem
 from medic.redact import redact
@@ -37,10 +37,7 @@ class ApprovalApi:
     async def _decide(self, request: web.Request, decision: Decision) -> web.Response:
         if denied := self._denied(request):
             return denied
-        try:
-            body: Any = json.loads(await request.text() or "{}")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return problem(400, "Malformed JSON", str(exc))
+        body: Any = await json_body(request, empty={})
         if not isinstance(body, dict):
             return problem(400, "Invalid request", 'expected {"by": "...", "action": "..."}')
         fields = {k: body.get(k) for k in ("by", "action", "reason")}

@@ -14,6 +14,8 @@ from aiohttp import web
 
 from medic.approvals import ApprovalRefused, ApprovalService, Decision
 from medic.bundle import incident_view
+from medic.errors import InputError
+from medic.http_errors import form_body, query_int
 from medic.incident import ActionRecord, ActionStatus
 from medic.notify.events import snapshot
 from medic.problem import problem
@@ -23,6 +25,7 @@ from medic.web.render import render
 from medic.web.views import awaiting, evidence_view, finding_views, page_query, pretty, safe_url
 
 PAGE_SIZE = 25
+MAX_PAGE = 10**9 // PAGE_SIZE  # the read API's largest offset
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -115,9 +118,9 @@ class Pages:
         if filters["status"] not in ("", "open", "resolved"):
             return message(400, "Bad filter", "status must be open or resolved")
         try:
-            page = max(int(request.query.get("page", "1")), 1)
-        except ValueError:
-            return message(400, "Bad page", "page must be a number")
+            page = query_int(request, "page", 1, 1, MAX_PAGE)
+        except InputError as exc:
+            return message(400, "Bad page", exc.detail)
         offset = (page - 1) * PAGE_SIZE
         items, total = await self.store.query(
             IncidentQuery(
@@ -206,8 +209,8 @@ class Pages:
         incident_id = request.match_info["id"]
         if self.approvals is None:
             return message(404, "Approvals are not available", "this Medic has no approval service")
-        form = await request.post()
-        token, by, reason = (str(form.get(k, "")) for k in ("approval", "by", "reason"))
+        form = await form_body(request)
+        token, by, reason = (form.get(k, "") for k in ("approval", "by", "reason"))
         try:
             outcome = await self.approvals.decide(
                 incident_id,
