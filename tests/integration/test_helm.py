@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import itertools
+import json
 import os
 import re
 import subprocess
+import sys
 import textwrap
+import types
 from pathlib import Path
 from typing import Any
 
@@ -286,6 +290,64 @@ def test_schema_is_strict(values: dict[str, Any], message: str) -> None:
 
 def test_default_values_pass_the_schema() -> None:
     chart().validate_schema(chart().merge_values(None))
+
+
+# --------------------------------------------------------------------------- values table
+VALUES_TABLE_SCRIPT = REPO / "helm" / "values_table.py"
+
+
+@functools.cache
+def _values_table() -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location("values_table", VALUES_TABLE_SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _value_rows() -> list[Any]:
+    rows: list[Any] = _values_table().rows((CHART_DIR / "values.yaml").read_text(encoding="utf-8"))
+    return rows
+
+
+def test_readme_values_table_is_current() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(VALUES_TABLE_SCRIPT), "--check"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_stale_values_table_fails_the_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    readme, values = tmp_path / "README.md", tmp_path / "values.yaml"
+    readme.write_text((CHART_DIR / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
+    text = (CHART_DIR / "values.yaml").read_text(encoding="utf-8")
+    values.write_text(
+        text + "# A value added without regenerating the table\nnewValue: 3\n", encoding="utf-8"
+    )
+    argv = ["--values", str(values), "--readme", str(readme)]
+    main = _values_table().main
+    assert main([*argv, "--check"]) == 1
+    assert "values table is stale" in capsys.readouterr().err
+    assert main(argv) == 0
+    assert "| `newValue` | `3` | A value added without regenerating the table |" in readme.read_text(
+        encoding="utf-8"
+    )
+    assert main([*argv, "--check"]) == 0
+
+
+def test_every_value_is_documented_and_in_the_schema() -> None:
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text(encoding="utf-8"))
+    rows = _value_rows()
+    assert len(rows) > 50
+    for row in rows:
+        assert row.description, f"values.yaml: {row.key} has no comment"
+        node = schema
+        for part in row.key.split("."):
+            assert part in node.get("properties", {}), f"values.schema.json has no {row.key}"
+            node = node["properties"][part]
+    top = {row.key.split(".")[0] for row in rows}
+    assert set(schema["properties"]) - {"global"} == top
 
 
 # --------------------------------------------------------------------------- RBAC
