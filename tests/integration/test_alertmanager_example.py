@@ -193,11 +193,43 @@ def test_docs_route_examples_are_what_amtool_prints() -> None:
         assert receivers(EXAMPLE, dict(a.split("=", 1) for a in labels)) == expected, labels
 
 
-def test_docs_wrong_shape_pages_medic_only(tmp_path: Path) -> None:
-    text = DOC.read_text(encoding="utf-8")
-    wrong = text.split("```yaml\n", 1)[1].split("```", 1)[0]
-    config = yaml.safe_load(wrong)
-    config["receivers"] = [{"name": ONCALL}, {"name": MEDIC}]
-    path = write(config, tmp_path)
-    check_config(path)
-    assert receivers(path, {"namespace": "playcode"}) == [MEDIC]
+def yaml_blocks(path: Path) -> list[Any]:
+    text = path.read_text(encoding="utf-8")
+    return [yaml.safe_load(b.split("```", 1)[0]) for b in text.split("```yaml\n")[1:]]
+
+
+def with_stub_receivers(config: dict[str, Any]) -> dict[str, Any]:
+    """A route-only snippet made loadable: a bare receiver for each name it routes to."""
+    names: list[str] = []
+
+    def collect(route: dict[str, Any]) -> None:
+        names.append(route["receiver"])
+        for child in route.get("routes", []):
+            collect(child)
+
+    collect(config["route"])
+    return {**config, "receivers": config.get("receivers") or [{"name": n} for n in dict.fromkeys(names)]}
+
+
+def test_readme_route_keeps_oncall_paged(tmp_path: Path) -> None:
+    """The route the README shows (the docs engineer's) pages on-call beside Medic."""
+    blocks = [b for b in yaml_blocks(REPO / "README.md") if isinstance(b, dict) and "route" in b]
+    assert blocks, "README.md shows no Alertmanager route"
+    for i, config in enumerate(blocks):
+        path = write(config, tmp_path, f"block{i}.yml")
+        check_config(path)
+        assert receivers(path, {"alertname": "KubePodCrashLooping", "namespace": "playcode"}) == [
+            MEDIC,
+            ONCALL,
+        ]
+        medic_down = {"alertname": "MedicDown", "component": "playcode-medic", "namespace": "playcode"}
+        assert receivers(path, medic_down) == [ONCALL]
+
+
+def test_docs_routes_wrong_then_right(tmp_path: Path) -> None:
+    """docs/alertmanager.md shows the broken shape first, then the fix: amtool agrees with both."""
+    wrong, right = [b for b in yaml_blocks(DOC) if isinstance(b, dict) and "route" in b]
+    for name, config, expected in (("wrong", wrong, [MEDIC]), ("right", right, [MEDIC, ONCALL])):
+        path = write(with_stub_receivers(config), tmp_path, f"{name}.yml")
+        check_config(path)
+        assert receivers(path, {"namespace": "playcode"}) == expected, name

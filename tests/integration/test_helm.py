@@ -7,8 +7,12 @@
   each enabled action, nothing else (no secrets, no exec, no wildcard).
 * The rendered rule/playbook ConfigMaps are the repo's files and pass ``medic check``.
 * The env the chart sets loads with Medic's own settings model.
-* PrometheusRule expressions pass ``promtool check rules``; the NOTES receiver snippet passes
-  ``amtool check-config`` (both from the Debian prometheus/alertmanager packages, when present).
+* The PrometheusRule passes ``promtool check rules`` and its alerts fire as documented under
+  ``promtool test rules`` (Debian package prometheus; missing, the tests fail). Every alert links
+  its section of docs/operations.md. The NOTES route is checked with ``amtool`` in
+  test_alertmanager_example.py.
+* The chart refuses what Medic would refuse at start-up (one backend alone, half basic auth...).
+* The README's values table is what helm/values_table.py generates from values.yaml.
 * The Dockerfile is multi-stage, non-root, and agrees with the chart on paths, port and uid.
 """
 
