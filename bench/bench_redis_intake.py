@@ -7,29 +7,31 @@ everysec``, the production setting), the MongoDB fake (Medic's incident store; i
 touch it, the workers do), the bare handler and Medic. All get the same closed-loop load from this
 process (same payloads, same concurrency). Every Medic request carries a new alert episode, so
 every one is a real accept: the dedup check + XADD Lua script (Redis) or a synchronous SQLite
-commit (embedded). Medic's workers run meanwhile, as in production.
+commit (embedded). Medic's workers run meanwhile, as in production. The load comes from ``wrk``
+(see bench/_wrk.py).
 
-    .venv/bin/python bench/bench_redis_intake.py [--requests 5000] [--concurrency 64]
+    .venv/bin/python bench/bench_redis_intake.py [--seconds 10] [--connections 64]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.servers.process import require_binary
 from tests.servers.redis_server import REDIS_BIN, REDIS_PACKAGE
 
-from bench._load import LoadResult, run_load
-from bench.bench_intake import BARE, body, free_port, wait_port
+from bench._wrk import BARE, free_port, wait_http, wrk
 
 MONGO = """
 import asyncio, sys
@@ -56,7 +58,17 @@ def medic_env(tmp: str, port: int, **extra: str) -> dict[str, str]:
     }
 
 
-def measure(args: argparse.Namespace) -> list[LoadResult]:
+def wait_port(port: int, within: float = 20) -> None:
+    end = time.time() + within
+    while time.time() < end:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def measure(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
     procs: list[subprocess.Popen[bytes]] = []
     with (
         tempfile.TemporaryDirectory() as tmp_redis_data,
@@ -82,9 +94,9 @@ def measure(args: argparse.Namespace) -> list[LoadResult]:
             }
             medic = str(Path(sys.executable).with_name("medic"))
             url = "http://127.0.0.1:{}/api/v1/alerts"
-            load = {"total": args.requests, "concurrency": args.concurrency}
+            load = {"threads": args.threads, "connections": args.connections, "seconds": args.seconds}
             wait_port(bare_port)
-            results = [asyncio.run(run_load("bare aiohttp handler", url.format(bare_port), body, **load))]
+            results = [("bare aiohttp handler", wrk(url.format(bare_port), prefix="b", targets=1, **load))]
             runs = [
                 ("medic redis+mongo", medic_env(tmp_redis, redis_medic_port, **backends), redis_medic_port),
                 ("medic sqlite (reference)", medic_env(tmp_sqlite, sqlite_medic_port), sqlite_medic_port),
@@ -92,11 +104,8 @@ def measure(args: argparse.Namespace) -> list[LoadResult]:
             for n, (name, env, port) in enumerate(runs, start=1):
                 server = subprocess.Popen([medic, "serve"], env=env)
                 procs.append(server)
-                wait_port(port)
-                offset = n * 10_000_000  # new episodes only
-                results.append(
-                    asyncio.run(run_load(name, url.format(port), lambda i, o=offset: body(i + o), **load))
-                )
+                wait_http(f"http://127.0.0.1:{port}/readyz")
+                results.append((name, wrk(url.format(port), prefix=f"m{n}-", targets=1, **load)))
                 server.terminate()  # its workers must not compete with the next measurement
                 server.wait(30)
             return results
@@ -107,20 +116,22 @@ def measure(args: argparse.Namespace) -> list[LoadResult]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=5000)
-    ap.add_argument("--concurrency", type=int, default=64)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
+    ap.add_argument("--threads", type=int, default=2, help="wrk threads")
+    ap.add_argument("--connections", type=int, default=64, help="wrk connections")
     args = ap.parse_args()
     results = measure(args)
-    bare, redis, sqlite = results
-    print(f"{args.requests} requests, concurrency {args.concurrency}, {os.cpu_count()} cores")
-    for r in results:
-        print(r.line())
-    print(f"medic redis+mongo / bare throughput: {redis.rps / bare.rps:.0%}")
-    print(f"medic sqlite / bare throughput:      {sqlite.rps / bare.rps:.0%}")
-    print(
-        json.dumps({"results": [r.as_dict() for r in results], "redis_ratio": round(redis.rps / bare.rps, 3)})
-    )
+    (_, bare), (_, redis), (_, sqlite) = results
+    print(f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, {os.cpu_count()} cores")
+    for name, r in results:
+        print(
+            f"  {name:26} {r['rps']:>9.0f} req/s   p50 {r['p50_ms']:.1f} ms   p99 {r['p99_ms']:.1f} ms"
+            f"   non-2xx {r['non_2xx']}"
+        )
+    print(f"  medic redis+mongo / bare throughput: {redis['rps'] / bare['rps']:.2f}x")
+    print(f"  medic sqlite / bare throughput:      {sqlite['rps'] / bare['rps']:.2f}x")
+    print(json.dumps({"results": dict(results), "redis_ratio": round(redis["rps"] / bare["rps"], 3)}))
 
 
 if __name__ == "__main__":
