@@ -1159,16 +1159,16 @@ PROMTOOL_UNIT_TESTS: list[dict[str, Any]] = [
         ],
     },
     {
-        # one replica loses Redis for 10 minutes; MongoDB stays up
+        # one replica loses its inbox backend (Redis) for 10 minutes; the store (MongoDB) stays up
         "interval": "1m",
         "input_series": [
-            _series("medic_backend_up", "1x4 0x10 1x10", pod="medic-0", backend="redis"),
-            _series("medic_backend_up", "1x25", pod="medic-1", backend="redis"),
-            _series("medic_backend_up", "1x25", pod="medic-0", backend="mongo"),
+            _series("medic_backend_up", "1x4 0x10 1x10", pod="medic-0", backend="inbox"),
+            _series("medic_backend_up", "1x25", pod="medic-1", backend="inbox"),
+            _series("medic_backend_up", "1x25", pod="medic-0", backend="store"),
         ],
         "alert_rule_test": [
             _firing("MedicBackendDown", "7m"),
-            _firing("MedicBackendDown", "11m", {"backend": "redis"}),
+            _firing("MedicBackendDown", "11m", {"backend": "inbox"}),
             _firing("MedicBackendDown", "20m"),
         ],
     },
