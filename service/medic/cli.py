@@ -1,4 +1,8 @@
-"""The ``medic`` command: serve, check, replay, incidents."""
+"""The ``medic`` command: serve, check, replay, incidents, report, approve/reject, kill-switch.
+
+Exit 0 success, 1 failure (a check that finds errors, an unknown incident, a refusal), 2 usage
+or configuration error (see :mod:`medic.cli_output`, which also holds ``-o`` and the progress line).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from medic import __version__
-from medic.errors import ConfigError, ConfigErrors, MedicError
+from medic.cli_dead_letters import add_parser as add_dead_letters_parser
+from medic.cli_output import EXIT_FAILURE, EXIT_USAGE, Progress, add_output_option, emit
+from medic.errors import ConfigError, ConfigErrors, MedicError, UsageError
 
 
-def _fail(message: str, code: int = 1) -> int:
+def _fail(message: str, code: int = EXIT_FAILURE) -> int:
     print(f"medic: {message}", file=sys.stderr)
     return code
 
@@ -82,16 +88,21 @@ def _expand(paths: list[Path]) -> list[Path]:
     return files
 
 
+def _error_json(err: ConfigError) -> dict[str, Any]:
+    return {"file": err.file, "line": err.line, "rule": err.rule, "field": err.field, "message": err.message}
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from medic.config import load_config
     from medic.playbooks.registry import default_registry
     from medic.settings import load_settings
 
+    errors: list[ConfigError] = []
     if args.paths:
-        missing = [p for p in args.paths if not Path(p).exists()]
-        if missing:
-            return _fail(f"{missing[0]}: no such file or directory")
-        files = _expand([Path(p) for p in args.paths])
+        errors += [
+            ConfigError("no such file or directory", file=p) for p in args.paths if not Path(p).exists()
+        ]
+        files = _expand([Path(p) for p in args.paths if Path(p).exists()])
         playbooks = [f for f in files if _looks_like_playbook(f)]
         rules = [f for f in files if f not in playbooks]
         if rules and not playbooks:
@@ -99,24 +110,46 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         settings = load_settings()
         rules, playbooks = [settings.rules_dir], [settings.playbooks_dir]
-    try:
-        config = load_config(rules, playbooks, default_registry())
-    except ConfigErrors as exc:
-        for err in exc.errors:
+    config = None
+    if not errors:
+        try:
+            config = load_config(rules, playbooks, default_registry())
+        except ConfigErrors as exc:
+            errors = exc.errors
+        except ConfigError as exc:
+            errors = [exc]
+    result: dict[str, Any] = {"ok": not errors, "playbooks": [], "rules": [], "errors": []}
+    if config is not None:
+        result["playbooks"] = [
+            {
+                "name": name,
+                "file": str(pb.file),
+                "collectors": len(pb.steps),
+                "analyzers": len(pb.analyzers),
+                "actions": list(pb.actions),
+            }
+            for name, pb in sorted(config.playbooks.items())
+        ]
+        result["rules"] = [{"name": r.name, "file": str(config.rule_files[r.name])} for r in config.rules]
+    result["errors"] = [_error_json(e) for e in errors]
+    if errors and args.output == "text":  # promtool's shape: what failed on stderr
+        for err in errors:
             print(f"  FAILED: {err}", file=sys.stderr)
-        print(f"{len(exc.errors)} error(s)", file=sys.stderr)
-        return 1
-    except ConfigError as exc:
-        return _fail(str(exc))
-    for name, pb in sorted(config.playbooks.items()):
-        print(
-            f"Checking playbook {name!r} ({pb.file})  SUCCESS: {len(pb.steps)} collectors, "
-            f"{len(pb.analyzers)} analyzers, actions: {', '.join(pb.actions) or 'none'}"
-        )
-    for rule in config.rules:
-        print(f"Checking rule {rule.name!r} ({config.rule_files[rule.name]})  SUCCESS")
-    print(f"{len(config.rules)} rule(s), {len(config.playbooks)} playbook(s): OK")
-    return 0
+        print(f"{len(errors)} error(s)", file=sys.stderr)
+    else:
+        emit(args, result, lambda: _check_text(result))
+    return EXIT_FAILURE if errors else 0
+
+
+def _check_text(result: dict[str, Any]) -> str:
+    lines = [
+        f"Checking playbook {pb['name']!r} ({pb['file']})  SUCCESS: {pb['collectors']} collectors, "
+        f"{pb['analyzers']} analyzers, actions: {', '.join(pb['actions']) or 'none'}"
+        for pb in result["playbooks"]
+    ]
+    lines += [f"Checking rule {r['name']!r} ({r['file']})  SUCCESS" for r in result["rules"]]
+    lines.append(f"{len(result['rules'])} rule(s), {len(result['playbooks'])} playbook(s): OK")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- replay
@@ -153,6 +186,7 @@ async def _replay(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         body = json.loads(validation_problem(exc).text or "{}")
         return _fail(f"{args.payload}: {body.get('detail', body.get('title'))}")
+    progress = Progress()
     with tempfile.TemporaryDirectory(prefix="medic-replay-") as tmp:
         # a throw-away embedded store, never the production backends
         overrides: dict[str, Any] = {"data_dir": Path(tmp), "mode": "dry-run"}
@@ -168,19 +202,22 @@ async def _replay(args: argparse.Namespace) -> int:
                 new_episodes=[a.episode_key for a in payload.alerts],
                 received_at=datetime.now(UTC),
             )
-            touched = await runtime.pipeline.process(item)
-            for i, incident_id in enumerate(dict.fromkeys(touched)):
-                view = await incident_view(runtime.store, incident_id)
-                if view is None:
-                    continue
-                if args.format == "json":
-                    print(json.dumps(view.document(), indent=2))
-                else:
-                    if i:
-                        print("\n---\n")
-                    print(render_markdown(view))
+            label = f"replaying {len(payload.alerts)} alert(s), collectors running"
+            touched = await progress.around(
+                label, runtime.pipeline.process(item), budget=settings.playbook_deadline_seconds
+            )
+            views = [
+                view
+                for incident_id in dict.fromkeys(touched)
+                if (view := await incident_view(runtime.store, incident_id)) is not None
+            ]
         finally:
             await runtime.close()
+    emit(
+        args,
+        {"incidents": [view.document() for view in views]},
+        lambda: "\n\n---\n\n".join(render_markdown(view) for view in views),
+    )
     return 0
 
 
@@ -202,7 +239,7 @@ async def _incidents_local(args: argparse.Namespace) -> Any:
 
     settings = load_settings()
     if not settings.db_path.exists():
-        raise MedicError(f"no local store at {settings.db_path} (set MEDIC_DATA_DIR or --url)")
+        raise ConfigError(f"no local store at {settings.db_path} (set MEDIC_DATA_DIR or --url)")
     db = SqliteDB(settings.db_path)
     await db.open()
     try:
@@ -242,19 +279,24 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     from medic.report.markdown import render_markdown
 
     if args.action == "show" and not args.id:
-        return _fail("incidents show needs an incident id")
+        raise UsageError("incidents show needs an incident id")
     result = asyncio.run(_incidents_remote(args) if args.url else _incidents_local(args))
     if isinstance(result, IncidentView):
-        print(json.dumps(result.document(), indent=2) if args.format == "json" else render_markdown(result))
-        return 0
-    if args.format == "json":
-        print(json.dumps(result, indent=2))
-        return 0
-    print(f"{'ID':32} {'STATUS':9} {'SEV':8} {'FIRING':6} TITLE")
-    for item in result["items"]:
-        print(f"{item['id']:32} {item['status']:9} {item['severity']:8} {item['firing']:<6} {item['title']}")
-    print(f"({len(result['items'])} of {result['total']})")
+        view = result
+        emit(args, view.document(), lambda: render_markdown(view))
+    else:
+        emit(args, result, lambda: _incident_table(result))
     return 0
+
+
+def _incident_table(result: dict[str, Any]) -> str:
+    lines = [f"{'ID':32} {'STATUS':9} {'SEV':8} {'FIRING':6} TITLE"]
+    for item in result["items"]:
+        lines.append(
+            f"{item['id']:32} {item['status']:9} {item['severity']:8} {item['firing']:<6} {item['title']}"
+        )
+    lines.append(f"({len(result['items'])} of {result['total']})")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- on-call
@@ -264,32 +306,10 @@ def _read_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-async def _report(args: argparse.Namespace) -> str:
-    from medic.bundle import IncidentView
-    from medic.report.markdown import render_markdown
-
-    if args.url:
-        import aiohttp
-
-        url = f"{args.url.rstrip('/')}/api/v1/incidents/{args.id}"
-        async with (
-            aiohttp.ClientSession(headers=_read_headers()) as session,
-            session.get(url, params={"format": "md"}) as resp,
-        ):
-            text = await resp.text()
-            if resp.status != 200:
-                detail = json.loads(text).get("detail", text) if text.startswith("{") else text
-                raise MedicError(f"{url}: {resp.status} {detail}")
-            return text
-    args.action = "show"
-    view = await _incidents_local(args)
-    assert isinstance(view, IncidentView)
-    return render_markdown(view)
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    print(asyncio.run(_report(args)))
-    return 0
+    """An incident's report: ``incidents show`` with Markdown as its text form."""
+    args.action = "show"
+    return cmd_incidents(args)
 
 
 async def _decide_remote(args: argparse.Namespace, decision: str) -> dict[str, Any]:
@@ -297,7 +317,7 @@ async def _decide_remote(args: argparse.Namespace, decision: str) -> dict[str, A
 
     token = os.environ.get("MEDIC_ADMIN_TOKEN", "")
     if not token:
-        raise MedicError("set MEDIC_ADMIN_TOKEN to approve or reject through a running Medic")
+        raise UsageError("set MEDIC_ADMIN_TOKEN to approve or reject through a running Medic")
     verb = "approve" if decision == "approved" else "reject"
     url = f"{args.url.rstrip('/')}/api/v1/incidents/{args.id}/{verb}"
     body = {"by": args.by, "action": args.action, "reason": args.reason}
@@ -320,7 +340,7 @@ async def _decide_local(args: argparse.Namespace, decision: str) -> dict[str, An
         runtime = await Runtime.open(load_settings())
     except ConfigError as exc:
         hint = "to decide through the running Medic use --url and MEDIC_ADMIN_TOKEN"
-        raise MedicError(f"{exc} — {hint}") from exc
+        raise ConfigError(f"{exc} — {hint}") from exc
     try:
         verdict: Decision = "approved" if decision == "approved" else "rejected"
         outcome = await runtime.approvals.decide(
@@ -340,9 +360,9 @@ def cmd_decide(args: argparse.Namespace) -> int:
     result = asyncio.run(_decide_remote(args, decision) if args.url else _decide_local(args, decision))
     action = result["action"]
     what = f"{action['action']} {action['status']} — {action['reason']}"
-    print(f"{result['decision']} by {result['by']}: {what}")
+    emit(args, result, f"{result['decision']} by {result['by']}: {what}")
     if decision == "approved" and action["status"] not in ("succeeded", "planned", "skipped"):
-        return 1
+        return EXIT_FAILURE
     return 0
 
 
@@ -358,7 +378,7 @@ async def _kill_switch(args: argparse.Namespace) -> dict[str, Any]:
 
         token = os.environ.get("MEDIC_ADMIN_TOKEN", "")
         if not token:
-            raise MedicError("set MEDIC_ADMIN_TOKEN to use the admin API of a running Medic")
+            raise UsageError("set MEDIC_ADMIN_TOKEN to use the admin API of a running Medic")
         url = f"{args.url.rstrip('/')}/api/v1/admin/kill-switch"
         headers = {"Authorization": f"Bearer {token}"}
         async with aiohttp.ClientSession(headers=headers) as session:
@@ -371,7 +391,7 @@ async def _kill_switch(args: argparse.Namespace) -> dict[str, Any]:
                 if resp.status != 200:
                     raise MedicError(f"{url}: {resp.status} {body.get('detail', body.get('title'))}")
                 return body
-    from medic.settings import load_settings
+    from medic.settings import ensure_data_dir, load_settings
     from medic.sqlitedb import SqliteDB
     from medic.state.base import RemediationState
     from medic.state.sqlite import SqliteRemediationState
@@ -391,6 +411,7 @@ async def _kill_switch(args: argparse.Namespace) -> dict[str, Any]:
             return await flip(RedisRemediationState(client, RedisKeys()))
         finally:
             await client.aclose()
+    ensure_data_dir(settings.data_dir)
     db = SqliteDB(settings.db_path)
     await db.open()
     try:
@@ -402,43 +423,56 @@ async def _kill_switch(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_kill_switch(args: argparse.Namespace) -> int:
     result = asyncio.run(_kill_switch(args))
     state = "ON: no automatic action will run" if result["enabled"] else "off"
-    print(f"kill switch {state}" + (f" (by {result['by']}: {result['reason']})" if result.get("by") else ""))
+    by = f" (by {result['by']}: {result['reason']})" if result.get("by") else ""
+    emit(args, result, f"kill switch {state}{by}")
     return 0
 
 
 # --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medic", description="PlayCode Medic: automated first responder")
-    parser.add_argument("--version", action="version", version=f"medic {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="medic",
+        description="PlayCode Medic: automated first responder",
+        epilog="Exit status: 0 success, 1 failure, 2 usage or configuration error.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"medic {__version__}", help="print the version"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
 
     p = sub.add_parser("serve", help="run the webhook service (settings from MEDIC_* env vars)")
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--host", help="listen address (overrides MEDIC_HOST)")
+    p.add_argument("--port", type=int, help="listen port (overrides MEDIC_PORT)")
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("check", help="validate rules and playbooks (exit 1 on error)")
     p.add_argument("paths", nargs="*", help="files or directories (default: the configured dirs)")
+    add_output_option(p, "one line per rule and playbook")
     p.set_defaults(fn=cmd_check)
 
     p = sub.add_parser("replay", help="run a webhook payload through the pipeline; never acts")
     p.add_argument("payload", help="an Alertmanager webhook JSON file, or - for stdin")
-    p.add_argument("--prometheus-url")
-    p.add_argument("--format", choices=["md", "json"], default="md")
+    p.add_argument(
+        "--prometheus-url", help="a Prometheus the collectors query (overrides MEDIC_PROMETHEUS_URL)"
+    )
+    add_output_option(p, "the incidents' Markdown reports")
     p.set_defaults(fn=cmd_replay)
 
     p = sub.add_parser("incidents", help="list or show incidents (running instance or local store)")
-    p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
-    p.add_argument("id", nargs="?")
-    p.add_argument("--url", help="a running Medic, e.g. http://127.0.0.1:8080")
-    p.add_argument("--status", choices=["open", "resolved"])
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--format", choices=["md", "json", "table"], default="table")
+    p.add_argument(
+        "action", nargs="?", choices=["list", "show"], default="list", help="list (default) or show one"
+    )
+    p.add_argument("id", nargs="?", help="the incident id (show)")
+    p.add_argument("--url", help="a running Medic, e.g. http://127.0.0.1:8080 (uses MEDIC_READ_TOKEN)")
+    p.add_argument("--status", choices=["open", "resolved"], help="only open or only resolved incidents")
+    p.add_argument("--limit", type=int, default=50, help="how many to list (default 50)")
+    add_output_option(p, "a table; Markdown for show")
     p.set_defaults(fn=cmd_incidents)
 
-    p = sub.add_parser("report", help="print an incident's Markdown bundle")
-    p.add_argument("id")
+    p = sub.add_parser("report", help="print an incident's report (Markdown bundle)")
+    p.add_argument("id", help="the incident id")
     p.add_argument("--url", help="a running Medic (uses MEDIC_READ_TOKEN); default: the local store")
+    add_output_option(p, "Markdown")
     p.set_defaults(fn=cmd_report)
 
     for name, what in (
@@ -448,32 +482,60 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=what)
         p.add_argument("id", help="the incident id")
         p.add_argument("--action", help="the proposal's action (needed when several await)")
-        p.add_argument("--by", default=os.environ.get("USER", "cli"), help="who decides (audited)")
-        p.add_argument("--reason", default="")
+        p.add_argument(
+            "--by", default=os.environ.get("USER", "cli"), help="who decides (audited; default $USER)"
+        )
+        p.add_argument("--reason", default="", help="why (audited)")
         p.add_argument("--url", help="a running Medic (uses MEDIC_ADMIN_TOKEN); default: the local store")
+        add_output_option(p, "one line")
         p.set_defaults(fn=cmd_decide)
 
     p = sub.add_parser("kill-switch", help="stop (on) or allow (off) every automatic action")
-    p.add_argument("state", choices=["on", "off", "status"])
-    p.add_argument("--reason", default="")
-    p.add_argument("--by", default=os.environ.get("USER", "cli"))
+    p.add_argument("state", choices=["on", "off", "status"], help="on, off, or status to only show it")
+    p.add_argument("--reason", default="", help="why (audited)")
+    p.add_argument(
+        "--by", default=os.environ.get("USER", "cli"), help="who flips it (audited; default $USER)"
+    )
     p.add_argument("--url", help="a running Medic (uses MEDIC_ADMIN_TOKEN); default: the local store")
+    add_output_option(p, "one line")
     p.set_defaults(fn=cmd_kill_switch)
+    add_dead_letters_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # a usage error exits 2 here
+    try:
+        code = _run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`medic ... | head -1`): what the Python docs recommend — point
+        # stdout at devnull so the interpreter's final flush does not fail again, exit 1
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILURE
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.fn(args))
     except ConfigErrors as exc:
         for err in exc.errors:
             print(f"medic: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except (ConfigError, UsageError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
     except MedicError as exc:
-        return _fail(str(exc), 2)
+        return _fail(str(exc))
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        import aiohttp
+
+        if isinstance(exc, aiohttp.ClientError):  # --url: Medic not reachable, or not Medic
+            return _fail(f"{getattr(args, 'url', '') or 'server'}: {exc or type(exc).__name__}")
+        raise
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """Medic's error hierarchy, in one place.
 
     MedicError
-    ├── ConfigError          a settings, rule or playbook file is invalid (names file, rule, field, line)
+    ├── UsageError           the command line is wrong (the CLI exits 2, like argparse)
+    ├── ConfigError          a settings, rule or playbook file is invalid (names file, rule, field, line;
+    │   │                    or the env var), or Medic cannot use its data dir; the CLI exits 2
+    │   └── ConfigErrors     several of them found in one pass (every one is reported)
     ├── InputError           a request or payload is invalid (becomes an HTTP 4xx problem+json)
     ├── StoreError           a state or incident store could not do what was asked (HTTP 5xx)
     │   └── BackendUnavailable   Medic's own Redis/MongoDB cannot be reached: wait and retry
@@ -19,8 +22,12 @@ class MedicError(Exception):
     """Base of every error Medic raises on purpose."""
 
 
+class UsageError(MedicError):
+    """The command line asks for something that cannot be (a missing argument, a bad combination)."""
+
+
 class ConfigError(MedicError):
-    """Invalid configuration. Carries where: file, line, rule and field when known."""
+    """Invalid configuration. Carries where: file, line, rule and field when known, or the env var."""
 
     def __init__(
         self,
@@ -30,18 +37,22 @@ class ConfigError(MedicError):
         line: int | None = None,
         rule: str | None = None,
         field: str | None = None,
+        env: str | None = None,
     ) -> None:
         self.message = message
         self.file = file
         self.line = line
         self.rule = rule
         self.field = field
+        self.env = env
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
         where = ""
         if self.file:
             where = self.file + (f":{self.line}" if self.line else "")
+        elif self.env:
+            where = f"env {self.env}"
         parts = [where] if where else []
         if self.rule:
             parts.append(f"{self.rule!r}")
@@ -51,7 +62,7 @@ class ConfigError(MedicError):
         return f"{prefix}: {self.message}" if prefix else self.message
 
 
-class ConfigErrors(MedicError):
+class ConfigErrors(ConfigError):
     """Several configuration errors found in one pass (``medic check`` shows them all)."""
 
     def __init__(self, errors: list[ConfigError]) -> None:

@@ -1,10 +1,48 @@
-"""Medic's own Prometheus metrics, in a registry per app instance (no global state)."""
+"""Medic's own Prometheus metrics, in a registry per app instance.
+
+Besides Medic's counters: ``medic_build_info``, ``medic_mode_info``, the kill switch, whether
+each of Medic's own backends answers, the fail-safe spool's size (the last three refreshed at
+each scrape, see :func:`medic.app.build_app`) and the process metrics (RSS, CPU, open fds).
+No ``*_created`` series: they double the series count and nothing here needs them.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import platform
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
+
+from medic import __version__
+
+MODES = ("off", "dry-run", "enforce")
+OWN_BACKENDS = ("inbox", "state", "store")
+# which readiness check of each backend kind answers for inbox, state and store
+_READINESS_CHECKS = {
+    "inbox": ("redis", "inbox"),
+    "state": ("redis", "inbox"),
+    "store": ("mongo", "incident_store"),
+}
+
+
+def backends_up(checks: Mapping[str, str]) -> dict[str, bool]:
+    """``{"inbox": True, ...}`` from a backend's readiness checks (embedded: one SQLite file for
+    all three; production: Redis for inbox and state, MongoDB for the store)."""
+    out = {}
+    for backend, names in _READINESS_CHECKS.items():
+        name = next((n for n in names if n in checks), None)
+        if name is not None:
+            out[backend] = checks[name] == "ok"
+    return out
 
 
 @dataclass
@@ -12,7 +50,35 @@ class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide, idempotent
         r = self.registry
+        ProcessCollector(registry=r)
+        Gauge(
+            "medic_build_info",
+            "Always 1; the labels say which Medic runs",
+            ["version", "python"],
+            registry=r,
+        ).labels(version=__version__, python=platform.python_version()).set(1)
+        self.mode_info = Gauge(
+            "medic_mode_info", "1 for the global remediation mode Medic runs in", ["mode"], registry=r
+        )
+        self.kill_switch_enabled = Gauge(
+            "medic_kill_switch_enabled",
+            "1 while the kill switch stops every automatic action",
+            registry=r,
+        )
+        self.backend_up = Gauge(
+            "medic_backend_up",
+            "1 while Medic's own backend answers (inbox, state, store), as of the last scrape",
+            ["backend"],
+            registry=r,
+        )
+        self.spool_items = Gauge(
+            "medic_spool_items",
+            "Items in the local fail-safe spool waiting for Medic's Redis or MongoDB",
+            ["kind"],
+            registry=r,
+        )
         self.alerts_received = Counter(
             "medic_alerts_received_total", "Alerts received in webhook deliveries", registry=r
         )
@@ -63,3 +129,32 @@ class Metrics:
         self.dead_letters = Gauge(
             "medic_dead_letters", "Deliveries that failed processing too often", registry=r
         )
+
+    def set_mode(self, mode: str) -> None:
+        for name in MODES:
+            self.mode_info.labels(mode=name).set(1 if name == mode else 0)
+
+    def observe_backends(self, up: Mapping[str, bool]) -> None:
+        for backend, ok in up.items():
+            self.backend_up.labels(backend=backend).set(1 if ok else 0)
+
+    async def refresh_state(
+        self,
+        *,
+        kill_switch: Callable[[], Awaitable[bool]],
+        readiness: Callable[[], Awaitable[tuple[str, dict[str, str]]]],
+        spool_counts: Callable[[], Awaitable[Mapping[str, int]]] | None = None,
+    ) -> None:
+        """At scrape time: the gauges read from Medic's state (another replica may have flipped
+        the kill switch). A read that fails leaves the last value; the backend then shows down."""
+        with contextlib.suppress(Exception):
+            self.kill_switch_enabled.set(1 if await kill_switch() else 0)
+        try:
+            _, checks = await readiness()
+        except Exception:
+            checks = {"inbox": "error", "incident_store": "error"}
+        self.observe_backends(backends_up(checks))
+        if spool_counts is not None:
+            with contextlib.suppress(Exception):
+                for kind, count in (await spool_counts()).items():
+                    self.spool_items.labels(kind=kind).set(count)
