@@ -1232,6 +1232,8 @@ def test_notes_keep_every_alert_label_out_of_medics_route() -> None:
     medic = notes_snippet(render(labels).notes)["route"]["routes"][0]
     assert {'team!="sre"', 'medic_self!="true"'} <= set(medic["matchers"])
     assert 'component!="playcode-medic"' not in medic["matchers"]
+    assert "alertLabels is empty" not in render(labels).notes
+    assert "alertLabels is empty" in render({"prometheusRule": {"alertLabels": {"component": None}}}).notes
 
 
 def test_notes_warn_when_enforcing_without_actions() -> None:
