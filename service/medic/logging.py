@@ -1,7 +1,9 @@
 """Structured logging with structlog: JSON in production, readable on a terminal.
 
 Every line logged while an incident is handled carries ``incident_id`` (bound with
-``structlog.contextvars.bound_contextvars``). Secrets are scrubbed from every event.
+``structlog.contextvars.bound_contextvars``). Secrets are scrubbed from every event, Medic's and
+the libraries' (stdlib logging) alike: every value and key, and the exception and stack text, which
+are formatted first so that redaction sees them (an error message can quote a connection string).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import structlog
 from medic.redact import redact
 
 
-def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def redact_event(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: the event with secrets scrubbed from its keys and values (after
+    ``format_exc_info``, so a traceback is text by then and scrubbed too)."""
     return redact(dict(event_dict))  # type: ignore[no-any-return]
 
 
@@ -27,19 +31,21 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _redact_processor,
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,  # exceptions as text, before redaction reads them
+        redact_event,
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json_output
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,  # drop below-level events before any work
             *shared,
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
