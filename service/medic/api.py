@@ -13,7 +13,7 @@ from medic.http_errors import query_int
 from medic.incident import Incident
 from medic.metrics import Metrics
 from medic.problem import problem
-from medic.redact import redact
+from medic.redact import redact_async
 from medic.report.markdown import render_markdown
 from medic.state.base import Inbox
 from medic.store.base import IncidentQuery, IncidentStore
@@ -84,7 +84,7 @@ class ReadApi:
         items, total = await self.store.query(q)
         return web.json_response(
             {
-                "items": [redact(incident_summary(i)) for i in items],
+                "items": await redact_async([incident_summary(i) for i in items]),
                 "total": total,
                 "limit": q.limit,
                 "offset": q.offset,
@@ -98,9 +98,10 @@ class ReadApi:
         view = await incident_view(self.store, request.match_info["id"])
         if view is None:
             return problem(404, "Not Found", f"no incident {request.match_info['id']!r}")
+        view = await view.redacted_async()  # what the JSON and the Markdown show
         if fmt != "json":
             return web.Response(text=render_markdown(view), content_type="text/markdown")
-        return web.json_response(redact(view.document()))
+        return web.json_response(view.document())
 
     async def list_alerts(self, request: web.Request) -> web.Response:
         """A page of an incident's alerts (``status``, ``limit``, ``offset``), first seen first."""
@@ -115,7 +116,7 @@ class ReadApi:
         alerts, total = await self.store.alerts(incident_id, status=status, limit=limit, offset=offset)
         return web.json_response(
             {
-                "items": [redact(a.model_dump(mode="json")) for a in alerts],
+                "items": await redact_async([a.model_dump(mode="json") for a in alerts]),
                 "total": total,
                 "limit": limit,
                 "offset": offset,

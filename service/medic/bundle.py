@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from medic.incident import Incident, IncidentAlert
-from medic.redact import redact
+from medic.redact import redact, redact_async
 from medic.store.base import IncidentStore
 
 SHOWN_ALERTS = 100  # alerts a report or an incident document carries
@@ -27,6 +27,7 @@ async def first_alerts(store: IncidentStore, incident_id: str, limit: int) -> li
 class IncidentView:
     incident: Incident
     alerts: list[IncidentAlert]  # up to SHOWN_ALERTS of incident.alerts_total
+    is_redacted: bool = False  # built by redacted(): redacting it again changes nothing
 
     @property
     def more_alerts(self) -> int:
@@ -34,7 +35,15 @@ class IncidentView:
 
     def redacted(self) -> IncidentView:
         """A redacted deep copy: what is shown to people is built from this only."""
-        return IncidentView.from_document(redact(self.document()))
+        if self.is_redacted:
+            return self
+        return IncidentView.from_document(redact(self.document()), redacted=True)
+
+    async def redacted_async(self) -> IncidentView:
+        """:meth:`redacted` for code on the event loop (a large incident is redacted in a thread)."""
+        if self.is_redacted:
+            return self
+        return IncidentView.from_document(await redact_async(self.document()), redacted=True)
 
     def document(self) -> dict[str, Any]:
         """The incident as JSON, with its first alerts under ``alerts``."""
@@ -43,10 +52,11 @@ class IncidentView:
         }
 
     @classmethod
-    def from_document(cls, doc: dict[str, Any]) -> IncidentView:
+    def from_document(cls, doc: dict[str, Any], *, redacted: bool = False) -> IncidentView:
         return cls(
             Incident.model_validate(doc),
             [IncidentAlert.model_validate(a) for a in doc.get("alerts") or []],
+            is_redacted=redacted,
         )
 
 

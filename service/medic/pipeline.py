@@ -40,6 +40,7 @@ from medic.intake.model import Alert, WebhookPayload
 from medic.metrics import Metrics
 from medic.playbooks.registry import AnalysisInput, Registry, StepContext
 from medic.playbooks.runner import PlannedStep, run_steps
+from medic.redact import redact_async, redact_text
 from medic.rules.model import Rule
 from medic.rules.routing import coalescing_key, matching_rules
 from medic.rules.targets import TargetResolver
@@ -111,6 +112,16 @@ def _first_failure(failed: ExceptionGroup[Exception]) -> Exception:
     return next((e for e in leaves if isinstance(e, BackendUnavailable)), leaves[0])
 
 
+async def redacted_alerts(alerts: list[Alert]) -> list[Alert]:
+    """The alerts as Medic keeps them: secrets in labels (names too), annotations and URLs scrubbed
+    before anything is grouped, titled or stored (in a thread when large: redact_async). Each keeps
+    the identity it arrived with (a fingerprint-less alert's identity hashes its raw labels)."""
+    if not alerts:
+        return alerts
+    docs = [a.model_dump(mode="json") | {"fingerprint": a.identity} for a in alerts]
+    return [Alert.model_validate(doc) for doc in await redact_async(docs)]
+
+
 def incident_severity(rule: Rule | None, current: str | None, alerts: Sequence[IncidentAlert]) -> str:
     """The highest of the alerts' ``severity`` labels, the rule's and ``current`` (the
     incident's so far; None while it has no alerts); "warning" when none is known."""
@@ -176,7 +187,8 @@ class Pipeline:
             wanted = set(item.new_episodes)
             new = [a for a in payload.alerts if a.episode_key in wanted]
             alerts += new
-            sources.update((a.identity, payload.externalURL) for a in new if payload.externalURL)
+            sources.update((a.identity, redact_text(payload.externalURL)) for a in new if payload.externalURL)
+        alerts = await redacted_alerts(alerts)
         groups = await self.group(alerts)
         for group in groups.values():
             group.sources = sources

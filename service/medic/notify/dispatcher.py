@@ -1,7 +1,8 @@
 """The dispatcher: the pipeline's one notification hook, off the worker's path.
 
-``submit`` takes a redacted snapshot of the incident and returns at once; a background task
-routes the event (rule ``notify`` lists, ``all_rules``, minimum severity, subscribed events),
+``submit`` takes a snapshot of the incident and returns at once; a background task redacts it
+(in a thread when large) and routes the event (rule ``notify`` lists, ``all_rules``, minimum
+severity, subscribed events),
 deduplicates it per incident, channel and event in the state store, delivers to each channel
 concurrently with bounded retries, and records every outcome on the incident's timeline (and
 failures in ``medic_notifications_failed_total``). Events of one incident are handled in the
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
+from typing import Any
 
 import aiohttp
 import structlog
@@ -24,12 +26,13 @@ from medic.metrics import Metrics
 from medic.notify.base import Notifier
 from medic.notify.config import ChannelConfig, GrafanaChannel, SlackChannel, WebhookChannel
 from medic.notify.delivery import Outcome
-from medic.notify.events import Event, EventKind, Links, MessageKind, route, snapshot
+from medic.notify.events import Event, EventKind, Links, MessageKind, route
 from medic.notify.grafana import GrafanaNotifier
 from medic.notify.journal import IncidentJournal
 from medic.notify.ledger import Marks
 from medic.notify.slack import SlackNotifier
 from medic.notify.webhook import WebhookNotifier
+from medic.redact import redact_async
 from medic.report.links import LinkSettings
 from medic.report.oncall import OnCall, oncall
 
@@ -120,9 +123,10 @@ class NotifyDispatcher:
         if not self.notifiers:
             return
         try:
-            event = Event(EventKind(kind), snapshot(incident), self.clock(), action_index)
+            doc = incident.model_dump(mode="json")  # as it is now; redacted in _run, off the loop
+            queued = (EventKind(kind), doc, self.clock(), action_index)
             lock, pending = self._order.get(incident.id, (asyncio.Lock(), 0))
-            task = asyncio.get_running_loop().create_task(self._run(event, lock))
+            task = asyncio.get_running_loop().create_task(self._run(*queued, lock))
             self._order[incident.id] = (lock, pending + 1)
         except Exception:  # the pipeline must go on whatever happens here
             log.exception("could not queue a notification", incident_id=incident.id)
@@ -183,12 +187,24 @@ class NotifyDispatcher:
                 error=type(exc).__name__,
             )
             alerts = []
-        return oncall(IncidentView(incident, alerts).redacted(), self.link_settings, self.clock())
+        view = await IncidentView(incident, alerts).redacted_async()  # large: off the loop
+        return oncall(view, self.link_settings, self.clock())
 
-    async def _run(self, event: Event, order: asyncio.Lock) -> None:
-        inc = event.incident
+    async def _run(
+        self,
+        kind: EventKind,
+        doc: dict[str, Any],
+        at: datetime,
+        action_index: int | None,
+        order: asyncio.Lock,
+    ) -> None:
+        incident_id = str(doc.get("id"))
+        event: Event | None = None
         try:
             async with order:
+                # the redacted snapshot what leaves Medic is built from (a large one: in a thread)
+                event = Event(kind, Incident.model_validate(await redact_async(doc)), at, action_index)
+                inc = event.incident
                 rule_notify = self.rule_notify.get(inc.rule or "", [])
                 names = route(event, rule_notify, {n: c.config for n, c in self.notifiers.items()})
                 if not names:
@@ -201,13 +217,17 @@ class NotifyDispatcher:
                 if entries:
                     await self._record(inc.id, entries)
         except Exception:
-            log.exception("notification failed unexpectedly", incident_id=inc.id, notify_event=event.key)
+            log.exception(
+                "notification failed unexpectedly",
+                incident_id=incident_id,
+                notify_event=event.key if event is not None else kind.value,
+            )
         finally:
-            lock, pending = self._order.get(inc.id, (order, 1))
+            lock, pending = self._order.get(incident_id, (order, 1))
             if pending <= 1:
-                self._order.pop(inc.id, None)
+                self._order.pop(incident_id, None)
             else:
-                self._order[inc.id] = (lock, pending - 1)
+                self._order[incident_id] = (lock, pending - 1)
 
     async def _deliver(self, channel: Notifier, event: Event, links: Links) -> TimelineEntry | None:
         try:

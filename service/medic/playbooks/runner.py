@@ -18,7 +18,7 @@ import structlog
 from medic.errors import NotConfigured, StepTimeout
 from medic.evidence import Evidence, StepStatus, cap_size
 from medic.playbooks.registry import CollectorDef, StepContext
-from medic.redact import redact
+from medic.redact import redact, redact_async
 
 log = structlog.get_logger("medic.runner")
 
@@ -51,7 +51,7 @@ async def run_step(step: PlannedStep, ctx: StepContext, max_bytes: int) -> Evide
         status, error = StepStatus.ERROR, f"{type(exc).__name__}: {exc}".strip()
     truncated = False
     if data is not None:
-        data, truncated = cap_size(redact(data), max_bytes)
+        data, truncated = cap_size(await redact_async(data), max_bytes)  # large: off the loop
     return Evidence(
         step=step.step_id,
         collector=step.collector.name,

@@ -7,6 +7,17 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from medic.incident import AlertMerge, Incident, IncidentAlert
+from medic.redact import redact_model
+
+CLEAN_FIELDS = frozenset({"evidence"})  # redacted when collected (playbooks.runner)
+
+
+def stored_form(incident: Incident) -> Incident:
+    """The incident as every store writes it: redacted, so a backup of Medic's data is no secret
+    dump. Its alerts (redacted by the pipeline) are stored beside it and its evidence was redacted
+    when collected; this scrubs what else reaches the bundle (findings, action plans and results,
+    guard reasons, timeline). Idempotent; the incident itself is not changed."""
+    return redact_model(incident, clean=CLEAN_FIELDS)
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ from bson import ObjectId
 
 from medic.errors import BackendUnavailable, StoreError
 from medic.incident import AlertMerge, Incident, IncidentAlert
+from medic.redact import redact
 from medic.state.spool import LocalSpool, PendingAudit
-from medic.store.base import IncidentQuery
+from medic.store.base import IncidentQuery, stored_form
 from medic.store.mongo import MongoIncidentStore, StaleWrite
 
 log = structlog.get_logger("medic.store.failsafe")
@@ -62,7 +63,7 @@ class FailSafeIncidentStore:
                 return
             except BackendUnavailable as exc:
                 log.warning("MongoDB unreachable: bundle kept in the local spool", error=str(exc))
-        await self.spool.put_incident(incident)
+        await self.spool.put_incident(stored_form(incident))
 
     async def merge_alerts(self, incident_id: str, alerts: Sequence[IncidentAlert]) -> AlertMerge:
         """Needs MongoDB (it raises BackendUnavailable while MongoDB is down): the deliveries
@@ -82,7 +83,7 @@ class FailSafeIncidentStore:
         return await self.mongo.query(q)
 
     async def append_audit(self, incident_id: str | None, kind: str, record: dict[str, Any]) -> None:
-        entry = PendingAudit(str(ObjectId()), datetime.now(UTC), incident_id, kind, record)
+        entry = PendingAudit(str(ObjectId()), datetime.now(UTC), incident_id, kind, redact(record))
         try:
             await self.mongo.append_audit(incident_id, kind, record, audit_id=entry.id, at=entry.at)
         except BackendUnavailable as exc:

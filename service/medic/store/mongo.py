@@ -54,9 +54,10 @@ from medic.incident import (
     incident_from_json,
     upgrade_bundle,
 )
+from medic.redact import redact
 from medic.state.availability import Availability
 from medic.state.keylock import fence_token
-from medic.store.base import IncidentQuery
+from medic.store.base import IncidentQuery, stored_form
 
 log = structlog.get_logger("medic.store.mongo")
 
@@ -217,7 +218,7 @@ class MongoIncidentStore:
             "updated_at": _ts(incident.updated_at),
             "resolved_at": resolved_at,
             "expire_at": expire_at,
-            "bundle": incident.model_dump_json(),
+            "bundle": stored_form(incident).model_dump_json(),
         }
 
     @staticmethod
@@ -409,7 +410,7 @@ class MongoIncidentStore:
             "incident_id": incident_id,
             "kind": kind,
             "status": record.get("status"),
-            "record": json.loads(json.dumps(record, default=str)),
+            "record": redact(json.loads(json.dumps(record, default=str))),
         }
         try:
             await self._call(lambda: self.audit_log.insert_one(doc))

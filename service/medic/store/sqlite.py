@@ -19,8 +19,9 @@ from medic.incident import (
     incident_from_json,
     upgrade_bundle,
 )
+from medic.redact import redact
 from medic.sqlitedb import SqliteDB
-from medic.store.base import IncidentQuery
+from medic.store.base import IncidentQuery, stored_form
 
 log = structlog.get_logger("medic.store.sqlite")
 
@@ -37,7 +38,7 @@ def _row(incident: Incident) -> tuple[str, str, str, str | None, str, str, str, 
         incident.namespace,
         incident.created_at.isoformat(),
         incident.updated_at.isoformat(),
-        incident.model_dump_json(),
+        stored_form(incident).model_dump_json(),
     )
 
 
@@ -196,7 +197,7 @@ class SqliteIncidentStore:
 
     async def append_audit(self, incident_id: str | None, kind: str, record: dict[str, Any]) -> None:
         at = datetime.now(UTC).isoformat()
-        body = json.dumps(record, default=str)
+        body = json.dumps(redact(record), default=str)
         await self.db.write(
             lambda c: c.execute(
                 "INSERT INTO audit(at, incident_id, kind, record) VALUES (?, ?, ?, ?)",

@@ -157,7 +157,7 @@ class Pages:
         approve_paths: dict[int, str] = {}
         if self.approvals is not None and self.access.required:
             approve_paths = {i: self.approvals.path(incident, i) for i in awaiting(incident)}
-        shown = view.redacted()
+        shown = await view.redacted_async()
         inc = shown.incident
         decisions = [t.message for t in inc.timeline if t.kind == "decision"]
         return html(
