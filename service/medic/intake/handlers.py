@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from medic.errors import StoreError
 from medic.http_errors import MAX_JSON_DEPTH, json_depth
 from medic.intake.auth import Credentials, check_authorization
-from medic.intake.model import WebhookPayload
+from medic.intake.model import WebhookPayload, unstorable_field
+from medic.intake.reject_log import RejectLog, begin_delivery, note_body
 from medic.metrics import Metrics
 from medic.problem import problem
 from medic.state.base import Inbox
@@ -42,6 +43,13 @@ def validation_problem(exc: ValidationError) -> web.Response:
     return problem(400, "Invalid webhook payload", detail, field=field, errors=more)
 
 
+def _problem_detail(response: web.Response) -> str | None:
+    try:
+        return str(json.loads(response.text or "{}").get("detail", ""))[:300] or None
+    except ValueError:
+        return None
+
+
 class WebhookIntake:
     def __init__(
         self,
@@ -56,12 +64,15 @@ class WebhookIntake:
         self.credentials = credentials
         self.max_body_bytes = max_body_bytes
         self.wake = wake
+        self.reject_log = RejectLog()
 
     def reject(self, reason: str, response: web.Response) -> web.Response:
         self.metrics.webhooks_rejected.labels(reason=reason).inc()
+        self.reject_log.rejected(reason, status=response.status, detail=lambda: _problem_detail(response))
         return response
 
     async def handle(self, request: web.Request) -> web.Response:
+        begin_delivery(request.remote)  # for the warning a rejection logs
         if not check_authorization(request.headers.get("Authorization"), self.credentials):
             return self.reject(
                 "auth",
@@ -145,14 +156,23 @@ class WebhookIntake:
             return self.reject(
                 "json", problem(400, "Malformed JSON", f"nested deeper than {MAX_JSON_DEPTH} levels")
             )
+        note_body(raw)
         if not isinstance(raw, dict):
             return self.reject(
                 "schema", problem(400, "Invalid webhook payload", "the body must be a JSON object")
             )
         try:
-            return WebhookPayload.model_validate(raw), body.decode("utf-8")
+            payload = WebhookPayload.model_validate(raw)
         except ValidationError as exc:
             return self.reject("schema", validation_problem(exc))
+        # pydantic-core's parser refuses lone surrogates, Python's keeps them: only this path
+        # can hold text that no store can write, so only here is the whole delivery walked.
+        if unstorable := unstorable_field(raw):
+            field, why = unstorable
+            return self.reject(
+                "schema", problem(400, "Invalid webhook payload", f"{field}: {why}", field=field)
+            )
+        return payload, body.decode("utf-8")
 
     async def _read_bounded(self, request: web.Request) -> bytes | None:
         """The body, or None as soon as it grows past the limit (chunked bodies included)."""
