@@ -14,6 +14,7 @@ from medic.incident import Incident
 from medic.metrics import Metrics
 from medic.problem import problem
 from medic.redact import redact_async
+from medic.report.links import LinkSettings
 from medic.report.markdown import render_markdown
 from medic.state.base import Inbox
 from medic.store.base import IncidentQuery, IncidentStore
@@ -43,8 +44,17 @@ Readiness = Callable[[], Awaitable[tuple[str, dict[str, str]]]]
 
 
 class ReadApi:
-    def __init__(self, store: IncidentStore, inbox: Inbox, metrics: Metrics, *, readiness: Readiness) -> None:
+    def __init__(
+        self,
+        store: IncidentStore,
+        inbox: Inbox,
+        metrics: Metrics,
+        *,
+        readiness: Readiness,
+        links: LinkSettings | None = None,
+    ) -> None:
         self.store = store
+        self.links = links  # base URLs of the report's Prometheus/Grafana/Alertmanager links
         self.inbox = inbox
         self.metrics = metrics
         self.readiness = readiness
@@ -100,7 +110,7 @@ class ReadApi:
             return problem(404, "Not Found", f"no incident {request.match_info['id']!r}")
         view = await view.redacted_async()  # what the JSON and the Markdown show
         if fmt != "json":
-            return web.Response(text=render_markdown(view), content_type="text/markdown")
+            return web.Response(text=render_markdown(view, self.links), content_type="text/markdown")
         return web.json_response(view.document())
 
     async def list_alerts(self, request: web.Request) -> web.Response:

@@ -26,6 +26,7 @@ from medic.notify.journal import IncidentJournal
 from medic.pipeline import Pipeline
 from medic.playbooks.registry import Registry, default_registry
 from medic.remediation.executor import GuardedRemediator
+from medic.report.links import LinkSettings
 from medic.rules.targets import LabelTargetResolver, TargetResolver
 from medic.settings import Settings
 from medic.state.base import Inbox, RemediationState
@@ -101,6 +102,7 @@ class Runtime:
             journal=journal,
             metrics=metrics,
             public_url=settings.public_url,
+            link_settings=LinkSettings.from_settings(settings),
         )
         approvals = ApprovalService(
             secret=approval_secret,
@@ -171,7 +173,10 @@ def build_app(runtime: Runtime) -> web.Application:
         s.max_body_bytes,
         runtime.wake,
     )
-    api = ReadApi(runtime.store, runtime.inbox, runtime.metrics, readiness=runtime.backend.readiness)
+    links = LinkSettings.from_settings(s)
+    api = ReadApi(
+        runtime.store, runtime.inbox, runtime.metrics, readiness=runtime.backend.readiness, links=links
+    )
     admin_token = s.admin_token.get_secret_value() if s.admin_token else None
     pages = Pages(
         store=runtime.store,
@@ -182,6 +187,7 @@ def build_app(runtime: Runtime) -> web.Application:
         namespaces=s.namespaces,
         rules=[r.name for r in runtime.config.rules],
         secure_cookies=s.public_url.startswith("https://"),
+        links=links,
     )
     app.router.add_post("/api/v1/alerts", intake.handle)
     app.router.add_get("/healthz", api.healthz)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 
 from medic.bundle import IncidentView
-from medic.incident import ActionStatus
+from medic.incident import ActionStatus, Finding
 from medic.notify.events import snapshot
+from medic.report.links import LinkSettings
+from medic.report.oncall import oncall
 from medic.web.access import ReadAccess
 from medic.web.render import render
 from medic.web.sparkline import sparkline
@@ -17,11 +19,13 @@ from tests.e2e.pages_incidents import (
     LOG_SCRIPT,
     PLANTED,
     SCRIPT_LABEL,
+    T0,
     hostile_alert,
     hostile_incident,
 )
 
 TOKEN = "read-token-0123456789"
+LINKS = LinkSettings(prometheus_url="https://prometheus.example", alertmanager_url="https://am.example")
 
 
 # ------------------------------------------------------------------ access
@@ -117,6 +121,7 @@ def test_detail_page_escapes_everything_from_alerts() -> None:
         decision="",
         pretty=pretty,
         safe_url=safe_url,
+        oncall=oncall(shown, LINKS, T0),
     )
     for hostile in (SCRIPT_LABEL, IMG_ANNOTATION, LOG_SCRIPT):
         assert hostile not in html
@@ -130,3 +135,51 @@ def test_detail_page_escapes_everything_from_alerts() -> None:
     assert 'data-copy="kubectl rollout undo deployment/playcode-app -n playcode"' in html
     assert 'href="/incidents/x/approve?approval=abc"' in html
     assert 'href="/api/v1/incidents/inc-20261126-080000-0badc0de?format=md"' in html
+
+
+def test_detail_page_shows_the_alerts_words_links_and_one_line_per_gap() -> None:
+    alert = hostile_alert().model_copy(
+        update={
+            "annotations": {
+                "summary": f"5xx above 5% {SCRIPT_LABEL}",
+                "description": "line one\nline two",
+                "runbook_url": "https://runbooks.example/crashloop",
+            },
+            "generatorURL": "http://prometheus:9090/graph?g0.expr=up%3D%3D0",
+        }
+    )
+    inc = hostile_incident()
+    inc.findings.append(
+        Finding(
+            analyzer="coverage",
+            code="coverage.incomplete",
+            severity="info",
+            summary="1 of 3 checks gave no data: loki.query (timeout: no answer within 5s)",
+            evidence=["loki.query"],
+        )
+    )
+    shown = IncidentView(inc, [alert]).redacted()
+    html, _ = render(
+        "detail.html",
+        inc=shown.incident,
+        alerts=shown.alerts,
+        more_alerts=0,
+        findings=finding_views(shown.incident),
+        evidence=[evidence_view(e) for e in shown.incident.evidence],
+        awaiting=[],
+        approve_paths={},
+        decision="",
+        pretty=pretty,
+        safe_url=safe_url,
+        oncall=oncall(shown, LINKS, T0),
+    )
+    assert "<strong>5xx above 5% &lt;script&gt;window.__pwned = 1&lt;/script&gt;</strong>" in html
+    assert '<a href="https://runbooks.example/crashloop" rel="noopener noreferrer">' in html
+    assert 'href="https://prometheus.example/graph?g0.expr=up%3D%3D0&amp;' in html
+    assert 'href="https://am.example/#/silences/new?filter=%7B' in html
+    gaps = re.search(r'<ul class="gaps">(.*?)</ul>', html, re.S)
+    assert gaps is not None and gaps.group(1).count("<li>") == 1
+    assert '<a href="#ev-loki-query"><code>loki.query</code></a>' in gaps.group(1)
+    assert "no answer within 5s" in gaps.group(1)
+    assert "1 of 3 checks gave no data</strong>" in html
+    assert "1 of 3 checks gave no data: loki.query" not in html

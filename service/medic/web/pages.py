@@ -19,6 +19,8 @@ from medic.http_errors import form_body, query_int
 from medic.incident import ActionRecord, ActionStatus
 from medic.notify.events import snapshot
 from medic.problem import problem
+from medic.report.links import LinkSettings
+from medic.report.oncall import oncall
 from medic.store.base import IncidentQuery, IncidentStore
 from medic.web.access import COOKIE, COOKIE_MAX_AGE, ReadAccess, Viewer
 from medic.web.render import render
@@ -55,6 +57,7 @@ class Pages:
         namespaces: Sequence[str],
         rules: Sequence[str],
         secure_cookies: bool = False,
+        links: LinkSettings | None = None,
     ) -> None:
         self.store = store
         self.access = access
@@ -62,6 +65,7 @@ class Pages:
         self.namespaces = list(namespaces)
         self.rules = list(rules)
         self.secure_cookies = secure_cookies
+        self.links = links  # base URLs of the Prometheus/Grafana/Alertmanager links
 
     # ------------------------------------------------------------------ access
     def _viewer(self, request: web.Request) -> Viewer | web.Response:
@@ -172,6 +176,7 @@ class Pages:
             decision=decisions[-1] if decisions else "",
             pretty=pretty,
             safe_url=safe_url,
+            oncall=oncall(shown, self.links, datetime.now(UTC)),
         )
 
     # ------------------------------------------------------------------ approvals
