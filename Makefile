@@ -6,12 +6,12 @@ VENV   ?= .venv
 PIP     = $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench venv servers clean
+.PHONY: run test lint bench venv servers constraints clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet --constraint constraints.txt -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -37,6 +37,20 @@ bench: venv
 	$(VENV)/bin/python bench/bench_redact.py
 	$(VENV)/bin/python bench/bench_redis_intake.py
 	$(VENV)/bin/python bench/bench_storm.py
+
+# constraints.txt pins the exact runtime dependency set (docs/dependencies.md); regenerate it after
+# changing [project].dependencies in pyproject.toml: a fresh venv, a plain install, pip freeze.
+CONSTRAINTS_VENV = build/constraints-venv
+constraints:
+	rm -rf $(CONSTRAINTS_VENV)
+	$(PYTHON) -m venv $(CONSTRAINTS_VENV)
+	$(CONSTRAINTS_VENV)/bin/pip install --quiet --upgrade pip
+	$(CONSTRAINTS_VENV)/bin/pip install --quiet .
+	{ echo '# Exact runtime dependencies of playcode-medic (CPython 3.11, Linux), resolved by pip from'; \
+	  echo '# pyproject.toml. Regenerate with: make constraints   (docs/dependencies.md)'; \
+	  echo '# Used by the Dockerfile (pip install -r) and by make venv (pip install -c).'; \
+	  $(CONSTRAINTS_VENV)/bin/pip freeze --exclude playcode-medic; } > constraints.txt
+	rm -rf $(CONSTRAINTS_VENV)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
