@@ -170,6 +170,9 @@ class SqliteDB:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=5000")
+        # deleted rows (an acknowledged raw delivery) are overwritten, not left in free space: many
+        # SQLite builds default to off, and a backup of the file must hold no secret (docs/security.md)
+        conn.execute("PRAGMA secure_delete=ON")
         conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         conn.executescript(SCHEMA)
         _add_missing_columns(conn)
