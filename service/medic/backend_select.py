@@ -50,6 +50,7 @@ from medic.store.sqlite import SqliteIncidentStore
 log = structlog.get_logger("medic.backend")
 
 PROBE_TIMEOUT = 0.5  # /readyz must answer within the kubelet's probe timeout
+WRITE_PROBE_IDLE = 30.0  # /readyz probes a real write when none committed for this long
 CONSUMER_REAP_EVERY = 600.0
 
 
@@ -186,12 +187,26 @@ class EmbeddedBackend:
                 checks[name] = "ok"
             except Exception as exc:
                 checks[name] = f"error: {exc}"
+        checks["writes"] = await write_check(self.db)
         return ("ready" if all(v == "ok" for v in checks.values()) else "not ready"), checks
 
     async def close(self) -> None:
         await _stop_tasks(self._stop, self._tasks)
         self._tasks = []
         await self.db.close()
+
+
+async def write_check(db: SqliteDB) -> str:
+    """"ok" while the file takes writes. A refused write (disk full, I/O error) makes it
+    probe with a real write, as does a long idle time (nothing else would notice); the probe
+    that commits clears the failure."""
+    if db.write_failure is None and time.monotonic() - db.last_write_ok < WRITE_PROBE_IDLE:
+        return "ok"
+    try:
+        await asyncio.wait_for(db.probe_write(), PROBE_TIMEOUT)
+    except Exception as exc:
+        return f"error: intake cannot store: {db.write_failure or exc}"
+    return "ok"
 
 
 async def _stop_tasks(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
@@ -379,9 +394,12 @@ class ProductionBackend:
         await probe("mongo", self.mongo.db.command("ping"), "bundles are kept locally, new incidents wait")
         try:
             counts = await self.spool.counts()
+            writes = await write_check(self.spool.db)
             checks["spool"] = (
                 f"ok ({counts['deliveries']} deliveries, {counts['bundles']} bundles, "
                 f"{counts['audit']} audit records waiting)"
+                if writes == "ok"
+                else writes
             )
         except Exception as exc:
             checks["spool"] = f"error: {exc}"

@@ -252,7 +252,7 @@ async def test_unmatched_alerts_are_recorded(medic: RunningMedic) -> None:
 async def test_health_ready_metrics_and_api_errors(medic: RunningMedic) -> None:
     assert (await get(medic, "/healthz"))[0] == 200
     status, ready = await get(medic, "/readyz")
-    assert status == 200 and ready["checks"] == {"inbox": "ok", "incident_store": "ok"}
+    assert status == 200 and ready["checks"] == {"inbox": "ok", "incident_store": "ok", "writes": "ok"}
     await post(medic, payload([latency_alert()]))
     await post(medic, payload([latency_alert()]))
     await post(medic, None, raw=b"nope")
