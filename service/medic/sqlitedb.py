@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from medic.errors import ConfigError, MedicError, StoreError
+from medic.errors import BackendUnavailable, ConfigError, MedicError, StoreError
 
 log = structlog.get_logger("medic.sqlite")
 
@@ -37,7 +37,7 @@ T = TypeVar("T")
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes the WAL file keeps after a checkpoint
-RECLAIM_STEP_PAGES = 2048  # free pages given back per step of SqliteDB.reclaim
+RECLAIM_STEP_PAGES = 256  # free pages given back per step of SqliteDB.reclaim (~1 MiB, tens of ms)
 STORAGE_ERRORS = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN}
 PROBE_KEY = "medic:write-probe"
 PROBE_BYTES = 8192  # more than a page: the probe needs pages a delivery would need
@@ -135,7 +135,7 @@ class SqliteDB:
         self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._lock_file: Any = None
-        # the last write the storage refused (disk full, I/O error), until a batch commits again
+        # the last write the storage refused (disk full, I/O error), until probe_write commits
         self.write_failure: str | None = None
         self.last_write_ok = time.monotonic()
 
@@ -248,6 +248,7 @@ class SqliteDB:
                 error.__cause__ = exc
                 results = [(False, error)] * len(batch)
             self._note_storage([value for ok, value in results if not ok])
+            results = [(ok, value if ok else self._refused(value)) for ok, value in results]
             for (_, fut), (ok, value) in zip(batch, results, strict=True):
                 if fut.done():
                     continue
@@ -262,11 +263,18 @@ class SqliteDB:
             if self.write_failure is None:
                 log.error("the storage refuses writes", file=str(self.path), error=str(refused))
             self.write_failure = str(refused)
-        elif not failures:
-            if self.write_failure is not None:
-                log.info("the storage takes writes again", file=str(self.path))
-            self.write_failure = None
+        elif not failures:  # (a small write may fit where a delivery does not: only the probe clears)
             self.last_write_ok = time.monotonic()
+
+    def _refused(self, error: BaseException) -> BaseException:
+        """A write the storage refused is not the data's fault: BackendUnavailable, so that the
+        intake answers 503 and a worker keeps its batch and tries again (nothing is dead-lettered
+        or left leased because the disk was full for a while)."""
+        if isinstance(error, BackendUnavailable) or not storage_failure(error):
+            return error
+        unavailable = BackendUnavailable(f"Medic's SQLite file {self.path} refuses writes: {error}")
+        unavailable.__cause__ = error
+        return unavailable
 
     async def probe_write(self) -> None:
         """Commit a write that needs a fresh page, as an accepted delivery does (and so fails
@@ -280,6 +288,9 @@ class SqliteDB:
             conn.execute("DELETE FROM kv WHERE key = ?", (PROBE_KEY,))
 
         await self.write(probe)
+        if self.write_failure is not None:
+            log.info("the storage takes writes again", file=str(self.path))
+            self.write_failure = None
 
     def _commit_batch(
         self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]
@@ -294,6 +305,8 @@ class SqliteDB:
                     out.append((True, fn(conn)))
                     conn.execute("RELEASE w")
                 except Exception as exc:  # this write fails alone; the others commit
+                    if not conn.in_transaction:  # SQLite rolled all of it back (disk full, I/O error)
+                        raise
                     conn.execute("ROLLBACK TO w")
                     conn.execute("RELEASE w")
                     out.append((False, exc if isinstance(exc, MedicError) else _store_error(exc)))
