@@ -165,11 +165,14 @@ async def test_an_unprocessed_delivery_is_kept_as_received(tmp_path: Path) -> No
     """The control of the test above: until a worker has processed it, the accepted body is kept
     as received (the intake does not redact on its hot path), and the search finds it."""
     settings = medic_settings(tmp_path)
-    async with running_medic(settings, workers=False) as m, aiohttp.ClientSession() as s:
-        async with s.post(f"{m.url}/api/v1/alerts", json=planted_delivery()) as r:
-            assert r.status == 200
+    async with (
+        running_medic(settings, workers=False) as m,
+        aiohttp.ClientSession() as s,
+        s.post(f"{m.url}/api/v1/alerts", json=planted_delivery()) as r,
+    ):
+        assert r.status == 200
     found = stored_secrets(settings.data_dir)
-    assert URL_SECRET in sum(found.values(), []), found
+    assert any(URL_SECRET in secrets for secrets in found.values()), found
 
 
 async def test_a_hostile_label_does_not_freeze_the_server(medic: RunningMedic) -> None:
