@@ -77,7 +77,8 @@ async def test_list_detail_approve_in_a_browser(tmp_path: Path) -> None:
 
 
 async def test_hostile_content_is_shown_as_text_and_never_runs(tmp_path: Path) -> None:
-    async with approval_world(tmp_path) as w, chromium() as browser:
+    links = {"alertmanager_url": "https://alertmanager.example", "prometheus_external_url": "https://prom.example"}
+    async with approval_world(tmp_path, **links) as w, chromium() as browser:
         hostile = await store_hostile(w.medic.runtime.store, ActionStatus.AWAITING_APPROVAL)
         context = await browser.new_context(viewport={"width": 390, "height": 844})  # a phone
         await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=w.medic.url)
@@ -113,6 +114,11 @@ async def test_hostile_content_is_shown_as_text_and_never_runs(tmp_path: Path) -
         await expect(prom.locator("svg.spark")).to_be_visible()
         assert await prom.locator("svg.spark polyline").count() == 2  # the gap splits the line
         await expect(page.locator("details#ev-loki-query > summary")).to_contain_text("timeout")
+
+        # the links on-call follows (a long silence filter among them) and the alert's own summary
+        names = await page.locator("p.links a").all_inner_texts()
+        assert names == ["Prometheus", "Silence in Alertmanager"], names
+        assert await page.locator(".said strong").first.inner_text() == IMG_ANNOTATION
 
         # readable on a phone: nothing wider than the screen
         width = await page.evaluate("document.documentElement.scrollWidth")
