@@ -106,15 +106,16 @@ def runbooks(alerts: list[IncidentAlert]) -> Distinct:
 
 
 def gaps(inc: Incident) -> list[Gap]:
+    """One line per check that gave no data: its step, status and the first line of its error."""
     return [
-        Gap(
-            ev.step,
-            ev.status.value,
-            cut((ev.error or "no detail").splitlines()[0] if ev.error else "no detail", REASON_CHARS),
-        )
+        Gap(ev.step, ev.status.value, cut(_first_line(ev.error) or "no detail", REASON_CHARS))
         for ev in inc.evidence
         if ev.status in GAP_STATUSES
     ]
+
+
+def _first_line(text: str | None) -> str:
+    return next((line for line in (text or "").splitlines() if line.strip()), "")
 
 
 def silence_labels(inc: Incident, alerts: list[IncidentAlert]) -> dict[str, str]:
