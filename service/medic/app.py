@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
 
+from medic import __version__
 from medic.admin import AdminApi
 from medic.api import ReadApi
 from medic.approvals import ApprovalService
-from medic.backend_select import StateBackend, open_backend
+from medic.backend_select import ProductionBackend, StateBackend, open_backend
 from medic.backends import Backends
 from medic.config import Config, load_config
 from medic.http_errors import edge_middleware, handler_args
@@ -28,7 +30,7 @@ from medic.playbooks.registry import Registry, default_registry
 from medic.remediation.executor import GuardedRemediator
 from medic.report.links import LinkSettings
 from medic.rules.targets import LabelTargetResolver, TargetResolver
-from medic.settings import Settings
+from medic.settings import Settings, ensure_data_dir
 from medic.state.base import Inbox, RemediationState
 from medic.store.base import IncidentStore
 from medic.web.access import ReadAccess
@@ -63,6 +65,7 @@ class Runtime:
         registry = registry or default_registry()
         config = load_config([settings.rules_dir], [settings.playbooks_dir], registry)
         check_routes({r.name: r.notify for r in config.rules}, settings.notifiers)
+        ensure_data_dir(settings.data_dir)  # a path Medic cannot write is a config error, not a traceback
         backend = await open_backend(settings)
         backends: Backends | None = None
         try:
@@ -82,6 +85,7 @@ class Runtime:
             else LabelTargetResolver()
         )
         metrics = Metrics()
+        metrics.set_mode(settings.mode)
         remediator = GuardedRemediator(settings=settings, state=state, store=store, kube=backends.kube)
         pipeline = Pipeline(
             settings=settings,
@@ -192,7 +196,7 @@ def build_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/api/v1/alerts", intake.handle)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
-    app.router.add_get("/metrics", api.metrics_endpoint)
+    app.router.add_get("/metrics", _scrape(runtime, api))
     app.router.add_get("/api/v1/incidents", pages.guard_api(api.list_incidents))
     app.router.add_get("/api/v1/incidents/{id}", pages.guard_api(api.get_incident))
     app.router.add_get("/api/v1/incidents/{id}/alerts", pages.guard_api(api.list_alerts))
@@ -221,16 +225,53 @@ async def create_app(settings: Settings, registry: Registry | None = None) -> we
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         runtime.worker.start()
         runtime.backend.start()
-        log.info(
-            "medic started",
-            mode=settings.mode,
-            backend=runtime.backend.kind,
-            rules=len(runtime.config.rules),
-            playbooks=len(runtime.config.playbooks),
-            data=str(settings.db_path),
-        )
+        log.info("medic started", **start_fields(runtime))
         yield
+        log.info("medic stopping", grace_seconds=settings.shutdown_grace_seconds)
+        started = time.monotonic()
         await runtime.close()
+        log.info("medic stopped", seconds=round(time.monotonic() - started, 2))
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+def start_fields(runtime: Runtime) -> dict[str, object]:
+    """What the start line says: which Medic, where it listens, how far it may act, on what."""
+    s = runtime.settings
+    diagnosed = {
+        "kubernetes": runtime.backends.kube is not None,
+        "prometheus": bool(s.prometheus_url),
+        "loki": bool(s.loki_url),
+        "mongodb": s.target_mongo_url is not None,
+        "redis": s.target_redis_url is not None,
+    }
+    return {
+        "version": __version__,
+        "listen": f"{s.host}:{s.port}",
+        "mode": s.mode,
+        "backend": runtime.backend.kind,
+        "data_dir": str(s.data_dir),
+        "diagnoses": [name for name, on in diagnosed.items() if on],
+        "notifiers": sorted(s.notifiers),
+        "rules": len(runtime.config.rules),
+        "playbooks": len(runtime.config.playbooks),
+    }
+
+
+def _scrape(runtime: Runtime, api: ReadApi) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``/metrics``: the gauges read from Medic's state are refreshed, then the registry served."""
+
+    async def kill_switch() -> bool:
+        return (await runtime.state.kill_switch()).enabled
+
+    backend = runtime.backend
+    spool = backend.spool.counts if isinstance(backend, ProductionBackend) else None
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await runtime.metrics.refresh_state(
+            kill_switch=kill_switch, readiness=backend.readiness, spool_counts=spool
+        )
+        return await api.metrics_endpoint(request)
+
+    return handler

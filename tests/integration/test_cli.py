@@ -1,20 +1,36 @@
-"""The CLI: replay (in-process, never acts), incidents list/show, errors that name the file and line."""
+"""The CLI: replay (in-process, never acts), incidents list/show, errors that name the file and line;
+the conventions of amtool/promtool/kubectl: exit 0 success, 1 failure, 2 usage or configuration
+error, ``-o json|yaml|text`` wherever data is printed, help on every option, no traceback on a
+closed pipe, a progress line on a terminal only; the start and shutdown log lines of ``serve``."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import io
 import json
+import os
+import pty
+import shlex
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
-from medic.cli import main
+from medic import __version__
+from medic.cli import build_parser, main
+from medic.cli_output import Progress
 from tests.integration.crashloop_world import crashloop_world
 from tests.medic_app import medic_settings, running_medic
 from tests.payloads import alert, payload
 from tests.servers.playcode_series import latency_histogram
+from tests.servers.process import free_port
 
 
 def write_payload(tmp_path: Path, body: Any) -> Path:
@@ -44,13 +60,13 @@ async def test_replay_prints_the_report_with_real_prometheus(
 
 def test_replay_bad_files_name_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_payload(tmp_path, '{\n  "version": "4",\n  "alerts": [\n')
-    assert main(["replay", str(path)]) == 2
+    assert main(["replay", str(path)]) == 1
     err = capsys.readouterr().err
     assert f"{path}:4:1: invalid JSON" in err
     path = write_payload(tmp_path, {**payload([alert("A")]), "version": "3"})
     assert main(["replay", str(path)]) == 1
     assert "version" in capsys.readouterr().err
-    assert main(["replay", str(tmp_path / "missing.json")]) == 2
+    assert main(["replay", str(tmp_path / "missing.json")]) == 1
     assert "No such file" in capsys.readouterr().err
 
 
@@ -64,9 +80,9 @@ async def test_replay_never_acts_even_with_enforce(
         monkeypatch.setenv("MEDIC_KUBE_MODE", "kubeconfig")
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
         path = write_payload(tmp_path, payload(w.crash_alerts()))
-        code = await asyncio.to_thread(main, ["replay", str(path), "--format", "json"])
+        code = await asyncio.to_thread(main, ["replay", str(path), "-o", "json"])
         assert code == 0
-        inc = json.loads(capsys.readouterr().out)
+        (inc,) = json.loads(capsys.readouterr().out)["incidents"]
         assert inc["findings"][0]["code"] == "crashloop.regression"
         assert inc["actions"][0]["status"] == "planned"
         assert w.patches() == 0
@@ -97,9 +113,295 @@ async def test_incidents_list_and_show(
             == 0
         )
         assert f"`{incident_id}`" in capsys.readouterr().out
-        assert await asyncio.to_thread(main, ["incidents", "show", "nope", "--url", m.url]) == 2
+        assert await asyncio.to_thread(main, ["incidents", "show", "nope", "--url", m.url]) == 1
         assert "404" in capsys.readouterr().err
+        assert await asyncio.to_thread(main, ["report", incident_id, "--url", m.url, "-o", "yaml"]) == 0
+        assert yaml.safe_load(capsys.readouterr().out)["id"] == incident_id
         # the local store, read while the server runs (WAL)
         monkeypatch.setenv("MEDIC_DATA_DIR", str(settings.data_dir))
         assert await asyncio.to_thread(main, ["incidents", "--format", "json"]) == 0
         assert json.loads(capsys.readouterr().out)["total"] == 1
+        assert await asyncio.to_thread(main, ["incidents", "-o", "yaml"]) == 0
+        assert yaml.safe_load(capsys.readouterr().out)["total"] == 1
+        assert await asyncio.to_thread(main, ["incidents", "show", "nope"]) == 1
+        assert "no incident 'nope'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- conventions
+MEDIC = [sys.executable, "-m", "medic.cli"]
+
+
+def medic_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIC_") and k != "KUBECONFIG"}
+    env |= {"MEDIC_KUBE_MODE": "off", "MEDIC_DATA_DIR": str(tmp_path / "data")} | extra
+    return env
+
+
+def run_medic(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*MEDIC, *args],
+        cwd=tmp_path,
+        env=medic_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _undocumented(parser: argparse.ArgumentParser, path: str) -> list[str]:
+    missing = []
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        if isinstance(action, argparse._SubParsersAction):
+            missing += [f"{path} {c.dest}" for c in action._choices_actions if not c.help]
+            for name, sub in action.choices.items():
+                missing += _undocumented(sub, f"{path} {name}")
+            continue
+        if not action.help:
+            missing.append(f"{path} {(action.option_strings or [action.dest])[0]}")
+    return missing
+
+
+def test_every_command_option_and_positional_has_help() -> None:
+    assert _undocumented(build_parser(), "medic") == []
+
+
+def test_the_help_walker_finds_an_option_without_help() -> None:
+    parser = build_parser()
+    parser.add_argument("--undocumented")
+    assert _undocumented(parser, "medic") == ["medic --undocumented"]
+
+
+def test_every_command_that_prints_data_takes_o_json_and_yaml() -> None:
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        if name == "serve":
+            continue
+        (output,) = [a for a in parser._actions if "-o" in a.option_strings]
+        assert set(output.choices or []) >= {"text", "json", "yaml"}, name
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "words"),
+    [
+        (["check"], {}, 0, "playbook(s): OK"),
+        (["incidents", "--no-such-option"], {}, 2, "unrecognized arguments"),
+        (["incidents", "show"], {}, 2, "incidents show needs an incident id"),
+        (["check"], {"MEDIC_PORT": "0", "MEDIC_NAMESPACES": "Bad_ns"}, 2, "env MEDIC_PORT"),
+        (["serve"], {"MEDIC_WEBHOOK_PASSWORD": "pw"}, 2, "is set without MEDIC_WEBHOOK_USERNAME"),
+        (["check", "/no/such/rules.yaml"], {}, 1, "/no/such/rules.yaml: no such file or directory"),
+        (["kill-switch", "status", "--url", "http://127.0.0.1:9"], {}, 2, "set MEDIC_ADMIN_TOKEN"),
+        (
+            ["kill-switch", "status", "--url", "http://127.0.0.1:9"],
+            {"MEDIC_ADMIN_TOKEN": "admin-token-0123456789"},
+            1,
+            "http://127.0.0.1:9: Cannot connect",
+        ),
+    ],
+)
+def test_exit_codes(tmp_path: Path, args: list[str], env: dict[str, str], code: int, words: str) -> None:
+    result = run_medic(tmp_path, *args, **env)
+    assert result.returncode == code, result.stderr
+    assert words in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_settings_are_all_reported_with_exit_2(tmp_path: Path) -> None:
+    result = run_medic(tmp_path, "check", MEDIC_PORT="0", MEDIC_NAMESPACES="Bad_ns", MEDIC_WEBHOOK_TOKEN="")
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == [
+        "env MEDIC_PORT",
+        "env MEDIC_WEBHOOK_TOKEN",
+        "env MEDIC_NAMESPACES",
+    ], lines
+
+
+@pytest.mark.parametrize("kind", ["under-a-file", "not-writable"])
+@pytest.mark.parametrize("command", [["serve"], ["kill-switch", "status"]])
+def test_a_data_dir_medic_cannot_write_is_a_config_error(
+    tmp_path: Path, kind: str, command: list[str]
+) -> None:
+    # as root a chmod'ed dir stays writable: a path under a regular file, or /proc, cannot be written
+    plain_file = tmp_path / "plain-file"
+    plain_file.write_text("")
+    data_dir = str(plain_file / "data") if kind == "under-a-file" else "/proc/self"
+    result = run_medic(tmp_path, *command, MEDIC_DATA_DIR=data_dir, MEDIC_PORT=str(free_port()))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert data_dir in result.stderr and "MEDIC_DATA_DIR" in result.stderr
+
+
+def test_output_formats(tmp_path: Path) -> None:
+    as_json = json.loads(run_medic(tmp_path, "check", "-o", "json").stdout)
+    as_yaml = yaml.safe_load(run_medic(tmp_path, "check", "-o", "yaml").stdout)
+    assert as_json == as_yaml and as_json["ok"] is True and as_json["errors"] == []
+    assert {r["name"] for r in as_json["rules"]} >= {"crashloop-rollback"}
+    bad = tmp_path / "bad-rules.yaml"
+    bad.write_text("- name: r\n  matchers: ['alertname=\"A\"']\n  playbook: nope\n")
+    failed = run_medic(tmp_path, "check", str(bad), "-o", "json")
+    assert failed.returncode == 1
+    (error,) = json.loads(failed.stdout)["errors"]
+    assert error["file"] == str(bad) and "nope" in error["message"]
+
+    assert run_medic(tmp_path, "kill-switch", "on", "--reason", "test", "--by", "me").returncode == 0
+    status = json.loads(run_medic(tmp_path, "kill-switch", "status", "-o", "json").stdout)
+    assert (status["enabled"], status["by"], status["reason"]) == (True, "me", "test")
+    assert yaml.safe_load(run_medic(tmp_path, "kill-switch", "status", "-o", "yaml").stdout) == status
+    text = run_medic(tmp_path, "kill-switch", "status").stdout
+    assert text.startswith("kill switch ON")
+
+
+def _replayable(tmp_path: Path) -> Path:
+    return write_payload(
+        tmp_path, payload([alert("PlayCodeHighLatency", namespace="playcode", deployment="playcode-app")])
+    )
+
+
+@pytest.mark.parametrize("args", [["check"], ["check", "-o", "json"], ["replay", "PAYLOAD"]])
+def test_a_closed_pipe_is_no_traceback(tmp_path: Path, args: list[str]) -> None:
+    args = [str(_replayable(tmp_path)) if a == "PAYLOAD" else a for a in args]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before Medic writes a byte: every write gets EPIPE
+    try:
+        result = subprocess.run(
+            [*MEDIC, *args],
+            cwd=tmp_path,
+            env=medic_env(tmp_path),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1
+    assert result.stderr == "", result.stderr
+
+
+def test_replay_into_head(tmp_path: Path) -> None:
+    path = _replayable(tmp_path)
+    command = " ".join(shlex.quote(a) for a in [*MEDIC, "replay", str(path)]) + " | head -1"
+    result = subprocess.run(
+        ["sh", "-c", command],
+        cwd=tmp_path,
+        env=medic_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("#") and len(result.stdout.splitlines()) == 1
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_progress_is_drawn_on_a_terminal_and_erased() -> None:
+    term = _Terminal()
+    result = await Progress(term, interval=0.05).around("replaying", asyncio.sleep(0.3, "done"), budget=60)
+    assert result == "done"
+    text = term.getvalue()
+    assert "\r\x1b[Kmedic: replaying 0s (up to 60s)" in text and text.count("medic: replaying") >= 3
+    assert text.endswith("\r\x1b[K"), "the line is erased when the work ends"
+    quiet = io.StringIO()  # not a terminal: nothing at all
+    assert await Progress(quiet).around("replaying", asyncio.sleep(0.1, "done")) == "done"
+    assert quiet.getvalue() == ""
+
+
+def test_replay_draws_progress_on_a_terminal_stderr_never_on_stdout(tmp_path: Path) -> None:
+    path = _replayable(tmp_path)
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [*MEDIC, "replay", str(path), "-o", "json"],
+            cwd=tmp_path,
+            env=medic_env(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(terminal)
+    seen = b""
+    with contextlib.suppress(OSError):  # EIO once the terminal is drained
+        while chunk := os.read(controller, 65536):
+            seen += chunk
+    os.close(controller)
+    assert result.returncode == 0
+    assert b"medic: replaying 1 alert(s), collectors running" in seen
+    assert json.loads(result.stdout)["incidents"][0]["title"].startswith("PlayCodeHighLatency")
+
+
+# --------------------------------------------------------------------------- serve: log lines
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    out = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict):
+                out.append(record)
+    return out
+
+
+async def test_serve_logs_start_rejections_and_shutdown(tmp_path: Path) -> None:
+    port = free_port()
+    env = medic_env(
+        tmp_path,
+        MEDIC_HOST="127.0.0.1",
+        MEDIC_PORT=str(port),
+        MEDIC_LOG_FORMAT="json",
+        MEDIC_WEBHOOK_TOKEN="webhook-token",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        *MEDIC, "serve", cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as s:
+            for _ in range(300):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with s.get(f"{url}/readyz") as r:
+                        if r.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("medic serve did not become ready")
+            for _ in range(3):  # one line, the others counted as suppressed (same reason, within 10 s)
+                async with s.post(f"{url}/api/v1/alerts", json=payload([alert("A")]), headers={}) as r:
+                    assert r.status == 401
+            bad = {**payload([alert("A")], receiver="playcode-medic"), "alerts": "not a list"}
+            headers = {"Authorization": "Bearer webhook-token"}
+            async with s.post(f"{url}/api/v1/alerts", json=bad, headers=headers) as r:
+                assert r.status == 400
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.communicate()
+    stderr = err.decode()
+    assert proc.returncode == 0, stderr
+    records = _json_lines(stderr)
+    events = [r["event"] for r in records]
+    (started,) = [r for r in records if r["event"] == "medic started"]
+    assert started["version"] == __version__ and started["listen"] == f"127.0.0.1:{port}"
+    assert started["mode"] == "dry-run" and started["backend"] == "sqlite" and started["diagnoses"] == []
+    rejected = [r for r in records if r["event"] == "webhook delivery rejected"]
+    assert [r["reason"] for r in rejected] == ["auth", "schema"], rejected
+    assert rejected[0]["level"] == "warning" and rejected[0]["remote"] == "127.0.0.1"
+    assert rejected[0]["status"] == 401
+    assert rejected[1]["receiver"] == "playcode-medic" and rejected[1]["group_key"] == '{}:{alertname="A"}'
+    assert "alerts" in rejected[1]["detail"]
+    assert events.index("medic stopping") < events.index("medic stopped")
+
+
+def test_docs_cli_page_names_every_command() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert [name for name in sub.choices if f"`medic {name}" not in page] == []
