@@ -25,23 +25,23 @@ from prometheus_client import (
 from medic import __version__
 
 MODES = ("off", "dry-run", "enforce")
-OWN_BACKENDS = ("inbox", "state", "store")
-# which readiness check of each backend kind answers for inbox, state and store
-_READINESS_CHECKS = {
-    "inbox": ("redis", "inbox"),
-    "state": ("redis", "inbox"),
-    "store": ("mongo", "incident_store"),
+# which readiness checks answer for inbox, state and store: production (Medic's Redis and
+# MongoDB), else embedded (one SQLite file for all three, which must also take writes)
+_READINESS_CHECKS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "inbox": (("redis",), ("inbox", "writes")),
+    "state": (("redis",), ("inbox", "writes")),
+    "store": (("mongo",), ("incident_store", "writes")),
 }
 
 
 def backends_up(checks: Mapping[str, str]) -> dict[str, bool]:
-    """``{"inbox": True, ...}`` from a backend's readiness checks (embedded: one SQLite file for
-    all three; production: Redis for inbox and state, MongoDB for the store)."""
+    """``{"inbox": True, ...}`` from a backend's readiness checks."""
     out = {}
-    for backend, names in _READINESS_CHECKS.items():
-        name = next((n for n in names if n in checks), None)
-        if name is not None:
-            out[backend] = checks[name] == "ok"
+    for backend, alternatives in _READINESS_CHECKS.items():
+        for names in alternatives:
+            if names[0] in checks:
+                out[backend] = all(checks.get(name, "ok") == "ok" for name in names)
+                break
     return out
 
 

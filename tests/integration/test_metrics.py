@@ -12,6 +12,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from medic import __version__
+from medic.metrics import backends_up
 from tests.fakes.mongo_server import FakeMongoServer
 from tests.medic_app import medic_settings, running_medic
 from tests.payloads import alert, payload
@@ -123,3 +124,12 @@ async def test_backend_up_and_spool_items_follow_medics_redis(
                 ),
             )
             assert value(samples, "medic_backend_up", backend="state") == 1
+
+
+def test_backend_up_from_each_backends_readiness_checks() -> None:
+    embedded = {"inbox": "ok", "incident_store": "ok", "writes": "ok"}
+    assert backends_up(embedded) == {"inbox": True, "state": True, "store": True}
+    disk_full = embedded | {"writes": "error: database or disk is full"}
+    assert backends_up(disk_full) == {"inbox": False, "state": False, "store": False}
+    production = {"redis": "unreachable (ConnectionError): ...", "mongo": "ok", "spool": "ok (0 deliveries)"}
+    assert backends_up(production) == {"inbox": False, "state": False, "store": True}
