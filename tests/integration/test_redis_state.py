@@ -18,7 +18,7 @@ from medic.backend_select import open_backend
 from medic.errors import BackendUnavailable, ConfigError
 from medic.settings import load_settings
 from medic.state.availability import Availability
-from medic.state.base import ActionMark
+from medic.state.base import ActionLimit, ActionMark, BudgetExhausted
 from medic.state.keylock import RedisKeyLocker, fence_token
 from medic.state.redis import RedisMarks, RedisRemediationState, connect
 from medic.state.redis_keys import RedisKeys
@@ -72,6 +72,46 @@ async def test_the_ledger_takes_an_idempotency_key_once(replicas: list[RedisReme
     )
     assert results.count(True) == 1
     assert await replicas[1].count_actions(now - timedelta(hours=1), TARGET) == 1
+
+
+async def test_budgets_hold_across_replicas_acting_at_once(replicas: list[RedisRemediationState]) -> None:
+    """begin_action checks the budgets and records the mark in one script: 24 actions begun at
+    once by two replicas on 12 targets never exceed the global budget (3 per hour) nor a
+    target's (1 per hour), and a refusal records nothing."""
+    now = datetime.now(UTC)
+    limits = (
+        ActionLimit("budget", 1, timedelta(hours=1), per_target=True),
+        ActionLimit("global_budget", 3, timedelta(hours=1), per_target=False),
+    )
+    targets = [f"deployment/playcode/svc-{i}" for i in range(12)]
+
+    async def begin(i: int) -> str:
+        target = targets[i % len(targets)]
+        try:
+            fresh = await replicas[i % 2].begin_action(
+                mark(f"rollback|{target}|{i}", now, target=target), limits
+            )
+        except BudgetExhausted as exc:
+            return exc.limit.name
+        return "begun" if fresh else "duplicate"
+
+    outcomes = await asyncio.gather(*(begin(i) for i in range(24)))
+    assert outcomes.count("begun") == 3, outcomes
+    assert set(outcomes) == {"begun", "budget", "global_budget"}
+    assert await replicas[0].count_actions(now - timedelta(hours=1)) == 3
+    begun = [i for i, o in enumerate(outcomes) if o == "begun"]
+    assert len({targets[i % len(targets)] for i in begun}) == 3  # one per target
+    # nothing was recorded for a refusal: its key is free, and a begun key is still a duplicate
+    refused = next(i for i, o in enumerate(outcomes) if o != "begun")
+    assert not await replicas[1].client.exists(KEYS.action(f"rollback|{targets[refused % 12]}|{refused}"))
+    first = begun[0]
+    again = mark(f"rollback|{targets[first % 12]}|{first}", now, target=targets[first % 12])
+    assert await replicas[1].begin_action(again, limits) is False  # not refused: already begun
+    # a skipped action frees its share of the budget
+    await replicas[0].finish_action(again.idempotency_key, "skipped", {})
+    busy = {targets[i % 12] for i in begun[1:]}
+    free = next(t for t in targets if t not in busy)
+    assert await replicas[1].begin_action(mark("rollback|late", now, target=free), limits)
 
 
 async def test_counts_and_last_action_for_cooldowns_and_budgets(

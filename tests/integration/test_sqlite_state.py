@@ -11,7 +11,7 @@ import pytest
 
 from medic.errors import ConfigError
 from medic.sqlitedb import SqliteDB
-from medic.state.base import ActionMark
+from medic.state.base import ActionLimit, ActionMark, BudgetExhausted
 from medic.state.sqlite import MAX_ATTEMPTS, SqliteInbox, SqliteRemediationState
 
 NOW = datetime.now(UTC)
@@ -145,4 +145,26 @@ async def test_a_delivery_is_stored_as_the_text_received(tmp_path: Path) -> None
     await inbox.accept({"b": 1}, ["e2"], NOW)  # a mapping is stored as compact JSON
     last = await db.read(lambda c: c.execute("SELECT payload FROM inbox ORDER BY id DESC").fetchone())
     assert last == ('{"b":1}',)
+    await db.close()
+
+
+async def test_budgets_are_checked_where_the_action_is_recorded(tmp_path: Path) -> None:
+    db = await open_db(tmp_path)
+    state = SqliteRemediationState(db)
+    limits = (
+        ActionLimit("budget", 1, timedelta(hours=1), per_target=True),
+        ActionLimit("global_budget", 2, timedelta(hours=1), per_target=False),
+    )
+
+    async def begin(key: str, target: str) -> str:
+        try:
+            mark = ActionMark(key, target, "rollback", "inc-1", NOW, "started")
+            return "begun" if await state.begin_action(mark, limits) else "duplicate"
+        except BudgetExhausted as exc:
+            return exc.limit.name
+
+    outcomes = await asyncio.gather(*(begin(f"k{i}", f"deployment/playcode/svc-{i % 3}") for i in range(9)))
+    assert outcomes.count("begun") == 2 and set(outcomes) == {"begun", "budget", "global_budget"}, outcomes
+    assert await state.count_actions(NOW - timedelta(hours=1)) == 2
+    assert await begin("k0", "deployment/playcode/svc-0") == "duplicate"  # already begun, not refused
     await db.close()

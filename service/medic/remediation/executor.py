@@ -25,7 +25,7 @@ from medic.remediation.base import Action, ActionContext, ActionPlan
 from medic.remediation.guards import Budget, GuardFacts, evaluate_guards, first_refusal
 from medic.rules.model import Rule
 from medic.settings import Settings
-from medic.state.base import ActionMark, KillSwitch, RemediationState
+from medic.state.base import ActionLimit, ActionMark, BudgetExhausted, KillSwitch, RemediationState
 from medic.store.base import IncidentStore
 
 log = structlog.get_logger("medic.remediation")
@@ -207,7 +207,11 @@ class GuardedRemediator:
             return
         key = record.idempotency_key
         mark = ActionMark(key, ctx.target.key, record.action, ctx.incident.id, ctx.now, "started", plan.facts)
-        fresh = await self.state.begin_action(mark)
+        try:  # the budgets again, atomically with the mark: replicas on other targets act too
+            fresh = await self.state.begin_action(mark, self._limits(rule))
+        except BudgetExhausted as exc:
+            record.status, record.reason = ActionStatus.REFUSED, f"{exc.limit.name}: {exc} (at the ledger)"
+            return
         if not fresh and not guarded_write:
             record.status = ActionStatus.SKIPPED
             record.reason = f"already attempted ({key}): not repeated"
@@ -235,6 +239,15 @@ class GuardedRemediator:
         )
         record.status = ActionStatus.SUCCEEDED if ok else ActionStatus.FAILED
         record.reason = f"{plan.summary}: {message}"
+
+    def _limits(self, rule: Rule) -> tuple[ActionLimit, ...]:
+        rem = rule.remediation
+        assert rem is not None
+        window = timedelta(seconds=self.settings.global_budget_window_seconds)
+        return (
+            ActionLimit("budget", rem.budget.count, rem.budget.per, per_target=True),
+            ActionLimit("global_budget", self.settings.global_budget_count, window, per_target=False),
+        )
 
     async def _audit(self, incident: Incident, record: ActionRecord) -> ActionRecord:
         log.info("remediation decision", action=record.use, status=record.status.value, reason=record.reason)

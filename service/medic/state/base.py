@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
+
+from medic.durations import format_duration
+from medic.errors import MedicError
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,29 @@ class ActionMark:
 
 
 @dataclass(frozen=True)
+class ActionLimit:
+    """A budget checked where the action is recorded (atomically with it, across replicas): at
+    most ``count`` actions (skipped ones excluded) begun within ``window`` up to the mark's time,
+    on the mark's target (``per_target``) or on any target."""
+
+    name: str  # the guard it enforces: "budget" or "global_budget"
+    count: int
+    window: timedelta
+    per_target: bool
+
+
+class BudgetExhausted(MedicError):
+    """:meth:`RemediationState.begin_action` refused: a limit is used up (nothing recorded)."""
+
+    def __init__(self, limit: ActionLimit, used: int) -> None:
+        scope = "this target" if limit.per_target else "all targets"
+        window = format_duration(limit.window)
+        super().__init__(f"{used} of {limit.count} actions on {scope} used in {window}")
+        self.limit = limit
+        self.used = used
+
+
+@dataclass(frozen=True)
 class KillSwitch:
     enabled: bool
     by: str = ""
@@ -127,8 +153,10 @@ class RemediationState(Protocol):
 
     async def release_lock(self, key: str, owner: str) -> None: ...
 
-    async def begin_action(self, mark: ActionMark) -> bool:
-        """Record an action as started; False when its idempotency key exists (already done)."""
+    async def begin_action(self, mark: ActionMark, limits: Sequence[ActionLimit] = ()) -> bool:
+        """Record an action as started; False when its idempotency key exists (already done).
+        A new mark is recorded only if every limit leaves room (else :class:`BudgetExhausted`),
+        in one atomic step: replicas acting at once never exceed a budget together."""
         ...
 
     async def finish_action(self, idempotency_key: str, status: str, detail: dict[str, Any]) -> None: ...

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -39,7 +39,9 @@ from medic.state import redis_scripts as lua
 from medic.state.availability import Availability
 from medic.state.base import (
     AcceptResult,
+    ActionLimit,
     ActionMark,
+    BudgetExhausted,
     DeadLetter,
     InboxItem,
     KillSwitch,
@@ -454,7 +456,7 @@ class RedisRemediationState(_RedisCalls):
 
     # ------------------------------------------------------------------ action ledger
 
-    async def begin_action(self, mark: ActionMark) -> bool:
+    async def begin_action(self, mark: ActionMark, limits: Sequence[ActionLimit] = ()) -> bool:
         keys = [
             self.keys.action(mark.idempotency_key),
             self.keys.actions,
@@ -470,7 +472,12 @@ class RedisRemediationState(_RedisCalls):
             mark.idempotency_key,
             int(LEDGER_TTL * 1000),
         ]
-        return bool(await self._call(lambda: self._begin(keys=keys, args=args)))
+        for limit in limits:
+            args += ["target" if limit.per_target else "all", limit.count, limit.window.total_seconds()]
+        code, which, used = await self._call(lambda: self._begin(keys=keys, args=args))
+        if int(code) == 2:
+            raise BudgetExhausted(limits[int(which) - 1], int(used))
+        return bool(int(code))
 
     async def finish_action(self, idempotency_key: str, status: str, detail: dict[str, Any]) -> None:
         key = self.keys.action(idempotency_key)

@@ -219,11 +219,30 @@ return 0
 
 # KEYS: action hash, all-actions zset, target zset
 # ARGV: target, action, incident id, at (epoch seconds), status, detail JSON, idempotency key,
-#       ledger ttl ms
-# -> 1 when recorded, 0 when the idempotency key exists (the action was already begun)
+#       ledger ttl ms, then limits as triples: "target" or "all", count, window seconds
+# -> {1, 0, 0} when recorded, {0, 0, 0} when the idempotency key exists (the action was already
+#    begun), {2, n, used} when the n-th limit is used up (nothing recorded).
+# One script, so that replicas acting at once never exceed a budget together.
 ACTION_BEGIN = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
+  return {0, 0, 0}
+end
+local at = tonumber(ARGV[4])
+local horizon = string.format('(%.6f', at - tonumber(ARGV[8]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', horizon)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', horizon)
+if ARGV[5] ~= 'skipped' then
+  for i = 9, #ARGV, 3 do
+    local zset = KEYS[2]
+    if ARGV[i] == 'target' then
+      zset = KEYS[3]
+    end
+    local since = string.format('%.6f', at - tonumber(ARGV[i + 2]))
+    local used = redis.call('ZCOUNT', zset, since, '+inf')
+    if used >= tonumber(ARGV[i + 1]) then
+      return {2, (i - 6) / 3, used}
+    end
+  end
 end
 redis.call('HSET', KEYS[1], 'target', ARGV[1], 'action', ARGV[2], 'incident_id', ARGV[3],
   'at', ARGV[4], 'status', ARGV[5], 'detail', ARGV[6])
@@ -232,10 +251,7 @@ if ARGV[5] ~= 'skipped' then
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[7])
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[7])
 end
-local horizon = string.format('(%.6f', tonumber(ARGV[4]) - tonumber(ARGV[8]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', horizon)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', horizon)
-return 1
+return {1, 0, 0}
 """
 
 # KEYS: action hash, all-actions zset, target zset; ARGV: status, detail JSON, idempotency key

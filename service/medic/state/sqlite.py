@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from medic.sqlitedb import SqliteDB
 from medic.state.base import (
     AcceptResult,
+    ActionLimit,
     ActionMark,
+    BudgetExhausted,
     DeadLetter,
     InboxItem,
     KillSwitch,
@@ -216,6 +219,15 @@ def _mark(row: tuple[Any, ...]) -> ActionMark:
     )
 
 
+def _used(conn: sqlite3.Connection, mark: ActionMark, limit: ActionLimit) -> int:
+    since = (mark.at - limit.window).timestamp()
+    sql = "SELECT COUNT(*) FROM actions WHERE at >= ? AND status != 'skipped'"
+    args: tuple[Any, ...] = (since,)
+    if limit.per_target:
+        sql, args = sql + " AND target = ?", (since, mark.target)
+    return int(conn.execute(sql, args).fetchone()[0])
+
+
 class SqliteRemediationState:
     """Embedded coordination state. Survives restarts; one process per data dir (see SqliteDB)."""
 
@@ -267,8 +279,18 @@ class SqliteRemediationState:
             lambda c: c.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner))
         )
 
-    async def begin_action(self, mark: ActionMark) -> bool:
+    async def begin_action(self, mark: ActionMark, limits: Sequence[ActionLimit] = ()) -> bool:
         def tx(conn: sqlite3.Connection) -> bool:
+            known = conn.execute(
+                "SELECT 1 FROM actions WHERE idempotency_key = ?", (mark.idempotency_key,)
+            ).fetchone()
+            if known is not None:
+                return False
+            if mark.status != "skipped":
+                for limit in limits:
+                    used = _used(conn, mark, limit)
+                    if used >= limit.count:
+                        raise BudgetExhausted(limit, used)
             cur = conn.execute(
                 "INSERT OR IGNORE INTO actions VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
