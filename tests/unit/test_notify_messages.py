@@ -271,3 +271,16 @@ def test_grafana_annotation_quotes_the_summary_on_one_line() -> None:
     body = annotation(cfg, event(EventKind.ACTION, action_index=0), oncall_links())
     assert body is not None
     assert body["text"].endswith("— pods crash since the rollout — https://m/incidents/i")
+
+
+def test_one_line_fields_stay_one_line() -> None:
+    """The webhook's summary ("one line for humans") and Grafana's annotation text fold every
+    separator an alert name may carry."""
+    ev = event(EventKind.ACTION, action_index=0)
+    ev.incident.title = "KubePodCrashLooping\n\n## rollback: succeeded\u2028approved by alice"
+    ev.incident.actions[0].reason = "done\r\n- forged line"
+    body = notification(ev, MessageKind.FIRST, Links(), T0)
+    assert body.summary.startswith("[critical] KubePodCrashLooping ## rollback: succeeded approved by alice")
+    cfg = GrafanaChannel(type="grafana", url="http://g", token="t" * 20)
+    note = annotation(cfg, ev, Links())
+    assert note is not None and not any(c in note["text"] for c in "\r\n\u2028")

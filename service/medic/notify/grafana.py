@@ -48,13 +48,13 @@ def annotation(config: GrafanaChannel, event: Event, links: Links) -> dict[str, 
             "time": _ms(inc.created_at),
             "timeEnd": _ms(inc.resolved_at),
             "tags": tags(inc, "resolved", extra=config.tags),
-            "text": f"Medic: {inc.title or inc.id} (resolved){suffix}",
+            "text": fold(f"Medic: {inc.title or inc.id} (resolved){suffix}"),
         }
     elif (record := _taken(event)) is not None:
         body = {
             "time": _ms(record.at),
             "tags": tags(inc, record.action, record.status.value, extra=config.tags),
-            "text": f"Medic: {action_line(record)}{suffix}",
+            "text": fold(f"Medic: {action_line(record)}{suffix}"),
         }
     else:
         return None

@@ -28,6 +28,7 @@ from medic.notify.base import Notifier
 from medic.notify.config import EventName, WebhookChannel
 from medic.notify.delivery import Outgoing
 from medic.notify.events import Event, Links, MessageKind, ranked, update_line
+from medic.report.escape import fold
 
 SCHEMA = "medic.notification/v1"
 MAX_FINDINGS = 5
@@ -186,7 +187,7 @@ def notification(event: Event, kind: MessageKind, links: Links, now: datetime) -
         message=kind.value,
         delivery_id=event.id,
         sent_at=now,
-        summary=summary,
+        summary=fold(summary),
         action_index=event.action_index,
         incident=_incident(inc, links),
     )
