@@ -18,6 +18,7 @@ from medic.backend_select import ProductionBackend, StateBackend, open_backend
 from medic.backends import Backends
 from medic.config import Config, load_config
 from medic.http_errors import edge_middleware, handler_args
+from medic.incident import utcnow
 from medic.intake.auth import Credentials
 from medic.intake.handlers import WebhookIntake
 from medic.kube.resolver import KubeTargetResolver
@@ -28,6 +29,7 @@ from medic.notify.journal import IncidentJournal
 from medic.pipeline import Pipeline
 from medic.playbooks.registry import Registry, default_registry
 from medic.remediation.executor import GuardedRemediator
+from medic.remediation.reconcile import reconcile_at_start
 from medic.report.links import LinkSettings
 from medic.rules.targets import LabelTargetResolver, TargetResolver
 from medic.settings import Settings, ensure_data_dir
@@ -99,6 +101,7 @@ class Runtime:
             locker=backend.locker,
         )
         journal = IncidentJournal(store, pipeline.lock_for)
+        await reconcile_at_start(state, store, journal, utcnow())  # the ledger is the truth
         dispatcher = NotifyDispatcher(
             notifiers=build_notifiers(settings.notifiers),
             rule_notify={r.name: r.notify for r in config.rules},

@@ -166,3 +166,8 @@ class RemediationState(Protocol):
     async def count_actions(self, since: datetime, target: str | None = None) -> int:
         """Actions begun since ``since`` (skipped ones excluded), on ``target`` or on any."""
         ...
+
+    async def actions_since(self, since: datetime) -> list[ActionMark]:
+        """The ledger's marks begun since ``since`` (skipped ones excluded), oldest first: what
+        start-up reconciles the incidents and the audit log with."""
+        ...

@@ -502,6 +502,21 @@ class RedisRemediationState(_RedisCalls):
         zset = self.keys.actions if target is None else self.keys.target_actions(target)
         return int(await self._call(lambda: self.client.zcount(zset, f"{since.timestamp():.6f}", "+inf")))
 
+    async def actions_since(self, since: datetime) -> list[ActionMark]:
+        async def run() -> list[ActionMark]:
+            keys = await self.client.zrangebyscore(self.keys.actions, f"{since.timestamp():.6f}", "+inf")
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hgetall(self.keys.action(str(key)))
+                found = await pipe.execute()
+            return [
+                _mark(str(key), {str(k): str(v) for k, v in fields.items()})
+                for key, fields in zip(keys, found, strict=True)
+                if fields
+            ]
+
+        return await self._call(run)
+
 
 class RedisMarks(_RedisCalls):
     """Durable marks (:class:`medic.notify.ledger.Marks`) shared by every replica."""

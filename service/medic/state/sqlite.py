@@ -334,6 +334,15 @@ class SqliteRemediationState:
         row = await self.db.read(lambda c: c.execute(sql, args).fetchone())
         return int(row[0])
 
+    async def actions_since(self, since: datetime) -> list[ActionMark]:
+        rows = await self.db.read(
+            lambda c: c.execute(
+                "SELECT * FROM actions WHERE at >= ? AND status != 'skipped' ORDER BY at",
+                (since.timestamp(),),
+            ).fetchall()
+        )
+        return [_mark(r) for r in rows]
+
     # ---- retention (medic.retention): ledger entries past every window, expired locks
     async def purge(self, ledger_before: datetime, at: datetime) -> int:
         now = at.timestamp()
