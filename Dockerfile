@@ -1,22 +1,57 @@
 # syntax=docker/dockerfile:1
-# PlayCode Medic image: `docker build -t <registry>/playcode-medic:<version> .`
-# Stage 1 builds wheels (Medic's and its dependencies'); stage 2 installs them into a venv on a
-# clean slim base: no compiler, no pip cache, no source tree in the final image.
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# PlayCode Medic image:
+#   docker build -t <registry>/playcode-medic:0.1.0 \
+#     --build-arg REVISION="$(git rev-parse HEAD)" --build-arg SOURCE=<the repository's URL> .
+#
+# Reproducible: the base image is pinned by digest and the dependencies by constraints.txt
+# (`make constraints` regenerates it). Stage "build" installs the dependencies in their own layer
+# (rebuilt only when constraints.txt changes), then Medic from a wheel built from the sources, into
+# a venv at /opt/medic; the runtime stage copies that venv onto the same base, with no pip,
+# setuptools or compiler, and runs as a non-root user.
+#
+# Moving to a newer base is a deliberate change: look up the digest of the tag and replace the
+# default below, e.g.  docker buildx imagetools inspect python:3.11-slim-bookworm  ("Digest:"),
+# or override it for one build:  --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:<digest>
+ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:86adf8dbadc3d6e82ee5dd2c74bec2e1c2467cdad47886280501df722372d2e1
 
 # ------------------------------------------------------------------------------ build
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+RUN python -m venv /opt/medic
+
+# 1. The dependencies, exactly the pinned set: this layer is reused until constraints.txt changes.
+COPY constraints.txt /tmp/constraints.txt
+RUN /opt/medic/bin/pip install --no-deps --only-binary=:all: --requirement /tmp/constraints.txt
+
+# 2. Medic, from a wheel built from the sources (it carries rules/ and playbooks/ as defaults);
+#    --no-deps: nothing beyond the pinned set, and `pip check` proves that set is complete.
+#    Then the venv loses pip and setuptools: the running image never installs anything.
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY service/ service/
-RUN python -m pip wheel --wheel-dir /wheels .
+COPY rules/ rules/
+COPY playbooks/ playbooks/
+RUN /opt/medic/bin/pip wheel --no-deps --wheel-dir /wheels . \
+ && /opt/medic/bin/pip install --no-deps --no-index /wheels/*.whl \
+ && /opt/medic/bin/pip check \
+ && /opt/medic/bin/pip uninstall --yes pip setuptools \
+ && /opt/medic/bin/medic --version
 
 # ------------------------------------------------------------------------------ runtime
 FROM ${PYTHON_IMAGE} AS runtime
+ARG PYTHON_IMAGE
+ARG VERSION=0.1.0
+ARG REVISION=""
+ARG SOURCE=""
 LABEL org.opencontainers.image.title="playcode-medic" \
-      org.opencontainers.image.description="PlayCode Medic: Alertmanager webhook -> diagnostics -> guarded remediation"
+      org.opencontainers.image.description="PlayCode Medic: Alertmanager webhook -> diagnostics -> guarded remediation" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="LicenseRef-Proprietary" \
+      org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/medic/bin:$PATH \
@@ -26,18 +61,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MEDIC_PLAYBOOKS_DIR=/etc/medic/playbooks \
     MEDIC_DATA_DIR=/var/lib/medic
 
-RUN groupadd --system --gid 10001 medic \
+# The base image's own pip, setuptools and wheel go too (and ensurepip's copies of them), so no
+# pip is left anywhere in the image; then Medic's user and data dir.
+RUN python -m pip uninstall --yes pip setuptools wheel \
+ && rm -rf /usr/local/lib/python3.11/ensurepip/_bundled \
+ && groupadd --system --gid 10001 medic \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/medic --no-create-home \
         --shell /usr/sbin/nologin medic \
  && install -d -o 10001 -g 10001 -m 0750 /var/lib/medic
 
-# Install from the build stage's wheels only (--no-index: nothing is fetched here), then drop
-# pip and setuptools from the venv: the running image never installs anything.
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    python -m venv /opt/medic \
- && /opt/medic/bin/pip install --no-index --no-cache-dir --find-links=/wheels playcode-medic \
- && /opt/medic/bin/pip uninstall --yes pip setuptools \
- && medic --version
+COPY --from=build /opt/medic /opt/medic
 
 # The shipped PlayCode configuration; the Helm chart mounts its ConfigMaps over these.
 COPY rules/ /etc/medic/rules/

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -114,6 +115,35 @@ def test_wheel_and_sdist_carry_every_rule_and_playbook(installed: Installed) -> 
         # "playcode_medic-0.1.0/rules/x.yaml" -> "rules/x.yaml"
         members = {m.name.split("/", 1)[1] for m in sdist.getmembers() if m.isfile() and "/" in m.name}
     assert {m for m in members if m.split("/", 1)[0] in SHIPPED} == expected
+
+
+def test_constraints_pin_exactly_what_the_wheel_needs(installed: Installed) -> None:
+    """constraints.txt is complete and current: the image installs it with --no-deps, so a
+    dependency missing from it (or a stale one) would only show when the image runs."""
+    python = str(installed.venv / "bin" / "python")
+    check = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", python, "check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    freeze = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", python, "freeze", "--exclude", "playcode-medic"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    pinned = (REPO / "constraints.txt").read_text(encoding="utf-8")
+    assert requirement_set(freeze) == requirement_set(pinned), (
+        "constraints.txt is stale: run `make constraints`"
+    )
+
+
+def requirement_set(text: str) -> set[str]:
+    """``name==version`` lines, names normalised (PEP 503), comments dropped."""
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return {re.sub(r"[-_.]+", "-", line.lower()) for line in lines if line}
 
 
 def test_installed_package_is_the_wheel_not_the_checkout(installed: Installed) -> None:

@@ -1,0 +1,160 @@
+"""The Dockerfile, read statically (no Docker engine on this machine; issue 15, item 9).
+
+* The base image is pinned by digest (every stage), so a rebuild starts from the same bytes.
+* Dependencies come from constraints.txt in their own layer, before the sources are copied, and
+  the project is installed with ``--no-deps`` + ``pip check``: nothing unpinned gets in.
+* No pip is left in the final image: the venv loses it in the build stage, the base's own pip is
+  uninstalled in the runtime stage, and nothing is pip-installed there.
+* OCI labels (version, revision, source) come from build args; the version's default is the
+  package's.
+* Multi-stage, non-root, and the entrypoint, port and probes the chart expects.
+
+tests/e2e/test_wheel_install.py runs the same install (wheel + constraints.txt) for real.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from tests.integration.helm_image import Instruction, Stage, dockerignore_excludes, parse_dockerfile
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO / "Dockerfile"
+
+DIGEST_PINNED = re.compile(r"^[\w.\-/]+:[\w.\-]+@sha256:[0-9a-f]{64}$")
+OCI = "org.opencontainers.image."
+
+
+def stages() -> tuple[Stage, Stage]:
+    df = parse_dockerfile(DOCKERFILE)
+    assert len(df.stages) >= 2
+    return df.stages[0], df.stages[-1]
+
+
+def runs(stage: Stage) -> list[str]:
+    return [i.args for i in stage.all("RUN")]
+
+
+def index_of(stage: Stage, keyword: str, needle: str) -> int:
+    for n, ins in enumerate(stage.instructions):
+        if ins.keyword == keyword and needle in ins.args:
+            return n
+    raise AssertionError(f"no {keyword} with {needle!r} in stage {stage.name}")
+
+
+def commands(run: str) -> list[list[str]]:
+    """The commands of a RUN line, split at ``&&``."""
+    return [shlex.split(part) for part in run.split("&&")]
+
+
+def key_values(ins: Instruction) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for token in shlex.split(ins.args):
+        key, sep, value = token.partition("=")
+        assert sep, f"{ins.keyword} must use key=value: {ins.args!r}"
+        out[key] = value
+    return out
+
+
+def test_base_image_is_pinned_by_digest() -> None:
+    df = parse_dockerfile(DOCKERFILE)
+    default = df.args.get("PYTHON_IMAGE", "")
+    assert DIGEST_PINNED.match(default), f"PYTHON_IMAGE must be name:tag@sha256:<digest>, not {default!r}"
+    assert default.startswith("python:3.11")
+    names = {s.name for s in df.stages if s.name}
+    for stage in df.stages:
+        assert stage.base in names or DIGEST_PINNED.match(stage.base), stage.base
+
+
+def test_dependencies_are_installed_from_constraints_in_their_own_layer() -> None:
+    build, _ = stages()
+    copy_constraints = index_of(build, "COPY", "constraints.txt")
+    install_deps = index_of(build, "RUN", "constraints.txt")
+    copy_sources = index_of(build, "COPY", "service/")
+    # the dependency layer depends on constraints.txt only, so code changes reuse it
+    assert copy_constraints < install_deps < copy_sources
+    assert all(
+        "constraints.txt" in i.args for i in build.instructions[:install_deps] if i.keyword in ("COPY", "ADD")
+    )
+    deps = build.instructions[install_deps].args
+    assert "--no-deps" in deps and re.search(r"(--requirement|-r)[ =]\S*constraints\.txt", deps)
+    # the project itself: no dependency resolution of its own, and the pinned set proven complete
+    project = runs(build)[-1]
+    steps = [c for c in commands(project) if c[0].endswith("/pip")]
+    installs = [c for c in steps if c[1] == "install"]
+    assert installs and all("--no-deps" in c for c in installs), project
+    assert ["check"] in [c[1:] for c in steps], "pip check after installing"
+
+
+def test_no_pip_is_left_in_the_final_image() -> None:
+    build, final = stages()
+    # the build stage's venv: pip and setuptools uninstalled after their last use
+    last = commands(runs(build)[-1])
+    uninstall = next(
+        (n for n, c in enumerate(last) if c[0] == "/opt/medic/bin/pip" and c[1] == "uninstall"), None
+    )
+    assert uninstall is not None, "the build stage's venv must uninstall its pip"
+    assert {"pip", "setuptools"} <= set(last[uninstall])
+    assert not any(c[0].endswith("pip") for c in last[uninstall + 1 :]), "pip used after its removal"
+    # the runtime stage: the base image's pip removed, nothing pip-installed
+    final_runs = " && ".join(runs(final))
+    assert "pip install" not in final_runs and "ensurepip" in final_runs
+    removal = [c for c in commands(final_runs) if c[:4] == ["python", "-m", "pip", "uninstall"]]
+    assert removal and {"pip", "setuptools", "wheel"} <= set(removal[0])
+    # and from the build stage it takes the venv only
+    copies = [i for i in final.all("COPY") if i.flags.get("from")]
+    assert [(i.flags["from"], i.args) for i in copies] == [("build", "/opt/medic /opt/medic")]
+
+
+def test_oci_labels_come_from_build_args() -> None:
+    _, final = stages()
+    labels: dict[str, str] = {}
+    for label in final.all("LABEL"):
+        labels |= key_values(label)
+    args = {k: v for i in final.all("ARG") for k, _, v in [i.args.partition("=")]}
+    for field, arg in (("version", "VERSION"), ("revision", "REVISION"), ("source", "SOURCE")):
+        assert labels.get(OCI + field) == "${" + arg + "}", field
+        assert arg in args, f"ARG {arg} must be declared in the runtime stage"
+        assert index_of(final, "ARG", arg) < index_of(final, "LABEL", OCI + field)
+    assert labels[OCI + "title"] == "playcode-medic"
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    chart = yaml.safe_load((REPO / "helm" / "playcode-medic" / "Chart.yaml").read_text(encoding="utf-8"))
+    assert args["VERSION"] == project["version"] == chart["appVersion"]
+    assert labels[OCI + "licenses"] == project["license"]
+
+
+def test_multi_stage_non_root_and_what_the_chart_runs() -> None:
+    build, final = stages()
+    assert build.name == "build" and final.name == "runtime"
+    for forbidden in ("apt-get install", "build-essential", "gcc", "apk add"):
+        assert all(forbidden not in r for r in runs(final))
+    user = final.last("USER")
+    assert user is not None and user.args.split(":")[0] == "10001"
+    assert final.instructions.index(user) > max(final.instructions.index(i) for i in final.all("RUN"))
+    entrypoint, cmd = final.last("ENTRYPOINT"), final.last("CMD")
+    assert entrypoint and entrypoint.exec_form() == ["medic"]
+    assert cmd and cmd.exec_form() == ["serve"]
+    assert [i.args for i in final.all("EXPOSE")] == ["8080"]
+    assert not final.all("HEALTHCHECK")
+
+
+def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
+    ignore = REPO / ".dockerignore"
+    copied = [
+        src
+        for stage in parse_dockerfile(DOCKERFILE).stages
+        for i in stage.all("COPY")
+        if not i.flags.get("from")
+        for src in i.args.split()[:-1]
+    ]
+    assert {"constraints.txt", "setup.py", "pyproject.toml", "service/"} <= set(copied)
+    for src in copied:
+        inside = src + "x.yaml" if src.endswith("/") else src  # a file in a copied directory
+        assert not dockerignore_excludes(ignore, inside), src
+    for unwanted in ("dist/playcode_medic-0.1.0-py3-none-any.whl", "build/lib/medic/app.py", ".venv/bin/pip"):
+        assert dockerignore_excludes(ignore, unwanted), unwanted
