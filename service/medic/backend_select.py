@@ -21,7 +21,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Protocol
 
 import structlog
@@ -123,6 +123,34 @@ async def open_backend(settings: Settings) -> StateBackend:
     if not mongo_url.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigError("must be a mongodb:// or mongodb+srv:// URL", file="environment", field="mongo_url")
     return await ProductionBackend.open(settings, redis_url, mongo_url)
+
+
+@contextlib.asynccontextmanager
+async def open_incident_reader(settings: Settings) -> AsyncIterator[IncidentStore]:
+    """The incidents as the configured backend keeps them, to read beside a running Medic (the
+    CLI): MongoDB when ``MEDIC_MONGO_URL`` is set, else the embedded SQLite file (which must
+    exist; read without taking the running replica's lock)."""
+    mongo_url = settings.mongo_url.get_secret_value() if settings.mongo_url else ""
+    if mongo_url:
+        try:
+            client = connect_mongo(mongo_url)
+        except MongoConfigurationError as exc:
+            raise ConfigError(f"invalid MongoDB URL: {exc}", file="environment", field="mongo_url") from exc
+        try:
+            yield MongoIncidentStore(client)
+        finally:
+            await client.close()
+        return
+    if not settings.db_path.exists():
+        raise ConfigError(
+            f"no local store at {settings.db_path} (set MEDIC_DATA_DIR, MEDIC_MONGO_URL, or use --url)"
+        )
+    db = SqliteDB(settings.db_path)
+    await db.open()
+    try:
+        yield SqliteIncidentStore(db)
+    finally:
+        await db.close()
 
 
 class EmbeddedBackend:

@@ -230,20 +230,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- incidents
 async def _incidents_local(args: argparse.Namespace) -> Any:
+    """From the configured backend's store: MongoDB with the production backends, else SQLite."""
     from medic.api import incident_summary
+    from medic.backend_select import open_incident_reader
     from medic.bundle import incident_view
     from medic.settings import load_settings
-    from medic.sqlitedb import SqliteDB
     from medic.store.base import IncidentQuery
-    from medic.store.sqlite import SqliteIncidentStore
 
-    settings = load_settings()
-    if not settings.db_path.exists():
-        raise ConfigError(f"no local store at {settings.db_path} (set MEDIC_DATA_DIR or --url)")
-    db = SqliteDB(settings.db_path)
-    await db.open()
-    try:
-        store = SqliteIncidentStore(db)
+    async with open_incident_reader(load_settings()) as store:
         if args.action == "show":
             view = await incident_view(store, args.id)
             if view is None:
@@ -251,8 +245,6 @@ async def _incidents_local(args: argparse.Namespace) -> Any:
             return view
         items, total = await store.query(IncidentQuery(status=args.status, limit=args.limit))
         return {"items": [incident_summary(i) for i in items], "total": total}
-    finally:
-        await db.close()
 
 
 async def _incidents_remote(args: argparse.Namespace) -> Any:

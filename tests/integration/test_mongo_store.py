@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -397,3 +399,37 @@ async def wait_until(check: Callable[[], Any], within: float = 20.0) -> None:
     while not await check():
         assert loop.time() < end, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+async def run_medic_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    medic = Path(sys.executable).with_name("medic")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MEDIC_")} | env
+    proc = await asyncio.create_subprocess_exec(
+        str(medic), *args, env=clean, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    return int(proc.returncode or 0), out.decode(), err.decode()
+
+
+async def test_the_cli_reads_incidents_from_medics_mongodb(tmp_path: Path) -> None:
+    """``medic incidents`` without --url in a replica (production backends configured) lists and
+    shows what every replica stored in MongoDB, not an empty replica-local SQLite file."""
+    async with FakeMongoServer() as fake:
+        store = MongoIncidentStore(connect(fake.url))
+        await store.setup()
+        stored = incident("crashloop-rollback|deployment/playcode/checkout")
+        await store.save(stored)
+        await store.close()
+        env = {
+            "MEDIC_REDIS_URL": "redis://127.0.0.1:1/0",
+            "MEDIC_MONGO_URL": fake.url,
+            "MEDIC_DATA_DIR": str(tmp_path / "data"),
+        }
+        code, out, err = await run_medic_cli("incidents", "list", "-o", "json", env=env)
+        assert code == 0, err
+        listed = json.loads(out)
+        assert listed["total"] == 1 and listed["items"][0]["id"] == stored.id
+        code, out, err = await run_medic_cli("incidents", "show", stored.id, "-o", "json", env=env)
+        assert code == 0, err
+        assert json.loads(out)["id"] == stored.id
+        assert not (tmp_path / "data" / "medic.sqlite3").exists(), "not read from a replica-local store"
