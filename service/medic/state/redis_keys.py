@@ -6,7 +6,8 @@ key                                    type         holds
 ``medic:inbox``                        stream       accepted deliveries not yet finished; consumer
                                                     group ``medic-workers``; an entry is deleted
                                                     when acknowledged, so its length is the backlog
-``medic:inbox:dead``                   stream       deliveries that failed too often (capped)
+``medic:inbox:dead``                   stream       deliveries that failed too often (capped;
+                                                    trimmed by age: MEDIC_RETENTION_DEAD_LETTERS)
 ``medic:inbox:errors``                 hash         entry id -> last processing error
 ``medic:dedup:<episode>``              string       an alert episode already accepted (PX expiry)
 ``medic:lock:<name>``                  string       ``<fencing token>|<owner>``, PX expiry
