@@ -12,14 +12,17 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from medic import __version__
 from medic.cli_dead_letters import add_parser as add_dead_letters_parser
 from medic.cli_output import EXIT_FAILURE, EXIT_USAGE, Progress, add_output_option, emit
 from medic.errors import ConfigError, ConfigErrors, MedicError, UsageError
+
+T = TypeVar("T")
 
 
 def _fail(message: str, code: int = EXIT_FAILURE) -> int:
@@ -344,12 +347,19 @@ async def _decide_local(args: argparse.Namespace, decision: str) -> dict[str, An
         await runtime.close()
 
 
+async def _with_progress(label: str, work: Awaitable[T]) -> T:
+    return await Progress().around(label, work)
+
+
 def cmd_decide(args: argparse.Namespace) -> int:
     from medic.logging import configure_logging
 
     configure_logging("console", "warning")
     decision = "approved" if args.command == "approve" else "rejected"
-    result = asyncio.run(_decide_remote(args, decision) if args.url else _decide_local(args, decision))
+    work = _decide_remote(args, decision) if args.url else _decide_local(args, decision)
+    # an approval runs the action and waits for its verification (a rollout: up to minutes)
+    label = f"{args.command} {args.id}: guards, action, verification"
+    result = asyncio.run(_with_progress(label, work))
     action = result["action"]
     what = f"{action['action']} {action['status']} — {action['reason']}"
     emit(args, result, f"{result['decision']} by {result['by']}: {what}")
