@@ -216,7 +216,7 @@ async def test_admin_api_and_cli(tmp_path: Path) -> None:
         assert code == 0 and out.startswith("approved by dana: rollback succeeded"), (out, err)
         assert w.patches() == 1
         code, out, err = await cli("reject", inc["id"], "--url", w.medic.url, **admin)
-        assert code == 2 and "Already decided" in err
+        assert code == 1 and "Already decided" in err  # a refusal is a failure (exit 1), not usage
         code, report, _ = await cli("report", inc["id"], "--url", w.medic.url, **admin)
         assert code == 0 and report.startswith("# ") and "succeeded" in report and "dana" in report
         # the approval's update reached Slack: first message, then one update
