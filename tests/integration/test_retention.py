@@ -10,13 +10,15 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from medic.backend_select import EmbeddedBackend, open_backend
+from medic.backend_select import EmbeddedBackend, ProductionBackend, open_backend
 from medic.incident import Incident, IncidentAlert, new_incident_id
 from medic.retention import RetentionPolicy
 from medic.settings import load_settings
 from medic.sqlitedb import SqliteDB
 from medic.state.base import ActionMark
 from medic.state.spool import LocalSpool
+from tests.fakes.mongo_server import FakeMongoServer
+from tests.servers.redis_server import RedisServer
 
 NOW = datetime.now(UTC)
 DAY = timedelta(days=1)
@@ -204,3 +206,29 @@ async def test_files_an_earlier_medic_left_open_are_made_private(tmp_path: Path)
     # and the older file was converted to incremental auto_vacuum (space can be given back)
     assert await backend.db.read(lambda c: c.execute("PRAGMA auto_vacuum").fetchone()) == (2,)
     await backend.close()
+
+
+async def test_production_purge_trims_old_dead_letters_in_redis_and_the_spool(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    async with FakeMongoServer() as mongo:
+        backend = await open_backend(settings_for(tmp_path, redis_url=redis_server.url, mongo_url=mongo.url))
+        assert isinstance(backend, ProductionBackend)
+        dead = backend.redis_inbox.keys.dead
+        old_ms = int((NOW - 15 * DAY).timestamp() * 1000)
+        await backend.redis_inbox.client.xadd(dead, {"id": "1-0", "error": "old"}, id=f"{old_ms}-0")
+        await backend.redis_inbox.client.xadd(dead, {"id": "2-0", "error": "new"})
+        spooled = (await backend.spool.inbox.accept({"a": 1}, ["e"], NOW)).item_id
+        assert spooled is not None
+        await backend.spool.db.write(
+            lambda c: c.execute(
+                "UPDATE inbox SET dead = 1, dead_at = ? WHERE id = ?",
+                ((NOW - 15 * DAY).timestamp(), int(spooled)),
+            )
+        )
+        counts = await backend.purge(RetentionPolicy.from_settings(backend.settings).cutoffs(NOW))
+        assert counts["dead_letters"] == 2
+        left = await backend.redis_inbox.client.xrange(dead)
+        assert [fields["error"] for _, fields in left] == ["new"]
+        assert await backend.spool.inbox.dead_letters() == 0
+        await backend.close()

@@ -386,7 +386,8 @@ class RedisInbox(_RedisCalls):
     # ---- retention (medic.retention): a dead-letter stream entry's id is its time (ms)
     async def purge_dead_letters(self, before: datetime) -> int:
         min_id = f"{int(before.timestamp() * 1000)}-0"
-        return int(await self._call(lambda: self.client.xtrim(self.keys.dead, minid=min_id)))
+        trim = self.client.xtrim
+        return int(await self._call(lambda: trim(self.keys.dead, minid=min_id, approximate=False)))
 
 
 def _mark(key: str, fields: dict[str, str]) -> ActionMark:
