@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from medic.collectors.loki import group_streams
 from medic.redact import (
     INLINE_LIMIT,
     JSON_TEXT_LIMIT,
@@ -188,3 +189,21 @@ def test_size_estimate_stops_early() -> None:
     assert is_small({"a": ["b" * 10]}, 100)
     assert not is_small({"a": ["b" * 200]}, 100)
     assert not is_small([[]] * 10**6, 100)  # nodes count too
+
+
+def test_json_log_lines_with_passwords_still_group_by_message() -> None:
+    """Issue 12.7: a JSON line with a password stayed a masked blob (invalid JSON after redaction),
+    did not group with its siblings and landed raw in a finding summary."""
+    lines = [
+        json.dumps({"level": "error", "msg": "login failed", "user": f"u{i}", "password": f"pw-{i}"})
+        for i in range(3)
+    ]
+    streams = [
+        {"stream": {"pod": "app-1"}, "values": [[str(10**18 + i), line] for i, line in enumerate(lines)]}
+    ]
+    grouped = group_streams(streams, max_patterns=10)
+    (group,) = grouped["patterns"]
+    assert group["count"] == 3 and group["level"] == "error"
+    assert group["pattern"].startswith("login failed")
+    sample = json.loads(group["sample"])
+    assert sample["password"] == REDACTED and "pw-" not in group["sample"]
