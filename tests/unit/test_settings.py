@@ -244,3 +244,18 @@ def test_configuration_page_lists_every_setting_as_generated() -> None:
     for name, field in Settings.model_fields.items():
         assert field.description, f"setting {name} has no description"
         assert f"`MEDIC_{name.upper()}`" in page
+
+
+def test_a_config_file_that_is_not_yaml_or_not_there_names_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path, "mode: enforce\nnamespaces: [playcode\n", monkeypatch)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value).startswith(f"{path}:3: invalid YAML")
+    write_config(tmp_path, "- mode\n", monkeypatch)
+    with pytest.raises(ConfigError, match="must hold a mapping of setting: value"):
+        load_settings()
+    monkeypatch.setenv("MEDIC_CONFIG", str(tmp_path / "missing.yaml"))
+    with pytest.raises(ConfigError, match=r"missing\.yaml: cannot read config file: No such file"):
+        load_settings()
