@@ -115,9 +115,10 @@ async def test_the_purge_deletes_what_retention_no_longer_keeps_and_nothing_else
 
 async def test_expired_dedup_keys_are_purged_by_their_own_ttl(tmp_path: Path) -> None:
     backend = await embedded(tmp_path, dedup_ttl_seconds=3600)
-    await backend.inbox.accept({}, [f"ep-{i}" for i in range(100)], NOW)
-    assert (await backend.purge(backend.policy.cutoffs(NOW)))["dedup_keys"] == 0  # not expired yet
-    counts = await backend.purge(backend.policy.cutoffs(NOW + timedelta(hours=1, seconds=5)))
+    now = datetime.now(UTC)  # the inbox stamps expiries with the real clock
+    await backend.inbox.accept({}, [f"ep-{i}" for i in range(100)], now)
+    assert (await backend.purge(backend.policy.cutoffs(now)))["dedup_keys"] == 0  # not expired yet
+    counts = await backend.purge(backend.policy.cutoffs(now + timedelta(hours=1, seconds=5)))
     assert counts["dedup_keys"] == 100
     rows = await backend.db.read(lambda c: c.execute("SELECT COUNT(*) FROM dedup").fetchone())
     assert rows == (0,)
