@@ -76,21 +76,6 @@ async def test_a_full_inbox_refuses_and_leaves_nothing_behind(inbox_for: Callabl
     assert retried.new_episodes == ["e3"]
 
 
-async def test_consumers_share_the_work_and_acks_remove_it(
-    client: Redis, inbox_for: Callable[..., RedisInbox]
-) -> None:
-    inbox = inbox_for()
-    await inbox.setup()
-    for i in range(10):
-        await inbox.accept({"i": i}, [f"e{i}"], now())
-    a, b = await asyncio.gather(inbox.claim("a", 6), inbox.claim("b", 6))
-    assert len(a) + len(b) == 10
-    assert not {i.id for i in a} & {i.id for i in b}
-    await inbox.ack_many([i.id for i in a + b])
-    assert await inbox.depth() == 0
-    assert (await client.xpending(KEYS.inbox, GROUP))["pending"] == 0
-
-
 async def test_a_dead_consumers_work_is_taken_over_after_its_lease(
     inbox_for: Callable[..., RedisInbox],
 ) -> None:

@@ -12,7 +12,7 @@ import pytest
 from medic.errors import ConfigError
 from medic.sqlitedb import SqliteDB
 from medic.state.base import ActionLimit, ActionMark, BudgetExhausted
-from medic.state.sqlite import MAX_ATTEMPTS, SqliteInbox, SqliteRemediationState
+from medic.state.sqlite import SqliteInbox, SqliteRemediationState
 
 NOW = datetime.now(UTC)
 
@@ -21,24 +21,6 @@ async def open_db(path: Path) -> SqliteDB:
     db = SqliteDB(path / "medic.sqlite3")
     await db.open()
     return db
-
-
-async def test_accept_dedups_and_hands_out_once(tmp_path: Path) -> None:
-    db = await open_db(tmp_path)
-    inbox = SqliteInbox(db, dedup_ttl=3600, lease_seconds=60)
-    first = await inbox.accept({"n": 1}, ["a", "b"], NOW)
-    again = await inbox.accept({"n": 2}, ["a", "b"], NOW)
-    partly = await inbox.accept({"n": 3}, ["b", "c"], NOW)
-    assert first.item_id and first.new_episodes == ["a", "b"]
-    assert again.item_id is None and again.duplicates == 2
-    assert partly.new_episodes == ["c"] and partly.duplicates == 1
-    assert await inbox.depth() == 2
-    claimed = await asyncio.gather(inbox.claim("w1", 10), inbox.claim("w2", 10))
-    ids = [i.id for batch in claimed for i in batch]
-    assert sorted(ids) == sorted([first.item_id, partly.item_id])  # each handed to one worker
-    await inbox.ack_many(ids)
-    assert await inbox.depth() == 0
-    await db.close()
 
 
 async def test_expired_dedup_keys_accept_again(tmp_path: Path) -> None:
@@ -50,25 +32,6 @@ async def test_expired_dedup_keys_accept_again(tmp_path: Path) -> None:
     assert (await inbox.accept({}, ["a"], NOW)).new_episodes == ["a"]  # expired: a new episode again
     await inbox.accept({}, ["c"], NOW)
     assert await inbox.purge_expired() == 1  # "b" only: "a" was renewed, "c" is fresh
-    await db.close()
-
-
-async def test_lease_expiry_release_and_dead_letters(tmp_path: Path) -> None:
-    db = await open_db(tmp_path)
-    inbox = SqliteInbox(db, dedup_ttl=3600, lease_seconds=0.05)
-    item = (await inbox.accept({}, ["a"], NOW)).item_id
-    assert [i.id for i in await inbox.claim("w1", 1)] == [item]
-    assert await inbox.claim("w2", 1) == []  # leased
-    await asyncio.sleep(0.1)
-    (again,) = await inbox.claim("w2", 1)  # the lease ran out: handed out again
-    assert again.attempts == 2
-    for _ in range(MAX_ATTEMPTS):
-        await inbox.release(item, "boom")
-        db_rows = await db.read(lambda c: c.execute("UPDATE inbox SET lease_until = 0").rowcount)
-        assert db_rows == 1
-        await inbox.claim("w", 1)
-    await inbox.release(item, "boom")
-    assert await inbox.dead_letters() == 1 and await inbox.depth() == 0
     await db.close()
 
 

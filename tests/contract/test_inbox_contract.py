@@ -1,0 +1,291 @@
+"""The one contract every inbox backend passes (``medic.state.base.Inbox``), run against the
+embedded SQLite inbox, the Redis inbox (a real Redis) and the fail-safe inbox both while its Redis
+answers and while it does not (then everything goes through the local spool): accept and
+dedup, claim and lease, re-claim after the lease, ack, release with a retry delay,
+dead-lettering after the maximum attempts or at once (``dead=True``) with ``episodes`` narrowing
+the item, the dead letters' episodes released from dedup, and list / retry / drop of dead letters.
+
+What only one backend has (Redis: renewal, hand-back on shutdown, a full stream, a crash; SQLite:
+restart recovery, dedup TTL purge; the fail-safe inbox: forwarding the spool) stays in
+tests/integration."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import medic.state.sqlite as sqlite_state
+from medic.errors import BackendUnavailable
+from medic.sqlitedb import SqliteDB
+from medic.state.availability import Availability
+from medic.state.base import Inbox, InboxItem
+from medic.state.failsafe import FailSafeInbox
+from medic.state.redis import MAX_DELIVERIES, RedisInbox, connect
+from medic.state.redis_keys import RedisKeys
+from medic.state.spool import LocalSpool
+from medic.state.sqlite import MAX_ATTEMPTS, SqliteInbox
+from tests.servers.fixtures import RedisServerFactory
+from tests.servers.process import free_port
+
+pytestmark = pytest.mark.integration
+
+LEASE = 1.0  # seconds an item stays with the consumer that claimed it
+RETRY_DELAY = 0.4  # seconds before a released item is handed out again
+BACKENDS = ["sqlite", "redis", "failsafe", "failsafe-spooling"]
+
+
+def test_every_backend_gives_up_after_the_same_number_of_attempts() -> None:
+    assert MAX_ATTEMPTS == MAX_DELIVERIES == 5
+
+
+@dataclass
+class InboxUnderTest:
+    name: str
+    inbox: Inbox
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    redis_server_factory: RedisServerFactory,
+) -> AsyncIterator[InboxUnderTest]:
+    name: str = request.param
+    # The embedded inbox's retry delay is a module constant (the Redis inbox takes it as a parameter).
+    monkeypatch.setattr(sqlite_state, "RETRY_DELAY", RETRY_DELAY)
+    if name == "sqlite":
+        db = SqliteDB(tmp_path / "medic.sqlite3")
+        await db.open()
+        yield InboxUnderTest(name, SqliteInbox(db, dedup_ttl=3600, lease_seconds=LEASE))
+        await db.close()
+        return
+    if name == "failsafe-spooling":
+        url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there: Redis is down
+    else:
+        url = (await redis_server_factory()).url
+    client = connect(url, timeout=0.5)
+    availability = Availability("Medic's Redis")
+    redis = RedisInbox(
+        client,
+        RedisKeys(),
+        dedup_ttl=3600,
+        lease_seconds=LEASE,
+        queue_max=1000,
+        availability=availability,
+        retry_delay=RETRY_DELAY,
+    )
+    if name == "redis":
+        await redis.setup()
+        yield InboxUnderTest(name, redis)
+    else:
+        if name == "failsafe":
+            await redis.setup()
+        spool = LocalSpool(tmp_path / "spool.sqlite3", dedup_ttl=3600, lease_seconds=LEASE)
+        await spool.open()
+        inbox = FailSafeInbox(redis, spool, availability, spool_max=1000)
+        await inbox.open()
+        yield InboxUnderTest(name, inbox)
+        await spool.close()
+    await client.aclose()
+
+
+async def claim_within(inbox: Inbox, consumer: str, seconds: float, limit: int = 10) -> list[InboxItem]:
+    """Claim until something is handed out (a lease or a retry delay runs out meanwhile)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        items = await inbox.claim(consumer, limit)
+        if items or loop.time() >= deadline:
+            return items
+        await asyncio.sleep(0.05)
+
+
+# ---------------------------------------------------------------- accept, dedup, claim, ack
+
+
+async def test_accept_deduplicates_by_episode(backend: InboxUnderTest) -> None:
+    inbox = backend.inbox
+    first = await inbox.accept({"n": 1}, ["a", "b", "a"], now())
+    assert first.item_id and first.new_episodes == ["a", "b"] and first.duplicates == 1
+    again = await inbox.accept({"n": 2}, ["a", "b"], now())
+    assert again.item_id is None and again.new_episodes == [] and again.duplicates == 2
+    partly = await inbox.accept('{"n":3}', ["b", "c"], now())  # the body as received
+    assert partly.item_id and partly.new_episodes == ["c"] and partly.duplicates == 1
+    assert await inbox.depth() == 2
+    one, three = await inbox.claim("w1", 10)
+    assert (one.payload, one.new_episodes, one.attempts) == ({"n": 1}, ["a", "b"], 1)
+    assert (three.payload, three.new_episodes, three.attempts) == ({"n": 3}, ["c"], 1)
+    assert one.received_at.tzinfo is not None
+
+
+async def test_each_item_goes_to_one_consumer_and_ack_removes_it(backend: InboxUnderTest) -> None:
+    inbox = backend.inbox
+    for i in range(5):
+        await inbox.accept({"i": i}, [f"e{i}"], now())
+    a, b = await asyncio.gather(inbox.claim("w1", 3), inbox.claim("w2", 3))
+    assert len(a) + len(b) == 5
+    assert not {i.id for i in a} & {i.id for i in b}
+    assert await inbox.claim("w3", 10) == []  # all leased
+    await inbox.ack_many([i.id for i in a + b])
+    assert await inbox.depth() == 0 and await inbox.dead_letters() == 0
+    await asyncio.sleep(LEASE + 0.2)
+    assert await inbox.claim("w3", 10) == []  # acknowledged: never handed out again
+    await inbox.ping()
+
+
+async def test_an_item_whose_lease_ran_out_is_claimed_again(backend: InboxUnderTest) -> None:
+    inbox = backend.inbox
+    await inbox.accept({"x": 1}, ["e"], now())
+    (held,) = await inbox.claim("crashed", 1)
+    assert await inbox.claim("other", 1) == []  # leased
+    (again,) = await claim_within(inbox, "other", LEASE * 5, 1)
+    assert again.id == held.id and again.attempts == 2 and again.payload == {"x": 1}
+    await inbox.ack_many([again.id])
+    assert await inbox.depth() == 0
+
+
+async def test_a_released_item_comes_back_after_the_retry_delay(backend: InboxUnderTest) -> None:
+    inbox = backend.inbox
+    await inbox.accept({"x": 1}, ["e"], now())
+    (item,) = await inbox.claim("w", 1)
+    await inbox.release(item.id, "boom")
+    assert await inbox.claim("w", 1) == []  # not at once: the retry delay first
+    assert await inbox.depth() == 1 and await inbox.dead_letters() == 0
+    (again,) = await claim_within(inbox, "w", LEASE * 5, 1)
+    assert again.id == item.id and again.attempts == 2
+
+
+# ---------------------------------------------------------------- dead letters
+
+
+async def test_dead_lettered_after_the_maximum_attempts(backend: InboxUnderTest) -> None:
+    inbox = backend.inbox
+    received = now()
+    await inbox.accept({"poison": True}, ["p"], received)
+    seen = []
+    for _ in range(MAX_ATTEMPTS):
+        (item,) = await claim_within(inbox, "w", LEASE * 5, 1)
+        seen.append(item.attempts)
+        await inbox.release(item.id, f"boom {item.attempts}")
+    assert seen == list(range(1, MAX_ATTEMPTS + 1))
+    assert await inbox.depth() == 0 and await inbox.dead_letters() == 1
+    assert await claim_within(inbox, "w", RETRY_DELAY * 3) == []
+    (dead,), total = await inbox.list_dead_letters()
+    assert total == 1
+    assert dead.payload == {"poison": True} and dead.episodes == ["p"]
+    assert dead.error == f"boom {MAX_ATTEMPTS}" and dead.attempts == MAX_ATTEMPTS
+    assert dead.dead_at is not None and dead.received_at == received
+    assert (await inbox.accept({"poison": True}, ["p"], now())).new_episodes == ["p"]  # released
+
+
+async def test_release_dead_narrowed_to_the_failed_episodes_releases_only_those(
+    backend: InboxUnderTest,
+) -> None:
+    inbox = backend.inbox
+    await inbox.accept({"alerts": 3}, ["a", "b", "c"], now())
+    (item,) = await inbox.claim("w", 1)
+    await inbox.release(item.id, "alert b is unprocessable", episodes=["b"], dead=True)
+    assert await inbox.depth() == 0 and await inbox.dead_letters() == 1
+    (dead,), _ = await inbox.list_dead_letters()
+    assert dead.episodes == ["b"] and dead.error == "alert b is unprocessable"
+    assert dead.payload == {"alerts": 3} and dead.attempts == 1
+    resent = await inbox.accept({"alerts": 3}, ["a", "b", "c"], now())
+    assert resent.new_episodes == ["b"] and resent.duplicates == 2  # a and c were processed
+
+
+async def test_narrowed_release_then_dead_letter_keeps_the_last_failed_episodes(
+    backend: InboxUnderTest,
+) -> None:
+    inbox = backend.inbox
+    await inbox.accept({"alerts": 2}, ["a", "b"], now())
+    (item,) = await inbox.claim("w", 1)
+    await inbox.release(item.id, "b failed", episodes=["b"])
+    (again,) = await claim_within(inbox, "w", LEASE * 5, 1)
+    assert again.id == item.id and "b" in again.new_episodes  # (Redis cannot narrow in place)
+    await inbox.release(again.id, "b failed again", episodes=["b"], dead=True)
+    (dead,), _ = await inbox.list_dead_letters()
+    assert dead.episodes == ["b"] and dead.error == "b failed again"
+    assert (await inbox.accept({}, ["a", "b"], now())).new_episodes == ["b"]
+
+
+async def dead_letters_of(inbox: Inbox, n: int) -> None:
+    for i in range(n):
+        await inbox.accept({"n": i}, [f"e{i}"], now())
+        (item,) = await inbox.claim("w", 1)
+        await inbox.release(item.id, f"failed {i}", dead=True)
+
+
+async def test_dead_letters_are_listed_newest_first_in_pages(backend: InboxUnderTest) -> None:
+    inbox = backend.inbox
+    await dead_letters_of(inbox, 3)
+    page, total = await inbox.list_dead_letters(limit=2)
+    assert total == 3 and [d.payload["n"] for d in page] == [2, 1]
+    rest, total = await inbox.list_dead_letters(limit=2, offset=2)
+    assert total == 3 and [d.payload["n"] for d in rest] == [0]
+    assert len({d.id for d in page + rest}) == 3
+    assert (await inbox.list_dead_letters(limit=2, offset=3)) == ([], 3)
+    json.dumps([d.error for d in page + rest])
+
+
+async def test_a_retried_dead_letter_is_processed_again_from_its_first_attempt(
+    backend: InboxUnderTest,
+) -> None:
+    inbox = backend.inbox
+    await dead_letters_of(inbox, 2)
+    (newest, oldest), _ = await inbox.list_dead_letters()
+    assert await inbox.retry_dead_letter(oldest.id)
+    assert not await inbox.retry_dead_letter(oldest.id)  # no longer a dead letter
+    assert await inbox.dead_letters() == 1 and await inbox.depth() == 1
+    (item,) = await inbox.claim("w", 10)
+    assert item.payload == {"n": 0} and item.new_episodes == ["e0"] and item.attempts == 1
+    await inbox.ack_many([item.id])
+    (left,), total = await inbox.list_dead_letters()
+    assert total == 1 and left.id == newest.id
+
+
+async def test_a_dropped_dead_letter_is_gone(backend: InboxUnderTest) -> None:
+    inbox = backend.inbox
+    await dead_letters_of(inbox, 2)
+    (newest, oldest), _ = await inbox.list_dead_letters()
+    assert await inbox.drop_dead_letter(newest.id)
+    assert not await inbox.drop_dead_letter(newest.id)
+    assert not await inbox.retry_dead_letter(newest.id)
+    assert [d.id for d in (await inbox.list_dead_letters())[0]] == [oldest.id]
+    assert await inbox.depth() == 0 and await inbox.claim("w", 10) == []
+
+
+@pytest.mark.parametrize("unknown", ["", "nope", "999999", "1-1", "spool:42", "../x"])
+async def test_unknown_dead_letter_ids_are_no_such_one(backend: InboxUnderTest, unknown: str) -> None:
+    inbox = backend.inbox
+    await dead_letters_of(inbox, 1)
+    if backend.name == "failsafe-spooling" and unknown == "1-1":
+        # a Redis dead letter's id while Redis is down: nobody can tell, so no false "no such one"
+        with pytest.raises(BackendUnavailable):
+            await inbox.retry_dead_letter(unknown)
+        with pytest.raises(BackendUnavailable):
+            await inbox.drop_dead_letter(unknown)
+    else:
+        assert not await inbox.retry_dead_letter(unknown)
+        assert not await inbox.drop_dead_letter(unknown)
+    assert await inbox.dead_letters() == 1
+
+
+async def test_a_live_item_is_not_a_dead_letter(backend: InboxUnderTest) -> None:
+    inbox = backend.inbox
+    accepted = await inbox.accept({}, ["e"], now())
+    (item,) = await inbox.claim("w", 1)
+    assert item.id == accepted.item_id
+    assert not await inbox.retry_dead_letter(item.id)
+    assert not await inbox.drop_dead_letter(item.id)
+    assert await inbox.depth() == 1
