@@ -15,7 +15,8 @@ Modes (``--modes``, comma separated; each runs in a fresh data dir):
 * ``purge``: what Medic does: the purge, then the incremental vacuum gives the pages back;
 * ``purge-vacuum``: the purge, then a full ``VACUUM`` (rewrites the file; blocks writes).
 
-    .venv/bin/python bench/bench_disk.py [--cycles 4] [--alerts 20000] [--modes none,purge-reuse,purge,purge-vacuum]
+    .venv/bin/python bench/bench_disk.py [--cycles 4] [--alerts 20000] [--targets 50]
+        [--advance 91] [--modes none,purge-reuse,purge,purge-vacuum] [--json FILE]
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.medic_app import RunningMedic, medic_settings, running_medic
+from tests.payloads import alert, payload
+
 from medic.backend_select import EmbeddedBackend
 from medic.incident import utcnow
 from medic.logging import configure_logging
-from tests.medic_app import RunningMedic, medic_settings, running_medic
-from tests.payloads import alert, payload
 
 MODES = ("none", "purge-reuse", "purge", "purge-vacuum")
 MIB = 1024 * 1024
@@ -173,7 +175,9 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cycles", type=int, default=4)
     parser.add_argument("--alerts", type=int, default=20_000, help="alerts per storm")
     parser.add_argument("--targets", type=int, default=50)
@@ -189,10 +193,11 @@ async def main() -> None:
         parser.error(f"unknown mode(s) {unknown}: choose from {', '.join(MODES)}")
     results = [await run_mode(mode, args) for mode in modes]
     print()
-    print(f"{args.cycles} storms of {args.alerts} alerts over {args.targets} targets; clock +{args.advance:g} days each")
+    print(f"{args.cycles} storms of {args.alerts} alerts over {args.targets} targets", end="")
+    print(f"; clock +{args.advance:g} days each")
     print(table(results))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        await asyncio.to_thread(Path(args.json).write_text, json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
