@@ -120,6 +120,7 @@ _PREFIXED = re.compile(
     r"|npm_[A-Za-z0-9]{36}"
     r")"
 )
+_TOKEN_HINT = re.compile(r"A(?:KIA|SIA|IDA|ROA|GPA|NPA|NVA|IPA|BIA|CCA|Iza)|gh|glpat-|xox|xapp-|k_live_|npm_")
 _SLACK_WEBHOOK = re.compile(
     r"(?P<head>hooks\.slack\.com/(?:services|workflows|triggers)/)[A-Za-z0-9_/\-]{1,512}"
 )
@@ -134,6 +135,11 @@ _KV_KEY = re.compile(
     r"(?P<key>(?=[\w.\-]{0,127}?(?i:pass|pwd|secret|token|cred|auth|cookie|signature|dsn|key|session|ur[il]|string))"
     r"[A-Za-z_][\w.\-]{0,127})(?P=q)[ \t]{0,8}[:=][ \t]{0,8}"
 )
+# a text without any of these (lowercased) has no key is_secret_key would call secret
+_KEY_HINTS = (
+    "pass", "pwd", "secret", "token", "cred", "auth", "cookie", "signature", "dsn", "key", "session",
+    "url", "uri", "string",
+)  # fmt: skip
 _UNQUOTED_VALUE = re.compile(r"[^\s,;&}\"'<>]+")
 _QUOTED_VALUE = {q: re.compile(rf"[^{q}\\\n]*(?:\\.[^{q}\\\n]*)*") for q in "\"'"}
 _HEADER_VALUE = re.compile(r"[^\r\n]*")
@@ -177,19 +183,25 @@ def _redact_text(text: str, depth: int) -> str:
     structured = _redact_json_text(text, depth)
     if structured is not None:
         return structured
+    # each pass runs only when a cheap hint of what it looks for is present
+    low = text.lower()
     if "PRIVATE KEY" in text:
         text = _redact_pem(text)
     if "://" in text:
         text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
-    text = _PREFIXED.sub(REDACTED, text)
+    if _TOKEN_HINT.search(text):
+        text = _PREFIXED.sub(REDACTED, text)
     if "hooks.slack.com/" in text:
         text = _SLACK_WEBHOOK.sub(lambda m: f"{m['head']}{REDACTED}", text)
     if "eyJ" in text:
         text = _JWT.sub(REDACTED, text)
-    if ":" in text or "=" in text:
+    if (":" in text or "=" in text) and any(hint in low for hint in _KEY_HINTS):
         text = _redact_kv(text)
-    text = _BEARER.sub(_bearer, text)
-    return _PROSE.sub(_prose, text)
+    if "bearer" in low or "basic" in low or "token" in low:
+        text = _BEARER.sub(_bearer, text)
+    if "pass" in low:
+        text = _PROSE.sub(_prose, text)
+    return text
 
 
 def _redact_pem(text: str) -> str:
