@@ -166,7 +166,10 @@ class SqliteDB:
             # takes effect before the first table exists; an older file needs one VACUUM
             conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             if conn.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()[0]:
-                conn.execute("VACUUM")
+                try:
+                    conn.execute("VACUUM")
+                except sqlite3.OperationalError as exc:  # e.g. no room for the copy: next start
+                    log.warning("could not convert the file to incremental vacuum", error=str(exc))
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=5000")
