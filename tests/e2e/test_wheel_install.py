@@ -1,7 +1,9 @@
 """A plain ``pip install`` works, from any directory (issue 15, item 1).
 
-The sdist is built from the checkout and the wheel from the sdist (``python -m build``, as a
-release is made), so both must carry the top-level ``rules/`` and ``playbooks/``. The wheel is
+The sdist is built from a copy of the checkout (its files that git tracks or would track) and
+the wheel from the sdist (``python -m build``, as a release is made), so both must carry the
+top-level ``rules/`` and ``playbooks/``. The copy gains a nested ``rules/tests/`` file, as rule
+test cases will be: it ships too, and the rule loader (top level only) ignores it. The wheel is
 installed into a fresh virtualenv with ``constraints.txt`` (as the Dockerfile does) and its
 ``medic`` runs ``check``, ``serve`` (until ``/readyz`` answers 200) and ``replay`` with a temp dir
 as the working directory and no ``MEDIC_*`` setting pointing back into the checkout.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -34,8 +37,14 @@ SHIPPED = ("rules", "playbooks")
 WHEEL_PREFIX = "medic/defaults/"
 
 
+# not a rule: the loader must leave subdirectories alone, the packaging must still ship them
+NESTED = "rules/tests/crashloop_test.yaml"
+NESTED_TEXT = "# a rule test case, not a rule\ncases:\n  - alert: {alertname: KubePodCrashLooping}\n"
+
+
 @dataclass(frozen=True)
 class Installed:
+    source: Path  # the copy of the checkout the sdist was built from
     sdist: Path
     wheel: Path
     venv: Path
@@ -69,13 +78,27 @@ def run(argv: list[str], *, cwd: Path, timeout: float) -> None:
     assert proc.returncode == 0, f"{' '.join(argv)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
 
-def shipped_files() -> set[str]:
-    """Every file of the checkout's rules/ and playbooks/, as ``rules/x.yaml`` (hidden ones and
+def copy_checkout(dest: Path) -> None:
+    """The checkout's files that git tracks or would track (no .venv, caches or build output)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for rel in filter(None, listed.split("\0")):
+        if (REPO / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, dest / rel)
+
+
+def shipped_files(root: Path) -> set[str]:
+    """Every file of ``root``'s rules/ and playbooks/, as ``rules/x.yaml`` (hidden ones and
     caches aside: package data globs skip them)."""
     found: set[str] = set()
     for top in SHIPPED:
-        for path in (REPO / top).rglob("*"):
-            rel = path.relative_to(REPO)
+        for path in (root / top).rglob("*"):
+            rel = path.relative_to(root)
             if path.is_file() and not any(p.startswith(".") or p == "__pycache__" for p in rel.parts):
                 found.add(rel.as_posix())
     return found
@@ -84,10 +107,13 @@ def shipped_files() -> set[str]:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     tmp = tmp_path_factory.mktemp("wheel-install")
-    dist, venv, elsewhere = tmp / "dist", tmp / "venv", tmp / "elsewhere"
+    source, dist, venv, elsewhere = tmp / "source", tmp / "dist", tmp / "venv", tmp / "elsewhere"
     elsewhere.mkdir()
-    # sdist from the checkout, then the wheel from that sdist
-    run([sys.executable, "-m", "build", "--outdir", str(dist), str(REPO)], cwd=tmp, timeout=300)
+    copy_checkout(source)
+    (source / NESTED).parent.mkdir(parents=True, exist_ok=True)
+    (source / NESTED).write_text(NESTED_TEXT, encoding="utf-8")
+    # sdist from the copy, then the wheel from that sdist
+    run([sys.executable, "-m", "build", "--outdir", str(dist), str(source)], cwd=tmp, timeout=300)
     (sdist,) = dist.glob("*.tar.gz")
     (wheel,) = dist.glob("*.whl")
     # a fresh venv without pip; this venv's pip installs into it
@@ -102,12 +128,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
         text=True,
         check=True,
     ).stdout.strip()
-    return Installed(sdist, wheel, venv, Path(purelib), elsewhere)
+    return Installed(source, sdist, wheel, venv, Path(purelib), elsewhere)
 
 
 def test_wheel_and_sdist_carry_every_rule_and_playbook(installed: Installed) -> None:
-    expected = shipped_files()
-    assert {"rules/kubernetes.yaml", "playbooks/crashloop.yaml"} <= expected
+    expected = shipped_files(installed.source)
+    assert shipped_files(REPO) | {NESTED} == expected
+    assert {"rules/kubernetes.yaml", "playbooks/crashloop.yaml", NESTED} <= expected
     with zipfile.ZipFile(installed.wheel) as whl:
         in_wheel = {n.removeprefix(WHEEL_PREFIX) for n in whl.namelist() if n.startswith(WHEEL_PREFIX)}
     assert in_wheel == expected
@@ -162,10 +189,12 @@ def test_medic_check_uses_the_packaged_rules(installed: Installed) -> None:
     proc = installed.medic("check")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     packaged = installed.site_packages / "medic" / "defaults"
-    for name in shipped_files():
+    assert (packaged / NESTED).is_file()
+    for name in shipped_files(installed.source):
         top, _, rest = name.partition("/")
         if "/" not in rest and rest.endswith((".yaml", ".yml")):  # the loader reads the top level only
             assert str(packaged / top / rest) in proc.stdout, name
+    assert NESTED not in proc.stdout + proc.stderr
     assert str(REPO) not in proc.stdout + proc.stderr
 
 
