@@ -16,9 +16,9 @@ from medic.approvals import ApprovalRefused, ApprovalService, Decision
 from medic.bundle import incident_view
 from medic.errors import InputError
 from medic.http_errors import form_body, query_int
-from medic.incident import ActionRecord, ActionStatus
-from medic.notify.events import snapshot
+from medic.incident import ActionRecord, ActionStatus, Incident
 from medic.problem import problem
+from medic.redact import redact_async
 from medic.report.links import LinkSettings
 from medic.report.oncall import oncall
 from medic.store.base import IncidentQuery, IncidentStore
@@ -45,6 +45,13 @@ def message(status: int, title: str, detail: str, *, tone: str = "bad", **contex
 
 def refused(exc: ApprovalRefused, incident_id: str) -> web.Response:
     return message(exc.status, exc.title, exc.detail, incident_id=incident_id)
+
+
+async def shown_without_evidence(incidents: list[Incident]) -> list[Incident]:
+    """Redacted copies for the pages that show no evidence (the list, the approval form): leaving
+    it out keeps a page view from redacting megabytes it does not show (off the loop when large)."""
+    docs = [i.model_dump(mode="json", exclude={"evidence"}) for i in incidents]
+    return [Incident.model_validate(doc) for doc in await redact_async(docs)]
 
 
 class Pages:
@@ -139,7 +146,7 @@ class Pages:
         rules = sorted({*self.rules, *([filters["rule"]] if filters["rule"] else [])})
         return html(
             "list.html",
-            items=[snapshot(i) for i in items],
+            items=await shown_without_evidence(items),
             total=total,
             offset=offset,
             filters=filters,
@@ -192,10 +199,11 @@ class Pages:
             pending = await self.approvals.pending(incident_id, token)
         except ApprovalRefused as exc:
             return refused(exc, incident_id)
+        (shown,) = await shown_without_evidence([pending.incident])
         return html(
             "approve.html",
-            inc=snapshot(pending.incident),
-            record=snapshot(pending.incident).actions[pending.index],
+            inc=shown,
+            record=shown.actions[pending.index],
             token=token,
             expires=datetime.fromtimestamp(pending.claims.expires, UTC),
             identity=viewer.identity,
@@ -227,7 +235,8 @@ class Pages:
             )
         except ApprovalRefused as exc:
             return refused(exc, incident_id)
-        record = snapshot(outcome.incident).actions[outcome.index]
+        (shown,) = await shown_without_evidence([outcome.incident])
+        record = shown.actions[outcome.index]
         good = record.status in (ActionStatus.SUCCEEDED, ActionStatus.PLANNED, ActionStatus.SKIPPED)
         if decision == "rejected":
             title, tone = "Rejected", ""
