@@ -379,8 +379,12 @@ class FakeCluster:
         validate(rt, obj, current)
         if dry_run:
             return self.store.preview_update(rt, obj)
+        for fld in ("deletionTimestamp", "deletionGracePeriodSeconds"):  # not the client's to clear
+            if fld in current["metadata"]:
+                meta[fld] = current["metadata"][fld]
         stored, changed = self.store.update(rt, obj)
         snapshot = copy.deepcopy(stored)
+        changed |= self._finish_deletion(rt, stored)
         if changed:
             self._after_write()
         return snapshot
@@ -434,6 +438,8 @@ class FakeCluster:
             propagation = "Orphan"
         if not propagation:
             propagation = "Orphan" if rt.orphan_by_default else "Background"
+        if meta.get("finalizers"):
+            return self._mark_deleted(rt, current, options, dry_run=dry_run)
         response: Obj
         if rt.kind == "Pod":
             response = copy.deepcopy(current)
@@ -450,6 +456,31 @@ class FakeCluster:
             self._delete(rt, namespace, name, str(propagation))
             self._after_write()
         return response
+
+    def _mark_deleted(self, rt: ResourceType, current: Obj, options: Mapping[str, Any], *,
+                      dry_run: bool) -> Obj:
+        """An object with finalizers is only marked (``deletionTimestamp``, "Terminating"): it
+        stays readable, with its uid, until an update removes its last finalizer (as
+        kube-apiserver does; the answer is the marked object, 200)."""
+        marked = copy.deepcopy(current)
+        meta = marked["metadata"]
+        if "deletionTimestamp" not in meta:
+            meta["deletionTimestamp"] = format_time(self.clock.now())
+            meta["deletionGracePeriodSeconds"] = (
+                int(options.get("gracePeriodSeconds") or 30) if rt.kind == "Pod" else 0)
+            if not dry_run:
+                self._save(rt, marked)
+                self._after_write()
+        stored = self.store.get(rt, meta.get("namespace") if rt.namespaced else None, meta["name"])
+        return copy.deepcopy(stored if stored is not None and not dry_run else marked)
+
+    def _finish_deletion(self, rt: ResourceType, obj: Obj) -> bool:
+        """A marked object whose last finalizer was just removed is deleted."""
+        meta = obj["metadata"]
+        if "deletionTimestamp" not in meta or meta.get("finalizers"):
+            return False
+        self._delete(rt, meta.get("namespace") if rt.namespaced else None, meta["name"], "Background")
+        return True
 
     def api_delete_collection(self, rt: ResourceType, namespace: str | None, *,
                               label_selector: str | None, field_selector: str | None,
@@ -942,7 +973,7 @@ class FakeCluster:
             return False
         changed = False
         pods = [p for p in self._owned(pod_rt, namespace, rs["metadata"]["uid"])
-                if not pod_is_terminal(p)]
+                if not pod_is_terminal(p) and "deletionTimestamp" not in p["metadata"]]
         want = int(rs["spec"].get("replicas", 0))
         template = rs["spec"].get("template") or {}
         while len(pods) < want:
@@ -962,7 +993,7 @@ class FakeCluster:
                            component="replicaset-controller")
             changed = True
             pods = [p for p in self._owned(pod_rt, namespace, rs["metadata"]["uid"])
-                    if not pod_is_terminal(p)]
+                    if not pod_is_terminal(p) and "deletionTimestamp" not in p["metadata"]]
         ready = sum(1 for p in pods if pod_is_ready(p))
         status: Obj = {"replicas": len(pods)}
         if pods:
@@ -1377,8 +1408,10 @@ class FakeCluster:
         apply_defaults(rt, new)
         validate(rt, new, current)
         self._save(rt, new)
+        self._finish_deletion(rt, new)
         self._after_write()
-        return self.get_object(rt.kind, namespace, meta["name"])
+        return new if self.store.get(rt, namespace, meta["name"]) is None else self.get_object(
+            rt.kind, namespace, meta["name"])
 
     def patch_object(self, kind: str, namespace: str | None, name: str, patch: Any,
                      patch_type: PatchKind = "merge") -> Obj:

@@ -455,6 +455,40 @@ async def test_delete_pod_and_cascades(kube: FakeKubeApiserver, api: ApiClient) 
     assert err.value.status == 404
 
 
+async def test_an_object_with_finalizers_is_only_marked_until_the_last_one_goes(
+    kube: FakeKubeApiserver, api: ApiClient
+) -> None:
+    """kube-apiserver: DELETE of an object with finalizers sets deletionTimestamp and answers 200
+    with the object; it stays ("Terminating", same uid) and its ReplicaSet replaces it at once;
+    a second DELETE changes nothing; an update that removes the last finalizer deletes it."""
+    kube.add_deployment(NS, APP, "app:v1", replicas=2)
+    core = CoreV1Api(api)
+    victim = kube.pods_of(NS, APP)[0]
+    name, uid = victim["metadata"]["name"], victim["metadata"]["uid"]
+    kube.patch_object("Pod", NS, name, {"metadata": {"finalizers": ["example.com/hold"]}})
+    deleted = await core.delete_namespaced_pod(name, NS, grace_period_seconds=5)
+    assert deleted.metadata.uid == uid and deleted.metadata.deletion_timestamp
+    assert deleted.metadata.deletion_grace_period_seconds == 5
+    stuck = await core.read_namespaced_pod(name, NS)
+    assert stuck.metadata.uid == uid and stuck.metadata.finalizers == ["example.com/hold"]
+    assert stuck.metadata.deletion_timestamp == deleted.metadata.deletion_timestamp
+    live = [p for p in kube.pods_of(NS, APP) if "deletionTimestamp" not in p["metadata"]]
+    assert len(live) == 2 and name not in [p["metadata"]["name"] for p in live]
+    again = await core.delete_namespaced_pod(name, NS)
+    assert again.metadata.deletion_timestamp == deleted.metadata.deletion_timestamp
+    await core.patch_namespaced_pod(name, NS, {"metadata": {"finalizers": None}})
+    with pytest.raises(ApiException) as err:
+        await core.read_namespaced_pod(name, NS)
+    assert err.value.status == 404
+    assert len(kube.pods_of(NS, APP)) == 2
+    kube.add_cronjob(NS, "backup", "backup:1")  # any kind, and the Python helper too
+    kube.patch_object("CronJob", NS, "backup", {"metadata": {"finalizers": ["example.com/hold"]}})
+    await BatchV1Api(api).delete_namespaced_cron_job("backup", NS)
+    assert kube.get_object("CronJob", NS, "backup")["metadata"]["deletionTimestamp"]
+    kube.patch_object("CronJob", NS, "backup", {"metadata": {"finalizers": []}})
+    assert kube.find_object("CronJob", NS, "backup") is None
+
+
 async def test_dry_run_changes_nothing(kube: FakeKubeApiserver, api: ApiClient) -> None:
     kube.add_deployment(NS, APP, "app:v1", replicas=1)
     apps = AppsV1Api(api)
