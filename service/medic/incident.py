@@ -50,6 +50,12 @@ class Target(BaseModel):
     def key(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
 
+    @property
+    def scope(self) -> str:
+        """The namespace the target is in (what the namespace allow-list checks); a namespace
+        target is its own."""
+        return self.name if self.kind == "namespace" else self.namespace
+
     def __str__(self) -> str:
         return self.key
 

@@ -138,7 +138,7 @@ class GuardedRemediator:
             global_mode=self.settings.mode,
             kill_switch=kill,
             rule_mode=rem.mode,
-            namespace=ctx.target.namespace,
+            namespace=ctx.target.scope,
             allowed_namespaces=self.settings.namespaces,
             target_annotations=plan.target_annotations,
             target_labels=plan.target_labels,

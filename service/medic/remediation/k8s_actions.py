@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -18,7 +19,7 @@ from medic.remediation.base import ActionContext, ActionPlan
 from medic.remediation.guards import Precondition
 from medic.remediation.rollout import (
     RollbackError,
-    created,
+    RolloutStatus,
     images,
     plan_rollback,
     rollout_status,
@@ -54,18 +55,45 @@ def _meta(obj: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
     return dict(meta.get("annotations") or {}), dict(meta.get("labels") or {})
 
 
-async def _wait_rollout(kube: KubeClient, ctx: ActionContext, timeout: float) -> tuple[bool, str]:
-    t = ctx.target
-    path = ns_path("apps/v1", t.namespace, "deployments", t.name)
+async def _wait(
+    kube: KubeClient,
+    path: str,
+    status_of: Callable[[dict[str, Any]], RolloutStatus],
+    timeout: float,
+    what: str,
+) -> tuple[bool, str]:
+    """Poll the object at ``path`` until ``status_of`` says done or failed, or ``timeout`` passes."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        status = rollout_status(await kube.get(path))
+        status = status_of(await kube.get(path))
         if status.done or status.failed:
             return status.done, status.message
         if loop.time() >= deadline:
-            return False, f"not rolled out within {timeout:g}s: {status.message}"
+            return False, f"not {what} within {timeout:g}s: {status.message}"
         await asyncio.sleep(min(1.0, max(deadline - loop.time(), 0.05)))
+
+
+async def _wait_rollout(kube: KubeClient, ctx: ActionContext, timeout: float) -> tuple[bool, str]:
+    t = ctx.target
+    path = ns_path("apps/v1", t.namespace, "deployments", t.name)
+    return await _wait(kube, path, rollout_status, timeout, "rolled out")
+
+
+def job_status(job: dict[str, Any]) -> RolloutStatus:
+    """kubectl wait --for=condition=Complete: done when Complete, failed when Failed."""
+    name = job.get("metadata", {}).get("name", "")
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Complete":
+            done_at = (job.get("status") or {}).get("completionTime") or cond.get("lastTransitionTime")
+            return RolloutStatus(True, False, f"job {name} completed at {done_at}")
+        if cond.get("type") == "Failed":
+            why = cond.get("message") or cond.get("reason") or "failed"
+            return RolloutStatus(False, True, f"job {name} failed: {why}")
+    active = int((job.get("status") or {}).get("active") or 0)
+    return RolloutStatus(False, False, f"job {name} has {active} active pod(s)")
 
 
 # --------------------------------------------------------------------------- rollback
@@ -341,7 +369,7 @@ class JobFromCronJobParams(BaseModel):
 class CreateJobFromCronJob:
     async def plan(self, ctx: ActionContext, params: BaseModel) -> ActionPlan:
         assert isinstance(params, JobFromCronJobParams)
-        ns = ctx.target.namespace or ctx.target.name  # a namespace target names itself
+        ns = ctx.target.scope
         cj = await _kube(ctx).get(ns_path("batch/v1", ns, "cronjobs", params.cronjob))
         annotations, labels = _meta(cj)
         template = cj.get("spec", {}).get("jobTemplate", {})
@@ -394,8 +422,8 @@ class CreateJobFromCronJob:
         }
 
     async def verify(self, ctx: ActionContext, plan: ActionPlan, timeout: float) -> tuple[bool, str]:
-        job = await _kube(ctx).get(ns_path("batch/v1", plan.facts["namespace"], "jobs", plan.facts["job"]))
-        return True, f"job {job['metadata']['name']} created at {created(job)}"
+        path = ns_path("batch/v1", plan.facts["namespace"], "jobs", plan.facts["job"])
+        return await _wait(_kube(ctx), path, job_status, timeout, "completed")
 
 
 ACTIONS = [
