@@ -13,12 +13,14 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from medic.intake.model import WebhookPayload
 from medic.redact import REDACTED
 from tests.e2e.pages_receivers import Receiver, receiver
 from tests.medic_app import RunningMedic, medic_settings, running_medic
@@ -205,3 +207,41 @@ async def test_a_hostile_label_does_not_freeze_the_server(medic: RunningMedic) -
         await prober
     assert alerts["items"][0]["labels"]["key"] == REDACTED
     assert slowest < 1.0, f"/healthz took {slowest:.2f}s while the delivery was processed"
+
+
+async def test_a_dead_letter_is_kept_redacted_and_can_still_be_retried(tmp_path: Path) -> None:
+    """A delivery that cannot be processed stays as a dead letter, redacted, and a retry still finds
+    the alert that failed. Its poison: a lone surrogate that no store can write (what an older
+    intake accepted). (Identities pinned for fingerprint-less alerts: tests/unit/test_redact.py.)"""
+    settings = medic_settings(tmp_path, admin_token="a" * 32)
+    poisoned = alert("PlayCodeHighLatency", namespace="playcode", deployment="other", **planted_labels())
+    poisoned["labels"]["instance"] = "x\ud800"
+    body = payload([poisoned])
+    body["externalURL"] = f"http://am:{URL_SECRET}@alertmanager.example"
+    (episode,) = [a.episode_key for a in WebhookPayload.model_validate(body).alerts]
+
+    async def dead_letter(m: RunningMedic) -> dict[str, Any]:
+        for _ in range(300):
+            if await m.runtime.inbox.dead_letters() and not await m.runtime.inbox.depth():
+                letters, _ = await m.runtime.inbox.list_dead_letters()
+                return {"id": letters[0].id, "episodes": letters[0].episodes, "error": letters[0].error}
+            await asyncio.sleep(0.05)
+        raise AssertionError("not dead-lettered")
+
+    async with running_medic(settings) as m:
+        await m.runtime.inbox.accept(body, [episode], datetime.now(UTC))
+        m.runtime.wake.set()
+        letter = await dead_letter(m)
+        assert letter["episodes"] == [episode]
+        # retried, the pinned identity still names the failed episode: it fails the same way
+        # (were it not found, the delivery would be acknowledged as done and lost)
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": "Bearer " + "a" * 32}) as s,
+            s.post(f"{m.url}/api/v1/dead-letters/{letter['id']}/retry") as r,
+        ):
+            assert r.status == 202
+        await asyncio.sleep(0.2)
+        again = await dead_letter(m)
+        assert again["episodes"] == [episode] and "surrogate" in again["error"]
+    found = stored_secrets(settings.data_dir)  # Medic stopped: the WAL is checkpointed
+    assert found and all(secrets == [] for secrets in found.values()), found

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from medic.collectors.loki import group_streams
+from medic.intake.model import WebhookPayload
 from medic.redact import (
     INLINE_LIMIT,
     JSON_TEXT_LIMIT,
@@ -17,6 +18,8 @@ from medic.redact import (
     redact_async,
     redact_text,
 )
+from medic.state.base import kept_delivery
+from tests.payloads import alert, payload
 from tests.secrets_corpus import HARMLESS, PLANTED, Planted
 
 
@@ -207,3 +210,18 @@ def test_json_log_lines_with_passwords_still_group_by_message() -> None:
     assert group["pattern"].startswith("login failed")
     sample = json.loads(group["sample"])
     assert sample["password"] == REDACTED and "pw-" not in group["sample"]
+
+
+def test_a_dead_letter_is_kept_redacted_with_its_alerts_identity() -> None:
+    """A fingerprint-less alert's identity hashes its raw labels: kept_delivery pins it before
+    redacting, so that a retry still finds the episode that failed."""
+    raw = alert("X", token="hunter2-label", annotations={"summary": "DB_PASS=hunter2-annotation"})
+    raw["fingerprint"] = ""
+    body = json.dumps(payload([raw]))
+    (before,) = WebhookPayload.model_validate_json(body).alerts
+    kept = kept_delivery(body)
+    assert "hunter2" not in kept
+    (after,) = WebhookPayload.model_validate_json(kept).alerts
+    assert after.labels["token"] == REDACTED
+    assert after.episode_key == before.episode_key
+    assert kept_delivery("not json, password=hunter2") == f"not json, password={REDACTED}"

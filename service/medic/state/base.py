@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,6 +11,8 @@ from typing import Any, Protocol
 
 from medic.durations import format_duration
 from medic.errors import MedicError
+from medic.intake.model import Alert
+from medic.redact import redact, redact_text
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,25 @@ class DeadLetter:
 
 
 Payload = Mapping[str, Any] | str  # a delivery, or its JSON text as received (stored as is)
+
+
+def kept_delivery(body: str) -> str:
+    """A delivery's JSON text as a dead letter keeps it: redacted (a backup of Medic's data is no
+    secret dump, docs/security.md), each alert's identity pinned as its fingerprint first, so that
+    a retry still finds the episodes that failed (a fingerprint-less alert's identity hashes its
+    raw labels). Text that is not a JSON object is scrubbed as text."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return redact_text(body)
+    if not isinstance(payload, dict):
+        return redact_text(body)
+    alerts = payload.get("alerts")
+    for raw in alerts if isinstance(alerts, list) else []:
+        if isinstance(raw, dict) and not raw.get("fingerprint"):
+            with contextlib.suppress(ValueError):  # not an alert Medic can process: nothing to pin
+                raw["fingerprint"] = Alert.model_validate(raw).identity
+    return payload_json(redact(payload))
 
 
 def payload_json(payload: Payload) -> str:

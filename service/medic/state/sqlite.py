@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from medic.redact import redact_text
 from medic.sqlitedb import SqliteDB
 from medic.state.base import (
     AcceptResult,
@@ -19,6 +20,7 @@ from medic.state.base import (
     InboxItem,
     KillSwitch,
     Payload,
+    kept_delivery,
     payload_json,
 )
 
@@ -124,10 +126,11 @@ class SqliteInbox:
                     (now + RETRY_DELAY, error[:2000], left, int(item_id)),
                 )
                 return
+            (body,) = conn.execute("SELECT payload FROM inbox WHERE id = ?", (int(item_id),)).fetchone()
             conn.execute(
                 "UPDATE inbox SET dead = 1, dead_at = ?, lease_until = NULL, claimed_by = NULL, "
-                "last_error = ?, new_episodes = ? WHERE id = ?",
-                (now, error[:2000], left, int(item_id)),
+                "last_error = ?, new_episodes = ?, payload = ? WHERE id = ?",
+                (now, redact_text(error[:2000]), left, kept_delivery(body), int(item_id)),
             )
             released = [(key,) for key in json.loads(left)]
             conn.executemany("DELETE FROM dedup WHERE key = ?", released)
