@@ -167,7 +167,10 @@ def build_app(runtime: Runtime) -> web.Application:
     app = web.Application(
         middlewares=[edge_middleware(body_read_timeout=s.body_read_timeout.total_seconds())],
         client_max_size=s.max_body_bytes,
-        handler_args=handler_args(keepalive_timeout=s.keepalive_timeout.total_seconds()),
+        handler_args=handler_args(
+            keepalive_timeout=s.keepalive_timeout.total_seconds(),
+            body_read_timeout=s.body_read_timeout.total_seconds(),
+        ),
     )
     intake = WebhookIntake(
         runtime.inbox,

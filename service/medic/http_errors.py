@@ -21,6 +21,9 @@ Bodies, on every route, whoever reads them and however (``request.content``, ``r
   408, connection closed. The timer only arms the stream: a handler that answers before reading
   (401, 415) is not affected, and time spent storing a body received in full does not count.
 
+A body a handler answered without reading (401, 404) is read and dropped by aiohttp for at most
+the same timeout (its ``lingering_time``), then the connection is closed.
+
 The request head is bounded by aiohttp's keep-alive timer (``MEDIC_KEEPALIVE_TIMEOUT``, see
 :func:`handler_args`): a connection that has not sent a complete request line and headers that long
 after it opened or after its last answer is closed. A request head aiohttp cannot parse at all
@@ -236,10 +239,12 @@ def edge_middleware(*, body_read_timeout: float) -> Middleware:
     return edge
 
 
-def handler_args(*, keepalive_timeout: float) -> dict[str, Any]:
-    """aiohttp's per-connection settings: ``keepalive_timeout`` also bounds how long a client may
-    take to send a request head (aiohttp closes a connection idle in its wait for one)."""
-    return {"keepalive_timeout": keepalive_timeout}
+def handler_args(*, keepalive_timeout: float, body_read_timeout: float) -> dict[str, Any]:
+    """aiohttp's per-connection settings. ``keepalive_timeout`` also bounds how long a client may
+    take to send a request head (aiohttp closes a connection idle in its wait for one);
+    ``lingering_time``, how long aiohttp reads and drops the rest of a body that a handler answered
+    without reading (401, 404, ...) before it closes, is the body read timeout too."""
+    return {"keepalive_timeout": keepalive_timeout, "lingering_time": body_read_timeout}
 
 
 __all__ = [
