@@ -4,40 +4,43 @@
 #     --build-arg REVISION="$(git rev-parse HEAD)" --build-arg SOURCE=<the repository's URL> .
 #
 # Reproducible: the base image is pinned by digest and the dependencies by constraints.txt
-# (`make constraints` regenerates it). Stage "build" installs the dependencies in their own layer
-# (rebuilt only when constraints.txt changes), then Medic from a wheel built from the sources, into
-# a venv at /opt/medic; the runtime stage copies that venv onto the same base, with no pip,
-# setuptools or compiler, and runs as a non-root user.
+# (`make constraints` regenerates it). Three stages:
+#   deps     the pinned dependencies in a venv at /opt/medic that never gets a pip of its own
+#            (the base image's pip installs into it); rebuilt only when constraints.txt changes
+#   build    Medic's wheel built from the sources, installed with --no-deps into /opt/medic-app
+#            (a .pth file in the venv puts it on the path); `pip check` proves the set complete
+#   runtime  the same base without pip, setuptools or compiler: the two directories, copied as
+#            two layers (a code change re-ships only the small one), run as a non-root user
 #
 # Moving to a newer base is a deliberate change: look up the digest of the tag and replace the
 # default below, e.g.  docker buildx imagetools inspect python:3.11-slim-bookworm  ("Digest:"),
 # or override it for one build:  --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:<digest>
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:86adf8dbadc3d6e82ee5dd2c74bec2e1c2467cdad47886280501df722372d2e1
 
-# ------------------------------------------------------------------------------ build
-FROM ${PYTHON_IMAGE} AS build
+# ------------------------------------------------------------------------------ deps
+FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
-RUN python -m venv /opt/medic
-
-# 1. The dependencies, exactly the pinned set: this layer is reused until constraints.txt changes.
 COPY constraints.txt /tmp/constraints.txt
-RUN /opt/medic/bin/pip install --no-deps --only-binary=:all: --requirement /tmp/constraints.txt
+RUN python -m venv --without-pip /opt/medic \
+ && python -m pip --python /opt/medic/bin/python install --no-deps --only-binary=:all: \
+        --requirement /tmp/constraints.txt \
+ && echo /opt/medic-app > /opt/medic/lib/python3.11/site-packages/medic-app.pth
 
-# 2. Medic, from a wheel built from the sources (it carries rules/ and playbooks/ as defaults);
-#    --no-deps: nothing beyond the pinned set, and `pip check` proves that set is complete.
-#    Then the venv loses pip and setuptools: the running image never installs anything.
+# ------------------------------------------------------------------------------ build
+FROM deps AS build
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY service/ service/
 COPY rules/ rules/
 COPY playbooks/ playbooks/
-RUN /opt/medic/bin/pip wheel --no-deps --wheel-dir /wheels . \
- && /opt/medic/bin/pip install --no-deps --no-index /wheels/*.whl \
- && /opt/medic/bin/pip check \
- && /opt/medic/bin/pip uninstall --yes pip setuptools \
- && /opt/medic/bin/medic --version
+# The wheel carries rules/ and playbooks/ as defaults; --no-deps: nothing beyond the pinned set.
+RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
+ && python -m pip --python /opt/medic/bin/python install --no-deps --no-index \
+        --target /opt/medic-app /wheels/*.whl \
+ && python -m pip --python /opt/medic/bin/python check \
+ && /opt/medic-app/bin/medic --version
 
 # ------------------------------------------------------------------------------ runtime
 FROM ${PYTHON_IMAGE} AS runtime
@@ -54,7 +57,7 @@ LABEL org.opencontainers.image.title="playcode-medic" \
       org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PATH=/opt/medic/bin:$PATH \
+    PATH=/opt/medic-app/bin:/opt/medic/bin:$PATH \
     MEDIC_HOST=0.0.0.0 \
     MEDIC_PORT=8080 \
     MEDIC_RULES_DIR=/etc/medic/rules \
@@ -70,7 +73,8 @@ RUN python -m pip uninstall --yes pip setuptools wheel \
         --shell /usr/sbin/nologin medic \
  && install -d -o 10001 -g 10001 -m 0750 /var/lib/medic
 
-COPY --from=build /opt/medic /opt/medic
+COPY --from=deps /opt/medic /opt/medic
+COPY --from=build /opt/medic-app /opt/medic-app
 
 # The shipped PlayCode configuration; the Helm chart mounts its ConfigMaps over these.
 COPY rules/ /etc/medic/rules/

@@ -30,10 +30,12 @@ DIGEST_PINNED = re.compile(r"^[\w.\-/]+:[\w.\-]+@sha256:[0-9a-f]{64}$")
 OCI = "org.opencontainers.image."
 
 
-def stages() -> tuple[Stage, Stage]:
+def stages() -> dict[str, Stage]:
+    """The stages by name: deps (pinned dependencies), build (Medic), runtime (the image)."""
     df = parse_dockerfile(DOCKERFILE)
-    assert len(df.stages) >= 2
-    return df.stages[0], df.stages[-1]
+    named = {s.name: s for s in df.stages if s.name}
+    assert list(named) == ["deps", "build", "runtime"] and df.stages[-1].name == "runtime"
+    return named
 
 
 def runs(stage: Stage) -> list[str]:
@@ -50,6 +52,18 @@ def index_of(stage: Stage, keyword: str, needle: str) -> int:
 def commands(run: str) -> list[list[str]]:
     """The commands of a RUN line, split at ``&&``."""
     return [shlex.split(part) for part in run.split("&&")]
+
+
+def pip_commands(stage: Stage) -> list[list[str]]:
+    """Every pip invocation of a stage, as its arguments after ``pip``."""
+    out = []
+    for run in runs(stage):
+        for cmd in commands(run):
+            if cmd[:3] == ["python", "-m", "pip"]:
+                out.append(cmd[3:])
+            elif cmd and cmd[0].rsplit("/", 1)[-1] in ("pip", "pip3"):
+                out.append(cmd[1:])
+    return out
 
 
 def key_values(ins: Instruction) -> dict[str, str]:
@@ -72,47 +86,46 @@ def test_base_image_is_pinned_by_digest() -> None:
 
 
 def test_dependencies_are_installed_from_constraints_in_their_own_layer() -> None:
-    build, _ = stages()
-    copy_constraints = index_of(build, "COPY", "constraints.txt")
-    install_deps = index_of(build, "RUN", "constraints.txt")
-    copy_sources = index_of(build, "COPY", "service/")
-    # the dependency layer depends on constraints.txt only, so code changes reuse it
-    assert copy_constraints < install_deps < copy_sources
-    assert all(
-        "constraints.txt" in i.args for i in build.instructions[:install_deps] if i.keyword in ("COPY", "ADD")
-    )
-    deps = build.instructions[install_deps].args
-    assert "--no-deps" in deps and re.search(r"(--requirement|-r)[ =]\S*constraints\.txt", deps)
-    # the project itself: no dependency resolution of its own, and the pinned set proven complete
-    project = runs(build)[-1]
-    steps = [c for c in commands(project) if c[0].endswith("/pip")]
-    installs = [c for c in steps if c[1] == "install"]
-    assert installs and all("--no-deps" in c for c in installs), project
-    assert ["check"] in [c[1:] for c in steps], "pip check after installing"
+    named = stages()
+    deps, build = named["deps"], named["build"]
+    # the deps stage sees constraints.txt only, so a code change reuses its layer
+    assert [i.args.split()[0] for i in deps.all("COPY") + deps.all("ADD")] == ["constraints.txt"]
+    install_deps = index_of(deps, "RUN", "constraints.txt")
+    assert index_of(deps, "COPY", "constraints.txt") < install_deps
+    line = deps.instructions[install_deps].args
+    assert "--no-deps" in line and re.search(r"(--requirement|-r)[ =]\S*constraints\.txt", line)
+    # Medic is built on top of it, with no dependency resolution of its own, and the pinned set
+    # is proven complete
+    assert build.base == "deps"
+    installs = [c for c in pip_commands(build) if c[:1] == ["install"] or c[2:3] == ["install"]]
+    assert installs and all("--no-deps" in c for c in installs), installs
+    assert any(c[-1:] == ["check"] for c in pip_commands(build)), "pip check after installing"
 
 
 def test_no_pip_is_left_in_the_final_image() -> None:
-    build, final = stages()
-    # the build stage's venv: pip and setuptools uninstalled after their last use
-    last = commands(runs(build)[-1])
-    uninstall = next(
-        (n for n, c in enumerate(last) if c[0] == "/opt/medic/bin/pip" and c[1] == "uninstall"), None
-    )
-    assert uninstall is not None, "the build stage's venv must uninstall its pip"
-    assert {"pip", "setuptools"} <= set(last[uninstall])
-    assert not any(c[0].endswith("pip") for c in last[uninstall + 1 :]), "pip used after its removal"
+    named = stages()
+    deps, build, final = named["deps"], named["build"], named["runtime"]
+    # the venv never gets a pip of its own: the base image's pip installs into it (--python)
+    assert "python -m venv --without-pip /opt/medic" in " ".join(runs(deps))
+    for stage in (deps, build):
+        for cmd in pip_commands(stage):
+            assert "pip" not in cmd[1:] and "setuptools" not in cmd[1:], cmd
+            if "install" in cmd:
+                assert cmd[:2] == ["--python", "/opt/medic/bin/python"], cmd
+        assert "ensurepip" not in " ".join(runs(stage))
     # the runtime stage: the base image's pip removed, nothing pip-installed
     final_runs = " && ".join(runs(final))
-    assert "pip install" not in final_runs and "ensurepip" in final_runs
-    removal = [c for c in commands(final_runs) if c[:4] == ["python", "-m", "pip", "uninstall"]]
+    assert "pip install" not in final_runs and "ensurepip/_bundled" in final_runs
+    removal = [c for c in pip_commands(final) if c[:1] == ["uninstall"]]
     assert removal and {"pip", "setuptools", "wheel"} <= set(removal[0])
-    # and from the build stage it takes the venv only
-    copies = [i for i in final.all("COPY") if i.flags.get("from")]
-    assert [(i.flags["from"], i.args) for i in copies] == [("build", "/opt/medic /opt/medic")]
+    # from the other stages it takes the venv and Medic, as two layers, nothing else
+    copies = [(i.flags["from"], i.args) for i in final.all("COPY") if i.flags.get("from")]
+    assert copies == [("deps", "/opt/medic /opt/medic"), ("build", "/opt/medic-app /opt/medic-app")]
+    assert "/opt/medic-app/bin" in final.env()["PATH"].split(":")
 
 
 def test_oci_labels_come_from_build_args() -> None:
-    _, final = stages()
+    final = stages()["runtime"]
     labels: dict[str, str] = {}
     for label in final.all("LABEL"):
         labels |= key_values(label)
@@ -129,8 +142,7 @@ def test_oci_labels_come_from_build_args() -> None:
 
 
 def test_multi_stage_non_root_and_what_the_chart_runs() -> None:
-    build, final = stages()
-    assert build.name == "build" and final.name == "runtime"
+    final = stages()["runtime"]
     for forbidden in ("apt-get install", "build-essential", "gcc", "apk add"):
         assert all(forbidden not in r for r in runs(final))
     user = final.last("USER")
