@@ -210,14 +210,14 @@ def _redact_pem(text: str) -> str:
     again, so a text of many BEGINs without an END costs one pass."""
     out: list[str] = []
     pos = 0
-    end_from, end_match = -1, None  # the next END at or after end_from (None: there is none)
+    end: re.Match[str] | None = None
+    no_end_left = False
     while (begin := _PEM_BEGIN.search(text, pos)) is not None:
-        if end_from == -1 or (end_match is not None and end_match.start() < begin.end()):
-            end_match = _PEM_END.search(text, begin.end())
-            end_from = begin.end()
-        if end_match is not None:
-            stop = end_match.end()
-            end_from = -1  # look for the next END after this block
+        if not no_end_left:
+            end = _PEM_END.search(text, begin.end())
+            no_end_left = end is None
+        if end is not None:
+            stop = end.end()  # the next BEGIN is after it: its END is searched from there
         else:  # no END anywhere after: the key's body (and any further headers) is dropped
             body = _PEM_BODY.match(text, begin.end())
             stop = body.end() if body else begin.end()
@@ -318,11 +318,16 @@ def _redact(value: Any, depth: int) -> Any:
         return _redact_text(value, depth)
     if isinstance(value, Mapping):
         out: dict[Any, Any] = {}
+        renamed: dict[str, int] = {}  # redacted key names seen so far, and how often
+        secret_object = value.get("kind") == "Secret"  # a Kubernetes Secret: data and stringData go
         for key, item in value.items():
             name = _redact_text(key, depth) if isinstance(key, str) else key
             if name != key:
-                name = _free_name(name, out)
-            if isinstance(key, str) and is_secret_key(key) and item not in (None, "", [], {}):
+                name = _free_name(name, out, renamed)
+            secret = isinstance(key, str) and (
+                is_secret_key(key) or (secret_object and key in ("data", "stringData"))
+            )
+            if secret and item not in (None, "", [], {}):
                 out[name] = REDACTED if not isinstance(item, (dict, list)) else redact_structure(item)
             else:
                 out[name] = _redact(item, depth + 1)
@@ -332,14 +337,16 @@ def _redact(value: Any, depth: int) -> Any:
     return value
 
 
-def _free_name(name: str, taken: Mapping[Any, Any]) -> str:
-    """A redacted key that two keys share keeps both entries: ``[REDACTED]``, ``[REDACTED]#2``."""
-    if name not in taken:
-        return name
-    n = 2
-    while f"{name}#{n}" in taken:
+def _free_name(name: str, taken: Mapping[Any, Any], renamed: dict[str, int]) -> str:
+    """A redacted key that several keys share keeps every entry: ``[REDACTED]``, ``[REDACTED]#2``,
+    ... (counted per name, so many colliding keys cost no more than many keys)."""
+    n = renamed.get(name, 0) + 1
+    candidate = name if n == 1 else f"{name}#{n}"
+    while candidate in taken:
         n += 1
-    return f"{name}#{n}"
+        candidate = f"{name}#{n}"
+    renamed[name] = n
+    return candidate
 
 
 def redact_model(model: M, *, clean: frozenset[str] = frozenset()) -> M:

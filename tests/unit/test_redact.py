@@ -225,3 +225,18 @@ def test_a_dead_letter_is_kept_redacted_with_its_alerts_identity() -> None:
     assert after.labels["token"] == REDACTED
     assert after.episode_key == before.episode_key
     assert kept_delivery("not json, password=hunter2") == f"not json, password={REDACTED}"
+
+
+def test_a_kubernetes_secret_object_keeps_its_keys_but_no_values() -> None:
+    secret = {
+        "kind": "Secret",
+        "metadata": {"name": "db-credentials", "namespace": "playcode"},
+        "data": {"config.json": "eyJ1c2VyIjoiYSJ9", "tls.crt": "LS0tLS1CRUdJTi"},
+        "stringData": {"settings.ini": "host=db"},
+    }
+    out = redact(secret)
+    assert out["metadata"] == secret["metadata"]
+    assert out["data"] == {"config.json": REDACTED, "tls.crt": REDACTED}
+    assert out["stringData"] == {"settings.ini": REDACTED}
+    config_map = {"kind": "ConfigMap", "data": {"app.properties": "db.password=hunter2\nport=80"}}
+    assert redact(config_map)["data"] == {"app.properties": f"db.password={REDACTED}\nport=80"}

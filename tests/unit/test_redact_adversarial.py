@@ -48,3 +48,12 @@ def test_many_keys_and_values_at_the_body_cap() -> None:
     mapping = {f"k{i}": f"password=v{i}" for i in range(BODY_CAP // 24)}
     out = within_hang_guard(redact, mapping)
     assert set(out.values()) == {f"password={REDACTED}"}
+
+
+def test_many_key_names_that_redact_to_one_name() -> None:
+    """Label names carrying credentials all become ``Bearer [REDACTED]``: each keeps its entry
+    (``#2``, ``#3``, ...) without a search that grows with the number of collisions."""
+    mapping = {f"Bearer abcdefgh{i:08d}": i for i in range(BODY_CAP // 32)}
+    out = within_hang_guard(redact, mapping)
+    assert len(out) == len(mapping)
+    assert out[f"Bearer {REDACTED}"] == 0 and out[f"Bearer {REDACTED}#{len(mapping)}"] == len(mapping) - 1
