@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -14,13 +15,14 @@ from medic import __version__
 from medic.admin import AdminApi
 from medic.api import ReadApi
 from medic.approvals import ApprovalService
-from medic.backend_select import ProductionBackend, StateBackend, open_backend
+from medic.backend_select import EmbeddedBackend, ProductionBackend, StateBackend, open_backend
 from medic.backends import Backends
 from medic.config import Config, load_config
+from medic.dead_letters import DeadLetterApi
 from medic.http_errors import edge_middleware, handler_args
 from medic.incident import utcnow
 from medic.intake.auth import Credentials
-from medic.intake.handlers import WebhookIntake
+from medic.intake.handlers import Wakeable, WebhookIntake
 from medic.kube.resolver import KubeTargetResolver
 from medic.metrics import Metrics
 from medic.notify.config import check_routes
@@ -39,8 +41,17 @@ from medic.web.access import ReadAccess
 from medic.web.approval_api import ApprovalApi
 from medic.web.pages import Pages
 from medic.worker import Worker
+from medic.worker_process import DiagnosisProcess, merged_metrics
 
 log = structlog.get_logger("medic.app")
+
+
+class Role(enum.Enum):
+    """What a Medic process does (see :mod:`medic.worker_process`)."""
+
+    ALL = "all"  # intake and diagnosis in one process
+    INTAKE = "intake"  # HTTP and upkeep; diagnosis runs in a child process
+    DIAGNOSIS = "diagnosis"  # the child: claims deliveries and runs the pipeline
 
 
 @dataclass
@@ -61,14 +72,18 @@ class Runtime:
     wake: asyncio.Event
     dispatcher: NotifyDispatcher
     approvals: ApprovalService
+    role: Role = Role.ALL
+    diagnosis: DiagnosisProcess | None = None  # the INTAKE role's child
 
     @classmethod
-    async def open(cls, settings: Settings, registry: Registry | None = None) -> Runtime:
+    async def open(
+        cls, settings: Settings, registry: Registry | None = None, *, role: Role = Role.ALL
+    ) -> Runtime:
         registry = registry or default_registry()
         config = load_config([settings.rules_dir], [settings.playbooks_dir], registry)
         check_routes({r.name: r.notify for r in config.rules}, settings.notifiers)
         ensure_data_dir(settings.data_dir)  # a path Medic cannot write is a config error, not a traceback
-        backend = await open_backend(settings)
+        backend = await open_backend(settings, shared=role is not Role.ALL)
         backends: Backends | None = None
         try:
             inbox, store, state = backend.inbox, backend.store, backend.state
@@ -151,11 +166,41 @@ class Runtime:
             wake,
             dispatcher,
             approvals,
+            role,
+            DiagnosisProcess(settings.data_dir, recover_dead=backend.recover)
+            if role is Role.INTAKE and isinstance(backend, EmbeddedBackend)
+            else None,
         )
+
+    async def readiness(self) -> tuple[str, dict[str, str]]:
+        """The backend's readiness, and the diagnosis process's: while it is down (it is being
+        started again) deliveries are still accepted, so Medic is degraded, not unready."""
+        status, checks = await self.backend.readiness()
+        if self.diagnosis is not None:
+            checks["diagnosis"] = "ok" if self.diagnosis.alive else "restarting"
+            if not self.diagnosis.alive and status == "ready":
+                status = "degraded"
+        return status, checks
+
+    @property
+    def accepted(self) -> Wakeable:
+        """What the intake pokes when it accepted a delivery: the workers, here or in the child."""
+        return self.diagnosis.waker if self.diagnosis is not None else self.wake
+
+    async def start(self) -> None:
+        """Start the work that runs beside the HTTP server: the workers (here, or in the
+        diagnosis process) and the backend's upkeep."""
+        if self.diagnosis is not None:
+            await self.diagnosis.start()
+        else:
+            self.worker.start()
+        self.backend.start()
 
     async def close(self) -> None:
         """Graceful shutdown (intake already stopped): finish in-flight work or hand it back to
         the other replicas, deliver pending notifications, close every client."""
+        if self.diagnosis is not None:
+            await self.diagnosis.stop(grace=self.settings.shutdown_grace_seconds)
         await self.worker.stop(grace=self.settings.shutdown_grace_seconds)
         await self.dispatcher.close()
         await self.backend.close()
@@ -181,11 +226,11 @@ def build_app(runtime: Runtime) -> web.Application:
             password=s.webhook_password.get_secret_value() if s.webhook_password else None,
         ),
         s.max_body_bytes,
-        runtime.wake,
+        runtime.accepted,
     )
     links = LinkSettings.from_settings(s)
     api = ReadApi(
-        runtime.store, runtime.inbox, runtime.metrics, readiness=runtime.backend.readiness, links=links
+        runtime.store, runtime.inbox, runtime.metrics, readiness=runtime.readiness, links=links
     )
     admin_token = s.admin_token.get_secret_value() if s.admin_token else None
     pages = Pages(
@@ -219,18 +264,24 @@ def build_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/api/v1/admin/kill-switch", admin.get_kill_switch)
     app.router.add_put("/api/v1/admin/kill-switch", admin.put_kill_switch)
     app.router.add_get("/api/v1/admin/audit", admin.audit)
+    dead = DeadLetterApi(runtime.inbox, runtime.metrics, admin_token)
+    app.router.add_get("/api/v1/dead-letters", pages.guard_api(dead.list))
+    app.router.add_post("/api/v1/dead-letters/{id}/retry", dead.retry)
+    app.router.add_delete("/api/v1/dead-letters/{id}", dead.drop)
     return app
 
 
 async def create_app(settings: Settings, registry: Registry | None = None) -> web.Application:
-    """The served application: opens the runtime on start-up, closes it on shutdown."""
-    runtime = await Runtime.open(settings, registry)
+    """The served application: opens the runtime on start-up, closes it on shutdown. With the
+    embedded backend diagnosis runs in a child process unless MEDIC_DIAGNOSIS_PROCESS=false."""
+    embedded = settings.redis_url is None and settings.mongo_url is None
+    role = Role.INTAKE if embedded and settings.diagnosis_process else Role.ALL
+    runtime = await Runtime.open(settings, registry, role=role)
     app = build_app(runtime)
     app["runtime"] = runtime
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
-        runtime.worker.start()
-        runtime.backend.start()
+        await runtime.start()
         log.info("medic started", **start_fields(runtime))
         yield
         log.info("medic stopping", grace_seconds=settings.shutdown_grace_seconds)
@@ -278,6 +329,9 @@ def _scrape(runtime: Runtime, api: ReadApi) -> Callable[[web.Request], Awaitable
         await runtime.metrics.refresh_state(
             kill_switch=kill_switch, readiness=backend.readiness, spool_counts=spool
         )
-        return await api.metrics_endpoint(request)
+        response = await api.metrics_endpoint(request)
+        if runtime.diagnosis is not None and isinstance(response, web.Response) and response.body:
+            response.body = await merged_metrics(bytes(response.body), runtime.diagnosis)  # type: ignore[arg-type]
+        return response
 
     return handler

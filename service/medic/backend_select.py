@@ -100,11 +100,13 @@ def owner_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-async def open_backend(settings: Settings) -> StateBackend:
+async def open_backend(settings: Settings, *, shared: bool = False) -> StateBackend:
+    """Medic's own state as configured. ``shared``: this process shares the embedded store with
+    the other process of its replica (intake and diagnosis, see :mod:`medic.worker_process`)."""
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else ""
     mongo_url = settings.mongo_url.get_secret_value() if settings.mongo_url else ""
     if not redis_url and not mongo_url:
-        return await EmbeddedBackend.open(settings)
+        return await EmbeddedBackend.open(settings, shared=shared)
     if not (redis_url and mongo_url):
         given, missing = (
             ("MEDIC_REDIS_URL", "MEDIC_MONGO_URL") if redis_url else ("MEDIC_MONGO_URL", "MEDIC_REDIS_URL")
@@ -153,6 +155,9 @@ async def open_incident_reader(settings: Settings) -> AsyncIterator[IncidentStor
         await db.close()
 
 
+SHARED_LOCK_TTL = 30.0  # seconds an incident lock of a shared embedded store lives unrenewed
+
+
 class EmbeddedBackend:
     kind = "sqlite"
     poll_seconds = 1.0
@@ -162,27 +167,39 @@ class EmbeddedBackend:
         self.inbox = SqliteInbox(db, dedup_ttl=dedup_ttl)
         self.store = SqliteIncidentStore(db)
         self.state = SqliteRemediationState(db)
-        self.locker = LocalKeyLocker()
+        self.locker: KeyLocker = LocalKeyLocker()
         self.policy = policy
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
-    async def open(cls, settings: Settings) -> EmbeddedBackend:
+    async def open(cls, settings: Settings, *, shared: bool = False) -> EmbeddedBackend:
         db = SqliteDB(settings.db_path)
         db.lock_exclusive()
         try:
             await db.open()
             policy = RetentionPolicy.from_settings(settings)
             backend = cls(db, dedup_ttl=settings.dedup_ttl_seconds, policy=policy)
+            if shared:  # the processes of the replica serialise on the lock table, not in memory
+                backend.locker = RedisKeyLocker(
+                    backend.state, f"{socket.gethostname()}-{os.getpid()}", ttl=SHARED_LOCK_TTL
+                )
             await backend.store.upgrade()
-            recovered = await backend.inbox.recover()
+            await backend.recover()
         except BaseException:
             await db.close()
             raise
+        return backend
+
+    async def recover(self) -> None:
+        """What a process that died left held: its deliveries' leases (only the replica's one
+        claiming process holds any: they are all freed) and its incident locks."""
+        recovered = await self.inbox.recover()
         if recovered:
             log.warning("re-queued deliveries left unfinished by a previous run", count=recovered)
-        return backend
+        freed = await self.state.free_locks_of_dead_owners(socket.gethostname())
+        if freed:
+            log.warning("freed incident locks of processes that are gone", count=freed)
 
     def marks(self, prefix: str) -> SqliteMarks:
         return SqliteMarks(self.db, prefix)

@@ -197,8 +197,7 @@ class Pipeline:
                 tasks = [tg.create_task(self._apply_in_turn(group)) for group in groups.values()]
         except ExceptionGroup as failed:
             first = _first_failure(failed)
-            first.__suppress_context__ = True  # not "from None": that would drop its own cause
-            raise first
+            raise first from first.__cause__  # not "from None": that would drop its own cause
         return [incident.id for task in tasks if (incident := task.result()) is not None]
 
     async def _apply_in_turn(self, group: Group) -> Incident | None:

@@ -274,6 +274,11 @@ class Settings(BaseSettings):
         description="Namespaces Medic may diagnose and remediate (comma-separated in the env var).",
     )
     workers: int = Field(4, ge=1, le=256, description="Deliveries processed concurrently.")
+    diagnosis_process: bool = Field(
+        True,
+        description="With the embedded backend, `medic serve` runs diagnosis in a child process, so that "
+        "a storm of diagnoses never slows the webhook's acknowledgement (false: one process).",
+    )
     dedup_ttl_seconds: int = Field(
         7 * 24 * 3600,
         ge=60,

@@ -34,6 +34,7 @@ log = structlog.get_logger("medic.sqlite")
 
 T = TypeVar("T")
 
+LOCK_HELD_BY_PARENT = "MEDIC_INTERNAL_LOCK_HELD_BY"  # env: the pid whose data-dir lock covers us
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes the WAL file keeps after a checkpoint
@@ -143,7 +144,11 @@ class SqliteDB:
         await self._call(self._open_sync)
 
     def lock_exclusive(self) -> None:
-        """One process per data dir: the embedded backend is single-replica by design."""
+        """One process per data dir: the embedded backend is single-replica by design. (The
+        replica's diagnosis process, started by the lock holder, is let in: its parent's lock
+        covers it, see :mod:`medic.worker_process`.)"""
+        if os.environ.get(LOCK_HELD_BY_PARENT) == str(os.getppid()):
+            return
         make_private_dir(self.path.parent)
         lock_path = self.path.with_suffix(".lock")
         self._lock_file = open(private_file(lock_path), "a+")  # noqa: SIM115 - held for life

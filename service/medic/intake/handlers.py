@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
@@ -21,6 +20,13 @@ from medic.problem import problem
 from medic.state.base import Inbox
 
 log = structlog.get_logger("medic.intake")
+
+
+class Wakeable(Protocol):
+    """What the intake tells that a delivery was accepted: the workers' asyncio.Event, or the
+    diagnosis process's wake-up pipe (:class:`medic.worker_process.Waker`)."""
+
+    def set(self) -> None: ...
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -57,7 +63,7 @@ class WebhookIntake:
         metrics: Metrics,
         credentials: Credentials,
         max_body_bytes: int,
-        wake: asyncio.Event,
+        wake: Wakeable,
     ) -> None:
         self.inbox = inbox
         self.metrics = metrics

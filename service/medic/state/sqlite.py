@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -26,6 +27,20 @@ from medic.state.base import (
 
 MAX_ATTEMPTS = 5
 RETRY_DELAY = 5.0  # a failed item is handed out again after this many seconds
+
+
+def _owner_is_dead(owner: str, host: str) -> bool:
+    """Whether a lock owner ``<host>-<pid>`` of this host is a process that no longer runs."""
+    prefix, _, pid = owner.rpartition("-")
+    if prefix != host or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it runs, as another user
+        return False
+    return False
 
 
 def _row_id(item_id: str) -> int | None:
@@ -208,6 +223,7 @@ class SqliteInbox:
 
 
 KILL_SWITCH_KEY = "kill_switch"
+LOCK_SEQ_KEY = "lock_seq"  # the fencing-token counter of acquire_fenced
 
 
 def _mark(row: tuple[Any, ...]) -> ActionMark:
@@ -281,6 +297,47 @@ class SqliteRemediationState:
         await self.db.write(
             lambda c: c.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner))
         )
+
+    async def acquire_fenced(self, key: str, owner: str, ttl: float) -> int | None:
+        """The lock with a fencing token (increasing), or None while another owner holds it:
+        the processes of one replica (intake and diagnosis) serialise on the same file."""
+        now = time.time()
+
+        def tx(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute("SELECT owner, expires_at FROM locks WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[0] != owner and row[1] > now:
+                return None
+            seq = conn.execute(
+                "INSERT INTO kv(key, value, expires_at) VALUES (?, '1', NULL) ON CONFLICT(key) "
+                "DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value",
+                (LOCK_SEQ_KEY,),
+            ).fetchone()
+            conn.execute(
+                "INSERT OR REPLACE INTO locks(key, owner, expires_at) VALUES (?, ?, ?)",
+                (key, owner, now + ttl),
+            )
+            return int(seq[0])
+
+        return await self.db.write(tx)
+
+    async def free_locks_of_dead_owners(self, host: str) -> int:
+        """Free the locks held by processes of ``host`` that no longer run (an owner is
+        ``<host>-<pid>``): a crashed process's locks must not wait for their expiry."""
+        rows = await self.db.read(lambda c: c.execute("SELECT key, owner FROM locks").fetchall())
+        dead = [(key, owner) for key, owner in rows if _owner_is_dead(owner, host)]
+        if dead:
+            await self.db.write(
+                lambda c: c.executemany("DELETE FROM locks WHERE key = ? AND owner = ?", dead)
+            )
+        return len(dead)
+
+    async def renew_lock(self, key: str, owner: str, ttl: float) -> bool:
+        cur = await self.db.write(
+            lambda c: c.execute(
+                "UPDATE locks SET expires_at = ? WHERE key = ? AND owner = ?", (time.time() + ttl, key, owner)
+            )
+        )
+        return bool(cur.rowcount)
 
     async def begin_action(self, mark: ActionMark, limits: Sequence[ActionLimit] = ()) -> bool:
         def tx(conn: sqlite3.Connection) -> bool:

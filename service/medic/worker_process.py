@@ -1,0 +1,237 @@
+"""Diagnosis in its own process, so that a storm of diagnoses never slows the acknowledgement
+Alertmanager waits for.
+
+``medic serve`` with the embedded backend runs as two processes (``MEDIC_DIAGNOSIS_PROCESS``,
+default on): the **intake** process serves HTTP (webhook, API, pages, approvals) and keeps the
+store tidy; the **diagnosis** process, its child, claims accepted deliveries from the same SQLite
+file and runs the pipeline (collectors, analysis, decisions, actions, notifications). Each has a
+core of its own, and neither's event loop waits for the other's work.
+
+- **Wake-up**: the intake writes a byte to a pipe on every accepted delivery; the child wakes its
+  workers on it (no polling delay).
+- **One fate**: a replica whose intake dies dies whole, as one process would: the child is killed
+  with it (``PR_SET_PDEATHSIG``, and the pipe's end of file as a second signal), so it never goes
+  on working beside the intake's successor; what it held is handed out again on restart.
+- **Locks**: both processes change incidents (the child diagnoses, the intake executes approved
+  actions), so the per-incident lock is the SQLite lock table with a fencing token
+  (:meth:`SqliteRemediationState.acquire_fenced`), not an in-process lock.
+- **The data dir's lock** is the intake's; the child, started by it, is let in
+  (:data:`LOCK_HELD_BY_PARENT`).
+- **Metrics**: the child serves its exposition on a Unix socket in the data dir; the intake's
+  ``/metrics`` merges it with its own (:mod:`medic.metrics_merge`).
+- **A child that dies** is started again (after a pause that grows while it keeps dying); its
+  leases are freed first, so what it held is handed out again at once. ``/readyz`` reports it.
+
+The production backends (Redis + MongoDB) keep diagnosis in the serving process: they scale out
+by replicas, and their local spool belongs to one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from medic.metrics_merge import merge_expositions, parse_or_none
+from medic.sqlitedb import LOCK_HELD_BY_PARENT
+
+log = structlog.get_logger("medic.worker_process")
+
+RESTART_PAUSE = (0.5, 30.0)  # first and longest pause before a dead child is started again
+METRICS_TIMEOUT = 2.0
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # in the child, between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class Waker:
+    """The intake's side of the wake-up pipe: ``set()`` as an asyncio.Event's, never blocks."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        os.set_blocking(fd, False)
+
+    def set(self) -> None:
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):  # a full pipe wakes it already
+            os.write(self.fd, b"\0")
+
+
+class DiagnosisProcess:
+    """The intake's handle on its diagnosis process: start, watch, restart, wake, read metrics."""
+
+    def __init__(
+        self, data_dir: Path, *, recover_dead: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
+        self.socket_path = data_dir / "diagnosis.sock"
+        self.recover_dead = recover_dead  # before a restart: what the dead child held is freed
+        self.restarts = 0
+        self._read_fd, write_fd = os.pipe()
+        self.waker = Waker(write_fd)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    async def start(self) -> None:
+        await self._spawn()
+        self._watch = asyncio.create_task(self._supervise(), name="medic-diagnosis-supervisor")
+
+    async def _spawn(self) -> None:
+        env = {**os.environ, LOCK_HELD_BY_PARENT: str(os.getpid())}
+        argv = [sys.executable, "-m", "medic.worker_process", "--wake-fd", str(self._read_fd)]
+        argv += ["--metrics-socket", str(self.socket_path)]
+        self._proc = await asyncio.create_subprocess_exec(
+            *argv, env=env, pass_fds=(self._read_fd,), preexec_fn=_die_with_parent
+        )
+        log.info("diagnosis process started", pid=self._proc.pid, restarts=self.restarts)
+
+    async def _supervise(self) -> None:
+        pause = RESTART_PAUSE[0]
+        while not self._stopping:
+            assert self._proc is not None
+            code = await self._proc.wait()
+            if self._stopping:
+                return
+            self.restarts += 1
+            log.error("the diagnosis process stopped; starting it again", exit_code=code, pause=pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RESTART_PAUSE[1])
+            if self.recover_dead is not None:
+                try:
+                    await self.recover_dead()
+                except Exception:
+                    log.exception("freeing what the dead diagnosis process held failed")
+            await self._spawn()
+
+    async def metrics_text(self) -> str | None:
+        """The child's exposition, or None when it does not answer (it may be restarting)."""
+        if not self.alive:
+            return None
+        try:
+            connector = aiohttp.UnixConnector(path=str(self.socket_path))
+            timeout = aiohttp.ClientTimeout(total=METRICS_TIMEOUT)
+            async with (
+                aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+                session.get("http://diagnosis/metrics") as resp,
+            ):
+                return parse_or_none(await resp.text()) if resp.status == 200 else None
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return None
+
+    async def stop(self, grace: float) -> None:
+        """SIGTERM: the child finishes what it holds (up to ``grace``), then it is killed."""
+        self._stopping = True
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), grace + 5)
+            except TimeoutError:
+                log.warning("the diagnosis process did not stop in time: killed", pid=proc.pid)
+                proc.kill()
+                await proc.wait()
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+        for fd in (self._read_fd, self.waker.fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+async def merged_metrics(own: bytes, child: DiagnosisProcess | None) -> bytes:
+    """The replica's exposition: this process's, merged with its diagnosis process's."""
+    other = await child.metrics_text() if child is not None else None
+    return merge_expositions([own.decode(), other]) if other else own
+
+
+# --------------------------------------------------------------------------- the child
+
+
+async def _serve_child(wake_fd: int, socket_path: str) -> None:
+    from medic.app import Role, Runtime
+    from medic.settings import load_settings
+
+    settings = load_settings()
+    runtime = await Runtime.open(settings, role=Role.DIAGNOSIS)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_wake() -> None:
+        try:
+            data = os.read(wake_fd, 4096)
+        except BlockingIOError:
+            return
+        if data:
+            runtime.wake.set()
+        else:  # the intake died without stopping us first: die with it (see "One fate")
+            log.error("the intake process is gone: the diagnosis process stops at once")
+            os._exit(70)
+
+    os.set_blocking(wake_fd, False)
+    loop.add_reader(wake_fd, on_wake)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def metrics(_: web.Request) -> web.Response:
+        resp = web.Response(body=generate_latest(runtime.metrics.registry))
+        resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(socket_path)
+    await web.UnixSite(runner, socket_path).start()
+    os.chmod(socket_path, 0o600)
+    runtime.worker.start()
+    runtime.wake.set()  # whatever was accepted before this process ran
+    log.info("diagnosis process ready", workers=settings.workers)
+    try:
+        await stop.wait()
+    finally:
+        log.info("diagnosis process stopping")
+        await runner.cleanup()
+        await runtime.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from medic.errors import MedicError
+    from medic.logging import configure_logging
+    from medic.settings import load_settings
+
+    ap = argparse.ArgumentParser(prog="medic-diagnosis", description="Medic's diagnosis process (internal)")
+    ap.add_argument("--wake-fd", type=int, required=True, help="read end of the intake's wake-up pipe")
+    ap.add_argument("--metrics-socket", required=True, help="Unix socket to serve /metrics on")
+    args = ap.parse_args(argv)
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    structlog.contextvars.bind_contextvars(process="diagnosis")
+    try:
+        asyncio.run(_serve_child(args.wake_fd, args.metrics_socket))
+    except MedicError as exc:
+        print(f"medic diagnosis process: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
