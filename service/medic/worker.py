@@ -73,6 +73,10 @@ class Worker:
             await self._settle()
             try:
                 items = await self.inbox.claim(consumer, self.batch)
+            except BackendUnavailable as exc:  # down, or its disk full: no traceback every poll
+                log.warning("inbox claim failed: a backend of Medic is unavailable", error=str(exc))
+                await asyncio.sleep(self.poll_seconds)
+                continue
             except Exception:
                 log.exception("inbox claim failed")
                 await asyncio.sleep(self.poll_seconds)
