@@ -17,11 +17,25 @@ import structlog
 
 from medic.redact import redact
 
+MAX_VALUE_CHARS = 16 * 1024  # a logged text is cut to this (a sender's 1 MiB group key too)
+_MARGIN = 4 * 1024  # redacted with the cut, so a secret across the cut is still recognised
+
+
+def _bounded(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_VALUE_CHARS + _MARGIN:
+        return value[: MAX_VALUE_CHARS + _MARGIN]
+    return value
+
 
 def redact_event(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: the event with secrets scrubbed from its keys and values (after
-    ``format_exc_info``, so a traceback is text by then and scrubbed too)."""
-    return redact(dict(event_dict))  # type: ignore[no-any-return]
+    ``format_exc_info``, so a traceback is text by then and scrubbed too). Long texts are cut
+    first, so that logging costs the event loop a bounded time whatever a sender wrote."""
+    event: dict[str, Any] = redact({k: _bounded(v) for k, v in event_dict.items()})
+    for key, value in event.items():
+        if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+            event[key] = f"{value[:MAX_VALUE_CHARS]}… [{len(event_dict.get(key, value))} chars, cut]"
+    return event
 
 
 def configure_logging(fmt: str = "auto", level: str = "info") -> None:

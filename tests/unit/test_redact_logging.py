@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from medic.logging import configure_logging
+from medic.logging import MAX_VALUE_CHARS, configure_logging
 from tests.secrets_corpus import PLANTED, planted_secrets
 
 
@@ -78,3 +78,16 @@ def test_console_logs_are_redacted_too() -> None:
     finally:
         structlog.reset_defaults()
         logging.getLogger().handlers[:] = []
+
+
+def test_a_huge_value_is_cut_and_a_secret_across_the_cut_still_redacted(json_logs: io.StringIO) -> None:
+    """A sender's 1 MiB group key costs logging a bounded time; a secret that straddles the cut is
+    still seen whole by the redaction."""
+    head = "x" * (MAX_VALUE_CHARS - 12)
+    structlog.get_logger("medic.test").warning(
+        "big", group_key=head + " password=hunter2-across " + "y" * 2**20
+    )
+    (line,) = _lines(json_logs)
+    value = str(line["group_key"])
+    assert "hunter2" not in value and value.startswith(head + " password=")
+    assert len(value) < MAX_VALUE_CHARS + 100 and value.endswith("chars, cut]")
