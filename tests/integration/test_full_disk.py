@@ -14,8 +14,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from medic.errors import BackendUnavailable
 from medic.sqlitedb import SqliteDB
 from medic.store.base import IncidentQuery
+from medic.worker import Worker
 from tests.medic_app import RunningMedic, medic_settings, running_medic
 from tests.payloads import alert, payload
 
@@ -142,3 +144,37 @@ async def _true(value: bool) -> bool:
 
 async def _eq(value: Any, expected: int) -> bool:
     return bool(await value == expected)
+
+
+class RefusingAcks:
+    """The embedded inbox, whose storage refuses the first ``times`` acknowledgements (as when
+    the disk fills up right after a delivery was processed): a seam, not a stand-in."""
+
+    def __init__(self, inbox: Any, times: int) -> None:
+        self.inbox = inbox
+        self.times = times
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inbox, name)
+
+    async def ack_many(self, item_ids: list[str]) -> None:
+        if self.times > 0:
+            self.times -= 1
+            raise BackendUnavailable("the disk is full")
+        await self.inbox.ack_many(item_ids)
+
+
+async def test_a_refused_acknowledgement_is_retried_not_left_to_the_lease(tmp_path: Path) -> None:
+    async with running_medic(medic_settings(tmp_path), workers=False) as medic:
+        runtime = medic.runtime
+        inbox = RefusingAcks(runtime.inbox, times=2)
+        worker = Worker(
+            inbox, runtime.pipeline, runtime.metrics, concurrency=1, wake=asyncio.Event(), poll_seconds=0.1
+        )
+        assert await post(medic, deliveries(0, 10)[0]) == 200
+        worker.start()
+        try:
+            await wait_until(lambda: _eq(runtime.inbox.depth(), 0), BOUND, "the delivery acknowledged")
+        finally:
+            await worker.stop()
+        assert inbox.times == 0 and await alerts_stored(medic) == 10
