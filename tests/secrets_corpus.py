@@ -95,7 +95,7 @@ def planted_secrets() -> list[str]:
 HARMLESS: tuple[str, ...] = (
     "GET /api/users 200 12ms tokens_used=3 passed=true",
     "the token bucket is empty; token validation passed",
-    "basic authentication is enabled",
+    "basic authentication is enabled; Token Validation failed; Basic Authentication required",
     "password is required",
     "all 12 tests passed, bypass=false compass=north",
     "valueFrom.secretKeyRef name=db-credentials key=password",

@@ -10,7 +10,7 @@ Pure functions over plain data, plus one async helper for the event loop. Two ru
 Every pattern here runs in time linear in its input, because the input comes from outside (an alert
 can carry a megabyte label): a match may start only at a token boundary, every quantifier that could
 scan far is bounded or stops at a character that also ends every other match, and private-key blocks
-are found with ``str.find`` (BEGIN and END markers paired in one forward scan), never with ``.*?``.
+are found by forward scans (BEGIN and END markers paired as they come), never with ``.*?``.
 ``tests/unit/test_redact_adversarial.py`` holds each pattern's worst case at the body cap and
 ``bench/bench_redact.py`` measures it.
 """
@@ -113,8 +113,8 @@ _PREFIXED = re.compile(
     r"|gh[pousr]_[A-Za-z0-9]{30,251}"  # GitHub
     r"|github_pat_[A-Za-z0-9_]{22,255}"
     r"|glpat-[A-Za-z0-9_\-]{20,255}"  # GitLab
-    r"|xox[abposr]-[A-Za-z0-9\-]{10,250}"  # Slack
-    r"|xapp-[A-Za-z0-9\-]{10,250}"
+    r"|xox[abposr]-[A-Za-z0-9\-]{15,250}"  # Slack
+    r"|xapp-[A-Za-z0-9\-]{15,250}"
     r"|[sr]k_live_[A-Za-z0-9]{16,247}"  # Stripe
     r"|AIza[0-9A-Za-z_\-]{35}"  # Google API key
     r"|npm_[A-Za-z0-9]{36}"
@@ -159,7 +159,8 @@ _PROSE_WORDS = frozenset(
         "null", "none", "blank", "needed", "stored", "hashed", "mounted", "rotated", "ok",
     }
 )  # fmt: skip
-# Nothing longer than this, and nothing made only of these characters, can hold a secret pattern.
+# A short text of only these characters holds no secret any pattern here recognises (the shortest,
+# an AWS key id or a Slack token, take 20): the fast path of label names and most label values.
 _PLAIN = re.compile(r"[\w.\-/]{0,19}")
 
 
@@ -268,10 +269,10 @@ def _bearer(m: re.Match[str]) -> str:
     credible = (
         m["scheme"].lower() == "bearer"
         or any(c.isdigit() for c in cred)
-        or (cred.lower() != cred and cred.upper() != cred)
+        or (any(c.isupper() for c in cred[1:]) and any(c.islower() for c in cred))  # dXNlcjpw
         or len(cred) >= 20
     )
-    return f"{m['scheme']} {REDACTED}" if credible else m[0]  # "token validation", "basic setup"
+    return f"{m['scheme']} {REDACTED}" if credible else m[0]  # "Token Validation", "basic setup"
 
 
 def _prose(m: re.Match[str]) -> str:
