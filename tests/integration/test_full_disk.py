@@ -14,12 +14,15 @@ from typing import Any
 import aiohttp
 import pytest
 
+from medic.backend_select import ProductionBackend, open_backend
 from medic.errors import BackendUnavailable
 from medic.sqlitedb import SqliteDB
 from medic.store.base import IncidentQuery
 from medic.worker import Worker
+from tests.fakes.mongo_server import FakeMongoServer
 from tests.medic_app import RunningMedic, medic_settings, running_medic
 from tests.payloads import alert, payload
+from tests.servers.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -178,3 +181,25 @@ async def test_a_refused_acknowledgement_is_retried_not_left_to_the_lease(tmp_pa
         finally:
             await worker.stop()
         assert inbox.times == 0 and await alerts_stored(medic) == 10
+
+
+async def test_production_readiness_counts_a_full_spool(tmp_path: Path, redis_server: RedisServer) -> None:
+    """With Redis up a full spool only degrades (intake goes to Redis); with Redis down as well,
+    intake cannot store anything: not ready."""
+    async with FakeMongoServer() as mongo:
+        backend = await open_backend(
+            medic_settings(tmp_path, redis_url=redis_server.url, mongo_url=mongo.url)
+        )
+        assert isinstance(backend, ProductionBackend)
+        assert (await backend.readiness())[0] == "ready"
+        await backend.spool.db.read(fill)
+        backend.spool.db.last_write_ok -= 3600  # idle: the probe finds out
+        status, checks = await backend.readiness()
+        assert status == "degraded" and "intake cannot store" in checks["spool"], checks
+        await redis_server.stop()
+        status, checks = await backend.readiness()
+        assert status == "not ready", checks
+        await backend.spool.db.read(make_room)
+        status, checks = await backend.readiness()
+        assert status == "degraded" and checks["spool"].startswith("ok"), checks
+        await backend.close()
