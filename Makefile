@@ -6,7 +6,7 @@ VENV   ?= .venv
 PIP     = $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench venv servers constraints clean
+.PHONY: run test lint bench venv servers constraints floors clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,27 @@ constraints:
 	  echo '# Used by the Dockerfile (pip install -r) and by make venv (pip install -c).'; \
 	  $(CONSTRAINTS_VENV)/bin/pip freeze --exclude playcode-medic; } > constraints.txt
 	rm -rf $(CONSTRAINTS_VENV)
+
+# The floors in pyproject.toml are the oldest releases Medic works with: install exactly those
+# (the test tools at their newest) and run the unit tests and the backends' integration tests.
+FLOORS_VENV = build/floors-venv
+FLOOR_TESTS = tests/unit tests/integration/test_intake.py tests/integration/test_cli.py \
+	tests/integration/test_redis_inbox.py tests/integration/test_redis_state.py \
+	tests/integration/test_mongo_store.py tests/integration/test_k8s_collectors.py \
+	tests/integration/test_dataplane_prometheus.py tests/integration/test_dataplane_redis.py \
+	tests/integration/test_dataplane_mongo.py tests/integration/test_admin_api.py \
+	tests/integration/test_approvals_access.py tests/integration/test_crashloop_rollback.py \
+	tests/integration/test_notify_pipeline.py tests/integration/test_alertmanager_to_incident.py
+floors: servers
+	rm -rf $(FLOORS_VENV) && mkdir -p build
+	$(PYTHON) -m venv $(FLOORS_VENV)
+	$(PYTHON) -c 'import tomllib; deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]; \
+	  print("\n".join(d.split(";")[0].replace(">=", "==") for d in deps))' > build/floors.txt
+	$(FLOORS_VENV)/bin/pip install --quiet --upgrade pip
+	$(FLOORS_VENV)/bin/pip install --quiet --constraint build/floors.txt -e '.[test]'
+	$(FLOORS_VENV)/bin/python -c 'from importlib.metadata import version; \
+	  [print(n, version(n)) for n in (l.split("==")[0] for l in open("build/floors.txt").read().split())]'
+	$(FLOORS_VENV)/bin/pytest -q -p no:cacheprovider $(FLOOR_TESTS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
