@@ -156,8 +156,7 @@ class KubeClient:
         return await self.request("GET", path, query=query)
 
     async def list(self, path: str, **query: Any) -> list[dict[str, Any]]:
-        result = await self.request("GET", path, query=query)
-        return list(result.get("items") or []) if isinstance(result, dict) else []
+        return items_of(await self.request("GET", path, query=query), path)
 
     async def patch(self, path: str, body: Any, content_type: str) -> Any:
         return await self.request("PATCH", path, body=body, content_type=content_type)
@@ -165,6 +164,14 @@ class KubeClient:
     @property
     def total_requests(self) -> int:
         return sum(self.requests.values())
+
+
+def items_of(answer: Any, path: str) -> list[dict[str, Any]]:
+    """The ``items`` of a LIST answer. Anything else (a proxy's page, a wrong URL) is an error,
+    never "none found": an empty list is evidence."""
+    if not isinstance(answer, dict) or "items" not in answer:
+        raise KubeError(f"GET {path}: the answer is not a list ({type(answer).__name__} without items)")
+    return list(answer["items"] or [])
 
 
 def ns_path(group_version: str, namespace: str, resource: str, name: str = "") -> str:

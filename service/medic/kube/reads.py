@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 from medic.errors import StepError
 from medic.incident import Target
-from medic.kube.client import KubeClient, ns_path
+from medic.kube.client import KubeClient, items_of, ns_path
 
 Obj = dict[str, Any]
 T = TypeVar("T")
@@ -78,8 +78,7 @@ async def get_cached(kube: KubeClient, memo: MutableMapping[str, Any], path: str
 
 async def list_cached(kube: KubeClient, memo: MutableMapping[str, Any], path: str, **query: Any) -> list[Obj]:
     """The ``items`` of a LIST, once per run."""
-    result = await get_cached(kube, memo, path, **query)
-    return list(result.get("items") or []) if isinstance(result, dict) else []
+    return items_of(await get_cached(kube, memo, path, **query), path)
 
 
 async def list_pages(
@@ -99,9 +98,7 @@ async def list_pages(
         token: str | None = None
         for _ in range(max_pages):
             page = await kube.get(path, limit=page_size, **{"continue": token}, **query)
-            if not isinstance(page, dict):
-                return items, True
-            items += page.get("items") or []
+            items += items_of(page, path)
             token = (page.get("metadata") or {}).get("continue") or None
             if not token:
                 return items, True

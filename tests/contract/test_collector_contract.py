@@ -1,0 +1,401 @@
+"""The one contract every shipped collector passes (the catalogue in ``default_registry()``),
+each run as the pipeline runs it (``medic.playbooks.runner.run_step``: timeout, redaction, size
+cap) against its real backend or wire-level fake:
+
+* ``not_configured`` when its client is not configured;
+* ``timeout`` when its backend accepts the connection and never answers, within its timeout
+  (plus a generous margin: correctness, not speed);
+* ``error`` with a message, never an exception, when the backend answers garbage, a 500 or closes
+  the connection; the message names no secret and is not a Python bug's (KeyError, TypeError...);
+* ``ok`` on a backend whose answers carry planted secrets: none of them in the evidence, and the
+  data is plain JSON (what is stored is what the analyzers read, offline too);
+* its data matches its declared output model (issue 16.3: not there yet, strict xfail).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from kubernetes_asyncio.client import Configuration
+from pydantic import BaseModel
+
+from medic.backends import Backends
+from medic.collectors.loki import LokiBackend
+from medic.collectors.mongo import MongoBackend
+from medic.collectors.prometheus import PrometheusBackend
+from medic.collectors.redis_target import RedisBackend
+from medic.evidence import Evidence, StepStatus
+from medic.incident import IncidentAlert, Target
+from medic.kube.client import KubeClient
+from medic.playbooks.registry import CollectorDef, StepContext, default_registry
+from medic.playbooks.runner import PlannedStep, run_step
+from medic.redact import REDACTED
+from medic.settings import Settings
+from tests.fakes.kube_apiserver import FakeKubeApiserver
+from tests.fakes.loki import FakeLoki
+from tests.fakes.mongo_server import FakeMongoServer
+from tests.integration.kube_support import FAST
+from tests.integration.test_dataplane_secrets import plant_loki, plant_mongo, plant_redis
+from tests.integration.test_k8s_collectors import APP, NS, crashloop
+from tests.servers.fixtures import PrometheusFactory, RedisServerFactory
+from tests.servers.openmetrics import Series
+from tests.servers.playcode_series import Timeline, gauge_series
+
+pytestmark = pytest.mark.integration
+
+SECRET = "Pl4ntedContractPw"
+# Every secret the planted worlds hold (the data-plane helpers plant their own).
+PLANTED = (
+    SECRET,
+    "hunter2-Sup3rSecret",
+    "s3cr3tMongoPw",
+    "r3disPassw0rd",
+    "Pl4ntedMongoPw",
+    "Pl4ntedHbPw",
+    "Pl4ntedProfilePw",
+    "Pl4ntedRedisPw",
+    "Pl4ntedValuePw",
+    "Pl4ntedLinePw",
+)
+PYTHON_BUGS = (
+    "KeyError",
+    "TypeError",
+    "AttributeError",
+    "IndexError",
+    "AssertionError",
+    "NameError",
+    "UnboundLocalError",
+    "ZeroDivisionError",
+)
+COLLECTORS: dict[str, CollectorDef] = default_registry().collectors
+FAMILIES = {"k8s": "kube", "mongo": "mongo", "redis": "redis", "loki": "loki", "prometheus": "prometheus"}
+HTTP_FAMILIES = {"k8s", "loki", "prometheus"}
+PARAMS: dict[str, dict[str, Any]] = {  # what a playbook gives the collectors that need params
+    "prometheus.query": {"queries": [{"name": "planted", "expr": "planted_info{namespace=$namespace}"}]},
+    "loki.query": {"query": "app_errors"},
+}
+TARGET = Target(kind="deployment", namespace=NS, name=APP)
+SILENT_TIMEOUT = 1.0
+MARGIN = 5.0
+
+
+def family(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+def test_every_collector_belongs_to_a_backend_this_suite_drives() -> None:
+    assert COLLECTORS and {family(n) for n in COLLECTORS} <= set(FAMILIES)
+
+
+# ---------------------------------------------------------------- running one collector
+
+
+async def run(name: str, backends: Backends, timeout: float, pods: Sequence[str] = ()) -> Evidence:
+    collector = COLLECTORS[name]
+    now = datetime.now(UTC)
+    alerts = [
+        IncidentAlert(
+            identity=f"a{i}",
+            status="firing",
+            labels={"alertname": "KubePodCrashLooping", "namespace": NS, "pod": pod, "container": APP},
+            startsAt=now,
+        )
+        for i, pod in enumerate(pods)
+    ]
+    ctx = StepContext(TARGET, {"namespace": NS, "alertname": "Contract"}, alerts, backends, now, timeout)
+    step = PlannedStep(name, collector, collector.params(**PARAMS.get(name, {})), timeout)
+    return await run_step(step, ctx, max_bytes=1024 * 1024)
+
+
+def settings() -> Settings:
+    return Settings(kube_mode="off", namespaces=[NS])
+
+
+async def backends_for(name: str, url: str) -> Backends:
+    """Backends with only ``name``'s client, pointed at ``url``."""
+    fam = family(name)
+    b = Backends(settings=settings())
+    if fam == "k8s":
+        b.kube = await KubeClient.from_configuration(Configuration(host=url), retry=FAST)
+    elif fam == "mongo":
+        b.mongo = MongoBackend(url.replace("http://", "mongodb://") + "/?directConnection=true")
+    elif fam == "redis":
+        b.redis = RedisBackend(url.replace("http://", "redis://") + "/0")
+    elif fam == "loki":
+        b.loki = LokiBackend(url)
+    else:
+        b.prometheus = PrometheusBackend(url)
+    return b
+
+
+# ---------------------------------------------------------------- misbehaving backends
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def tcp_server(handler: Handler) -> AsyncIterator[str]:
+    """A TCP listener on 127.0.0.1 (a free port); yields ``http://127.0.0.1:PORT``."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        try:
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            tasks.discard(task)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while await reader.read(65536):  # accepts, reads, never answers
+        pass
+    await asyncio.Event().wait()
+
+
+async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.close()
+
+
+def answering(data: bytes) -> Handler:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        writer.write(data)
+        await writer.drain()
+
+    return answer
+
+
+def http(status: str, body: str, content_type: str = "application/json") -> bytes:
+    raw = body.encode()
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(raw)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + raw
+
+
+def broken_backends(name: str) -> dict[str, Handler]:
+    """The ways ``name``'s backend answers wrong, by mode."""
+    modes: dict[str, Handler] = {"closes-the-connection": hang_up}
+    if family(name) in HTTP_FAMILIES:
+        leak = f"upstream mongodb://app:{SECRET}@db:27017 said password={SECRET}"
+        modes["http-500"] = answering(http("500 Internal Server Error", leak, "text/plain"))
+        modes["http-garbage"] = answering(http("200 OK", "{this is not json" + leak))
+        modes["http-wrong-shape"] = answering(http("200 OK", json.dumps({"unexpected": [leak]})))
+    else:
+        modes["garbage-bytes"] = answering(b"\x00\xffgarbage\r\n-ERR what\r\n" + SECRET.encode() * 8)
+    return modes
+
+
+ERROR_CASES = [(name, mode) for name in sorted(COLLECTORS) for mode in broken_backends(name)]
+
+
+# ---------------------------------------------------------------- the contract
+
+
+@pytest.mark.parametrize("name", sorted(COLLECTORS))
+async def test_not_configured_without_its_client(name: str) -> None:
+    ev = await run(name, Backends(settings=settings()), 5.0)
+    assert ev.status == StepStatus.NOT_CONFIGURED, (ev.status, ev.error)
+    assert ev.error and ev.data is None
+
+
+@pytest.mark.parametrize("name", sorted(COLLECTORS))
+async def test_a_backend_that_never_answers_is_a_timeout_within_the_step_timeout(name: str) -> None:
+    async with tcp_server(silent) as url:
+        backends = await backends_for(name, url)
+        try:
+            started = time.monotonic()
+            ev = await run(name, backends, SILENT_TIMEOUT)
+            took = time.monotonic() - started
+        finally:
+            await backends.close()
+    assert ev.status == StepStatus.TIMEOUT, (ev.status, ev.error)
+    assert ev.error and took < SILENT_TIMEOUT + MARGIN
+
+
+@pytest.mark.parametrize(("name", "mode"), ERROR_CASES)
+async def test_a_backend_answering_wrong_is_an_error_with_a_message(name: str, mode: str) -> None:
+    async with tcp_server(broken_backends(name)[mode]) as url:
+        backends = await backends_for(name, url)
+        try:
+            ev = await run(name, backends, 15.0)
+        finally:
+            await backends.close()
+    assert ev.status == StepStatus.ERROR, (ev.status, ev.error, ev.data)
+    assert ev.error and ev.error.strip()
+    assert not ev.error.startswith(PYTHON_BUGS), ev.error  # a bad answer, not a collector bug
+    assert SECRET not in ev.model_dump_json()
+
+
+# ---------------------------------------------------------------- planted secrets
+
+
+@contextlib.asynccontextmanager
+async def planted(
+    name: str, redis_factory: RedisServerFactory, prometheus_factory: PrometheusFactory
+) -> AsyncIterator[tuple[Backends, list[str]]]:
+    """A backend for ``name`` whose answers carry secrets; yields the backends and the pods the
+    alerts name."""
+    fam = family(name)
+    b = Backends(settings=settings())
+    pods: list[str] = []
+    async with contextlib.AsyncExitStack() as stack:
+        if fam == "k8s":
+            fake = await stack.enter_async_context(FakeKubeApiserver(token="t0k3n"))
+            pods = plant_kube(fake)
+            b.kube = await KubeClient.from_configuration(fake.client_configuration(), retry=FAST)
+        elif fam == "mongo":
+            mongo = await stack.enter_async_context(FakeMongoServer())
+            plant_mongo(mongo)
+            b.mongo = MongoBackend(mongo.url)
+        elif fam == "redis":
+            b.redis = RedisBackend(await plant_redis(await redis_factory()))
+        elif fam == "loki":
+            loki = await stack.enter_async_context(FakeLoki())
+            plant_loki(loki)
+            b.loki = LokiBackend(loki.url.replace("http://", f"http://medic:{SECRET}@"))
+        else:
+            series: list[Series] = [
+                gauge_series(
+                    "planted_info",
+                    {"namespace": NS, "dsn": f"postgres://app:{SECRET}@db:5432/app"},
+                    Timeline.recent(minutes=40),
+                    lambda _: 1.0,
+                )
+            ]
+            b.prometheus = PrometheusBackend((await prometheus_factory(series)).url)
+        try:
+            yield b, pods
+        finally:
+            await b.close()
+
+
+def plant_kube(fake: FakeKubeApiserver) -> list[str]:
+    rollout = crashloop(fake)  # secrets in the pod spec's env
+    for pod in rollout.crashing:
+        fake.set_log(NS, pod, APP, f"connecting to mongodb://app:{SECRET}@mongodb-0:27017\n", previous=True)
+    dsn = f"postgres://app:{SECRET}@db:5432/app"
+    fake.patch_object("Deployment", NS, APP, {"metadata": {"annotations": {"example.com/dsn": dsn}}})
+    fake.add_event(fake.get_object("Deployment", NS, APP), "Failed", f"cannot reach {dsn}")
+    fake.add_hpa(NS, APP, APP)
+    fake.add_pvc(NS, f"data-{APP}")
+    fake.add_object(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {
+                "name": APP,
+                "namespace": NS,
+                "annotations": {"example.com/auth": f"password={SECRET}"},
+            },
+            "spec": {
+                "rules": [
+                    {
+                        "host": "playcode.example",
+                        "http": {
+                            "paths": [
+                                {
+                                    "path": "/",
+                                    "pathType": "Prefix",
+                                    "backend": {"service": {"name": APP, "port": {"number": 3000}}},
+                                }
+                            ]
+                        },
+                    }
+                ]
+            },
+        }
+    )
+    return rollout.crashing
+
+
+@pytest.fixture
+async def planted_evidence(
+    request: pytest.FixtureRequest,
+    redis_server_factory: RedisServerFactory,
+    prometheus_factory: PrometheusFactory,
+) -> Evidence:
+    name: str = request.param
+    async with planted(name, redis_server_factory, prometheus_factory) as (backends, pods):
+        return await run(name, backends, 10.0, pods)
+
+
+def leaks(ev: Evidence) -> list[str]:
+    text = ev.model_dump_json()
+    return [s for s in PLANTED if s in text]
+
+
+# The collectors whose output carries a planted secret (scrubbed): the others report nothing the
+# plant reaches (counts, names, metrics), so for them only the absence is checked.
+SCRUBBED = {
+    "k8s.events",
+    "k8s.pod_describe",
+    "k8s.pod_logs",
+    "k8s.rollout_history",
+    "loki.query",
+    "mongo.current_op",
+    "mongo.profiler",
+    "mongo.rs_status",
+    "prometheus.query",
+    "redis.slowlog",
+}
+
+
+@pytest.mark.parametrize("planted_evidence", sorted(COLLECTORS), indirect=True)
+async def test_output_is_redacted_and_plain_json(planted_evidence: Evidence) -> None:
+    ev = planted_evidence
+    assert ev.status == StepStatus.OK, (ev.collector, ev.status, ev.error)
+    assert ev.data is not None and not ev.truncated
+    assert leaks(ev) == []
+    assert (REDACTED in ev.model_dump_json()) == (ev.collector in SCRUBBED)
+    assert json.loads(json.dumps(ev.data)) == ev.data  # plain JSON: no datetimes, tuples, bytes
+
+
+def output_model(collector: CollectorDef) -> type[BaseModel]:
+    model: type[BaseModel] = collector.output  # type: ignore[attr-defined]
+    return model
+
+
+@pytest.mark.parametrize(
+    "planted_evidence",
+    [
+        pytest.param(
+            name,
+            marks=()
+            if hasattr(COLLECTORS[name], "output")
+            else pytest.mark.xfail(strict=True, reason="issue 16: typed output model", raises=AttributeError),
+        )
+        for name in sorted(COLLECTORS)
+    ],
+    indirect=True,
+)
+async def test_output_matches_its_declared_model(planted_evidence: Evidence) -> None:
+    model = output_model(COLLECTORS[planted_evidence.collector])
+    assert planted_evidence.status == StepStatus.OK, planted_evidence.error
+    parsed = model.model_validate(planted_evidence.data)
+    assert set(planted_evidence.data) == set(model.model_fields)  # every key declared, none extra
+    assert json.loads(parsed.model_dump_json()) == json.loads(json.dumps(planted_evidence.data))
