@@ -210,7 +210,7 @@ async def test_medic_serve_answers_readyz(installed: Installed) -> None:
     )
     server.start()
     try:
-        await server.wait_ready(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), within=30)
+        await server.wait_ready(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), within=60)
     finally:
         code = await server.stop(term_timeout=20)
     assert code == 0, server.log_text()
