@@ -103,10 +103,10 @@ async def test_a_full_disk_delays_nothing_once_space_returns(tmp_path: Path) -> 
         medic.runtime.worker.start()
 
         await wait_until(lambda: _true(db.write_failure is not None), 20, "a refused write is seen")
-        status, body = await readyz(medic)
+        assert await post(medic, deliveries(40, 10)[0]) == 503  # not stored: Alertmanager retries
+        status, body = await readyz(medic)  # and not ready while intake cannot store
         assert status == 503 and body["status"] == "not ready", body
         assert "intake cannot store" in body["checks"]["writes"]
-        assert await post(medic, deliveries(40, 10)[0]) == 503  # not stored: Alertmanager retries
         await asyncio.sleep(3)  # a few rounds of retries while the disk stays full
         assert await alerts_stored(medic) == 0
         assert await medic.runtime.inbox.dead_letters() == 0  # a full disk is not the data's fault

@@ -81,7 +81,7 @@ async def test_the_purge_deletes_what_retention_no_longer_keeps_and_nothing_else
     for days, episode in ((15, "dead-old"), (1, "dead-new")):
         item = (await backend.inbox.accept({"a": episode}, [episode], NOW)).item_id
         assert item is not None
-        await backend.db.write(
+        await backend.inbox.db.write(  # the inbox's file (its own, or the one file)
             lambda c, i=item, d=days: c.execute(
                 "UPDATE inbox SET dead = 1, dead_at = ? WHERE id = ?", ((NOW - d * DAY).timestamp(), int(i))
             )
