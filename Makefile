@@ -55,7 +55,7 @@ constraints:
 # The floors in pyproject.toml are the oldest releases Medic works with: install exactly those
 # (the test tools at their newest) and run the unit tests and the backends' integration tests.
 FLOORS_VENV = build/floors-venv
-FLOOR_TESTS = tests/unit tests/integration/test_intake.py tests/integration/test_cli.py \
+FLOOR_TESTS = tests/unit tests/contract tests/integration/test_intake.py tests/integration/test_cli.py \
 	tests/integration/test_redis_inbox.py tests/integration/test_redis_state.py \
 	tests/integration/test_mongo_store.py tests/integration/test_k8s_collectors.py \
 	tests/integration/test_dataplane_prometheus.py tests/integration/test_dataplane_redis.py \

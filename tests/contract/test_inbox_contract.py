@@ -35,8 +35,8 @@ from tests.servers.process import free_port
 
 pytestmark = pytest.mark.integration
 
-LEASE = 1.0  # seconds an item stays with the consumer that claimed it
-RETRY_DELAY = 0.4  # seconds before a released item is handed out again
+LEASE = 0.6  # seconds an item stays with the consumer that claimed it
+RETRY_DELAY = 0.3  # seconds before a released item is handed out again
 BACKENDS = ["sqlite", "redis", "failsafe", "failsafe-spooling"]
 
 
