@@ -116,10 +116,12 @@ async def redacted_alerts(alerts: list[Alert]) -> list[Alert]:
     """The alerts as Medic keeps them: secrets in labels (names too), annotations and URLs scrubbed
     before anything is grouped, titled or stored (in a thread when large: redact_async). Each keeps
     the identity it arrived with (a fingerprint-less alert's identity hashes its raw labels)."""
-    if not alerts:
-        return alerts
-    docs = [a.model_dump(mode="json") | {"fingerprint": a.identity} for a in alerts]
-    return [Alert.model_validate(doc) for doc in await redact_async(docs)]
+    docs = [a.model_dump(mode="json") for a in alerts]
+    clean = await redact_async(docs)
+    return [
+        a if c == d else Alert.model_validate(c | {"fingerprint": a.identity})
+        for a, d, c in zip(alerts, docs, clean, strict=True)
+    ]
 
 
 def incident_severity(rule: Rule | None, current: str | None, alerts: Sequence[IncidentAlert]) -> str:
