@@ -22,6 +22,7 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable
+from datetime import datetime
 from typing import Protocol
 
 import structlog
@@ -29,7 +30,13 @@ from pymongo.errors import ConfigurationError as MongoConfigurationError
 
 from medic.errors import BackendUnavailable, ConfigError
 from medic.notify.ledger import Marks, SqliteMarks
-from medic.retention import INCIDENT_MARK_PREFIXES, Cutoffs, RetentionPolicy, run_purges
+from medic.retention import (
+    INCIDENT_MARK_PREFIXES,
+    Cutoffs,
+    RetentionPolicy,
+    forgotten_incidents,
+    run_purges,
+)
 from medic.settings import Settings
 from medic.sqlitedb import SqliteDB
 from medic.state.availability import Availability
@@ -155,6 +162,7 @@ async def open_incident_reader(settings: Settings) -> AsyncIterator[IncidentStor
         await db.close()
 
 
+INBOX_TABLES = ("inbox", "dedup")  # kept in MEDIC_DATA_DIR/inbox.sqlite3 (Settings.inbox_path)
 SHARED_LOCK_TTL = 30.0  # seconds an incident lock of a shared embedded store lives unrenewed
 
 
@@ -162,9 +170,12 @@ class EmbeddedBackend:
     kind = "sqlite"
     poll_seconds = 1.0
 
-    def __init__(self, db: SqliteDB, *, dedup_ttl: float, policy: RetentionPolicy) -> None:
+    def __init__(
+        self, db: SqliteDB, inbox_db: SqliteDB, *, dedup_ttl: float, policy: RetentionPolicy
+    ) -> None:
         self.db = db
-        self.inbox = SqliteInbox(db, dedup_ttl=dedup_ttl)
+        self.inbox_db = inbox_db
+        self.inbox = SqliteInbox(inbox_db, dedup_ttl=dedup_ttl)
         self.store = SqliteIncidentStore(db)
         self.state = SqliteRemediationState(db)
         self.locker: KeyLocker = LocalKeyLocker()
@@ -174,12 +185,14 @@ class EmbeddedBackend:
 
     @classmethod
     async def open(cls, settings: Settings, *, shared: bool = False) -> EmbeddedBackend:
-        db = SqliteDB(settings.db_path)
+        db, inbox_db = SqliteDB(settings.db_path), SqliteDB(settings.inbox_path)
         db.lock_exclusive()
         try:
             await db.open()
+            await inbox_db.open()
+            await db.move_tables_to(inbox_db, INBOX_TABLES)  # a file of an older version
             policy = RetentionPolicy.from_settings(settings)
-            backend = cls(db, dedup_ttl=settings.dedup_ttl_seconds, policy=policy)
+            backend = cls(db, inbox_db, dedup_ttl=settings.dedup_ttl_seconds, policy=policy)
             if shared:  # the processes of the replica serialise on the lock table, not in memory
                 backend.locker = RedisKeyLocker(
                     backend.state, f"{socket.gethostname()}-{os.getpid()}", ttl=SHARED_LOCK_TTL
@@ -187,6 +200,7 @@ class EmbeddedBackend:
             await backend.store.upgrade()
             await backend.recover()
         except BaseException:
+            await inbox_db.close()
             await db.close()
             raise
         return backend
@@ -221,7 +235,7 @@ class EmbeddedBackend:
             counts["dead_letters"] = await self.inbox.purge_dead_letters(cut.dead_letters)
         counts["dedup_keys"] = await self.inbox.purge_expired(cut.now)
         counts["ledger"] = await self.state.purge(cut.ledger, cut.now)
-        counts["bytes_reclaimed"] = await self.db.reclaim()
+        counts["bytes_reclaimed"] = await self.db.reclaim() + await self.inbox_db.reclaim()
         return counts
 
     async def readiness(self) -> tuple[str, dict[str, str]]:
@@ -232,12 +246,13 @@ class EmbeddedBackend:
                 checks[name] = "ok"
             except Exception as exc:
                 checks[name] = f"error: {exc}"
-        checks["writes"] = await write_check(self.db)
+        checks["writes"] = await write_check(self.inbox_db)  # what the intake needs to accept
         return ("ready" if all(v == "ok" for v in checks.values()) else "not ready"), checks
 
     async def close(self) -> None:
         await _stop_tasks(self._stop, self._tasks)
         self._tasks = []
+        await self.inbox_db.close()
         await self.db.close()
 
 
@@ -381,7 +396,21 @@ class ProductionBackend:
                 counts["dead_letters"] += await self.redis_inbox.purge_dead_letters(cut.dead_letters)
         counts["dedup_keys"] = await self.spool.inbox.purge_expired(cut.now)
         counts["bytes_reclaimed"] = await self.spool.db.reclaim()
+        if cut.incidents is not None:
+            with contextlib.suppress(BackendUnavailable):  # the next round
+                counts["incident_marks"] = await self._purge_incident_marks(cut.incidents)
         return counts
+
+    async def _purge_incident_marks(self, before: datetime) -> int:
+        """Marks of incidents MongoDB no longer holds (its TTL index deleted them)."""
+        gone = 0
+        for prefix in INCIDENT_MARK_PREFIXES:
+            marks = self.marks(prefix)
+            by_incident = await marks.by_incident()
+            candidates = forgotten_incidents(by_incident, (), before)
+            forgotten = forgotten_incidents(candidates, await self.mongo.existing(candidates), before)
+            gone += await marks.forget([key for i in forgotten for key in by_incident[i]])
+        return gone
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

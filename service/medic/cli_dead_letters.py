@@ -109,9 +109,9 @@ async def _configured_inbox() -> AsyncIterator[Inbox]:
     from medic.sqlitedb import SqliteDB
     from medic.state.sqlite import SqliteInbox
 
-    if not settings.db_path.exists():
-        raise MedicError(f"no local store at {settings.db_path} (set MEDIC_DATA_DIR, or use --url)")
-    db = SqliteDB(settings.db_path)
+    if not settings.inbox_path.exists():
+        raise MedicError(f"no local inbox at {settings.inbox_path} (set MEDIC_DATA_DIR, or use --url)")
+    db = SqliteDB(settings.inbox_path)
     await db.open()
     try:
         yield SqliteInbox(db, dedup_ttl=settings.dedup_ttl_seconds)

@@ -475,7 +475,14 @@ class Settings(BaseSettings):
 
     @property
     def db_path(self) -> Path:
+        """The embedded store: incidents, audit, coordination state."""
         return self.data_dir / "medic.sqlite3"
+
+    @property
+    def inbox_path(self) -> Path:
+        """The embedded inbox (accepted deliveries, dedup keys, dead letters): a file of its own,
+        so that the webhook's commits never wait behind the store's."""
+        return self.data_dir / "inbox.sqlite3"
 
 
 # Settings that only make sense together: (setting, the one it needs, why). (Redis without MongoDB

@@ -211,6 +211,31 @@ class SqliteDB:
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite reclaim failed: {exc}") from exc
 
+    async def move_tables_to(self, other: SqliteDB, tables: tuple[str, ...]) -> int:
+        """Move the rows of ``tables`` (same schema in both files) into ``other``'s file: for a
+        file written by a version that kept them here. Idempotent (rows already there are kept),
+        so a crash between the copy and the delete only repeats it; returns the rows moved."""
+
+        def move(conn: sqlite3.Connection) -> int:
+            if not any(conn.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() for t in tables):
+                return 0
+            moved = 0
+            conn.execute("ATTACH DATABASE ? AS other", (str(other.path),))
+            try:
+                for table in tables:  # autocommit: each statement commits on its own
+                    copy = f"INSERT OR IGNORE INTO other.{table} SELECT * FROM main.{table}"
+                    moved += conn.execute(copy).rowcount
+                for table in tables:
+                    conn.execute(f"DELETE FROM main.{table}")
+            finally:
+                conn.execute("DETACH DATABASE other")
+            return moved
+
+        moved = await self._call(lambda: move(self.conn))
+        if moved:
+            log.info("moved rows to their own file", tables=list(tables), rows=moved, file=str(other.path))
+        return moved
+
     async def close(self) -> None:
         if self._writer is not None:
             await asyncio.shield(self._writer)

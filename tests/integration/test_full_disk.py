@@ -90,6 +90,7 @@ async def test_a_full_disk_delays_nothing_once_space_returns(tmp_path: Path) -> 
     settings = medic_settings(tmp_path, workers=2)
     async with running_medic(settings, workers=False) as medic:
         db: SqliteDB = medic.runtime.backend.db  # type: ignore[attr-defined]
+        inbox_db: SqliteDB = medic.runtime.backend.inbox_db  # type: ignore[attr-defined]
         for body in deliveries(0, 40):
             assert await post(medic, body) == 200  # accepted before the disk filled up
         assert (await readyz(medic))[0] == 200
@@ -98,7 +99,8 @@ async def test_a_full_disk_delays_nothing_once_space_returns(tmp_path: Path) -> 
         # nor hand them back (a write too)
         held = await medic.runtime.inbox.claim("worker-0", 32)
         assert len(held) == 4
-        await db.read(fill)
+        await db.read(fill)  # the disk is full: both files (store and inbox) are on it
+        await inbox_db.read(fill)
         handling = asyncio.create_task(medic.runtime.worker.handle(held))
         medic.runtime.worker.start()
 
@@ -112,6 +114,7 @@ async def test_a_full_disk_delays_nothing_once_space_returns(tmp_path: Path) -> 
         assert await medic.runtime.inbox.dead_letters() == 0  # a full disk is not the data's fault
 
         await db.read(make_room)
+        await inbox_db.read(make_room)
         started = asyncio.get_running_loop().time()
         await wait_until(lambda: _eq(alerts_stored(medic), 40), BOUND, "the 40 alerts processed")
         waited = asyncio.get_running_loop().time() - started
@@ -129,7 +132,7 @@ async def test_a_full_disk_delays_nothing_once_space_returns(tmp_path: Path) -> 
 async def test_readyz_probes_a_real_write_and_recovers(tmp_path: Path) -> None:
     """Nothing was written for a while (no delivery came): /readyz itself finds out."""
     async with running_medic(medic_settings(tmp_path), workers=False) as medic:
-        db: SqliteDB = medic.runtime.backend.db  # type: ignore[attr-defined]
+        db: SqliteDB = medic.runtime.backend.inbox_db  # type: ignore[attr-defined]  # what intake writes
         # the purge's first round (at start) writes: wait until nothing has been written for a while
         await wait_until(lambda: _true(time.monotonic() - db.last_write_ok > 0.5), 20, "start-up writes done")
         await db.read(fill)

@@ -120,7 +120,7 @@ async def test_expired_dedup_keys_are_purged_by_their_own_ttl(tmp_path: Path) ->
     assert (await backend.purge(backend.policy.cutoffs(now)))["dedup_keys"] == 0  # not expired yet
     counts = await backend.purge(backend.policy.cutoffs(now + timedelta(hours=1, seconds=5)))
     assert counts["dedup_keys"] == 100
-    rows = await backend.db.read(lambda c: c.execute("SELECT COUNT(*) FROM dedup").fetchone())
+    rows = await backend.inbox_db.read(lambda c: c.execute("SELECT COUNT(*) FROM dedup").fetchone())
     assert rows == (0,)
     await backend.close()
 
