@@ -408,7 +408,9 @@ class ProductionBackend:
             marks = self.marks(prefix)
             by_incident = await marks.by_incident()
             candidates = forgotten_incidents(by_incident, (), before)
-            forgotten = forgotten_incidents(candidates, await self.mongo.existing(candidates), before)
+            absent = forgotten_incidents(candidates, await self.mongo.existing(candidates), before)
+            spooled = {i for i in absent if await self.spool.get_incident(i) is not None}
+            forgotten = forgotten_incidents(absent, spooled, before)
             gone += await marks.forget([key for i in forgotten for key in by_incident[i]])
         return gone
 

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import structlog
@@ -100,6 +100,25 @@ class RetentionPolicy:
 
 def _kept(value: timedelta) -> timedelta | None:
     return value if value > timedelta(0) else None
+
+
+def incident_created(incident_id: str) -> datetime | None:
+    """When an incident was opened, from its id (``inc-20261126-080216-3f9a1c2b``)."""
+    try:
+        return datetime.strptime(incident_id[4:19], "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def forgotten_incidents(marked: Iterable[str], kept: Iterable[str], before: datetime) -> list[str]:
+    """Incidents whose marks may go: opened before ``before`` (a resolved incident is deleted
+    ``before`` its resolution at the earliest) and no longer stored (``kept`` are)."""
+    keep = set(kept)
+    return [
+        i
+        for i in marked
+        if i not in keep and (created := incident_created(i)) is not None and created < before
+    ]
 
 
 Purge = Callable[[Cutoffs], Awaitable[Mapping[str, int]]]

@@ -233,3 +233,27 @@ async def test_production_purge_trims_old_dead_letters_in_redis_and_the_spool(
         assert [fields["error"] for _, fields in left] == ["new"]
         assert await backend.spool.inbox.dead_letters() == 0
         await backend.close()
+
+
+async def test_production_purge_forgets_the_marks_of_incidents_mongodb_deleted(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    async with FakeMongoServer() as mongo:
+        backend = await open_backend(settings_for(tmp_path, redis_url=redis_server.url, mongo_url=mongo.url))
+        assert isinstance(backend, ProductionBackend)
+        stored = Incident(id=new_incident_id(NOW - 60 * DAY), key="r|stored")
+        await backend.mongo.setup()
+        await backend.mongo.save(stored)
+        deleted = new_incident_id(NOW - 60 * DAY)  # its TTL index removed it
+        recent = new_incident_id(NOW - DAY)  # not stored yet (spooled, or just opened)
+        for incident_id in (stored.id, deleted, recent):
+            await backend.marks("notify:").claim(f"{incident_id}|oncall|opened", "ev")
+            await backend.marks("approval:").claim(f"{incident_id}|rollback|t", "{}")
+        await backend.marks("approval:").claim("secret", "s")
+        counts = await backend.purge(RetentionPolicy.from_settings(backend.settings).cutoffs(NOW))
+        assert counts["incident_marks"] == 2
+        left = {str(k) async for k in backend.redis_inbox.client.scan_iter(match="medic:mark:*")}
+        assert not any(deleted in k for k in left)
+        assert sum(stored.id in k for k in left) == 2 and sum(recent in k for k in left) == 2
+        assert "medic:mark:approval:secret" in left
+        await backend.close()

@@ -544,3 +544,24 @@ class RedisMarks(_RedisCalls):
 
     async def put(self, key: str, value: str) -> None:
         await self._call(lambda: self.client.set(self.keys.mark(self.prefix + key), value))
+
+    # ---- retention (medic.retention): the marks kept per incident, "<incident id>|..."
+    async def by_incident(self) -> dict[str, list[str]]:
+        """This prefix's marks of incidents (keys), by incident id."""
+        head = self.keys.mark(self.prefix)
+
+        async def run() -> dict[str, list[str]]:
+            found: dict[str, list[str]] = {}
+            async for key in self.client.scan_iter(match=head + "inc-*", count=1000):
+                incident_id = str(key)[len(head) :].split("|", 1)[0]
+                found.setdefault(incident_id, []).append(str(key))
+            return found
+
+        return await self._call(run)
+
+    async def forget(self, keys: list[str]) -> int:
+        gone = 0
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            gone += int(await self._call(lambda c=chunk: self.client.delete(*c)))  # type: ignore[misc]
+        return gone

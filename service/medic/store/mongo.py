@@ -426,6 +426,17 @@ class MongoIncidentStore:
 
         return [audit_entry(d) for d in await self._call(run)]
 
+    async def existing(self, incident_ids: Sequence[str]) -> set[str]:
+        """Which of these incidents are stored."""
+        found: set[str] = set()
+        for start in range(0, len(incident_ids), 500):
+            chunk = list(incident_ids[start : start + 500])
+            docs = await self._call(
+                lambda c=chunk: self.incidents.find({"_id": {"$in": c}}, {"_id": 1}).to_list(None)  # type: ignore[misc]
+            )
+            found.update(str(d["_id"]) for d in docs)
+        return found
+
     async def close(self) -> None:
         await self.client.close()
 
