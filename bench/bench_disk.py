@@ -42,6 +42,7 @@ from tests.payloads import alert, payload
 from medic.backend_select import EmbeddedBackend
 from medic.incident import utcnow
 from medic.logging import configure_logging
+from medic.sqlitedb import SqliteDB
 
 MODES = ("none", "purge-reuse", "purge", "purge-vacuum")
 MIB = 1024 * 1024
@@ -103,24 +104,27 @@ def dir_bytes(path: Path) -> int:
 
 
 async def counts(backend: EmbeddedBackend) -> dict[str, int]:
-    tables = ("incidents", "incident_alerts", "dedup", "audit", "kv", "inbox")
+    def count(*tables: str) -> Callable[[Any], dict[str, int]]:
+        return lambda conn: {t: int(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in tables}
 
-    def run(conn: Any) -> dict[str, int]:
-        return {t: int(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in tables}
-
-    return await backend.db.read(run)
+    found = await backend.db.read(count("incidents", "incident_alerts", "audit", "kv"))
+    return found | await backend.inbox.db.read(count("dedup", "inbox"))  # the inbox's own file
 
 
-def reclaimer(mode: str, backend: EmbeddedBackend) -> Callable[[], Awaitable[int]]:
+def files(backend: EmbeddedBackend) -> list[SqliteDB]:
+    return list({id(db): db for db in (backend.db, backend.inbox.db)}.values())
+
+
+def reclaimer(mode: str, db: SqliteDB) -> Callable[[], Awaitable[int]]:
     async def nothing() -> int:
         return 0
 
     async def full_vacuum() -> int:
-        await backend.db.read(lambda c: c.execute("VACUUM").fetchall())
-        await backend.db.read(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+        await db.read(lambda c: c.execute("VACUUM").fetchall())
+        await db.read(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
         return 0
 
-    return {"purge-reuse": nothing, "purge-vacuum": full_vacuum}.get(mode, backend.db.reclaim)
+    return {"purge-reuse": nothing, "purge-vacuum": full_vacuum}.get(mode, db.reclaim)
 
 
 async def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -131,7 +135,8 @@ async def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         async with running_medic(settings) as medic:
             backend = medic.runtime.backend
             assert isinstance(backend, EmbeddedBackend)
-            backend.db.reclaim = reclaimer(mode, backend)  # type: ignore[method-assign]
+            for db in files(backend):
+                db.reclaim = reclaimer(mode, db)  # type: ignore[method-assign]
             rows.append({"cycle": 0, "mib": dir_bytes(data) / MIB, **await counts(backend)})
             clock = utcnow()
             for cycle in range(1, args.cycles + 1):
