@@ -1,11 +1,10 @@
 """The dispatcher: the pipeline's one notification hook, off the worker's path.
 
 ``submit`` takes a snapshot of the incident and returns at once; a background task redacts it
-(in a thread when large) and routes the event (rule ``notify`` lists, ``all_rules``, minimum
-severity, subscribed events),
-deduplicates it per incident, channel and event in the state store, delivers to each channel
-concurrently with bounded retries, and records every outcome on the incident's timeline (and
-failures in ``medic_notifications_failed_total``). Events of one incident are handled in the
+(in a thread when large), routes the event (rule ``notify`` lists, ``all_rules``, minimum
+severity, subscribed events), deduplicates it per incident, channel and event in the state store,
+delivers to each channel concurrently with bounded retries, and records every outcome on the
+incident's timeline (and failures in ``medic_notifications_failed_total``). Events of one incident are handled in the
 order they were submitted, so an update never overtakes the first message.
 """
 
