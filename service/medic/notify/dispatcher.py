@@ -4,8 +4,9 @@
 (in a thread when large), routes the event (rule ``notify`` lists, ``all_rules``, minimum
 severity, subscribed events), deduplicates it per incident, channel and event in the state store,
 delivers to each channel concurrently with bounded retries, and records every outcome on the
-incident's timeline (and failures in ``medic_notifications_failed_total``). Events of one incident are handled in the
-order they were submitted, so an update never overtakes the first message.
+incident's timeline (and failures in ``medic_notifications_failed_total``). Events of one
+incident are handled in the order they were submitted, so an update never overtakes the first
+message.
 """
 
 from __future__ import annotations
