@@ -85,9 +85,8 @@ def main() -> int:
         print("   ", line)
     end = "ok" if healthy_at_end else "FAILED"
     print(f"/healthz failures (every 250 cases): {health_failures}; at the end: {end}")
-    print(
-        f"alerts accepted (2xx): {len(accepted)}; visible in the incidents API: {len(accepted) - len(missing)}"
-    )
+    shown = len(accepted) - len(missing)
+    print(f"alerts accepted (2xx): {len(accepted)}; visible in the incidents API: {shown}")
     if missing:
         print(f"  missing: {len(missing)}, e.g. {missing[:10]}")
     return 1 if broken or missing or health_failures or not healthy_at_end else 0
