@@ -7,6 +7,8 @@ store tidy; the **diagnosis** process, its child, claims accepted deliveries fro
 file and runs the pipeline (collectors, analysis, decisions, actions, notifications). Each has a
 core of its own, and neither's event loop waits for the other's work.
 
+- **Priority**: the child runs at a lower CPU priority (niceness +10): when the cores are busy,
+  diagnosis waits, never the acknowledgement.
 - **Wake-up**: the intake writes a byte to a pipe on every accepted delivery; the child wakes its
   workers on it (no polling delay).
 - **One fate**: a replica whose intake dies dies whole, as one process would: the child is killed
@@ -51,11 +53,14 @@ log = structlog.get_logger("medic.worker_process")
 RESTART_PAUSE = (0.5, 30.0)  # first and longest pause before a dead child is started again
 METRICS_TIMEOUT = 2.0
 PR_SET_PDEATHSIG = 1
+DIAGNOSIS_NICENESS = 10  # the child's CPU priority below the intake's (nice(2); no privilege needed)
 
 
-def _die_with_parent() -> None:  # in the child, between fork and exec
+def _child_setup() -> None:  # in the child, between fork and exec
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    # the intake comes first: when cores are short, diagnosis waits, the acknowledgement does not
+    os.nice(DIAGNOSIS_NICENESS)
 
 
 class Waker:
@@ -98,7 +103,7 @@ class DiagnosisProcess:
         argv = [sys.executable, "-m", "medic.worker_process", "--wake-fd", str(self._read_fd)]
         argv += ["--metrics-socket", str(self.socket_path)]
         self._proc = await asyncio.create_subprocess_exec(
-            *argv, env=env, pass_fds=(self._read_fd,), preexec_fn=_die_with_parent
+            *argv, env=env, pass_fds=(self._read_fd,), preexec_fn=_child_setup
         )
         log.info("diagnosis process started", pid=self._proc.pid, restarts=self.restarts)
 

@@ -37,6 +37,11 @@ def diagnosis_pid(medic: MedicProcess) -> int:
     raise AssertionError("medic serve has no diagnosis process")
 
 
+def niceness(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as fh:  # field 19, counted after the command's ")"
+        return int(fh.read().rsplit(")", 1)[1].split()[16])
+
+
 def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -83,6 +88,7 @@ async def test_the_child_diagnoses_metrics_merge_and_a_dead_child_is_replaced(tm
     await medic.start()
     try:
         child = diagnosis_pid(medic)
+        assert niceness(child) == os.nice(0) + 10  # diagnosis yields the cores to the intake
         await post_alert(medic.url, "app-a")
         assert len(await diagnosed(medic.url, 1)) == 1
         assert "diagnosis process ready" in medic.log()
