@@ -29,8 +29,8 @@ from pydantic import BaseModel
 
 REDACTED = "[REDACTED]"
 # Above this many characters (summed over a structure's strings and nodes) :func:`redact_async`
-# works in a thread, off the event loop: what stays inline costs ~1 ms, 5 ms in the adversarial
-# worst case (bench/bench_redact.py: ~0.6 s per MiB for the slowest pattern).
+# works in a thread, off the event loop: what stays inline costs well under 1 ms, ~2 ms in the
+# adversarial worst case (bench/bench_redact.py: ~0.25 s of CPU per MiB for the slowest case).
 INLINE_LIMIT = 8 * 1024
 JSON_TEXT_LIMIT = 256 * 1024  # a longer JSON line is scrubbed as text (bounded parse cost)
 MAX_DEPTH = 64
