@@ -5,7 +5,11 @@ series; rejected deliveries counted. Embedded (SQLite) and production (real Redi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -16,6 +20,7 @@ from medic.metrics import backends_up
 from tests.fakes.mongo_server import FakeMongoServer
 from tests.medic_app import medic_settings, running_medic
 from tests.payloads import alert, payload
+from tests.servers.process import free_port
 from tests.servers.redis_server import RedisServer
 
 ADMIN = "admin-token-0123456789"
@@ -133,3 +138,37 @@ def test_backend_up_from_each_backends_readiness_checks() -> None:
     assert backends_up(disk_full) == {"inbox": False, "state": False, "store": False}
     production = {"redis": "unreachable (ConnectionError): ...", "mongo": "ok", "spool": "ok (0 deliveries)"}
     assert backends_up(production) == {"inbox": False, "state": False, "store": True}
+
+
+async def test_metrics_of_medic_serve_with_its_diagnosis_process(tmp_path: Path) -> None:
+    """``medic serve`` as deployed (intake and diagnosis in two processes, one merged /metrics)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIC_") and k != "KUBECONFIG"}
+    env |= {
+        "MEDIC_KUBE_MODE": "off",
+        "MEDIC_DATA_DIR": str(tmp_path / "data"),
+        "MEDIC_HOST": "127.0.0.1",
+        "MEDIC_PORT": str(port),
+        "MEDIC_LOG_LEVEL": "warning",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "medic.cli", "serve", cwd=tmp_path, env=env, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            with contextlib.suppress(aiohttp.ClientError, AssertionError):
+                text, samples = await scrape(url)
+                if value(samples, "medic_backend_up", backend="store") == 1:
+                    break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("medic serve did not serve /metrics")
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 60)
+    assert "_created" not in text
+    assert value(samples, "medic_build_info", version=__version__, python=platform.python_version()) == 1
+    assert value(samples, "medic_mode_info", mode="dry-run") == 1
+    assert value(samples, "medic_kill_switch_enabled") == 0
+    assert (value(samples, "process_resident_memory_bytes") or 0) > 0
