@@ -129,6 +129,16 @@ async def test_accept_deduplicates_by_episode(backend: InboxUnderTest) -> None:
     assert one.received_at.tzinfo is not None
 
 
+async def test_concurrent_accepts_of_one_episode_store_it_once(backend: InboxUnderTest) -> None:
+    """Alertmanager HA: every replica sends the same notification at once."""
+    inbox = backend.inbox
+    results = await asyncio.gather(*(inbox.accept({"from": i}, ["e1", "e2"], now()) for i in range(5)))
+    stored = [r for r in results if r.item_id is not None]
+    assert len(stored) == 1 and stored[0].new_episodes == ["e1", "e2"]
+    assert sum(r.duplicates for r in results) == 8
+    assert await inbox.depth() == 1
+
+
 async def test_each_item_goes_to_one_consumer_and_ack_removes_it(backend: InboxUnderTest) -> None:
     inbox = backend.inbox
     for i in range(5):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from medic.errors import StoreError
 from medic.incident import Finding, Incident, IncidentAlert, Target, new_incident_id
 from medic.sqlitedb import SqliteDB
 from medic.state.spool import LocalSpool
@@ -314,3 +315,13 @@ async def test_retention_deletes_old_audit_records(backend: StoreUnderTest) -> N
     await backend.expire(datetime.now(UTC) + AUDIT_RETENTION + timedelta(seconds=1))
     await store.append_audit("inc-1", "action", {"status": "refused", "n": 2})
     assert [e["record"]["n"] for e in await store.audit()] == [2]
+
+
+async def test_a_second_open_incident_for_a_key_is_refused(backend: StoreUnderTest) -> None:
+    store = backend.store
+    first, _ = await store.create_or_get_open(incident())
+    other = incident()  # another id, the same key, open
+    with pytest.raises(StoreError):
+        await store.save(other)
+    assert (await store.find_open(first.key)).id == first.id  # type: ignore[union-attr]
+    assert await store.get(other.id) is None
