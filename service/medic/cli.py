@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
 from medic import __version__
 from medic.cli_dead_letters import add_parser as add_dead_letters_parser
 from medic.cli_output import EXIT_FAILURE, EXIT_USAGE, Progress, add_output_option, emit
@@ -36,7 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from medic.app import create_app
     from medic.logging import configure_logging
-    from medic.settings import load_settings
+    from medic.settings import load_settings, unknown_env
 
     overrides: dict[str, Any] = {}
     if args.host:
@@ -45,6 +47,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     settings = load_settings(**overrides)
     configure_logging(settings.log_format, settings.log_level)
+    for name, close in unknown_env():
+        structlog.get_logger("medic.settings").warning(
+            "environment variable is not a Medic setting: ignored", variable=name, did_you_mean=close
+        )
     web.run_app(
         create_app(settings),
         host=settings.host,

@@ -611,3 +611,22 @@ def ensure_data_dir(path: Path) -> None:
             "point MEDIC_DATA_DIR (data_dir) at a writable directory",
             field="data_dir",
         ) from exc
+
+
+# MEDIC_* variables that are not settings but are read elsewhere (or by the tests)
+_OTHER_ENV_PREFIXES = ("MEDIC_CONFIG", "MEDIC_NOTIFY_", "MEDIC_TEST_", "MEDIC_INTERNAL_")
+
+
+def unknown_env(environ: Mapping[str, str] | None = None) -> list[tuple[str, str | None]]:
+    """``MEDIC_*`` variables that name no setting, each with the closest setting's variable (a
+    typo such as ``MEDIC_WEBHOK_TOKEN`` would otherwise leave the webhook open without a word)."""
+    environ = os.environ if environ is None else environ
+    known = {"MEDIC_" + name.upper(): name for name in Settings.model_fields}
+    out: list[tuple[str, str | None]] = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith("MEDIC_") or upper in known or upper.startswith(_OTHER_ENV_PREFIXES):
+            continue
+        close = difflib.get_close_matches(upper, list(known), n=1, cutoff=0.8)
+        out.append((name, close[0] if close else None))
+    return out

@@ -393,6 +393,7 @@ async def test_serve_logs_start_rejections_and_shutdown(tmp_path: Path) -> None:
         MEDIC_PORT=str(port),
         MEDIC_LOG_FORMAT="json",
         MEDIC_WEBHOOK_TOKEN="webhook-token",
+        MEDIC_WEBHOK_USERNAME="alertmanager",  # a typo: warned about, not silently ignored
     )
     proc = await asyncio.create_subprocess_exec(
         *MEDIC, "serve", cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -435,6 +436,8 @@ async def test_serve_logs_start_rejections_and_shutdown(tmp_path: Path) -> None:
     assert rejected[1]["receiver"] == "playcode-medic" and rejected[1]["group_key"] == '{}:{alertname="A"}'
     assert "alerts" in rejected[1]["detail"]
     assert events.index("medic stopping") < events.index("medic stopped")
+    (typo,) = [r for r in records if r.get("variable") == "MEDIC_WEBHOK_USERNAME"]
+    assert typo["level"] == "warning" and typo["did_you_mean"] == "MEDIC_WEBHOOK_USERNAME"
 
 
 def test_docs_cli_page_names_every_command() -> None:

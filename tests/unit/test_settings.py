@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from medic.errors import ConfigError, ConfigErrors
-from medic.settings import Settings, ensure_data_dir, load_settings
+from medic.settings import Settings, ensure_data_dir, load_settings, unknown_env
 from medic.settings_doc import render_page
 
 REPO = Path(__file__).resolve().parents[2]
@@ -259,3 +259,19 @@ def test_a_config_file_that_is_not_yaml_or_not_there_names_file_and_line(
     monkeypatch.setenv("MEDIC_CONFIG", str(tmp_path / "missing.yaml"))
     with pytest.raises(ConfigError, match=r"missing\.yaml: cannot read config file: No such file"):
         load_settings()
+
+
+def test_medic_env_vars_that_name_no_setting_are_found_with_the_closest_one() -> None:
+    environ = {
+        "MEDIC_WEBHOK_TOKEN": "t",  # a typo: the webhook would stay open
+        "MEDIC_MODE": "enforce",
+        "MEDIC_CONFIG": "/etc/medic.yaml",
+        "MEDIC_NOTIFY_ONCALL_URL": "https://hooks.example/x",
+        "MEDIC_TEST_REDIS_BIN": "/usr/bin/redis-server",
+        "MEDIC_SERVICE_HOST": "10.0.0.1",  # a Kubernetes service link
+        "PATH": "/usr/bin",
+    }
+    assert unknown_env(environ) == [
+        ("MEDIC_SERVICE_HOST", None),
+        ("MEDIC_WEBHOK_TOKEN", "MEDIC_WEBHOOK_TOKEN"),
+    ]
