@@ -68,6 +68,9 @@ _SAFE_LAST = frozenset(
         "policy", "kind", "source", "url", "endpoint", "header", "required", "set", "missing",
     }
 )  # fmt: skip
+# A mapping made only of these keys names a secret rather than holding one (a Kubernetes volume's
+# ``secret: {secretName, items: [{key, path}]}``, ``tokenRef: {name, key}``): kept under a secret key.
+_REFERENCE_KEYS = frozenset({"name", "secretName", "key", "optional", "defaultMode", "items", "path", "mode"})
 # Keys whose value is a whole header line's worth of credentials ("Authorization: Digest a=1, b=2").
 _HEADER_KEYS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 
@@ -329,7 +332,7 @@ def _redact(value: Any, depth: int) -> Any:
             secret = isinstance(key, str) and (
                 is_secret_key(key) or (secret_object and key in ("data", "stringData"))
             )
-            if secret and item not in (None, "", [], {}):
+            if secret and item not in (None, "", [], {}) and not _names_a_secret(item):
                 out[name] = REDACTED if not isinstance(item, (dict, list)) else redact_structure(item)
             else:
                 out[name] = _redact(item, depth + 1)
@@ -337,6 +340,17 @@ def _redact(value: Any, depth: int) -> Any:
     if isinstance(value, (list, tuple)):
         return [_redact(item, depth + 1) for item in value]
     return value
+
+
+def _names_a_secret(item: Any) -> bool:
+    return (
+        isinstance(item, Mapping)
+        and item.keys() <= _REFERENCE_KEYS
+        and (
+            not isinstance(items := item.get("items"), list)
+            or all(isinstance(i, Mapping) and i.keys() <= _REFERENCE_KEYS for i in items)
+        )
+    )
 
 
 def _free_name(name: str, taken: Mapping[Any, Any], renamed: dict[str, int]) -> str:

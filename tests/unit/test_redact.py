@@ -240,3 +240,17 @@ def test_a_kubernetes_secret_object_keeps_its_keys_but_no_values() -> None:
     assert out["stringData"] == {"settings.ini": REDACTED}
     config_map = {"kind": "ConfigMap", "data": {"app.properties": "db.password=hunter2\nport=80"}}
     assert redact(config_map)["data"] == {"app.properties": f"db.password={REDACTED}\nport=80"}
+
+
+def test_a_reference_to_a_secret_is_not_a_secret() -> None:
+    """A pod's volume names the Secret it mounts: the diagnosis needs the name (what changed?)."""
+    volume = {
+        "name": "creds",
+        "secret": {"secretName": "db-credentials", "items": [{"key": "pw", "path": "p"}]},
+    }
+    assert redact({"volumes": [volume]}) == {"volumes": [volume]}
+    holding = {"secret": {"name": "db", "password": "hunter2"}, "token": {"value": "abc"}}
+    assert redact(holding) == {
+        "secret": {"name": REDACTED, "password": REDACTED},
+        "token": {"value": REDACTED},
+    }
