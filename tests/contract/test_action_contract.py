@@ -341,3 +341,50 @@ async def test_without_kubernetes_every_step_says_not_configured(run: Run) -> No
     with pytest.raises(NotConfigured):
         await run.definition.impl.plan(ctx, run.params)
     await asyncio.sleep(0)
+
+
+# ---------------------------------------------------------------- failures are records, not exceptions
+
+
+def denied_write(run: Run) -> tuple[str, str]:
+    _group, resource, verb = run.definition.kube_permissions[0]
+    return verb, resource
+
+
+async def test_a_forbidden_write_is_a_failed_record_naming_what_was_refused(run: Run, tmp_path: Path) -> None:
+    executor, state = await remediator(tmp_path, run.kube)
+    verb, resource = denied_write(run)
+    run.fake.deny(verb, resource)
+    record = await executor.handle(run.ctx.incident, run.ctx.rule, None, decision(run))  # type: ignore[arg-type]
+    assert record is not None and record.status == ActionStatus.FAILED, (record.status, record.reason)
+    assert resource in record.reason and ("forbidden" in record.reason.lower() or "403" in record.reason)
+    assert writes(run.fake, succeeded=True) == []
+    last = await state.last_action(run.target.key)
+    assert last is not None and last.status == "failed"  # the ledger knows it was attempted
+
+
+async def test_an_api_failing_before_the_plan_is_a_refusal_after_bounded_retries(
+    run: Run, tmp_path: Path
+) -> None:
+    executor, _ = await remediator(tmp_path, run.kube)
+    run.fake.inject_fault(None, r".", 500, times=None)  # every request fails from now on
+    record = await executor.handle(run.ctx.incident, run.ctx.rule, None, decision(run))  # type: ignore[arg-type]
+    assert record is not None and record.status == ActionStatus.REFUSED, (record.status, record.reason)
+    assert "could not plan" in record.reason and "500" in record.reason
+    assert 1 <= len(run.fake.requests) <= FAST.attempts  # the plan's first read, retried boundedly
+    assert writes(run.fake) == []
+
+
+async def test_a_write_failing_with_500_is_a_failed_record_after_bounded_retries(
+    run: Run, tmp_path: Path
+) -> None:
+    executor, state = await remediator(tmp_path, run.kube)
+    for method in sorted(WRITES):
+        run.fake.inject_fault(method, r".", 500, times=None)
+    record = await executor.handle(run.ctx.incident, run.ctx.rule, None, decision(run))  # type: ignore[arg-type]
+    assert record is not None and record.status == ActionStatus.FAILED, (record.status, record.reason)
+    assert "500" in record.reason
+    assert 1 <= len(writes(run.fake)) <= FAST.attempts
+    assert writes(run.fake, succeeded=True) == []
+    last = await state.last_action(run.target.key)
+    assert last is not None and last.status == "failed"
