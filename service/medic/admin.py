@@ -47,12 +47,12 @@ class AdminApi:
         return admin_denied(request, self.credentials)
 
     async def get_kill_switch(self, request: web.Request) -> web.Response:
-        if denied := self._denied(request):
+        if (denied := self._denied(request)) is not None:
             return denied
         return web.json_response(kill_switch_json(await self.state.kill_switch()))
 
     async def put_kill_switch(self, request: web.Request) -> web.Response:
-        if denied := self._denied(request):
+        if (denied := self._denied(request)) is not None:
             return denied
         body = await json_body(request)
         if not isinstance(body, dict) or not isinstance(body.get("enabled"), bool):
@@ -67,7 +67,7 @@ class AdminApi:
         return web.json_response(kill_switch_json(ks))
 
     async def audit(self, request: web.Request) -> web.Response:
-        if denied := self._denied(request):
+        if (denied := self._denied(request)) is not None:
             return denied
         incident = request.query.get("incident")
         limit = query_int(request, "limit", 100, 1, 1000)

@@ -96,7 +96,7 @@ class DeadLetterApi:
         return web.json_response({"items": items, "total": total, "limit": limit, "offset": offset})
 
     async def retry(self, request: web.Request) -> web.Response:
-        if denied := admin_denied(request, self.admin):
+        if (denied := admin_denied(request, self.admin)) is not None:
             return denied
         item_id = request.match_info["id"]
         if not await self.inbox.retry_dead_letter(item_id):
@@ -105,7 +105,7 @@ class DeadLetterApi:
         return web.json_response({"id": item_id, "status": "queued"}, status=202)
 
     async def drop(self, request: web.Request) -> web.Response:
-        if denied := admin_denied(request, self.admin):
+        if (denied := admin_denied(request, self.admin)) is not None:
             return denied
         item_id = request.match_info["id"]
         if not await self.inbox.drop_dead_letter(item_id):

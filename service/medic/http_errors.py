@@ -204,7 +204,7 @@ def edge_middleware(*, body_read_timeout: float) -> Middleware:
 
     @web.middleware
     async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.body_exists and (refused := _encoding_problem(request)):
+        if request.body_exists and (refused := _encoding_problem(request)) is not None:
             return _closing(refused)  # the body is not read: do not keep the connection
         deadline = _arm_body_deadline(request, body_read_timeout)
         try:

@@ -35,7 +35,7 @@ class ApprovalApi:
         return await self._decide(request, "rejected")
 
     async def _decide(self, request: web.Request, decision: Decision) -> web.Response:
-        if denied := self._denied(request):
+        if (denied := self._denied(request)) is not None:
             return denied
         body: Any = await json_body(request, empty={})
         if not isinstance(body, dict):
