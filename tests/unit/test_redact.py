@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from medic.collectors.loki import group_streams
+from medic.evidence import Evidence, StepStatus
+from medic.incident import ActionRecord, ActionStatus, Incident, Target
 from medic.intake.model import WebhookPayload
 from medic.redact import (
     INLINE_LIMIT,
@@ -19,6 +21,7 @@ from medic.redact import (
     redact_text,
 )
 from medic.state.base import kept_delivery
+from medic.store.base import stored_form
 from tests.payloads import alert, payload
 from tests.secrets_corpus import HARMLESS, PLANTED, Planted
 
@@ -254,3 +257,33 @@ def test_a_reference_to_a_secret_is_not_a_secret() -> None:
         "secret": {"name": REDACTED, "password": REDACTED},
         "token": {"value": REDACTED},
     }
+
+
+def test_a_stored_bundle_is_redacted_but_its_evidence_is_not_read_again() -> None:
+    """Action plans and results, guard reasons and the timeline come from the cluster and from
+    errors: the stores write them redacted. Evidence was redacted when collected and is shared."""
+    target = Target(kind="deployment", namespace="playcode", name="app")
+    evidence = Evidence(step="k8s.pod_logs", collector="k8s.pod_logs", status=StepStatus.OK, data={"x": 1})
+    incident = Incident(
+        id="inc-1",
+        key="k",
+        evidence=[evidence],
+        actions=[
+            ActionRecord(
+                action="rollback",
+                use="k8s.rollback_deployment",
+                target=target,
+                mode="auto",
+                status=ActionStatus.SUCCEEDED,
+                result={"env": [{"name": "DB_PASSWORD", "value": "hunter2-env"}]},
+                reason="rolled back; token=hunter2-reason",
+            )
+        ],
+    )
+    incident.note("action", "GET https://admin:hunter2-url@api failed")
+    stored = stored_form(incident)
+    assert "hunter2" not in stored.model_dump_json(exclude={"evidence"})
+    assert stored.evidence[0] is evidence
+    assert "hunter2" in incident.model_dump_json()  # the incident itself is not changed
+    clean = Incident(id="inc-2", key="k")
+    assert stored_form(clean) is clean
