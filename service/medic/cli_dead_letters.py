@@ -11,15 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-import yaml
-
-from medic.errors import MedicError
+from medic.cli_output import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_output_option, emit
+from medic.errors import ConfigError, MedicError
 from medic.state.base import Inbox
 
 
@@ -38,39 +36,33 @@ def add_parser(sub: Any) -> None:
     p.add_argument("id", nargs="?", help="the dead letter's id (retry and drop)")
     p.add_argument("--url", help="a running Medic, e.g. http://127.0.0.1:8080; default: the configured inbox")
     p.add_argument("--limit", type=int, default=100, help="how many to list (1-500, default 100)")
-    p.add_argument(
-        "-o", "--output", choices=["text", "json", "yaml"], default="text", help="output format"
-    )
+    add_output_option(p, "a table")
     p.set_defaults(fn=cmd_dead_letters)
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     if args.action in ("retry", "drop") and not args.id:
         print(f"medic dead-letters {args.action}: needs the dead letter's id", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if not 1 <= args.limit <= 500:
         print("medic dead-letters: --limit must be from 1 to 500", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     run = _remote(args) if args.url else _local(args)
     found, result = asyncio.run(run)
-    _print(args, result)
-    return 0 if found else 1
+    emit(args, result, lambda: _text(result))
+    return EXIT_OK if found else EXIT_FAILURE
 
 
-def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
-    if args.output == "json":
-        print(json.dumps(result, indent=2))
-    elif args.output == "yaml":
-        print(yaml.safe_dump(result, sort_keys=False, allow_unicode=True), end="")
-    elif "items" in result:
-        print(f"{'ID':22} {'DEAD AT':26} {'TRIES':5} {'ALERTS':6} ERROR")
-        for item in result["items"]:
-            names = ",".join(sorted({a["alertname"] for a in item["alerts"]}))[:40]
-            error = " ".join(str(item["error"]).split())[:80]
-            print(f"{item['id']:22} {item['dead_at'] or '-':26} {item['attempts']:<5} {names:6} {error}")
-        print(f"({len(result['items'])} of {result['total']})")
-    else:
-        print(f"dead letter {result['id']}: {result['status']}")
+def _text(result: dict[str, Any]) -> str:
+    if "items" not in result:
+        return f"dead letter {result['id']}: {result['status']}"
+    lines = [f"{'ID':22} {'DEAD AT':26} {'TRIES':5} {'ALERTS':6} ERROR"]
+    for item in result["items"]:
+        names = ",".join(sorted({a["alertname"] for a in item["alerts"]}))[:40]
+        error = " ".join(str(item["error"]).split())[:80]
+        lines.append(f"{item['id']:22} {item['dead_at'] or '-':26} {item['attempts']:<5} {names:6} {error}")
+    lines.append(f"({len(result['items'])} of {result['total']})")
+    return "\n".join(lines)
 
 
 async def _local(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
@@ -110,7 +102,7 @@ async def _configured_inbox() -> AsyncIterator[Inbox]:
     from medic.state.sqlite import SqliteInbox
 
     if not settings.inbox_path.exists():
-        raise MedicError(f"no local inbox at {settings.inbox_path} (set MEDIC_DATA_DIR, or use --url)")
+        raise ConfigError(f"no local inbox at {settings.inbox_path} (set MEDIC_DATA_DIR, or use --url)")
     db = SqliteDB(settings.inbox_path)
     await db.open()
     try:

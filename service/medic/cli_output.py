@@ -63,11 +63,18 @@ def emit(
     out = stream or sys.stdout
     fmt = getattr(args, "output", "text")
     if fmt == "json":
-        print(json.dumps(plain(data), indent=2, ensure_ascii=False), file=out)
+        print(printable(json.dumps(plain(data), indent=2, ensure_ascii=False)), file=out)
     elif fmt == "yaml":
-        print(yaml.safe_dump(plain(data), sort_keys=False, allow_unicode=True), end="", file=out)
+        dumped = yaml.safe_dump(plain(data), sort_keys=False, allow_unicode=True)
+        print(printable(dumped), end="", file=out)
     else:
-        print(text() if callable(text) else text, file=out)
+        print(printable(text() if callable(text) else text), file=out)
+
+
+def printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (a lone surrogate, as in a dead letter's alert)
+    written as its escape, so that printing it never fails."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class Progress:
