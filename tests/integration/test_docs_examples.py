@@ -31,6 +31,8 @@ from medic.intake.model import WebhookPayload
 from medic.playbooks.registry import default_registry
 from medic.rules.routing import matching_rules
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 PAYLOADS = sorted((ROOT / "examples" / "payloads").glob("*.json"))
