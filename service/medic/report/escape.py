@@ -27,6 +27,9 @@ _BACKTICKS = re.compile("`+")
 # A block marker at the start of a value (``#``, ``>``, list bullets, ``1.`` / ``1)``,
 # setext/thematic ``=``): escaped, since the value may be placed at the start of a line.
 _LEADING_ORDERED = re.compile(r"^(\d{1,9})([.)])")
+# An underscore between two letters or digits can neither open nor close emphasis (CommonMark's
+# flanking rules), so it stays as is: ``awaiting_approval`` reads as itself in the raw report.
+_INTRAWORD_UNDERSCORE = re.compile(r"(?<=[^\W_])\\_(?=[^\W_])")
 
 _MD_INLINE = {c: "\\" + c for c in "\\`*_[]|~#"}
 _MD_INLINE.update({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
@@ -45,7 +48,7 @@ def fold(text: object) -> str:
 def md_text(text: object) -> str:
     """Inline Markdown text (headings, list items, table cells, emphasis): literal, one line,
     without surrounding spaces (which would undo the emphasis around it)."""
-    out = fold(text).strip().translate(_MD_TABLE)
+    out = _INTRAWORD_UNDERSCORE.sub("_", fold(text).strip().translate(_MD_TABLE))
     if out[:1] in ("-", "+", "="):
         return "\\" + out
     return _LEADING_ORDERED.sub(r"\1\\\2", out)
