@@ -24,13 +24,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from tests.fuzz_http import Case, cases, check, healthy, medic_thread, prepare, send, visible_fuzz_ids
 
+from medic.logging import configure_logging
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args()
-    # aiohttp logs a traceback for every request head it cannot parse (answered 400 by itself)
+    # Medic logs as `medic serve` does (JSON lines on stderr); aiohttp logs a traceback for every
+    # request head it cannot parse (answered 400 by itself): not shown
+    configure_logging("json", args.log_level)
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
     by_status: collections.Counter[int] = collections.Counter()
