@@ -146,7 +146,7 @@ async def test_every_route_that_takes_a_body_is_covered(medic: RunningMedic) -> 
         # a route outside the list (e.g. one that takes no body) is never held either
         status = parse_response(answer).status
         assert closed and status < 500, (method, path, status)
-        assert took < BODY_TIMEOUT + 3, (method, path, took)  # no longer than the body timeout
+        assert took < BODY_TIMEOUT + 6, (method, path, took)  # not aiohttp's 10 s lingering
         if status == 408:
             assert_cut_off(answer, closed)
 
@@ -161,34 +161,46 @@ async def test_a_chunked_body_that_never_ends_is_cut_off(medic: RunningMedic) ->
     assert_cut_off(answer, closed)
 
 
-async def test_others_are_served_while_slow_clients_are_held(medic: RunningMedic) -> None:
-    slow = [
-        asyncio.create_task(
-            trickle(
-                medic.port,
-                head("POST", "/api/v1/alerts", WEBHOOK, "application/json", length=len(BODY)),
-                BODY,
-                every=0.2,
+async def test_others_are_served_while_slow_clients_are_held(tmp_path: Path) -> None:
+    timeout = 4.0  # long enough that the fast requests surely come first, even on a loaded machine
+    settings = medic_settings(tmp_path, webhook_token=WEBHOOK, body_read_timeout=f"{timeout}s")
+    async with running_medic(settings) as medic:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        slow = [
+            asyncio.create_task(
+                trickle(
+                    medic.port,
+                    head("POST", "/api/v1/alerts", WEBHOOK, "application/json", length=len(BODY)),
+                    BODY,
+                    every=0.2,
+                )
             )
+            for _ in range(100)
+        ]
+        await asyncio.sleep(0.3)  # all of them are trickling now
+        r = await raw_request(medic.port, "GET", "/healthz")
+        assert r.status == 200
+        r = await raw_request(
+            medic.port,
+            "POST",
+            "/api/v1/alerts",
+            headers=[
+                (b"Authorization", f"Bearer {WEBHOOK}".encode()),
+                (b"Content-Type", b"application/json"),
+            ],
+            body=BODY,
         )
-        for _ in range(100)
-    ]
-    await asyncio.sleep(0.3)  # all of them are trickling now
-    r = await raw_request(medic.port, "GET", "/healthz")
-    assert r.status == 200
-    r = await raw_request(
-        medic.port,
-        "POST",
-        "/api/v1/alerts",
-        headers=[(b"Authorization", f"Bearer {WEBHOOK}".encode()), (b"Content-Type", b"application/json")],
-        body=BODY,
-    )
-    assert r.status == 200 and r.json()["new"] == 1
-    assert not any(t.done() for t in slow)  # the fast ones did not wait for the slow ones
-    for answer, _, closed in await asyncio.gather(*slow):
-        assert_cut_off(answer, closed)
-    await medic.drain()
-    assert await medic.runtime.inbox.depth() == 0
+        assert r.status == 200 and r.json()["new"] == 1
+        served = loop.time() - start
+        results = await asyncio.gather(*slow)
+        for answer, took, closed in results:
+            assert_cut_off(answer, closed)
+            assert took >= timeout - 0.1
+        # served while all 100 were held (a machine so loaded that it took longer tells nothing)
+        assert served < min(took for _, took, _ in results) or served >= timeout
+        await medic.drain()
+        assert await medic.runtime.inbox.depth() == 0
 
 
 async def test_a_body_received_in_time_is_not_cut(medic: RunningMedic) -> None:
