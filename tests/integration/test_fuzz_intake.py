@@ -72,13 +72,13 @@ class Sent:
 def test_fuzz_mixed_requests(server: MedicThread) -> None:
     sent = Sent()
 
-    @settings(CI, max_examples=250)
+    @settings(CI, max_examples=600)
     @given(case=cases)
     def one(case: Case) -> None:
         sent(server, case)
 
     one()
-    assert sent.count >= 250
+    assert sent.count >= 600
     assert sent.statuses.get(200, 0) >= 25, sent.statuses  # the fuzz reaches acceptance too
     sent.assert_all_visible(server)
 
@@ -86,7 +86,7 @@ def test_fuzz_mixed_requests(server: MedicThread) -> None:
 def test_fuzz_schema_aware_payloads(server: MedicThread) -> None:
     sent = Sent()
 
-    @settings(CI, max_examples=200)
+    @settings(CI, max_examples=400)
     @given(case=schema_cases())
     def one(case: Case) -> None:
         sent(server, case)
@@ -99,7 +99,7 @@ def test_fuzz_schema_aware_payloads(server: MedicThread) -> None:
 def test_fuzz_raw_bytes_and_headers(server: MedicThread) -> None:
     sent = Sent()
 
-    @settings(CI, max_examples=150)
+    @settings(CI, max_examples=300)
     @given(case=bytes_cases() | header_cases())
     def one(case: Case) -> None:
         sent(server, case)
