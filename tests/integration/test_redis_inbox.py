@@ -189,3 +189,37 @@ async def test_consumers_of_dead_processes_are_forgotten(
     assert await inbox.forget_idle_consumers(idle_seconds=0.1) == 1
     names = {c["name"] for c in await client.xinfo_consumers(KEYS.inbox, GROUP)}
     assert names == {"holding-1"}
+
+
+SECRET_BODY = {
+    "alerts": [{"labels": {"alertname": "A", "dsn": "postgres://app:hunter2-very-secret@db/app"}}],
+    "note": "token=ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+}
+
+
+async def test_dead_letters_are_stored_redacted_on_every_path(
+    client: Redis, inbox_for: Callable[..., RedisInbox]
+) -> None:
+    inbox = inbox_for(lease_seconds=0.2, retry_delay=0.1)
+    await inbox.setup()
+    # released as dead by a worker
+    await inbox.accept(SECRET_BODY, ["s1"], now())
+    (item,) = await inbox.claim("w", 10)
+    await inbox.release(item.id, "boom: password=hunter2-very-secret", episodes=["s1"], dead=True)
+    # its consumer kept dying with it (never released): dead-lettered at a later claim
+    await inbox.accept(SECRET_BODY, ["s2"], now())
+    for _ in range(60):
+        inbox._next_autoclaim = 0
+        await inbox.claim("w", 10)  # claimed and never finished
+        if await inbox.dead_letters() == 2:
+            break
+        await asyncio.sleep(0.25)
+    dead = await client.xrange(KEYS.dead)
+    assert len(dead) == 2 and await inbox.depth() == 0
+    for _, record in dead:
+        stored = " ".join(record.values())
+        assert "hunter2" not in stored and "ghp_abcdefghij" not in stored, record
+        assert "[REDACTED]" in record["payload"]
+    assert not await client.exists(KEYS.dedup("s1")) and not await client.exists(KEYS.dedup("s2"))
+    letters, total = await inbox.list_dead_letters()
+    assert total == 2 and {tuple(d.episodes) for d in letters} == {("s1",), ("s2",)}

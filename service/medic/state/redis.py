@@ -32,9 +32,9 @@ import structlog
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.typing import EncodableT, FieldT
 
 from medic.errors import BackendUnavailable, StoreError
+from medic.redact import redact_text
 from medic.state import redis_scripts as lua
 from medic.state.availability import Availability
 from medic.state.base import (
@@ -46,6 +46,7 @@ from medic.state.base import (
     InboxItem,
     KillSwitch,
     Payload,
+    kept_delivery,
     payload_json,
 )
 from medic.state.redis_keys import GROUP, RedisKeys
@@ -166,6 +167,7 @@ class RedisInbox(_RedisCalls):
         self._next_autoclaim = 0.0
         self._held: dict[str, str] = {}  # entry id -> consumer: renewed, handed back on shutdown
         self._deliveries: dict[str, int] = {}  # entry id -> times delivered, for what is held
+        self._payloads: dict[str, str] = {}  # entry id -> its delivery, kept if it is dead-lettered
 
     async def setup(self) -> None:
         """Create the stream and its consumer group (idempotent)."""
@@ -233,7 +235,10 @@ class RedisInbox(_RedisCalls):
                         raise
                 return await self._claim(keys=keys, args=args)
 
-        next_cursor, entries = await self._call(run)
+        next_cursor, entries, over = await self._call(run)
+        for entry_id, flat, deliveries, error in over:  # its consumer kept dying with it
+            payload = _fields(flat).get("payload", "")
+            await self._dead_letter(entry_id, payload, error, deliveries=int(deliveries))
         if cursor:
             self._cursor = next_cursor or "0-0"
             more = self._cursor != "0-0"
@@ -250,32 +255,40 @@ class RedisInbox(_RedisCalls):
                     attempts=int(deliveries),
                 )
             except (KeyError, ValueError) as exc:
-                await self._dead_letter(entry_id, flat, f"unreadable entry: {exc}")
+                await self._dead_letter(entry_id, fields.get("payload", ""), f"unreadable entry: {exc}")
                 continue
             if int(deliveries) > 1:
                 log.info("took over a delivery", item=entry_id, deliveries=int(deliveries))
             self._held[entry_id] = consumer
             self._deliveries[entry_id] = int(deliveries)
+            self._payloads[entry_id] = fields["payload"]
             items.append(item)
         return items
 
-    async def _dead_letter(self, entry_id: str, flat: list[str], error: str) -> None:
-        async def move() -> None:
-            async with self.client.pipeline(transaction=True) as pipe:
-                record: dict[FieldT, EncodableT] = {"id": entry_id, "error": error}
-                record.update(_fields(flat))
-                pipe.xadd(
-                    self.keys.dead,
-                    record,
-                    maxlen=DEAD_LETTER_CAP,
-                    approximate=True,
-                )
-                pipe.xack(self.keys.inbox, GROUP, entry_id)
-                pipe.xdel(self.keys.inbox, entry_id)
-                await pipe.execute()
-
-        await self._call(move)
-        log.error("delivery dead-lettered", item=entry_id, error=error)
+    async def _dead_letter(
+        self,
+        entry_id: str,
+        payload: str,
+        error: str,
+        *,
+        episodes: list[str] | None = None,
+        deliveries: int = 0,
+    ) -> None:
+        """Move an entry to the dead letters (one script): the delivery and the error redacted (a
+        backup of Medic's Redis is no secret dump), the dedup keys of ``episodes`` (default: all
+        of the entry's) released."""
+        args: list[Arg] = [
+            GROUP,
+            entry_id,
+            redact_text(error[:2000]),
+            DEAD_LETTER_CAP,
+            self.keys.dedup_prefix,
+            json.dumps(episodes) if episodes is not None else "",
+            kept_delivery(payload) if payload else "",
+        ]
+        keys = [self.keys.inbox, self.keys.dead, self.keys.errors]
+        if await self._call(lambda: self._dead_letter_script(keys=keys, args=args)):
+            log.error("delivery dead-lettered", item=entry_id, deliveries=deliveries, error=error[:2000])
 
     async def ack_many(self, item_ids: list[str]) -> None:
         keys = [self.keys.inbox, self.keys.errors]
@@ -283,35 +296,28 @@ class RedisInbox(_RedisCalls):
             chunk = item_ids[start : start + 256]
             await self._call(lambda c=chunk: self._ack(keys=keys, args=[GROUP, *c]))  # type: ignore[misc]
             for item_id in chunk:
-                self._held.pop(item_id, None)
-                self._deliveries.pop(item_id, None)
+                self._forget(item_id)
 
     async def release(
         self, item_id: str, error: str, *, episodes: list[str] | None = None, dead: bool = False
     ) -> None:
         """A stream entry cannot be narrowed in place: until it is dead-lettered every retry
         processes all of its alerts again (done ones are merged idempotently)."""
-        if dead or self._deliveries.get(item_id, 0) >= self.max_deliveries:
-            args: list[Arg] = [
-                GROUP,
-                item_id,
-                error[:2000],
-                DEAD_LETTER_CAP,
-                self.keys.dedup_prefix,
-                json.dumps(episodes) if episodes is not None else "",
-            ]
-            keys = [self.keys.inbox, self.keys.dead, self.keys.errors]
-            if await self._call(lambda: self._dead_letter_script(keys=keys, args=args)):
-                log.error("delivery dead-lettered", item=item_id, error=error[:2000])
-        else:
-            idle = max(0, self.lease_ms - self.retry_delay_ms)
-            await self._call(
-                lambda: self._release(
-                    keys=[self.keys.inbox, self.keys.errors], args=[GROUP, item_id, idle, error[:2000]]
-                )
-            )
+        try:
+            if dead or self._deliveries.get(item_id, 0) >= self.max_deliveries:
+                payload = self._payloads.get(item_id, "")
+                await self._dead_letter(item_id, payload, error, episodes=episodes)
+            else:
+                idle = max(0, self.lease_ms - self.retry_delay_ms)
+                args: list[Arg] = [GROUP, item_id, idle, redact_text(error[:2000])]
+                await self._call(lambda: self._release(keys=[self.keys.inbox, self.keys.errors], args=args))
+        finally:  # handed back or not, this process holds it no more: its lease runs out
+            self._forget(item_id)
+
+    def _forget(self, item_id: str) -> None:
         self._held.pop(item_id, None)
         self._deliveries.pop(item_id, None)
+        self._payloads.pop(item_id, None)
 
     async def list_dead_letters(self, limit: int = 100, offset: int = 0) -> tuple[list[DeadLetter], int]:
         async def run() -> tuple[list[Any], int]:
@@ -341,6 +347,7 @@ class RedisInbox(_RedisCalls):
         """Shutdown: make every entry this process holds immediately claimable by another
         replica, without counting a delivery. Returns how many."""
         held, self._held = self._held, {}
+        self._deliveries, self._payloads = {}, {}
         for item_id in held:
             await self._call(
                 lambda i=item_id: self._release(  # type: ignore[misc]
@@ -360,7 +367,8 @@ class RedisInbox(_RedisCalls):
             args += [item_id, consumer]
         lost = await self._call(lambda: self._renew(keys=[self.keys.inbox], args=args))
         for item_id in lost:
-            if self._held.pop(item_id, None) is not None:
+            if item_id in self._held:
+                self._forget(item_id)
                 log.warning("a held delivery was taken over by another replica", item=item_id)
         return len(self._held)
 

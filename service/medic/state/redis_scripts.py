@@ -40,13 +40,15 @@ return {id, episodes}
 # episodes it still held (a re-send of those alerts is then processed, not taken for a duplicate).
 # Needs: inbox stream KEYS[1], dead-letter stream KEYS[2], errors hash KEYS[3].
 DEAD_LETTER_FN = """
-local function dead_letter(group, id, fields, err, deliveries, cap, dedup_prefix, narrowed)
+local function dead_letter(group, id, fields, err, deliveries, cap, dedup_prefix, narrowed, payload)
   local args = {'XADD', KEYS[2], 'MAXLEN', '~', cap, '*'}
   local episodes = narrowed
   for i = 1, #fields, 2 do
     local value = fields[i + 1]
     if fields[i] == 'episodes' then
       if episodes == '' then episodes = value else value = episodes end
+    elseif fields[i] == 'payload' and payload ~= '' then
+      value = payload
     end
     args[#args + 1] = fields[i]
     args[#args + 1] = value
@@ -71,11 +73,13 @@ end
 # KEYS: inbox stream, dead-letter stream, errors hash
 # ARGV: group, consumer, lease ms, count, max deliveries, dead-letter cap, XAUTOCLAIM cursor
 #       ("" = do not reclaim this time), dedup key prefix
-# -> {next cursor, {{id, {field, value, ...}, deliveries}, ...}}
+# -> {next cursor, {{id, {field, value, ...}, deliveries}, ...}, {{id, fields, deliveries, error}, ...}}
 # Entries idle for longer than the lease (their consumer died or hung) are taken over first;
-# one delivered more than "max deliveries" times is moved to the dead-letter stream instead.
-CLAIM = DEAD_LETTER_FN + """
+# one delivered more than "max deliveries" times is returned apart (the third list), for the
+# caller to dead-letter (DEAD_LETTER, with the delivery redacted first: only Python redacts).
+CLAIM = """
 local out = {}
+local over = {}
 local cursor = ''
 if ARGV[7] ~= '' then
   local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[7], 'COUNT', ARGV[4])
@@ -92,7 +96,7 @@ if ARGV[7] ~= '' then
         if not err then
           err = 'its consumer stopped ' .. n .. ' times before finishing it'
         end
-        dead_letter(ARGV[1], id, e[2], err, n, ARGV[6], ARGV[8], '')
+        over[#over + 1] = {id, e[2], n, err}
       else
         out[#out + 1] = {id, e[2], n}
       end
@@ -108,7 +112,7 @@ if want > 0 then
     end
   end
 end
-return {cursor, out}
+return {cursor, out, over}
 """
 
 # KEYS: inbox stream, errors hash
@@ -279,7 +283,8 @@ return false
 """
 
 # KEYS: inbox stream, dead-letter stream, errors hash
-# ARGV: group, id, error, dead-letter cap, dedup key prefix, episodes that failed (JSON, "" = all)
+# ARGV: group, id, error, dead-letter cap, dedup key prefix, episodes that failed (JSON, "" = all),
+#       the delivery as the dead letter keeps it (redacted; "" = as it is)
 # -> 1 when moved, 0 when the entry is gone (finished or dead-lettered by another replica)
 DEAD_LETTER = DEAD_LETTER_FN + """
 local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
@@ -289,7 +294,7 @@ end
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
 local n = 1
 if p[1] then n = tonumber(p[1][4]) end
-dead_letter(ARGV[1], ARGV[2], e[1][2], ARGV[3], n, ARGV[4], ARGV[5], ARGV[6])
+dead_letter(ARGV[1], ARGV[2], e[1][2], ARGV[3], n, ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 return 1
 """
 
