@@ -6,8 +6,11 @@
     │   │                    or the env var), or Medic cannot use its data dir; the CLI exits 2
     │   └── ConfigErrors     several of them found in one pass (every one is reported)
     ├── InputError           a request or payload is invalid (becomes an HTTP 4xx problem+json)
-    ├── StoreError           a state or incident store could not do what was asked (HTTP 5xx)
-    │   └── BackendUnavailable   Medic's own Redis/MongoDB cannot be reached: wait and retry
+    ├── StoreError           a state or incident store could not do what was asked (HTTP 5xx); a
+    │   │                    write refused for its data keeps that error as its __cause__
+    │   └── BackendUnavailable   Medic's own storage cannot serve for now (Redis/MongoDB out of
+    │                        reach, the SQLite disk full or failing): wait and retry, no attempt
+    │                        counted, nothing dead-lettered
     └── StepError            a collector or action failed; caught by the step executor and turned
         ├── NotConfigured    into an Evidence/Outcome status, never raised out of a step
         └── StepTimeout
