@@ -38,6 +38,7 @@ bench: venv
 	$(VENV)/bin/python bench/bench_redis_intake.py
 	$(VENV)/bin/python bench/bench_storm.py
 	$(VENV)/bin/python bench/bench_fuzz.py
+	$(VENV)/bin/python bench/bench_slow_clients.py
 
 # constraints.txt pins the exact runtime dependency set (docs/dependencies.md); regenerate it after
 # changing [project].dependencies in pyproject.toml: a fresh venv, a plain install, pip freeze.

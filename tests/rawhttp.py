@@ -69,3 +69,46 @@ async def raw_request(
     body: bytes | None = None,
 ) -> RawResponse:
     return await send_raw(port, request_bytes(method, path, headers=headers, body=body))
+
+
+class Collect(asyncio.Protocol):
+    """Keeps every byte received, also when the connection ends with a reset (asyncio's streams
+    drop what they buffered once the reset arrives)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.closed: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(asyncio.get_running_loop().time())  # when it ended
+
+
+async def trickle_bytes(
+    port: int, head: bytes, body: bytes, *, every: float = 0.1, give_up: float = 15.0
+) -> tuple[bytes, float, bool]:
+    """Send ``head`` at once, then ``body`` a byte every ``every`` seconds until the server
+    answers or closes; return what it sent, after how long it closed the connection, and whether
+    it did (False: still open after ``give_up`` seconds)."""
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_connection(Collect, "127.0.0.1", port)
+    start = loop.time()
+    try:
+        transport.write(head)
+        for i in range(len(body)):
+            if proto.data or proto.closed.done() or loop.time() - start > give_up:
+                break  # answered (or given up on): stop sending
+            transport.write(body[i : i + 1])
+            await asyncio.sleep(every)
+        try:
+            ended = await asyncio.wait_for(
+                asyncio.shield(proto.closed), max(give_up - (loop.time() - start), 0.01)
+            )
+        except TimeoutError:
+            return bytes(proto.data), loop.time() - start, False
+        return bytes(proto.data), ended - start, True
+    finally:
+        transport.close()

@@ -15,7 +15,7 @@ import pytest
 
 from tests.medic_app import RunningMedic, medic_settings, running_medic
 from tests.payloads import alert, payload
-from tests.rawhttp import parse_response, raw_request
+from tests.rawhttp import parse_response, raw_request, trickle_bytes
 
 WEBHOOK = "webhook-token-0123456789"
 ADMIN = "admin-token-0123456789"
@@ -55,41 +55,10 @@ def head(
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-class Collect(asyncio.Protocol):
-    """Keeps every byte received, also when the connection ends with a reset (asyncio's streams
-    drop what they buffered once the reset arrives)."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def data_received(self, data: bytes) -> None:
-        self.data += data
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-
 async def trickle(
     port: int, request_head: bytes, body: bytes, *, every: float = 0.1
 ) -> tuple[bytes, float, bool]:
-    """Send the head, then the body a byte at a time until the server answers; return the answer,
-    after how long it came, and whether the server then closed the connection."""
-    loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_connection(Collect, "127.0.0.1", port)
-    start = loop.time()
-    try:
-        transport.write(request_head)
-        for i in range(len(body)):
-            if proto.data or proto.closed.done():
-                break  # answered: stop sending
-            transport.write(body[i : i + 1])
-            await asyncio.sleep(every)
-        await asyncio.wait_for(asyncio.shield(proto.closed), HANG_GUARD)
-        return bytes(proto.data), loop.time() - start, True
-    finally:
-        transport.close()
+    return await trickle_bytes(port, request_head, body, every=every, give_up=HANG_GUARD)
 
 
 def assert_cut_off(answer: bytes, closed: bool) -> None:
