@@ -288,7 +288,10 @@ async def test_approval_form_bodies(medic: RunningMedic) -> None:
 
 # --------------------------------------------------------------------------- every route
 HOSTILE_IDS = ["%ff", "%ED%A0%80", "x" * 5000, "..%2f..", "%00", "inc-%F0%9F%92%A5"]
-HOSTILE_QUERY = "?limit=99999999999999999999&offset=-1&page=9e99&status=%ff&format=%00&incident=%ED%A0%80"
+HOSTILE_QUERY = (
+    "?limit=99999999999999999999&offset=-1&page=9e99&status=%ff&format=%00&incident=%ED%A0%80"
+    "&approval=%ff.%00.&token=%ED%A0%80"
+)
 HOSTILE_HEADERS = [
     (b"Authorization", b"Bearer \xff"),
     (b"Cookie", b"medic_read=\xff; x=\xed\xa0\x80"),
