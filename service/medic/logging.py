@@ -35,6 +35,10 @@ def redact_event(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mutab
     for key, value in event.items():
         if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
             event[key] = f"{value[:MAX_VALUE_CHARS]}… [{len(event_dict.get(key, value))} chars, cut]"
+        if isinstance(event[key], str) and not event[key].isascii():
+            # text UTF-8 cannot encode (a sender's lone surrogate) is shown escaped: a log line
+            # must never fail, nor turn the request that logged it into an error
+            event[key] = event[key].encode("utf-8", "backslashreplace").decode("utf-8")
     return event
 
 

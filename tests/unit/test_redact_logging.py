@@ -91,3 +91,18 @@ def test_a_huge_value_is_cut_and_a_secret_across_the_cut_still_redacted(json_log
     value = str(line["group_key"])
     assert "hunter2" not in value and value.startswith(head + " password=")
     assert len(value) < MAX_VALUE_CHARS + 100 and value.endswith("chars, cut]")
+
+
+def test_a_lone_surrogate_a_sender_wrote_is_logged_escaped_never_fails() -> None:
+    from medic.intake.reject_log import begin_delivery, note_body
+    from medic.logging import redact_event
+
+    event = redact_event(None, "warning", {"event": "webhook delivery rejected", "group_key": "g\ud800"})
+    assert event["group_key"] == "g\\ud800"
+    event["group_key"].encode("utf-8")  # printable: a stream would not raise on it
+    begin_delivery("127.0.0.1")
+    note_body({"receiver": "r\udfff", "groupKey": "{}:x"})
+    from medic.intake.reject_log import _delivery
+
+    fields = _delivery.get()
+    assert fields is not None and fields["receiver"] == "r\\udfff"

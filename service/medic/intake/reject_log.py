@@ -39,8 +39,8 @@ def note_body(raw: Any) -> None:
         return
     for key, name in (("receiver", "receiver"), ("groupKey", "group_key")):
         value = raw.get(key)
-        if isinstance(value, str):
-            fields[name] = value[:200]
+        if isinstance(value, str):  # a lone surrogate (valid JSON, not UTF-8) shown escaped
+            fields[name] = value[:200].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass
