@@ -92,7 +92,7 @@ async def test_report_and_page_from_a_real_alertmanager(tmp_path: Path, alertman
         assert "- **Runbook**: [https://runbooks.example/latency](https://runbooks.example/latency)" in md
         # coverage: one line per check Medic could not run (no Prometheus configured here)
         assert re.search(r"\*\*\d+ of \d+ checks gave no data\*\* `coverage.incomplete`", md)
-        assert "   - `prometheus.query` not\\_configured: " in md
+        assert "   - `prometheus.query` not_configured: " in md
 
         # links: the alert's own expression in Prometheus; the silence at the sending Alertmanager
         prom = re.search(r"\[Prometheus\]\(([^)\s]+)\)", md)
