@@ -252,6 +252,15 @@ def test_every_metric_the_docs_name_exists() -> None:
     assert not unknown, f"the docs name metrics Medic does not define: {unknown}"
 
 
+def test_every_bench_script_is_documented() -> None:
+    """docs/benchmarks.md says how to run each bench/ script and what it measures."""
+    page = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    scripts = sorted(p.name for p in (ROOT / "bench").glob("bench_*.py"))
+    assert scripts
+    missing = [name for name in scripts if f"`{name}`" not in page]
+    assert not missing, f"docs/benchmarks.md does not describe {missing}"
+
+
 def test_the_link_checker_sees_broken_links(tmp_path: Path) -> None:
     """The checker itself: a missing file and a missing heading are found, code is skipped."""
     (tmp_path / "a.md").write_text(
