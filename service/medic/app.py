@@ -41,7 +41,7 @@ from medic.web.access import ReadAccess
 from medic.web.approval_api import ApprovalApi
 from medic.web.pages import Pages
 from medic.worker import Worker
-from medic.worker_process import DiagnosisProcess, merged_metrics
+from medic.worker_process import DiagnosisProcess, inbox_socket, merged_metrics
 
 log = structlog.get_logger("medic.app")
 
@@ -83,7 +83,11 @@ class Runtime:
         config = load_config([settings.rules_dir], [settings.playbooks_dir], registry)
         check_routes({r.name: r.notify for r in config.rules}, settings.notifiers)
         ensure_data_dir(settings.data_dir)  # a path Medic cannot write is a config error, not a traceback
-        backend = await open_backend(settings, shared=role is not Role.ALL)
+        backend = await open_backend(
+            settings,
+            shared=role is not Role.ALL,
+            inbox_socket=inbox_socket(settings.data_dir) if role is Role.DIAGNOSIS else None,
+        )
         backends: Backends | None = None
         try:
             inbox, store, state = backend.inbox, backend.store, backend.state
@@ -167,8 +171,8 @@ class Runtime:
             dispatcher,
             approvals,
             role,
-            DiagnosisProcess(settings.data_dir, recover_dead=backend.recover)
-            if role is Role.INTAKE and isinstance(backend, EmbeddedBackend)
+            DiagnosisProcess(settings.data_dir, backend.local_inbox, recover_dead=backend.recover)
+            if role is Role.INTAKE and isinstance(backend, EmbeddedBackend) and backend.local_inbox
             else None,
         )
 

@@ -23,12 +23,14 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 import structlog
 from pymongo.errors import ConfigurationError as MongoConfigurationError
 
 from medic.errors import BackendUnavailable, ConfigError
+from medic.inbox_rpc import RemoteInbox
 from medic.notify.ledger import Marks, SqliteMarks
 from medic.retention import (
     INCIDENT_MARK_PREFIXES,
@@ -107,13 +109,15 @@ def owner_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-async def open_backend(settings: Settings, *, shared: bool = False) -> StateBackend:
+async def open_backend(
+    settings: Settings, *, shared: bool = False, inbox_socket: Path | None = None
+) -> StateBackend:
     """Medic's own state as configured. ``shared``: this process shares the embedded store with
     the other process of its replica (intake and diagnosis, see :mod:`medic.worker_process`)."""
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else ""
     mongo_url = settings.mongo_url.get_secret_value() if settings.mongo_url else ""
     if not redis_url and not mongo_url:
-        return await EmbeddedBackend.open(settings, shared=shared)
+        return await EmbeddedBackend.open(settings, shared=shared, inbox_socket=inbox_socket)
     if not (redis_url and mongo_url):
         given, missing = (
             ("MEDIC_REDIS_URL", "MEDIC_MONGO_URL") if redis_url else ("MEDIC_MONGO_URL", "MEDIC_REDIS_URL")
@@ -171,11 +175,25 @@ class EmbeddedBackend:
     poll_seconds = 1.0
 
     def __init__(
-        self, db: SqliteDB, inbox_db: SqliteDB, *, dedup_ttl: float, policy: RetentionPolicy
+        self,
+        db: SqliteDB,
+        inbox_db: SqliteDB | None,
+        *,
+        dedup_ttl: float,
+        policy: RetentionPolicy,
+        remote_inbox: RemoteInbox | None = None,
     ) -> None:
         self.db = db
-        self.inbox_db = inbox_db
-        self.inbox = SqliteInbox(inbox_db, dedup_ttl=dedup_ttl)
+        self.inbox_db = inbox_db  # None in the diagnosis process: the intake owns the inbox
+        self.local_inbox = SqliteInbox(inbox_db, dedup_ttl=dedup_ttl) if inbox_db is not None else None
+        self.remote_inbox = remote_inbox
+        self.inbox: Inbox
+        if self.local_inbox is not None:
+            self.inbox = self.local_inbox
+        elif remote_inbox is not None:
+            self.inbox = remote_inbox
+        else:
+            raise ValueError("an embedded backend needs its inbox: the file or the intake's socket")
         self.store = SqliteIncidentStore(db)
         self.state = SqliteRemediationState(db)
         self.locker: KeyLocker = LocalKeyLocker()
@@ -184,15 +202,24 @@ class EmbeddedBackend:
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
-    async def open(cls, settings: Settings, *, shared: bool = False) -> EmbeddedBackend:
-        db, inbox_db = SqliteDB(settings.db_path), SqliteDB(settings.inbox_path)
+    async def open(
+        cls, settings: Settings, *, shared: bool = False, inbox_socket: Path | None = None
+    ) -> EmbeddedBackend:
+        """``inbox_socket``: the diagnosis process reaches the inbox through the intake that owns
+        it (:mod:`medic.inbox_rpc`) and does not open ``inbox.sqlite3`` itself."""
+        db = SqliteDB(settings.db_path)
+        inbox_db = SqliteDB(settings.inbox_path) if inbox_socket is None else None
+        remote = RemoteInbox(inbox_socket) if inbox_socket is not None else None
         db.lock_exclusive()
         try:
             await db.open()
-            await inbox_db.open()
-            await db.move_tables_to(inbox_db, INBOX_TABLES)  # a file of an older version
+            if inbox_db is not None:
+                await inbox_db.open()
+                await db.move_tables_to(inbox_db, INBOX_TABLES)  # a file of an older version
             policy = RetentionPolicy.from_settings(settings)
-            backend = cls(db, inbox_db, dedup_ttl=settings.dedup_ttl_seconds, policy=policy)
+            backend = cls(
+                db, inbox_db, dedup_ttl=settings.dedup_ttl_seconds, policy=policy, remote_inbox=remote
+            )
             if shared:  # the processes of the replica serialise on the lock table, not in memory
                 backend.locker = RedisKeyLocker(
                     backend.state, f"{socket.gethostname()}-{os.getpid()}", ttl=SHARED_LOCK_TTL
@@ -200,15 +227,17 @@ class EmbeddedBackend:
             await backend.store.upgrade()
             await backend.recover()
         except BaseException:
-            await inbox_db.close()
+            if inbox_db is not None:
+                await inbox_db.close()
             await db.close()
             raise
         return backend
 
     async def recover(self) -> None:
         """What a process that died left held: its deliveries' leases (only the replica's one
-        claiming process holds any: they are all freed) and its incident locks."""
-        recovered = await self.inbox.recover()
+        claiming process holds any: they are all freed; the inbox's owner does it) and its
+        incident locks."""
+        recovered = await self.local_inbox.recover() if self.local_inbox is not None else 0
         if recovered:
             log.warning("re-queued deliveries left unfinished by a previous run", count=recovered)
         freed = await self.state.free_locks_of_dead_owners(socket.gethostname())
@@ -231,11 +260,14 @@ class EmbeddedBackend:
             )
         if cut.audit is not None:
             counts["audit"] = await self.store.purge_audit(cut.audit)
-        if cut.dead_letters is not None:
-            counts["dead_letters"] = await self.inbox.purge_dead_letters(cut.dead_letters)
-        counts["dedup_keys"] = await self.inbox.purge_expired(cut.now)
+        if self.local_inbox is not None and self.inbox_db is not None:
+            if cut.dead_letters is not None:
+                counts["dead_letters"] = await self.local_inbox.purge_dead_letters(cut.dead_letters)
+            counts["dedup_keys"] = await self.local_inbox.purge_expired(cut.now)
         counts["ledger"] = await self.state.purge(cut.ledger, cut.now)
-        counts["bytes_reclaimed"] = await self.db.reclaim() + await self.inbox_db.reclaim()
+        counts["bytes_reclaimed"] = await self.db.reclaim()
+        if self.inbox_db is not None:
+            counts["bytes_reclaimed"] += await self.inbox_db.reclaim()
         return counts
 
     async def readiness(self) -> tuple[str, dict[str, str]]:
@@ -246,13 +278,16 @@ class EmbeddedBackend:
                 checks[name] = "ok"
             except Exception as exc:
                 checks[name] = f"error: {exc}"
-        checks["writes"] = await write_check(self.inbox_db)  # what the intake needs to accept
+        checks["writes"] = await write_check(self.inbox_db or self.db)  # what intake needs to accept
         return ("ready" if all(v == "ok" for v in checks.values()) else "not ready"), checks
 
     async def close(self) -> None:
         await _stop_tasks(self._stop, self._tasks)
         self._tasks = []
-        await self.inbox_db.close()
+        if self.inbox_db is not None:
+            await self.inbox_db.close()
+        if self.remote_inbox is not None:
+            await self.remote_inbox.close()
         await self.db.close()
 
 

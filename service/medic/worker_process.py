@@ -2,10 +2,14 @@
 Alertmanager waits for.
 
 ``medic serve`` with the embedded backend runs as two processes (``MEDIC_DIAGNOSIS_PROCESS``,
-default on): the **intake** process serves HTTP (webhook, API, pages, approvals) and keeps the
-store tidy; the **diagnosis** process, its child, claims accepted deliveries from the same SQLite
-file and runs the pipeline (collectors, analysis, decisions, actions, notifications). Each has a
-core of its own, and neither's event loop waits for the other's work.
+default on): the **intake** process serves HTTP (webhook, API, pages, approvals), owns the inbox
+and keeps the store tidy; the **diagnosis** process, its child, claims accepted deliveries and
+runs the pipeline (collectors, analysis, decisions, actions, notifications). Each has a core of
+its own, and neither's event loop waits for the other's work.
+
+- **The inbox** (``inbox.sqlite3``) is written by the intake alone: the child claims,
+  acknowledges and hands back through the intake's Unix socket (:mod:`medic.inbox_rpc`), so an
+  acknowledgement never waits for a lock the child holds. The store (``medic.sqlite3``) is shared.
 
 - **Priority**: the child runs at a lower CPU priority (niceness +10): when the cores are busy,
   diagnosis waits, never the acknowledgement.
@@ -45,8 +49,10 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from medic.inbox_rpc import inbox_app
 from medic.metrics_merge import merge_expositions, parse_or_none
 from medic.sqlitedb import LOCK_HELD_BY_PARENT
+from medic.state.sqlite import SqliteInbox
 
 log = structlog.get_logger("medic.worker_process")
 
@@ -79,9 +85,16 @@ class DiagnosisProcess:
     """The intake's handle on its diagnosis process: start, watch, restart, wake, read metrics."""
 
     def __init__(
-        self, data_dir: Path, *, recover_dead: Callable[[], Awaitable[object]] | None = None
+        self,
+        data_dir: Path,
+        inbox: SqliteInbox,
+        *,
+        recover_dead: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.socket_path = data_dir / "diagnosis.sock"
+        self.inbox_socket = inbox_socket(data_dir)
+        self.inbox = inbox
+        self._inbox_runner: web.AppRunner | None = None
         self.recover_dead = recover_dead  # before a restart: what the dead child held is freed
         self.restarts = 0
         self._read_fd, write_fd = os.pipe()
@@ -95,6 +108,13 @@ class DiagnosisProcess:
         return self._proc is not None and self._proc.returncode is None
 
     async def start(self) -> None:
+        """Serve the inbox to the child (see :mod:`medic.inbox_rpc`), then start it."""
+        self._inbox_runner = web.AppRunner(inbox_app(self.inbox), access_log=None)
+        await self._inbox_runner.setup()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.inbox_socket)
+        await web.UnixSite(self._inbox_runner, str(self.inbox_socket)).start()
+        os.chmod(self.inbox_socket, 0o600)
         await self._spawn()
         self._watch = asyncio.create_task(self._supervise(), name="medic-diagnosis-supervisor")
 
@@ -155,9 +175,16 @@ class DiagnosisProcess:
         if self._watch is not None:
             self._watch.cancel()
             await asyncio.gather(self._watch, return_exceptions=True)
+        if self._inbox_runner is not None:
+            await self._inbox_runner.cleanup()
         for fd in (self._read_fd, self.waker.fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def inbox_socket(data_dir: Path) -> Path:
+    """Where the intake serves its inbox to the diagnosis process."""
+    return data_dir / "inbox.sock"
 
 
 async def merged_metrics(own: bytes, child: DiagnosisProcess | None) -> bytes:

@@ -43,6 +43,13 @@ def _owner_is_dead(owner: str, host: str) -> bool:
     return False
 
 
+# A new episode key, or one whose expiry passed, is (re)set and returned; a live one is not.
+_CLAIM_EPISODE = (
+    "INSERT INTO dedup(key, expires_at) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+    "expires_at = excluded.expires_at WHERE dedup.expires_at <= ? RETURNING key"
+)
+
+
 def _row_id(item_id: str) -> int | None:
     """An inbox row id from an id given by a user (API, CLI): None if it cannot be one."""
     return int(item_id) if item_id.isascii() and item_id.isdigit() and len(item_id) < 19 else None
@@ -76,11 +83,9 @@ class SqliteInbox:
         def tx(conn: sqlite3.Connection) -> AcceptResult:
             new: list[str] = []
             for key in dict.fromkeys(episodes):
-                row = conn.execute("SELECT expires_at FROM dedup WHERE key = ?", (key,)).fetchone()
-                if row is not None and row[0] > now:
-                    continue
-                conn.execute("INSERT OR REPLACE INTO dedup(key, expires_at) VALUES (?, ?)", (key, expires))
-                new.append(key)
+                # one statement: a new key, or one whose expiry passed, is (re)set and returned
+                if conn.execute(_CLAIM_EPISODE, (key, expires, now)).fetchone() is not None:
+                    new.append(key)
             if not new:
                 return AcceptResult(item_id=None, new_episodes=[], duplicates=len(episodes))
             cur = conn.execute(
@@ -94,10 +99,24 @@ class SqliteInbox:
         return await self.db.write(tx)
 
     async def claim(self, consumer: str, limit: int) -> list[InboxItem]:
+        return [
+            InboxItem(
+                id=str(r[0]),
+                payload=json.loads(r[1]),
+                new_episodes=json.loads(r[2]),
+                received_at=datetime.fromisoformat(r[3]),
+                attempts=r[4],
+            )
+            for r in await self.claim_rows(consumer, limit)
+        ]
+
+    async def claim_rows(self, consumer: str, limit: int) -> list[tuple[int, str, str, str, int]]:
+        """:meth:`claim` as stored: (id, payload JSON, episodes JSON, received_at, attempts),
+        in order; what the intake hands the diagnosis process without parsing it."""
         now = time.time()
         lease_until = now + self.lease_seconds
 
-        def tx(conn: sqlite3.Connection) -> list[InboxItem]:
+        def tx(conn: sqlite3.Connection) -> list[tuple[int, str, str, str, int]]:
             rows = conn.execute(
                 "UPDATE inbox SET claimed_by = ?, lease_until = ?, attempts = attempts + 1 "
                 "WHERE id IN (SELECT id FROM inbox WHERE dead = 0 AND "
@@ -105,17 +124,7 @@ class SqliteInbox:
                 "RETURNING id, payload, new_episodes, received_at, attempts",
                 (consumer, lease_until, now, limit),
             ).fetchall()
-            rows.sort(key=lambda r: r[0])
-            return [
-                InboxItem(
-                    id=str(r[0]),
-                    payload=json.loads(r[1]),
-                    new_episodes=json.loads(r[2]),
-                    received_at=datetime.fromisoformat(r[3]),
-                    attempts=r[4],
-                )
-                for r in rows
-            ]
+            return sorted(rows, key=lambda r: int(r[0]))
 
         return await self.db.write(tx)
 
