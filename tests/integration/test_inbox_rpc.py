@@ -1,0 +1,50 @@
+"""The diagnosis process's inbox (medic.inbox_rpc): the intake's SQLite inbox served on a Unix
+socket. The worker's calls do what they do on the inbox itself; an intake that is gone is an
+unavailable backend (the worker waits), never lost work."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from medic.errors import BackendUnavailable, StoreError
+from medic.inbox_rpc import RemoteInbox, inbox_app
+from medic.sqlitedb import SqliteDB
+from medic.state.sqlite import SqliteInbox
+
+
+async def test_claim_ack_release_through_the_socket(tmp_path: Path) -> None:
+    db = SqliteDB(tmp_path / "inbox.sqlite3")
+    await db.open()
+    inbox = SqliteInbox(db, dedup_ttl=3600)
+    runner = web.AppRunner(inbox_app(inbox))
+    await runner.setup()
+    sock = tmp_path / "inbox.sock"
+    await web.UnixSite(runner, str(sock)).start()
+    remote = RemoteInbox(sock)
+    try:
+        payload = {"alerts": [{"labels": {"alertname": "A", "note": 'é \\ " ünïcode'}}], "n": 1}
+        first = await inbox.accept(payload, ["e1", "e2"], datetime.now(UTC))
+        await inbox.accept({"n": 2}, ["e3"], datetime.now(UTC))
+        items = await remote.claim("child-0", 10)
+        assert [i.id for i in items] == [first.item_id, str(int(first.item_id or 0) + 1)]
+        assert items[0].payload == payload and items[0].new_episodes == ["e1", "e2"]
+        assert items[0].attempts == 1 and items[0].received_at.tzinfo is not None
+        assert await remote.claim("child-0", 10) == []  # leased
+        await remote.ack_many([items[1].id])
+        await remote.release(items[0].id, "boom", episodes=["e2"], dead=True)
+        assert await remote.depth() == 0 and await remote.dead_letters() == 1
+        letters, _ = await inbox.list_dead_letters()
+        assert letters[0].episodes == ["e2"]
+        assert (await inbox.accept({"n": 3}, ["e2"], datetime.now(UTC))).new_episodes == ["e2"]  # released
+        with pytest.raises(StoreError):
+            await remote.accept({}, ["x"], datetime.now(UTC))  # the intake accepts, not the child
+    finally:
+        await runner.cleanup()
+    with pytest.raises(BackendUnavailable):  # the intake is gone
+        await remote.claim("child-0", 10)
+    await remote.close()
+    await db.close()
