@@ -6,7 +6,7 @@ VENV   ?= .venv
 PIP     = $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench venv servers constraints floors clean
+.PHONY: run test lint imports bench venv servers constraints floors clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +22,16 @@ run: venv
 servers:
 	bash tests/install-servers.sh
 
-test: servers venv
+test: servers venv imports
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-lint: venv
+lint: venv imports
 	$(VENV)/bin/ruff check service tests bench
 	$(VENV)/bin/mypy
+
+# the layer contracts of pyproject.toml [tool.importlinter] (DESIGN §5): before the tests, in CI too
+imports: venv
+	$(VENV)/bin/lint-imports
 
 bench: venv
 	$(VENV)/bin/python bench/bench_intake.py

@@ -24,5 +24,5 @@ code = find_namespace_packages("service", include=["medic", "medic.*"], exclude=
 setup(
     packages=[*code, *data],
     package_dir={"": "service", **DEFAULTS},
-    package_data={"medic": ["py.typed"], "medic.web.templates": ["*.html"], **{name: ["*"] for name in data}},
+    package_data={"medic": ["py.typed"], "medic.app.http.web.templates": ["*.html"], **{name: ["*"] for name in data}},
 )

@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.medic_app import RunningMedic, medic_settings, running_medic
 from tests.payloads import alert, payload
 
-from medic.backend_select import EmbeddedBackend
-from medic.incident import utcnow
-from medic.logging import configure_logging
-from medic.sqlitedb import SqliteDB
+from medic.app.backend_select import EmbeddedBackend
+from medic.app.logging import configure_logging
+from medic.clients.sqlite import SqliteDB
+from medic.domain.incident import utcnow
 
 MODES = ("none", "purge-reuse", "purge", "purge-vacuum")
 MIB = 1024 * 1024

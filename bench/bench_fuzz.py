@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from tests.fuzz_http import Case, cases, check, healthy, medic_thread, prepare, send, visible_fuzz_ids
 
-from medic.logging import configure_logging
+from medic.app.logging import configure_logging
 
 
 def main() -> int:

@@ -34,12 +34,14 @@ from tests.servers.playcode_series import Timeline, http_requests, latency_histo
 from tests.servers.prometheus import PrometheusServer  # noqa: E402
 from tests.servers.redis_server import RedisServer  # noqa: E402
 
-from medic.backends import Backends  # noqa: E402
-from medic.config import CompiledPlaybook, load_config  # noqa: E402
-from medic.incident import Target  # noqa: E402
-from medic.playbooks.registry import StepContext, default_registry  # noqa: E402
+from medic.app.backends import Backends  # noqa: E402
+from medic.app.catalogue import default_registry  # noqa: E402
+from medic.app.config import load_config  # noqa: E402
+from medic.app.settings import Settings  # noqa: E402
+from medic.domain.incident import Target  # noqa: E402
+from medic.playbooks.compiled import CompiledPlaybook  # noqa: E402
+from medic.playbooks.contract import StepContext  # noqa: E402
 from medic.playbooks.runner import PlannedStep, run_steps  # noqa: E402
-from medic.settings import Settings  # noqa: E402
 
 APP = Target(kind="deployment", namespace="playcode", name="playcode-app")
 

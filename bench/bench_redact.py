@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.payloads import alert
 from tests.secrets_corpus import ADVERSARIAL, HARMLESS, PLANTED
 
-from medic.redact import redact
+from medic.domain.redact import redact
 
 ALERT = alert(
     "KubePodCrashLooping",

@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.unit.test_markdown_escape import INJECTIONS, LINKS, T0, hostile, incident, plain
 
-from medic.bundle import IncidentView
+from medic.incidents.report.markdown import render_markdown
+from medic.incidents.report.oncall import oncall
+from medic.incidents.views import IncidentView
 from medic.notify.events import Event, EventKind, Links
 from medic.notify.slack import first_message
-from medic.report.markdown import render_markdown
-from medic.report.oncall import oncall
 
 
 def view_with(alerts: int, text: Callable[[str], str]) -> IncidentView:

@@ -19,10 +19,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from medic.backends import Backends
-from medic.playbooks.registry import CollectorDef, NoParams, StepContext
+from medic.app.backends import Backends
+from medic.app.settings import Settings
+from medic.playbooks.contract import CollectorDef, NoParams, StepContext
 from medic.playbooks.runner import PlannedStep, run_steps
-from medic.settings import Settings
 
 SLOWEST = 0.200
 

@@ -32,7 +32,7 @@ from tests.fuzz_http import READ, WEBHOOK, medic_thread
 from tests.payloads import alert, payload
 from tests.rawhttp import parse_response, raw_request, trickle_bytes
 
-from medic.logging import configure_logging
+from medic.app.logging import configure_logging
 
 BODY = json.dumps(payload([alert("PlayCodeHighLatency", namespace="playcode", deployment="slow")])).encode()
 FORM = b"approval=x&by=alice&reason=" + b"r" * 200

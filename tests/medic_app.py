@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from medic.app import Runtime, build_app
-from medic.settings import Settings, load_settings
+from medic.app.runtime import Runtime, build_app
+from medic.app.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 

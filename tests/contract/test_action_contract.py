@@ -1,4 +1,4 @@
-"""The one contract every shipped action passes (``medic.remediation.base.Action`` as the
+"""The one contract every shipped action passes (``medic.playbooks.action.Action`` as the
 catalogue registers it), against the fake kube-apiserver through Medic's real KubeClient:
 
 * ``plan`` reads only (no write request reaches the API server);
@@ -25,20 +25,21 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from medic.analysis.decide import Decision
-from medic.config import CompiledAction
-from medic.incident import ActionStatus, Incident, Target, new_incident_id
-from medic.kube.client import KubeClient
+from medic.app.catalogue import default_registry
+from medic.app.settings import Settings
+from medic.clients.kube.client import KubeClient
+from medic.clients.sqlite import SqliteDB
+from medic.coordination.sqlite import SqliteRemediationState
+from medic.decision.decide import Decision
+from medic.domain.actions import ActionMark
+from medic.domain.incident import ActionStatus, Incident, Target, new_incident_id
+from medic.incidents.sqlite import SqliteIncidentStore
+from medic.playbooks.action import ActionContext, ActionPlan
+from medic.playbooks.compiled import CompiledAction
+from medic.playbooks.contract import ActionDef
 from medic.playbooks.model import ActionSpec, VerifySpec
-from medic.playbooks.registry import ActionDef, default_registry
-from medic.remediation.base import ActionContext, ActionPlan
 from medic.remediation.executor import GuardedRemediator
 from medic.rules.model import Budget, Remediation, Rule
-from medic.settings import Settings
-from medic.sqlitedb import SqliteDB
-from medic.state.base import ActionMark
-from medic.state.sqlite import SqliteRemediationState
-from medic.store.sqlite import SqliteIncidentStore
 from tests.fakes.kube_apiserver import FakeKubeApiserver, RecordedRequest
 from tests.integration.kube_support import FAST
 
@@ -333,7 +334,7 @@ async def test_the_rbac_it_declares_is_what_it_uses(
 
 
 async def test_without_kubernetes_every_step_says_not_configured(run: Run) -> None:
-    from medic.errors import NotConfigured
+    from medic.domain.errors import NotConfigured
 
     ctx = ActionContext(
         kube=None, target=run.target, incident=run.ctx.incident, rule=run.ctx.rule, now=run.ctx.now

@@ -26,18 +26,19 @@ import pytest
 from kubernetes_asyncio.client import Configuration
 from pydantic import BaseModel
 
-from medic.backends import Backends
-from medic.collectors.loki import LokiBackend
-from medic.collectors.mongo import MongoBackend
-from medic.collectors.prometheus import PrometheusBackend
-from medic.collectors.redis_target import RedisBackend
-from medic.evidence import Evidence, StepStatus
-from medic.incident import IncidentAlert, Target
-from medic.kube.client import KubeClient
-from medic.playbooks.registry import CollectorDef, StepContext, default_registry
+from medic.app.backends import Backends
+from medic.app.catalogue import default_registry
+from medic.app.settings import Settings
+from medic.clients.kube.client import KubeClient
+from medic.clients.loki import LokiBackend
+from medic.clients.mongo import MongoBackend
+from medic.clients.prometheus import PrometheusBackend
+from medic.clients.redis import RedisBackend
+from medic.domain.evidence import Evidence, StepStatus
+from medic.domain.incident import IncidentAlert, Target
+from medic.domain.redact import REDACTED
+from medic.playbooks.contract import CollectorDef, StepContext
 from medic.playbooks.runner import PlannedStep, run_step
-from medic.redact import REDACTED
-from medic.settings import Settings
 from tests.fakes.kube_apiserver import FakeKubeApiserver
 from tests.fakes.loki import FakeLoki
 from tests.fakes.mongo_server import FakeMongoServer

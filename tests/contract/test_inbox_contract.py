@@ -1,4 +1,4 @@
-"""The one contract every inbox backend passes (``medic.state.base.Inbox``), run against the
+"""The one contract every inbox backend passes (``medic.inbox.base.Inbox``), run against the
 embedded SQLite inbox, the Redis inbox (a real Redis) and the fail-safe inbox both while its Redis
 answers and while it does not (then everything goes through the local spool): accept and
 dedup, claim and lease, re-claim after the lease, ack, release with a retry delay,
@@ -20,16 +20,17 @@ from pathlib import Path
 
 import pytest
 
-import medic.state.sqlite as sqlite_state
-from medic.errors import BackendUnavailable
-from medic.sqlitedb import SqliteDB
-from medic.state.availability import Availability
-from medic.state.base import Inbox, InboxItem
-from medic.state.failsafe import FailSafeInbox
-from medic.state.redis import MAX_DELIVERIES, RedisInbox, connect
-from medic.state.redis_keys import RedisKeys
-from medic.state.spool import LocalSpool
-from medic.state.sqlite import MAX_ATTEMPTS, SqliteInbox
+import medic.inbox.sqlite as sqlite_state
+from medic.clients.availability import Availability
+from medic.clients.redis import connect
+from medic.clients.sqlite import SqliteDB
+from medic.coordination.redis_keys import RedisKeys
+from medic.domain.errors import BackendUnavailable
+from medic.inbox.base import Inbox, InboxItem
+from medic.inbox.failsafe import FailSafeInbox
+from medic.inbox.redis import MAX_DELIVERIES, RedisInbox
+from medic.inbox.spool import LocalSpool
+from medic.inbox.sqlite import MAX_ATTEMPTS, SqliteInbox
 from tests.servers.fixtures import RedisServerFactory
 from tests.servers.process import free_port
 

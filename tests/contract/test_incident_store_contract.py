@@ -1,4 +1,4 @@
-"""The one contract every incident store passes (``medic.store.base.IncidentStore``), run against
+"""The one contract every incident store passes (``medic.incidents.base.IncidentStore``), run against
 the embedded SQLite store, the MongoDB store (the OP_MSG fake) and the fail-safe store (MongoDB
 with the local spool; MongoDB answering): one open incident per key, find_open, save (an upsert,
 redacted), merge_alerts (idempotent, counts), alert pages, query filters and pages, the audit
@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from medic.errors import StoreError
-from medic.incident import Finding, Incident, IncidentAlert, Target, new_incident_id
-from medic.sqlitedb import SqliteDB
-from medic.state.spool import LocalSpool
-from medic.store.base import IncidentQuery, IncidentStore
-from medic.store.failsafe import FailSafeIncidentStore
-from medic.store.mongo import MongoIncidentStore, connect
-from medic.store.sqlite import SqliteIncidentStore
+from medic.clients.sqlite import SqliteDB
+from medic.domain.errors import StoreError
+from medic.domain.incident import Finding, Incident, IncidentAlert, Target, new_incident_id
+from medic.inbox.spool import LocalSpool
+from medic.incidents.base import IncidentQuery, IncidentStore
+from medic.incidents.failsafe import FailSafeIncidentStore
+from medic.incidents.mongo import MongoIncidentStore, connect
+from medic.incidents.sqlite import SqliteIncidentStore
 from tests.fakes.mongo_server import FakeMongoServer
 
 pytestmark = pytest.mark.integration

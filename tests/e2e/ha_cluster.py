@@ -18,8 +18,8 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
-from medic.state.redis import connect
-from medic.state.redis_keys import GROUP, RedisKeys
+from medic.clients.redis import connect
+from medic.coordination.redis_keys import GROUP, RedisKeys
 from tests.e2e.medic_process import MedicProcess
 from tests.fakes.kube_apiserver import FakeKubeApiserver
 from tests.fakes.mongo_server import FakeMongoServer

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from medic.evidence import Evidence, StepStatus
-from medic.incident import (
+from medic.domain.evidence import Evidence, StepStatus
+from medic.domain.incident import (
     ActionRecord,
     ActionStatus,
     Finding,
@@ -21,7 +21,7 @@ from medic.incident import (
     Phase,
     Target,
 )
-from medic.store.base import IncidentStore
+from medic.incidents.base import IncidentStore
 
 PLANTED = (
     "s3cr3t-planted",

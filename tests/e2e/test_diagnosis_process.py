@@ -32,7 +32,7 @@ def diagnosis_pid(medic: MedicProcess) -> int:
     assert medic.proc.pid is not None
     for pid in children(medic.proc.pid):
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            if b"medic.worker_process" in fh.read():
+            if b"medic.app.diagnosis_child" in fh.read():
                 return pid
     raise AssertionError("medic serve has no diagnosis process")
 

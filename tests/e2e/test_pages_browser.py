@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Dialog, Page, expect
 
-from medic.incident import ActionStatus
+from medic.domain.incident import ActionStatus
 from tests.e2e.pages_browser import artifact, chromium
 from tests.e2e.pages_incidents import IMG_ANNOTATION, LOG_SCRIPT, PLANTED, SCRIPT_LABEL, store_hostile
 from tests.e2e.pages_world import READ_TOKEN, approval_world, proposal

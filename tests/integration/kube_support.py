@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from medic.backends import Backends
-from medic.config import CompiledPlaybook, load_config
-from medic.evidence import Evidence
-from medic.incident import Target
-from medic.kube.client import KubeClient, RetryPolicy
-from medic.playbooks.registry import StepContext, default_registry
+from medic.app.backends import Backends
+from medic.app.catalogue import default_registry
+from medic.app.config import load_config
+from medic.clients.kube.client import KubeClient, RetryPolicy
+from medic.domain.evidence import Evidence
+from medic.domain.incident import Target
+from medic.playbooks.compiled import CompiledPlaybook
+from medic.playbooks.contract import StepContext
 from medic.playbooks.runner import PlannedStep, run_steps
 from tests.fakes.kube_apiserver import FakeKubeApiserver
 

@@ -15,11 +15,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from medic.approvals import Claims, sign_token
-from medic.incident import utcnow
-from medic.sqlitedb import SqliteDB
-from medic.state.base import ActionMark
-from medic.state.sqlite import SqliteRemediationState
+from medic.app.approvals import Claims, sign_token
+from medic.clients.sqlite import SqliteDB
+from medic.coordination.sqlite import SqliteRemediationState
+from medic.domain.actions import ActionMark
+from medic.domain.incident import utcnow
 from tests.e2e.pages_receivers import receiver
 from tests.e2e.pages_world import ADMIN_TOKEN, READ_TOKEN, approval_world, proposal
 from tests.integration.crashloop_world import APP, BAD, GOOD, NS, World
@@ -54,7 +54,7 @@ async def cli(*args: str, **env: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "medic.cli",
+        "medic.app.cli.main",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from medic.incident import utcnow
-from medic.state.base import ActionLimit, ActionMark, RemediationState
+from medic.coordination.base import RemediationState
+from medic.domain.actions import ActionLimit, ActionMark
+from medic.domain.incident import utcnow
 from tests.integration.crashloop_world import crashloop_world
 
 pytestmark = pytest.mark.integration

@@ -25,8 +25,8 @@ import pytest
 import yaml
 
 from medic import __version__
-from medic.cli import build_parser, main
-from medic.cli_output import Progress
+from medic.app.cli.main import build_parser, main
+from medic.app.cli.output import Progress
 from tests.integration.crashloop_world import crashloop_world
 from tests.medic_app import medic_settings, running_medic
 from tests.payloads import alert, payload
@@ -129,7 +129,7 @@ async def test_incidents_list_and_show(
 
 
 # --------------------------------------------------------------------------- conventions
-MEDIC = [sys.executable, "-m", "medic.cli"]
+MEDIC = [sys.executable, "-m", "medic"]
 
 
 def medic_env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -20,9 +20,9 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from medic.errors import BackendUnavailable, StoreError
-from medic.http_errors import bounded_int, edge_middleware, json_depth
-from medic.web.access import ReadAccess
+from medic.app.http.web.access import ReadAccess
+from medic.domain.errors import BackendUnavailable, StoreError
+from medic.intake.http_errors import bounded_int, edge_middleware, json_depth
 from tests.medic_app import RunningMedic, medic_settings, running_medic
 from tests.payloads import alert, payload
 from tests.rawhttp import RawResponse, raw_request

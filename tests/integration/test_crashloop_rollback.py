@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from medic.incident import utcnow
-from medic.state.base import ActionMark
+from medic.domain.actions import ActionMark
+from medic.domain.incident import utcnow
 from tests.fakes.kube_apiserver import FakeKubeApiserver
 from tests.integration.crashloop_world import APP, BAD, GOOD, NS, TOKEN, crashloop_world
 

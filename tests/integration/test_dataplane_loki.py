@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 
 from medic.analysis.websocket import websocket
-from medic.backends import Backends
+from medic.app.backends import Backends
+from medic.app.catalogue import default_registry
+from medic.app.settings import Settings
 from medic.collectors.loki import mask_variables
-from medic.evidence import Evidence, StepStatus
-from medic.incident import Target
-from medic.playbooks.registry import AnalysisInput, StepContext, default_registry
+from medic.domain.evidence import Evidence, StepStatus
+from medic.domain.incident import Target
+from medic.playbooks.contract import AnalysisInput, StepContext
 from medic.playbooks.runner import PlannedStep, run_step
-from medic.settings import Settings
 from tests.fakes.loki import FakeLoki, now_ns
 from tests.fakes.mongo_server import dead_port
 

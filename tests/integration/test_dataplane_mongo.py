@@ -13,14 +13,15 @@ import pytest
 
 from medic.analysis.latency import latency
 from medic.analysis.mongodb import mongodb
-from medic.backends import Backends
-from medic.collectors.mongo import MongoBackend
-from medic.errors import ConfigError
-from medic.evidence import Evidence, StepStatus
-from medic.incident import Target
-from medic.playbooks.registry import AnalysisInput, StepContext, default_registry
+from medic.app.backends import Backends
+from medic.app.catalogue import default_registry
+from medic.app.settings import Settings
+from medic.clients.mongo import MongoBackend
+from medic.domain.errors import ConfigError
+from medic.domain.evidence import Evidence, StepStatus
+from medic.domain.incident import Target
+from medic.playbooks.contract import AnalysisInput, StepContext
 from medic.playbooks.runner import PlannedStep, run_step, run_steps
-from medic.settings import Settings
 from tests.fakes.mongo_server import (
     FakeMongoServer,
     current_op_fixture,

@@ -11,13 +11,15 @@ from typing import Any
 
 import pytest
 
-from medic.backends import Backends
-from medic.config import CompiledPlaybook, load_config
-from medic.evidence import Evidence, StepStatus
-from medic.incident import Finding, Target
-from medic.playbooks.registry import AnalysisInput, StepContext, default_registry
+from medic.app.backends import Backends
+from medic.app.catalogue import default_registry
+from medic.app.config import load_config
+from medic.app.settings import Settings
+from medic.domain.evidence import Evidence, StepStatus
+from medic.domain.incident import Finding, Target
+from medic.playbooks.compiled import CompiledPlaybook
+from medic.playbooks.contract import AnalysisInput, StepContext
 from medic.playbooks.runner import PlannedStep, run_steps
-from medic.settings import Settings
 from tests.servers.fixtures import PrometheusFactory
 from tests.servers.openmetrics import Series
 from tests.servers.playcode_series import (

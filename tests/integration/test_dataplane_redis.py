@@ -18,12 +18,13 @@ from redis.exceptions import OutOfMemoryError, ResponseError
 
 from medic.analysis.latency import latency
 from medic.analysis.redis_health import redis_health
-from medic.backends import Backends
-from medic.evidence import Evidence, StepStatus
-from medic.incident import Finding, Target
-from medic.playbooks.registry import AnalysisInput, StepContext, default_registry
+from medic.app.backends import Backends
+from medic.app.catalogue import default_registry
+from medic.app.settings import Settings
+from medic.domain.evidence import Evidence, StepStatus
+from medic.domain.incident import Finding, Target
+from medic.playbooks.contract import AnalysisInput, StepContext
 from medic.playbooks.runner import PlannedStep, run_step, run_steps
-from medic.settings import Settings
 from tests.servers.fixtures import RedisServerFactory
 from tests.servers.redis_server import RedisServer
 

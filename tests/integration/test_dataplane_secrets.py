@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from medic.backends import Backends
+from medic.app.backends import Backends
+from medic.app.catalogue import default_registry
+from medic.app.config import Config, load_config
+from medic.app.settings import Settings
 from medic.collectors.loki import mask_variables
-from medic.config import Config, load_config
-from medic.evidence import Evidence, StepStatus
-from medic.incident import Finding, Target
-from medic.playbooks.registry import AnalysisInput, StepContext, default_registry
+from medic.domain.evidence import Evidence, StepStatus
+from medic.domain.incident import Finding, Target
+from medic.playbooks.contract import AnalysisInput, StepContext
 from medic.playbooks.runner import PlannedStep, run_steps
-from medic.settings import Settings
 from tests.fakes.loki import FakeLoki, now_ns
 from tests.fakes.mongo_server import (
     FakeMongoServer,

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from medic.backends import Backends
-from medic.evidence import StepStatus
-from medic.incident import Target
-from medic.kube.client import KubeClient, RetryPolicy
-from medic.playbooks.registry import AnalysisInput
-from medic.settings import Settings
+from medic.app.backends import Backends
+from medic.app.settings import Settings
+from medic.clients.kube.client import KubeClient, RetryPolicy
+from medic.domain.evidence import StepStatus
+from medic.domain.incident import Target
+from medic.playbooks.contract import AnalysisInput
 from tests.fakes.kube_apiserver import FakeKubeApiserver
 from tests.fakes.loki import FakeLoki, now_ns
 from tests.integration.kube_support import run_shipped_playbook

@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from medic.app.worker import is_data_error, split_by_alert
+from medic.inbox.base import InboxItem
 from medic.intake.model import WebhookPayload
-from medic.state.base import InboxItem
-from medic.worker import is_data_error, split_by_alert
 from tests.fakes.mongo_server import FakeMongoServer
 from tests.medic_app import RunningMedic, medic_settings, running_medic
 from tests.payloads import alert, payload
@@ -208,7 +208,7 @@ async def test_cli_lists_retries_and_drops_dead_letters_of_the_local_store(tmp_p
 
     def medic_cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "medic.cli", "dead-letters", *args],
+            [sys.executable, "-m", "medic", "dead-letters", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -250,7 +250,7 @@ def test_split_by_alert_keeps_only_the_new_episodes_in_delivery_order() -> None:
 
 
 def test_data_errors_are_permanent_backend_errors_are_not() -> None:
-    from medic.errors import BackendUnavailable, StoreError
+    from medic.domain.errors import BackendUnavailable, StoreError
 
     assert is_data_error(UnicodeEncodeError("utf-8", LONE, 0, 1, "surrogates not allowed"))
     assert is_data_error(KeyError("labels"))

@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 import yaml
 
-from medic.config import load_config
+from medic.app.catalogue import default_registry
+from medic.app.config import load_config
 from medic.intake.model import WebhookPayload
-from medic.playbooks.registry import default_registry
 from medic.rules.routing import matching_rules
 
 pytestmark = pytest.mark.integration
@@ -51,7 +51,7 @@ def _medic(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         "MEDIC_LOG_LEVEL": "warning",
     }
     return subprocess.run(
-        [sys.executable, "-m", "medic.cli", *args],
+        [sys.executable, "-m", "medic", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

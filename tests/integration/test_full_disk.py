@@ -14,11 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from medic.backend_select import ProductionBackend, open_backend
-from medic.errors import BackendUnavailable
-from medic.sqlitedb import SqliteDB
-from medic.store.base import IncidentQuery
-from medic.worker import Worker
+from medic.app.backend_select import ProductionBackend, open_backend
+from medic.app.worker import Worker
+from medic.clients.sqlite import SqliteDB
+from medic.domain.errors import BackendUnavailable
+from medic.incidents.base import IncidentQuery
 from tests.fakes.mongo_server import FakeMongoServer
 from tests.medic_app import RunningMedic, medic_settings, running_medic
 from tests.payloads import alert, payload

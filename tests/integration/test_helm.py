@@ -37,9 +37,9 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from medic.cli import main as medic_main
-from medic.metrics import Metrics
-from medic.settings import Settings, load_settings
+from medic.app.cli.main import main as medic_main
+from medic.app.settings import Settings, load_settings
+from medic.telemetry.metrics import Metrics
 from tests.integration.helm_chart import (
     CHART_DIR,
     CLUSTER_SCOPED,

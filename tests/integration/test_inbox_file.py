@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from medic.backend_select import EmbeddedBackend
-from medic.sqlitedb import SqliteDB
-from medic.state.sqlite import SqliteInbox
+from medic.app.backend_select import EmbeddedBackend
+from medic.clients.sqlite import SqliteDB
+from medic.inbox.sqlite import SqliteInbox
 from tests.medic_app import medic_settings
 
 

@@ -1,4 +1,4 @@
-"""The diagnosis process's inbox (medic.inbox_rpc): the intake's SQLite inbox served on a Unix
+"""The diagnosis process's inbox (medic.inbox.rpc): the intake's SQLite inbox served on a Unix
 socket. The worker's calls do what they do on the inbox itself; an intake that is gone is an
 unavailable backend (the worker waits), never lost work."""
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from medic.errors import BackendUnavailable, StoreError
-from medic.inbox_rpc import RemoteInbox, inbox_app
-from medic.sqlitedb import SqliteDB
-from medic.state.sqlite import SqliteInbox
+from medic.clients.sqlite import SqliteDB
+from medic.domain.errors import BackendUnavailable, StoreError
+from medic.inbox.rpc import RemoteInbox, inbox_app
+from medic.inbox.sqlite import SqliteInbox
 
 
 async def test_claim_ack_release_through_the_socket(tmp_path: Path) -> None:

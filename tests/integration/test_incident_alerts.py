@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from medic.incident import AlertMerge, Incident, IncidentAlert, new_incident_id
-from medic.sqlitedb import SqliteDB
-from medic.store.base import IncidentStore
-from medic.store.mongo import MongoIncidentStore, connect
-from medic.store.sqlite import SqliteIncidentStore
+from medic.clients.sqlite import SqliteDB
+from medic.domain.incident import AlertMerge, Incident, IncidentAlert, new_incident_id
+from medic.incidents.base import IncidentStore
+from medic.incidents.mongo import MongoIncidentStore, connect
+from medic.incidents.sqlite import SqliteIncidentStore
 from tests.fakes.mongo_server import FakeMongoServer
 
 pytestmark = pytest.mark.integration

@@ -270,8 +270,8 @@ async def test_health_ready_metrics_and_api_errors(medic: RunningMedic) -> None:
 
 
 async def test_a_second_process_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
-    from medic.app import Runtime
-    from medic.errors import ConfigError
+    from medic.app.runtime import Runtime
+    from medic.domain.errors import ConfigError
 
     settings = medic_settings(tmp_path)
     async with running_medic(settings):

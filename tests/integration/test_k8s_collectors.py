@@ -14,16 +14,17 @@ from typing import Any
 
 import pytest
 
-from medic.backends import Backends
-from medic.collectors.k8s_common import cpu_millicores, memory_bytes
-from medic.collectors.k8s_pods import PodDescribeParams, pod_describe
-from medic.evidence import Evidence, StepStatus
-from medic.incident import IncidentAlert, Target
-from medic.kube.client import KubeClient
-from medic.playbooks.registry import CollectorDef, Registry, StepContext, default_registry
+from medic.app.backends import Backends
+from medic.app.catalogue import default_registry
+from medic.app.settings import Settings
+from medic.clients.kube.client import KubeClient
+from medic.collectors.k8s.common import cpu_millicores, memory_bytes
+from medic.collectors.k8s.pods import PodDescribeParams, pod_describe
+from medic.domain.evidence import Evidence, StepStatus
+from medic.domain.incident import IncidentAlert, Target
+from medic.domain.redact import REDACTED
+from medic.playbooks.contract import CollectorDef, Registry, StepContext
 from medic.playbooks.runner import PlannedStep, run_step, run_steps
-from medic.redact import REDACTED
-from medic.settings import Settings
 from tests.fakes.kube_apiserver import FakeKubeApiserver, RecordedRequest
 from tests.integration.kube_support import FAST
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio.client import Configuration
 
-from medic.app import Runtime
-from medic.backends import Backends
-from medic.incident import Target
-from medic.kube.client import KubeClient
-from medic.kube.resolver import KubeTargetResolver
+from medic.app.backends import Backends
+from medic.app.runtime import Runtime
+from medic.app.settings import Settings
+from medic.clients.kube.client import KubeClient
+from medic.collectors.k8s.resolver import KubeTargetResolver
+from medic.domain.incident import Target
 from medic.rules.targets import LabelTargetResolver
-from medic.settings import Settings
 from tests.fakes.kube_apiserver import FakeKubeApiserver
 from tests.integration.kube_support import FAST
 from tests.medic_app import medic_settings

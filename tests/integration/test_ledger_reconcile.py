@@ -9,9 +9,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from medic.incident import ActionStatus, utcnow
-from medic.state.base import ActionMark
-from medic.store.base import IncidentQuery
+from medic.domain.actions import ActionMark
+from medic.domain.incident import ActionStatus, utcnow
+from medic.incidents.base import IncidentQuery
 from tests.fakes.mongo_server import FakeMongoServer
 from tests.medic_app import RunningMedic, medic_settings, running_medic
 from tests.payloads import alert, payload

@@ -16,7 +16,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from medic import __version__
-from medic.metrics import backends_up
+from medic.telemetry.metrics import backends_up
 from tests.fakes.mongo_server import FakeMongoServer
 from tests.medic_app import medic_settings, running_medic
 from tests.payloads import alert, payload
@@ -152,7 +152,7 @@ async def test_metrics_of_medic_serve_with_its_diagnosis_process(tmp_path: Path)
         "MEDIC_LOG_LEVEL": "warning",
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "medic.cli", "serve", cwd=tmp_path, env=env, stderr=subprocess.DEVNULL
+        sys.executable, "-m", "medic", "serve", cwd=tmp_path, env=env, stderr=subprocess.DEVNULL
     )
     url = f"http://127.0.0.1:{port}"
     try:

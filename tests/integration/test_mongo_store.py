@@ -20,14 +20,14 @@ import aiohttp
 import pytest
 from pymongo import AsyncMongoClient
 
-from medic.errors import BackendUnavailable, StoreError
-from medic.incident import Incident, Target, new_incident_id
-from medic.state.availability import Availability
-from medic.state.keylock import fence_token
-from medic.state.spool import LocalSpool
-from medic.store.base import IncidentQuery
-from medic.store.failsafe import FailSafeIncidentStore
-from medic.store.mongo import MongoIncidentStore, StaleWrite, connect
+from medic.clients.availability import Availability
+from medic.coordination.keylock import fence_token
+from medic.domain.errors import BackendUnavailable, StoreError
+from medic.domain.incident import Incident, Target, new_incident_id
+from medic.inbox.spool import LocalSpool
+from medic.incidents.base import IncidentQuery
+from medic.incidents.failsafe import FailSafeIncidentStore
+from medic.incidents.mongo import MongoIncidentStore, StaleWrite, connect
 from tests.fakes.mongo_server import FakeMongoServer, dead_url
 from tests.medic_app import medic_settings, running_medic
 from tests.payloads import alert, payload

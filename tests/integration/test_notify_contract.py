@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from medic.incident import ActionStatus
+from medic.domain.incident import ActionStatus
 from medic.notify.base import Notifier
 from medic.notify.config import GrafanaChannel, SlackChannel, WebhookChannel
 from medic.notify.events import Event, EventKind, Links, MessageKind, snapshot

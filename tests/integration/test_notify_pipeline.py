@@ -11,13 +11,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from medic.metrics import Metrics
+from medic.clients.sqlite import SqliteDB
+from medic.coordination.marks import SqliteMarks
+from medic.incidents.journal import IncidentJournal
+from medic.incidents.sqlite import SqliteIncidentStore
 from medic.notify.config import SlackChannel
 from medic.notify.dispatcher import NotifyDispatcher, build_notifiers
-from medic.notify.journal import IncidentJournal
-from medic.notify.ledger import SqliteMarks
-from medic.sqlitedb import SqliteDB
-from medic.store.sqlite import SqliteIncidentStore
+from medic.telemetry.metrics import Metrics
 from tests.e2e.pages_incidents import hostile_incident
 from tests.e2e.pages_receivers import Receiver, receiver
 from tests.integration.crashloop_world import World, crashloop_world

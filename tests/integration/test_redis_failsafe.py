@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from medic.store.base import IncidentQuery
+from medic.incidents.base import IncidentQuery
 from tests.fakes.mongo_server import FakeMongoServer
 from tests.integration.crashloop_world import TOKEN, World, crashloop_world
 from tests.payloads import alert, payload

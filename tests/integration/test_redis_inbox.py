@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from medic.errors import BackendUnavailable, StoreError
-from medic.state.availability import Availability
-from medic.state.redis import MAX_DELIVERIES, RedisInbox, connect
-from medic.state.redis_keys import GROUP, RedisKeys
+from medic.clients.availability import Availability
+from medic.clients.redis import connect
+from medic.coordination.redis_keys import GROUP, RedisKeys
+from medic.domain.errors import BackendUnavailable, StoreError
+from medic.inbox.redis import MAX_DELIVERIES, RedisInbox
 from tests.servers.process import free_port
 from tests.servers.redis_server import RedisServer
 

@@ -14,14 +14,15 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from medic.backend_select import open_backend
-from medic.errors import BackendUnavailable, ConfigError
-from medic.settings import load_settings
-from medic.state.availability import Availability
-from medic.state.base import ActionLimit, ActionMark, BudgetExhausted
-from medic.state.keylock import RedisKeyLocker, fence_token
-from medic.state.redis import RedisMarks, RedisRemediationState, connect
-from medic.state.redis_keys import RedisKeys
+from medic.app.backend_select import open_backend
+from medic.app.settings import load_settings
+from medic.clients.availability import Availability
+from medic.clients.redis import connect
+from medic.coordination.keylock import RedisKeyLocker, fence_token
+from medic.coordination.redis import RedisMarks, RedisRemediationState
+from medic.coordination.redis_keys import RedisKeys
+from medic.domain.actions import ActionLimit, ActionMark, BudgetExhausted
+from medic.domain.errors import BackendUnavailable, ConfigError
 from tests.servers.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration

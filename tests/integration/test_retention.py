@@ -10,13 +10,13 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from medic.backend_select import EmbeddedBackend, ProductionBackend, open_backend
-from medic.incident import Incident, IncidentAlert, new_incident_id
-from medic.retention import RetentionPolicy
-from medic.settings import load_settings
-from medic.sqlitedb import SqliteDB
-from medic.state.base import ActionMark
-from medic.state.spool import LocalSpool
+from medic.app.backend_select import EmbeddedBackend, ProductionBackend, open_backend
+from medic.app.retention import RetentionPolicy
+from medic.app.settings import load_settings
+from medic.clients.sqlite import SqliteDB
+from medic.domain.actions import ActionMark
+from medic.domain.incident import Incident, IncidentAlert, new_incident_id
+from medic.inbox.spool import LocalSpool
 from tests.fakes.mongo_server import FakeMongoServer
 from tests.servers.redis_server import RedisServer
 

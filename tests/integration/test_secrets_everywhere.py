@@ -20,8 +20,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from medic.domain.redact import REDACTED
 from medic.intake.model import WebhookPayload
-from medic.redact import REDACTED
 from tests.e2e.pages_receivers import Receiver, receiver
 from tests.medic_app import RunningMedic, medic_settings, running_medic
 from tests.payloads import alert, payload

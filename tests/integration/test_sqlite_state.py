@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from medic.errors import ConfigError
-from medic.sqlitedb import SqliteDB
-from medic.state.base import ActionLimit, ActionMark, BudgetExhausted
-from medic.state.sqlite import SqliteInbox, SqliteRemediationState
+from medic.clients.sqlite import SqliteDB
+from medic.coordination.sqlite import SqliteRemediationState
+from medic.domain.actions import ActionLimit, ActionMark, BudgetExhausted
+from medic.domain.errors import ConfigError
+from medic.inbox.sqlite import SqliteInbox
 
 NOW = datetime.now(UTC)
 

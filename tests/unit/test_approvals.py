@@ -11,19 +11,26 @@ from pathlib import Path
 
 import pytest
 
-from medic.approvals import ApprovalRefused, ApprovalService, Claims, find_proposal, read_token, sign_token
-from medic.config import load_config
-from medic.incident import ActionStatus, utcnow
-from medic.metrics import Metrics
-from medic.notify.journal import IncidentJournal
-from medic.notify.ledger import SqliteMarks
-from medic.playbooks.registry import default_registry
-from medic.redact import redact_text
+from medic.app.approvals import (
+    ApprovalRefused,
+    ApprovalService,
+    Claims,
+    find_proposal,
+    read_token,
+    sign_token,
+)
+from medic.app.catalogue import default_registry
+from medic.app.config import load_config
+from medic.app.settings import load_settings
+from medic.clients.sqlite import SqliteDB
+from medic.coordination.marks import SqliteMarks
+from medic.coordination.sqlite import SqliteRemediationState
+from medic.domain.incident import ActionStatus, utcnow
+from medic.domain.redact import redact_text
+from medic.incidents.journal import IncidentJournal
+from medic.incidents.sqlite import SqliteIncidentStore
 from medic.remediation.executor import GuardedRemediator
-from medic.settings import load_settings
-from medic.sqlitedb import SqliteDB
-from medic.state.sqlite import SqliteRemediationState
-from medic.store.sqlite import SqliteIncidentStore
+from medic.telemetry.metrics import Metrics
 from tests.e2e.pages_incidents import hostile_incident
 from tests.medic_app import REPO
 

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from medic.cli import main
-from medic.config import load_config
-from medic.errors import ConfigErrors
-from medic.playbooks.registry import default_registry
+from medic.app.catalogue import default_registry
+from medic.app.cli.main import main
+from medic.app.config import load_config
+from medic.domain.errors import ConfigErrors
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from medic.analysis.crashloop import analyze_crashloop
-from medic.evidence import Evidence, StepStatus
-from medic.incident import Target
-from medic.playbooks.registry import AnalysisInput
+from medic.domain.evidence import Evidence, StepStatus
+from medic.domain.incident import Target
+from medic.playbooks.contract import AnalysisInput
 
 NOW = datetime(2026, 11, 26, 8, 30, tzinfo=UTC)
 TARGET = Target(kind="deployment", namespace="playcode", name="playcode-app")

@@ -18,10 +18,10 @@ from medic.collectors.mongo import (
     summarize_rs_status,
     summarize_server_status,
 )
-from medic.collectors.redis_target import parse_info, summarize_info
-from medic.evidence import Evidence, StepStatus
-from medic.incident import Finding, Target
-from medic.playbooks.registry import AnalysisInput
+from medic.collectors.redis import parse_info, summarize_info
+from medic.domain.evidence import Evidence, StepStatus
+from medic.domain.incident import Finding, Target
+from medic.playbooks.contract import AnalysisInput
 from tests.fakes.mongo_server import (
     current_op_fixture,
     db_stats,

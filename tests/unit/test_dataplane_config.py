@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from medic.collectors.labels import template_vars
+from medic.app.catalogue import default_registry
+from medic.app.config import Config, load_config
 from medic.collectors.loki import CATALOG as LOGQL
 from medic.collectors.loki import render_logql
 from medic.collectors.prometheus import CATALOG, render_query
-from medic.config import Config, load_config
-from medic.incident import Target
+from medic.domain.incident import Target
 from medic.intake.model import Alert
-from medic.playbooks.registry import default_registry
+from medic.rules.labels import template_vars
 from medic.rules.routing import matching_rules
 from medic.rules.targets import target_from_labels
 from tests.payloads import alert

@@ -24,8 +24,8 @@ from medic.collectors.mongo import (
     summarize_rs_status,
     summarize_server_status,
 )
-from medic.collectors.redis_target import parse_info, summarize_info, summarize_slowlog_entry
-from medic.errors import StepError
+from medic.collectors.redis import parse_info, summarize_info, summarize_slowlog_entry
+from medic.domain.errors import StepError
 from tests.fakes.mongo_server import (
     current_op_fixture,
     db_stats_nearly_full,

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from medic.remediation.guards import Budget, GuardFacts, Precondition, evaluate_guards, first_refusal
-from medic.state.base import ActionMark, KillSwitch
+from medic.decision.guards import Budget, GuardFacts, evaluate_guards, first_refusal
+from medic.domain.actions import ActionMark, KillSwitch, Precondition
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 OK = GuardFacts(

@@ -1,5 +1,6 @@
-"""Links on-call follows (medic.report.links, medic.report.oncall): exact URLs, hostile values
-encoded so that they decode to themselves, no secret in any link, each link only when configured."""
+"""Links on-call follows (medic.incidents.report.links, medic.incidents.report.oncall): exact
+URLs, hostile values encoded so that they decode to themselves, no secret in any link, each link
+only when configured."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from medic.bundle import IncidentView
-from medic.incident import IncidentAlert
-from medic.report.links import (
+from medic.app.settings import load_settings
+from medic.domain.incident import IncidentAlert
+from medic.incidents.report.links import (
     LinkSettings,
     TimeRange,
     alert_expression,
@@ -22,8 +23,8 @@ from medic.report.links import (
     prometheus_graph,
     silence_url,
 )
-from medic.report.oncall import oncall
-from medic.settings import load_settings
+from medic.incidents.report.oncall import oncall
+from medic.incidents.views import IncidentView
 from tests.e2e.pages_incidents import PLANTED, hostile_alert, hostile_incident
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)

@@ -20,9 +20,8 @@ import pytest
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from medic.bundle import IncidentView
-from medic.evidence import Evidence, StepStatus
-from medic.incident import (
+from medic.domain.evidence import Evidence, StepStatus
+from medic.domain.incident import (
     ActionRecord,
     ActionStatus,
     Finding,
@@ -32,12 +31,22 @@ from medic.incident import (
     Phase,
     Target,
 )
+from medic.incidents.report.escape import (
+    fold,
+    md_code,
+    md_fence,
+    md_html,
+    md_link,
+    md_text,
+    slack_link,
+    slack_text,
+)
+from medic.incidents.report.links import LinkSettings
+from medic.incidents.report.markdown import render_markdown
+from medic.incidents.report.oncall import oncall
+from medic.incidents.views import IncidentView
 from medic.notify.events import Event, EventKind, Links, snapshot
 from medic.notify.slack import first_message, update_message
-from medic.report.escape import fold, md_code, md_fence, md_html, md_link, md_text, slack_link, slack_text
-from medic.report.links import LinkSettings
-from medic.report.markdown import render_markdown
-from medic.report.oncall import oncall
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 FORGED = "rollback: succeeded, approved by alice"

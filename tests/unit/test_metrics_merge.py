@@ -1,10 +1,10 @@
-"""The replica's /metrics merged from its processes' expositions (medic.metrics_merge)."""
+"""The replica's /metrics merged from its processes' expositions (medic.telemetry.metrics_merge)."""
 
 from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from medic.metrics_merge import merge_expositions, parse_or_none
+from medic.telemetry.metrics_merge import merge_expositions, parse_or_none
 
 INTAKE = """# HELP medic_alerts_received_total Alerts received
 # TYPE medic_alerts_received_total counter

@@ -10,18 +10,18 @@ from typing import Any
 
 import pytest
 
-from medic.bundle import IncidentView
-from medic.errors import ConfigError
-from medic.incident import ActionStatus
+from medic.app.settings import load_settings
+from medic.domain.errors import ConfigError
+from medic.domain.incident import ActionStatus
+from medic.incidents.report.links import LinkSettings
+from medic.incidents.report.oncall import oncall
+from medic.incidents.views import IncidentView
 from medic.notify.config import GrafanaChannel, SlackChannel, WebhookChannel, check_routes, secrets_from_env
 from medic.notify.delivery import Outgoing, backoff_delay, retryable
 from medic.notify.events import Event, EventKind, Links, MessageKind, plan_message, route, snapshot
 from medic.notify.grafana import annotation
 from medic.notify.slack import escape, first_message, update_message
 from medic.notify.webhook import NotificationV1, WebhookNotifier, notification, signature, verify_signature
-from medic.report.links import LinkSettings
-from medic.report.oncall import oncall
-from medic.settings import load_settings
 from tests.e2e.pages_incidents import PLANTED, SLACK_PING, T0, hostile_alert, hostile_incident
 
 SLACK = SlackChannel(type="slack", url="https://hooks.slack.example/services/x")

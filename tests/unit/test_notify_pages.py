@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import re
 
-from medic.bundle import IncidentView
-from medic.incident import ActionStatus, Finding
+from medic.app.http.web.access import ReadAccess
+from medic.app.http.web.render import render
+from medic.app.http.web.sparkline import sparkline
+from medic.app.http.web.views import awaiting, evidence_view, finding_views, page_query, pretty, safe_url
+from medic.domain.incident import ActionStatus, Finding
+from medic.incidents.report.links import LinkSettings
+from medic.incidents.report.oncall import oncall
+from medic.incidents.views import IncidentView
 from medic.notify.events import snapshot
-from medic.report.links import LinkSettings
-from medic.report.oncall import oncall
-from medic.web.access import ReadAccess
-from medic.web.render import render
-from medic.web.sparkline import sparkline
-from medic.web.views import awaiting, evidence_view, finding_views, page_query, pretty, safe_url
 from tests.e2e.pages_incidents import (
     IMG_ANNOTATION,
     LOG_SCRIPT,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import medic
-from medic.settings import load_settings
+from medic.app.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,10 +7,9 @@ from typing import Any
 import pytest
 
 from medic.collectors.loki import group_streams
-from medic.evidence import Evidence, StepStatus
-from medic.incident import ActionRecord, ActionStatus, Incident, Target
-from medic.intake.model import WebhookPayload
-from medic.redact import (
+from medic.domain.evidence import Evidence, StepStatus
+from medic.domain.incident import ActionRecord, ActionStatus, Incident, Target
+from medic.domain.redact import (
     INLINE_LIMIT,
     JSON_TEXT_LIMIT,
     REDACTED,
@@ -20,8 +19,9 @@ from medic.redact import (
     redact_async,
     redact_text,
 )
-from medic.state.base import kept_delivery
-from medic.store.base import stored_form
+from medic.inbox.base import kept_delivery
+from medic.incidents.base import stored_form
+from medic.intake.model import WebhookPayload
 from tests.payloads import alert, payload
 from tests.secrets_corpus import HARMLESS, PLANTED, Planted
 

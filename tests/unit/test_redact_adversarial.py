@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from medic.redact import REDACTED, redact, redact_text
-from medic.settings import Settings
+from medic.app.settings import Settings
+from medic.domain.redact import REDACTED, redact, redact_text
 from tests.secrets_corpus import ADVERSARIAL, Adversarial
 
 BODY_CAP = Settings.model_fields["max_body_bytes"].default  # MEDIC_MAX_BODY_BYTES: 1 MiB

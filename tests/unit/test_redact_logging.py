@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from medic.logging import MAX_VALUE_CHARS, configure_logging
+from medic.app.logging import MAX_VALUE_CHARS, configure_logging
 from tests.secrets_corpus import PLANTED, planted_secrets
 
 
@@ -94,8 +94,8 @@ def test_a_huge_value_is_cut_and_a_secret_across_the_cut_still_redacted(json_log
 
 
 def test_a_lone_surrogate_a_sender_wrote_is_logged_escaped_never_fails() -> None:
+    from medic.app.logging import redact_event
     from medic.intake.reject_log import begin_delivery, note_body
-    from medic.logging import redact_event
 
     event = redact_event(None, "warning", {"event": "webhook delivery rejected", "group_key": "g\ud800"})
     assert event["group_key"] == "g\\ud800"

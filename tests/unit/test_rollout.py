@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from medic.remediation.rollout import RollbackError, plan_rollback, rollout_status
+from medic.remediation.actions.rollout import RollbackError, plan_rollback, rollout_status
 
 DEP_UID = "dep-uid"
 

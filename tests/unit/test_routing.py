@@ -4,8 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from medic.analysis.decide import decide, effective_mode
-from medic.incident import (
+from medic.app.pipeline import incident_severity
+from medic.decision.decide import decide, effective_mode
+from medic.domain.incident import (
     AlertMerge,
     Finding,
     Incident,
@@ -16,7 +17,6 @@ from medic.incident import (
     shared_labels,
 )
 from medic.intake.model import Alert
-from medic.pipeline import incident_severity
 from medic.rules.model import Rule
 from medic.rules.routing import coalescing_key, matching_rules
 from medic.rules.targets import target_from_labels
@@ -176,9 +176,9 @@ def test_global_mode_caps_rule_mode(global_mode: str, rule_mode: str, expected: 
 
 
 def test_decide_needs_a_finding_that_argues_for_the_action() -> None:
-    from medic.config import CompiledAction, CompiledPlaybook
+    from medic.playbooks.compiled import CompiledAction, CompiledPlaybook
+    from medic.playbooks.contract import ActionDef, NoParams
     from medic.playbooks.model import ActionSpec, Playbook
-    from medic.playbooks.registry import ActionDef, NoParams
 
     async def act() -> None:  # pragma: no cover - never called by decide
         return None

@@ -7,12 +7,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from medic.backends import Backends
-from medic.errors import NotConfigured, StepError
-from medic.evidence import StepStatus
-from medic.playbooks.registry import CollectorDef, NoParams, StepContext
+from medic.app.backends import Backends
+from medic.app.settings import Settings
+from medic.domain.errors import NotConfigured, StepError
+from medic.domain.evidence import StepStatus
+from medic.playbooks.contract import CollectorDef, NoParams, StepContext
 from medic.playbooks.runner import PlannedStep, run_steps
-from medic.settings import Settings
 
 
 def ctx() -> StepContext:

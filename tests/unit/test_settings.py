@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from medic.errors import ConfigError, ConfigErrors
-from medic.settings import Settings, ensure_data_dir, load_settings, unknown_env
-from medic.settings_doc import render_page
+from medic.app.settings import Settings, ensure_data_dir, load_settings, unknown_env
+from medic.app.settings_doc import render_page
+from medic.domain.errors import ConfigError, ConfigErrors
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -239,7 +239,7 @@ def test_the_data_dir_is_created_private(tmp_path: Path) -> None:
 def test_configuration_page_lists_every_setting_as_generated() -> None:
     page = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert page == render_page(page), (
-        "docs/configuration.md is stale: python -m medic.settings_doc docs/configuration.md"
+        "docs/configuration.md is stale: python -m medic.app.settings_doc docs/configuration.md"
     )
     for name, field in Settings.model_fields.items():
         assert field.description, f"setting {name} has no description"

@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from medic.analysis.workload import analyze_hpa, analyze_not_ready, analyze_pvc
-from medic.evidence import Evidence, StepStatus
-from medic.incident import Target
-from medic.playbooks.registry import AnalysisInput
+from medic.domain.evidence import Evidence, StepStatus
+from medic.domain.incident import Target
+from medic.playbooks.contract import AnalysisInput
 
 
 def inp(**data: Any) -> AnalysisInput:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from medic.evidence import StepStatus
-from medic.incident import Finding, Severity
-from medic.playbooks.registry import AnalysisInput, AnalyzerDef
+from medic.domain.evidence import StepStatus
+from medic.domain.incident import Finding, Severity
+from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
 
 def _fmt(value: float, unit: str) -> str:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from medic.incident import Finding
-from medic.playbooks.registry import AnalysisInput, AnalyzerDef
+from medic.domain.incident import Finding
+from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
 CONFIG_REASONS = {
     "CreateContainerConfigError",

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from medic.evidence import Evidence, StepStatus
-from medic.playbooks.registry import AnalysisInput
+from medic.domain.evidence import Evidence, StepStatus
+from medic.playbooks.contract import AnalysisInput
 
 DEFAULT_NAMESPACE = "playcode"
 DEFAULT_APP = "playcode-app"

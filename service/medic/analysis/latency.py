@@ -28,8 +28,8 @@ from medic.analysis.dataplane import (
 )
 from medic.analysis.mongodb import slow_ops_finding
 from medic.analysis.redis_health import memory_findings, slowlog_finding
-from medic.incident import Finding, Severity
-from medic.playbooks.registry import AnalysisInput, AnalyzerDef
+from medic.domain.incident import Finding, Severity
+from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
 CPU_WARN, CPU_CRIT = 0.90, 1.0
 MEMORY_WARN = 0.90

@@ -20,9 +20,9 @@ from medic.analysis.dataplane import (
     pct,
     query,
 )
-from medic.evidence import Evidence
-from medic.incident import Finding, Severity
-from medic.playbooks.registry import AnalysisInput, AnalyzerDef
+from medic.domain.evidence import Evidence
+from medic.domain.incident import Finding, Severity
+from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
 DISK_WARN, DISK_CRIT = 0.85, 0.95
 CONN_WARN, CONN_CRIT = 0.80, 0.95

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from medic.analysis.dataplane import Names, all_failed, failures, first, human_bytes, names, pct, redis_cli
-from medic.evidence import Evidence
-from medic.incident import Finding, Severity
-from medic.playbooks.registry import AnalysisInput, AnalyzerDef
+from medic.domain.evidence import Evidence
+from medic.domain.incident import Finding, Severity
+from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
 MEMORY_WARN, MEMORY_FULL = 0.90, 0.98
 CLIENTS_WARN = 0.90

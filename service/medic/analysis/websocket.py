@@ -13,8 +13,8 @@ from typing import Any
 
 from medic.analysis.dataplane import Names, app_logs_grep, first, names, ok_data, pct, query, redis_cli
 from medic.analysis.redis_health import unreachable
-from medic.incident import Finding
-from medic.playbooks.registry import AnalysisInput, AnalyzerDef
+from medic.domain.incident import Finding
+from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
 DROP_WARN, DROP_CRIT = -0.30, -0.50
 MIN_TIMEOUT_SECONDS = 3600  # NGINX ingress docs: raise proxy read/send timeouts for WebSockets

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from medic.incident import Finding
-from medic.playbooks.registry import AnalysisInput, AnalyzerDef
+from medic.domain.incident import Finding
+from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
 VOLUME_WARN = 0.80
 VOLUME_CRIT = 0.90

@@ -21,14 +21,14 @@ from datetime import UTC, datetime, timedelta
 from string import Template
 from typing import Any
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from medic.collectors.labels import is_k8s_name, require_var, template_vars
-from medic.durations import Duration, format_duration
-from medic.errors import NotConfigured, StepError, StepTimeout
-from medic.playbooks.registry import CollectorDef, StepContext
-from medic.redact import redact_text
+from medic.clients.loki import LokiBackend
+from medic.domain.durations import Duration, format_duration
+from medic.domain.errors import NotConfigured, StepError
+from medic.domain.redact import redact_text
+from medic.playbooks.contract import CollectorDef, StepContext
+from medic.rules.labels import is_k8s_name, require_var, template_vars
 
 
 class LogQuery(BaseModel):
@@ -70,7 +70,6 @@ CATALOG: dict[str, LogQuery] = {
         ),
     ]
 }
-
 MAX_LINE_CHARS = 1000
 MAX_PATTERN_CHARS = 240
 MAX_SAMPLE_CHARS = 500
@@ -107,8 +106,6 @@ def render_logql(expr: str, variables: Mapping[str, str], contains: Iterable[str
         query += f" |= {logql_string(text)}"
     return query
 
-
-# ------------------------------------------------------------------------------- patterns
 
 _MASKS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"), "<ts>"),
@@ -252,73 +249,6 @@ def group_streams(
             for g in ordered[:max_patterns]
         ],
     }
-
-
-# ------------------------------------------------------------------------------- backend
-
-
-@dataclass
-class LokiBackend:
-    """Loki's HTTP API (``MEDIC_LOKI_URL``); credentials in the URL are sent as basic auth."""
-
-    url: str = field(repr=False)
-    max_response_bytes: int = 16 * 1024 * 1024
-    _session: aiohttp.ClientSession | None = field(default=None, init=False, repr=False)
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(headers={"User-Agent": "playcode-medic"})
-        return self._session
-
-    async def query_range(
-        self, query: str, *, start_ns: int, end_ns: int, limit: int, timeout: float
-    ) -> dict[str, Any]:
-        params = {
-            "query": query,
-            "start": str(start_ns),
-            "end": str(end_ns),
-            "limit": str(limit),
-            "direction": "backward",
-        }
-        try:
-            async with self._client().get(
-                f"{self.url}/loki/api/v1/query_range",
-                params=params,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as resp:
-                status = resp.status
-                body = bytearray()
-                async for chunk in resp.content.iter_chunked(64 * 1024):
-                    body += chunk
-                    if len(body) > self.max_response_bytes:
-                        break
-        except TimeoutError:
-            raise StepTimeout(f"Loki gave no answer within {timeout:g}s") from None
-        except aiohttp.ClientError as exc:
-            raise StepError(
-                f"Loki unreachable: {type(exc).__name__}: {redact_text(str(exc))[:300]}"
-            ) from None
-        if len(body) > self.max_response_bytes:
-            raise StepError(f"Loki's answer exceeds {self.max_response_bytes} bytes; lower the limit")
-        text = body.decode("utf-8", errors="replace")
-        if status != 200:
-            raise StepError(f"Loki answered HTTP {status}: {redact_text(text.strip())[:300]}")
-        try:
-            data = json.loads(text)
-        except ValueError:
-            raise StepError("Loki's answer is not JSON") from None
-        if not isinstance(data, dict) or data.get("status") != "success":
-            raise StepError(f"Loki query failed: {redact_text(str(data))[:300]}")
-        result: dict[str, Any] = data.get("data") or {}
-        return result
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-# ------------------------------------------------------------------------------- collector
 
 
 class LokiQueryParams(BaseModel):

@@ -20,19 +20,18 @@ import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from bson import Decimal128, Int64, ObjectId, Timestamp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pymongo import AsyncMongoClient, ReadPreference
-from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
-from medic.durations import Duration
-from medic.errors import ConfigError, NotConfigured, StepError
-from medic.playbooks.registry import CollectorDef, StepContext
-from medic.redact import redact_text
+from medic.clients.mongo import MongoBackend
+from medic.domain.durations import Duration
+from medic.domain.errors import NotConfigured, StepError
+from medic.domain.redact import redact_text
+from medic.playbooks.contract import CollectorDef, StepContext
 
 # Database names: letters, digits, '_' and '-' (what mongod accepts minus the exotic characters).
 _DB_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,63}$")
@@ -45,67 +44,6 @@ _MAX_MEMBERS = 50
 _KEEP_NUMBERS = frozenset(
     {"limit", "skip", "batchSize", "ntoreturn", "maxTimeMS", "sort", "hint", "projection", "key"}
 )
-
-
-@dataclass
-class MongoBackend:
-    """An async client for the MongoDB being diagnosed (not Medic's own store).
-
-    Short server-selection and connect timeouts make a dead MongoDB an ``error`` within about two
-    seconds; the socket timeout bounds a hung server, and the runner's step timeout bounds it all.
-    (pymongo's ``timeout()`` block is not used: it replaces serverSelectionTimeoutMS, so a dead
-    server would take the whole step budget to report.)
-    """
-
-    url: str = field(repr=False)
-    server_selection_timeout: float = 2.0
-    connect_timeout: float = 2.0
-    socket_timeout: float = 10.0
-
-    def __post_init__(self) -> None:
-        try:
-            self._client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-                self.url,
-                serverSelectionTimeoutMS=int(self.server_selection_timeout * 1000),
-                connectTimeoutMS=int(self.connect_timeout * 1000),
-                socketTimeoutMS=int(self.socket_timeout * 1000),
-                appname="playcode-medic",
-                maxPoolSize=4,
-                retryReads=False,
-                tz_aware=True,
-                readPreference="primaryPreferred",
-            )
-        except (ConfigurationError, ValueError, TypeError) as exc:
-            raise ConfigError(
-                f"not a usable MongoDB connection string: {redact_text(str(exc))}",
-                field="target_mongo_url",
-            ) from None
-
-    async def command(self, db: str, command: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = await self._client[db].command(
-            command, read_preference=ReadPreference.PRIMARY_PREFERRED
-        )
-        return result
-
-    async def find(
-        self,
-        db: str,
-        collection: str,
-        query: dict[str, Any],
-        *,
-        projection: dict[str, Any],
-        sort: list[tuple[str, int]],
-        limit: int,
-    ) -> list[dict[str, Any]]:
-        database = self._client.get_database(db, read_preference=ReadPreference.PRIMARY_PREFERRED)
-        cursor = database[collection].find(query, projection, sort=sort, limit=limit)
-        return [doc async for doc in cursor]
-
-    async def close(self) -> None:
-        await self._client.close()
-
-
-# ---------------------------------------------------------------------------------- conversions
 
 
 def jsonable(value: Any, depth: int = 0) -> Any:
@@ -232,9 +170,6 @@ async def _command(ctx: StepContext, db: str, command: dict[str, Any]) -> dict[s
         raise step_error(next(iter(command)), exc) from None
 
 
-# ---------------------------------------------------------------------------------- current_op
-
-
 class CurrentOpParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -301,9 +236,6 @@ async def current_op(ctx: StepContext, params: CurrentOpParams) -> dict[str, Any
         ctx, "admin", {"currentOp": 1, "active": True, "secs_running": {"$gte": params.min_secs}}
     )
     return summarize_current_op(reply, params)
-
-
-# ---------------------------------------------------------------------------------- rs_status
 
 
 def _aware(value: Any) -> dt.datetime | None:
@@ -380,9 +312,6 @@ async def rs_status(ctx: StepContext, params: BaseModel) -> dict[str, Any]:
     return summarize_rs_status(reply)
 
 
-# ---------------------------------------------------------------------------------- server_status
-
-
 def summarize_server_status(reply: Mapping[str, Any]) -> dict[str, Any]:
     """Pure: a ``serverStatus`` reply -> connections, opcounters, memory, WiredTiger cache."""
     conns = reply.get("connections") or {}
@@ -431,9 +360,6 @@ async def server_status(ctx: StepContext, params: BaseModel) -> dict[str, Any]:
     return summarize_server_status(reply)
 
 
-# ---------------------------------------------------------------------------------- db_stats
-
-
 class DbParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -465,9 +391,6 @@ async def db_stats(ctx: StepContext, params: DbParams) -> dict[str, Any]:
     reply = await _command(ctx, params.db, {"dbStats": 1, "scale": 1})
     reply.setdefault("db", params.db)
     return summarize_db_stats(reply)
-
-
-# ---------------------------------------------------------------------------------- profiler
 
 
 class ProfilerParams(DbParams):

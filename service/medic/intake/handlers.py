@@ -10,14 +10,14 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from medic.errors import StoreError
-from medic.http_errors import MAX_JSON_DEPTH, json_depth
+from medic.domain.errors import StoreError
+from medic.inbox.base import Inbox
 from medic.intake.auth import Credentials, check_authorization
+from medic.intake.http_errors import MAX_JSON_DEPTH, json_depth
 from medic.intake.model import WebhookPayload, unstorable_field
+from medic.intake.problem import problem
 from medic.intake.reject_log import RejectLog, begin_delivery, note_body
-from medic.metrics import Metrics
-from medic.problem import problem
-from medic.state.base import Inbox
+from medic.telemetry.metrics import Metrics
 
 log = structlog.get_logger("medic.intake")
 
@@ -27,7 +27,7 @@ _ACCEPTED = b'{"status": "accepted", "alerts": %d, "new": %d, "duplicates": %d}'
 
 class Wakeable(Protocol):
     """What the intake tells that a delivery was accepted: the workers' asyncio.Event, or the
-    diagnosis process's wake-up pipe (:class:`medic.worker_process.Waker`)."""
+    diagnosis process's wake-up pipe (:class:`medic.app.worker_process.Waker`)."""
 
     def set(self) -> None: ...
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-AlertStatus = Literal["firing", "resolved"]
-
-# Alertmanager sends endsAt = 0001-01-01T00:00:00Z for an alert with no end.
-ZERO_TIME_YEAR = 1
+from medic.domain.alert import Alert as DomainAlert
+from medic.domain.alert import AlertStatus
 
 
 def _timestamp(value: Any) -> Any:
@@ -24,16 +21,13 @@ def _timestamp(value: Any) -> Any:
 Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
 
 
-class Alert(BaseModel):
+class Alert(DomainAlert):
+    """One alert as Alertmanager sends it: unknown fields kept, times and labels checked."""
+
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    status: AlertStatus
-    labels: dict[str, str]
-    annotations: dict[str, str] = Field(default_factory=dict)
     startsAt: Timestamp
     endsAt: Timestamp | None = None
-    generatorURL: str = ""
-    fingerprint: str = ""
 
     @field_validator("labels")
     @classmethod
@@ -41,29 +35,6 @@ class Alert(BaseModel):
         if not value:
             raise ValueError("an alert needs at least one label")
         return value
-
-    @property
-    def alertname(self) -> str:
-        return self.labels.get("alertname", "")
-
-    @property
-    def identity(self) -> str:
-        """The alert's fingerprint, or a stable hash of its labels when the sender gave none."""
-        if self.fingerprint:
-            return self.fingerprint
-        canon = "\x00".join(f"{k}\x01{v}" for k, v in sorted(self.labels.items()))
-        return hashlib.sha256(canon.encode()).hexdigest()[:16]
-
-    @property
-    def episode_key(self) -> str:
-        """fingerprint + startsAt + status: one firing or resolution of one alert."""
-        return f"{self.identity}|{self.startsAt.isoformat()}|{self.status}"
-
-    @property
-    def ended_at(self) -> datetime | None:
-        if self.endsAt is None or self.endsAt.year <= ZERO_TIME_YEAR:
-            return None
-        return self.endsAt
 
 
 class WebhookPayload(BaseModel):

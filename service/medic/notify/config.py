@@ -28,8 +28,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from medic.durations import Duration
-from medic.errors import ConfigError
+from medic.domain.durations import Duration
+from medic.domain.errors import ConfigError
 
 EventName = Literal["opened", "diagnosed", "action", "resolved"]
 ALL_EVENTS: tuple[EventName, ...] = ("opened", "diagnosed", "action", "resolved")

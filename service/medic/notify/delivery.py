@@ -18,8 +18,8 @@ from typing import Any
 
 import aiohttp
 
+from medic.domain.redact import redact, redact_text
 from medic.notify.config import ChannelBase
-from medic.redact import redact, redact_text
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 

@@ -20,21 +20,21 @@ from typing import Any
 import aiohttp
 import structlog
 
-from medic.bundle import IncidentView, first_alerts
-from medic.incident import ActionStatus, Incident, TimelineEntry, utcnow
-from medic.metrics import Metrics
+from medic.coordination.marks import Marks
+from medic.domain.incident import ActionStatus, Incident, TimelineEntry, utcnow
+from medic.domain.redact import redact_async
+from medic.incidents.journal import IncidentJournal
+from medic.incidents.report.links import LinkSettings
+from medic.incidents.report.oncall import OnCall, oncall
+from medic.incidents.views import IncidentView, first_alerts
 from medic.notify.base import Notifier
 from medic.notify.config import ChannelConfig, GrafanaChannel, SlackChannel, WebhookChannel
 from medic.notify.delivery import Outcome
 from medic.notify.events import Event, EventKind, Links, MessageKind, route
 from medic.notify.grafana import GrafanaNotifier
-from medic.notify.journal import IncidentJournal
-from medic.notify.ledger import Marks
 from medic.notify.slack import SlackNotifier
 from medic.notify.webhook import WebhookNotifier
-from medic.redact import redact_async
-from medic.report.links import LinkSettings
-from medic.report.oncall import OnCall, oncall
+from medic.telemetry.metrics import Metrics
 
 log = structlog.get_logger("medic.notify")
 

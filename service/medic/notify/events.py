@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from medic.incident import SEVERITY_ORDER, ActionRecord, ActionStatus, Finding, Incident
+from medic.domain.incident import SEVERITY_ORDER, ActionRecord, ActionStatus, Finding, Incident
+from medic.domain.redact import redact
+from medic.incidents.report.oncall import OnCall
 from medic.notify.config import ChannelBase
-from medic.redact import redact
-from medic.report.oncall import OnCall
 
 
 class EventKind(StrEnum):

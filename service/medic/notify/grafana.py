@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from medic.incident import ActionRecord, Incident
+from medic.domain.incident import ActionRecord, Incident
+from medic.incidents.report.escape import fold
 from medic.notify.base import Notifier
 from medic.notify.config import GrafanaChannel
 from medic.notify.delivery import Outgoing
 from medic.notify.events import TAKEN, Event, EventKind, Links, MessageKind, action_line
-from medic.report.escape import fold
 
 
 def _ms(at: datetime) -> int:

@@ -12,13 +12,13 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from medic.incident import ActionStatus, Incident
+from medic.domain.incident import ActionStatus, Incident
+from medic.incidents.report.escape import slack_code, slack_link, slack_text
+from medic.incidents.report.oncall import OnCall, is_coverage
 from medic.notify.base import Notifier
 from medic.notify.config import SlackChannel
 from medic.notify.delivery import Outgoing
 from medic.notify.events import Event, Links, MessageKind, action_line, ranked, update_line
-from medic.report.escape import slack_code, slack_link, slack_text
-from medic.report.oncall import OnCall, is_coverage
 
 ICON = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
 STATUS_ICON = {

@@ -23,12 +23,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medic.incident import ActionRecord, Incident
+from medic.domain.incident import ActionRecord, Incident
+from medic.incidents.report.escape import fold
 from medic.notify.base import Notifier
 from medic.notify.config import EventName, WebhookChannel
 from medic.notify.delivery import Outgoing
 from medic.notify.events import Event, Links, MessageKind, ranked, update_line
-from medic.report.escape import fold
 
 SCHEMA = "medic.notification/v1"
 MAX_FINDINGS = 5

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from medic.durations import Duration
+from medic.domain.durations import Duration
 
 TARGET_KINDS = (
     "deployment",

@@ -15,10 +15,10 @@ from typing import Any
 
 import structlog
 
-from medic.errors import NotConfigured, StepTimeout
-from medic.evidence import Evidence, StepStatus, cap_size
-from medic.playbooks.registry import CollectorDef, StepContext
-from medic.redact import redact, redact_async
+from medic.domain.errors import NotConfigured, StepTimeout
+from medic.domain.evidence import Evidence, StepStatus, cap_size
+from medic.domain.redact import redact, redact_async
+from medic.playbooks.contract import CollectorDef, StepContext
 
 log = structlog.get_logger("medic.runner")
 

@@ -10,34 +10,53 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
-from medic.analysis.decide import Decision, effective_mode
-from medic.config import CompiledPlaybook
-from medic.errors import StepError
-from medic.incident import ActionRecord, ActionStatus, Incident, utcnow
-from medic.kube.errors import KubeConflict
-from medic.remediation.base import Action, ActionContext, ActionPlan
-from medic.remediation.guards import Budget, GuardFacts, evaluate_guards, first_refusal
+from medic.clients.kube.errors import KubeConflict
+from medic.coordination.base import RemediationState
+from medic.decision.decide import Decision, effective_mode
+from medic.decision.guards import Budget, GuardFacts, evaluate_guards, first_refusal
+from medic.domain.actions import ActionLimit, ActionMark, BudgetExhausted, KillSwitch
+from medic.domain.errors import StepError
+from medic.domain.incident import ActionRecord, ActionStatus, Incident, utcnow
+from medic.incidents.base import IncidentStore
+from medic.playbooks.action import Action, ActionContext, ActionPlan
+from medic.playbooks.compiled import CompiledPlaybook
 from medic.rules.model import Rule
-from medic.settings import Settings
-from medic.state.base import ActionLimit, ActionMark, BudgetExhausted, KillSwitch, RemediationState
-from medic.store.base import IncidentStore
 
 log = structlog.get_logger("medic.remediation")
 
 DEFAULT_VERIFY_TIMEOUT = 120.0
 
 
+class RemediationSettings(Protocol):
+    """What the executor reads of Medic's settings (:class:`medic.app.settings.Settings` has it)."""
+
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def namespaces(self) -> Sequence[str]: ...
+
+    @property
+    def global_budget_count(self) -> int: ...
+
+    @property
+    def global_budget_window_seconds(self) -> int: ...
+
+    @property
+    def flap_window_seconds(self) -> int: ...
+
+
 class GuardedRemediator:
     def __init__(
         self,
         *,
-        settings: Settings,
+        settings: RemediationSettings,
         state: RemediationState,
         store: IncidentStore,
         kube: Any,

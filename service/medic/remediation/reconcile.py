@@ -17,10 +17,11 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from medic.incident import ActionRecord, ActionStatus, Incident, Target
-from medic.notify.journal import IncidentJournal
-from medic.state.base import ActionMark, RemediationState
-from medic.store.base import IncidentStore
+from medic.coordination.base import RemediationState
+from medic.domain.actions import ActionMark
+from medic.domain.incident import ActionRecord, ActionStatus, Incident, Target
+from medic.incidents.base import IncidentStore
+from medic.incidents.journal import IncidentJournal
 
 log = structlog.get_logger("medic.remediation.reconcile")
 

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from medic.durations import Duration
-from medic.intake.model import AlertStatus
+from medic.domain.alert import AlertStatus
+from medic.domain.durations import Duration
 from medic.rules.matchers import Matcher, MatcherError, matches_all, parse_matchers
 
 RuleMode = Literal["auto", "approve", "dry-run", "off"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from medic.incident import Target
-from medic.intake.model import Alert
+from medic.domain.alert import Alert
+from medic.domain.incident import Target
 from medic.rules.model import Rule
 
 UNMATCHED = "-"

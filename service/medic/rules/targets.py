@@ -2,7 +2,7 @@
 
 ``target_from_labels`` is the pure part: explicit labels, and for a Deployment's pods the name
 heuristic ``<deployment>-<rs hash>-<pod hash>`` (marked ``inferred``). The Kubernetes resolver
-(``medic.kube.resolver``) follows ownerReferences instead and falls back to this.
+(``medic.collectors.k8s.resolver``) follows ownerReferences instead and falls back to this.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import re
 from collections.abc import Mapping
 from typing import Protocol
 
-from medic.collectors.labels import is_dns1123_label, is_k8s_name
-from medic.incident import Target
+from medic.domain.incident import Target
+from medic.rules.labels import is_dns1123_label, is_k8s_name
 
 # ReplicaSet pod-template-hash and pod suffix alphabets (k8s.io/apimachinery rand.SafeEncodeString).
 _DEPLOYMENT_POD = re.compile(

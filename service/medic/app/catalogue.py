@@ -1,0 +1,28 @@
+"""The catalogue of the plugins Medic ships: an explicit list, no import-time side effects."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    pass
+from medic.playbooks.contract import Registry
+
+
+def default_registry() -> Registry:
+    """Every collector, analyzer and action Medic ships."""
+    from medic.analysis import builtin as builtin_analyzers
+    from medic.analysis import crashloop, latency, mongodb, redis_health, websocket, workload
+    from medic.collectors import k8s, loki, mongo, prometheus
+    from medic.collectors import redis as redis_target
+    from medic.remediation.actions import k8s as k8s_actions
+
+    registry = Registry()
+    registry.add(*prometheus.COLLECTORS)
+    registry.add(*mongo.COLLECTORS, *redis_target.COLLECTORS, *loki.COLLECTORS)
+    registry.add(*k8s.COLLECTORS)
+    registry.add(*builtin_analyzers.ANALYZERS)
+    registry.add(*latency.ANALYZERS, *mongodb.ANALYZERS, *redis_health.ANALYZERS, *websocket.ANALYZERS)
+    registry.add(*crashloop.ANALYZERS, *workload.ANALYZERS)
+    registry.add(*k8s_actions.ACTIONS)
+    return registry

@@ -1,0 +1,137 @@
+"""``medic dead-letters list|retry|drop``: the deliveries Medic could not process.
+
+With ``--url`` it calls a running Medic's API (``MEDIC_READ_TOKEN`` to list, ``MEDIC_ADMIN_TOKEN``
+to retry or drop); without it, it opens the configured inbox itself (Medic's Redis when
+``MEDIC_REDIS_URL`` is set, else the embedded SQLite file under ``MEDIC_DATA_DIR``).
+Exit 0 done, 1 no such dead letter or the server refused, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from medic.app.cli.output import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_output_option, emit
+from medic.domain.errors import ConfigError, MedicError
+from medic.inbox.base import Inbox
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "dead-letters",
+        help="list, retry or drop deliveries that could not be processed",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "action",
+        choices=["list", "retry", "drop"],
+        help="list them, put one back in the queue (retry), or delete one for good (drop)",
+    )
+    p.add_argument("id", nargs="?", help="the dead letter's id (retry and drop)")
+    p.add_argument("--url", help="a running Medic, e.g. http://127.0.0.1:8080; default: the configured inbox")
+    p.add_argument("--limit", type=int, default=100, help="how many to list (1-500, default 100)")
+    add_output_option(p, "a table")
+    p.set_defaults(fn=cmd_dead_letters)
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    if args.action in ("retry", "drop") and not args.id:
+        print(f"medic dead-letters {args.action}: needs the dead letter's id", file=sys.stderr)
+        return EXIT_USAGE
+    if not 1 <= args.limit <= 500:
+        print("medic dead-letters: --limit must be from 1 to 500", file=sys.stderr)
+        return EXIT_USAGE
+    run = _remote(args) if args.url else _local(args)
+    found, result = asyncio.run(run)
+    emit(args, result, lambda: _text(result))
+    return EXIT_OK if found else EXIT_FAILURE
+
+
+def _text(result: dict[str, Any]) -> str:
+    if "items" not in result:
+        return f"dead letter {result['id']}: {result['status']}"
+    lines = [f"{'ID':22} {'DEAD AT':26} {'TRIES':5} {'ALERTS':6} ERROR"]
+    for item in result["items"]:
+        names = ",".join(sorted({a["alertname"] for a in item["alerts"]}))[:40]
+        error = " ".join(str(item["error"]).split())[:80]
+        lines.append(f"{item['id']:22} {item['dead_at'] or '-':26} {item['attempts']:<5} {names:6} {error}")
+    lines.append(f"({len(result['items'])} of {result['total']})")
+    return "\n".join(lines)
+
+
+async def _local(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
+    from medic.app.http.dead_letters import dead_letter_json
+
+    async with _configured_inbox() as inbox:
+        if args.action == "list":
+            letters, total = await inbox.list_dead_letters(args.limit, 0)
+            return True, {"items": [dead_letter_json(d) for d in letters], "total": total}
+        done = await (inbox.retry_dead_letter if args.action == "retry" else inbox.drop_dead_letter)(args.id)
+        status = ("queued" if args.action == "retry" else "dropped") if done else "not found"
+        return done, {"id": args.id, "status": status}
+
+
+@contextlib.asynccontextmanager
+async def _configured_inbox() -> AsyncIterator[Inbox]:
+    from medic.app.settings import load_settings
+
+    settings = load_settings()
+    if settings.redis_url is not None:
+        from medic.clients.redis import connect
+        from medic.coordination.redis_keys import RedisKeys
+        from medic.inbox.redis import RedisInbox
+
+        client = connect(settings.redis_url.get_secret_value())
+        try:
+            yield RedisInbox(
+                client,
+                RedisKeys(),
+                dedup_ttl=settings.dedup_ttl_seconds,
+                lease_seconds=settings.lease_seconds,
+                queue_max=settings.queue_max,
+            )
+        finally:
+            await client.aclose()
+        return
+    from medic.clients.sqlite import SqliteDB
+    from medic.inbox.sqlite import SqliteInbox
+
+    if not settings.inbox_path.exists():
+        raise ConfigError(f"no local inbox at {settings.inbox_path} (set MEDIC_DATA_DIR, or use --url)")
+    db = SqliteDB(settings.inbox_path)
+    await db.open()
+    try:
+        yield SqliteInbox(db, dedup_ttl=settings.dedup_ttl_seconds)
+    finally:
+        await db.close()
+
+
+async def _remote(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
+    import aiohttp
+
+    base = f"{args.url.rstrip('/')}/api/v1/dead-letters"
+    if args.action == "list":
+        token = os.environ.get("MEDIC_READ_TOKEN") or os.environ.get("MEDIC_ADMIN_TOKEN", "")
+        method, url, params = "GET", base, {"limit": str(args.limit)}
+    else:
+        token = os.environ.get("MEDIC_ADMIN_TOKEN", "")
+        if not token:
+            raise MedicError("set MEDIC_ADMIN_TOKEN to retry or drop dead letters of a running Medic")
+        url = f"{base}/{args.id}/retry" if args.action == "retry" else f"{base}/{args.id}"
+        method, params = ("POST" if args.action == "retry" else "DELETE"), {}
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession(headers=headers) as session, session.request(
+        method, url, params=params
+    ) as resp:
+        body: dict[str, Any] = await resp.json(content_type=None)
+        if resp.status == 404:
+            return False, {"id": args.id, "status": "not found"}
+        if resp.status >= 300:
+            raise MedicError(f"{url}: {resp.status} {body.get('detail', body.get('title'))}")
+        return True, body

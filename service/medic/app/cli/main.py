@@ -1,0 +1,551 @@
+"""The ``medic`` command: serve, check, replay, incidents, report, approve/reject, kill-switch.
+
+Exit 0 success, 1 failure (a check that finds errors, an unknown incident, a refusal), 2 usage
+or configuration error (see :mod:`medic.app.cli.output`, which also holds ``-o`` and the progress line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+
+from medic import __version__
+from medic.app.cli.dead_letters import add_parser as add_dead_letters_parser
+from medic.app.cli.output import EXIT_FAILURE, EXIT_USAGE, Progress, add_output_option, emit
+from medic.domain.errors import ConfigError, ConfigErrors, MedicError, UsageError
+
+T = TypeVar("T")
+
+
+def _fail(message: str, code: int = EXIT_FAILURE) -> int:
+    print(f"medic: {message}", file=sys.stderr)
+    return code
+
+
+# --------------------------------------------------------------------------- serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from medic.app.logging import configure_logging
+    from medic.app.runtime import create_app
+    from medic.app.settings import load_settings, unknown_env
+
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    settings = load_settings(**overrides)
+    configure_logging(settings.log_format, settings.log_level)
+    for name, close in unknown_env():
+        structlog.get_logger("medic.app.settings").warning(
+            "environment variable is not a Medic setting: ignored", variable=name, did_you_mean=close
+        )
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=15,
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- check
+def _looks_like_playbook(path: Path) -> bool:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except Exception:
+        return "playbook" in path.parent.name
+    items = data.get("playbooks", [data]) if isinstance(data, dict) else data
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, dict) and {"collect", "analyze", "actions", "target"} & item.keys():
+                return True
+            if isinstance(item, dict) and "matchers" in item:
+                return False
+    return "playbook" in path.parent.name
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            # skip hidden parts: a ConfigMap volume keeps its real files under ``..<timestamp>/``
+            files += sorted(
+                f
+                for f in p.rglob("*")
+                if f.suffix in (".yaml", ".yml")
+                and f.is_file()
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
+        else:
+            files.append(p)
+    return files
+
+
+def _error_json(err: ConfigError) -> dict[str, Any]:
+    return {"file": err.file, "line": err.line, "rule": err.rule, "field": err.field, "message": err.message}
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from medic.app.catalogue import default_registry
+    from medic.app.config import load_config
+    from medic.app.settings import load_settings
+
+    errors: list[ConfigError] = []
+    if args.paths:
+        errors += [
+            ConfigError("no such file or directory", file=p) for p in args.paths if not Path(p).exists()
+        ]
+        files = _expand([Path(p) for p in args.paths if Path(p).exists()])
+        playbooks = [f for f in files if _looks_like_playbook(f)]
+        rules = [f for f in files if f not in playbooks]
+        if rules and not playbooks:
+            playbooks = [load_settings().playbooks_dir]
+    else:
+        settings = load_settings()
+        rules, playbooks = [settings.rules_dir], [settings.playbooks_dir]
+    config = None
+    if not errors:
+        try:
+            config = load_config(rules, playbooks, default_registry())
+        except ConfigErrors as exc:
+            errors = exc.errors
+        except ConfigError as exc:
+            errors = [exc]
+    result: dict[str, Any] = {"ok": not errors, "playbooks": [], "rules": [], "errors": []}
+    if config is not None:
+        result["playbooks"] = [
+            {
+                "name": name,
+                "file": str(pb.file),
+                "collectors": len(pb.steps),
+                "analyzers": len(pb.analyzers),
+                "actions": list(pb.actions),
+            }
+            for name, pb in sorted(config.playbooks.items())
+        ]
+        result["rules"] = [{"name": r.name, "file": str(config.rule_files[r.name])} for r in config.rules]
+    result["errors"] = [_error_json(e) for e in errors]
+    if errors and args.output == "text":  # promtool's shape: what failed on stderr
+        for err in errors:
+            print(f"  FAILED: {err}", file=sys.stderr)
+        print(f"{len(errors)} error(s)", file=sys.stderr)
+    else:
+        emit(args, result, lambda: _check_text(result))
+    return EXIT_FAILURE if errors else 0
+
+
+def _check_text(result: dict[str, Any]) -> str:
+    lines = [
+        f"Checking playbook {pb['name']!r} ({pb['file']})  SUCCESS: {pb['collectors']} collectors, "
+        f"{pb['analyzers']} analyzers, actions: {', '.join(pb['actions']) or 'none'}"
+        for pb in result["playbooks"]
+    ]
+    lines += [f"Checking rule {r['name']!r} ({r['file']})  SUCCESS" for r in result["rules"]]
+    lines.append(f"{len(result['rules'])} rule(s), {len(result['playbooks'])} playbook(s): OK")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- replay
+def _read_payload(path: str) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MedicError(f"{path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise MedicError(f"{path}: not UTF-8 text") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MedicError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise MedicError(f"{path}:1: the payload must be a JSON object")
+    return data
+
+
+async def _replay(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from medic.app.runtime import Runtime
+    from medic.app.settings import load_settings
+    from medic.inbox.base import InboxItem
+    from medic.incidents.report.markdown import render_markdown
+    from medic.incidents.views import incident_view
+    from medic.intake.handlers import validation_problem
+    from medic.intake.model import WebhookPayload
+
+    raw = _read_payload(args.payload)
+    try:
+        payload = WebhookPayload.model_validate(raw)
+    except ValidationError as exc:
+        body = json.loads(validation_problem(exc).text or "{}")
+        return _fail(f"{args.payload}: {body.get('detail', body.get('title'))}")
+    progress = Progress()
+    with tempfile.TemporaryDirectory(prefix="medic-replay-") as tmp:
+        # a throw-away embedded store, never the production backends
+        overrides: dict[str, Any] = {"data_dir": Path(tmp), "mode": "dry-run"}
+        overrides |= {"redis_url": None, "mongo_url": None}
+        if args.prometheus_url:
+            overrides["prometheus_url"] = args.prometheus_url
+        settings = load_settings(**overrides)
+        runtime = await Runtime.open(settings)
+        try:
+            item = InboxItem(
+                id="replay",
+                payload=raw,
+                new_episodes=[a.episode_key for a in payload.alerts],
+                received_at=datetime.now(UTC),
+            )
+            label = f"replaying {len(payload.alerts)} alert(s), collectors running"
+            touched = await progress.around(
+                label, runtime.pipeline.process(item), budget=settings.playbook_deadline_seconds
+            )
+            views = [
+                view
+                for incident_id in dict.fromkeys(touched)
+                if (view := await incident_view(runtime.store, incident_id)) is not None
+            ]
+        finally:
+            await runtime.close()
+    emit(
+        args,
+        {"incidents": [view.document() for view in views]},
+        lambda: "\n\n---\n\n".join(render_markdown(view) for view in views),
+    )
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from medic.app.logging import configure_logging
+
+    configure_logging("console", "warning")
+    return asyncio.run(_replay(args))
+
+
+# --------------------------------------------------------------------------- incidents
+async def _incidents_local(args: argparse.Namespace) -> Any:
+    """From the configured backend's store: MongoDB with the production backends, else SQLite."""
+    from medic.app.backend_select import open_incident_reader
+    from medic.app.http.api import incident_summary
+    from medic.app.settings import load_settings
+    from medic.incidents.base import IncidentQuery
+    from medic.incidents.views import incident_view
+
+    async with open_incident_reader(load_settings()) as store:
+        if args.action == "show":
+            view = await incident_view(store, args.id)
+            if view is None:
+                raise MedicError(f"no incident {args.id!r}")
+            return view
+        items, total = await store.query(IncidentQuery(status=args.status, limit=args.limit))
+        return {"items": [incident_summary(i) for i in items], "total": total}
+
+
+async def _incidents_remote(args: argparse.Namespace) -> Any:
+    import aiohttp
+
+    from medic.incidents.views import IncidentView
+
+    base = args.url.rstrip("/")
+    async with aiohttp.ClientSession(headers=_read_headers()) as session:
+        if args.action == "show":
+            url, params = f"{base}/api/v1/incidents/{args.id}", {}
+        else:
+            url = f"{base}/api/v1/incidents"
+            params = {"limit": str(args.limit)} | ({"status": args.status} if args.status else {})
+        async with session.get(url, params=params) as resp:
+            body = await resp.json(content_type=None)
+            if resp.status != 200:
+                raise MedicError(f"{url}: {resp.status} {body.get('detail', body.get('title'))}")
+    return IncidentView.from_document(body) if args.action == "show" else body
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    from medic.incidents.report.markdown import render_markdown
+    from medic.incidents.views import IncidentView
+
+    if args.action == "show" and not args.id:
+        raise UsageError("incidents show needs an incident id")
+    result = asyncio.run(_incidents_remote(args) if args.url else _incidents_local(args))
+    if isinstance(result, IncidentView):
+        view = result
+        emit(args, view.document(), lambda: render_markdown(view))
+    else:
+        emit(args, result, lambda: _incident_table(result))
+    return 0
+
+
+def _incident_table(result: dict[str, Any]) -> str:
+    lines = [f"{'ID':32} {'STATUS':9} {'SEV':8} {'FIRING':6} TITLE"]
+    for item in result["items"]:
+        lines.append(
+            f"{item['id']:32} {item['status']:9} {item['severity']:8} {item['firing']:<6} {item['title']}"
+        )
+    lines.append(f"({len(result['items'])} of {result['total']})")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- on-call
+def _read_headers() -> dict[str, str]:
+    """The read token (or the admin token) for a Medic whose incident data needs one."""
+    token = os.environ.get("MEDIC_READ_TOKEN") or os.environ.get("MEDIC_ADMIN_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """An incident's report: ``incidents show`` with Markdown as its text form."""
+    args.action = "show"
+    return cmd_incidents(args)
+
+
+async def _decide_remote(args: argparse.Namespace, decision: str) -> dict[str, Any]:
+    import aiohttp
+
+    token = os.environ.get("MEDIC_ADMIN_TOKEN", "")
+    if not token:
+        raise UsageError("set MEDIC_ADMIN_TOKEN to approve or reject through a running Medic")
+    verb = "approve" if decision == "approved" else "reject"
+    url = f"{args.url.rstrip('/')}/api/v1/incidents/{args.id}/{verb}"
+    body = {"by": args.by, "action": args.action, "reason": args.reason}
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session,
+        session.post(url, json=body) as resp,
+    ):
+        answer: dict[str, Any] = await resp.json(content_type=None)
+        if resp.status != 200:
+            raise MedicError(f"{answer.get('title', resp.status)}: {answer.get('detail', '')}")
+        return answer
+
+
+async def _decide_local(args: argparse.Namespace, decision: str) -> dict[str, Any]:
+    from medic.app.approvals import Decision
+    from medic.app.runtime import Runtime
+    from medic.app.settings import load_settings
+
+    try:
+        runtime = await Runtime.open(load_settings())
+    except ConfigError as exc:
+        hint = "to decide through the running Medic use --url and MEDIC_ADMIN_TOKEN"
+        raise ConfigError(f"{exc} — {hint}") from exc
+    try:
+        verdict: Decision = "approved" if decision == "approved" else "rejected"
+        outcome = await runtime.approvals.decide(
+            args.id, verdict, by=args.by, via="cli", action=args.action, reason=args.reason
+        )
+        record = outcome.record.model_dump(mode="json")
+        return {"decision": outcome.decision, "by": outcome.by, "action": record}
+    finally:
+        await runtime.close()
+
+
+async def _with_progress(label: str, work: Awaitable[T]) -> T:
+    return await Progress().around(label, work)
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    from medic.app.logging import configure_logging
+
+    configure_logging("console", "warning")
+    decision = "approved" if args.command == "approve" else "rejected"
+    work = _decide_remote(args, decision) if args.url else _decide_local(args, decision)
+    # an approval runs the action and waits for its verification (a rollout: up to minutes)
+    label = f"{args.command} {args.id}: guards, action, verification"
+    result = asyncio.run(_with_progress(label, work))
+    action = result["action"]
+    what = f"{action['action']} {action['status']} — {action['reason']}"
+    emit(args, result, f"{result['decision']} by {result['by']}: {what}")
+    if decision == "approved" and action["status"] not in ("succeeded", "planned", "skipped"):
+        return EXIT_FAILURE
+    return 0
+
+
+# --------------------------------------------------------------------------- kill switch
+async def _kill_switch(args: argparse.Namespace) -> dict[str, Any]:
+    from medic.app.http.admin import kill_switch_json
+
+    enabled = {"on": True, "off": False}.get(args.state)
+    if args.url:
+        import os
+
+        import aiohttp
+
+        token = os.environ.get("MEDIC_ADMIN_TOKEN", "")
+        if not token:
+            raise UsageError("set MEDIC_ADMIN_TOKEN to use the admin API of a running Medic")
+        url = f"{args.url.rstrip('/')}/api/v1/admin/kill-switch"
+        headers = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            if enabled is None:
+                resp_ctx = session.get(url)
+            else:
+                resp_ctx = session.put(url, json={"enabled": enabled, "reason": args.reason, "by": args.by})
+            async with resp_ctx as resp:
+                body: dict[str, Any] = await resp.json(content_type=None)
+                if resp.status != 200:
+                    raise MedicError(f"{url}: {resp.status} {body.get('detail', body.get('title'))}")
+                return body
+    from medic.app.settings import ensure_data_dir, load_settings
+    from medic.clients.sqlite import SqliteDB
+    from medic.coordination.base import RemediationState
+    from medic.coordination.sqlite import SqliteRemediationState
+
+    async def flip(state: RemediationState) -> dict[str, Any]:
+        if enabled is None:
+            return kill_switch_json(await state.kill_switch())
+        return kill_switch_json(await state.set_kill_switch(enabled, args.by, args.reason))
+
+    settings = load_settings()
+    if settings.redis_url is not None:  # the production backend: the switch lives in Medic's Redis
+        from medic.clients.redis import connect
+        from medic.coordination.redis import RedisRemediationState
+        from medic.coordination.redis_keys import RedisKeys
+
+        client = connect(settings.redis_url.get_secret_value())
+        try:
+            return await flip(RedisRemediationState(client, RedisKeys()))
+        finally:
+            await client.aclose()
+    ensure_data_dir(settings.data_dir)
+    db = SqliteDB(settings.db_path)
+    await db.open()
+    try:
+        return await flip(SqliteRemediationState(db))
+    finally:
+        await db.close()
+
+
+def cmd_kill_switch(args: argparse.Namespace) -> int:
+    result = asyncio.run(_kill_switch(args))
+    state = "ON: no automatic action will run" if result["enabled"] else "off"
+    by = f" (by {result['by']}: {result['reason']})" if result.get("by") else ""
+    emit(args, result, f"kill switch {state}{by}")
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medic",
+        description="PlayCode Medic: automated first responder",
+        epilog="Exit status: 0 success, 1 failure, 2 usage or configuration error.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"medic {__version__}", help="print the version"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
+
+    p = sub.add_parser("serve", help="run the webhook service (settings from MEDIC_* env vars)")
+    p.add_argument("--host", help="listen address (overrides MEDIC_HOST)")
+    p.add_argument("--port", type=int, help="listen port (overrides MEDIC_PORT)")
+    p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("check", help="validate rules and playbooks (exit 1 on error)")
+    p.add_argument("paths", nargs="*", help="files or directories (default: the configured dirs)")
+    add_output_option(p, "one line per rule and playbook")
+    p.set_defaults(fn=cmd_check)
+
+    p = sub.add_parser("replay", help="run a webhook payload through the pipeline; never acts")
+    p.add_argument("payload", help="an Alertmanager webhook JSON file, or - for stdin")
+    p.add_argument(
+        "--prometheus-url", help="a Prometheus the collectors query (overrides MEDIC_PROMETHEUS_URL)"
+    )
+    add_output_option(p, "the incidents' Markdown reports")
+    p.set_defaults(fn=cmd_replay)
+
+    p = sub.add_parser("incidents", help="list or show incidents (running instance or local store)")
+    p.add_argument(
+        "action", nargs="?", choices=["list", "show"], default="list", help="list (default) or show one"
+    )
+    p.add_argument("id", nargs="?", help="the incident id (show)")
+    p.add_argument("--url", help="a running Medic, e.g. http://127.0.0.1:8080 (uses MEDIC_READ_TOKEN)")
+    p.add_argument("--status", choices=["open", "resolved"], help="only open or only resolved incidents")
+    p.add_argument("--limit", type=int, default=50, help="how many to list (default 50)")
+    add_output_option(p, "a table; Markdown for show")
+    p.set_defaults(fn=cmd_incidents)
+
+    p = sub.add_parser("report", help="print an incident's report (Markdown bundle)")
+    p.add_argument("id", help="the incident id")
+    p.add_argument("--url", help="a running Medic (uses MEDIC_READ_TOKEN); default: the local store")
+    add_output_option(p, "Markdown")
+    p.set_defaults(fn=cmd_report)
+
+    for name, what in (
+        ("approve", "approve a proposal: guards re-checked, then it acts"),
+        ("reject", "reject a proposal: it is closed, nothing runs"),
+    ):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("id", help="the incident id")
+        p.add_argument("--action", help="the proposal's action (needed when several await)")
+        p.add_argument(
+            "--by", default=os.environ.get("USER", "cli"), help="who decides (audited; default $USER)"
+        )
+        p.add_argument("--reason", default="", help="why (audited)")
+        p.add_argument("--url", help="a running Medic (uses MEDIC_ADMIN_TOKEN); default: the local store")
+        add_output_option(p, "one line")
+        p.set_defaults(fn=cmd_decide)
+
+    p = sub.add_parser("kill-switch", help="stop (on) or allow (off) every automatic action")
+    p.add_argument("state", choices=["on", "off", "status"], help="on, off, or status to only show it")
+    p.add_argument("--reason", default="", help="why (audited)")
+    p.add_argument(
+        "--by", default=os.environ.get("USER", "cli"), help="who flips it (audited; default $USER)"
+    )
+    p.add_argument("--url", help="a running Medic (uses MEDIC_ADMIN_TOKEN); default: the local store")
+    add_output_option(p, "one line")
+    p.set_defaults(fn=cmd_kill_switch)
+    add_dead_letters_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # a usage error exits 2 here
+    try:
+        code = _run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`medic ... | head -1`): what the Python docs recommend — point
+        # stdout at devnull so the interpreter's final flush does not fail again, exit 1
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILURE
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        return int(args.fn(args))
+    except ConfigErrors as exc:
+        for err in exc.errors:
+            print(f"medic: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ConfigError, UsageError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except MedicError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        import aiohttp
+
+        if isinstance(exc, aiohttp.ClientError):  # --url: Medic not reachable, or not Medic
+            return _fail(f"{getattr(args, 'url', '') or 'server'}: {exc or type(exc).__name__}")
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

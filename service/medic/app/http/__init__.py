@@ -1,0 +1,1 @@
+"""The HTTP endpoints besides the webhook: read API, admin API, approvals, pages."""

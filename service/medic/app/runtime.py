@@ -1,0 +1,343 @@
+"""Assembly: settings → stores, backends, pipeline, workers → the aiohttp application."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from medic import __version__
+from medic.app.approvals import ApprovalService
+from medic.app.backend_select import EmbeddedBackend, ProductionBackend, StateBackend, open_backend
+from medic.app.backends import Backends
+from medic.app.catalogue import default_registry
+from medic.app.config import Config, load_config
+from medic.app.http.admin import AdminApi
+from medic.app.http.api import ReadApi
+from medic.app.http.approval_api import ApprovalApi
+from medic.app.http.dead_letters import DeadLetterApi
+from medic.app.http.web.access import ReadAccess
+from medic.app.http.web.pages import Pages
+from medic.app.pipeline import Pipeline
+from medic.app.settings import Settings, ensure_data_dir
+from medic.app.worker import Worker
+from medic.app.worker_process import DiagnosisProcess, inbox_socket, merged_metrics
+from medic.collectors.k8s.resolver import KubeTargetResolver
+from medic.coordination.base import RemediationState
+from medic.domain.incident import utcnow
+from medic.inbox.base import Inbox
+from medic.incidents.base import IncidentStore
+from medic.incidents.journal import IncidentJournal
+from medic.incidents.report.links import LinkSettings
+from medic.intake.auth import Credentials
+from medic.intake.handlers import Wakeable, WebhookIntake
+from medic.intake.http_errors import edge_middleware, handler_args
+from medic.notify.config import check_routes
+from medic.notify.dispatcher import NotifyDispatcher, build_notifiers
+from medic.playbooks.contract import Registry
+from medic.remediation.executor import GuardedRemediator
+from medic.remediation.reconcile import reconcile_at_start
+from medic.rules.targets import LabelTargetResolver, TargetResolver
+from medic.telemetry.metrics import Metrics
+
+log = structlog.get_logger("medic.app.runtime")
+
+
+class Role(enum.Enum):
+    """What a Medic process does (see :mod:`medic.app.worker_process`)."""
+
+    ALL = "all"  # intake and diagnosis in one process
+    INTAKE = "intake"  # HTTP and upkeep; diagnosis runs in a child process
+    DIAGNOSIS = "diagnosis"  # the child: claims deliveries and runs the pipeline
+
+
+@dataclass
+class Runtime:
+    """Everything one Medic process holds; closed in reverse order of creation."""
+
+    settings: Settings
+    registry: Registry
+    config: Config
+    backend: StateBackend  # Medic's own state: embedded SQLite, or Redis + MongoDB
+    inbox: Inbox
+    store: IncidentStore
+    state: RemediationState
+    backends: Backends
+    metrics: Metrics
+    pipeline: Pipeline
+    worker: Worker
+    wake: asyncio.Event
+    dispatcher: NotifyDispatcher
+    approvals: ApprovalService
+    role: Role = Role.ALL
+    diagnosis: DiagnosisProcess | None = None  # the INTAKE role's child
+
+    @classmethod
+    async def open(
+        cls, settings: Settings, registry: Registry | None = None, *, role: Role = Role.ALL
+    ) -> Runtime:
+        registry = registry or default_registry()
+        config = load_config([settings.rules_dir], [settings.playbooks_dir], registry)
+        check_routes({r.name: r.notify for r in config.rules}, settings.notifiers)
+        ensure_data_dir(settings.data_dir)  # a path Medic cannot write is a config error, not a traceback
+        backend = await open_backend(
+            settings,
+            shared=role is not Role.ALL,
+            inbox_socket=inbox_socket(settings.data_dir) if role is Role.DIAGNOSIS else None,
+        )
+        backends: Backends | None = None
+        try:
+            inbox, store, state = backend.inbox, backend.store, backend.state
+            approval_marks = backend.marks("approval:")
+            secret = settings.approval_secret.get_secret_value() if settings.approval_secret else None
+            approval_secret = await ApprovalService.load_secret(secret, approval_marks)
+            backends = await Backends.from_settings(settings)
+        except BaseException:
+            if backends is not None:
+                await backends.close()
+            await backend.close()
+            raise
+        resolver: TargetResolver = (
+            KubeTargetResolver(backends.kube, settings.namespaces)
+            if backends.kube is not None
+            else LabelTargetResolver()
+        )
+        metrics = Metrics()
+        metrics.set_mode(settings.mode)
+        remediator = GuardedRemediator(settings=settings, state=state, store=store, kube=backends.kube)
+        pipeline = Pipeline(
+            settings=settings,
+            config=config,
+            registry=registry,
+            store=store,
+            backends=backends,
+            resolver=resolver,
+            metrics=metrics,
+            remediator=remediator,
+            locker=backend.locker,
+        )
+        journal = IncidentJournal(store, pipeline.lock_for)
+        await reconcile_at_start(state, store, journal, utcnow())  # the ledger is the truth
+        dispatcher = NotifyDispatcher(
+            notifiers=build_notifiers(settings.notifiers),
+            rule_notify={r.name: r.notify for r in config.rules},
+            marks=backend.marks("notify:"),
+            journal=journal,
+            metrics=metrics,
+            public_url=settings.public_url,
+            link_settings=LinkSettings.from_settings(settings),
+        )
+        approvals = ApprovalService(
+            secret=approval_secret,
+            ttl_seconds=settings.approval_ttl_seconds,
+            config=config,
+            journal=journal,
+            store=store,
+            marks=approval_marks,
+            remediator=remediator,
+            metrics=metrics,
+            notifier=dispatcher,
+            public_url=settings.public_url,
+        )
+        dispatcher.approval_link = approvals.link
+        pipeline.notifier = dispatcher
+        if dispatcher.enabled and not settings.public_url:
+            log.warning("notifications carry no links: set MEDIC_PUBLIC_URL to Medic's external URL")
+        wake = asyncio.Event()
+        worker = Worker(
+            inbox,
+            pipeline,
+            metrics,
+            concurrency=settings.workers,
+            wake=wake,
+            poll_seconds=backend.poll_seconds,
+        )
+        return cls(
+            settings,
+            registry,
+            config,
+            backend,
+            inbox,
+            store,
+            state,
+            backends,
+            metrics,
+            pipeline,
+            worker,
+            wake,
+            dispatcher,
+            approvals,
+            role,
+            DiagnosisProcess(settings.data_dir, backend.local_inbox, recover_dead=backend.recover)
+            if role is Role.INTAKE and isinstance(backend, EmbeddedBackend) and backend.local_inbox
+            else None,
+        )
+
+    async def readiness(self) -> tuple[str, dict[str, str]]:
+        """The backend's readiness, and the diagnosis process's: while it is down (it is being
+        started again) deliveries are still accepted, so Medic is degraded, not unready."""
+        status, checks = await self.backend.readiness()
+        if self.diagnosis is not None:
+            checks["diagnosis"] = "ok" if self.diagnosis.alive else "restarting"
+            if not self.diagnosis.alive and status == "ready":
+                status = "degraded"
+        return status, checks
+
+    @property
+    def accepted(self) -> Wakeable:
+        """What the intake pokes when it accepted a delivery: the workers, here or in the child."""
+        return self.diagnosis.waker if self.diagnosis is not None else self.wake
+
+    async def start(self) -> None:
+        """Start the work that runs beside the HTTP server: the workers (here, or in the
+        diagnosis process) and the backend's upkeep."""
+        if self.diagnosis is not None:
+            await self.diagnosis.start()
+        else:
+            self.worker.start()
+        self.backend.start()
+
+    async def close(self) -> None:
+        """Graceful shutdown (intake already stopped): finish in-flight work or hand it back to
+        the other replicas, deliver pending notifications, close every client."""
+        if self.diagnosis is not None:
+            await self.diagnosis.stop(grace=self.settings.shutdown_grace_seconds)
+        await self.worker.stop(grace=self.settings.shutdown_grace_seconds)
+        await self.dispatcher.close()
+        await self.backend.close()
+        await self.backends.close()
+
+
+def build_app(runtime: Runtime) -> web.Application:
+    s = runtime.settings
+    app = web.Application(
+        middlewares=[edge_middleware(body_read_timeout=s.body_read_timeout.total_seconds())],
+        client_max_size=s.max_body_bytes,
+        handler_args=handler_args(
+            keepalive_timeout=s.keepalive_timeout.total_seconds(),
+            body_read_timeout=s.body_read_timeout.total_seconds(),
+        ),
+    )
+    intake = WebhookIntake(
+        runtime.inbox,
+        runtime.metrics,
+        Credentials(
+            token=s.webhook_token.get_secret_value() if s.webhook_token else None,
+            username=s.webhook_username,
+            password=s.webhook_password.get_secret_value() if s.webhook_password else None,
+        ),
+        s.max_body_bytes,
+        runtime.accepted,
+    )
+    links = LinkSettings.from_settings(s)
+    api = ReadApi(
+        runtime.store, runtime.inbox, runtime.metrics, readiness=runtime.readiness, links=links
+    )
+    admin_token = s.admin_token.get_secret_value() if s.admin_token else None
+    pages = Pages(
+        store=runtime.store,
+        access=ReadAccess(
+            s.read_token.get_secret_value() if s.read_token else None, s.auth_proxy_header, admin_token
+        ),
+        approvals=runtime.approvals,
+        namespaces=s.namespaces,
+        rules=[r.name for r in runtime.config.rules],
+        secure_cookies=s.public_url.startswith("https://"),
+        links=links,
+    )
+    app.router.add_post("/api/v1/alerts", intake.handle)
+    app.router.add_get("/healthz", api.healthz)
+    app.router.add_get("/readyz", api.readyz)
+    app.router.add_get("/metrics", _scrape(runtime, api))
+    app.router.add_get("/api/v1/incidents", pages.guard_api(api.list_incidents))
+    app.router.add_get("/api/v1/incidents/{id}", pages.guard_api(api.get_incident))
+    app.router.add_get("/api/v1/incidents/{id}/alerts", pages.guard_api(api.list_alerts))
+    approval_api = ApprovalApi(runtime.approvals, admin_token)
+    app.router.add_post("/api/v1/incidents/{id}/approve", approval_api.approve)
+    app.router.add_post("/api/v1/incidents/{id}/reject", approval_api.reject)
+    app.router.add_get("/", pages.index)
+    app.router.add_get("/incidents", pages.list_page)
+    app.router.add_get("/incidents/{id}", pages.detail_page)
+    app.router.add_get("/incidents/{id}/approve", pages.approve_page)
+    app.router.add_post("/incidents/{id}/approve", pages.approve_post)
+    app.router.add_post("/incidents/{id}/reject", pages.reject_post)
+    admin = AdminApi(runtime.state, runtime.store, admin_token)
+    app.router.add_get("/api/v1/admin/kill-switch", admin.get_kill_switch)
+    app.router.add_put("/api/v1/admin/kill-switch", admin.put_kill_switch)
+    app.router.add_get("/api/v1/admin/audit", admin.audit)
+    dead = DeadLetterApi(runtime.inbox, runtime.metrics, admin_token)
+    app.router.add_get("/api/v1/dead-letters", pages.guard_api(dead.list))
+    app.router.add_post("/api/v1/dead-letters/{id}/retry", dead.retry)
+    app.router.add_delete("/api/v1/dead-letters/{id}", dead.drop)
+    return app
+
+
+async def create_app(settings: Settings, registry: Registry | None = None) -> web.Application:
+    """The served application: opens the runtime on start-up, closes it on shutdown. With the
+    embedded backend diagnosis runs in a child process unless MEDIC_DIAGNOSIS_PROCESS=false."""
+    embedded = settings.redis_url is None and settings.mongo_url is None
+    role = Role.INTAKE if embedded and settings.diagnosis_process else Role.ALL
+    runtime = await Runtime.open(settings, registry, role=role)
+    app = build_app(runtime)
+    app["runtime"] = runtime
+
+    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        await runtime.start()
+        log.info("medic started", **start_fields(runtime))
+        yield
+        log.info("medic stopping", grace_seconds=settings.shutdown_grace_seconds)
+        started = time.monotonic()
+        await runtime.close()
+        log.info("medic stopped", seconds=round(time.monotonic() - started, 2))
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def start_fields(runtime: Runtime) -> dict[str, object]:
+    """What the start line says: which Medic, where it listens, how far it may act, on what."""
+    s = runtime.settings
+    diagnosed = {
+        "kubernetes": runtime.backends.kube is not None,
+        "prometheus": bool(s.prometheus_url),
+        "loki": bool(s.loki_url),
+        "mongodb": s.target_mongo_url is not None,
+        "redis": s.target_redis_url is not None,
+    }
+    return {
+        "version": __version__,
+        "listen": f"{s.host}:{s.port}",
+        "mode": s.mode,
+        "backend": runtime.backend.kind,
+        "data_dir": str(s.data_dir),
+        "diagnoses": [name for name, on in diagnosed.items() if on],
+        "notifiers": sorted(s.notifiers),
+        "rules": len(runtime.config.rules),
+        "playbooks": len(runtime.config.playbooks),
+    }
+
+
+def _scrape(runtime: Runtime, api: ReadApi) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``/metrics``: the gauges read from Medic's state are refreshed, then the registry served."""
+
+    async def kill_switch() -> bool:
+        return (await runtime.state.kill_switch()).enabled
+
+    backend = runtime.backend
+    spool = backend.spool.counts if isinstance(backend, ProductionBackend) else None
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await runtime.metrics.refresh_state(
+            kill_switch=kill_switch, readiness=backend.readiness, spool_counts=spool
+        )
+        response = await api.metrics_endpoint(request)
+        if runtime.diagnosis is not None and isinstance(response, web.Response) and response.body:
+            response.body = await merged_metrics(bytes(response.body), runtime.diagnosis)  # type: ignore[arg-type]
+        return response
+
+    return handler

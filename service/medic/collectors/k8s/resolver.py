@@ -1,0 +1,165 @@
+"""Alert labels → the object an incident is about, asking the API server.
+
+A ``pod`` label is followed through ownerReferences: pod → ReplicaSet → Deployment, or pod →
+StatefulSet (kube-state-metrics' KubePodCrashLooping carries no ``deployment`` label). A pod whose
+controller is the other kind of workload resolves to that workload: the incident is about what
+really runs the pod.
+
+API calls stay constant in the number of pods of one workload: the ReplicaSet name is derived from
+the pod name (``<replicaset>-<5 chars>``) and the ReplicaSet → Deployment answer is cached for a
+short TTL, so ten crash-looping pods of one Deployment cost one request; only when that does not
+work is the pod itself read. When the API cannot be asked, the name heuristics of
+:func:`medic.rules.targets.target_from_labels` decide (the target is marked ``inferred``).
+
+Refused without any request: namespaces outside the allow-list and label values that are not valid
+Kubernetes names (the incident is then recorded without a target and nothing is acted on).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+
+import structlog
+
+from medic.clients.kube.client import KubeClient, ns_path
+from medic.clients.kube.errors import KubeError, KubeNotFound
+from medic.clients.kube.reads import Obj, controller_ref
+from medic.domain.incident import Target
+from medic.rules.labels import is_dns1123_label, is_k8s_name
+from medic.rules.targets import target_from_labels
+
+log = structlog.get_logger("medic.collectors.k8s.resolver")
+
+# A ReplicaSet's pods are named <replicaset>-<5 chars of k8s.io/apimachinery's safe alphabet>.
+_RS_POD = re.compile(r"^(?P<rs>.+-[bcdfghjklmnpqrstvwxz2456789]{5,10})-[bcdfghjklmnpqrstvwxz2456789]{5}$")
+_STS_POD = re.compile(r"^(?P<sts>.+)-\d+$")
+
+_CLUSTER_SCOPED = {"node", "none"}
+_WORKLOAD_KIND = {"Deployment": "deployment", "StatefulSet": "statefulset"}
+_EXPLICIT = {
+    "deployment": ("deployment",),
+    "statefulset": ("statefulset",),
+    "pod": ("pod",),
+    "horizontalpodautoscaler": ("horizontalpodautoscaler", "hpa"),
+    "persistentvolumeclaim": ("persistentvolumeclaim", "pvc"),
+}
+
+
+class KubeTargetResolver:
+    """:class:`medic.rules.targets.TargetResolver` that follows ownerReferences."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        namespaces: Iterable[str],
+        *,
+        ttl: float = 60.0,
+        max_entries: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.kube = kube
+        self.namespaces = frozenset(namespaces)
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.clock = clock
+        # (namespace, "rs"|"sts", name) -> (target, expires at)
+        self._cache: OrderedDict[tuple[str, str, str], tuple[Target, float]] = OrderedDict()
+
+    async def resolve(self, kind: str, labels: Mapping[str, str]) -> Target | None:
+        if kind in _CLUSTER_SCOPED:
+            return target_from_labels(kind, labels)
+        namespace = labels.get("namespace", "")
+        if not namespace or not is_dns1123_label(namespace) or namespace not in self.namespaces:
+            return None
+        if kind not in ("deployment", "statefulset"):
+            if kind in _EXPLICIT:
+                name = self._label(labels, _EXPLICIT[kind])
+                return Target(kind=kind, namespace=namespace, name=name) if name else None
+            return target_from_labels(kind, labels)
+        name = self._label(labels, _EXPLICIT[kind])
+        if name:
+            return Target(kind=kind, namespace=namespace, name=name)
+        pod = labels.get("pod", "")
+        if not pod or not is_k8s_name(pod):
+            return None
+        try:
+            return await self._from_pod(namespace, pod)
+        except KubeError as exc:
+            fallback = target_from_labels(kind, labels)
+            log.warning(
+                "could not follow the pod's ownerReferences; using the pod name",
+                pod=f"{namespace}/{pod}",
+                error=str(exc),
+                target=str(fallback) if fallback else None,
+            )
+            return fallback.model_copy(update={"inferred": True}) if fallback else None
+
+    @staticmethod
+    def _label(labels: Mapping[str, str], keys: Iterable[str]) -> str:
+        for key in keys:
+            value = labels.get(key, "")
+            if value and is_k8s_name(value):
+                return value
+        return ""
+
+    # ------------------------------------------------------------------ cache
+
+    def _cached(self, key: tuple[str, str, str]) -> Target | None:
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        target, expires = entry
+        if self.clock() >= expires:
+            del self._cache[key]
+            return None
+        return target
+
+    def _remember(self, key: tuple[str, str, str], target: Target) -> Target:
+        self._cache[key] = (target, self.clock() + self.ttl)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.max_entries:
+            self._cache.popitem(last=False)
+        return target
+
+    # ------------------------------------------------------------------ owner chain
+
+    async def _from_pod(self, namespace: str, pod: str) -> Target | None:
+        rs_match = _RS_POD.match(pod)
+        sts_match = _STS_POD.match(pod)
+        if rs_match and (hit := self._cached((namespace, "rs", rs_match["rs"]))):
+            return hit
+        if sts_match and (hit := self._cached((namespace, "sts", sts_match["sts"]))):
+            return hit
+        if rs_match:
+            try:
+                found = await self._from_replicaset(namespace, rs_match["rs"])
+            except KubeNotFound:
+                found = None
+            if found is not None:
+                return found
+        obj = await self.kube.get(ns_path("v1", namespace, "pods", pod))
+        ref = controller_ref(obj) or {}
+        owner_kind, owner = str(ref.get("kind", "")), str(ref.get("name", ""))
+        if owner_kind == "ReplicaSet" and is_k8s_name(owner):
+            return await self._from_replicaset(namespace, owner)
+        if owner_kind == "StatefulSet" and is_k8s_name(owner):
+            target = Target(kind="statefulset", namespace=namespace, name=owner)
+            if sts_match and sts_match["sts"] == owner:
+                self._remember((namespace, "sts", owner), target)
+            return target
+        log.info(
+            "the pod is not run by a Deployment or StatefulSet", pod=f"{namespace}/{pod}", owner=owner_kind
+        )
+        return None
+
+    async def _from_replicaset(self, namespace: str, name: str) -> Target | None:
+        rs: Obj = await self.kube.get(ns_path("apps/v1", namespace, "replicasets", name))
+        ref = controller_ref(rs) or {}
+        kind = _WORKLOAD_KIND.get(str(ref.get("kind", "")))
+        owner = str(ref.get("name", ""))
+        if kind != "deployment" or not is_k8s_name(owner):
+            return None
+        return self._remember((namespace, "rs", name), Target(kind=kind, namespace=namespace, name=owner))

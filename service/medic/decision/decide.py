@@ -1,0 +1,49 @@
+"""From findings to a decision: which of the rule's actions the evidence argues for. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from medic.domain.incident import Finding
+from medic.playbooks.compiled import CompiledAction, CompiledPlaybook
+from medic.rules.model import Rule
+
+MODE_RANK = {"off": 0, "dry-run": 1, "approve": 2, "auto": 3}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``action`` is None when nothing should be done; ``reason`` says why either way."""
+
+    action: CompiledAction | None
+    mode: str  # effective mode: off | dry-run | approve | auto
+    reason: str
+    grounds: tuple[Finding, ...] = ()
+
+
+def effective_mode(global_mode: str, rule_mode: str) -> str:
+    """The global mode caps the rule's: enforce lets the rule's mode stand, dry-run caps it at
+    dry-run, off turns everything off."""
+    cap = {"off": "off", "dry-run": "dry-run", "enforce": "auto"}[global_mode]
+    return rule_mode if MODE_RANK[rule_mode] <= MODE_RANK[cap] else cap
+
+
+def decide(
+    rule: Rule | None, playbook: CompiledPlaybook | None, findings: list[Finding], global_mode: str
+) -> Decision:
+    if rule is None or rule.remediation is None or playbook is None:
+        return Decision(None, "off", "the rule defines no remediation: diagnosis only")
+    rem = rule.remediation
+    action = playbook.actions[rem.action]
+    mode = effective_mode(global_mode, rem.mode)
+    if rem.when:
+        grounds = tuple(f for f in findings if f.code in rem.when)
+        wanted = f"a finding among {', '.join(rem.when)}"
+    else:
+        grounds = tuple(f for f in findings if f.suggests == rem.action)
+        wanted = f"a finding that suggests {rem.action!r}"
+    if not grounds:
+        return Decision(None, mode, f"no {rem.action}: the evidence gives no {wanted}")
+    if mode == "off":
+        return Decision(None, mode, f"{rem.action} is warranted but remediation is off")
+    return Decision(action, mode, grounds[0].summary, grounds)

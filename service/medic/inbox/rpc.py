@@ -1,0 +1,162 @@
+"""The embedded inbox served to the diagnosis process over a Unix socket.
+
+The intake process owns ``inbox.sqlite3``: it alone writes it, so an accepted delivery's commit
+never waits for a lock another process holds (SQLite makes a waiting writer sleep and poll,
+which put tens of milliseconds on the webhook's answer during a storm). The diagnosis process
+(:mod:`medic.app.worker_process`) claims, acknowledges and hands back deliveries through
+:class:`RemoteInbox`, which asks the intake's :func:`inbox_app` on ``MEDIC_DATA_DIR/inbox.sock``;
+the intake runs those writes in its own group commits, beside the accepts.
+
+Only the worker's calls are served (claim, ack, release) plus the counts; accepting and the dead
+letters stay with the intake, which has the inbox itself.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from medic.domain.errors import BackendUnavailable, StoreError
+from medic.inbox.base import AcceptResult, DeadLetter, InboxItem, Payload
+from medic.inbox.sqlite import SqliteInbox
+
+CALL_TIMEOUT = 30.0  # a claim or an ack waits at most this long for the intake's commit
+
+
+def _claimed_json(rows: list[tuple[int, str, str, str, int]]) -> bytes:
+    """The claimed rows as the answer's JSON, their stored JSON texts (validated when they were
+    accepted) put in as they are: the intake does not parse what the child parses anyway."""
+    items = [
+        f'{{"id":"{r[0]}","payload":{r[1]},"new_episodes":{r[2]},'
+        f'"received_at":{json.dumps(r[3])},"attempts":{int(r[4])}}}'
+        for r in rows
+    ]
+    return ('{"items":[' + ",".join(items) + "]}").encode()
+
+
+def _item(data: dict[str, Any]) -> InboxItem:
+    return InboxItem(
+        id=str(data["id"]),
+        payload=data["payload"],
+        new_episodes=list(data["new_episodes"]),
+        received_at=datetime.fromisoformat(data["received_at"]),
+        attempts=int(data["attempts"]),
+    )
+
+
+def inbox_app(inbox: SqliteInbox) -> web.Application:
+    """The intake's side: the worker's inbox calls, for the diagnosis process only (a Unix
+    socket in the private data dir, mode 0600)."""
+
+    async def claim(request: web.Request) -> web.Response:
+        body = await request.json()
+        rows = await inbox.claim_rows(str(body["consumer"]), int(body["limit"]))
+        return web.Response(body=_claimed_json(rows), content_type="application/json")
+
+    async def ack(request: web.Request) -> web.Response:
+        body = await request.json()
+        await inbox.ack_many([str(i) for i in body["ids"]])
+        return web.json_response({})
+
+    async def release(request: web.Request) -> web.Response:
+        body = await request.json()
+        episodes = body.get("episodes")
+        await inbox.release(
+            str(body["id"]),
+            str(body["error"]),
+            episodes=[str(e) for e in episodes] if episodes is not None else None,
+            dead=bool(body.get("dead", False)),
+        )
+        return web.json_response({})
+
+    async def counts(_: web.Request) -> web.Response:
+        return web.json_response({"depth": await inbox.depth(), "dead_letters": await inbox.dead_letters()})
+
+    @web.middleware
+    async def store_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        except BackendUnavailable as exc:
+            return web.json_response({"error": str(exc), "unavailable": True}, status=503)
+        except StoreError as exc:
+            return web.json_response({"error": str(exc)}, status=500)
+
+    app = web.Application(middlewares=[store_errors])
+    app.router.add_post("/claim", claim)
+    app.router.add_post("/ack", ack)
+    app.router.add_post("/release", release)
+    app.router.add_get("/counts", counts)
+    return app
+
+
+class RemoteInbox:
+    """The diagnosis process's inbox: the intake's, through its Unix socket. An intake that does
+    not answer is an unavailable backend (the worker waits and retries, nothing is lost)."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=str(self.socket_path)),
+                timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT),
+            )
+        return self._session
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            async with self._client().request(method, f"http://intake{path}", json=body) as resp:
+                data = await resp.json(content_type=None)
+        except (aiohttp.ClientError, OSError, TimeoutError, json.JSONDecodeError) as exc:
+            raise BackendUnavailable(f"the intake process's inbox does not answer: {exc}") from exc
+        if resp.status == 503:
+            raise BackendUnavailable(str(data.get("error")))
+        if resp.status != 200:
+            raise StoreError(f"inbox: {data.get('error', resp.status)}")
+        return data
+
+    async def claim(self, consumer: str, limit: int) -> list[InboxItem]:
+        data = await self._call("POST", "/claim", {"consumer": consumer, "limit": limit})
+        return [_item(i) for i in data["items"]]
+
+    async def ack_many(self, item_ids: list[str]) -> None:
+        await self._call("POST", "/ack", {"ids": item_ids})
+
+    async def release(
+        self, item_id: str, error: str, *, episodes: list[str] | None = None, dead: bool = False
+    ) -> None:
+        body = {"id": item_id, "error": error, "episodes": episodes, "dead": dead}
+        await self._call("POST", "/release", body)
+
+    async def depth(self) -> int:
+        return int((await self._call("GET", "/counts"))["depth"])
+
+    async def dead_letters(self) -> int:
+        return int((await self._call("GET", "/counts"))["dead_letters"])
+
+    async def ping(self) -> None:
+        await self._call("GET", "/counts")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    # The intake keeps these: the diagnosis process never accepts deliveries nor serves the API.
+    async def accept(self, payload: Payload, episodes: list[str], received_at: datetime) -> AcceptResult:
+        raise StoreError("the diagnosis process does not accept deliveries: the intake does")
+
+    async def list_dead_letters(self, limit: int = 100, offset: int = 0) -> tuple[list[DeadLetter], int]:
+        raise StoreError("the dead letters are served by the intake process")
+
+    async def retry_dead_letter(self, item_id: str) -> bool:
+        raise StoreError("the dead letters are served by the intake process")
+
+    async def drop_dead_letter(self, item_id: str) -> bool:
+        raise StoreError("the dead letters are served by the intake process")

@@ -1,0 +1,137 @@
+"""The registry of collectors, analyzers and actions, with each one's typed params.
+
+Built once at start-up by :func:`default_registry` (an explicit list, no import-time side effects).
+The loader validates every playbook step's params against the registered model, so a typo in a
+playbook fails ``medic check`` and start-up, never first at 3 a.m.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from medic.domain.evidence import Evidence
+from medic.domain.incident import Finding, IncidentAlert, Target
+
+if TYPE_CHECKING:
+    from medic.clients.kube.client import KubeClient
+    from medic.clients.loki import LokiBackend
+    from medic.clients.mongo import MongoBackend
+    from medic.clients.prometheus import PrometheusBackend
+    from medic.clients.redis import RedisBackend
+
+
+class Clients(Protocol):
+    """The systems a collector may read (None: not configured) and the namespaces it may touch.
+    Built from the settings by :class:`medic.app.backends.Backends`."""
+
+    @property
+    def prometheus(self) -> PrometheusBackend | None: ...
+    @property
+    def kube(self) -> KubeClient | None: ...
+    @property
+    def mongo(self) -> MongoBackend | None: ...
+    @property
+    def redis(self) -> RedisBackend | None: ...
+    @property
+    def loki(self) -> LokiBackend | None: ...
+    @property
+    def namespaces(self) -> Sequence[str]: ...
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a collector sees: the incident's target and alerts, the backends, the clock."""
+
+    target: Target | None
+    labels: Mapping[str, str]
+    alerts: Sequence[IncidentAlert]
+    backends: Clients
+    now: datetime
+    timeout: float
+    # One playbook run's cache, shared by all its collectors (dataclasses.replace keeps the dict):
+    # e.g. medic.clients.kube.reads fetches the Deployment once however many collectors need it.
+    memo: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AnalysisInput:
+    """What an analyzer sees: data only (a stored bundle can be re-analyzed offline)."""
+
+    target: Target | None
+    labels: Mapping[str, str]
+    alerts: Sequence[IncidentAlert]
+    evidence: Mapping[str, Evidence]  # by step id
+    now: datetime
+
+    def of(self, collector: str) -> list[Evidence]:
+        return [e for e in self.evidence.values() if e.collector == collector]
+
+    def data(self, collector: str) -> Any:
+        """The data of the first successful run of ``collector``, or None."""
+        for ev in self.of(collector):
+            if ev.ok:
+                return ev.data
+        return None
+
+
+CollectorFn = Callable[[StepContext, Any], Awaitable[Any]]
+AnalyzerFn = Callable[[AnalysisInput], list[Finding]]
+
+
+@dataclass(frozen=True)
+class CollectorDef:
+    name: str
+    fn: CollectorFn
+    params: type[BaseModel] = NoParams
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class AnalyzerDef:
+    name: str
+    fn: AnalyzerFn
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class ActionDef:
+    name: str
+    impl: Any  # a medic.playbooks.action.Action: plan / apply / verify
+    params: type[BaseModel] = NoParams
+    summary: str = ""
+    target_kinds: tuple[str, ...] = ("deployment",)
+    approve_only: bool = False  # never runs in rule mode "auto"
+    guarded_write: bool = False  # the write carries its own precondition (safe to re-attempt)
+    kube_permissions: tuple[tuple[str, str, str], ...] = ()  # (apiGroup, resource, verb) it writes
+
+
+@dataclass
+class Registry:
+    collectors: dict[str, CollectorDef] = field(default_factory=dict)
+    analyzers: dict[str, AnalyzerDef] = field(default_factory=dict)
+    actions: dict[str, ActionDef] = field(default_factory=dict)
+
+    @staticmethod
+    def _put(table: dict[str, Any], d: Any) -> None:
+        if d.name in table:
+            raise ValueError(f"{d.name!r} is registered twice")
+        table[d.name] = d
+
+    def add(self, *defs: CollectorDef | AnalyzerDef | ActionDef) -> Registry:
+        for d in defs:
+            if isinstance(d, CollectorDef):
+                self._put(self.collectors, d)
+            elif isinstance(d, AnalyzerDef):
+                self._put(self.analyzers, d)
+            else:
+                self._put(self.actions, d)
+        return self

@@ -1,0 +1,1 @@
+"""The shipped actions (Kubernetes): plan (read-only), apply (one write), verify."""

@@ -1,0 +1,470 @@
+"""Kubernetes actions: rollback (kubectl rollout undo), restart, delete pod, set image, and a Job
+from a CronJob (runbook 5.1). Each one plans read-only first; the executor decides; apply writes once."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medic.clients.kube.client import JSON_PATCH, STRATEGIC_PATCH, KubeClient, ns_path
+from medic.clients.kube.errors import KubeConflict, KubeInvalid, KubeNotFound
+from medic.domain.actions import Precondition
+from medic.domain.errors import NotConfigured, StepError
+from medic.playbooks.action import ActionContext, ActionPlan
+from medic.playbooks.contract import ActionDef
+from medic.remediation.actions.rollout import (
+    RollbackError,
+    RolloutStatus,
+    images,
+    plan_rollback,
+    rollout_status,
+    template_without_hash,
+)
+
+# A previous revision that served this long before it was replaced counts as healthy.
+MIN_SERVED = timedelta(minutes=10)
+
+
+def _kube(ctx: ActionContext) -> KubeClient:
+    if ctx.kube is None:
+        raise NotConfigured("Kubernetes is not configured: no action can run")
+    kube: KubeClient = ctx.kube
+    return kube
+
+
+def _selector(deployment: dict[str, Any]) -> str:
+    labels = deployment.get("spec", {}).get("selector", {}).get("matchLabels") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+async def _deployment(kube: KubeClient, ctx: ActionContext) -> dict[str, Any]:
+    t = ctx.target
+    if t.kind != "deployment":
+        raise StepError(f"this action works on a deployment, not on {t.kind}")
+    result: dict[str, Any] = await kube.get(ns_path("apps/v1", t.namespace, "deployments", t.name))
+    return result
+
+
+def _meta(obj: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    meta = obj.get("metadata", {})
+    return dict(meta.get("annotations") or {}), dict(meta.get("labels") or {})
+
+
+async def _wait(
+    kube: KubeClient,
+    path: str,
+    status_of: Callable[[dict[str, Any]], RolloutStatus],
+    timeout: float,
+    what: str,
+) -> tuple[bool, str]:
+    """Poll the object at ``path`` until ``status_of`` says done or failed, or ``timeout`` passes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        status = status_of(await kube.get(path))
+        if status.done or status.failed:
+            return status.done, status.message
+        if loop.time() >= deadline:
+            return False, f"not {what} within {timeout:g}s: {status.message}"
+        await asyncio.sleep(min(1.0, max(deadline - loop.time(), 0.05)))
+
+
+async def _wait_rollout(kube: KubeClient, ctx: ActionContext, timeout: float) -> tuple[bool, str]:
+    t = ctx.target
+    path = ns_path("apps/v1", t.namespace, "deployments", t.name)
+    return await _wait(kube, path, rollout_status, timeout, "rolled out")
+
+
+def job_status(job: dict[str, Any]) -> RolloutStatus:
+    """kubectl wait --for=condition=Complete: done when Complete, failed when Failed."""
+    name = job.get("metadata", {}).get("name", "")
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Complete":
+            done_at = (job.get("status") or {}).get("completionTime") or cond.get("lastTransitionTime")
+            return RolloutStatus(True, False, f"job {name} completed at {done_at}")
+        if cond.get("type") == "Failed":
+            why = cond.get("message") or cond.get("reason") or "failed"
+            return RolloutStatus(False, True, f"job {name} failed: {why}")
+    active = int((job.get("status") or {}).get("active") or 0)
+    return RolloutStatus(False, False, f"job {name} has {active} active pod(s)")
+
+
+# --------------------------------------------------------------------------- rollback
+class RollbackParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    to: Literal["previous"] | int = Field("previous", description="'previous' or a revision number")
+
+
+class RollbackDeployment:
+    async def plan(self, ctx: ActionContext, params: BaseModel) -> ActionPlan:
+        assert isinstance(params, RollbackParams)
+        kube = _kube(ctx)
+        dep = await _deployment(kube, ctx)
+        rs_list = await kube.list(
+            ns_path("apps/v1", ctx.target.namespace, "replicasets"), labelSelector=_selector(dep)
+        )
+        annotations, labels = _meta(dep)
+        to_revision = 0 if params.to == "previous" else int(params.to)
+        try:
+            plan = plan_rollback(
+                dep,
+                rs_list,
+                to_revision=to_revision,
+                change_cause=f"medic: rollback for incident {ctx.incident.id}",
+            )
+        except RollbackError as exc:
+            return ActionPlan(
+                summary=f"roll back {ctx.target}: impossible",
+                preconditions=[Precondition("rollout_history", False, str(exc))],
+                target_annotations=annotations,
+                target_labels=labels,
+            )
+        cur = plan.current
+        pre = [
+            Precondition(
+                "rollout_history",
+                True,
+                f"revision {plan.target.number} ({', '.join(plan.target.images)}) exists",
+            ),
+        ]
+        req = ctx.rule.remediation.require if ctx.rule.remediation else None
+        if req is not None and req.recent_rollout is not None:
+            age = ctx.now - cur.created if cur and cur.created else None
+            ok = age is not None and age <= req.recent_rollout
+            when = f"{int(age.total_seconds() // 60)} min ago" if age is not None else "at an unknown time"
+            pre.append(
+                Precondition(
+                    "recent_rollout",
+                    ok,
+                    f"the current revision {cur.number if cur else '?'} was rolled out {when}"
+                    f" (limit {int(req.recent_rollout.total_seconds() // 60)} min)",
+                )
+            )
+        if req is not None and req.previous_revision_healthy:
+            served = (
+                (cur.created - plan.target.created) if cur and cur.created and plan.target.created else None
+            )
+            if plan.target.ready > 0:
+                pre.append(
+                    Precondition(
+                        "previous_revision_healthy",
+                        True,
+                        f"revision {plan.target.number} still has {plan.target.ready} ready pod(s)",
+                    )
+                )
+            elif served is not None and served >= MIN_SERVED:
+                pre.append(
+                    Precondition(
+                        "previous_revision_healthy",
+                        True,
+                        f"revision {plan.target.number} served for "
+                        f"{int(served.total_seconds() // 60)} min before it was replaced",
+                    )
+                )
+            else:
+                pre.append(
+                    Precondition(
+                        "previous_revision_healthy",
+                        False,
+                        f"revision {plan.target.number} has no ready pod and served less than "
+                        f"{int(MIN_SERVED.total_seconds() // 60)} min: no evidence it was healthy",
+                    )
+                )
+        summary = (
+            f"roll back deployment {ctx.target.namespace}/{ctx.target.name} from revision "
+            f"{cur.number if cur else '?'} ({', '.join(cur.images) if cur else '?'}) to revision "
+            f"{plan.target.number} ({', '.join(plan.target.images)})"
+        )
+        return ActionPlan(
+            summary=summary,
+            preconditions=pre,
+            skip_reason=(
+                f"skipped rollback (current template already matches revision {plan.target.number})"
+                if plan.already_current
+                else None
+            ),
+            facts={
+                "from_revision": cur.number if cur else None,
+                "to_revision": plan.target.number,
+                "from_hash": cur.template_hash if cur else "",
+                "to_hash": plan.target.template_hash,
+                "from_images": cur.images if cur else [],
+                "to_images": plan.target.images,
+                "to_replicaset": plan.target.replicaset,
+            },
+            target_annotations=annotations,
+            target_labels=labels,
+            payload=plan.patch,
+            idempotency_scope=f"from-revision-{cur.number if cur else 0}",
+        )
+
+    async def apply(self, ctx: ActionContext, plan: ActionPlan) -> dict[str, Any]:
+        kube = _kube(ctx)
+        path = ns_path("apps/v1", ctx.target.namespace, "deployments", ctx.target.name)
+        try:
+            await kube.patch(path, plan.payload, JSON_PATCH)
+        except (KubeInvalid, KubeConflict):
+            # The test op failed: either our own earlier attempt landed (a lost response, a retry
+            # after a crash) or someone else changed the deployment. Look before deciding.
+            current = await kube.get(path)
+            wanted = plan.payload[1]["value"]
+            if template_without_hash(current.get("spec", {}).get("template", {})) == wanted:
+                return {"applied": False, "already": True, "note": "the rollback had already been applied"}
+            raise KubeConflict(
+                "the deployment changed since the plan (someone else acted): not rolled back"
+            ) from None
+        return {"applied": True, "patch_ops": [op["op"] for op in plan.payload]}
+
+    async def verify(self, ctx: ActionContext, plan: ActionPlan, timeout: float) -> tuple[bool, str]:
+        return await _wait_rollout(_kube(ctx), ctx, timeout)
+
+
+# --------------------------------------------------------------------------- restart
+class RestartDeployment:
+    async def plan(self, ctx: ActionContext, params: BaseModel) -> ActionPlan:
+        dep = await _deployment(_kube(ctx), ctx)
+        annotations, labels = _meta(dep)
+        paused = bool(dep.get("spec", {}).get("paused"))
+        stamp = ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return ActionPlan(
+            summary=f"restart deployment {ctx.target.namespace}/{ctx.target.name} (kubectl rollout restart)",
+            preconditions=[
+                Precondition(
+                    "not_paused",
+                    not paused,
+                    "the deployment is paused" if paused else "the deployment is not paused",
+                )
+            ],
+            target_annotations=annotations,
+            target_labels=labels,
+            payload={
+                "spec": {
+                    "template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}}
+                }
+            },
+            idempotency_scope=f"incident-{ctx.incident.id}",
+        )
+
+    async def apply(self, ctx: ActionContext, plan: ActionPlan) -> dict[str, Any]:
+        path = ns_path("apps/v1", ctx.target.namespace, "deployments", ctx.target.name)
+        await _kube(ctx).patch(path, plan.payload, STRATEGIC_PATCH)
+        return {"applied": True}
+
+    async def verify(self, ctx: ActionContext, plan: ActionPlan, timeout: float) -> tuple[bool, str]:
+        return await _wait_rollout(_kube(ctx), ctx, timeout)
+
+
+# --------------------------------------------------------------------------- set image
+class SetImageParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    container: str = Field(min_length=1)
+    image: str = Field(min_length=1, pattern=r"^[\w][\w.\-/:@]+$")
+
+
+class SetImage:
+    async def plan(self, ctx: ActionContext, params: BaseModel) -> ActionPlan:
+        assert isinstance(params, SetImageParams)
+        dep = await _deployment(_kube(ctx), ctx)
+        annotations, labels = _meta(dep)
+        names = [
+            c.get("name")
+            for c in dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+        ]
+        current = images(dep.get("spec", {}).get("template", {}))
+        return ActionPlan(
+            summary=f"set image {params.container}={params.image} on {ctx.target} (now {', '.join(current)})",
+            preconditions=[
+                Precondition(
+                    "container",
+                    params.container in names,
+                    f"container {params.container!r} "
+                    + ("exists" if params.container in names else f"not in {names}"),
+                )
+            ],
+            skip_reason=f"image is already {params.image}" if params.image in current else None,
+            target_annotations=annotations,
+            target_labels=labels,
+            payload={
+                "spec": {
+                    "template": {"spec": {"containers": [{"name": params.container, "image": params.image}]}}
+                }
+            },
+            idempotency_scope=f"image-{params.image}",
+        )
+
+    async def apply(self, ctx: ActionContext, plan: ActionPlan) -> dict[str, Any]:
+        path = ns_path("apps/v1", ctx.target.namespace, "deployments", ctx.target.name)
+        await _kube(ctx).patch(path, plan.payload, STRATEGIC_PATCH)
+        return {"applied": True}
+
+    async def verify(self, ctx: ActionContext, plan: ActionPlan, timeout: float) -> tuple[bool, str]:
+        return await _wait_rollout(_kube(ctx), ctx, timeout)
+
+
+# --------------------------------------------------------------------------- delete pod
+class DeletePod:
+    async def plan(self, ctx: ActionContext, params: BaseModel) -> ActionPlan:
+        t = ctx.target
+        if t.kind != "pod":
+            raise StepError(f"delete_pod works on a pod, not on {t.kind}")
+        pod = await _kube(ctx).get(ns_path("v1", t.namespace, "pods", t.name))
+        annotations, labels = _meta(pod)
+        owners = [r for r in pod.get("metadata", {}).get("ownerReferences") or [] if r.get("controller")]
+        owner = f"{owners[0]['kind']}/{owners[0]['name']}" if owners else ""
+        return ActionPlan(
+            summary=f"delete pod {t.namespace}/{t.name} so that {owner or 'its controller'} replaces it",
+            preconditions=[
+                Precondition(
+                    "has_controller",
+                    bool(owners),
+                    f"owned by {owner}" if owners else "a pod without a controller would not come back",
+                )
+            ],
+            facts={"uid": pod["metadata"].get("uid"), "owner": owner},
+            target_annotations=annotations,
+            target_labels=labels,
+            payload={
+                "kind": "DeleteOptions",
+                "apiVersion": "v1",
+                "preconditions": {"uid": pod["metadata"].get("uid")},
+            },
+            idempotency_scope=f"uid-{pod['metadata'].get('uid')}",
+        )
+
+    async def apply(self, ctx: ActionContext, plan: ActionPlan) -> dict[str, Any]:
+        t = ctx.target
+        try:
+            await _kube(ctx).request("DELETE", ns_path("v1", t.namespace, "pods", t.name), body=plan.payload)
+        except KubeNotFound:
+            return {"applied": False, "note": "the pod was already gone"}
+        return {"applied": True}
+
+    async def verify(self, ctx: ActionContext, plan: ActionPlan, timeout: float) -> tuple[bool, str]:
+        t = ctx.target
+        try:
+            pod = await _kube(ctx).get(ns_path("v1", t.namespace, "pods", t.name))
+        except KubeNotFound:
+            return True, "the pod is gone; its controller replaces it"
+        if pod["metadata"].get("uid") != plan.facts.get("uid"):
+            return True, "the pod was replaced by a new one of the same name"
+        return False, "the pod still exists"
+
+
+# --------------------------------------------------------------------------- job from cronjob
+class JobFromCronJobParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cronjob: str = Field("mongodb-backup", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class CreateJobFromCronJob:
+    async def plan(self, ctx: ActionContext, params: BaseModel) -> ActionPlan:
+        assert isinstance(params, JobFromCronJobParams)
+        ns = ctx.target.scope
+        cj = await _kube(ctx).get(ns_path("batch/v1", ns, "cronjobs", params.cronjob))
+        annotations, labels = _meta(cj)
+        template = cj.get("spec", {}).get("jobTemplate", {})
+        name = f"{params.cronjob}-manual-{secrets.token_hex(3)}"[:63]
+        tmeta = template.get("metadata") or {}
+        job = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "labels": dict(tmeta.get("labels") or {}),
+                # what `kubectl create job --from=cronjob/...` sets
+                "annotations": {
+                    **(tmeta.get("annotations") or {}),
+                    "cronjob.kubernetes.io/instantiate": "manual",
+                    "medic.playcode.gg/incident": ctx.incident.id,
+                },
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "CronJob",
+                        "name": params.cronjob,
+                        "uid": cj["metadata"]["uid"],
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": template.get("spec", {}),
+        }
+        return ActionPlan(
+            summary=f"create job {ns}/{name} from cronjob/{params.cronjob} (kubectl create job --from)",
+            preconditions=[Precondition("cronjob", True, f"cronjob {params.cronjob} exists")],
+            facts={"job": name, "namespace": ns},
+            target_annotations=annotations,
+            target_labels=labels,
+            payload=job,
+            idempotency_scope=f"incident-{ctx.incident.id}",
+        )
+
+    async def apply(self, ctx: ActionContext, plan: ActionPlan) -> dict[str, Any]:
+        ns = plan.facts["namespace"]
+        created_job = await _kube(ctx).request(
+            "POST", ns_path("batch/v1", ns, "jobs"), body=plan.payload, retry=False
+        )
+        return {
+            "applied": True,
+            "job": created_job["metadata"]["name"],
+            "created": created_job["metadata"].get("creationTimestamp"),
+        }
+
+    async def verify(self, ctx: ActionContext, plan: ActionPlan, timeout: float) -> tuple[bool, str]:
+        path = ns_path("batch/v1", plan.facts["namespace"], "jobs", plan.facts["job"])
+        return await _wait(_kube(ctx), path, job_status, timeout, "completed")
+
+
+ACTIONS = [
+    ActionDef(
+        "k8s.rollback_deployment",
+        RollbackDeployment(),
+        RollbackParams,
+        "roll a Deployment back to its previous (or a given) revision, like kubectl rollout undo",
+        target_kinds=("deployment",),
+        guarded_write=True,
+        kube_permissions=(("apps", "deployments", "patch"),),
+    ),
+    ActionDef(
+        "k8s.restart_deployment",
+        RestartDeployment(),
+        summary="kubectl rollout restart",
+        target_kinds=("deployment",),
+        kube_permissions=(("apps", "deployments", "patch"),),
+    ),
+    ActionDef(
+        "k8s.set_image",
+        SetImage(),
+        SetImageParams,
+        "kubectl set image (approve or dry-run only)",
+        target_kinds=("deployment",),
+        approve_only=True,
+        kube_permissions=(("apps", "deployments", "patch"),),
+    ),
+    ActionDef(
+        "k8s.delete_pod",
+        DeletePod(),
+        summary="delete a pod so its controller replaces it",
+        target_kinds=("pod",),
+        kube_permissions=(("", "pods", "delete"),),
+    ),
+    ActionDef(
+        "k8s.create_job_from_cronjob",
+        CreateJobFromCronJob(),
+        JobFromCronJobParams,
+        "kubectl create job --from=cronjob/NAME (runbook 5.1)",
+        target_kinds=("namespace",),
+        kube_permissions=(("batch", "jobs", "create"),),
+    ),
+]

@@ -1,0 +1,61 @@
+"""Values taken from alert labels, validated before they reach a query or an API path."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from medic.domain.errors import StepError
+from medic.domain.incident import Target
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+
+
+def is_dns1123_label(value: str) -> bool:
+    return bool(_DNS1123_LABEL.match(value))
+
+
+def is_k8s_name(value: str) -> bool:
+    return bool(_DNS1123_SUBDOMAIN.match(value))
+
+
+def promql_string(value: str) -> str:
+    """Quote a value as a PromQL double-quoted string literal."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def template_vars(target: Target | None, labels: Mapping[str, str]) -> dict[str, str]:
+    """Names a query template may use; only values that are valid Kubernetes names are offered."""
+    out: dict[str, str] = {}
+    for key in (
+        "namespace",
+        "pod",
+        "container",
+        "deployment",
+        "statefulset",
+        "service",
+        "job",
+        "instance",
+        "node",
+        "persistentvolumeclaim",
+        "horizontalpodautoscaler",
+    ):
+        value = labels.get(key, "")
+        if value and (is_k8s_name(value) or key == "instance"):
+            out[key] = value
+    if target is not None:
+        if target.namespace:
+            out["namespace"] = target.namespace
+        out[target.kind] = target.name
+        out["target"] = target.name
+    return out
+
+
+def require_var(variables: Mapping[str, str], name: str) -> str:
+    if name not in variables:
+        raise StepError(f"the query needs ${name}, which neither the target nor the alert labels give")
+    return variables[name]

@@ -1,0 +1,1 @@
+"""Medic's own metrics, counted at every layer from intake up."""
