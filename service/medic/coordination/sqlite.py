@@ -25,7 +25,16 @@ def _owner_is_dead(owner: str, host: str) -> bool:
         return True
     except PermissionError:  # it runs, as another user
         return False
-    return False
+    return _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has ended but was not reaped yet (kill(pid, 0) still finds it)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 KILL_SWITCH_KEY = "kill_switch"
