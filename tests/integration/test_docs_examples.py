@@ -233,6 +233,16 @@ def test_relative_links_resolve(doc: Path) -> None:
     assert not broken, "\n".join(broken)
 
 
+REPO_PATH = re.compile(r"`((?:service|helm|tests|bench|examples|\.ci)/[^`\s*<>{}]*)`")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_repository_paths_the_docs_name_exist(doc: Path) -> None:
+    """A file or folder named in code font (`service/medic/…`, `bench/…`) is where the page says."""
+    missing = [p for p in REPO_PATH.findall(doc.read_text(encoding="utf-8")) if not (ROOT / p).exists()]
+    assert not missing, f"{doc.relative_to(ROOT)} names paths that do not exist: {missing}"
+
+
 def test_every_chart_alert_has_its_runbook_section() -> None:
     template = (ROOT / "helm" / "playcode-medic" / "templates" / "prometheusrule.yaml").read_text()
     alerts = re.findall(r"^\s*-\s*alert:\s*(\S+)", template, re.M)
