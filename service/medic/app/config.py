@@ -107,7 +107,7 @@ def _compile_playbook(
             )
         else:
             analyzers.append(registry.analyzers[name])
-    actions: dict[str, CompiledAction] = {}
+    actions: dict[str, CompiledAction[Any]] = {}
     for name, spec in pb.actions.items():
         action = registry.actions.get(spec.use)
         if action is None:

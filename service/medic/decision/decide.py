@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from medic.domain.incident import Finding
 from medic.playbooks.compiled import CompiledAction, CompiledPlaybook
@@ -15,7 +16,7 @@ MODE_RANK = {"off": 0, "dry-run": 1, "approve": 2, "auto": 3}
 class Decision:
     """``action`` is None when nothing should be done; ``reason`` says why either way."""
 
-    action: CompiledAction | None
+    action: CompiledAction[Any] | None
     mode: str  # effective mode: off | dry-run | approve | auto
     reason: str
     grounds: tuple[Finding, ...] = ()

@@ -1,11 +1,15 @@
 """What an action is: plan (read-only, gives the guards their facts), apply (the one write),
-verify (did it help). Actions raise StepError subclasses; the executor turns them into records."""
+verify (did it help). Actions raise StepError subclasses; the executor turns them into records.
+
+``Action[P]`` is generic over its params model: ``RollbackDeployment`` is an
+``Action[RollbackParams]``, so its ``plan`` reads ``params.to`` without a cast, and the registry
+(:class:`medic.playbooks.contract.ActionDef`) pairs it with exactly that model."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -13,10 +17,16 @@ from medic.domain.actions import Precondition
 from medic.domain.incident import Incident, Target
 from medic.rules.model import Rule
 
+if TYPE_CHECKING:
+    from medic.clients.kube.client import KubeClient
+
+# An action reads its params: it accepts a model (or a narrower one), hence contravariant.
+P_contra = TypeVar("P_contra", bound=BaseModel, contravariant=True)
+
 
 @dataclass(frozen=True)
 class ActionContext:
-    kube: Any  # medic.clients.kube.client.KubeClient | None
+    kube: KubeClient | None  # None: Kubernetes is not configured
     target: Target
     incident: Incident
     rule: Rule
@@ -35,8 +45,8 @@ class ActionPlan:
     idempotency_scope: str = ""  # what makes two attempts "the same action" (e.g. from-revision)
 
 
-class Action(Protocol):
-    async def plan(self, ctx: ActionContext, params: BaseModel) -> ActionPlan: ...
+class Action(Protocol[P_contra]):
+    async def plan(self, ctx: ActionContext, params: P_contra) -> ActionPlan: ...
 
     async def apply(self, ctx: ActionContext, plan: ActionPlan) -> dict[str, Any]: ...
 

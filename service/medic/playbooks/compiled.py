@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from medic.playbooks.action import ActionContext, ActionPlan
 from medic.playbooks.contract import ActionDef, AnalyzerDef, CollectorDef
 from medic.playbooks.model import ActionSpec, Playbook
 
@@ -18,12 +20,21 @@ class CompiledStep:
     timeout: float | None
 
 
+P = TypeVar("P", bound=BaseModel)
+
+
 @dataclass(frozen=True)
-class CompiledAction:
+class CompiledAction(Generic[P]):
+    """A playbook's action with its params validated by the action's own model."""
+
     name: str
     spec: ActionSpec
-    action: ActionDef
-    params: BaseModel
+    action: ActionDef[P]
+    params: P
+
+    async def plan(self, ctx: ActionContext) -> ActionPlan:
+        """The action's plan for these params (typed together here, whatever P is)."""
+        return await self.action.impl.plan(ctx, self.params)
 
 
 @dataclass(frozen=True)
@@ -32,7 +43,7 @@ class CompiledPlaybook:
     file: str
     steps: list[CompiledStep]
     analyzers: list[AnalyzerDef]
-    actions: dict[str, CompiledAction]
+    actions: dict[str, CompiledAction[Any]]
 
     @property
     def name(self) -> str:

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from medic.domain.evidence import Evidence
 from medic.domain.incident import Finding, IncidentAlert, Target
+from medic.playbooks.action import Action
 
 if TYPE_CHECKING:
     from medic.clients.kube.client import KubeClient
@@ -45,6 +46,9 @@ class Clients(Protocol):
 
 class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+P = TypeVar("P", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ class CollectorDef:
     fn: CollectorFn
     params: type[BaseModel] = NoParams
     summary: str = ""
+    # The pydantic model of the collector's data (issue 16.3): what its analyzers read.
+    output: type[BaseModel] | None = None
 
 
 @dataclass(frozen=True)
@@ -103,10 +109,14 @@ class AnalyzerDef:
 
 
 @dataclass(frozen=True)
-class ActionDef:
+class ActionDef(Generic[P]):
+    """An action and its params model: ``impl`` plans with exactly the ``params`` the loader built."""
+
     name: str
-    impl: Any  # a medic.playbooks.action.Action: plan / apply / verify
-    params: type[BaseModel] = NoParams
+    impl: Action[P]
+    # mypy cannot type a default of a generic field; NoParams is the model of every action whose
+    # plan takes NoParams (restart, delete pod), and a mismatch is a type error at the impl.
+    params: type[P] = NoParams  # type: ignore[assignment]
     summary: str = ""
     target_kinds: tuple[str, ...] = ("deployment",)
     approve_only: bool = False  # never runs in rule mode "auto"
@@ -118,7 +128,7 @@ class ActionDef:
 class Registry:
     collectors: dict[str, CollectorDef] = field(default_factory=dict)
     analyzers: dict[str, AnalyzerDef] = field(default_factory=dict)
-    actions: dict[str, ActionDef] = field(default_factory=dict)
+    actions: dict[str, ActionDef[Any]] = field(default_factory=dict)
 
     @staticmethod
     def _put(table: dict[str, Any], d: Any) -> None:
@@ -126,7 +136,7 @@ class Registry:
             raise ValueError(f"{d.name!r} is registered twice")
         table[d.name] = d
 
-    def add(self, *defs: CollectorDef | AnalyzerDef | ActionDef) -> Registry:
+    def add(self, *defs: CollectorDef | AnalyzerDef | ActionDef[Any]) -> Registry:
         for d in defs:
             if isinstance(d, CollectorDef):
                 self._put(self.collectors, d)

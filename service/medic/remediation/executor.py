@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from medic.clients.kube.client import KubeClient
 from medic.clients.kube.errors import KubeConflict
 from medic.coordination.base import RemediationState
 from medic.decision.decide import Decision, effective_mode
@@ -59,7 +60,7 @@ class GuardedRemediator:
         settings: RemediationSettings,
         state: RemediationState,
         store: IncidentStore,
-        kube: Any,
+        kube: KubeClient | None,
         clock: Callable[[], datetime] = utcnow,
         owner: str | None = None,
     ) -> None:
@@ -109,7 +110,7 @@ class GuardedRemediator:
             approved_by=approved_by,
         )
         try:
-            plan = await compiled.action.impl.plan(ctx, compiled.params)
+            plan = await compiled.plan(ctx)
         except StepError as exc:
             record.status = ActionStatus.REFUSED
             record.reason = f"could not plan {compiled.name}: {exc}"
@@ -211,7 +212,7 @@ class GuardedRemediator:
         rule: Rule,
         plan: ActionPlan,
         record: ActionRecord,
-        impl: Action,
+        impl: Action[Any],
         guarded_write: bool,
         verify_timeout: float,
     ) -> None:

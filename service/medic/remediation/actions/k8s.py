@@ -16,7 +16,7 @@ from medic.clients.kube.errors import KubeConflict, KubeInvalid, KubeNotFound
 from medic.domain.actions import Precondition
 from medic.domain.errors import NotConfigured, StepError
 from medic.playbooks.action import ActionContext, ActionPlan
-from medic.playbooks.contract import ActionDef
+from medic.playbooks.contract import ActionDef, NoParams
 from medic.remediation.actions.rollout import (
     RollbackError,
     RolloutStatus,
@@ -33,8 +33,7 @@ MIN_SERVED = timedelta(minutes=10)
 def _kube(ctx: ActionContext) -> KubeClient:
     if ctx.kube is None:
         raise NotConfigured("Kubernetes is not configured: no action can run")
-    kube: KubeClient = ctx.kube
-    return kube
+    return ctx.kube
 
 
 def _selector(deployment: dict[str, Any]) -> str:
@@ -104,8 +103,7 @@ class RollbackParams(BaseModel):
 
 
 class RollbackDeployment:
-    async def plan(self, ctx: ActionContext, params: BaseModel) -> ActionPlan:
-        assert isinstance(params, RollbackParams)
+    async def plan(self, ctx: ActionContext, params: RollbackParams) -> ActionPlan:
         kube = _kube(ctx)
         dep = await _deployment(kube, ctx)
         rs_list = await kube.list(
@@ -229,7 +227,7 @@ class RollbackDeployment:
 
 # --------------------------------------------------------------------------- restart
 class RestartDeployment:
-    async def plan(self, ctx: ActionContext, params: BaseModel) -> ActionPlan:
+    async def plan(self, ctx: ActionContext, params: NoParams) -> ActionPlan:
         dep = await _deployment(_kube(ctx), ctx)
         annotations, labels = _meta(dep)
         paused = bool(dep.get("spec", {}).get("paused"))
@@ -271,8 +269,7 @@ class SetImageParams(BaseModel):
 
 
 class SetImage:
-    async def plan(self, ctx: ActionContext, params: BaseModel) -> ActionPlan:
-        assert isinstance(params, SetImageParams)
+    async def plan(self, ctx: ActionContext, params: SetImageParams) -> ActionPlan:
         dep = await _deployment(_kube(ctx), ctx)
         annotations, labels = _meta(dep)
         names = [
@@ -312,7 +309,7 @@ class SetImage:
 
 # --------------------------------------------------------------------------- delete pod
 class DeletePod:
-    async def plan(self, ctx: ActionContext, params: BaseModel) -> ActionPlan:
+    async def plan(self, ctx: ActionContext, params: NoParams) -> ActionPlan:
         t = ctx.target
         if t.kind != "pod":
             raise StepError(f"delete_pod works on a pod, not on {t.kind}")
@@ -367,8 +364,7 @@ class JobFromCronJobParams(BaseModel):
 
 
 class CreateJobFromCronJob:
-    async def plan(self, ctx: ActionContext, params: BaseModel) -> ActionPlan:
-        assert isinstance(params, JobFromCronJobParams)
+    async def plan(self, ctx: ActionContext, params: JobFromCronJobParams) -> ActionPlan:
         ns = ctx.target.scope
         cj = await _kube(ctx).get(ns_path("batch/v1", ns, "cronjobs", params.cronjob))
         annotations, labels = _meta(cj)
@@ -426,7 +422,7 @@ class CreateJobFromCronJob:
         return await _wait(_kube(ctx), path, job_status, timeout, "completed")
 
 
-ACTIONS = [
+ACTIONS: list[ActionDef[Any]] = [
     ActionDef(
         "k8s.rollback_deployment",
         RollbackDeployment(),
