@@ -1,12 +1,14 @@
-"""The guardrails (DESIGN §3) as one pure function: facts in, a decision per guard out.
+"""The guardrails (DESIGN §3) as a tuple of small pure guards: facts in, decisions out.
 
-Order matters only for reading; every guard is evaluated so that on-call sees all the reasons,
-and the first "no" is the one that stops the action. Nothing here does I/O.
+Like Alertmanager's stage list: each guard is a function ``GuardFacts -> Iterable[GuardDecision]``
+(one decision, none, or one per precondition), and :data:`GUARDS` lists them in the order of
+DESIGN §3. Order matters only for reading; every guard is evaluated so that on-call sees all the
+reasons, and the first "no" is the one that stops the action. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -55,111 +57,158 @@ def _d(guard: str, allowed: bool, reason: str) -> GuardDecision:
     return GuardDecision(guard=guard, allowed=allowed, reason=reason)
 
 
-def evaluate_guards(f: GuardFacts) -> list[GuardDecision]:
-    out: list[GuardDecision] = []
-    # 1. global mode and kill switch
+# 1. global mode and kill switch
+def global_mode(f: GuardFacts) -> Iterator[GuardDecision]:
     if f.global_mode == "off":
-        out.append(_d("global_mode", False, "remediation is off (MEDIC_MODE=off)"))
+        yield _d("global_mode", False, "remediation is off (MEDIC_MODE=off)")
     else:
-        out.append(_d("global_mode", True, f"global mode is {f.global_mode}"))
-    if f.kill_switch.enabled:
-        who = f" by {f.kill_switch.by}" if f.kill_switch.by else ""
-        why = f": {f.kill_switch.reason}" if f.kill_switch.reason else ""
-        out.append(_d("kill_switch", False, f"the kill switch is on{who}{why}"))
-    else:
-        out.append(_d("kill_switch", True, "the kill switch is off"))
-    # 2. rule mode
-    out.append(_d("rule_mode", f.rule_mode != "off", f"the rule's mode is {f.rule_mode}"))
-    # 3. scope
+        yield _d("global_mode", True, f"global mode is {f.global_mode}")
+
+
+def kill_switch(f: GuardFacts) -> Iterator[GuardDecision]:
+    if not f.kill_switch.enabled:
+        yield _d("kill_switch", True, "the kill switch is off")
+        return
+    who = f" by {f.kill_switch.by}" if f.kill_switch.by else ""
+    why = f": {f.kill_switch.reason}" if f.kill_switch.reason else ""
+    yield _d("kill_switch", False, f"the kill switch is on{who}{why}")
+
+
+# 2. rule mode
+def rule_mode(f: GuardFacts) -> Iterator[GuardDecision]:
+    yield _d("rule_mode", f.rule_mode != "off", f"the rule's mode is {f.rule_mode}")
+
+
+# 3. scope: namespace allow-list, opt-out annotation, GitOps-managed targets
+def namespace(f: GuardFacts) -> Iterator[GuardDecision]:
     if f.namespace in f.allowed_namespaces:
-        out.append(_d("namespace", True, f"namespace {f.namespace} is allowed"))
+        yield _d("namespace", True, f"namespace {f.namespace} is allowed")
+        return
+    allowed = ", ".join(f.allowed_namespaces) or "none"
+    yield _d("namespace", False, f"namespace {f.namespace or '?'} is not in MEDIC_NAMESPACES ({allowed})")
+
+
+def opt_out(f: GuardFacts) -> Iterator[GuardDecision]:
+    value = f.target_annotations.get(OPT_OUT_ANNOTATION, "").strip().lower()
+    if value in ("false", "no", "off", "0", "disabled"):
+        yield _d("opt_out", False, f"the target is annotated {OPT_OUT_ANNOTATION}={value!r}")
     else:
-        allowed = ", ".join(f.allowed_namespaces) or "none"
-        out.append(
-            _d("namespace", False, f"namespace {f.namespace or '?'} is not in MEDIC_NAMESPACES ({allowed})")
-        )
-    opt_out = f.target_annotations.get(OPT_OUT_ANNOTATION, "").strip().lower()
-    if opt_out in ("false", "no", "off", "0", "disabled"):
-        out.append(_d("opt_out", False, f"the target is annotated {OPT_OUT_ANNOTATION}={opt_out!r}"))
-    else:
-        out.append(_d("opt_out", True, "the target has not opted out"))
-    gitops = [k for k in GITOPS_ANNOTATIONS if k in f.target_annotations]
-    gitops += [k for k in GITOPS_LABELS if k in f.target_labels]
-    if gitops:
-        out.append(
-            _d(
-                "gitops",
-                False,
-                f"the target is managed from Git ({gitops[0]}): a rollback would be "
-                "reverted; revert the commit instead",
-            )
-        )
-    else:
-        out.append(_d("gitops", True, "the target is not managed by Argo CD or Flux"))
-    # 4. preconditions of the action
+        yield _d("opt_out", True, "the target has not opted out")
+
+
+def gitops(f: GuardFacts) -> Iterator[GuardDecision]:
+    markers = [k for k in GITOPS_ANNOTATIONS if k in f.target_annotations]
+    markers += [k for k in GITOPS_LABELS if k in f.target_labels]
+    if not markers:
+        yield _d("gitops", True, "the target is not managed by Argo CD or Flux")
+        return
+    yield _d(
+        "gitops",
+        False,
+        f"the target is managed from Git ({markers[0]}): a rollback would be "
+        "reverted; revert the commit instead",
+    )
+
+
+# 4. preconditions of the action: one decision each
+def preconditions(f: GuardFacts) -> Iterator[GuardDecision]:
     for p in f.preconditions:
-        out.append(_d(f"precondition:{p.name}", p.ok, p.reason))
-    # 5. cooldown, budgets, flap guard
+        yield _d(f"precondition:{p.name}", p.ok, p.reason)
+
+
+# 5. cooldown, budgets, flap guard
+def cooldown(f: GuardFacts) -> Iterator[GuardDecision]:
     last = f.last_action
-    if last is not None and f.now - last.at < f.cooldown:
-        left = f.cooldown - (f.now - last.at)
-        out.append(
-            _d(
-                "cooldown",
-                False,
-                f"{last.action} ran on this target at {last.at:%H:%M:%S} UTC; "
-                f"cooldown {format_duration(f.cooldown)} has {format_duration(left)} left",
-            )
+    if last is None or f.now - last.at >= f.cooldown:
+        yield _d("cooldown", True, f"no action on this target within {format_duration(f.cooldown)}")
+        return
+    left = f.cooldown - (f.now - last.at)
+    yield _d(
+        "cooldown",
+        False,
+        f"{last.action} ran on this target at {last.at:%H:%M:%S} UTC; "
+        f"cooldown {format_duration(f.cooldown)} has {format_duration(left)} left",
+    )
+
+
+def _budget(name: str, scope: str, budget: Budget | None) -> Iterator[GuardDecision]:
+    if budget is None:
+        return
+    window = format_duration(budget.per)
+    ok = budget.used < budget.count
+    yield _d(name, ok, f"{budget.used} of {budget.count} actions on {scope} used in {window}")
+
+
+def target_budget(f: GuardFacts) -> Iterator[GuardDecision]:
+    yield from _budget("budget", "this target", f.target_budget)
+
+
+def global_budget(f: GuardFacts) -> Iterator[GuardDecision]:
+    yield from _budget("global_budget", "all targets", f.global_budget)
+
+
+def flap(f: GuardFacts) -> Iterator[GuardDecision]:
+    """A rollback that did not help is not followed by another one: escalate instead."""
+    last = f.last_action
+    if last is None or f.now - last.at >= f.flap_window:
+        yield _d("flap", True, "no recent action on this target")
+    elif last.status == "failed":
+        yield _d(
+            "flap",
+            False,
+            f"the last {last.action} here ({last.at:%H:%M:%S} UTC) did not help: "
+            "escalate to a human instead of acting again",
+        )
+    elif (
+        last.status == "succeeded"
+        and f.current_revision_hash
+        and last.detail.get("to_hash") == f.current_revision_hash
+    ):
+        yield _d(
+            "flap",
+            False,
+            f"the revision {last.action} restored at {last.at:%H:%M:%S} UTC "
+            "is the one failing now: escalate to a human",
         )
     else:
-        out.append(_d("cooldown", True, f"no action on this target within {format_duration(f.cooldown)}"))
-    for name, budget in (("budget", f.target_budget), ("global_budget", f.global_budget)):
-        if budget is None:
-            continue
-        scope = "this target" if name == "budget" else "all targets"
-        window = format_duration(budget.per)
-        ok = budget.used < budget.count
-        out.append(_d(name, ok, f"{budget.used} of {budget.count} actions on {scope} used in {window}"))
-    if last is not None and f.now - last.at < f.flap_window:
-        if last.status == "failed":
-            out.append(
-                _d(
-                    "flap",
-                    False,
-                    f"the last {last.action} here ({last.at:%H:%M:%S} UTC) did not help: "
-                    "escalate to a human instead of acting again",
-                )
-            )
-        elif (
-            last.status == "succeeded"
-            and f.current_revision_hash
-            and last.detail.get("to_hash") == f.current_revision_hash
-        ):
-            out.append(
-                _d(
-                    "flap",
-                    False,
-                    f"the revision {last.action} restored at {last.at:%H:%M:%S} UTC "
-                    "is the one failing now: escalate to a human",
-                )
-            )
-        else:
-            out.append(_d("flap", True, "the previous action on this target held"))
-    else:
-        out.append(_d("flap", True, "no recent action on this target"))
-    # 6. at-most-once needs the coordination store
+        yield _d("flap", True, "the previous action on this target held")
+
+
+# 6. at-most-once needs the coordination store
+def coordination(f: GuardFacts) -> Iterator[GuardDecision]:
     if f.coordination_ok:
-        out.append(_d("coordination", True, "the coordination store answers"))
+        yield _d("coordination", True, "the coordination store answers")
     else:
-        out.append(
-            _d(
-                "coordination",
-                False,
-                "the coordination store is unreachable: automatic actions are "
-                "suspended (at-most-once cannot be guaranteed)",
-            )
+        yield _d(
+            "coordination",
+            False,
+            "the coordination store is unreachable: automatic actions are "
+            "suspended (at-most-once cannot be guaranteed)",
         )
-    return out
+
+
+Guard = Callable[[GuardFacts], Iterable[GuardDecision]]
+
+# In the order of DESIGN §3 (and of the decisions on-call reads in the bundle).
+GUARDS: tuple[Guard, ...] = (
+    global_mode,
+    kill_switch,
+    rule_mode,
+    namespace,
+    opt_out,
+    gitops,
+    preconditions,
+    cooldown,
+    target_budget,
+    global_budget,
+    flap,
+    coordination,
+)
+
+
+def evaluate_guards(f: GuardFacts, guards: Sequence[Guard] = GUARDS) -> list[GuardDecision]:
+    """Every guard's decisions, in order."""
+    return [decision for guard in guards for decision in guard(f)]
 
 
 def first_refusal(decisions: Sequence[GuardDecision]) -> GuardDecision | None:
