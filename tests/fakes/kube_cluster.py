@@ -25,7 +25,7 @@ import itertools
 import json
 import random
 import uuid
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any, Literal
 
 from tests.fakes import kube_store as ks
@@ -145,6 +145,9 @@ class FakeCluster:
         self._node_ips = itertools.count(10)
         self._schedule_rr = itertools.count()
         self._settling = False
+        #: extra controllers run by ``settle()`` (each returns whether it changed anything),
+        #: e.g. :class:`tests.fakes.kube_certmanager.CertManager`'s issuing controller
+        self.controllers: list[Callable[[], bool]] = []
         for ns in ("default", "kube-system"):
             self._insert(self._t("Namespace"), {"metadata": {"name": ns}})
 
@@ -697,6 +700,8 @@ class FakeCluster:
                     for obj in self.store.list(self._t(kind)):
                         changed |= sync(obj["metadata"]["namespace"], obj["metadata"]["name"])
                 changed |= self._refresh_pods()
+                for controller in self.controllers:
+                    changed |= controller()
                 if not changed:
                     break
             else:  # pragma: no cover - a controller bug

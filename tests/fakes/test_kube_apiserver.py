@@ -883,3 +883,109 @@ async def test_discovery_and_custom_resources(kube: FakeKubeApiserver, api: ApiC
     resources = await api.call_api("/apis/apps/v1", "GET", response_types_map={200: "object"},
                                    _return_http_data_only=True)
     assert "deployments/scale" in {r["name"] for r in resources["resources"]}
+
+
+# --------------------------------------------------------------------------- cert-manager, CronJobs
+
+
+async def test_cert_manager_kinds_list_get_and_status_patch(kube: FakeKubeApiserver, api: ApiClient) -> None:
+    from tests.fakes.kube_certmanager import CertManager
+
+    cm = CertManager(kube)
+    cm.add_issuer(None, "letsencrypt")
+    cm.add_certificate(NS, "playcode-tls", dns_names=("playcode.example",))
+    custom = CustomObjectsApi(api)
+    listed = await custom.list_namespaced_custom_object("cert-manager.io", "v1", NS, "certificates")
+    assert [c["metadata"]["name"] for c in listed["items"]] == ["playcode-tls"]
+    issuers = await custom.list_cluster_custom_object("cert-manager.io", "v1", "clusterissuers")
+    assert issuers["items"][0]["status"]["conditions"][0]["status"] == "True"
+    for group, plural in (("cert-manager.io", "certificaterequests"), ("acme.cert-manager.io", "orders"),
+                          ("acme.cert-manager.io", "challenges")):
+        assert (await custom.list_namespaced_custom_object(group, "v1", NS, plural))["items"] == []
+    cert = await custom.get_namespaced_custom_object("cert-manager.io", "v1", NS, "certificates", "playcode-tls")
+    assert cert["status"]["revision"] == 1
+    # a spec write keeps the status; the status subresource takes a JSON patch with a `test`
+    await custom.patch_namespaced_custom_object(
+        "cert-manager.io", "v1", NS, "certificates", "playcode-tls",
+        [{"op": "replace", "path": "/spec/secretName", "value": "x"}])
+    assert kube.get_object("Certificate", NS, "playcode-tls")["status"]["revision"] == 1
+    stale = cert["metadata"]["resourceVersion"]
+    ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": stale},
+           {"op": "add", "path": "/status/conditions/-", "value": {"type": "Issuing", "status": "True"}}]
+    with pytest.raises(ApiException) as exc:
+        await api.call_api(f"/apis/cert-manager.io/v1/namespaces/{NS}/certificates/playcode-tls/status",
+                           "PATCH", body=ops, header_params={"Content-Type": "application/json-patch+json"},
+                           response_types_map={200: "object"})
+    assert exc.value.status == 422
+    assert kube.get_object("Certificate", NS, "playcode-tls")["status"]["revision"] == 1
+
+
+async def test_cert_manager_controller_issues_or_fails_at_the_acme_challenge(kube: FakeKubeApiserver) -> None:
+    from tests.fakes.kube_certmanager import CertManager, get_condition
+
+    cm = CertManager(kube)
+    cm.add_issuer(None, "letsencrypt")
+    cm.add_certificate(NS, "playcode-tls", dns_names=("playcode.example",))
+    cm.fail_acme(NS, "playcode-tls", challenge_type="DNS-01", reason="NXDOMAIN looking up TXT")
+    cm.trigger(NS, "playcode-tls")
+    cert = kube.get_object("Certificate", NS, "playcode-tls")
+    issuing = get_condition(cert, "Issuing")
+    assert issuing is not None and (issuing["status"], issuing["reason"]) == ("False", "Failed")
+    assert cert["status"]["revision"] == 1 and cert["status"]["failedIssuanceAttempts"] == 1
+    [cr] = kube.list_objects("CertificateRequest", NS)
+    assert cr["metadata"]["ownerReferences"][0]["uid"] == cert["metadata"]["uid"]
+    assert cr["metadata"]["annotations"]["cert-manager.io/certificate-revision"] == "2"
+    [order] = kube.list_objects("Order", NS)
+    [challenge] = kube.list_objects("Challenge", NS)
+    assert order["status"]["state"] == challenge["status"]["state"] == "invalid"
+    assert challenge["spec"]["type"] == "DNS-01" and challenge["status"]["reason"] == "NXDOMAIN looking up TXT"
+    assert challenge["metadata"]["ownerReferences"][0]["uid"] == order["metadata"]["uid"]
+    cm.heal(NS, "playcode-tls")
+    cm.trigger(NS, "playcode-tls")
+    cert = kube.get_object("Certificate", NS, "playcode-tls")
+    assert cert["status"]["revision"] == 2 and get_condition(cert, "Issuing") is None
+    assert get_condition(cert, "Ready")["status"] == "True"  # type: ignore[index]
+
+
+async def test_cert_manager_controller_waits_for_a_missing_issuer(kube: FakeKubeApiserver) -> None:
+    from tests.fakes.kube_certmanager import CertManager, get_condition
+
+    cm = CertManager(kube)
+    cm.add_certificate(NS, "playcode-tls", issuer="gone")
+    cm.trigger(NS, "playcode-tls")
+    [cr] = kube.list_objects("CertificateRequest", NS)
+    ready = get_condition(cr, "Ready")
+    assert ready is not None and ready["reason"] == "Pending" and '"gone" not found' in ready["message"]
+    assert get_condition(kube.get_object("Certificate", NS, "playcode-tls"), "Issuing")["status"] == "True"  # type: ignore[index]
+
+
+async def test_cronjob_runs_own_their_jobs_and_record_the_last_success(
+    kube: FakeKubeApiserver, api: ApiClient
+) -> None:
+    from tests.fakes.kube_cronjobs import CronJobs
+
+    cron = CronJobs(kube)
+    kube.add_object({"apiVersion": "batch/v1", "kind": "CronJob",
+                     "metadata": {"name": "mongodb-backup", "namespace": NS},
+                     "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"backoffLimit": 0, "template": {
+                         "spec": {"restartPolicy": "Never", "containers": [
+                             {"name": "mongodb-backup", "image": "backup:1"}]}}}}}})
+    job = cron.run(NS, "mongodb-backup")
+    cj = kube.get_object("CronJob", NS, "mongodb-backup")
+    assert job["metadata"]["ownerReferences"][0]["uid"] == cj["metadata"]["uid"]
+    assert job["metadata"]["name"].startswith("mongodb-backup-") and cj["status"]["lastScheduleTime"]
+    done = kube.get_object("Job", NS, job["metadata"]["name"])["status"]["completionTime"]
+    assert done and cj["status"]["lastSuccessfulTime"] == done and "active" not in cj["status"]
+    kube.set_image_fault("backup:1", "OOMKilled")
+    failed = cron.run(NS, "mongodb-backup", scheduled=kube.clock.now().replace(year=2030))
+    batch = BatchV1Api(api)
+    got = await batch.read_namespaced_job(failed["metadata"]["name"], NS)
+    assert [c.type for c in got.status.conditions if c.status == "True"][-1] == "Failed"
+    pods = (await CoreV1Api(api).list_namespaced_pod(
+        NS, label_selector=f"job-name={failed['metadata']['name']}")).items
+    assert pods[0].status.container_statuses[0].state.terminated.reason == "OOMKilled"
+    kube.set_log(NS, pods[0].metadata.name, "mongodb-backup", "mongodump: writing\n")
+    log = await CoreV1Api(api).read_namespaced_pod_log(pods[0].metadata.name, NS, tail_lines=5)
+    assert log == "mongodump: writing\n"
+    assert kube.get_object("CronJob", NS, "mongodb-backup")["status"]["lastSuccessfulTime"] == cj["status"][
+        "lastSuccessfulTime"]
