@@ -888,7 +888,9 @@ async def test_discovery_and_custom_resources(kube: FakeKubeApiserver, api: ApiC
 # --------------------------------------------------------------------------- cert-manager, CronJobs
 
 
-async def test_cert_manager_kinds_list_get_and_status_patch(kube: FakeKubeApiserver, api: ApiClient) -> None:
+async def test_cert_manager_kinds_list_get_and_status_patch(
+    kube: FakeKubeApiserver, api: ApiClient
+) -> None:
     from tests.fakes.kube_certmanager import CertManager
 
     cm = CertManager(kube)
@@ -902,7 +904,8 @@ async def test_cert_manager_kinds_list_get_and_status_patch(kube: FakeKubeApiser
     for group, plural in (("cert-manager.io", "certificaterequests"), ("acme.cert-manager.io", "orders"),
                           ("acme.cert-manager.io", "challenges")):
         assert (await custom.list_namespaced_custom_object(group, "v1", NS, plural))["items"] == []
-    cert = await custom.get_namespaced_custom_object("cert-manager.io", "v1", NS, "certificates", "playcode-tls")
+    cert = await custom.get_namespaced_custom_object(
+        "cert-manager.io", "v1", NS, "certificates", "playcode-tls")
     assert cert["status"]["revision"] == 1
     # a spec write keeps the status; the status subresource takes a JSON patch with a `test`
     await custom.patch_namespaced_custom_object(
@@ -938,7 +941,8 @@ async def test_cert_manager_controller_issues_or_fails_at_the_acme_challenge(kub
     [order] = kube.list_objects("Order", NS)
     [challenge] = kube.list_objects("Challenge", NS)
     assert order["status"]["state"] == challenge["status"]["state"] == "invalid"
-    assert challenge["spec"]["type"] == "DNS-01" and challenge["status"]["reason"] == "NXDOMAIN looking up TXT"
+    assert challenge["spec"]["type"] == "DNS-01"
+    assert challenge["status"]["reason"] == "NXDOMAIN looking up TXT"
     assert challenge["metadata"]["ownerReferences"][0]["uid"] == order["metadata"]["uid"]
     cm.heal(NS, "playcode-tls")
     cm.trigger(NS, "playcode-tls")
@@ -967,8 +971,8 @@ async def test_cronjob_runs_own_their_jobs_and_record_the_last_success(
     cron = CronJobs(kube)
     kube.add_object({"apiVersion": "batch/v1", "kind": "CronJob",
                      "metadata": {"name": "mongodb-backup", "namespace": NS},
-                     "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"backoffLimit": 0, "template": {
-                         "spec": {"restartPolicy": "Never", "containers": [
+                     "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {
+                         "backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [
                              {"name": "mongodb-backup", "image": "backup:1"}]}}}}}})
     job = cron.run(NS, "mongodb-backup")
     cj = kube.get_object("CronJob", NS, "mongodb-backup")
