@@ -380,7 +380,9 @@ def output_model(collector: CollectorDef) -> type[BaseModel]:
     """The pydantic model of the collector's ``data``, as issue 16.3 will declare it on the
     registration (``CollectorDef.output``); until then this raises AttributeError (strict xfail:
     the test turns into a failure to remove the mark the day the models land)."""
-    model: type[BaseModel] = collector.output  # type: ignore[attr-defined]
+    model = collector.output
+    if model is None:
+        raise AttributeError(f"{collector.name} declares no output model")
     return model
 
 
@@ -390,7 +392,7 @@ def output_model(collector: CollectorDef) -> type[BaseModel]:
         pytest.param(
             name,
             marks=()
-            if hasattr(COLLECTORS[name], "output")
+            if COLLECTORS[name].output is not None
             else pytest.mark.xfail(strict=True, reason="issue 16: typed output model", raises=AttributeError),
         )
         for name in sorted(COLLECTORS)

@@ -256,7 +256,9 @@ async def test_password_protected_redis(redis_server: RedisServer, client: list[
     evidence, findings = await diagnose(good)
     assert all(e.ok for e in evidence) and findings == []
     evidence, findings = await diagnose(bad)
-    assert {e.status for e in evidence} == {StepStatus.ERROR}
+    # Redis answered (-WRONGPASS): PING's data says so, the other steps could not run
+    assert {e.status for e in evidence if e.step != "redis.ping"} == {StepStatus.ERROR}
+    assert [f.code for f in findings] == ["redis.auth_refused"]
     text = "".join(e.model_dump_json() for e in evidence) + "".join(f.model_dump_json() for f in findings)
     assert "WrongPw123" not in text and "S3cretRedisPw" not in text
 
@@ -321,3 +323,92 @@ async def test_huge_info_is_parsed_and_bounded() -> None:
     assert ev.data["memory"]["used_memory"] == 1000
     assert len(ev.data["errorstats"]) == 10
     assert len(ev.model_dump_json()) < 16 * 1024
+
+
+# ------------------------------------------------------------------------ error replies (issue 12.4)
+
+
+def codes(findings: list[Finding]) -> list[str]:
+    return [f.code for f in findings]
+
+
+async def test_failed_snapshot_misconf_is_reachable_but_refusing_writes(
+    redis_server_factory: RedisServerFactory, client: list[aioredis.Redis], tmp_path: Any
+) -> None:
+    """stop-writes-on-bgsave-error: after a failed BGSAVE, PING and writes answer -MISCONF."""
+    server = await redis_server_factory(appendonly=False, extra_args=["--enable-protected-configs", "yes"])
+    r = connect(server, client)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    await r.config_set("save", "3600 1")
+    await r.config_set("dir", str(gone))
+    gone.rmdir()  # the snapshot cannot create its temp file
+    await r.set("a", "b")
+    await r.bgsave()
+    for _ in range(100):
+        if (await r.info("persistence"))["rdb_bgsave_in_progress"] == 0:
+            break
+        await asyncio.sleep(0.05)
+    with pytest.raises(ResponseError, match="MISCONF"):
+        await r.ping()
+    evidence, findings = await diagnose(server.url)
+    assert data(evidence, "redis.ping")["reply_error"]["code"] == "MISCONF"
+    assert data(evidence, "redis.ping")["pong"] is False
+    assert "redis.unreachable" not in codes(findings)
+    assert [f for f in findings if f.severity == "critical"] == [
+        f for f in findings if f.code == "redis.rdb_save_failed"
+    ]
+    (f,) = [f for f in findings if f.code == "redis.rdb_save_failed"]
+    assert "MISCONF" in f.summary and "refuses writes" in f.summary
+    assert "redis.writes_refused_misconf" not in codes(findings)  # one story, told once
+
+
+async def test_long_script_busy_is_reachable_but_blocked(
+    redis_server: RedisServer, client: list[aioredis.Redis]
+) -> None:
+    r = connect(redis_server, client)
+    await r.config_set("busy-reply-threshold", 100)
+    blocker = connect(redis_server, client)
+    script = asyncio.create_task(
+        blocker.eval("local i = 0 while true do i = i + 1 end return i", 0)  # runs until killed
+    )
+    try:
+        await asyncio.sleep(0.4)
+        evidence, findings = await diagnose(redis_server.url)
+    finally:
+        killer = aioredis.Redis.from_url(redis_server.url)
+        await killer.script_kill()
+        await killer.aclose()
+        with contextlib.suppress(ResponseError):
+            await script
+    assert data(evidence, "redis.ping")["reply_error"]["code"] == "BUSY"
+    assert codes(findings) == ["redis.busy_script"]
+    (f,) = findings
+    assert f.severity == "critical" and "Lua script" in f.summary
+    assert f.next_steps[0] == "kubectl exec -it deployment/redis -n playcode -- redis-cli script kill"
+
+
+async def test_password_required_is_noauth_not_unreachable(
+    redis_server: RedisServer, client: list[aioredis.Redis]
+) -> None:
+    await connect(redis_server, client).config_set("requirepass", "S3cretRedisPw")
+    evidence, findings = await diagnose(redis_server.url)  # no password in the URL
+    assert data(evidence, "redis.ping")["reply_error"]["code"] == "NOAUTH"
+    assert codes(findings) == ["redis.auth_refused"]
+    bad = f"redis://:WrongPw123@{redis_server.host}:{redis_server.port}/0"
+    evidence, findings = await diagnose(bad)
+    assert data(evidence, "redis.ping")["reply_error"]["code"] == "WRONGPASS"
+    assert codes(findings) == ["redis.auth_refused"]
+    assert "WrongPw123" not in "".join(f.model_dump_json() for f in findings)
+
+
+async def test_oom_reply_is_the_memory_finding_once(
+    redis_server_factory: RedisServerFactory, client: list[aioredis.Redis]
+) -> None:
+    server = await redis_server_factory(maxmemory="2mb", maxmemory_policy="noeviction")
+    r = connect(server, client)
+    with contextlib.suppress(OutOfMemoryError):
+        for i in range(300):
+            await r.set(f"k:{i}", "v" * 20_000)
+    _, findings = await diagnose(server.url)
+    assert codes(findings) == ["redis.maxmemory_oom"]

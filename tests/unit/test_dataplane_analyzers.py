@@ -517,3 +517,80 @@ def test_websocket_redis_adapter_errors_and_redis_down() -> None:
         'kubectl logs deployment/playcode-app -n playcode | grep -i "redis"',
         "kubectl exec -it deployment/redis -n playcode -- redis-cli ping",
     ]
+
+
+# ------------------------------------------------------------------------ redis error replies (12.4)
+
+
+def ping_reply(code: str, message: str) -> Evidence:
+    return ev(
+        "redis.ping",
+        {"pong": False, "samples": 0, "latency_ms": None, "reply_error": {"code": code, "message": message}},
+    )
+
+
+def answered(step: str, code: str, message: str) -> Evidence:
+    return ev(
+        step,
+        status=StepStatus.ERROR,
+        error=f"StepError: Redis answered {step.split('.')[1].upper()} with -{code} {message}",
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "finding", "severity", "first_step"),
+    [
+        ("MISCONF", "Errors writing to the AOF file: No space left on device",
+         "redis.writes_refused_misconf", "critical", "redis-cli info persistence"),
+        ("LOADING", "Redis is loading the dataset in memory", "redis.loading", "warning",
+         "redis-cli info persistence"),
+        ("BUSY", "Redis is busy running a script.", "redis.busy_script", "critical", "redis-cli script kill"),
+        ("NOAUTH", "Authentication required.", "redis.auth_refused", "warning", "kubectl get secret"),
+        ("WRONGPASS", "invalid username-password pair", "redis.auth_refused", "warning",
+         "kubectl get secret"),
+        ("READONLY", "You can't write against a read only replica.", "redis.read_only_replica", "critical",
+         "redis-cli info replication"),
+        ("MASTERDOWN", "Link with MASTER is down", "redis.master_down", "critical",
+         "redis-cli info replication"),
+        ("ERR", "max number of clients reached", "redis.maxclients_reached", "critical",
+         "redis-cli info clients"),
+        ("WEIRD", "something new", "redis.error_reply", "warning", "redis-cli ping"),
+    ],
+)  # fmt: skip
+def test_an_error_reply_is_reachable_but_unhealthy(
+    code: str, message: str, finding: str, severity: str, first_step: str
+) -> None:
+    evidence = [
+        ping_reply(code, message),
+        answered("redis.info", code, message),
+        answered("redis.dbsize", code, message),
+    ]
+    findings = redis_health(given(*evidence, target=REDIS))
+    assert codes(findings) == [finding]  # never "did not answer" beside it
+    (f,) = findings
+    assert f.severity == severity and f"-{code} {message}" in f.summary
+    assert first_step in f.next_steps[0]
+    assert set(f.evidence) == {"redis.ping", "redis.info", "redis.dbsize"}
+
+
+def test_an_error_reply_on_info_alone_is_not_unreachable() -> None:
+    """No PING step (the latency playbook): INFO's error reply still says Redis answered."""
+    findings = redis_health(given(answered("redis.info", "LOADING", "loading the dataset"), target=REDIS))
+    assert codes(findings) == ["redis.loading"]
+
+
+def test_misconf_joins_the_aof_failure_that_causes_it() -> None:
+    evidence = [
+        ping_reply("MISCONF", "Errors writing to the AOF file: No space left on device"),
+        ev("redis.info", redis_info(aof_last_write_status="err", errorstats={"MISCONF": 12})),
+    ]
+    findings = redis_health(given(*evidence, target=REDIS))
+    assert codes(findings) == ["redis.aof_write_error"]  # one critical story, not two
+    (f,) = findings
+    assert f.severity == "critical" and "-MISCONF" in f.summary and "while it is up" in f.summary
+    assert set(f.evidence) == {"redis.info", "redis.ping"}
+
+
+def test_loading_in_info_and_in_the_reply_is_one_finding() -> None:
+    evidence = [ping_reply("LOADING", "Redis is loading"), ev("redis.info", redis_info(loading=1))]
+    assert codes(redis_health(given(*evidence, target=REDIS))) == ["redis.loading"]

@@ -100,6 +100,17 @@ def test_playbooks_load_with_their_collectors_and_analyzers(config: Config) -> N
             "redis-down",
             "deployment/playcode/redis",
         ),
+        *[
+            (name, {"deployment": "redis"}, "redis-persistence", "deployment/playcode/redis")
+            for name in (
+                "RedisRdbLastBgsaveFailed",
+                "RedisAofLastWriteFailed",
+                "RedisAofLastRewriteFailed",
+                "RedisMissingBackup",
+                "RedisPersistenceFailing",
+                "redis_rdb_last_bgsave_status",
+            )
+        ],
         (
             "PlayCodeWebSocketConnectionDrop",
             {"deployment": "playcode-app"},

@@ -1,6 +1,8 @@
 """``redis``: Redis down or degraded (runbook 3.4), from the ``redis.*`` evidence.
 
-Findings: unreachable, loading, maxmemory reached (OOM refusals with ``noeviction``, evictions
+Findings: unreachable (no answer at all), an error reply (reachable but unhealthy: MISCONF,
+LOADING, BUSY, OOM, NOAUTH/WRONGPASS/NOPERM, READONLY, MASTERDOWN, max clients; one finding per
+reply, never beside "unreachable"), loading, maxmemory reached (OOM refusals with ``noeviction``, evictions
 otherwise, or close to it), AOF write / rewrite failures, RDB save failures, AOF off, delayed
 fsyncs, rejected connections or clients near ``maxclients``, a broken replica link, slow commands
 and slow PINGs.
@@ -8,9 +10,15 @@ and slow PINGs.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from medic.analysis.dataplane import Names, all_failed, failures, first, human_bytes, names, pct, redis_cli
+from medic.collectors.redis_output import PingOutput
 from medic.domain.evidence import Evidence
 from medic.domain.incident import Finding, Severity
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
@@ -44,10 +52,203 @@ def _finding(
     )
 
 
+# --------------------------------------------------------------------------- error replies
+
+# How a collector says Redis answered with an error (medic.collectors.redis._errors).
+_ANSWERED = re.compile(r"Redis answered \S+ with -(?P<code>[A-Z][A-Z_]*) ?(?P<message>.*)", re.S)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An error reply Redis gave one of the steps."""
+
+    step: str
+    code: str
+    message: str
+
+
+def reply_errors(inp: AnalysisInput) -> list[Reply]:
+    """The error replies of every redis.* step: PING's data, the other steps' error messages."""
+    out: list[Reply] = []
+    for ev in inp.evidence.values():
+        if not ev.collector.startswith("redis."):
+            continue
+        if ev.collector == "redis.ping" and ev.ok:
+            reply = _ping(ev.data).reply_error
+            if reply is not None:
+                out.append(Reply(ev.step, reply.code, reply.message))
+        elif ev.error and (m := _ANSWERED.search(ev.error)):
+            out.append(Reply(ev.step, m.group("code"), m.group("message").strip()))
+    return out
+
+
+_NO_PING = PingOutput(pong=False, samples=0, latency_ms=None, reply_error=None)
+
+
+def _ping(data: Any) -> PingOutput:
+    """redis.ping's data as its model; data of another shape (a hand-made bundle) reads as no reply."""
+    try:
+        return PingOutput.model_validate(data)
+    except ValidationError:
+        return _NO_PING
+
+
+@dataclass(frozen=True)
+class ReplyKind:
+    """What one error reply means for on-call, and the runbook step it calls for."""
+
+    code: str
+    severity: Severity
+    meaning: str
+    steps: Callable[[Names], list[str]]
+
+
+def _persistence_steps(n: Names) -> list[str]:
+    return [
+        redis_cli(n, "info persistence"),
+        f"kubectl logs deployment/{n.redis} -n {n.namespace} --tail=100",
+        f"kubectl get pvc -n {n.namespace}",
+        f"kubectl exec -it deployment/{n.redis} -n {n.namespace} -- df -h /data",
+    ]
+
+
+_REPLY_KINDS: dict[str, ReplyKind] = {
+    "MISCONF": ReplyKind(
+        "redis.writes_refused_misconf",
+        "critical",
+        "Redis is up but refuses writes and PING: its last RDB snapshot or AOF write failed "
+        "(disk full, read-only or missing data directory), so it stops accepting writes until "
+        "persisting works again",
+        _persistence_steps,
+    ),
+    "LOADING": ReplyKind(
+        "redis.loading",
+        "warning",
+        "Redis is up but still loading its dataset from disk: it refuses commands until the load "
+        "is done (usually after a restart; large AOF files take longest)",
+        lambda n: [
+            redis_cli(n, "info persistence"),
+            f"kubectl logs deployment/{n.redis} -n {n.namespace} --tail=100",
+        ],
+    ),
+    "BUSY": ReplyKind(
+        "redis.busy_script",
+        "critical",
+        "Redis is blocked by a Lua script or function that has run longer than busy-reply-threshold: "
+        "every other client is refused until it ends or is killed",
+        lambda n: [
+            redis_cli(n, "script kill"),
+            redis_cli(n, "function kill"),
+            redis_cli(n, "slowlog get 10"),
+        ],
+    ),
+    "OOM": ReplyKind(
+        "redis.maxmemory_oom",
+        "critical",
+        "Redis is at maxmemory with policy noeviction: it refuses writes with OOM",
+        lambda n: [redis_cli(n, "info memory"), redis_cli(n, "dbsize"), redis_cli(n, "--bigkeys")],
+    ),
+    "NOAUTH": ReplyKind(
+        "redis.auth_refused",
+        "warning",
+        "Redis is up but refuses Medic's connection: it requires a password (or another one) than "
+        "MEDIC_TARGET_REDIS_URL gives, so nothing else could be checked; if the password changed, "
+        "the app's connections fail the same way",
+        lambda n: [
+            f"kubectl get secret -n {n.namespace} | grep -i redis",
+            f"kubectl logs deployment/{n.app} -n {n.namespace} --tail=100 | grep -i -E 'NOAUTH|WRONGPASS'",
+        ],
+    ),
+    "READONLY": ReplyKind(
+        "redis.read_only_replica",
+        "critical",
+        "the Redis at this address is a read-only replica: writes are refused (a failover may have "
+        "demoted it, or the Service points at a replica)",
+        lambda n: [redis_cli(n, "info replication"), f"kubectl get endpoints {n.redis} -n {n.namespace}"],
+    ),
+    "MASTERDOWN": ReplyKind(
+        "redis.master_down",
+        "critical",
+        "this Redis is a replica that lost its link to its master and does not serve stale data: "
+        "it refuses commands until the master is back",
+        lambda n: [redis_cli(n, "info replication"), f"kubectl get pods -n {n.namespace} -l app={n.redis}"],
+    ),
+    "MAXCLIENTS": ReplyKind(
+        "redis.maxclients_reached",
+        "critical",
+        "Redis is up but refuses new connections: maxclients is reached",
+        lambda n: [redis_cli(n, "info clients"), redis_cli(n, "client list")],
+    ),
+}
+_REPLY_ALIASES = {"WRONGPASS": "NOAUTH", "NOPERM": "NOAUTH"}
+
+
+def _kind(reply: Reply) -> ReplyKind:
+    code = _REPLY_ALIASES.get(reply.code, reply.code)
+    if code == "ERR" and "max number of clients" in reply.message:
+        code = "MAXCLIENTS"
+    return _REPLY_KINDS.get(code) or ReplyKind(
+        "redis.error_reply",
+        "warning",
+        f"Redis is up but answers -{reply.code}",
+        lambda n: [redis_cli(n, "ping"), f"kubectl logs deployment/{n.redis} -n {n.namespace} --tail=100"],
+    )
+
+
+def reply_findings(replies: list[Reply], n: Names) -> list[Finding]:
+    """One finding per kind of error reply: Redis answered, so it is reachable but unhealthy."""
+    by_kind: dict[str, tuple[ReplyKind, list[Reply]]] = {}
+    for reply in replies:
+        kind = _kind(reply)
+        by_kind.setdefault(kind.code, (kind, []))[1].append(reply)
+    out = []
+    for kind, seen in by_kind.values():
+        said = seen[0]
+        steps = ", ".join(sorted({r.step for r in seen}))
+        out.append(
+            Finding(
+                analyzer="redis",
+                code=kind.code,
+                severity=kind.severity,
+                summary=f"{kind.meaning} (Redis answered {steps} with -{said.code} {said.message})".strip(),
+                details={"reply": said.code, "message": said.message, "steps": [r.step for r in seen]},
+                evidence=[r.step for r in seen],
+                next_steps=kind.steps(n),
+            )
+        )
+    return out
+
+
+def _merge(findings: list[Finding], replies: list[Finding]) -> list[Finding]:
+    """The reply findings beside what INFO showed, without saying one thing twice: a MISCONF reply
+    joins the persistence failure that causes it; a code INFO already reported is not repeated."""
+    codes = {f.code for f in findings}
+    cause = next((f for f in findings if f.code in ("redis.aof_write_error", "redis.rdb_save_failed")), None)
+    out = list(findings)
+    for r in replies:
+        if r.code == "redis.writes_refused_misconf" and cause is not None:
+            i = out.index(cause)
+            out[i] = cause.model_copy(
+                update={
+                    "severity": "critical",
+                    "summary": f"{cause.summary}; Redis therefore refuses writes and even PING "
+                    f"(-MISCONF), while it is up",
+                    "details": {**cause.details, "reply": "MISCONF", "message": r.details.get("message")},
+                    "evidence": sorted({*cause.evidence, *r.evidence}),
+                }
+            )
+        elif r.code not in codes:
+            out.append(r)
+    return out
+
+
 def unreachable(
     inp: AnalysisInput, n: Names, analyzer: str = "redis", code: str = "redis.unreachable", context: str = ""
 ) -> list[Finding]:
-    """Redis did not answer: PING failed, or every redis.* step failed."""
+    """Redis did not answer: PING failed, or every redis.* step failed, and no step got an
+    error reply (an error reply is an answer: Redis is reachable, see :func:`reply_findings`)."""
+    if reply_errors(inp):
+        return []
     failed = [e for e in failures(inp, "redis.") if e.collector == "redis.ping"] or all_failed(inp, "redis.")
     if not failed:
         return []
@@ -293,6 +494,7 @@ def redis_health(inp: AnalysisInput) -> list[Finding]:
         ev, info = found
         findings += memory_findings(ev, info, n, "redis", "redis.")
         findings += _persistence(ev, info, n) + _clients(ev, info, n) + _replication(ev, info, n)
+    findings = _merge(findings, reply_findings(reply_errors(inp), n))
     slowlog = first(inp, "redis.slowlog")
     if slowlog is not None and (slow := slowlog_finding(*slowlog, n, "redis", "redis.slow_commands")):
         findings.append(slow)

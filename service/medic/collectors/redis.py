@@ -1,6 +1,7 @@
 """Redis collectors (runbook 3.2 step 4 and 3.4): what ``redis-cli`` shows a human.
 
-``redis.ping``     PING with its round-trip latency
+``redis.ping``     PING with its round-trip latency; an error reply (``-MISCONF``, ``-LOADING``,
+                   ``-BUSY``, ``-NOAUTH``…) is data (``reply_error``): Redis is reachable but unhealthy
 ``redis.info``     INFO parsed to numbers: server, clients, memory (used vs maxmemory, evictions),
                    persistence (AOF on/off, last write/rewrite status, delayed fsyncs), stats,
                    replication, error stats, keyspace
@@ -9,11 +10,14 @@
 
 The Redis diagnosed here is ``MEDIC_TARGET_REDIS_URL``, never the Redis Medic keeps state in.
 Short socket timeouts and no retries: a dead Redis is an ``error`` at once, a hung one a
-``timeout`` within seconds.
+``timeout`` within seconds. The other steps fail on an error reply with a message naming its code
+(``Redis answered INFO with -NOAUTH …``). Each step's data follows its model in
+:mod:`medic.collectors.redis_output`.
 """
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -27,6 +31,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from medic.clients.redis import RedisBackend
 from medic.collectors.loki import mask_variables
+from medic.collectors.redis_output import (
+    DbsizeOutput,
+    InfoOutput,
+    Latency,
+    PingOutput,
+    ReplyError,
+    SlowlogEntry,
+    SlowlogOutput,
+)
 from medic.domain.errors import NotConfigured, StepError, StepTimeout
 from medic.domain.redact import redact_text
 from medic.playbooks.contract import CollectorDef, StepContext
@@ -47,6 +60,27 @@ def _backend(ctx: StepContext) -> RedisBackend:
     return backend
 
 
+_REPLY_CODE = re.compile(r"^([A-Z][A-Z_]{1,23})\b ?")
+
+
+def reply_error(exc: RedisError) -> ReplyError | None:
+    """The error reply Redis answered with, or None when it did not answer (refused, reset, timeout).
+
+    redis-py strips the code of the replies it maps to exception classes (``LOADING`` ->
+    BusyLoadingError, ``NOAUTH`` -> AuthenticationError, both ConnectionErrors) and keeps it in
+    ``status_code``; other replies (``MISCONF``, ``BUSY``) are ResponseErrors starting with it."""
+    if isinstance(exc, RedisTimeoutError):
+        return None
+    message = str(exc)
+    code = exc.status_code
+    if code is None and isinstance(exc, ResponseError):
+        m = _REPLY_CODE.match(message)
+        code, message = (m.group(1), message[m.end() :]) if m else ("ERR", message)
+    if code is None:
+        return None
+    return ReplyError(code=code, message=redact_text(message)[:300])
+
+
 @contextmanager
 def _errors(what: str) -> Iterator[None]:
     """redis-py errors as step outcomes, with messages free of connection secrets."""
@@ -54,11 +88,11 @@ def _errors(what: str) -> Iterator[None]:
         yield
     except RedisTimeoutError as exc:
         raise StepTimeout(f"Redis did not answer {what}: {redact_text(str(exc))[:300]}") from None
-    except RedisConnectionError as exc:
-        raise StepError(f"Redis unreachable: {redact_text(str(exc))[:300]}") from None
-    except ResponseError as exc:
-        raise StepError(f"Redis refused {what}: {redact_text(str(exc))[:300]}") from None
     except RedisError as exc:
+        if (reply := reply_error(exc)) is not None:
+            raise StepError(f"Redis answered {what} with -{reply.code} {reply.message}") from None
+        if isinstance(exc, RedisConnectionError):
+            raise StepError(f"Redis unreachable: {redact_text(str(exc))[:300]}") from None
         raise StepError(f"{what} failed: {type(exc).__name__}: {redact_text(str(exc))[:300]}") from None
 
 
@@ -70,19 +104,26 @@ class PingParams(BaseModel):
 
 async def ping(ctx: StepContext, params: PingParams) -> dict[str, Any]:
     backend = _backend(ctx)
-    samples = []
+    samples: list[float] = []
+    reply: ReplyError | None = None
     with _errors("PING"):
-        for _ in range(params.count):
-            samples.append(await backend.ping() * 1000)
-    return {
-        "pong": True,
-        "samples": len(samples),
-        "latency_ms": {
-            "min": round(min(samples), 3),
-            "median": round(statistics.median(samples), 3),
-            "max": round(max(samples), 3),
-        },
-    }
+        try:
+            for _ in range(params.count):
+                samples.append(await backend.ping() * 1000)
+        except RedisError as exc:
+            if (reply := reply_error(exc)) is None:
+                raise
+    latency = (
+        Latency(
+            min=round(min(samples), 3),
+            median=round(statistics.median(samples), 3),
+            max=round(max(samples), 3),
+        )
+        if samples
+        else None
+    )
+    out = PingOutput(pong=reply is None, samples=len(samples), latency_ms=latency, reply_error=reply)
+    return out.model_dump()
 
 
 def _value(raw: str) -> Any:
@@ -194,14 +235,14 @@ async def info(ctx: StepContext, params: BaseModel) -> dict[str, Any]:
         raw = await _backend(ctx).info()
     summary = summarize_info(parse_info(raw))
     summary["info_bytes"] = len(raw)
-    return summary
+    return InfoOutput.model_validate(summary).model_dump()
 
 
 async def dbsize(ctx: StepContext, params: BaseModel) -> dict[str, Any]:
     backend = _backend(ctx)
     with _errors("DBSIZE"):
         keys = await backend.dbsize()
-    return {"db": backend.db, "keys": keys}
+    return DbsizeOutput(db=backend.db, keys=keys).model_dump()
 
 
 class SlowlogParams(BaseModel):
@@ -243,19 +284,24 @@ def summarize_slowlog_entry(entry: Any) -> dict[str, Any] | None:
 async def slowlog(ctx: StepContext, params: SlowlogParams) -> dict[str, Any]:
     with _errors("SLOWLOG"):
         total, raw = await _backend(ctx).slowlog(params.count)
-    entries = [e for e in (summarize_slowlog_entry(r) for r in raw) if e is not None]
-    return {
-        "total": total,
-        "shown": len(entries),
-        "capped": total > len(entries),
-        "slowest_ms": max((e["duration_ms"] for e in entries), default=None),
-        "entries": entries,
-    }
+    entries = [SlowlogEntry(**e) for e in (summarize_slowlog_entry(r) for r in raw) if e is not None]
+    out = SlowlogOutput(
+        total=total,
+        shown=len(entries),
+        capped=total > len(entries),
+        slowest_ms=max((e.duration_ms for e in entries), default=None),
+        entries=entries,
+    )
+    return out.model_dump()
 
 
 COLLECTORS = [
-    CollectorDef("redis.ping", ping, PingParams, "PING with round-trip latency"),
-    CollectorDef("redis.info", info, summary="INFO parsed: memory, clients, persistence, stats"),
-    CollectorDef("redis.dbsize", dbsize, summary="DBSIZE of the configured database"),
-    CollectorDef("redis.slowlog", slowlog, SlowlogParams, "SLOWLOG GET without argument values"),
+    CollectorDef("redis.ping", ping, PingParams, "PING with round-trip latency", PingOutput),
+    CollectorDef(
+        "redis.info", info, summary="INFO parsed: memory, clients, persistence, stats", output=InfoOutput
+    ),
+    CollectorDef("redis.dbsize", dbsize, summary="DBSIZE of the configured database", output=DbsizeOutput),
+    CollectorDef(
+        "redis.slowlog", slowlog, SlowlogParams, "SLOWLOG GET without argument values", SlowlogOutput
+    ),
 ]
