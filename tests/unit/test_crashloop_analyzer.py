@@ -78,7 +78,7 @@ def test_regression_after_rollout_suggests_rollback() -> None:
     )
     f = found["crashloop.regression"]
     assert f.suggests == "rollback" and f.severity == "critical"
-    assert "revision 2 (app:v2)" in f.summary and "rolled out 5 min ago" in f.summary
+    assert "revision 2 (app:v2)" in f.summary and "became current 5 min ago" in f.summary
     assert "revision 1 (app:v1)" in f.summary
     assert "kubectl rollout undo deployment/playcode-app -n playcode" in f.next_steps
     assert f.details["log_sample"] == ["TypeError: cannot read properties of undefined"]
@@ -121,10 +121,13 @@ def test_config_error_and_image_pull() -> None:
         ]
     )
     assert 'secret "playcode-env" not found' in found["crashloop.config_error"].summary
-    assert "crashloop.regression" not in found
-    # an unpullable image on the new revision only: a bad rollout, rolled back
+    # a new revision that cannot start is a regression too, proposed for approval only
+    assert found["crashloop.regression"].details["max_mode"] == "approve"
+    assert "cannot start" in found["crashloop.regression"].summary
+    # an unpullable image on the new revision only: a bad rollout, proposed for rollback
     found = run([pod("a", 2, container(waiting="ImagePullBackOff", term="", restarts=0))])
     assert "cannot be pulled" in found["crashloop.regression"].summary
+    assert "crashloop.image_pull" in found  # the same class whichever alert brought the pods
     # the same on an old revision is explained, not rolled back
     found = run(
         [pod("a", 1, container(waiting="ImagePullBackOff", term="", restarts=0))], hist=history(current=1)

@@ -26,6 +26,8 @@ from medic.collectors.k8s.common import POD_KINDS, alert_pod_names, iso, kube_of
 from medic.playbooks.contract import CollectorDef, NoParams, StepContext
 from medic.rules.labels import is_k8s_name
 
+REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
+
 
 class EventsParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -154,6 +156,7 @@ async def rollout_history(ctx: StepContext, params: RolloutHistoryParams) -> dic
                 "reason": c.get("reason"),
                 "message": c.get("message"),
                 "last_update": iso(c.get("lastUpdateTime") or c.get("lastTransitionTime")),
+                "last_transition": iso(c.get("lastTransitionTime")),
             }
             for c in status.get("conditions") or []
         ],
@@ -179,10 +182,50 @@ async def rollout_history(ctx: StepContext, params: RolloutHistoryParams) -> dic
                 "ready": rs_status.get("readyReplicas", 0),
                 "available": rs_status.get("availableReplicas", 0),
                 "change_cause": annotations_of(rs).get(CHANGE_CAUSE),
+                "revision_history": _revision_history(rs),
+                "limits": _limits(rs_spec.get("template")),
                 "current": current,
             }
         )
-    return {"deployment": deployment, "revisions": revisions}
+    return {
+        "deployment": deployment,
+        "revisions": revisions,
+        "scaling_events": await _scaling_events(ctx, d),
+    }
+
+
+def _revision_history(rs: Obj) -> list[int]:
+    """The revision numbers this ReplicaSet had before it was reused (a rollback or a re-deploy
+    of an older template bumps its revision and keeps the old numbers here)."""
+    raw = str(annotations_of(rs).get(REVISION_HISTORY) or "")
+    return [int(x) for x in raw.split(",") if x.strip().isdigit()]
+
+
+def _limits(template: Any) -> dict[str, Any]:
+    spec = (template or {}).get("spec") or {}
+    return {
+        str(c.get("name")): dict((c.get("resources") or {}).get("limits") or {})
+        for c in spec.get("containers") or []
+    }
+
+
+async def _scaling_events(ctx: StepContext, d: Obj) -> list[dict[str, Any]]:
+    """The deployment controller's ``ScalingReplicaSet`` events about this Deployment, oldest
+    first: when it scaled which ReplicaSet up or down (the same namespace LIST ``k8s.events``
+    reads, shared). Events expire (about an hour): missing ones leave times unknown."""
+    m = meta(d)
+    items, _ = await list_pages(kube_of(ctx), ctx.memo, ns_path("v1", str(m.get("namespace")), "events"))
+    out = []
+    for e in items:
+        involved = e.get("involvedObject") or e.get("regarding") or {}
+        if (
+            e.get("reason") == "ScalingReplicaSet"
+            and involved.get("kind") == "Deployment"
+            and (involved.get("name") == m.get("name"))
+        ):
+            out.append(_event(e))
+    out.sort(key=lambda e: (e["last_seen"] or "", e["first_seen"] or ""))
+    return out
 
 
 # ---------------------------------------------------------------------- HPA

@@ -1,0 +1,35 @@
+"""Why does it crash-loop? (runbook 3.1) Pure: evidence in, findings out.
+
+:func:`classify` reads the evidence once into facts; one function per finding
+(:mod:`.findings`) draws its conclusion: config error, image pull, dependency down, OOMKilled,
+liveness probe, then the rollout verdict — a **regression** only when the revision that became
+current recently (per the rollout timeline, :mod:`medic.domain.rollout`) fails while its
+predecessor ran healthy; otherwise the crash **predates** the rollout and the finding says what
+else changed. Only a regression suggests a rollback.
+"""
+
+from __future__ import annotations
+
+from medic.analysis.crashloop import findings as F
+from medic.analysis.crashloop.classify import classify, container_trouble
+from medic.domain.incident import Finding
+from medic.playbooks.contract import AnalysisInput, AnalyzerDef
+
+FINDERS = (F.config_error, F.image_pull, F.oom_killed, F.liveness_probe, F.rollout_verdict)
+
+
+def analyze_crashloop(inp: AnalysisInput) -> list[Finding]:
+    facts = classify(inp)
+    if not facts.crashes:
+        return [F.not_reproduced(facts, inp)] if inp.data("k8s.pod_describe") is not None else []
+    found = [f for finder in FINDERS[:2] if (f := finder(facts, inp)) is not None]
+    found += F.dependency_down(facts, inp)
+    found += [f for finder in FINDERS[2:] if (f := finder(facts, inp)) is not None]
+    return found or [F.crash(facts, inp)]
+
+
+ANALYZERS = [
+    AnalyzerDef("crashloop", analyze_crashloop, "why a workload crash-loops; rollback only for a regression")
+]
+
+__all__ = ["ANALYZERS", "analyze_crashloop", "classify", "container_trouble"]

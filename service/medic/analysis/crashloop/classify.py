@@ -1,0 +1,213 @@
+"""The crashloop classifier: what the pods' states, logs, events and rollout history say, as
+facts (:class:`CrashFacts`) the finding functions read. Pure.
+
+:func:`container_trouble` is the one classification of a container's state that every analyzer
+seeing pods uses (crashloop, not_ready): an unpushed image or a missing Secret key reads the same
+whichever alert brought the pods in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from medic.domain.rollout import RECENT_ROLLOUT, Timeline, TimelineEntry, build_timeline, healthy_before
+from medic.playbooks.contract import AnalysisInput
+
+CONFIG_REASONS = frozenset(
+    {"CreateContainerConfigError", "CreateContainerError", "InvalidImageName", "RunContainerError"}
+)
+PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull"})
+DEPENDENCY_PATTERNS: dict[str, re.Pattern[str]] = {
+    "mongodb": re.compile(
+        r"(Mongo(Network|ServerSelection|Timeout)Error|ECONNREFUSED [\d.]+:27017|"
+        r"mongodb[\w.\-]*:27017.*(refused|timed out|ENOTFOUND)|getaddrinfo (ENOTFOUND|EAI_AGAIN) mongodb|"
+        r"failed to connect to server .*27017)",
+        re.IGNORECASE,
+    ),
+    "redis": re.compile(
+        r"(ECONNREFUSED [\d.]+:6379|Redis connection to .* failed|getaddrinfo (ENOTFOUND|EAI_AGAIN) redis|"
+        r"redis[\w.\-]*:6379.*(refused|timed out|ENOTFOUND)|ReplyError: LOADING|"
+        r"Connection is closed\..*redis)",
+        re.IGNORECASE,
+    ),
+}
+ERROR_LINE = re.compile(r"(error|exception|fatal|panic|unhandled|cannot|failed|refused)", re.IGNORECASE)
+
+
+def container_trouble(container: dict[str, Any]) -> tuple[str, str] | None:
+    """``(kind, why)`` for a container in trouble, kind one of ``config_error`` (it cannot be
+    created: missing Secret/ConfigMap or key), ``image_pull``, ``oom_killed``, ``crash``; None
+    when it is fine. ``container`` is one entry of ``k8s.pod_describe``'s containers."""
+    waiting = (container.get("state") or {}).get("waiting") or {}
+    last = (container.get("last_state") or {}).get("terminated") or {}
+    reason = str(waiting.get("reason") or "")
+    message = str(waiting.get("message") or "")
+    if reason in CONFIG_REASONS:
+        return "config_error", f"cannot start: {reason}: {message or 'no detail'}"
+    if reason in PULL_REASONS:
+        return "image_pull", f"image {container.get('image')} cannot be pulled ({reason})"
+    restarted = int(container.get("restart_count") or 0) > 0
+    if reason == "CrashLoopBackOff" or (not container.get("ready") and restarted):
+        if last.get("reason") == "OOMKilled":
+            return "oom_killed", "OOMKilled"
+        code = last.get("exit_code")
+        return "crash", f"exits with {last.get('reason') or 'an error'}" + (
+            f" (code {code})" if code is not None else ""
+        )
+    return None
+
+
+@dataclass
+class Crash:
+    pod: str
+    container: str
+    revision: int
+    image: str
+    restarts: int
+    kind: str  # container_trouble's kind
+    why: str
+    waiting_reason: str = ""
+    waiting_message: str = ""
+    exit_code: int | None = None
+    terminated_reason: str = ""
+    limits: dict[str, Any] = field(default_factory=dict)
+    node: str = ""
+
+
+def crashes_of(describe: Any) -> list[Crash]:
+    out: list[Crash] = []
+    for pod in (describe or {}).get("pods", []):
+        for c in [*pod.get("init_containers", []), *pod.get("containers", [])]:
+            trouble = container_trouble(c)
+            if trouble is None:
+                continue
+            waiting = (c.get("state") or {}).get("waiting") or {}
+            last = (c.get("last_state") or {}).get("terminated") or {}
+            out.append(
+                Crash(
+                    pod=pod.get("name", ""),
+                    container=c.get("name", ""),
+                    revision=int(pod.get("revision") or 0),
+                    image=c.get("image", ""),
+                    restarts=int(c.get("restart_count") or 0),
+                    kind=trouble[0],
+                    why=trouble[1],
+                    waiting_reason=waiting.get("reason", ""),
+                    waiting_message=waiting.get("message", ""),
+                    exit_code=last.get("exit_code"),
+                    terminated_reason=last.get("reason", ""),
+                    limits=(c.get("resources") or {}).get("limits") or {},
+                    node=pod.get("node") or "",
+                )
+            )
+    return out
+
+
+def steps(inp: AnalysisInput, *collectors: str) -> list[str]:
+    return [e.step for c in collectors for e in inp.of(c) if e.ok]
+
+
+@dataclass
+class CrashFacts:
+    """Everything the finding functions need, computed once."""
+
+    crashes: list[Crash]
+    ns: str
+    deployment: str
+    now: datetime
+    lines: list[str]
+    deps: dict[str, list[str]]  # dependency -> sample log lines
+    probe_events: list[dict[str, Any]]
+    history: dict[str, Any]
+    timeline: Timeline
+    crash_revs: set[int]
+    old_serving: int  # ready pods of other revisions than the current one
+    steps_describe: list[str]
+    steps_history: list[str]
+    config_refs: list[dict[str, Any]]
+    nodes: list[dict[str, Any]]
+
+    def first(self, kind: str) -> Crash | None:
+        return next((c for c in self.crashes if c.kind == kind), None)
+
+    @property
+    def current(self) -> TimelineEntry | None:
+        return self.timeline.current
+
+    @property
+    def current_rev(self) -> int:
+        cur = self.current
+        return cur.revision if cur else int((self.history.get("deployment") or {}).get("revision") or 0)
+
+    @property
+    def new_only(self) -> bool:
+        return bool(self.crash_revs) and self.crash_revs == {self.current_rev}
+
+    @property
+    def older_crashing(self) -> list[int]:
+        return sorted(r for r in self.crash_revs if r and r < self.current_rev)
+
+    @property
+    def recent(self) -> bool:
+        return self.timeline.recent(self.now, RECENT_ROLLOUT)
+
+    def previous_healthy(self) -> tuple[bool, str]:
+        return healthy_before(self.timeline, self.timeline.previous, self.now)
+
+    @property
+    def pod(self) -> str:
+        return self.crashes[0].pod if self.crashes else ""
+
+    def commands(self) -> list[str]:
+        ns, pod, dep = self.ns, self.pod, self.deployment
+        return [
+            f"kubectl describe pod {pod} -n {ns}",
+            f"kubectl logs {pod} -n {ns} --previous",
+            f"kubectl top pods -n {ns}",
+            f"kubectl rollout history deployment/{dep} -n {ns}",
+        ]
+
+
+def _old_serving(describe: Any, history: dict[str, Any], current_rev: int) -> int:
+    from_history = sum(
+        int(r.get("ready") or 0) for r in history.get("revisions") or [] if r.get("revision") != current_rev
+    )
+    from_pods = sum(
+        1
+        for p in (describe or {}).get("pods", [])
+        if (p.get("conditions") or {}).get("Ready") == "True" and int(p.get("revision") or 0) != current_rev
+    )
+    return max(from_history, from_pods)
+
+
+def classify(inp: AnalysisInput) -> CrashFacts:
+    describe = inp.data("k8s.pod_describe")
+    crashes = crashes_of(describe)
+    history: dict[str, Any] = inp.data("k8s.rollout_history") or {}
+    events = list((inp.data("k8s.events") or {}).get("events", []))
+    lines = [ln for e in (inp.data("k8s.pod_logs") or {}).get("logs", []) for ln in e.get("lines", [])]
+    deps = {name: [ln for ln in lines if pat.search(ln)][:3] for name, pat in DEPENDENCY_PATTERNS.items()}
+    timeline = build_timeline(history, events)
+    current_rev = timeline.current.revision if timeline.current else 0
+    return CrashFacts(
+        crashes=crashes,
+        ns=inp.target.namespace if inp.target else inp.labels.get("namespace", ""),
+        deployment=inp.target.name if inp.target else "",
+        now=inp.now,
+        lines=lines,
+        deps={k: v for k, v in deps.items() if v},
+        probe_events=[
+            e for e in events if e.get("reason") == "Unhealthy" and "Liveness" in (e.get("message") or "")
+        ],
+        history=history,
+        timeline=timeline,
+        crash_revs={x.revision for x in crashes if x.revision},
+        old_serving=_old_serving(describe, history, current_rev),
+        steps_describe=steps(inp, "k8s.pod_describe"),
+        steps_history=steps(inp, "k8s.rollout_history"),
+        config_refs=list((inp.data("k8s.config_refs") or {}).get("refs", [])),
+        nodes=list((inp.data("k8s.node_describe") or {}).get("nodes", [])),
+    )

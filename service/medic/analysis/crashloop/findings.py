@@ -1,0 +1,307 @@
+"""One function per crashloop finding, each over the classifier's :class:`CrashFacts`. Pure.
+
+A finding that explains why *not* to roll back says so in ``details["against"]["rollback"]``
+(the decision quotes it: "no rollback: the crash is caused by redis being down").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medic.analysis.crashloop.classify import ERROR_LINE, CrashFacts, steps
+from medic.domain.incident import Finding
+from medic.domain.rollout import minutes, parse_time, short_images
+from medic.playbooks.contract import AnalysisInput
+
+A = "crashloop"
+
+
+def _against(why: str) -> dict[str, Any]:
+    return {"against": {"rollback": why}}
+
+
+def _timeline(f: CrashFacts) -> dict[str, Any]:
+    return {"timeline": f.timeline.rows()} if f.timeline.entries else {}
+
+
+def not_reproduced(f: CrashFacts, inp: AnalysisInput) -> Finding:
+    return Finding(
+        analyzer=A,
+        code="crashloop.not_reproduced",
+        severity="info",
+        summary="no container of the target is crash-looping now (it may have recovered)",
+        details=_against("no container crash-loops now"),
+        evidence=f.steps_describe,
+    )
+
+
+def config_error(f: CrashFacts, inp: AnalysisInput) -> Finding | None:
+    c = f.first("config_error")
+    if c is None:
+        return None
+    return Finding(
+        analyzer=A,
+        code="crashloop.config_error",
+        severity="critical",
+        summary=f"{c.pod}/{c.container} {c.why}",
+        details={
+            "reason": c.waiting_reason,
+            "message": c.waiting_message,
+            "pod": c.pod,
+            "revision": c.revision,
+        },
+        evidence=f.steps_describe,
+        next_steps=[
+            f"kubectl describe pod {c.pod} -n {f.ns}",
+            f"kubectl get secrets,configmaps -n {f.ns}",
+            *f.commands()[3:],
+        ],
+    )
+
+
+def image_pull(f: CrashFacts, inp: AnalysisInput) -> Finding | None:
+    c = f.first("image_pull")
+    if c is None:
+        return None
+    return Finding(
+        analyzer=A,
+        code="crashloop.image_pull",
+        severity="critical",
+        summary=f"{c.pod}: {c.why}",
+        details={"image": c.image, "message": c.waiting_message, "revision": c.revision},
+        evidence=f.steps_describe,
+        next_steps=f.commands()[:1],
+    )
+
+
+def dependency_down(f: CrashFacts, inp: AnalysisInput) -> list[Finding]:
+    out = []
+    for dep, sample in f.deps.items():
+        out.append(
+            Finding(
+                analyzer=A,
+                code="crashloop.dependency_down",
+                severity="critical",
+                summary=f"the app cannot reach {dep}: {sample[0][:200]}",
+                details={
+                    "dependency": dep,
+                    "lines": sample,
+                    **_against(f"the crash is caused by {dep} being down"),
+                },
+                evidence=steps(inp, "k8s.pod_logs"),
+                next_steps=(
+                    [
+                        f"kubectl get pods -n {f.ns} -l app=mongodb",
+                        f'kubectl exec -it mongodb-0 -n {f.ns} -- mongosh --eval "rs.status()"',
+                    ]
+                    if dep == "mongodb"
+                    else [
+                        f"kubectl exec -it deployment/redis -n {f.ns} -- redis-cli ping",
+                        f"kubectl exec -it deployment/redis -n {f.ns} -- redis-cli info persistence",
+                    ]
+                ),
+            )
+        )
+    return out
+
+
+def _memory_usage(top: Any, pod: str, container: str) -> str | None:
+    for p in (top or {}).get("pods", []):
+        if p.get("name") != pod:
+            continue
+        for c in p.get("containers", []):
+            if c.get("name") == container and c.get("memory_bytes") is not None:
+                return f"{int(c['memory_bytes']) // (1024 * 1024)}Mi"
+    return None
+
+
+def oom_killed(f: CrashFacts, inp: AnalysisInput) -> Finding | None:
+    c = f.first("oom_killed")
+    if c is None:
+        return None
+    usage = _memory_usage(inp.data("k8s.top_pods"), c.pod, c.container)
+    only_new = f.new_only and f.recent and f.timeline.previous is not None
+    return Finding(
+        analyzer=A,
+        code="crashloop.oom_killed",
+        severity="critical",
+        summary=f"{c.pod}/{c.container} is OOMKilled (limit {c.limits.get('memory', 'none')}"
+        + (f", last usage {usage}" if usage else "")
+        + ")"
+        + (" — only the new revision" if only_new else ""),
+        details={
+            "limit": c.limits.get("memory"),
+            "usage": usage,
+            "revision": c.revision,
+            "exit_code": c.exit_code,
+        },
+        evidence=f.steps_describe + steps(inp, "k8s.top_pods"),
+        next_steps=[f"kubectl top pods -n {f.ns}", "kubectl describe node", *f.commands()[:2]],
+    )
+
+
+def liveness_probe(f: CrashFacts, inp: AnalysisInput) -> Finding | None:
+    if not f.probe_events or f.first("oom_killed"):
+        return None
+    return Finding(
+        analyzer=A,
+        code="crashloop.liveness_probe",
+        severity="warning",
+        summary=f"the liveness probe kills the container: {(f.probe_events[0].get('message') or '')[:200]}",
+        details={"events": f.probe_events[:3]},
+        evidence=steps(inp, "k8s.events"),
+        next_steps=f.commands()[:2],
+    )
+
+
+# ---------------------------------------------------------------------- the rollout verdict
+
+
+def what_changed(f: CrashFacts) -> list[str]:
+    """What else changed around the crash, when the rollout did not: mounted ConfigMaps and
+    Secrets written since the current revision became current (or lately), dependencies, nodes,
+    limits against the previous revision."""
+    since = f.current.became_current if f.current else None
+    out: list[str] = []
+    for ref in f.config_refs:
+        changed = parse_time(ref.get("changed_at"))
+        if ref.get("error"):
+            out.append(f"{ref.get('kind')} {ref.get('name')}: {ref.get('error')}")
+        elif changed is not None and (since is None or changed >= since):
+            by = f" by {ref['manager']}" if ref.get("manager") else ""
+            out.append(
+                f"{ref.get('kind')} {ref.get('name')} changed {minutes(f.now - changed)} ago{by} "
+                f"(resourceVersion {ref.get('resource_version')})"
+            )
+    out += [f"{dep} is unreachable from the app" for dep in f.deps]
+    for node in f.nodes:
+        bad = [k for k, v in (node.get("conditions") or {}).items() if (k == "Ready") != (v == "True")]
+        if bad:
+            out.append(f"node {node.get('name')}: {', '.join(bad)}")
+    prev = f.timeline.previous
+    if f.current and prev:
+        revs = {r.get("revision"): r for r in f.history.get("revisions") or []}
+        now_l, then_l = (
+            (revs.get(f.current.revision) or {}).get("limits"),
+            (revs.get(prev.revision) or {}).get("limits"),
+        )
+        if now_l is not None and then_l is not None and now_l != then_l:
+            out.append(f"limits {now_l} (revision {prev.revision} had {then_l})")
+    return out
+
+
+def _predates(f: CrashFacts, why: str, against: str) -> Finding:
+    changed = what_changed(f)
+    return Finding(
+        analyzer=A,
+        code="crashloop.predates_rollout",
+        severity="warning",
+        summary=why
+        + (f"; what else changed: {'; '.join(changed)}" if changed else "; no other change found"),
+        details={
+            "crashing_revisions": sorted(f.crash_revs),
+            "current_revision": f.current_rev,
+            "changed": changed,
+            "medic_rollback": f.timeline.medic.describe() if f.timeline.medic else None,
+            **_timeline(f),
+            **_against(against),
+        },
+        evidence=f.steps_describe + f.steps_history,
+        next_steps=f.commands(),
+    )
+
+
+def _regression(f: CrashFacts, inp: AnalysisInput, healthy_why: str) -> Finding:
+    cur, prev = f.current, f.timeline.previous
+    assert cur is not None and prev is not None
+    start = f.first("image_pull") or f.first("config_error")
+    c = start or f.crashes[0]
+    why = c.why if start else f"{c.container} {c.why}"
+    served = (
+        f" Users are still served by {f.old_serving} ready pod(s) of the old revision."
+        if f.old_serving
+        else (" No pod of an older revision serves any more.")
+    )
+    sample = [ln for ln in f.lines if ERROR_LINE.search(ln)][-3:]
+    return Finding(
+        analyzer=A,
+        code="crashloop.regression",
+        severity="critical",
+        summary=f"revision {cur.revision} ({short_images(cur.images)}), which became current "
+        f"{f.timeline.when(cur, f.now)}, {'cannot start' if start else 'crash-loops'}: {why}; "
+        f"revision {prev.revision} ({short_images(prev.images)}) ran healthy before: {healthy_why}.{served}",
+        details={
+            "current_revision": cur.revision,
+            "previous_revision": prev.revision,
+            "current_images": list(cur.images),
+            "previous_images": list(prev.images),
+            "crashing_pods": sorted({x.pod for x in f.crashes}),
+            "log_sample": sample,
+            "start_failure": start is not None,
+            "old_pods_serving": f.old_serving,
+            # a revision that cannot start is proposed for approval, never rolled back alone
+            **({"max_mode": "approve"} if start else {}),
+            **_timeline(f),
+        },
+        evidence=f.steps_describe + f.steps_history + steps(inp, "k8s.pod_logs", "k8s.events"),
+        next_steps=[
+            *f.commands(),
+            f"kubectl rollout undo deployment/{f.deployment} -n {f.ns}",
+            f"kubectl rollout status deployment/{f.deployment} -n {f.ns} --timeout=120s",
+        ],
+        suggests="rollback",
+    )
+
+
+def rollout_verdict(f: CrashFacts, inp: AnalysisInput) -> Finding | None:
+    """Regression (the recent change fails while its predecessor ran healthy) or predates."""
+    if not f.history or f.current is None or not f.crash_revs:
+        return None
+    cur, tl = f.current, f.timeline
+    if cur.restored_by_medic and tl.medic is not None:
+        return _predates(
+            f,
+            f"{tl.medic.describe()}, and revision {cur.revision} crashes too: the crash is not "
+            "caused by a rollout",
+            f"{tl.medic.describe()} and the crash continues",
+        )
+    if f.older_crashing:
+        return _predates(
+            f,
+            f"pods of older revisions ({', '.join(map(str, f.older_crashing))}) crash too: the crash "
+            "is not caused by the latest rollout",
+            "pods of older revisions crash too",
+        )
+    if not f.new_only:
+        return None
+    if f.deps:
+        return None  # the dependency finding explains it (and says why not to roll back)
+    if not f.recent:
+        return _predates(
+            f,
+            f"revision {cur.revision} became current {tl.when(cur, f.now)}: the crash started "
+            "after it, not with it",
+            f"revision {cur.revision} is not a recent rollout ({tl.when(cur, f.now)})",
+        )
+    ok, healthy_why = f.previous_healthy()
+    prev = tl.previous
+    if prev is None:
+        return None
+    if prev.rolled_back_by_medic:
+        return _predates(f, healthy_why, healthy_why)
+    return _regression(f, inp, healthy_why if ok else f"no crash of it seen ({healthy_why})")
+
+
+def crash(f: CrashFacts, inp: AnalysisInput) -> Finding:
+    c = f.crashes[0]
+    sample = [ln for ln in f.lines if ERROR_LINE.search(ln)][-3:]
+    return Finding(
+        analyzer=A,
+        code="crashloop.crash",
+        severity="critical",
+        summary=f"{c.pod}/{c.container} restarts ({c.restarts}x), last exit "
+        f"{c.terminated_reason or '?'} code {c.exit_code}" + (f": {sample[-1][:200]}" if sample else ""),
+        details={"log_sample": sample, "revision": c.revision, **_timeline(f)},
+        evidence=f.steps_describe + steps(inp, "k8s.pod_logs"),
+        next_steps=f.commands(),
+    )
