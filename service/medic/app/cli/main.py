@@ -22,6 +22,7 @@ import structlog
 from medic import __version__
 from medic.app.cli.dead_letters import add_parser as add_dead_letters_parser
 from medic.app.cli.output import EXIT_FAILURE, EXIT_USAGE, Progress, add_output_option, emit
+from medic.app.cli.test_cmd import add_rules_parser, add_test_parser
 from medic.domain.errors import ConfigError, ConfigErrors, MedicError, UsageError
 
 T = TypeVar("T")
@@ -91,6 +92,7 @@ def _expand(paths: list[Path]) -> list[Path]:
                 if f.suffix in (".yaml", ".yml")
                 and f.is_file()
                 and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                and "tests" not in f.relative_to(p).parts[:-1]  # `medic test` files, not rules
             )
         else:
             files.append(p)
@@ -234,6 +236,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from medic.app.logging import configure_logging
 
     configure_logging("console", "warning")
+    if args.since:  # counterfactual: stored incidents re-decided under a candidate configuration
+        from medic.app.cli.test_cmd import cmd_replay_since
+
+        return cmd_replay_since(args)
+    if not args.payload:
+        raise UsageError("replay needs a webhook payload file, or --since to replay stored incidents")
     return asyncio.run(_replay(args))
 
 
@@ -279,6 +287,10 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     from medic.incidents.report.markdown import render_markdown
     from medic.incidents.views import IncidentView
 
+    if args.action == "export":
+        from medic.app.cli.test_cmd import cmd_export
+
+        return cmd_export(args)
     if args.action == "show" and not args.id:
         raise UsageError("incidents show needs an incident id")
     result = asyncio.run(_incidents_remote(args) if args.url else _incidents_local(args))
@@ -460,7 +472,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_check)
 
     p = sub.add_parser("replay", help="run a webhook payload through the pipeline; never acts")
-    p.add_argument("payload", help="an Alertmanager webhook JSON file, or - for stdin")
+    p.add_argument("payload", nargs="?", help="an Alertmanager webhook JSON file, or - for stdin")
+    p.add_argument("--since", help="re-decide the incidents stored in this window (e.g. 7d) instead")
+    p.add_argument("--rules", help="--since: candidate rules directory (default MEDIC_RULES_DIR)")
+    p.add_argument("--playbooks", help="--since: candidate playbooks directory (default MEDIC_PLAYBOOKS_DIR)")
+    p.add_argument(
+        "--mode", choices=["off", "dry-run", "enforce"], help="--since: global mode to decide under"
+    )
+    p.add_argument("--url", help="--since: a running Medic's incidents (uses MEDIC_READ_TOKEN)")
+    p.add_argument("--data-dir", help="--since: the embedded store in this data dir")
     p.add_argument(
         "--prometheus-url", help="a Prometheus the collectors query (overrides MEDIC_PROMETHEUS_URL)"
     )
@@ -469,12 +489,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("incidents", help="list or show incidents (running instance or local store)")
     p.add_argument(
-        "action", nargs="?", choices=["list", "show"], default="list", help="list (default) or show one"
+        "action",
+        nargs="?",
+        choices=["list", "show", "export"],
+        default="list",
+        help="list (default), show one, or export one --as-test",
     )
     p.add_argument("id", nargs="?", help="the incident id (show)")
     p.add_argument("--url", help="a running Medic, e.g. http://127.0.0.1:8080 (uses MEDIC_READ_TOKEN)")
     p.add_argument("--status", choices=["open", "resolved"], help="only open or only resolved incidents")
     p.add_argument("--limit", type=int, default=50, help="how many to list (default 50)")
+    p.add_argument("--as-test", action="store_true", help="export: as a `medic test` file (YAML)")
+    p.add_argument("--out", help="export: write to this file (default stdout)")
     add_output_option(p, "a table; Markdown for show")
     p.set_defaults(fn=cmd_incidents)
 
@@ -509,6 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_option(p, "one line")
     p.set_defaults(fn=cmd_kill_switch)
     add_dead_letters_parser(sub)
+    add_test_parser(sub)
+    add_rules_parser(sub)
     return parser
 
 

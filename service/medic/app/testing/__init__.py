@@ -1,0 +1,1 @@
+"""``medic test``: rules, playbooks and guards decided offline over fixtures."""

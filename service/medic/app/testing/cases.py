@@ -1,0 +1,327 @@
+"""``medic test`` files: the format (pydantic, checked at load with file and line), the run of
+each case through :func:`medic.app.testing.evaluate.evaluate`, and the comparison with what the
+case expects (a list of differences, empty when it passed). docs/testing-rules.md shows the format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from medic.app.config import Config
+from medic.app.testing.evaluate import (
+    NO_ACTION,
+    WOULD_ACT,
+    Case,
+    ClusterFacts,
+    HistoryEntry,
+    Outcome,
+    Policy,
+    evaluate,
+    route,
+)
+from medic.app.testing.fixtures import case_fields
+from medic.app.yamlsource import YamlDoc, load_yaml_file
+from medic.domain.actions import Precondition
+from medic.domain.errors import ConfigError, ConfigErrors
+from medic.domain.evidence import Evidence, StepStatus
+from medic.domain.incident import IncidentAlert
+from medic.incidents.views import IncidentView
+from medic.playbooks.contract import Registry
+
+ActionExpectation = Literal["would_act", "planned", "awaiting_approval", "refused", "none"]
+_ENVELOPE = {"status", "data", "error", "truncated", "duration_ms"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AlertFixture(_Strict):
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    status: Literal["firing", "resolved"] = "firing"
+    startsAt: datetime | None = None  # default: the test's now
+
+
+class HistoryFixture(_Strict):
+    action: str
+    at: datetime
+    status: Literal["started", "succeeded", "failed", "skipped"] = "succeeded"
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class PreconditionFixture(_Strict):
+    ok: bool
+    reason: str = ""
+
+
+class ClusterFixture(_Strict):
+    preconditions: dict[str, bool | PreconditionFixture] = Field(default_factory=dict)
+    annotations: dict[str, str] | None = None
+    labels: dict[str, str] | None = None
+    revision_hash: str | None = None
+
+
+class ActionFixture(_Strict):
+    name: str | None = None
+    status: ActionExpectation
+
+
+class Expectation(_Strict):
+    rule: str | None = None
+    target: str | None = None
+    findings: list[str] = Field(default_factory=list)
+    not_findings: list[str] = Field(default_factory=list)
+    action: ActionFixture | None = None
+    refused_by: list[str] | None = None
+
+
+class TestCase(_Strict):
+    name: str = Field(min_length=1)
+    now: datetime
+    mode: Literal["off", "dry-run", "enforce"] = "dry-run"
+    namespaces: list[str] | None = None  # default: MEDIC_NAMESPACES
+    kill_switch: bool = False
+    alerts: list[AlertFixture] = Field(default_factory=list)
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    history: list[HistoryFixture] = Field(default_factory=list)
+    cluster: ClusterFixture = Field(default_factory=ClusterFixture)
+    bundle: str | None = None
+    expect: Expectation
+
+
+class TestFile(_Strict):
+    rules_dir: str | None = None
+    playbooks_dir: str | None = None
+    tests: list[dict[str, Any]] = Field(min_length=1)
+
+
+@dataclass
+class Difference:
+    field: str
+    expected: Any
+    got: Any
+
+
+@dataclass
+class Result:
+    name: str
+    file: str
+    line: int | None
+    differences: list[Difference] = field(default_factory=list)
+    got: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.differences
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "file": self.file,
+            "line": self.line,
+            "passed": self.passed,
+            "differences": [
+                {"field": d.field, "expected": d.expected, "got": d.got} for d in self.differences
+            ],
+            "got": self.got,
+        }
+
+
+ConfigLoader = Callable[[Path, Path], Config]
+
+
+@dataclass
+class Defaults:
+    rules_dir: Path
+    playbooks_dir: Path
+    policy: Policy
+
+
+def run_file(path: Path, load: ConfigLoader, registry: Registry, defaults: Defaults) -> list[Result]:
+    """Every test of one file; raise ConfigError (file and line) when the file or its
+    configuration is invalid."""
+    doc = load_yaml_file(path)
+    try:
+        spec = TestFile.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ConfigErrors(doc.errors_from(exc)) from None
+    base = path.parent
+    rules_dir = (base / spec.rules_dir) if spec.rules_dir else defaults.rules_dir
+    playbooks_dir = (base / spec.playbooks_dir) if spec.playbooks_dir else defaults.playbooks_dir
+    config = load(rules_dir, playbooks_dir)
+    return [
+        _run_one(doc, idx, raw, base, config, registry, defaults.policy) for idx, raw in enumerate(spec.tests)
+    ]
+
+
+def _run_one(
+    doc: YamlDoc,
+    idx: int,
+    raw: dict[str, Any],
+    base: Path,
+    config: Config,
+    registry: Registry,
+    policy: Policy,
+) -> Result:
+    loc: tuple[str | int, ...] = ("tests", idx)
+    raw = dict(raw)
+    if isinstance(raw.get("bundle"), str):
+        raw |= _bundle_fields(base / raw["bundle"], doc.file, doc.line_of((*loc, "bundle")))
+    try:
+        case = TestCase.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigErrors(doc.errors_from(exc, base=loc)) from None
+    built = _case(case, doc, loc, config)
+    pol = Policy(
+        mode=case.mode,
+        namespaces=case.namespaces if case.namespaces is not None else policy.namespaces,
+        global_budget_count=policy.global_budget_count,
+        global_budget_window=policy.global_budget_window,
+        flap_window=policy.flap_window,
+        kill_switch=case.kill_switch,
+    )
+    outcome = evaluate(built, config, registry, pol)
+    return Result(case.name, doc.file, doc.line_of(loc), compare(case.expect, outcome), outcome.document())
+
+
+def case_from_fields(fields: dict[str, Any], config: Config) -> Case:
+    """A case from stored fields (:func:`medic.app.testing.fixtures.case_fields`), no expectation."""
+    case = TestCase.model_validate(fields | {"name": "stored incident", "expect": {}})
+    return _case(case, YamlDoc("<stored incident>", fields), ("tests", 0), config, strict=False)
+
+
+def _bundle_fields(bundle: Path, file: str, line: int | None) -> dict[str, Any]:
+    """A bundle: an incident document (``incidents show -o json``) or a file of case fields."""
+    try:
+        data = json.loads(bundle.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read bundle {bundle}: {exc}", file=file, line=line) from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"invalid JSON at {exc.lineno}:{exc.colno}: {exc.msg}", file=str(bundle)) from exc
+    if not isinstance(data, dict):
+        raise ConfigError("a bundle must be a JSON object", file=str(bundle))
+    if "id" in data and isinstance(data.get("evidence"), list):
+        try:
+            view = IncidentView.from_document(data)
+        except ValidationError as exc:
+            raise ConfigError(
+                f"not an incident document: {exc.errors()[0]['msg']}", file=str(bundle)
+            ) from exc
+        fields = case_fields(view)
+        return {k: v for k, v in fields.items() if k in ("alerts", "evidence", "history", "cluster")} | {
+            "bundle": None
+        }
+    return {k: v for k, v in data.items() if k in ("alerts", "evidence", "history", "cluster")} | {
+        "bundle": None
+    }
+
+
+def _case(
+    case: TestCase, doc: YamlDoc, loc: tuple[str | int, ...], config: Config, *, strict: bool = True
+) -> Case:
+    """The case to evaluate; ``strict``: evidence for a step the playbook lacks is an error (a
+    stored incident replayed under a changed playbook only drops it)."""
+    alerts = [
+        IncidentAlert(
+            identity=_identity(a.labels),
+            status=a.status,
+            labels=a.labels,
+            annotations=a.annotations,
+            startsAt=a.startsAt or case.now,
+            first_seen=case.now,
+            last_seen=case.now,
+        )
+        for a in case.alerts
+    ]
+    rule = route(alerts, config)
+    playbook = config.playbooks.get(rule.playbook) if rule and rule.playbook else None
+    steps = {s.step_id: s.collector.name for s in playbook.steps} if playbook else {}
+    evidence: dict[str, Evidence] = {}
+    for step, value in case.evidence.items():
+        if playbook is not None and step not in steps:
+            if not strict:
+                continue
+            known = ", ".join(steps) or "none"
+            raise ConfigError(
+                f"playbook {playbook.name} has no step {step!r} (its steps: {known})",
+                file=doc.file,
+                line=doc.line_of((*loc, "evidence", step)),
+                field=f"tests.{loc[1]}.evidence.{step}",
+            )
+        evidence[step] = _evidence(step, steps.get(step, step.split("#")[0]), value, case.now)
+    pre = [
+        Precondition(name, p if isinstance(p, bool) else p.ok, p.reason if not isinstance(p, bool) else name)
+        for name, p in case.cluster.preconditions.items()
+    ]
+    return Case(
+        alerts=alerts,
+        evidence=evidence,
+        now=case.now,
+        history=[HistoryEntry(h.action, h.at, h.status, h.detail) for h in case.history],
+        cluster=ClusterFacts(
+            preconditions=pre,
+            annotations=case.cluster.annotations,
+            labels=case.cluster.labels,
+            revision_hash=case.cluster.revision_hash,
+        ),
+    )
+
+
+def _evidence(step: str, collector: str, value: Any, now: datetime) -> Evidence:
+    """``{status: timeout}`` (an envelope: status with data/error/truncated) or the data itself."""
+    statuses = {s.value for s in StepStatus}
+    if isinstance(value, dict) and value.get("status") in statuses and set(value) <= _ENVELOPE:
+        return Evidence(
+            step=step,
+            collector=collector,
+            status=StepStatus(value["status"]),
+            started_at=now - timedelta(seconds=1),
+            data=value.get("data"),
+            error=value.get("error"),
+            truncated=bool(value.get("truncated")),
+        )
+    return Evidence(step=step, collector=collector, status=StepStatus.OK, started_at=now, data=value)
+
+
+def _identity(labels: dict[str, str]) -> str:
+    canon = "\x00".join(f"{k}\x01{v}" for k, v in sorted(labels.items()))
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def compare(expect: Expectation, got: Outcome) -> list[Difference]:
+    """What differs between the expectation and the outcome (only the fields the test sets)."""
+    out: list[Difference] = []
+    given = expect.model_fields_set
+    if "rule" in given and expect.rule != got.rule:
+        out.append(Difference("rule", expect.rule, got.rule))
+    if "target" in given and expect.target != got.target:
+        out.append(Difference("target", expect.target, got.target))
+    codes = [f.code for f in got.findings]
+    missing = [c for c in expect.findings if c not in codes]
+    if missing:
+        out.append(Difference("findings", f"includes {', '.join(missing)}", codes))
+    present = [c for c in expect.not_findings if c in codes]
+    if present:
+        out.append(Difference("not_findings", f"none of {', '.join(present)}", codes))
+    if "action" in given:
+        want = expect.action or ActionFixture(status=NO_ACTION)
+        if want.status != got.status:
+            shown = f"{got.status} ({got.reason})" if got.status in ("refused", NO_ACTION) else got.status
+            out.append(Difference("action.status", want.status, shown))
+        if want.name is not None and want.name != got.action:
+            out.append(Difference("action.name", want.name, got.action))
+    if expect.refused_by is not None and sorted(expect.refused_by) != sorted(got.refused_by):
+        out.append(Difference("refused_by", sorted(expect.refused_by), sorted(got.refused_by)))
+    return out
+
+
+__all__ = ["WOULD_ACT", "Defaults", "Difference", "Result", "compare", "run_file"]

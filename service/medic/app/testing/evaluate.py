@@ -1,0 +1,247 @@
+"""One case decided offline: alerts + evidence + action history → rule, target, findings, action.
+
+No network and no cluster: the evidence stands in for the collectors (a playbook step without
+evidence is ``not_configured``); routing, target resolution from labels, the analyzers
+(:func:`medic.app.pipeline.analyze`), the decision (:func:`medic.decision.decide.decide`) and the
+guards (:func:`medic.decision.guards.evaluate_guards`) are the code the service runs. What only
+the live cluster knows (the action's preconditions, read when the action is planned) is given as
+``cluster`` facts. ``medic test``, ``medic replay --since`` and ``incidents export --as-test`` all
+decide through :func:`evaluate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from medic.app.config import Config
+from medic.app.pipeline import analyze
+from medic.decision.decide import decide
+from medic.decision.guards import Budget, GuardFacts, evaluate_guards
+from medic.domain.actions import ActionMark, KillSwitch, Precondition
+from medic.domain.evidence import Evidence, StepStatus
+from medic.domain.incident import (
+    Finding,
+    GuardDecision,
+    Incident,
+    IncidentAlert,
+    Target,
+    shared_labels,
+)
+from medic.playbooks.compiled import CompiledPlaybook
+from medic.playbooks.contract import Registry
+from medic.rules.model import Rule
+from medic.rules.routing import coalescing_key, matching_rules
+from medic.rules.targets import target_from_labels
+
+# what a test expects of the action (an ActionStatus, "would_act" for an allowed auto action, or none)
+WOULD_ACT = "would_act"
+NO_ACTION = "none"
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """A past action on the target: what the cooldown, the budgets and the flap guard read."""
+
+    action: str
+    at: datetime
+    status: str = "succeeded"  # started | succeeded | failed | skipped
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    """What the action's plan would read from the cluster (its preconditions, the target's
+    annotations and labels); None/empty: taken from the evidence where it holds them."""
+
+    preconditions: Sequence[Precondition] = ()
+    annotations: Mapping[str, str] | None = None
+    labels: Mapping[str, str] | None = None
+    revision_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The global settings the guards read (Medic's settings in a run, the test's overrides)."""
+
+    mode: str = "dry-run"  # off | dry-run | enforce
+    namespaces: Sequence[str] = ("playcode",)
+    global_budget_count: int = 3
+    global_budget_window: timedelta = timedelta(hours=1)
+    flap_window: timedelta = timedelta(hours=2)
+    kill_switch: bool = False
+
+
+@dataclass(frozen=True)
+class Case:
+    alerts: Sequence[IncidentAlert]
+    evidence: Mapping[str, Evidence]  # by step id
+    now: datetime
+    history: Sequence[HistoryEntry] = ()
+    cluster: ClusterFacts = ClusterFacts()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    rule: str | None
+    target: str | None
+    findings: list[Finding]
+    action: str | None  # the playbook's action name the decision chose
+    status: str  # WOULD_ACT | planned | awaiting_approval | refused | NO_ACTION
+    reason: str
+    guards: list[GuardDecision] = field(default_factory=list)
+    matcher: str = ""  # the rule's matchers that decided, for people
+
+    @property
+    def refused_by(self) -> list[str]:
+        return [g.guard for g in self.guards if not g.allowed]
+
+    @property
+    def top_finding(self) -> str | None:
+        return self.findings[0].code if self.findings else None
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "target": self.target,
+            "findings": [f.code for f in self.findings],
+            "action": {"name": self.action, "status": self.status},
+            "refused_by": self.refused_by,
+            "reason": self.reason,
+        }
+
+
+def route(alerts: Sequence[IncidentAlert], config: Config) -> Rule | None:
+    """The rule the first alert goes to (first match, as the pipeline routes it)."""
+    if not alerts:
+        return None
+    from medic.domain.alert import Alert
+
+    first = alerts[0]
+    alert = Alert(status="firing", labels=first.labels, startsAt=first.startsAt)
+    rules = matching_rules(alert, config.rules)
+    return rules[0] if rules else None
+
+
+def resolve_target(rule: Rule | None, config: Config, labels: Mapping[str, str]) -> Target | None:
+    playbook = config.playbooks.get(rule.playbook) if rule and rule.playbook else None
+    return target_from_labels(playbook.playbook.target if playbook else "none", labels)
+
+
+def step_evidence(playbook: CompiledPlaybook, given: Mapping[str, Evidence], now: datetime) -> list[Evidence]:
+    """The playbook's steps in order, each with its given evidence or ``not_configured``."""
+    out = []
+    for step in playbook.steps:
+        ev = given.get(step.step_id)
+        if ev is None:
+            ev = Evidence(
+                step=step.step_id,
+                collector=step.collector.name,
+                status=StepStatus.NOT_CONFIGURED,
+                started_at=now,
+                error="no fixture for this step",
+            )
+        out.append(ev)
+    return out
+
+
+def evaluate(case: Case, config: Config, registry: Registry, policy: Policy) -> Outcome:
+    rule = route(case.alerts, config)
+    labels = shared_labels(None, list(case.alerts)) if case.alerts else {}
+    first_labels = case.alerts[0].labels if case.alerts else {}
+    target = resolve_target(rule, config, first_labels)
+    matcher = ", ".join(rule.matchers) if rule else ""
+    playbook = config.playbooks.get(rule.playbook) if rule and rule.playbook else None
+    if playbook is None:
+        why = "no rule matches these alerts" if rule is None else f"rule {rule.name} runs no playbook"
+        return Outcome(rule.name if rule else None, _str(target), [], None, NO_ACTION, why, matcher=matcher)
+    incident = Incident(
+        id="test",
+        key=coalescing_key(rule, target, first_labels),
+        rule=rule.name if rule else None,
+        playbook=playbook.name,
+        target=target,
+        labels=labels,
+        created_at=case.now,
+        updated_at=case.now,
+    )
+    evidence = step_evidence(playbook, case.evidence, case.now)
+    findings = analyze(registry, incident, list(case.alerts), playbook, evidence, case.now)
+    decision = decide(rule, playbook, findings, policy.mode)
+    name = decision.action.name if decision.action else None
+    if rule is None or decision.action is None or target is None or rule.remediation is None:
+        return Outcome(
+            rule.name if rule else None, _str(target), findings, name, NO_ACTION, decision.reason, [], matcher
+        )
+    guards = evaluate_guards(guard_facts(rule, target, case, policy, decision.mode))
+    refusal = next((g for g in guards if not g.allowed), None)
+    if refusal is not None:
+        status, reason = "refused", f"{refusal.guard}: {refusal.reason}"
+    elif decision.mode == "dry-run":
+        status, reason = "planned", f"dry-run: {decision.reason}"
+    elif decision.mode == "approve":
+        status, reason = "awaiting_approval", decision.reason
+    else:
+        status, reason = WOULD_ACT, decision.reason
+    return Outcome(rule.name, str(target), findings, name, status, reason, guards, matcher)
+
+
+def guard_facts(rule: Rule, target: Target, case: Case, policy: Policy, mode: str) -> GuardFacts:
+    """The guards' facts from the case: the history stands in for the coordination store's
+    ledger, the cluster facts (or the evidence) for what the action's plan reads."""
+    rem = rule.remediation
+    assert rem is not None
+    now = case.now
+    past = sorted((h for h in case.history if h.at <= now), key=lambda h: h.at)
+    counted = [h for h in past if h.status != "skipped"]
+    last = past[-1] if past else None
+    mark = (
+        ActionMark("", target.key, last.action, "", last.at, last.status, dict(last.detail)) if last else None
+    )
+    annotations, labels, current_hash = _deployment_facts(case.evidence)
+    cluster = case.cluster
+    return GuardFacts(
+        now=now,
+        global_mode=policy.mode,
+        kill_switch=KillSwitch(enabled=policy.kill_switch, by="test" if policy.kill_switch else ""),
+        rule_mode=rem.mode,
+        namespace=target.scope,
+        allowed_namespaces=list(policy.namespaces),
+        target_annotations=dict(cluster.annotations if cluster.annotations is not None else annotations),
+        target_labels=dict(cluster.labels if cluster.labels is not None else labels),
+        preconditions=list(cluster.preconditions),
+        cooldown=rem.cooldown,
+        last_action=mark,
+        target_budget=Budget(
+            rem.budget.count, rem.budget.per, sum(h.at >= now - rem.budget.per for h in counted)
+        ),
+        global_budget=Budget(
+            policy.global_budget_count,
+            policy.global_budget_window,
+            sum(h.at >= now - policy.global_budget_window for h in counted),
+        ),
+        flap_window=policy.flap_window,
+        current_revision_hash=cluster.revision_hash if cluster.revision_hash is not None else current_hash,
+        coordination_ok=True,
+    )
+
+
+def _deployment_facts(evidence: Mapping[str, Evidence]) -> tuple[dict[str, str], dict[str, str], str]:
+    """The target's annotations, labels and current template hash as ``k8s.rollout_history`` saw them."""
+    for ev in evidence.values():
+        if ev.collector != "k8s.rollout_history" or not ev.ok or not isinstance(ev.data, dict):
+            continue
+        dep = ev.data.get("deployment") or {}
+        current: dict[str, Any] = next((r for r in ev.data.get("revisions") or [] if r.get("current")), {})
+        return (
+            {str(k): str(v) for k, v in (dep.get("annotations") or {}).items()},
+            {str(k): str(v) for k, v in (dep.get("labels") or {}).items()},
+            str(current.get("pod_template_hash") or ""),
+        )
+    return {}, {}, ""
+
+
+def _str(target: Target | None) -> str | None:
+    return str(target) if target is not None else None

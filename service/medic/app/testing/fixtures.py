@@ -1,0 +1,138 @@
+"""Stored incidents as test fixtures: what a test file holds (alerts, evidence, history, cluster
+facts, mode, the moment of the decision) is read back from an incident's bundle, and its actual
+outcome becomes the expectation. ``incidents export --as-test``, a test's ``bundle:`` and
+``medic replay --since`` share these functions. The result is redacted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from medic.app.testing.evaluate import NO_ACTION, WOULD_ACT
+from medic.domain.incident import ActionRecord, ActionStatus, Incident
+from medic.domain.redact import redact
+from medic.incidents.views import IncidentView
+
+# the effective mode of a recorded decision → the global mode that reproduces it
+_GLOBAL_MODE = {"auto": "enforce", "approve": "enforce", "dry-run": "dry-run", "off": "dry-run"}
+_ACTED = {ActionStatus.SUCCEEDED, ActionStatus.FAILED, ActionStatus.RUNNING, ActionStatus.SKIPPED}
+PLAN_GUARD = "plan"  # a precondition standing for "the action could not be planned"
+
+
+def first_action(incident: Incident) -> ActionRecord | None:
+    """The action the diagnosis decided (later records are approvals of it)."""
+    return incident.actions[0] if incident.actions else None
+
+
+def decided_at(incident: Incident) -> datetime:
+    entry = next((t for t in incident.timeline if t.kind == "decision"), None)
+    return entry.at if entry is not None else incident.updated_at
+
+
+def global_mode(incident: Incident) -> str:
+    record = first_action(incident)
+    if record is not None:
+        return _GLOBAL_MODE.get(record.mode, "dry-run")
+    entry = next((t for t in incident.timeline if t.kind == "decision"), None)
+    return _GLOBAL_MODE.get(str(entry.data.get("mode", "dry-run")) if entry else "dry-run", "dry-run")
+
+
+def expected_status(record: ActionRecord | None) -> str:
+    """What a test sees of a recorded action: it never acts, so an action taken is ``would_act``."""
+    if record is None:
+        return NO_ACTION
+    return WOULD_ACT if record.status in _ACTED else record.status.value
+
+
+def refused_by(record: ActionRecord | None) -> list[str]:
+    if record is None or record.status is not ActionStatus.REFUSED:
+        return []
+    names = [g.guard for g in record.guards if not g.allowed]
+    return names or [f"precondition:{PLAN_GUARD}"]
+
+
+def cluster_facts(record: ActionRecord | None) -> dict[str, Any]:
+    """The action plan's recorded preconditions (what the cluster said when it was planned)."""
+    if record is None:
+        return {}
+    pre = {
+        g.guard.removeprefix("precondition:"): {"ok": g.allowed, "reason": g.reason}
+        for g in record.guards
+        if g.guard.startswith("precondition:")
+    }
+    if record.status is ActionStatus.REFUSED and not record.guards:  # the plan itself failed
+        pre[PLAN_GUARD] = {"ok": False, "reason": record.reason}
+    return {"preconditions": pre} if pre else {}
+
+
+def history_of(incident: Incident, others: Iterable[Incident]) -> list[dict[str, Any]]:
+    """Actions taken on the incident's target by other incidents before its decision."""
+    if incident.target is None:
+        return []
+    before = decided_at(incident)
+    out = []
+    for other in others:
+        if other.id == incident.id:
+            continue
+        for record in other.actions:
+            if record.target.key == incident.target.key and record.at < before and record.status in _ACTED:
+                out.append(
+                    {
+                        "action": record.action,
+                        "at": record.at.isoformat(),
+                        "status": record.status.value,
+                        "detail": facts if isinstance(facts := record.result.get("facts"), dict) else {},
+                    }
+                )
+    return sorted(out, key=lambda h: str(h["at"]))
+
+
+def case_fields(view: IncidentView, others: Iterable[Incident] = ()) -> dict[str, Any]:
+    """A test case's inputs from a stored incident (no expectation)."""
+    incident = view.incident
+    record = first_action(incident)
+    fields: dict[str, Any] = {
+        "now": decided_at(incident).isoformat(),
+        "mode": global_mode(incident),
+        "alerts": [
+            {
+                "labels": a.labels,
+                "annotations": a.annotations,
+                "status": a.status,
+                "startsAt": a.startsAt.isoformat(),
+            }
+            for a in view.alerts
+        ],
+        "evidence": {
+            e.step: {"status": e.status.value}
+            | ({"data": e.data} if e.data is not None else {})
+            | ({"error": e.error} if e.error else {})
+            | ({"truncated": True} if e.truncated else {})
+            for e in incident.evidence
+        },
+        "history": history_of(incident, others),
+    }
+    if facts := cluster_facts(record):
+        fields["cluster"] = facts
+    return fields
+
+
+def expectation(incident: Incident) -> dict[str, Any]:
+    record = first_action(incident)
+    return {
+        "rule": incident.rule,
+        "target": str(incident.target) if incident.target else None,
+        "findings": [f.code for f in incident.findings],
+        "action": {"name": record.action if record else None, "status": expected_status(record)},
+        "refused_by": refused_by(record),
+    }
+
+
+def test_document(view: IncidentView, others: Iterable[Incident] = ()) -> dict[str, Any]:
+    """A whole ``medic test`` file for one incident, redacted."""
+    incident = view.incident
+    case = {"name": f"incident {incident.id}: {incident.title}"} | case_fields(view, others)
+    case["expect"] = expectation(incident)
+    doc: dict[str, Any] = redact({"tests": [case]})
+    return doc
