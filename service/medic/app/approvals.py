@@ -349,9 +349,7 @@ class ApprovalService:
                 "approval": mark,
                 "proposal": {"reason": proposal.reason, "at": proposal.at.isoformat()},
             }
-            incident.actions[index] = record
-            incident.updated_at = self.clock()
-            incident.note("action", f"{record.action}: {record.status.value} — {record.reason}", self.clock())
+            incident.replace_action(index, record, self.clock())
             self.metrics.actions.labels(action=record.use, status=record.status.value).inc()
             return index, record
 

@@ -33,8 +33,7 @@ from medic.domain.incident import (
     IncidentAlert,
     Phase,
     Target,
-    new_incident_id,
-    shared_labels,
+    highest_severity,
     utcnow,
 )
 from medic.domain.redact import redact_async, redact_text
@@ -126,15 +125,9 @@ async def redacted_alerts(alerts: list[Alert]) -> list[Alert]:
 
 
 def incident_severity(rule: Rule | None, current: str | None, alerts: Sequence[IncidentAlert]) -> str:
-    """The highest of the alerts' ``severity`` labels, the rule's and ``current`` (the
-    incident's so far; None while it has no alerts); "warning" when none is known."""
-    levels = [a.severity for a in alerts]
-    if current:
-        levels.append(current)
-    if rule and rule.severity:
-        levels.append(rule.severity)
-    known = [lvl for lvl in levels if lvl in SEVERITY_ORDER]
-    return max(known, key=SEVERITY_ORDER.__getitem__) if known else "warning"
+    """The highest of the alerts' ``severity`` labels, the rule's and ``current``
+    (:func:`medic.domain.incident.highest_severity`)."""
+    return highest_severity(rule.severity if rule else None, current, alerts)
 
 
 class Pipeline:
@@ -239,15 +232,12 @@ class Pipeline:
                     self.metrics.incidents.labels(rule=rule.name if rule else "-").inc()
                     log.info("incident opened", incident_id=incident.id, key=group.key)
             else:
-                # Never dropped silently: a record of what arrived and why nothing opened.
-                incident.status = "resolved"
-                incident.resolved_at = now
                 why = (
                     "resolved before Medic saw it firing"
                     if not firing
                     else f"rule {rule.name if rule else '-'} opens incidents only on resolved"
                 )
-                incident.note("recorded", why, now)
+                incident.record_unopened(why, now)
                 await self.store.save(incident)  # first: its alerts never point at nothing
                 await self._merge_new(incident, rule, group, now)
                 await self.store.save(incident)
@@ -261,11 +251,8 @@ class Pipeline:
             needs_diagnosis = (
                 group.playbook is not None and incident.phase != Phase.DIAGNOSED and bool(firing)
             )
-            resolved_now = incident.alerts_firing == 0
+            resolved_now = incident.resolve_if_quiet(now)
             if resolved_now:
-                incident.status = "resolved"
-                incident.resolved_at = now
-                incident.note("resolved", "every alert of the incident is resolved", now)
                 self.metrics.incidents_resolved.labels(rule=rule.name if rule else "-").inc()
                 log.info("incident resolved")
             await self.store.save(incident)
@@ -292,37 +279,19 @@ class Pipeline:
         """Fold the group's alerts into the incident's (kept beside the bundle) and bring the
         bundle's counts, shared labels, severity and timeline up to date."""
         arriving = [IncidentAlert.from_alert(a, now, group.sources.get(a.identity, "")) for a in group.alerts]
-        had_alerts = incident.alerts_total > 0
         merge = await self.store.merge_alerts(incident.id, arriving)
-        incident.alerts_total, incident.alerts_firing = merge.total, merge.firing
-        incident.labels = shared_labels(incident.labels if had_alerts else None, arriving)
-        incident.severity = incident_severity(  # type: ignore[assignment]
-            rule, incident.severity if had_alerts else None, arriving
-        )
-        incident.note_alerts(merge, now)
+        incident.merge_alerts(merge, arriving, rule.severity if rule else None, now)
 
     def _new_incident(self, group: Group, now: datetime) -> Incident:
-        rule = group.rule
-        first = group.alerts[0]
-        alertname = first.alertname or "alert"
-        where = str(group.target) if group.target else first.labels.get("namespace", "")
-        incident = Incident(
-            id=new_incident_id(now),
-            key=group.key,
-            rule=rule.name if rule else None,
+        return Incident.open(
+            group.key,
+            first=group.alerts[0],
+            rule=group.rule.name if group.rule else None,
+            rule_playbook=group.rule.playbook if group.rule else None,
             playbook=group.playbook.name if group.playbook else None,
             target=group.target,
-            title=f"{alertname} on {where}" if where else alertname,
-            created_at=now,
-            updated_at=now,
+            now=now,
         )
-        if rule is None:
-            incident.note("routing", "no rule matches these alerts: recorded without a playbook", now)
-        else:
-            incident.note("routing", f"matched rule {rule.name}", now, playbook=rule.playbook)
-        if group.target is not None and group.target.inferred:
-            incident.note("target", f"target {group.target} inferred from the pod name", now)
-        return incident
 
     async def diagnose(self, incident: Incident, rule: Rule | None, playbook: CompiledPlaybook) -> None:
         now = self.clock()
@@ -351,13 +320,8 @@ class Pipeline:
         if rule is not None and decision.action is not None:
             record = await self.remediator.handle(incident, rule, playbook, decision)
             if record is not None:
-                incident.actions.append(record)
                 self.metrics.actions.labels(action=record.use, status=record.status.value).inc()
-                incident.note(
-                    "action",
-                    f"{record.action}: {record.status.value} — {record.reason}",
-                    self.clock(),
-                )
+                incident.add_action(record, self.clock())
         incident.phase = Phase.DIAGNOSED
         incident.updated_at = self.clock()
         await self.store.save(incident)

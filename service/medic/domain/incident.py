@@ -206,6 +206,18 @@ def shared_labels(current: dict[str, str] | None, alerts: Sequence[IncidentAlert
     return common or {}
 
 
+def highest_severity(rule_severity: str | None, current: str | None, alerts: Sequence[IncidentAlert]) -> str:
+    """The highest of the alerts' ``severity`` labels, the rule's and ``current`` (the
+    incident's so far; None while it has no alerts); "warning" when none is known."""
+    levels = [a.severity for a in alerts]
+    if current:
+        levels.append(current)
+    if rule_severity:
+        levels.append(rule_severity)
+    known = [lvl for lvl in levels if lvl in SEVERITY_ORDER]
+    return max(known, key=SEVERITY_ORDER.__getitem__) if known else "warning"
+
+
 class Phase(StrEnum):
     RECEIVED = "received"
     DIAGNOSING = "diagnosing"
@@ -237,6 +249,89 @@ class Incident(BaseModel):
 
     def note(self, kind: str, message: str, now: datetime | None = None, **data: Any) -> None:
         self.timeline.append(TimelineEntry(at=now or utcnow(), kind=kind, message=message, data=data))
+
+    # ------------------------------------------------------------ state changes (no I/O, no clock)
+    @classmethod
+    def open(
+        cls,
+        key: str,
+        *,
+        first: Alert,
+        rule: str | None,
+        rule_playbook: str | None,
+        playbook: str | None,
+        target: Target | None,
+        now: datetime,
+    ) -> Incident:
+        """A new incident for the coalescing ``key``, titled after its ``first`` alert, with the
+        routing (and an inferred target) on its timeline."""
+        alertname = first.alertname or "alert"
+        where = str(target) if target else first.labels.get("namespace", "")
+        incident = cls(
+            id=new_incident_id(now),
+            key=key,
+            rule=rule,
+            playbook=playbook,
+            target=target,
+            title=f"{alertname} on {where}" if where else alertname,
+            created_at=now,
+            updated_at=now,
+        )
+        if rule is None:
+            incident.note("routing", "no rule matches these alerts: recorded without a playbook", now)
+        else:
+            incident.note("routing", f"matched rule {rule}", now, playbook=rule_playbook)
+        if target is not None and target.inferred:
+            incident.note("target", f"target {target} inferred from the pod name", now)
+        return incident
+
+    def record_unopened(self, why: str, now: datetime) -> None:
+        """Alerts that open no incident are never dropped silently: the incident is kept,
+        resolved from the start, with why nothing opened."""
+        self.status = "resolved"
+        self.resolved_at = now
+        self.note("recorded", why, now)
+
+    def merge_alerts(
+        self,
+        merge: AlertMerge,
+        arriving: Sequence[IncidentAlert],
+        rule_severity: str | None,
+        now: datetime,
+    ) -> None:
+        """Bring the counts, shared labels, severity and timeline up to date after ``arriving``
+        was folded into the incident's alerts (kept beside the bundle) with result ``merge``."""
+        had_alerts = self.alerts_total > 0
+        self.alerts_total, self.alerts_firing = merge.total, merge.firing
+        self.labels = shared_labels(self.labels if had_alerts else None, arriving)
+        self.severity = highest_severity(  # type: ignore[assignment]
+            rule_severity, self.severity if had_alerts else None, arriving
+        )
+        self.note_alerts(merge, now)
+
+    def resolve_if_quiet(self, now: datetime) -> bool:
+        """Resolve the incident once none of its alerts fires; True if it resolved now."""
+        if self.alerts_firing != 0:
+            return False
+        self.status = "resolved"
+        self.resolved_at = now
+        self.note("resolved", "every alert of the incident is resolved", now)
+        return True
+
+    def add_action(self, record: ActionRecord, now: datetime) -> int:
+        """Record an action (or its refusal) and note it; returns its index."""
+        self.actions.append(record)
+        self._note_action(record, now)
+        return len(self.actions) - 1
+
+    def replace_action(self, index: int, record: ActionRecord, now: datetime) -> None:
+        """What became of the action at ``index`` (an approval's outcome replaces its proposal)."""
+        self.actions[index] = record
+        self.updated_at = now
+        self._note_action(record, now)
+
+    def _note_action(self, record: ActionRecord, now: datetime) -> None:
+        self.note("action", f"{record.action}: {record.status.value} — {record.reason}", now)
 
     @property
     def namespace(self) -> str:

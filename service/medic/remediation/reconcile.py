@@ -85,8 +85,7 @@ async def reconcile_ledger(
                 )
             if has_action(current, mark.idempotency_key):
                 return False
-            current.actions.append(record)
-            current.note("action", f"{record.action}: {record.status.value} — {record.reason}", now)
+            current.add_action(record, now)
             return True
 
         await journal.update(incident.id, change)
