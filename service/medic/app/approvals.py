@@ -192,6 +192,19 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class DecisionRequest:
+    """A decision as asked for, its caller checked (the token's action and target, if any)."""
+
+    decision: Decision
+    by: str
+    via: str
+    reason: str
+    action: str | None
+    target: str | None
+    nonce: str
+
+
+@dataclass(frozen=True)
 class Pending:
     """A proposal a valid token points at (what the confirmation page shows)."""
 
@@ -292,66 +305,10 @@ class ApprovalService:
     ) -> Outcome:
         """Approve or reject a proposal, once. With a token (web) it must be valid and bound to
         this incident; without one (admin API, CLI) the caller is already authorised."""
-        by = by.strip()[:100]
-        if not by:
-            raise ApprovalRefused("incomplete", "Who is deciding?", "an approver name is required")
-        claims = self.verify(incident_id, token) if token is not None else None
-        target = claims.target if claims else None
-        if claims is not None:
-            action = claims.action
+        request = self._request(incident_id, decision, by, via, token, action, reason)
 
         async def change(incident: Incident) -> tuple[int, ActionRecord]:
-            try:
-                index = find_proposal(incident, action, target)
-            except ApprovalRefused as refused:
-                for record in incident.actions:
-                    if (action is None or record.action == action) and (
-                        done := await self._decided(incident.id, record)
-                    ):
-                        raise done from None
-                raise refused
-            proposal = incident.actions[index]
-            if decision == "approved":
-                _check_open(incident)
-            now = self.clock()
-            mark = {
-                "decision": decision,
-                "by": by,
-                "via": via,
-                "at": now.isoformat(),
-                "nonce": claims.nonce if claims else "",
-            }
-            earlier = await self.marks.claim(decision_key(incident.id, proposal), json.dumps(mark))
-            if earlier is not None:
-                raise _already(earlier)
-            verb = "approved" if decision == "approved" else "rejected"
-            incident.note(
-                "approval",
-                f"{proposal.action} on {proposal.target} {verb} by {by} (via {via})"
-                + (f": {reason}" if reason else ""),
-                now,
-                decision=decision,
-                by=by,
-                via=via,
-            )
-            await self._audit(
-                incident.id,
-                {**mark, "action": proposal.action, "target": proposal.target.key, "reason": reason},
-            )
-            if decision == "rejected":
-                record = proposal.model_copy(deep=True)
-                record.status = ActionStatus.REFUSED
-                record.reason = f"rejected by {by}" + (f": {reason}" if reason else "")
-            else:
-                record = await self._approve(incident, proposal, by)
-            record.result = {
-                **record.result,
-                "approval": mark,
-                "proposal": {"reason": proposal.reason, "at": proposal.at.isoformat()},
-            }
-            incident.replace_action(index, record, self.clock())
-            self.metrics.actions.labels(action=record.use, status=record.status.value).inc()
-            return index, record
+            return await self._decide_in(incident, request)
 
         done = await self.journal.update(incident_id, change)
         if done is None:
@@ -361,14 +318,113 @@ class ApprovalService:
             "approval decided",
             incident_id=incident_id,
             decision=decision,
-            by=by,
+            by=request.by,
             via=via,
             action=record.action,
             status=record.status.value,
         )
         if self.notifier is not None:
             self.notifier.submit(incident, "action", action_index=index)
-        return Outcome(incident, index, record, decision, by)
+        return Outcome(incident, index, record, decision, request.by)
+
+    def _request(
+        self,
+        incident_id: str,
+        decision: Decision,
+        by: str,
+        via: str,
+        token: str | None,
+        action: str | None,
+        reason: str,
+    ) -> DecisionRequest:
+        """Who decides what, checked: a name is required, a token must be valid for this incident
+        (and then names the action and target)."""
+        by = by.strip()[:100]
+        if not by:
+            raise ApprovalRefused("incomplete", "Who is deciding?", "an approver name is required")
+        claims = self.verify(incident_id, token) if token is not None else None
+        return DecisionRequest(
+            decision=decision,
+            by=by,
+            via=via,
+            reason=reason,
+            action=claims.action if claims else action,
+            target=claims.target if claims else None,
+            nonce=claims.nonce if claims else "",
+        )
+
+    async def _decide_in(self, incident: Incident, req: DecisionRequest) -> tuple[int, ActionRecord]:
+        """The decision on the incident as read under its lock: claim it once, record it, carry
+        it out, and put the outcome in the proposal's place."""
+        index = await self._open_proposal(incident, req)
+        proposal = incident.actions[index]
+        if req.decision == "approved":
+            _check_open(incident)
+        now = self.clock()
+        mark = await self._claim(incident, proposal, req, now)
+        incident.note(
+            "approval",
+            f"{proposal.action} on {proposal.target} {req.decision} by {req.by} (via {req.via})"
+            + (f": {req.reason}" if req.reason else ""),
+            now,
+            decision=req.decision,
+            by=req.by,
+            via=req.via,
+        )
+        await self._audit(
+            incident.id,
+            {**mark, "action": proposal.action, "target": proposal.target.key, "reason": req.reason},
+        )
+        record = await self._outcome(incident, proposal, req)
+        record.result = {
+            **record.result,
+            "approval": mark,
+            "proposal": {"reason": proposal.reason, "at": proposal.at.isoformat()},
+        }
+        incident.replace_action(index, record, self.clock())
+        self.metrics.actions.labels(action=record.use, status=record.status.value).inc()
+        return index, record
+
+    async def _open_proposal(self, incident: Incident, req: DecisionRequest) -> int:
+        """The proposal awaiting this decision; when there is none, an earlier decision about it
+        (who decided when) is the better answer than "nothing awaits approval"."""
+        try:
+            return find_proposal(incident, req.action, req.target)
+        except ApprovalRefused as refused:
+            for record in incident.actions:
+                if (req.action is None or record.action == req.action) and (
+                    done := await self._decided(incident.id, record)
+                ):
+                    raise done from None
+            raise refused
+
+    async def _claim(
+        self, incident: Incident, proposal: ActionRecord, req: DecisionRequest, now: datetime
+    ) -> dict[str, str]:
+        """The once-only mark of the decision (atomic in the state store); a second decision,
+        through any channel, is refused with the first one's who and when."""
+        mark = {
+            "decision": req.decision,
+            "by": req.by,
+            "via": req.via,
+            "at": now.isoformat(),
+            "nonce": req.nonce,
+        }
+        earlier = await self.marks.claim(decision_key(incident.id, proposal), json.dumps(mark))
+        if earlier is not None:
+            raise _already(earlier)
+        return mark
+
+    async def _outcome(
+        self, incident: Incident, proposal: ActionRecord, req: DecisionRequest
+    ) -> ActionRecord:
+        """A rejection closes the proposal; an approval carries it out (guards checked again)."""
+        if req.decision == "approved":
+            return await self._approve(incident, proposal, req.by)
+        record = proposal.model_copy(deep=True)
+        record.status = ActionStatus.REFUSED
+        record.reason = f"rejected by {req.by}" + (f": {req.reason}" if req.reason else "")
+        return record
 
     async def _approve(self, incident: Incident, proposal: ActionRecord, by: str) -> ActionRecord:
         rules: Mapping[str, Rule] = {r.name: r for r in self.config.rules}
