@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from medic.clients.kube.client import JSON_PATCH, STRATEGIC_PATCH, KubeClient, ns_path
-from medic.clients.kube.errors import KubeConflict, KubeInvalid, KubeNotFound
+from medic.clients.kube.errors import KubeConflict, KubeError, KubeInvalid, KubeNotFound
 from medic.domain.actions import Precondition
 from medic.domain.errors import NotConfigured, StepError
 from medic.playbooks.action import ActionContext, ActionPlan
@@ -20,14 +19,18 @@ from medic.playbooks.contract import ActionDef, NoParams
 from medic.remediation.actions.rollout import (
     RollbackError,
     RolloutStatus,
+    history_precondition,
     images,
     plan_rollback,
+    previous_healthy_precondition,
+    recent_rollout_precondition,
+    rollback_facts,
+    rollback_summary,
     rollout_status,
+    template_diff,
     template_without_hash,
+    timeline_of,
 )
-
-# A previous revision that served this long before it was replaced counts as healthy.
-MIN_SERVED = timedelta(minutes=10)
 
 
 def _kube(ctx: ActionContext) -> KubeClient:
@@ -103,20 +106,38 @@ class RollbackParams(BaseModel):
 
 
 class RollbackDeployment:
-    async def plan(self, ctx: ActionContext, params: RollbackParams) -> ActionPlan:
-        kube = _kube(ctx)
+    """``kubectl rollout undo``: :meth:`plan` reads (:meth:`_read`), then the pure parts of
+    :mod:`medic.remediation.actions.rollout` decide the plan, its preconditions and its words."""
+
+    @staticmethod
+    async def _read(
+        kube: KubeClient, ctx: ActionContext
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        """The Deployment, its ReplicaSets and its events (the rollout timeline's sources)."""
         dep = await _deployment(kube, ctx)
-        rs_list = await kube.list(
-            ns_path("apps/v1", ctx.target.namespace, "replicasets"), labelSelector=_selector(dep)
-        )
+        ns = ctx.target.namespace
+        rs_list = await kube.list(ns_path("apps/v1", ns, "replicasets"), labelSelector=_selector(dep))
+        try:
+            events = await kube.list(
+                ns_path("v1", ns, "events"),
+                fieldSelector=f"involvedObject.kind=Deployment,involvedObject.name={ctx.target.name}",
+            )
+        except KubeError:  # events only refine the timeline; without them times may be unknown
+            events = []
+        return dep, rs_list, events
+
+    async def plan(self, ctx: ActionContext, params: BaseModel) -> ActionPlan:
+        assert isinstance(params, RollbackParams)
+        dep, rs_list, events = await self._read(_kube(ctx), ctx)
         annotations, labels = _meta(dep)
-        to_revision = 0 if params.to == "previous" else int(params.to)
         try:
             plan = plan_rollback(
                 dep,
                 rs_list,
-                to_revision=to_revision,
+                to_revision=0 if params.to == "previous" else int(params.to),
                 change_cause=f"medic: rollback for incident {ctx.incident.id}",
+                at=ctx.now,
+                incident=ctx.incident.id,
             )
         except RollbackError as exc:
             return ActionPlan(
@@ -125,83 +146,27 @@ class RollbackDeployment:
                 target_annotations=annotations,
                 target_labels=labels,
             )
-        cur = plan.current
-        pre = [
-            Precondition(
-                "rollout_history",
-                True,
-                f"revision {plan.target.number} ({', '.join(plan.target.images)}) exists",
-            ),
-        ]
+        timeline = timeline_of(dep, rs_list, events)
+        pre = [history_precondition(plan)]
         req = ctx.rule.remediation.require if ctx.rule.remediation else None
         if req is not None and req.recent_rollout is not None:
-            age = ctx.now - cur.created if cur and cur.created else None
-            ok = age is not None and age <= req.recent_rollout
-            when = f"{int(age.total_seconds() // 60)} min ago" if age is not None else "at an unknown time"
-            pre.append(
-                Precondition(
-                    "recent_rollout",
-                    ok,
-                    f"the current revision {cur.number if cur else '?'} was rolled out {when}"
-                    f" (limit {int(req.recent_rollout.total_seconds() // 60)} min)",
-                )
-            )
+            pre.append(recent_rollout_precondition(timeline, req.recent_rollout, ctx.now))
         if req is not None and req.previous_revision_healthy:
-            served = (
-                (cur.created - plan.target.created) if cur and cur.created and plan.target.created else None
-            )
-            if plan.target.ready > 0:
-                pre.append(
-                    Precondition(
-                        "previous_revision_healthy",
-                        True,
-                        f"revision {plan.target.number} still has {plan.target.ready} ready pod(s)",
-                    )
-                )
-            elif served is not None and served >= MIN_SERVED:
-                pre.append(
-                    Precondition(
-                        "previous_revision_healthy",
-                        True,
-                        f"revision {plan.target.number} served for "
-                        f"{int(served.total_seconds() // 60)} min before it was replaced",
-                    )
-                )
-            else:
-                pre.append(
-                    Precondition(
-                        "previous_revision_healthy",
-                        False,
-                        f"revision {plan.target.number} has no ready pod and served less than "
-                        f"{int(MIN_SERVED.total_seconds() // 60)} min: no evidence it was healthy",
-                    )
-                )
-        summary = (
-            f"roll back deployment {ctx.target.namespace}/{ctx.target.name} from revision "
-            f"{cur.number if cur else '?'} ({', '.join(cur.images) if cur else '?'}) to revision "
-            f"{plan.target.number} ({', '.join(plan.target.images)})"
-        )
+            pre.append(previous_healthy_precondition(timeline, plan, ctx.now))
+        diff = template_diff(dep.get("spec", {}).get("template", {}), plan.template)
         return ActionPlan(
-            summary=summary,
+            summary=rollback_summary(ctx.target.namespace, ctx.target.name, plan, diff),
             preconditions=pre,
             skip_reason=(
                 f"skipped rollback (current template already matches revision {plan.target.number})"
                 if plan.already_current
                 else None
             ),
-            facts={
-                "from_revision": cur.number if cur else None,
-                "to_revision": plan.target.number,
-                "from_hash": cur.template_hash if cur else "",
-                "to_hash": plan.target.template_hash,
-                "from_images": cur.images if cur else [],
-                "to_images": plan.target.images,
-                "to_replicaset": plan.target.replicaset,
-            },
+            facts=rollback_facts(plan, timeline, diff),
             target_annotations=annotations,
             target_labels=labels,
             payload=plan.patch,
-            idempotency_scope=f"from-revision-{cur.number if cur else 0}",
+            idempotency_scope=f"from-revision-{plan.current.number if plan.current else 0}",
         )
 
     async def apply(self, ctx: ActionContext, plan: ActionPlan) -> dict[str, Any]:

@@ -5,8 +5,20 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+from medic.domain.actions import Precondition
+from medic.domain.rollout import (
+    MEDIC_ROLLBACK,
+    MEDIC_ROLLED_BACK,
+    MedicRollback,
+    Timeline,
+    build_timeline,
+    healthy_before,
+    minutes,
+    short_images,
+)
 
 REVISION = "deployment.kubernetes.io/revision"
 TEMPLATE_HASH = "pod-template-hash"
@@ -21,7 +33,9 @@ ANNOTATIONS_TO_SKIP = frozenset(
         "apps.kubernetes.io/deprecated-deployment-rollback-to",
     }
 )
-ROLLED_BACK_BY = "medic.playcode.gg/rolled-back"
+ROLLED_BACK_BY = MEDIC_ROLLED_BACK
+REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
+CHANGE_CAUSE = "kubernetes.io/change-cause"
 
 
 class RollbackError(Exception):
@@ -104,6 +118,8 @@ def plan_rollback(
     *,
     to_revision: int = 0,
     change_cause: str = "",
+    at: datetime | None = None,
+    incident: str = "",
 ) -> RollbackPlan:
     """What ``kubectl rollout undo [--to-revision N]`` would do, plus a JSON Patch whose first op
     tests the current revision annotation, so the write applies at most once."""
@@ -139,6 +155,11 @@ def plan_rollback(
             annotations[k] = v
     target = revision_of_rs(target_rs)
     annotations[ROLLED_BACK_BY] = f"from revision {current_rev} to {target.number}"
+    # read back from the cluster by the timeline: Medic knows its own rollbacks without its ledger
+    current_hash = ((current_rs or {}).get("metadata", {}).get("labels") or {}).get(TEMPLATE_HASH, "")
+    annotations[MEDIC_ROLLBACK] = MedicRollback(
+        current_rev, target.number, current_hash, target.template_hash, at, incident
+    ).annotation()
     if change_cause:
         annotations["kubernetes.io/change-cause"] = change_cause
     patch: list[dict[str, Any]] = [
@@ -194,3 +215,161 @@ def rollout_status(deployment: dict[str, Any]) -> RolloutStatus:
     if available < updated:
         return RolloutStatus(False, False, f"{available} of {updated} updated replicas available")
     return RolloutStatus(True, False, f"deployment {name!r} successfully rolled out")
+
+
+# --------------------------------------------------------------------------- the rollback plan's
+# pure parts: the timeline from the API objects, the preconditions, the summary and the facts
+
+
+def _event_row(e: dict[str, Any]) -> dict[str, Any]:
+    created = e.get("metadata", {}).get("creationTimestamp")
+    return {
+        "reason": e.get("reason"),
+        "message": e.get("message") or e.get("note"),
+        "first_seen": e.get("firstTimestamp") or e.get("eventTime") or created,
+        "last_seen": e.get("lastTimestamp") or (e.get("series") or {}).get("lastObservedTime") or created,
+    }
+
+
+def timeline_of(
+    deployment: dict[str, Any], replicasets: list[dict[str, Any]], events: list[dict[str, Any]]
+) -> Timeline:
+    """The rollout timeline from the Deployment, its ReplicaSets and its events (API objects)."""
+    owned = [rs for rs in replicasets if owned_by(rs, deployment)]
+    current = revision(deployment)
+    conditions = [
+        {
+            "type": c.get("type"),
+            "reason": c.get("reason"),
+            "message": c.get("message"),
+            "last_update": c.get("lastUpdateTime") or c.get("lastTransitionTime"),
+        }
+        for c in (deployment.get("status") or {}).get("conditions") or []
+    ]
+    revisions = []
+    for rs in owned:
+        r = revision_of_rs(rs)
+        ann = rs.get("metadata", {}).get("annotations") or {}
+        revisions.append(
+            {
+                "revision": r.number,
+                "replicaset": r.replicaset,
+                "pod_template_hash": r.template_hash,
+                "images": r.images,
+                "created": rs.get("metadata", {}).get("creationTimestamp"),
+                "ready": r.ready,
+                "revision_history": ann.get(REVISION_HISTORY, ""),
+                "change_cause": ann.get(CHANGE_CAUSE, ""),
+                "current": r.number == current,
+            }
+        )
+    history = {
+        "deployment": {
+            "revision": current,
+            "annotations": deployment.get("metadata", {}).get("annotations") or {},
+            "conditions": conditions,
+        },
+        "revisions": revisions,
+    }
+    return build_timeline(history, [_event_row(e) for e in events])
+
+
+def history_precondition(plan: RollbackPlan) -> Precondition:
+    return Precondition(
+        "rollout_history",
+        True,
+        f"revision {plan.target.number} ({short_images(plan.target.images)}) exists",
+    )
+
+
+def recent_rollout_precondition(timeline: Timeline, limit: timedelta, now: datetime) -> Precondition:
+    """The current revision became current within ``limit``; an unknown time is not recent."""
+    cur = timeline.current
+    age = timeline.age(now)
+    ok = age is not None and age <= limit
+    number = cur.revision if cur else "?"
+    if age is None:
+        why = f"the time revision {number} became current is unknown ({cur.source if cur else 'no history'})"
+        return Precondition("recent_rollout", False, f"{why}: not treated as recent")
+    return Precondition(
+        "recent_rollout",
+        ok,
+        f"the current revision {number} became current {timeline.when(cur, now)} (limit {minutes(limit)})",
+    )
+
+
+def previous_healthy_precondition(timeline: Timeline, plan: RollbackPlan, now: datetime) -> Precondition:
+    """The rollback target ran healthy: ready pods now, or it served long enough; never the
+    revision Medic rolled back away from (known from the cluster's annotations)."""
+    entry = timeline.of(plan.target.number)
+    if entry is None:  # not in the timeline: judge by the ReplicaSet alone
+        ok = plan.target.ready > 0
+        why = f"revision {plan.target.number} has {plan.target.ready} ready pod(s)"
+        return Precondition("previous_revision_healthy", ok, why)
+    ok, why = healthy_before(timeline, entry, now)
+    return Precondition("previous_revision_healthy", ok, why)
+
+
+_FIELDS = {
+    "image": "image",
+    "env": "env",
+    "envFrom": "envFrom",
+    "resources": "resources",
+    "livenessProbe": "liveness probe",
+    "readinessProbe": "readiness probe",
+    "startupProbe": "startup probe",
+    "volumeMounts": "mounts",
+    "command": "command",
+    "args": "args",
+    "ports": "ports",
+}
+
+
+def template_diff(current: dict[str, Any], target: dict[str, Any]) -> list[str]:
+    """What differs between two pod templates, per container and field (probes, env,
+    resources, mounts …), plus volumes and the rest of the pod spec."""
+    a, b = template_without_hash(current), template_without_hash(target)
+    out: list[str] = []
+    ca = {c.get("name"): c for c in a.get("spec", {}).get("containers", [])}
+    cb = {c.get("name"): c for c in b.get("spec", {}).get("containers", [])}
+    for name in sorted(set(ca) | set(cb), key=str):
+        if name not in ca or name not in cb:
+            out.append(f"container {name}: only in {'the target' if name in cb else 'the current'} template")
+            continue
+        for key in sorted(set(ca[name]) | set(cb[name])):
+            if ca[name].get(key) != cb[name].get(key):
+                out.append(f"container {name}: {_FIELDS.get(key, key)}")
+    sa = {k: v for k, v in a.get("spec", {}).items() if k != "containers"}
+    sb = {k: v for k, v in b.get("spec", {}).items() if k != "containers"}
+    out += [f"pod {k}" for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k)]
+    ma, mb = a.get("metadata", {}), b.get("metadata", {})
+    out += [f"pod {k}" for k in ("labels", "annotations") if (ma.get(k) or {}) != (mb.get(k) or {})]
+    return out
+
+
+def rollback_summary(namespace: str, name: str, plan: RollbackPlan, diff: list[str]) -> str:
+    cur = plan.current
+    text = (
+        f"roll back deployment {namespace}/{name} from revision {cur.number if cur else '?'} "
+        f"({short_images(cur.images) if cur else '?'}) to revision {plan.target.number} "
+        f"({short_images(plan.target.images)})"
+    )
+    if cur is not None and cur.images == plan.target.images:
+        text += f"; same images, the templates differ in: {', '.join(diff) or 'nothing'}"
+    return text
+
+
+def rollback_facts(plan: RollbackPlan, timeline: Timeline, diff: list[str]) -> dict[str, Any]:
+    cur = plan.current
+    return {
+        "from_revision": cur.number if cur else None,
+        "to_revision": plan.target.number,
+        "from_hash": cur.template_hash if cur else "",
+        "to_hash": plan.target.template_hash,
+        "from_images": cur.images if cur else [],
+        "to_images": plan.target.images,
+        "to_replicaset": plan.target.replicaset,
+        "template_diff": diff,
+        "timeline": timeline.rows(),
+        "medic_rollback": timeline.medic.describe() if timeline.medic else None,
+    }
