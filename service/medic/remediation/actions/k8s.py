@@ -126,8 +126,7 @@ class RollbackDeployment:
             events = []
         return dep, rs_list, events
 
-    async def plan(self, ctx: ActionContext, params: BaseModel) -> ActionPlan:
-        assert isinstance(params, RollbackParams)
+    async def plan(self, ctx: ActionContext, params: RollbackParams) -> ActionPlan:
         dep, rs_list, events = await self._read(_kube(ctx), ctx)
         annotations, labels = _meta(dep)
         try:
