@@ -317,7 +317,7 @@ def compare(expect: Expectation, got: Outcome) -> list[Difference]:
         if want.status != got.status:
             shown = f"{got.status} ({got.reason})" if got.status in ("refused", NO_ACTION) else got.status
             out.append(Difference("action.status", want.status, shown))
-        if want.name is not None and want.name != got.action:
+        if want.name is not None and got.action is not None and want.name != got.action:
             out.append(Difference("action.name", want.name, got.action))
     if expect.refused_by is not None and sorted(expect.refused_by) != sorted(got.refused_by):
         out.append(Difference("refused_by", sorted(expect.refused_by), sorted(got.refused_by)))

@@ -1,0 +1,224 @@
+"""``medic test`` (issue 14): the shipped rule tests pass in CI, a failing expectation says what
+differs, a broken file is a usage error naming file and line, and a stored incident exported
+``--as-test`` passes until its expectation is edited."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from medic.app.catalogue import default_registry
+from medic.app.cli.main import main
+from medic.app.config import load_config
+from tests.integration.crashloop_world import crashloop_world
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_TESTS = REPO / "rules" / "tests"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def arun(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """The CLI from an async test (it runs its own event loop: in a thread)."""
+    code = await asyncio.to_thread(main, list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_shipped_rule_tests_pass_and_cover_every_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "test", str(SHIPPED_TESTS), "-o", "json")
+    doc = json.loads(out)
+    failed = [t for t in doc["tests"] if not t["passed"]]
+    assert code == 0 and doc["ok"] and not failed and not doc["errors"], (failed, doc["errors"], err)
+    config = load_config([REPO / "rules"], [REPO / "playbooks"], default_registry())
+    tested = {t["got"]["rule"] for t in doc["tests"]}
+    assert {r.name for r in config.rules} <= tested, "every shipped rule has a test"
+    for rule in config.rules:
+        if rule.remediation is None:
+            continue
+        statuses = {t["got"]["action"]["status"] for t in doc["tests"] if t["got"]["rule"] == rule.name}
+        acts = {"would_act", "planned", "awaiting_approval"}
+        assert statuses & acts, f"{rule.name}: no test where it acts"
+        assert statuses - acts, f"{rule.name}: no test where it does not act"
+    assert None in tested, "a test where no rule matches"
+
+
+FAILING = """\
+rules_dir: {rules}
+playbooks_dir: {playbooks}
+tests:
+  - name: expects a rollback where the rule only diagnoses
+    now: "2026-12-01T10:00:00Z"
+    mode: enforce
+    alerts:
+      - labels: {{alertname: KubePodNotReady, namespace: playcode, pod: playcode-app-7d9c8b5f4-x2x7q}}
+    expect:
+      rule: crashloop-rollback
+      target: deployment/playcode/playcode-app
+      findings: [crashloop.regression]
+      action: {{name: rollback, status: would_act}}
+  - name: routing only
+    now: "2026-12-01T10:00:00Z"
+    alerts:
+      - labels: {{alertname: KubePodNotReady, namespace: playcode, pod: playcode-app-7d9c8b5f4-x2x7q}}
+    expect:
+      rule: pod-not-ready
+"""
+
+
+def _file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "case.yaml"
+    path.write_text(text.format(rules=REPO / "rules", playbooks=REPO / "playbooks"), encoding="utf-8")
+    return path
+
+
+def test_a_failing_test_exits_1_with_what_differs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _file(tmp_path, FAILING)
+    code, out, _ = run(capsys, "test", str(path))
+    assert code == 1
+    assert f"FAILED  expects a rollback where the rule only diagnoses  ({path}:4)" in out
+    assert "    rule:\n      - expected: crashloop-rollback\n      + got:      pod-not-ready" in out
+    assert "findings:\n      - expected: includes crashloop.regression" in out
+    assert "action.status:\n      - expected: would_act\n      + got:      none (" in out
+    assert "PASSED  routing only" in out and "1 passed, 1 failed" in out
+
+    code, out, _ = run(capsys, "test", str(path), "-o", "json")
+    doc = json.loads(out)
+    assert code == 1 and doc["ok"] is False and (doc["passed"], doc["failed"]) == (1, 1)
+    first = doc["tests"][0]
+    assert first["passed"] is False and first["line"] == 4
+    assert {d["field"] for d in first["differences"]} == {"rule", "findings", "action.status"}
+    assert first["got"]["rule"] == "pod-not-ready"
+    assert first["got"]["target"] == "deployment/playcode/playcode-app"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "words"),
+    [
+        (
+            "tests:\n  - name: x\n    now: 2026-12-01T10:00:00Z\n    expect: {{rulez: a}}\n",
+            ":4",
+            "unknown field",
+        ),
+        ("tests: [\n", ":2", "invalid YAML"),
+        (
+            "rules_dir: {rules}\nplaybooks_dir: {playbooks}\ntests:\n  - name: x\n"
+            "    now: 2026-12-01T10:00:00Z\n    alerts: [{{labels: {{alertname: KubePodCrashLooping, "
+            "namespace: playcode}}}}]\n    evidence:\n      k8s.no_such_step: {{}}\n    expect: {{}}\n",
+            ":8",
+            "playbook crashloop has no step 'k8s.no_such_step'",
+        ),
+    ],
+)
+def test_a_broken_file_is_a_usage_error_naming_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, where: str, words: str
+) -> None:
+    path = _file(tmp_path, text)
+    code, _, err = run(capsys, "test", str(path))
+    assert code == 2
+    assert f"{path}{where}" in err and words in err, err
+
+
+def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "test", str(tmp_path / "missing.yaml"))
+    assert code == 2 and "no such file" in err
+    code, _, err = run(capsys, "test", str(tmp_path))
+    assert code == 2 and "no test files" in err
+
+
+def test_check_does_not_read_rule_tests_as_rules(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "check", str(REPO / "rules"), "-o", "json")
+    doc = json.loads(out)
+    assert code == 0, err
+    assert not any("/tests/" in r["file"] for r in doc["rules"])
+
+
+def test_rules_test_names_the_rule_its_matchers_and_the_target(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        "rules",
+        "test",
+        "alertname=KubePodCrashLooping",
+        "namespace=playcode",
+        "pod=playcode-app-7d9c8b5f4-x2x7q",
+    )
+    assert code == 0
+    assert "rule:      crashloop-rollback" in out and "first match" in out
+    assert 'matched:   alertname="KubePodCrashLooping", namespace=~"playcode"' in out
+    assert "target:    deployment/playcode/playcode-app (inferred from the pod name)" in out
+    assert "action:    rollback (mode auto)" in out
+
+    code, out, _ = run(
+        capsys, "rules", "test", "alertname=KubePodCrashLooping", "namespace=other", "-o", "json"
+    )
+    doc = json.loads(out)
+    assert code == 1 and doc["rule"] is None
+    crash = next(c for c in doc["checked"] if c["rule"] == "crashloop-rollback")
+    assert crash == {"rule": "crashloop-rollback", "matches": False, "failed": 'namespace=~"playcode"'}
+
+    code, _, err = run(capsys, "rules", "test", "alertname")
+    assert code == 2 and "name=value" in err
+
+
+def _edit(path: Path, change: Any) -> None:
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    change(doc["tests"][0])
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+
+
+async def test_export_as_test_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async with crashloop_world(tmp_path) as w:
+        await w.post(w.crash_alerts())
+        inc = await w.diagnosed()
+        assert inc["actions"][0]["status"] == "succeeded"
+        exported = tmp_path / "inc.yaml"
+        code, _, err = await arun(
+            capsys,
+            "incidents",
+            "export",
+            inc["id"],
+            "--as-test",
+            "--url",
+            w.medic.url,
+            "--out",
+            str(exported),
+        )
+        assert code == 0, err
+    text = exported.read_text(encoding="utf-8")
+    assert "hunter2-secret" not in text  # the Deployment's env as the evidence saw it: redacted
+    case = yaml.safe_load(text)["tests"][0]
+    assert case["mode"] == "enforce"
+    assert case["expect"]["rule"] == "crashloop-rollback"
+    assert case["expect"]["action"] == {"name": "rollback", "status": "would_act"}
+    assert "crashloop.regression" in case["expect"]["findings"]
+    assert case["cluster"]["preconditions"]["recent_rollout"]["ok"] is True
+
+    code, out, _ = run(capsys, "test", str(exported))
+    assert code == 0 and "1 passed, 0 failed" in out, out
+
+    _edit(exported, lambda t: t["expect"].update(action={"name": "rollback", "status": "refused"}))
+    code, out, _ = run(capsys, "test", str(exported))
+    assert code == 1
+    assert "action.status:\n      - expected: refused\n      + got:      would_act" in out
+
+    # the same evidence just over an hour (past the cooldown and the budget's window) after a
+    # rollback that did not help: the flap guard says no
+    def flapped(t: dict[str, Any]) -> None:
+        t["history"] = [{"action": "rollback", "at": t["now"], "status": "failed"}]
+        t["now"] = (datetime.fromisoformat(t["now"]) + timedelta(minutes=61)).isoformat()
+        t["expect"].update(action={"name": "rollback", "status": "refused"}, refused_by=["flap"])
+
+    _edit(exported, flapped)
+    code, out, _ = run(capsys, "test", str(exported))
+    assert code == 0, out
