@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from medic.analysis.crashloop.classify import container_trouble
 from medic.domain.incident import Finding
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
@@ -37,11 +38,19 @@ def analyze_not_ready(inp: AnalysisInput) -> list[Finding]:
             for c in pod.get("containers", [])
             if (c.get("state") or {}).get("waiting")
         ]
+        # the crashloop analyzer's classifier: the same container state reads the same everywhere
+        trouble = [
+            f"{c.get('name')} {t[1]}"
+            for c in [*pod.get("init_containers", []), *pod.get("containers", [])]
+            if (t := container_trouble(c))
+        ]
         if pod.get("phase") == "Pending" and not pod.get("node"):
             why = "not scheduled"
             sched = next((e for e in events if e.get("reason") == "FailedScheduling"), None)
             if sched:
                 why += f": {sched.get('message', '')[:200]}"
+        elif trouble:
+            why = "; ".join(trouble)
         elif probe:
             why = f"readiness probe failing: {probe.get('message', '')[:200]}"
         elif waiting:

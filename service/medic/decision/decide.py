@@ -44,7 +44,24 @@ def decide(
         grounds = tuple(f for f in findings if f.suggests == rem.action)
         wanted = f"a finding that suggests {rem.action!r}"
     if not grounds:
-        return Decision(None, mode, f"no {rem.action}: the evidence gives no {wanted}")
+        return Decision(None, mode, f"no {rem.action}: {_against(findings, rem.action, wanted)}")
     if mode == "off":
         return Decision(None, mode, f"{rem.action} is warranted but remediation is off")
-    return Decision(action, mode, grounds[0].summary, grounds)
+    return Decision(action, _capped(mode, grounds), grounds[0].summary, grounds)
+
+
+def _against(findings: list[Finding], action: str, wanted: str) -> str:
+    """Why not: the reason a finding gives against the action (``details["against"][action]``,
+    e.g. "the crash is caused by redis being down"), else which finding was missing."""
+    for f in findings:
+        against = f.details.get("against")
+        if isinstance(against, dict) and against.get(action):
+            return f"{against[action]} ({f.code})"
+    return f"no finding supports it (it needs {wanted})"
+
+
+def _capped(mode: str, grounds: tuple[Finding, ...]) -> str:
+    """A finding may cap the mode (``details["max_mode"]``, e.g. a new revision that cannot
+    start is proposed for approval, never rolled back alone)."""
+    caps = [str(f.details.get("max_mode")) for f in grounds if f.details.get("max_mode") in MODE_RANK]
+    return min([mode, *caps], key=lambda m: MODE_RANK[m])
