@@ -5,6 +5,7 @@ HPA at its maximum and a full MongoDB volume. Asserts the numbers collected and 
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -165,3 +166,32 @@ async def test_websocket_drop_and_full_mongo_volume(prometheus_factory: Promethe
     assert f.code == "mongodb.disk_nearly_full" and f.severity == "critical"
     assert "PVC datadir-mongodb-0 97%" in f.summary
     assert f.evidence == ["prometheus.query"]
+
+
+async def test_pvc_filling_up_with_growth_and_time_to_full(prometheus_factory: PrometheusFactory) -> None:
+    """issue 12.5: the pvc-filling-up playbook against a real Prometheus with 6 h of kubelet volume
+    stats growing 1 MiB a minute on a 1 GiB volume; the finding states used, capacity, growth and
+    the projected time to full (no Kubernetes here: storage class and state are not claimed)."""
+    timeline = Timeline.recent(minutes=7 * 60, step=60)
+    pvc = {"namespace": "playcode", "persistentvolumeclaim": "datadir-mongodb-0"}
+    prom = await prometheus_factory(
+        [
+            gauge_series(
+                "kubelet_volume_stats_used_bytes",
+                pvc,
+                timeline,
+                lambda ts: 1024 * MIB - 60 * MIB - (timeline.end - ts) / 60 * MIB,
+            ),
+            gauge_series("kubelet_volume_stats_capacity_bytes", pvc, timeline, lambda _: 1024 * MIB),
+        ]
+    )
+    claim = Target(kind="persistentvolumeclaim", namespace="playcode", name="datadir-mongodb-0")
+    evidence, findings = await run(playbook("pvc-filling-up"), prom.url, claim)
+    q = values(evidence["prometheus.query"])
+    assert q["volume_capacity_bytes"]["value"] == 1024 * MIB
+    (f,) = [f for f in findings if f.code == "pvc.filling_up"]
+    assert f.severity == "critical"
+    assert f.summary.startswith("volume datadir-mongodb-0 is 94% full (964.0 MiB used of 1.0 GiB)")
+    assert "it grew 360.0 MiB in the last 6.0 h" in f.summary
+    assert re.search(r"is full in about (60 min|1\.0 h) at that rate$", f.summary), f.summary
+    assert f.details["seconds_to_full"] == pytest.approx(3600, rel=0.05)

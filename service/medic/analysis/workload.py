@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from medic.analysis.crashloop.classify import container_trouble
+from medic.analysis.volumes import describe as describe_volume
+from medic.analysis.volumes import steps as volume_steps
+from medic.analysis.volumes import volumes
 from medic.domain.incident import Finding
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
@@ -100,21 +103,6 @@ def analyze_hpa(inp: AnalysisInput) -> list[Finding]:
     return findings
 
 
-def _volume_usage(inp: AnalysisInput) -> dict[str, float]:
-    usage: dict[str, float] = {}
-    for ev in inp.of("prometheus.query"):
-        if not ev.ok or not isinstance(ev.data, dict):
-            continue
-        for q in ev.data.get("queries", []):
-            if "volume" not in q.get("name", ""):
-                continue
-            for s in q.get("series", []):
-                claim = (s.get("labels") or {}).get("persistentvolumeclaim", "")
-                if claim and s.get("value") is not None:
-                    usage[claim] = float(s["value"])
-    return usage
-
-
 def analyze_pvc(inp: AnalysisInput) -> list[Finding]:
     ns = inp.target.namespace if inp.target else inp.labels.get("namespace", "")
     findings: list[Finding] = []
@@ -126,7 +114,10 @@ def analyze_pvc(inp: AnalysisInput) -> list[Finding]:
                     analyzer="pvc",
                     code="pvc.not_bound",
                     severity="critical",
-                    summary=f"PVC {pvc.get('name')} is {pvc.get('phase')}, not Bound",
+                    summary=f"PVC {pvc.get('name')} is {pvc.get('phase')}, not Bound: the pods that mount "
+                    f"it cannot start until a volume is provisioned or bound "
+                    f"(storage class {pvc.get('storage_class') or 'default'}, "
+                    f"requested {pvc.get('requested') or '?'})",
                     details=pvc,
                     evidence=_steps(inp, "k8s.pvc_status"),
                     next_steps=[
@@ -135,23 +126,20 @@ def analyze_pvc(inp: AnalysisInput) -> list[Finding]:
                     ],
                 )
             )
-    for claim, ratio in sorted(_volume_usage(inp).items()):
-        if ratio < VOLUME_WARN:
+    for claim, volume in volumes(inp).items():
+        ratio = volume.used_ratio
+        if ratio is None or ratio < VOLUME_WARN:
             continue
         findings.append(
             Finding(
                 analyzer="pvc",
                 code="pvc.filling_up",
                 severity="critical" if ratio >= VOLUME_CRIT else "warning",
-                summary=f"volume {claim} is {ratio:.0%} full",
-                details={"pvc": claim, "used_ratio": ratio},
-                evidence=[e.step for e in inp.of("prometheus.query") if e.ok],
-                next_steps=[
-                    f"kubectl get pvc {claim} -n {ns}",
-                    f"kubectl exec -it mongodb-0 -n {ns} -- df -h /data/db"
-                    if "mongo" in claim
-                    else f"kubectl describe pvc {claim} -n {ns}",
-                ],
+                summary=f"volume {claim} is {ratio:.0%} full{describe_volume(volume)}",
+                details=volume.details(),
+                evidence=_steps(inp, "prometheus.query")
+                + (_steps(inp, "k8s.pvc_status") if volume.phase else []),
+                next_steps=volume_steps(volume, ns),
             )
         )
     return findings

@@ -171,6 +171,18 @@ CATALOG: dict[str, NamedQuery] = {
             unit="ratio",
             description="used share of each PersistentVolumeClaim (kubelet volume stats)",
         ),
+        NamedQuery(
+            name="volume_used_bytes",
+            expr="max by (persistentvolumeclaim) (kubelet_volume_stats_used_bytes{namespace=$namespace})",
+            unit="bytes",
+            description="bytes used on each PersistentVolumeClaim (its range gives the growth)",
+        ),
+        NamedQuery(
+            name="volume_capacity_bytes",
+            expr="max by (persistentvolumeclaim) (kubelet_volume_stats_capacity_bytes{namespace=$namespace})",
+            unit="bytes",
+            description="capacity of each PersistentVolumeClaim's filesystem",
+        ),
     ]
 }
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
