@@ -29,6 +29,7 @@ from medic.app.worker import Worker
 from medic.app.worker_process import DiagnosisProcess, inbox_socket, merged_metrics
 from medic.collectors.k8s.resolver import KubeTargetResolver
 from medic.coordination.base import RemediationState
+from medic.coordination.marks import Marks
 from medic.domain.incident import utcnow
 from medic.inbox.base import Inbox
 from medic.incidents.base import IncidentStore
@@ -81,76 +82,35 @@ class Runtime:
     async def open(
         cls, settings: Settings, registry: Registry | None = None, *, role: Role = Role.ALL
     ) -> Runtime:
+        """Assemble a Medic in stages, each handing the next what it needs: configuration, Medic's
+        own state and the clients, the pipeline, notifications and approvals, the workers."""
         registry = registry or default_registry()
-        config = load_config([settings.rules_dir], [settings.playbooks_dir], registry)
-        check_routes({r.name: r.notify for r in config.rules}, settings.notifiers)
-        ensure_data_dir(settings.data_dir)  # a path Medic cannot write is a config error, not a traceback
-        backend = await open_backend(
-            settings,
-            shared=role is not Role.ALL,
-            inbox_socket=inbox_socket(settings.data_dir) if role is Role.DIAGNOSIS else None,
-        )
-        backends: Backends | None = None
-        try:
-            inbox, store, state = backend.inbox, backend.store, backend.state
-            approval_marks = backend.marks("approval:")
-            secret = settings.approval_secret.get_secret_value() if settings.approval_secret else None
-            approval_secret = await ApprovalService.load_secret(secret, approval_marks)
-            backends = await Backends.from_settings(settings)
-        except BaseException:
-            if backends is not None:
-                await backends.close()
-            await backend.close()
-            raise
-        resolver: TargetResolver = (
-            KubeTargetResolver(backends.kube, settings.namespaces)
-            if backends.kube is not None
-            else LabelTargetResolver()
-        )
+        config = _load_config(settings, registry)
+        backend, backends, approval = await _open_state(settings, role)
         metrics = Metrics()
         metrics.set_mode(settings.mode)
-        remediator = GuardedRemediator(settings=settings, state=state, store=store, kube=backends.kube)
+        remediator = GuardedRemediator(
+            settings=settings, state=backend.state, store=backend.store, kube=backends.kube
+        )
         pipeline = Pipeline(
             settings=settings,
             config=config,
             registry=registry,
-            store=store,
+            store=backend.store,
             backends=backends,
-            resolver=resolver,
+            resolver=_resolver(settings, backends),
             metrics=metrics,
             remediator=remediator,
             locker=backend.locker,
         )
-        journal = IncidentJournal(store, pipeline.lock_for)
-        await reconcile_at_start(state, store, journal, utcnow())  # the ledger is the truth
-        dispatcher = NotifyDispatcher(
-            notifiers=build_notifiers(settings.notifiers),
-            rule_notify={r.name: r.notify for r in config.rules},
-            marks=backend.marks("notify:"),
-            journal=journal,
-            metrics=metrics,
-            public_url=settings.public_url,
-            link_settings=LinkSettings.from_settings(settings),
-        )
-        approvals = ApprovalService(
-            secret=approval_secret,
-            ttl_seconds=settings.approval_ttl_seconds,
-            config=config,
-            journal=journal,
-            store=store,
-            marks=approval_marks,
-            remediator=remediator,
-            metrics=metrics,
-            notifier=dispatcher,
-            public_url=settings.public_url,
-        )
-        dispatcher.approval_link = approvals.link
+        journal = IncidentJournal(backend.store, pipeline.lock_for)
+        await reconcile_at_start(backend.state, backend.store, journal, utcnow())  # the ledger is the truth
+        dispatcher = _dispatcher(settings, config, backend, journal, metrics)
+        approvals = _approvals(settings, config, journal, approval, remediator, metrics, dispatcher)
         pipeline.notifier = dispatcher
-        if dispatcher.enabled and not settings.public_url:
-            log.warning("notifications carry no links: set MEDIC_PUBLIC_URL to Medic's external URL")
         wake = asyncio.Event()
         worker = Worker(
-            inbox,
+            backend.inbox,
             pipeline,
             metrics,
             concurrency=settings.workers,
@@ -158,24 +118,22 @@ class Runtime:
             poll_seconds=backend.poll_seconds,
         )
         return cls(
-            settings,
-            registry,
-            config,
-            backend,
-            inbox,
-            store,
-            state,
-            backends,
-            metrics,
-            pipeline,
-            worker,
-            wake,
-            dispatcher,
-            approvals,
-            role,
-            DiagnosisProcess(settings.data_dir, backend.local_inbox, recover_dead=backend.recover)
-            if role is Role.INTAKE and isinstance(backend, EmbeddedBackend) and backend.local_inbox
-            else None,
+            settings=settings,
+            registry=registry,
+            config=config,
+            backend=backend,
+            inbox=backend.inbox,
+            store=backend.store,
+            state=backend.state,
+            backends=backends,
+            metrics=metrics,
+            pipeline=pipeline,
+            worker=worker,
+            wake=wake,
+            dispatcher=dispatcher,
+            approvals=approvals,
+            role=role,
+            diagnosis=_diagnosis_process(settings, backend, role),
         )
 
     async def readiness(self) -> tuple[str, dict[str, str]]:
@@ -213,7 +171,103 @@ class Runtime:
         await self.backends.close()
 
 
+# ---------------------------------------------------------------- the stages of Runtime.open
+def _load_config(settings: Settings, registry: Registry) -> Config:
+    """Rules and playbooks loaded and cross-checked, notification routes checked, the data dir
+    writable: every configuration error before anything is opened."""
+    config = load_config([settings.rules_dir], [settings.playbooks_dir], registry)
+    check_routes({r.name: r.notify for r in config.rules}, settings.notifiers)
+    ensure_data_dir(settings.data_dir)  # a path Medic cannot write is a config error, not a traceback
+    return config
+
+
+@dataclass(frozen=True)
+class _ApprovalState:
+    marks: Marks  # the once-only decisions
+    secret: bytes  # signs the approval links
+
+
+async def _open_state(settings: Settings, role: Role) -> tuple[StateBackend, Backends, _ApprovalState]:
+    """Medic's own state (inbox, store, coordination), the clients of the diagnosed systems and
+    the approval secret; what was opened is closed again when a later part fails."""
+    backend = await open_backend(
+        settings,
+        shared=role is not Role.ALL,
+        inbox_socket=inbox_socket(settings.data_dir) if role is Role.DIAGNOSIS else None,
+    )
+    backends: Backends | None = None
+    try:
+        approval_marks = backend.marks("approval:")
+        secret = settings.approval_secret.get_secret_value() if settings.approval_secret else None
+        approval_secret = await ApprovalService.load_secret(secret, approval_marks)
+        backends = await Backends.from_settings(settings)
+    except BaseException:
+        if backends is not None:
+            await backends.close()
+        await backend.close()
+        raise
+    return backend, backends, _ApprovalState(approval_marks, approval_secret)
+
+
+def _resolver(settings: Settings, backends: Backends) -> TargetResolver:
+    """Targets from the API server when Kubernetes is configured, else from the labels alone."""
+    if backends.kube is not None:
+        return KubeTargetResolver(backends.kube, settings.namespaces)
+    return LabelTargetResolver()
+
+
+def _dispatcher(
+    settings: Settings, config: Config, backend: StateBackend, journal: IncidentJournal, metrics: Metrics
+) -> NotifyDispatcher:
+    dispatcher = NotifyDispatcher(
+        notifiers=build_notifiers(settings.notifiers),
+        rule_notify={r.name: r.notify for r in config.rules},
+        marks=backend.marks("notify:"),
+        journal=journal,
+        metrics=metrics,
+        public_url=settings.public_url,
+        link_settings=LinkSettings.from_settings(settings),
+    )
+    if dispatcher.enabled and not settings.public_url:
+        log.warning("notifications carry no links: set MEDIC_PUBLIC_URL to Medic's external URL")
+    return dispatcher
+
+
+def _approvals(
+    settings: Settings,
+    config: Config,
+    journal: IncidentJournal,
+    approval: _ApprovalState,
+    remediator: GuardedRemediator,
+    metrics: Metrics,
+    dispatcher: NotifyDispatcher,
+) -> ApprovalService:
+    """The approval service; the notifications it sends carry its approval links."""
+    approvals = ApprovalService(
+        secret=approval.secret,
+        ttl_seconds=settings.approval_ttl_seconds,
+        config=config,
+        journal=journal,
+        store=journal.store,
+        marks=approval.marks,
+        remediator=remediator,
+        metrics=metrics,
+        notifier=dispatcher,
+        public_url=settings.public_url,
+    )
+    dispatcher.approval_link = approvals.link
+    return approvals
+
+
+def _diagnosis_process(settings: Settings, backend: StateBackend, role: Role) -> DiagnosisProcess | None:
+    """The INTAKE role's child process (embedded backend with a local inbox only)."""
+    if role is Role.INTAKE and isinstance(backend, EmbeddedBackend) and backend.local_inbox:
+        return DiagnosisProcess(settings.data_dir, backend.local_inbox, recover_dead=backend.recover)
+    return None
+
+
 def build_app(runtime: Runtime) -> web.Application:
+    """The HTTP application: the webhook, the read API and pages, approvals, admin, dead letters."""
     s = runtime.settings
     app = web.Application(
         middlewares=[edge_middleware(body_read_timeout=s.body_read_timeout.total_seconds())],
@@ -223,34 +277,13 @@ def build_app(runtime: Runtime) -> web.Application:
             body_read_timeout=s.body_read_timeout.total_seconds(),
         ),
     )
-    intake = WebhookIntake(
-        runtime.inbox,
-        runtime.metrics,
-        Credentials(
-            token=s.webhook_token.get_secret_value() if s.webhook_token else None,
-            username=s.webhook_username,
-            password=s.webhook_password.get_secret_value() if s.webhook_password else None,
-        ),
-        s.max_body_bytes,
-        runtime.accepted,
-    )
+    admin_token = s.admin_token.get_secret_value() if s.admin_token else None
     links = LinkSettings.from_settings(s)
     api = ReadApi(
         runtime.store, runtime.inbox, runtime.metrics, readiness=runtime.readiness, links=links
     )
-    admin_token = s.admin_token.get_secret_value() if s.admin_token else None
-    pages = Pages(
-        store=runtime.store,
-        access=ReadAccess(
-            s.read_token.get_secret_value() if s.read_token else None, s.auth_proxy_header, admin_token
-        ),
-        approvals=runtime.approvals,
-        namespaces=s.namespaces,
-        rules=[r.name for r in runtime.config.rules],
-        secure_cookies=s.public_url.startswith("https://"),
-        links=links,
-    )
-    app.router.add_post("/api/v1/alerts", intake.handle)
+    pages = _pages(runtime, links, admin_token)
+    app.router.add_post("/api/v1/alerts", _intake(runtime).handle)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/metrics", _scrape(runtime, api))
@@ -275,6 +308,31 @@ def build_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/api/v1/dead-letters/{id}/retry", dead.retry)
     app.router.add_delete("/api/v1/dead-letters/{id}", dead.drop)
     return app
+
+
+def _intake(runtime: Runtime) -> WebhookIntake:
+    s = runtime.settings
+    credentials = Credentials(
+        token=s.webhook_token.get_secret_value() if s.webhook_token else None,
+        username=s.webhook_username,
+        password=s.webhook_password.get_secret_value() if s.webhook_password else None,
+    )
+    return WebhookIntake(runtime.inbox, runtime.metrics, credentials, s.max_body_bytes, runtime.accepted)
+
+
+def _pages(runtime: Runtime, links: LinkSettings, admin_token: str | None) -> Pages:
+    s = runtime.settings
+    return Pages(
+        store=runtime.store,
+        access=ReadAccess(
+            s.read_token.get_secret_value() if s.read_token else None, s.auth_proxy_header, admin_token
+        ),
+        approvals=runtime.approvals,
+        namespaces=s.namespaces,
+        rules=[r.name for r in runtime.config.rules],
+        secure_cookies=s.public_url.startswith("https://"),
+        links=links,
+    )
 
 
 async def create_app(settings: Settings, registry: Registry | None = None) -> web.Application:
