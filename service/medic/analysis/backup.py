@@ -1,0 +1,250 @@
+"""Runbook 5.1, backups: why the backup CronJob's last run failed, and how long ago the last
+backup succeeded. Pure: reads ``k8s.cronjob_runs`` evidence only.
+
+Findings:
+
+- ``backup.failed`` (critical): the newest finished Job failed; ``details.cause`` is what its
+  pods say: ``oom_killed`` (exit 137 / OOMKilled), ``mongo_auth`` (authentication refused),
+  ``no_space`` (ENOSPC), ``mongo_unreachable`` (connection refused, server selection), ``timeout``
+  (activeDeadlineSeconds), ``image`` (image pull), ``config`` (missing Secret/ConfigMap) or
+  ``unknown`` (with the exit code). It suggests ``backup_now`` (create a Job from the CronJob);
+  the next steps say what to fix first when a re-run would fail the same way.
+- ``backup.overdue`` (critical): no successful backup for longer than the schedule's period
+  plus a grace; ``details.hours_since_success``.
+- ``backup.suspended`` (warning): the CronJob is suspended (no run is ever scheduled).
+- ``backup.running`` (info): a backup Job is running now.
+- ``backup.ok`` (info): the newest run succeeded and the last success is recent.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from medic.domain.incident import Finding
+from medic.playbooks.contract import AnalysisInput, AnalyzerDef
+
+COLLECTOR = "k8s.cronjob_runs"
+DEFAULT_PERIOD = timedelta(hours=24)
+MIN_GRACE = timedelta(hours=1)
+
+# (cause, pattern over the log tail and the termination messages), first match wins
+_CAUSES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("no_space", re.compile(r"no space left on device|ENOSPC|disk quota exceeded", re.I)),
+    (
+        "mongo_auth",
+        re.compile(
+            r"authentication failed|auth(entication)? error|not authorized|SCRAM|Unauthorized|"
+            r"bad auth|AuthenticationFailed",
+            re.I,
+        ),
+    ),
+    (
+        "mongo_unreachable",
+        re.compile(
+            r"ECONNREFUSED|connection refused|server selection|no reachable servers|"
+            r"could not connect|timed out connecting|no such host",
+            re.I,
+        ),
+    ),
+)
+_NEXT = {
+    "oom_killed": "raise the backup container's memory limit (kubectl edit cronjob/{cj} -n {ns}), re-run",
+    "no_space": "free or grow the backup volume / bucket (it is full), then re-run",
+    "mongo_auth": "check the backup user's credentials (the Secret the CronJob mounts) and roles, re-run",
+    "mongo_unreachable": "check MongoDB first (runbook 3.3: kubectl get pods -n {ns} -l app=mongodb)",
+    "timeout": "the backup ran past activeDeadlineSeconds: check MongoDB's load and the data size",
+    "image": "fix the backup image (kubectl describe pod -n {ns} -l job-name={job})",
+    "config": "create the missing Secret/ConfigMap the backup pod needs",
+}
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def schedule_period(schedule: str | None) -> timedelta:
+    """The period of the common cron forms (``M H * * *`` daily, ``M */N * * *`` every N
+    hours, ``M * * * *`` hourly, ``*/N * * * *``, ``M H * * D`` weekly); a day otherwise."""
+    fields = str(schedule or "").split()
+    if str(schedule or "").strip() in ("@hourly",):
+        return timedelta(hours=1)
+    if str(schedule or "").strip() in ("@weekly",):
+        return timedelta(days=7)
+    if len(fields) != 5:
+        return DEFAULT_PERIOD
+    minute, hour, dom, month, dow = fields
+    if dom != "*" or month != "*":
+        return DEFAULT_PERIOD
+    if dow != "*":
+        return timedelta(days=7) if dow.isdigit() else DEFAULT_PERIOD
+    if hour == "*":
+        if minute.startswith("*/") and minute[2:].isdigit():
+            return timedelta(minutes=int(minute[2:]))
+        return timedelta(hours=1)
+    if hour.startswith("*/") and hour[2:].isdigit():
+        return timedelta(hours=int(hour[2:]))
+    if "," in hour and all(h.isdigit() for h in hour.split(",")):
+        return timedelta(hours=24 / len(hour.split(",")))
+    return DEFAULT_PERIOD
+
+
+def overdue_after(schedule: str | None) -> timedelta:
+    period = schedule_period(schedule)
+    return period + max(MIN_GRACE, period / 10)
+
+
+def classify(pods: list[dict[str, Any]], logs: list[dict[str, Any]], job: dict[str, Any]) -> tuple[str, str]:
+    """(cause, evidence line) for a failed Job from its pods and their log tails."""
+    containers = [c for p in pods for c in p.get("containers") or []]
+    for c in containers:
+        if c.get("reason") == "OOMKilled" or c.get("exit_code") == 137:
+            return "oom_killed", f"container {c.get('name')} was OOMKilled (exit {c.get('exit_code')})"
+    for c in containers:
+        if c.get("reason") in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName"):
+            return "image", f"container {c.get('name')}: {c.get('reason')}"
+        if c.get("reason") == "CreateContainerConfigError":
+            return "config", f"container {c.get('name')}: {c.get('message') or c.get('reason')}"
+    texts = [str(c.get("message") or "") for c in containers]
+    for log in logs:
+        texts.extend(str(line) for line in log.get("lines") or [])
+    for cause, pattern in _CAUSES:
+        for line in reversed(texts):
+            if pattern.search(line):
+                return cause, line.strip()[:300]
+    reasons = " ".join(str(c.get("reason") or "") for c in job.get("conditions") or [])
+    if "DeadlineExceeded" in reasons:
+        return "timeout", "the Job ran past its activeDeadlineSeconds"
+    codes = sorted({c.get("exit_code") for c in containers if c.get("exit_code")}, key=str)
+    line = next((t for t in reversed(texts) if t.strip()), "")
+    return "unknown", (f"exit code {', '.join(map(str, codes))}" if codes else "no exit code") + (
+        f"; last log line: {line.strip()[:200]}" if line else ""
+    )
+
+
+def _hours(delta: timedelta) -> float:
+    return round(delta.total_seconds() / 3600, 1)
+
+
+def analyze_backup(inp: AnalysisInput) -> list[Finding]:
+    data = inp.data(COLLECTOR)
+    if not data:
+        return []
+    steps = [e.step for e in inp.of(COLLECTOR) if e.ok]
+    cj = data.get("cronjob") or {}
+    name, ns = str(cj.get("name") or ""), str(cj.get("namespace") or "")
+    jobs: list[dict[str, Any]] = data.get("jobs") or []
+    findings: list[Finding] = []
+    finished = [j for j in jobs if j.get("state") in ("complete", "failed")]
+    newest = finished[0] if finished else None
+    last_success = parse_time(cj.get("last_successful")) or max(
+        (t for j in jobs if j.get("state") == "complete" and (t := parse_time(j.get("completion")))),
+        default=None,
+    )
+    since = inp.now - last_success if last_success else None
+    base = {"cronjob": name, "namespace": ns, "schedule": cj.get("schedule")}
+    if newest is not None and newest.get("state") == "failed":
+        job = str(newest.get("name"))
+        pods = [p for p in data.get("pods") or [] if p.get("job") == job]
+        pod_names = {p.get("name") for p in pods}
+        logs = [lg for lg in data.get("logs") or [] if lg.get("pod") in pod_names]
+        cause, line = classify(pods, logs, newest)
+        fix = _NEXT.get(cause, "read the failed pod's log (kubectl logs -n {ns} job/{job})")
+        findings.append(
+            Finding(
+                analyzer="backup",
+                code="backup.failed",
+                severity="critical",
+                summary=f"backup job {job} failed ({cause.replace('_', ' ')}): {line}",
+                details={
+                    **base,
+                    "job": job,
+                    "cause": cause,
+                    "evidence_line": line,
+                    "pods": sorted(str(p) for p in pod_names),
+                    "hours_since_success": _hours(since) if since else None,
+                },
+                evidence=steps,
+                next_steps=[
+                    fix.format(cj=name, ns=ns, job=job),
+                    f"kubectl logs -n {ns} job/{job}",
+                    f"kubectl create job --from=cronjob/{name} {name}-manual -n {ns}  # runbook 5.1",
+                ],
+                suggests="backup_now",
+            )
+        )
+    limit = overdue_after(cj.get("schedule"))
+    if since is None or since > limit:
+        when = f"{_hours(since)} h ago" if since is not None else "never (no successful run on record)"
+        findings.append(
+            Finding(
+                analyzer="backup",
+                code="backup.overdue",
+                severity="critical",
+                summary=f"the last successful backup of cronjob {ns}/{name} was {when} "
+                f"(expected every {_hours(schedule_period(cj.get('schedule')))} h)",
+                details={
+                    **base,
+                    "last_successful": cj.get("last_successful"),
+                    "hours_since_success": _hours(since) if since is not None else None,
+                    "overdue_after_hours": _hours(limit),
+                },
+                evidence=steps,
+                next_steps=[
+                    f"kubectl get cronjob {name} -n {ns} -o wide",
+                    f"kubectl create job --from=cronjob/{name} {name}-manual -n {ns}  # runbook 5.1",
+                ],
+                suggests="backup_now",
+            )
+        )
+    if cj.get("suspend"):
+        findings.append(
+            Finding(
+                analyzer="backup",
+                code="backup.suspended",
+                severity="warning",
+                summary=f"cronjob {ns}/{name} is suspended: no backup is scheduled",
+                details=base,
+                evidence=steps,
+                next_steps=[f'kubectl patch cronjob {name} -n {ns} -p \'{{"spec":{{"suspend":false}}}}\''],
+            )
+        )
+    running = [j for j in jobs if j.get("state") == "running"]
+    if running:
+        findings.append(
+            Finding(
+                analyzer="backup",
+                code="backup.running",
+                severity="info",
+                summary=f"backup job {running[0].get('name')} is running (started {running[0].get('start')})",
+                details={**base, "job": running[0].get("name")},
+                evidence=steps,
+            )
+        )
+    if since is not None and not any(f.code in ("backup.failed", "backup.overdue") for f in findings):
+        findings.append(
+            Finding(
+                analyzer="backup",
+                code="backup.ok",
+                severity="info",
+                summary=f"the last backup of cronjob {ns}/{name} succeeded {_hours(since)} h ago",
+                details={**base, "hours_since_success": _hours(since)},
+                evidence=steps,
+            )
+        )
+    return findings
+
+
+ANALYZERS = [
+    AnalyzerDef(
+        "backup",
+        analyze_backup,
+        "runbook 5.1: why the backup CronJob's last run failed, hours since the last good backup",
+    ),
+]

@@ -1,0 +1,174 @@
+"""``k8s.certificate_status`` (runbook 6.3): a cert-manager Certificate and the chain of its
+latest issuance, read as ``kubectl describe certificate`` / ``cmctl status certificate`` show it:
+the CertificateRequests it owns, their ACME Orders and Challenges (state, reason, type), and its
+Issuer or ClusterIssuer. Custom objects are read through the same client as every other object
+(``/apis/cert-manager.io/v1/...``); bounded: one GET per object and one LIST per kind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medic.clients.kube.client import cluster_path, ns_path
+from medic.clients.kube.errors import KubeError, KubeNotFound
+from medic.clients.kube.reads import Obj, annotations_of, controller_ref, get_cached, list_cached, meta
+from medic.collectors.k8s.common import iso, kube_of, require_target
+from medic.domain.errors import StepError
+from medic.playbooks.contract import CollectorDef, StepContext
+from medic.rules.labels import is_k8s_name
+
+CERT = "cert-manager.io/v1"
+ACME = "acme.cert-manager.io/v1"
+CERT_NAME = "cert-manager.io/certificate-name"
+CERT_REVISION = "cert-manager.io/certificate-revision"
+
+
+class CertificateStatusParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_requests: int = Field(3, ge=1, le=10)
+
+
+def conditions(obj: Obj) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": c.get("type"),
+            "status": c.get("status"),
+            "reason": c.get("reason"),
+            "message": c.get("message"),
+            "since": iso(c.get("lastTransitionTime")),
+        }
+        for c in (obj.get("status") or {}).get("conditions") or []
+        if isinstance(c, dict)
+    ]
+
+
+def _owned_by(obj: Obj, uids: set[str]) -> bool:
+    return str((controller_ref(obj) or {}).get("uid", "")) in uids
+
+
+def _revision(obj: Obj) -> int:
+    raw = str(annotations_of(obj).get(CERT_REVISION, ""))
+    return int(raw) if raw.isdigit() else 0
+
+
+async def _issuer(ctx: StepContext, ns: str, ref: dict[str, Any]) -> dict[str, Any]:
+    kind, name = str(ref.get("kind") or "Issuer"), str(ref.get("name") or "")
+    group = str(ref.get("group") or "cert-manager.io")
+    out: dict[str, Any] = {"kind": kind, "name": name, "group": group}
+    if group != "cert-manager.io" or kind not in ("Issuer", "ClusterIssuer") or not is_k8s_name(name):
+        out["error"] = "an external issuer: not read"
+        return out
+    path = (
+        ns_path(CERT, ns, "issuers", name) if kind == "Issuer" else cluster_path(CERT, "clusterissuers", name)
+    )
+    try:
+        issuer = await get_cached(kube_of(ctx), ctx.memo, path)
+    except KubeNotFound:
+        out["missing"] = True
+        return out
+    except KubeError as exc:  # e.g. RBAC without the ClusterRole: the rest still counts
+        out["error"] = str(exc)
+        return out
+    if not isinstance(issuer, dict):
+        out["error"] = "the API server sent no object"
+        return out
+    spec = issuer.get("spec") or {}
+    out["type"] = next((k for k in ("acme", "ca", "selfSigned", "vault", "venafi") if k in spec), None)
+    out["conditions"] = conditions(issuer)
+    return out
+
+
+async def certificate_status(ctx: StepContext, params: CertificateStatusParams) -> dict[str, Any]:
+    kube = kube_of(ctx)
+    target = require_target(ctx, "k8s.certificate_status", ("certificate",))
+    ns, name = target.namespace, target.name
+    try:
+        cert = await get_cached(kube, ctx.memo, ns_path(CERT, ns, "certificates", name))
+    except KubeNotFound as exc:
+        raise StepError(f"certificate {ns}/{name} not found (is cert-manager installed?)") from exc
+    if not isinstance(cert, dict):
+        raise StepError(f"certificate {ns}/{name}: the API server sent no object")
+    spec, status = cert.get("spec") or {}, cert.get("status") or {}
+    uid = str(meta(cert).get("uid", ""))
+    requests = [
+        r
+        for r in await list_cached(kube, ctx.memo, ns_path(CERT, ns, "certificaterequests"))
+        if _owned_by(r, {uid}) or annotations_of(r).get(CERT_NAME) == name
+    ]
+    requests.sort(key=lambda r: (_revision(r), str(meta(r).get("creationTimestamp") or "")), reverse=True)
+    requests = requests[: params.max_requests]
+    request_uids = {str(meta(r).get("uid", "")) for r in requests}
+    orders = [
+        o
+        for o in await list_cached(kube, ctx.memo, ns_path(ACME, ns, "orders"))
+        if _owned_by(o, request_uids)
+    ]
+    order_uids = {str(meta(o).get("uid", "")) for o in orders}
+    challenges = [
+        c
+        for c in await list_cached(kube, ctx.memo, ns_path(ACME, ns, "challenges"))
+        if _owned_by(c, order_uids)
+    ]
+    request_of = {str(meta(r).get("uid")): str(meta(r).get("name")) for r in requests}
+    order_of = {str(meta(o).get("uid")): str(meta(o).get("name")) for o in orders}
+    return {
+        "certificate": {
+            "name": name,
+            "namespace": ns,
+            "secret": spec.get("secretName"),
+            "dns_names": list(spec.get("dnsNames") or []),
+            "issuer_ref": dict(spec.get("issuerRef") or {}),
+            "not_before": iso(status.get("notBefore")),
+            "not_after": iso(status.get("notAfter")),
+            "renewal_time": iso(status.get("renewalTime")),
+            "revision": status.get("revision"),
+            "last_failure_time": iso(status.get("lastFailureTime")),
+            "failed_attempts": status.get("failedIssuanceAttempts"),
+            "conditions": conditions(cert),
+        },
+        "requests": [
+            {
+                "name": meta(r).get("name"),
+                "revision": _revision(r),
+                "created": iso(meta(r).get("creationTimestamp")),
+                "failure_time": iso((r.get("status") or {}).get("failureTime")),
+                "conditions": conditions(r),
+            }
+            for r in requests
+        ],
+        "orders": [
+            {
+                "name": meta(o).get("name"),
+                "request": request_of.get(str((controller_ref(o) or {}).get("uid"))),
+                "state": (o.get("status") or {}).get("state"),
+                "reason": (o.get("status") or {}).get("reason"),
+            }
+            for o in orders
+        ],
+        "challenges": [
+            {
+                "name": meta(c).get("name"),
+                "order": order_of.get(str((controller_ref(c) or {}).get("uid"))),
+                "type": (c.get("spec") or {}).get("type"),
+                "dns_name": (c.get("spec") or {}).get("dnsName"),
+                "state": (c.get("status") or {}).get("state"),
+                "reason": (c.get("status") or {}).get("reason"),
+                "presented": bool((c.get("status") or {}).get("presented")),
+                "processing": bool((c.get("status") or {}).get("processing")),
+            }
+            for c in challenges
+        ],
+        "issuer": await _issuer(ctx, ns, dict(spec.get("issuerRef") or {})),
+    }
+
+
+COLLECTORS = [
+    CollectorDef(
+        name="k8s.certificate_status",
+        fn=certificate_status,
+        params=CertificateStatusParams,
+        summary="a cert-manager Certificate, its CertificateRequests, ACME Orders/Challenges and issuer",
+    ),
+]
