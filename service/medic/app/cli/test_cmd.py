@@ -73,8 +73,17 @@ def _policy(settings: Any, mode: str = "dry-run") -> Any:
     )
 
 
+def _quiet() -> None:
+    """An analyzer that fails shows as an ``analyzer.error`` finding; its log would only be noise."""
+    from medic.app.logging import configure_logging
+
+    configure_logging("console", "critical")
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     from medic.app.settings import load_settings
+
+    _quiet()
     from medic.app.testing.cases import Defaults, run_file
 
     settings = load_settings()
@@ -407,6 +416,7 @@ def _replay_text(doc: dict[str, Any]) -> str:
 
 
 def cmd_replay_since(args: argparse.Namespace) -> int:
+    _quiet()
     doc = asyncio.run(_replay_since(args))
     emit(args, doc, lambda: _replay_text(doc))
     return 0
