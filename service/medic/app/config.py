@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from medic.app.yamlsource import YamlDoc, load_yaml_file
 from medic.domain.errors import ConfigError, ConfigErrors
 from medic.playbooks.compiled import CompiledAction, CompiledPlaybook, CompiledStep
-from medic.playbooks.contract import Registry
+from medic.playbooks.contract import AnalyzerDef, Registry
 from medic.playbooks.model import Playbook
 from medic.rules.model import Rule
 
@@ -78,6 +78,16 @@ def _compile_playbook(
         name = raw.get("name") if isinstance(raw, dict) else None
         errors.extend(doc.errors_from(exc, rule=f"playbook {name}" if name else None))
         return None
+    steps = _compile_steps(doc, pb, registry, errors)
+    analyzers = _compile_analyzers(doc, pb, registry, errors)
+    actions = _compile_actions(doc, pb, registry, errors)
+    return CompiledPlaybook(pb, doc.file, steps, analyzers, actions)
+
+
+def _compile_steps(
+    doc: YamlDoc, pb: Playbook, registry: Registry, errors: list[ConfigError]
+) -> list[CompiledStep]:
+    """Each ``collect`` step with its params validated by the collector's model."""
     where = f"playbook {pb.name}"
     steps: list[CompiledStep] = []
     for i, (step, step_id) in enumerate(zip(pb.collect, pb.step_ids(), strict=True)):
@@ -99,6 +109,13 @@ def _compile_playbook(
             continue
         timeout = step.timeout.total_seconds() if step.timeout else None
         steps.append(CompiledStep(step_id, collector, params, timeout))
+    return steps
+
+
+def _compile_analyzers(
+    doc: YamlDoc, pb: Playbook, registry: Registry, errors: list[ConfigError]
+) -> list[AnalyzerDef]:
+    where = f"playbook {pb.name}"
     analyzers = []
     for i, name in enumerate(pb.analyze):
         if name not in registry.analyzers:
@@ -107,6 +124,15 @@ def _compile_playbook(
             )
         else:
             analyzers.append(registry.analyzers[name])
+    return analyzers
+
+
+def _compile_actions(
+    doc: YamlDoc, pb: Playbook, registry: Registry, errors: list[ConfigError]
+) -> dict[str, CompiledAction[Any]]:
+    """Each action of the playbook: known, able to act on the playbook's target kind, and its
+    params validated by the action's model."""
+    where = f"playbook {pb.name}"
     actions: dict[str, CompiledAction[Any]] = {}
     for name, spec in pb.actions.items():
         action = registry.actions.get(spec.use)
@@ -137,7 +163,7 @@ def _compile_playbook(
                 errors.append(err)
             continue
         actions[name] = CompiledAction(name, spec, action, params)
-    return CompiledPlaybook(pb, doc.file, steps, analyzers, actions)
+    return actions
 
 
 def _items(doc: YamlDoc, key: str, errors: list[ConfigError]) -> tuple[list[Any], tuple[str, ...]]:
@@ -162,8 +188,19 @@ def _items(doc: YamlDoc, key: str, errors: list[ConfigError]) -> tuple[list[Any]
 def load_config(rules_paths: list[Path], playbooks_paths: list[Path], registry: Registry) -> Config:
     errors: list[ConfigError] = []
     config = Config()
+    _load_playbooks(playbooks_paths, registry, config, errors)
+    _load_rules(rules_paths, config, errors)
+    if errors:
+        raise ConfigErrors(errors)
+    return config
+
+
+def _load_playbooks(
+    paths: list[Path], registry: Registry, config: Config, errors: list[ConfigError]
+) -> None:
+    """Every playbook of the files into ``config`` (a name defined twice is an error)."""
     playbook_files: dict[str, str] = {}
-    for doc in _load_docs(playbooks_paths, errors):
+    for doc in _load_docs(paths, errors):
         items, base = _items(doc, "playbooks", errors)
         for idx, raw in enumerate(items):
             if base or isinstance(doc.data, list):
@@ -193,7 +230,12 @@ def load_config(rules_paths: list[Path], playbooks_paths: list[Path], registry: 
                 continue
             config.playbooks[compiled.name] = compiled
             playbook_files[compiled.name] = doc.file
-    for doc in _load_docs(rules_paths, errors):
+
+
+def _load_rules(paths: list[Path], config: Config, errors: list[ConfigError]) -> None:
+    """Every rule of the files into ``config``, its playbook and action references checked
+    against the playbooks loaded (a name used twice is an error)."""
+    for doc in _load_docs(paths, errors):
         items, base = _items(doc, "rules", errors)
         for idx, raw in enumerate(items):
             loc: tuple[str | int, ...] = (*base, idx) if (base or isinstance(doc.data, list)) else ()
@@ -218,9 +260,6 @@ def load_config(rules_paths: list[Path], playbooks_paths: list[Path], registry: 
             errors.extend(_check_rule_refs(rule, config, doc, loc, label))
             config.rules.append(rule)
             config.rule_files[rule.name] = doc.file
-    if errors:
-        raise ConfigErrors(errors)
-    return config
 
 
 def _check_rule_refs(
