@@ -127,7 +127,6 @@ class CrashFacts:
     old_serving: int  # ready pods of other revisions than the current one
     steps_describe: list[str]
     steps_history: list[str]
-    config_refs: list[dict[str, Any]]
     nodes: list[dict[str, Any]]
 
     def first(self, kind: str) -> Crash | None:
@@ -208,6 +207,5 @@ def classify(inp: AnalysisInput) -> CrashFacts:
         old_serving=_old_serving(describe, history, current_rev),
         steps_describe=steps(inp, "k8s.pod_describe"),
         steps_history=steps(inp, "k8s.rollout_history"),
-        config_refs=list((inp.data("k8s.config_refs") or {}).get("refs", [])),
         nodes=list((inp.data("k8s.node_describe") or {}).get("nodes", [])),
     )

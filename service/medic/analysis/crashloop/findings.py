@@ -158,22 +158,21 @@ def liveness_probe(f: CrashFacts, inp: AnalysisInput) -> Finding | None:
 
 
 def what_changed(f: CrashFacts) -> list[str]:
-    """What else changed around the crash, when the rollout did not: mounted ConfigMaps and
-    Secrets written since the current revision became current (or lately), dependencies, nodes,
-    limits against the previous revision."""
+    """What else changed around the crash, when the rollout did not: writes to the Deployment
+    since its revision became current (managedFields), dependencies, nodes, limits against the
+    previous revision, and the ConfigMaps and Secrets the template reads (named: Medic's role does
+    not read them, the next steps show how to see their last write)."""
     since = f.current.became_current if f.current else None
+    dep = f.history.get("deployment") or {}
     out: list[str] = []
-    for ref in f.config_refs:
-        changed = parse_time(ref.get("changed_at"))
-        if ref.get("error"):
-            out.append(f"{ref.get('kind')} {ref.get('name')}: {ref.get('error')}")
-        elif changed is not None and (since is None or changed >= since):
-            by = f" by {ref['manager']}" if ref.get("manager") else ""
+    for w in dep.get("writes") or []:
+        when = parse_time(w.get("time"))
+        if when is not None and (since is None or when > since):
             out.append(
-                f"{ref.get('kind')} {ref.get('name')} changed {minutes(f.now - changed)} ago{by} "
-                f"(resourceVersion {ref.get('resource_version')})"
+                f"the Deployment was written by {w.get('manager')} ({w.get('operation')}) "
+                f"{minutes(f.now - when)} ago"
             )
-    out += [f"{dep} is unreachable from the app" for dep in f.deps]
+    out += [f"{d} is unreachable from the app" for d in f.deps]
     for node in f.nodes:
         bad = [k for k, v in (node.get("conditions") or {}).items() if (k == "Ready") != (v == "True")]
         if bad:
@@ -181,13 +180,23 @@ def what_changed(f: CrashFacts) -> list[str]:
     prev = f.timeline.previous
     if f.current and prev:
         revs = {r.get("revision"): r for r in f.history.get("revisions") or []}
-        now_l, then_l = (
-            (revs.get(f.current.revision) or {}).get("limits"),
-            (revs.get(prev.revision) or {}).get("limits"),
-        )
+        now_l = (revs.get(f.current.revision) or {}).get("limits")
+        then_l = (revs.get(prev.revision) or {}).get("limits")
         if now_l is not None and then_l is not None and now_l != then_l:
             out.append(f"limits {now_l} (revision {prev.revision} had {then_l})")
+    refs = dep.get("config_refs") or []
+    if refs:
+        out.append("reads " + ", ".join(f"{r.get('kind')} {r.get('name')}" for r in refs))
     return out
+
+
+def _config_commands(f: CrashFacts) -> list[str]:
+    refs = (f.history.get("deployment") or {}).get("config_refs") or []
+    return [
+        f"kubectl get {str(r.get('kind')).lower()} {r.get('name')} -n {f.ns} "
+        "-o jsonpath='{.metadata.resourceVersion} {.metadata.managedFields[*].time}'"
+        for r in refs[:4]
+    ]
 
 
 def _predates(f: CrashFacts, why: str, against: str) -> Finding:
@@ -207,7 +216,7 @@ def _predates(f: CrashFacts, why: str, against: str) -> Finding:
             **_against(against),
         },
         evidence=f.steps_describe + f.steps_history,
-        next_steps=f.commands(),
+        next_steps=[*f.commands(), *_config_commands(f)],
     )
 
 

@@ -161,6 +161,8 @@ async def rollout_history(ctx: StepContext, params: RolloutHistoryParams) -> dic
             for c in status.get("conditions") or []
         ],
         "images": _images(spec.get("template")),
+        "config_refs": config_refs(spec.get("template")),
+        "writes": _writes(d),
     }
     revisions = []
     for rs in sorted(rss, key=revision, reverse=True):
@@ -192,6 +194,43 @@ async def rollout_history(ctx: StepContext, params: RolloutHistoryParams) -> dic
         "revisions": revisions,
         "scaling_events": await _scaling_events(ctx, d),
     }
+
+
+def config_refs(template: Any) -> list[dict[str, str]]:
+    """The ConfigMaps and Secrets the pod template mounts or reads (volumes, projected sources,
+    envFrom, env valueFrom), by name: what else may have changed under an unchanged revision."""
+    spec = (template or {}).get("spec") or {}
+    seen: dict[tuple[str, str], set[str]] = {}
+
+    def add(kind: str, name: Any, via: str) -> None:
+        if name:
+            seen.setdefault((kind, str(name)), set()).add(via)
+
+    for v in spec.get("volumes") or []:
+        add("ConfigMap", (v.get("configMap") or {}).get("name"), f"volume {v.get('name')}")
+        add("Secret", (v.get("secret") or {}).get("secretName"), f"volume {v.get('name')}")
+        for src in (v.get("projected") or {}).get("sources") or []:
+            add("ConfigMap", (src.get("configMap") or {}).get("name"), f"volume {v.get('name')}")
+            add("Secret", (src.get("secret") or {}).get("name"), f"volume {v.get('name')}")
+    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        for ef in c.get("envFrom") or []:
+            add("ConfigMap", (ef.get("configMapRef") or {}).get("name"), "envFrom")
+            add("Secret", (ef.get("secretRef") or {}).get("name"), "envFrom")
+        for var in c.get("env") or []:
+            ref = var.get("valueFrom") or {}
+            add("ConfigMap", (ref.get("configMapKeyRef") or {}).get("name"), f"env {var.get('name')}")
+            add("Secret", (ref.get("secretKeyRef") or {}).get("name"), f"env {var.get('name')}")
+    return [{"kind": k, "name": n, "via": ", ".join(sorted(v))} for (k, n), v in sorted(seen.items())]
+
+
+def _writes(obj: Obj) -> list[dict[str, Any]]:
+    """Who last wrote the object and when (its managedFields, without the field sets), newest first."""
+    out = [
+        {"manager": f.get("manager"), "operation": f.get("operation"), "time": iso(f.get("time"))}
+        for f in meta(obj).get("managedFields") or []
+        if isinstance(f, dict)
+    ]
+    return sorted(out, key=lambda w: w["time"] or "", reverse=True)
 
 
 def _revision_history(rs: Obj) -> list[int]:
