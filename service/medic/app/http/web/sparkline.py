@@ -25,6 +25,77 @@ def _num(value: object) -> float | None:
     return v if math.isfinite(v) else None
 
 
+@dataclass(frozen=True)
+class _Scale:
+    """Data coordinates → SVG coordinates inside a ``pad`` margin."""
+
+    t0: float
+    t1: float
+    lo: float
+    hi: float
+    width: int
+    height: int
+    pad: float = 3.0
+
+    def x(self, t: float) -> float:
+        span_t = (self.t1 - self.t0) or 1.0
+        return self.pad + (t - self.t0) / span_t * (self.width - 2 * self.pad)
+
+    def y(self, v: float) -> float:
+        if self.hi == self.lo:
+            return self.height / 2
+        span_v = (self.hi - self.lo) or (abs(self.hi) or 1.0)
+        return self.pad + (self.hi - v) / span_v * (self.height - 2 * self.pad)
+
+
+def _empty(width: int, height: int) -> str:
+    return (
+        f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label="no data"><text x="4" y="{height // 2 + 4}" font-size="11">'
+        "no data</text></svg>"
+    )
+
+
+def _segments(xy: Sequence[tuple[float, float | None]], scale: _Scale) -> list[list[str]]:
+    """The points as runs of ``x,y``; a gap (None) starts a new run."""
+    segments: list[list[str]] = [[]]
+    for t, v in xy:
+        if v is None:
+            if segments[-1]:
+                segments.append([])
+            continue
+        segments[-1].append(f"{scale.x(t):.1f},{scale.y(v):.1f}")
+    return segments
+
+
+def _lines(segments: list[list[str]]) -> list[str]:
+    """A polyline per run of several points, a dot per lone point."""
+    parts = [
+        f'<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{" ".join(seg)}"/>'
+        for seg in segments
+        if len(seg) > 1
+    ]
+    parts += [
+        f'<circle cx="{seg[0].split(",")[0]}" cy="{seg[0].split(",")[1]}" r="1.5" fill="currentColor"/>'
+        for seg in segments
+        if len(seg) == 1
+    ]
+    return parts
+
+
+def _thresholds(scale: _Scale, warn: float | None, crit: float | None) -> list[str]:
+    """Dashed lines for the thresholds inside the plotted range (orange warn, red crit)."""
+    parts = []
+    for level, colour in ((warn, "#d97706"), (crit, "#dc2626")):
+        if level is not None and scale.lo <= level <= scale.hi:
+            ly = scale.y(level)
+            parts.append(
+                f'<line x1="0" x2="{scale.width}" y1="{ly:.1f}" y2="{ly:.1f}" stroke="{colour}" '
+                'stroke-dasharray="3 3" stroke-width="1"/>'
+            )
+    return parts
+
+
 def sparkline(
     points: Sequence[Point],
     *,
@@ -38,53 +109,11 @@ def sparkline(
     clean = [(_num(p[0]), _num(p[1])) for p in points if len(p) >= 2]
     xy = [(t, v) for t, v in clean if t is not None]
     values = [v for _, v in xy if v is not None]
-    empty = (
-        f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label="no data"><text x="4" y="{height // 2 + 4}" font-size="11">'
-        "no data</text></svg>"
-    )
     if not values:
-        return Spark(empty, None, None, None, None)
-    t0, t1 = xy[0][0], xy[-1][0]
-    assert t0 is not None and t1 is not None
+        return Spark(_empty(width, height), None, None, None, None)
     lo, hi = min(values), max(values)
-    span_t = (t1 - t0) or 1.0
-    span_v = (hi - lo) or (abs(hi) or 1.0)
-    pad = 3.0
-
-    def x(t: float) -> float:
-        return pad + (t - t0) / span_t * (width - 2 * pad)
-
-    def y(v: float) -> float:
-        if hi == lo:
-            return height / 2
-        return pad + (hi - v) / span_v * (height - 2 * pad)
-
-    segments: list[list[str]] = [[]]
-    for t, v in xy:
-        assert t is not None
-        if v is None:
-            if segments[-1]:
-                segments.append([])
-            continue
-        segments[-1].append(f"{x(t):.1f},{y(v):.1f}")
-    parts = [
-        f'<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{" ".join(seg)}"/>'
-        for seg in segments
-        if len(seg) > 1
-    ]
-    parts += [
-        f'<circle cx="{seg[0].split(",")[0]}" cy="{seg[0].split(",")[1]}" r="1.5" fill="currentColor"/>'
-        for seg in segments
-        if len(seg) == 1
-    ]
-    for level, colour in ((warn, "#d97706"), (crit, "#dc2626")):
-        if level is not None and lo <= level <= hi:
-            ly = y(level)
-            parts.append(
-                f'<line x1="0" x2="{width}" y1="{ly:.1f}" y2="{ly:.1f}" stroke="{colour}" '
-                'stroke-dasharray="3 3" stroke-width="1"/>'
-            )
+    scale = _Scale(xy[0][0], xy[-1][0], lo, hi, width, height)
+    parts = _lines(_segments(xy, scale)) + _thresholds(scale, warn, crit)
     last = next((v for _, v in reversed(xy) if v is not None), None)
     first = next((v for _, v in xy if v is not None), None)
     label = f"min {lo:g}, max {hi:g}, last {last:g}" if last is not None else "no data"
