@@ -393,21 +393,26 @@ class ProductionBackend:
             mongo_up,
         )
         try:
-            await inbox.open()
-            try:
-                await redis_inbox.setup()
-            except BackendUnavailable as exc:
-                log.warning(
-                    "Medic's Redis is unreachable at start: accepting into the local spool", error=str(exc)
-                )
-            try:
-                await mongo.setup()
-            except BackendUnavailable as exc:
-                log.warning("Medic's MongoDB is unreachable at start: incidents wait", error=str(exc))
+            await backend._first_contact()
         except BaseException:
             await backend._close_clients()
             raise
         return backend
+
+    async def _first_contact(self) -> None:
+        """Open the inbox and set up Redis and MongoDB; one that does not answer yet is caught
+        up later (the spool accepts meanwhile), never a reason not to start."""
+        await self.inbox.open()
+        try:
+            await self.redis_inbox.setup()
+        except BackendUnavailable as exc:
+            log.warning(
+                "Medic's Redis is unreachable at start: accepting into the local spool", error=str(exc)
+            )
+        try:
+            await self.mongo.setup()
+        except BackendUnavailable as exc:
+            log.warning("Medic's MongoDB is unreachable at start: incidents wait", error=str(exc))
 
     def marks(self, prefix: str) -> RedisMarks:
         return RedisMarks(self.redis_inbox.client, self.redis_inbox.keys, prefix, availability=self.redis_up)
