@@ -69,6 +69,7 @@ ALL_ACTIONS = {
         "setImage": True,
         "deletePod": True,
         "createJobFromCronjob": True,
+        "renewCertificate": True,
     }
 }
 
@@ -161,6 +162,11 @@ READ: dict[tuple[str, str], set[str]] = {
     ("batch", "cronjobs"): {"get", "list", "watch"},
     ("batch", "jobs"): {"get", "list", "watch"},
     ("metrics.k8s.io", "pods"): {"get", "list"},
+    ("cert-manager.io", "certificates"): {"get", "list", "watch"},  # runbook 6.3 (rbac.certManager)
+    ("cert-manager.io", "certificaterequests"): {"get", "list", "watch"},
+    ("cert-manager.io", "issuers"): {"get", "list", "watch"},
+    ("acme.cert-manager.io", "orders"): {"get", "list", "watch"},
+    ("acme.cert-manager.io", "challenges"): {"get", "list", "watch"},
 }
 READ_PERMS = {(g, r, v) for (g, r), verbs in READ.items() for v in verbs}
 ACTION_WRITES: dict[str, set[tuple[str, str, str]]] = {
@@ -169,6 +175,7 @@ ACTION_WRITES: dict[str, set[tuple[str, str, str]]] = {
     "setImage": {("apps", "deployments", "patch")},
     "deletePod": {("", "pods", "delete")},
     "createJobFromCronjob": {("batch", "jobs", "create")},
+    "renewCertificate": {("cert-manager.io", "certificates/status", "patch")},
 }
 NODE_PERMS = {
     ("", "nodes", "get"),
@@ -379,6 +386,7 @@ def test_turning_an_action_off_removes_its_verb() -> None:
         ("apps", "deployments", "patch"),
         ("", "pods", "delete"),
         ("batch", "jobs", "create"),
+        ("cert-manager.io", "certificates/status", "patch"),
     }
     assert ("", "pods", "delete") not in verbs(deep_merge(ALL_ACTIONS, {"actions": {"deletePod": False}}))
     assert ("batch", "jobs", "create") not in verbs(
@@ -435,11 +443,13 @@ def test_role_bindings_bind_medics_service_account_in_each_namespace() -> None:
 
 
 def test_extra_read_rules_are_read_only() -> None:
-    extra = {"rbac": {"extraReadRules": [{"apiGroups": ["cert-manager.io"], "resources": ["certificates"]}]}}
+    extra = {"rbac": {"extraReadRules": [{"apiGroups": ["argoproj.io"], "resources": ["rollouts"]}]}}
     perms = permissions(render(extra).one("Role"))
-    assert {p for p in perms if p[0] == "cert-manager.io"} == {
-        ("cert-manager.io", "certificates", v) for v in ("get", "list", "watch")
+    assert {p for p in perms if p[0] == "argoproj.io"} == {
+        ("argoproj.io", "rollouts", v) for v in ("get", "list", "watch")
     }
+    no_cert_manager = permissions(render({"rbac": {"certManager": False}}).one("Role"))
+    assert not {p for p in no_cert_manager if "cert-manager" in p[0]}
 
 
 # --------------------------------------------------------------------------- rules and playbooks

@@ -135,6 +135,14 @@ action. Never secrets, never pods/exec, never a wildcard.
 - apiGroups: [metrics.k8s.io]
   resources: [pods]
   verbs: [get, list]
+{{- if .Values.rbac.certManager }}
+- apiGroups: [cert-manager.io]
+  resources: [certificates, certificaterequests, issuers]
+  verbs: [get, list, watch]
+- apiGroups: [acme.cert-manager.io]
+  resources: [orders, challenges]
+  verbs: [get, list, watch]
+{{- end }}
 {{- range .Values.rbac.extraReadRules }}
 {{- range concat .apiGroups .resources }}
 {{- if or (contains "*" .) (has . (list "secrets" "pods/exec" "pods/attach" "pods/portforward" "serviceaccounts/token")) }}
@@ -162,6 +170,12 @@ action. Never secrets, never pods/exec, never a wildcard.
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [create]
+{{- end }}
+{{- if $a.renewCertificate }}
+# actions: renewCertificate (cmctl renew: the Issuing condition, through the status subresource)
+- apiGroups: [cert-manager.io]
+  resources: [certificates/status]
+  verbs: [patch]
 {{- end }}
 {{- end }}
 
