@@ -58,6 +58,7 @@ CHART_FLAGS = {
     "k8s.set_image": "setImage",
     "k8s.delete_pod": "deletePod",
     "k8s.create_job_from_cronjob": "createJobFromCronjob",
+    "certs.renew_certificate": "renewCertificate",
 }
 
 
@@ -72,6 +73,7 @@ class Scenario:
     setup: Callable[[FakeKubeApiserver], Target]
     break_it: Callable[[FakeKubeApiserver, Target], None]
     params: dict[str, Any] = field(default_factory=dict)
+    written: tuple[str, str] = ("Deployment", APP)  # (kind, name) of the object a guarded write changes
 
 
 def healthy_deployment(fake: FakeKubeApiserver) -> Target:
@@ -98,6 +100,21 @@ def a_backup_cronjob(fake: FakeKubeApiserver) -> Target:
     return Target(kind="namespace", name=NS)
 
 
+def an_expiring_certificate(fake: FakeKubeApiserver) -> Target:
+    from tests.fakes.kube_certmanager import CertManager
+
+    cm = CertManager.installed(fake)
+    cm.add_issuer(None, "letsencrypt")
+    cm.add_certificate(NS, "playcode-tls", not_after=fake.clock.now() + timedelta(days=5))
+    return Target(kind="certificate", namespace=NS, name="playcode-tls")
+
+
+def acme_fails(fake: FakeKubeApiserver, target: Target) -> None:
+    from tests.fakes.kube_certmanager import CertManager
+
+    CertManager.installed(fake).fail_acme(target.namespace, target.name)
+
+
 def crashes(image: str) -> Callable[[FakeKubeApiserver, Target], None]:
     def break_it(fake: FakeKubeApiserver, target: Target) -> None:
         fake.bad_images.add(image)
@@ -115,6 +132,9 @@ SCENARIOS: dict[str, Scenario] = {
     "k8s.set_image": Scenario(healthy_deployment, crashes("app:v3"), {"container": APP, "image": "app:v3"}),
     "k8s.delete_pod": Scenario(a_pod_of_a_deployment, stuck_terminating),
     "k8s.create_job_from_cronjob": Scenario(a_backup_cronjob, crashes("backup:1")),
+    "certs.renew_certificate": Scenario(
+        an_expiring_certificate, acme_fails, written=("Certificate", "playcode-tls")
+    ),
 }
 
 
@@ -230,14 +250,14 @@ async def test_a_re_attempt_of_a_guarded_write_changes_nothing(run: Run) -> None
     plan = await run.plan()
     await run.apply(plan)
     await run.fake.settle()
-    before = run.fake.get_object("Deployment", NS, APP)
+    kind, name = run.scenario.written
+    before = run.fake.get_object(kind, NS, name)
     run.fake.clear_requests()
     again = await run.apply(plan)
     assert again.get("applied") is False and again.get("already") is True, again
     assert writes(run.fake, succeeded=True) == []
-    assert (
-        run.fake.get_object("Deployment", NS, APP)["metadata"]["resourceVersion"]
-        == (before["metadata"]["resourceVersion"])
+    assert run.fake.get_object(kind, NS, name)["metadata"]["resourceVersion"] == (
+        before["metadata"]["resourceVersion"]
     )
     ok, message = await run.verify(plan, 10.0)
     assert ok, message

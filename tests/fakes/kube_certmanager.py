@@ -83,6 +83,15 @@ class CertManager:
             cluster.registry.register(rt)
         cluster.controllers.append(self.sync)
 
+    @classmethod
+    def installed(cls, cluster: FakeCluster) -> CertManager:
+        """The CertManager installed into ``cluster`` (a new one if none is)."""
+        for controller in cluster.controllers:
+            owner = getattr(controller, "__self__", None)
+            if isinstance(owner, cls):
+                return owner
+        return cls(cluster)
+
     # ------------------------------------------------------------------ seeding
 
     def _now(self) -> datetime:
