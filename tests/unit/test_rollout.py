@@ -130,3 +130,99 @@ def test_rollout_status(
     st = rollout_status(dep)
     assert (st.done, st.failed) == (done, failed)
     assert words in st.message
+
+
+# ---------------------------------------------------------------------- the plan's pure parts
+
+
+def _at(text: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_the_rollback_writes_medics_own_annotation_read_back_by_the_timeline() -> None:
+    from medic.domain.rollout import medic_rollback
+
+    plan = plan_rollback(deployment(3, "app:v3"), HISTORY, at=_at("2026-11-26T08:00:00Z"), incident="inc-1")
+    ann = plan.patch[2]["value"]
+    assert ann["medic.playcode.gg/rolled-back"] == "from revision 3 to 2"
+    mine = medic_rollback(ann)
+    assert mine is not None and (mine.from_revision, mine.to_revision) == (3, 2)
+    assert (mine.from_hash, mine.to_hash, mine.incident) == ("ccc", "bbb", "inc-1")
+    assert mine.at == _at("2026-11-26T08:00:00Z")
+
+
+def _after_medics_rollback() -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The cluster a minute after Medic rolled back 3 -> 2: the controller reused revision 2's
+    ReplicaSet as revision 4 (revision-history 2); no event survives."""
+    plan = plan_rollback(deployment(3, "app:v3"), HISTORY, at=_at("2026-11-26T08:00:00Z"), incident="inc-1")
+    dep = deployment(4, "app:v2")
+    dep["metadata"]["annotations"] = dict(
+        plan.patch[2]["value"], **{"deployment.kubernetes.io/revision": "4"}
+    )
+    reused = rs(4, "app:v2", "bbb", ready=3, **{"deployment.kubernetes.io/revision-history": "2"})
+    return dep, [rs(1, "app:v1", "aaa"), reused, rs(3, "app:v3", "ccc")], []
+
+
+def test_after_medics_own_rollback_the_timeline_knows_it_without_the_ledger() -> None:
+    from datetime import timedelta
+
+    from medic.remediation.actions.rollout import (
+        previous_healthy_precondition,
+        recent_rollout_precondition,
+        timeline_of,
+    )
+
+    dep, rss, events = _after_medics_rollback()
+    tl = timeline_of(dep, rss, events)
+    cur = tl.current
+    assert cur is not None and cur.revision == 4 and cur.restored_by_medic
+    # the reused ReplicaSet was created at 02:00, but became current at Medic's rollback
+    assert cur.became_current == _at("2026-11-26T08:00:00Z")
+    now = _at("2026-11-26T08:01:00Z")
+    assert recent_rollout_precondition(tl, timedelta(minutes=30), now).ok
+    # the next "previous" is revision 3, the one Medic rolled back from: never healthy
+    again = plan_rollback(dep, rss)
+    assert again.target.number == 3
+    pre = previous_healthy_precondition(tl, again, now)
+    assert not pre.ok and "the one Medic rolled back from" in pre.reason
+
+
+def test_an_unknown_time_is_not_recent() -> None:
+    from datetime import timedelta
+
+    from medic.remediation.actions.rollout import recent_rollout_precondition, timeline_of
+
+    reused = rs(4, "app:v1", "aaa", ready=0, **{"deployment.kubernetes.io/revision-history": "1"})
+    tl = timeline_of(deployment(4, "app:v1"), [reused, rs(3, "app:v3", "ccc")], [])
+    pre = recent_rollout_precondition(tl, timedelta(minutes=30), _at("2026-11-26T08:01:00Z"))
+    assert not pre.ok and "unknown" in pre.reason and "not treated as recent" in pre.reason
+    # a ScalingReplicaSet event gives the time
+    event = {
+        "reason": "ScalingReplicaSet",
+        "message": "Scaled up replica set playcode-app-aaa from 0 to 3",
+        "firstTimestamp": "2026-11-26T07:55:00Z",
+        "lastTimestamp": "2026-11-26T07:55:00Z",
+    }
+    tl = timeline_of(deployment(4, "app:v1"), [reused, rs(3, "app:v3", "ccc")], [event])
+    pre = recent_rollout_precondition(tl, timedelta(minutes=30), _at("2026-11-26T08:01:00Z"))
+    assert pre.ok and "6 min ago (ScalingReplicaSet event)" in pre.reason
+
+
+def test_identical_images_say_what_else_differs() -> None:
+    from medic.remediation.actions.rollout import rollback_summary, template_diff
+
+    a, b = template("app:v2"), template("app:v2")
+    b["spec"]["containers"][0]["livenessProbe"] = {"httpGet": {"path": "/health", "port": 3000}}
+    b["spec"]["containers"][0]["env"] = [{"name": "PORT", "value": "3000"}]
+    assert template_diff(a, b) == ["container playcode-app: env", "container playcode-app: liveness probe"]
+    hist = [rs(1, "registry.example/app:v2", "aaa"), rs(2, "registry.example/app:v2", "bbb")]
+    hist[0]["spec"]["template"] = b | {"metadata": {"labels": {"pod-template-hash": "aaa"}}}
+    hist[0]["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.example/app:v2"
+    plan = plan_rollback(deployment(2, "registry.example/app:v2"), hist)
+    diff = template_diff(deployment(2, "registry.example/app:v2")["spec"]["template"], plan.template)
+    text = rollback_summary("playcode", "playcode-app", plan, diff)
+    assert "(app:v2) to revision 1 (app:v2)" in text  # by tag, registry shortened
+    assert "same images, the templates differ in: container playcode-app: env, " in text
+    assert text.endswith("container playcode-app: liveness probe")
