@@ -49,6 +49,7 @@ def backends_up(checks: Mapping[str, str]) -> dict[str, bool]:
 class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
+    # long because: a declarative list, one definition per metric (name, help, labels, buckets)
     def __post_init__(self) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide, idempotent
         r = self.registry
