@@ -218,7 +218,9 @@ def test_identical_images_say_what_else_differs() -> None:
     b["spec"]["containers"][0]["env"] = [{"name": "PORT", "value": "3000"}]
     assert template_diff(a, b) == ["container playcode-app: env", "container playcode-app: liveness probe"]
     hist = [rs(1, "registry.example/app:v2", "aaa"), rs(2, "registry.example/app:v2", "bbb")]
-    hist[0]["spec"]["template"] = b | {"metadata": {"labels": {"pod-template-hash": "aaa"}}}
+    hist[0]["spec"]["template"] = b | {
+        "metadata": {"labels": {"app": "playcode-app", "pod-template-hash": "aaa"}}
+    }
     hist[0]["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.example/app:v2"
     plan = plan_rollback(deployment(2, "registry.example/app:v2"), hist)
     diff = template_diff(deployment(2, "registry.example/app:v2")["spec"]["template"], plan.template)
