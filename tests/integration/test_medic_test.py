@@ -222,3 +222,51 @@ async def test_export_as_test_round_trip(tmp_path: Path, capsys: pytest.CaptureF
     _edit(exported, flapped)
     code, out, _ = run(capsys, "test", str(exported))
     assert code == 0, out
+
+
+USER_TEST = """\
+tests:
+  - name: our crash-looping app is rolled back only in enforce
+    now: "2026-12-01T10:00:00Z"
+    alerts:
+      - labels: {alertname: KubePodCrashLooping, namespace: playcode, pod: playcode-app-7d9c8b5f4-x2x7q}
+    expect:
+      rule: crashloop-rollback
+      target: deployment/playcode/playcode-app
+      action: null
+"""
+
+
+def test_chart_mounts_a_users_rule_tests_and_they_run_against_the_pods_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.integration.helm_chart import FULLNAME, render
+
+    plain = render({})
+    assert not [v for v in plain.pod_spec["volumes"] if v["name"] == "rule-tests"]
+
+    out = render({"config": {"ruleTests": {"ours.yaml": USER_TEST}}})
+    assert out.one("ConfigMap", f"{FULLNAME}-rule-tests")["data"] == {"ours.yaml": USER_TEST}
+    assert out.volume("rule-tests")["configMap"]["name"] == f"{FULLNAME}-rule-tests"
+    assert out.mount("rule-tests") == {
+        "name": "rule-tests",
+        "mountPath": "/etc/medic/rule-tests",
+        "readOnly": True,
+    }
+
+    mine = render({"config": {"existingRuleTestsConfigMap": "our-tests"}})
+    assert mine.volume("rule-tests")["configMap"]["name"] == "our-tests"
+    assert not [c for c in mine.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-rule-tests")]
+
+    # what the pod sees: the rendered ConfigMaps as files, MEDIC_RULES_DIR/PLAYBOOKS_DIR pointing at them
+    for kind in ("rules", "playbooks"):
+        (tmp_path / kind).mkdir()
+        for name, text in out.config_files(kind).items():
+            (tmp_path / kind / name).write_text(text, encoding="utf-8")
+    (tmp_path / "rule-tests").mkdir()
+    (tmp_path / "rule-tests" / "ours.yaml").write_text(USER_TEST, encoding="utf-8")
+    assert out.plain_env["MEDIC_RULES_DIR"] == "/etc/medic/rules"
+    monkeypatch.setenv("MEDIC_RULES_DIR", str(tmp_path / "rules"))
+    monkeypatch.setenv("MEDIC_PLAYBOOKS_DIR", str(tmp_path / "playbooks"))
+    code, out_text, err = run(capsys, "test", str(tmp_path / "rule-tests"))
+    assert code == 0 and "1 passed, 0 failed" in out_text, (out_text, err)

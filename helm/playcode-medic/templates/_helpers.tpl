@@ -85,6 +85,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (printf "%s-rules" (include "medic.fullname" .)) .Values.config.existingRulesConfigMap }}
 {{- end }}
 
+{{- define "medic.ruleTestsConfigMap" -}}
+{{- if .Values.config.existingRuleTestsConfigMap }}{{ .Values.config.existingRuleTestsConfigMap }}
+{{- else if .Values.config.ruleTests }}{{ printf "%s-rule-tests" (include "medic.fullname" .) }}
+{{- end }}
+{{- end }}
+
 {{- define "medic.playbooksConfigMap" -}}
 {{- default (printf "%s-playbooks" (include "medic.fullname" .)) .Values.config.existingPlaybooksConfigMap }}
 {{- end }}
