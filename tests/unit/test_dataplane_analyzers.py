@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from medic.analysis import websocket as websocket_analysis
 from medic.analysis.latency import latency
 from medic.analysis.mongodb import mongodb
 from medic.analysis.redis_health import redis_health
@@ -594,3 +595,58 @@ def test_misconf_joins_the_aof_failure_that_causes_it() -> None:
 def test_loading_in_info_and_in_the_reply_is_one_finding() -> None:
     evidence = [ping_reply("LOADING", "Redis is loading"), ev("redis.info", redis_info(loading=1))]
     assert codes(redis_health(given(*evidence, target=REDIS))) == ["redis.loading"]
+
+
+# ------------------------------------------------------------------------ websocket: ingress logs (12.6)
+
+
+def loki(step: str, query: str, patterns: list[tuple[str, int]]) -> Evidence:
+    rows = [{"pattern": p, "count": c, "level": None} for p, c in patterns]
+    return ev(step, {"query": query, "since": "30m", "patterns": rows}, collector="loki.query")
+
+
+INGRESS_LINES = [
+    ("<n>/<n>/<n> <n>:<n>:<n> [error] <n>#<n>: *<n> upstream timed out (<n>: Connection timed out) while "
+     "proxying upgraded connection, client: <ip>, server: play.playcode.gg", 120),
+    ("<n>/<n>/<n> <n>:<n>:<n> [error] <n>#<n>: *<n> upstream prematurely closed connection while reading "
+     'upstream, request: "GET /socket.io/?EIO=<n>&transport=websocket"', 7),
+]  # fmt: skip
+
+
+def test_ingress_log_reasons_are_counted_in_plain_words() -> None:
+    assert websocket_analysis.ingress_log_reasons(
+        [{"pattern": p, "count": c} for p, c in [*INGRESS_LINES, ("[warn] something else", 2)]]
+    ) == {"upstream_timeout": 120, "upstream_closed": 7, "other": 2}
+
+
+def test_ingress_timeouts_without_a_short_annotation_are_their_own_finding() -> None:
+    findings = websocket(given(loki("loki.ingress", "ingress_websocket", INGRESS_LINES)))
+    (f,) = findings
+    assert f.code == "websocket.ingress_upstream_timeouts" and f.evidence == ["loki.ingress"]
+    assert f.summary.startswith(
+        'the ingress controller logged, in the last 30m: 120 "upstream timed out … while proxying '
+        "upgraded connection\" (the proxy's read/send timeout ended WebSockets that were quiet for longer"
+    )
+    assert '7 "upstream prematurely closed / reset by peer" (the app closed or reset' in f.summary
+
+
+def test_ingress_timeouts_confirm_a_short_annotation_in_one_critical_finding() -> None:
+    ingress = ev("k8s.ingress", {"ingresses": [{"name": "playcode", "annotations": {}}]})
+    findings = websocket(given(ingress, loki("loki.ingress", "ingress_websocket", INGRESS_LINES)))
+    assert codes(findings) == ["websocket.ingress_timeout_short"]
+    (f,) = findings
+    assert f.severity == "critical" and set(f.evidence) == {"k8s.ingress", "loki.ingress"}
+    assert "120 \"upstream timed out" in f.summary
+
+
+def test_socket_io_disconnect_reasons_stay_in_the_finding() -> None:
+    socket = loki(
+        "loki.socket",
+        "socket",
+        [("socket disconnected: transport close", 40), ("client left: ping timeout", 15), ("sock error", 3)],
+    )
+    (f,) = websocket(given(socket))
+    assert f.code == "websocket.socket_errors"
+    assert f.details["disconnect_reasons"] == {"transport close": 40, "ping timeout": 15}
+    assert "disconnect reasons: transport close x40 (the connection was closed under socket.io" in f.summary
+    assert "ping timeout x15 (the client stopped answering heartbeats" in f.summary

@@ -62,6 +62,7 @@ def test_playbooks_load_with_their_collectors_and_analyzers(config: Config) -> N
         "k8s.ingress",
         "loki.socket",
         "loki.redis_adapter",
+        "loki.ingress",
         "redis.ping",
         "redis.info",
     ]

@@ -3,7 +3,10 @@
 Findings: open connections dropped against 30 minutes ago, ingress proxy timeouts too short for
 long-lived connections (from a ``k8s.ingress`` evidence ``{"ingresses": [{"name", "annotations"}]}``
 when the playbook has one), socket.io Redis adapter errors and socket errors in the app's logs
-(``loki.query`` ``redis_adapter`` / ``socket``), and Redis being unreachable (the adapter's backbone).
+(``loki.query`` ``redis_adapter`` / ``socket``) with socket.io's disconnect reasons ("transport
+close", "ping timeout"…) counted, the ingress controller's own log lines about WebSockets
+(``loki.query`` ``ingress_websocket``: "upstream timed out … while proxying upgraded connection"),
+which confirm a short proxy timeout, and Redis being unreachable (the adapter's backbone).
 """
 
 from __future__ import annotations
@@ -92,6 +95,116 @@ def ingress_timeouts(ingress: dict[str, Any]) -> dict[str, tuple[int, bool]]:
     return out
 
 
+# Why the ingress controller ended a proxied WebSocket, from NGINX's error log wording; plain words.
+INGRESS_REASONS: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    (
+        "upstream_timeout",
+        re.compile(r"(?i)upstream timed out.*upgraded connection"),
+        "the proxy's read/send timeout ended WebSockets that were quiet for longer than it",
+    ),
+    (
+        "client_timeout",
+        re.compile(r"(?i)client timed out.*upgraded connection"),
+        "clients stopped sending and the proxy's timeout ended their WebSockets",
+    ),
+    (
+        "upstream_closed",
+        re.compile(r"(?i)(upstream prematurely closed|reset by peer|broken pipe)"),
+        "the app closed or reset WebSockets under the proxy (pods restarting, crashing or scaled in)",
+    ),
+    (
+        "upstream_refused",
+        re.compile(r"(?i)(connect\(\) failed|no live upstreams|connection refused)"),
+        "no app pod accepted new WebSockets",
+    ),
+)
+INGRESS_WORDING = {
+    "upstream_timeout": "upstream timed out … while proxying upgraded connection",
+    "client_timeout": "client timed out … while proxying upgraded connection",
+    "upstream_closed": "upstream prematurely closed / reset by peer",
+    "upstream_refused": "connect() failed / no live upstreams",
+}
+# socket.io's disconnect reasons (server side `socket.on("disconnect", reason)`), in plain words.
+DISCONNECT_REASONS: dict[str, str] = {
+    "ping timeout": "the client stopped answering heartbeats (network, sleeping client or a proxy "
+    "that cut the connection)",
+    "transport close": "the connection was closed under socket.io (proxy timeout, pod restart, client left)",
+    "transport error": "the connection failed with an error",
+    "server namespace disconnect": "the server disconnected the socket on purpose",
+    "client namespace disconnect": "the client disconnected on purpose",
+    "server shutting down": "the app was shutting down (rollout or scale-in)",
+    "forced close": "the socket was closed by the server",
+    "parse error": "the server got a malformed packet",
+}
+_DISCONNECT = re.compile("(?i)(" + "|".join(re.escape(r) for r in DISCONNECT_REASONS) + ")")
+
+
+def ingress_log_reasons(patterns: list[dict[str, Any]]) -> dict[str, int]:
+    """Lines per reason (INGRESS_REASONS names, "other" for the rest) of the ingress log patterns."""
+    out: dict[str, int] = {}
+    for p in patterns:
+        text = str(p.get("pattern", ""))
+        reason = next((name for name, rx, _ in INGRESS_REASONS if rx.search(text)), "other")
+        out[reason] = out.get(reason, 0) + int(p.get("count") or 0)
+    return out
+
+
+def disconnect_reasons(patterns: list[dict[str, Any]]) -> dict[str, int]:
+    """Lines per socket.io disconnect reason in the app's log patterns, most first."""
+    out: dict[str, int] = {}
+    for p in patterns:
+        if m := _DISCONNECT.search(str(p.get("pattern", ""))):
+            reason = m.group(1).lower()
+            out[reason] = out.get(reason, 0) + int(p.get("count") or 0)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _ingress_logs(inp: AnalysisInput) -> tuple[str, dict[str, int], str] | None:
+    """(step, lines per reason, window) of the ingress controller's WebSocket log lines, if any."""
+    for ev, data in ok_data(inp, "loki.query"):
+        if data.get("query") == "ingress_websocket":
+            reasons = ingress_log_reasons([p for p in data.get("patterns", []) if isinstance(p, dict)])
+            if sum(reasons.values()):
+                return ev.step, reasons, str(data.get("since") or "")
+    return None
+
+
+def _reasons_text(reasons: dict[str, int], since: str) -> str:
+    meaning = {name: words for name, _, words in INGRESS_REASONS}
+    said = [
+        f'{count} "{INGRESS_WORDING.get(name, "other WebSocket errors")}"'
+        + (f" ({meaning[name]})" if name in meaning else "")
+        for name, count in sorted(reasons.items(), key=lambda kv: -kv[1])
+        if count
+    ]
+    return f"the ingress controller logged, in the last {since}: " + "; ".join(said)
+
+
+def _ingress_log_finding(inp: AnalysisInput, n: Names, confirmed: bool) -> list[Finding]:
+    """The ingress controller's own WebSocket errors, when no timeout finding already tells them."""
+    logs = _ingress_logs(inp)
+    if logs is None or confirmed:
+        return []
+    step, reasons, since = logs
+    timeouts = reasons.get("upstream_timeout", 0) + reasons.get("client_timeout", 0)
+    return [
+        Finding(
+            analyzer="websocket",
+            code="websocket.ingress_upstream_timeouts" if timeouts else "websocket.ingress_proxy_errors",
+            severity="critical" if reasons.get("upstream_refused") else "warning",
+            summary=_reasons_text(reasons, since),
+            details={"reasons": reasons, "since": since},
+            evidence=[step],
+            next_steps=[
+                f"kubectl get ingress -n {n.namespace} -o yaml",
+                "kubectl logs -n ingress-nginx deployment/ingress-nginx-controller --tail=200 "
+                '| grep -E "upgraded connection|socket.io"',
+                f"kubectl get pods -n {n.namespace} -l app={n.app}",
+            ],
+        )
+    ]
+
+
 def _ingress(inp: AnalysisInput, n: Names) -> list[Finding]:
     found = first(inp, "k8s.ingress")
     if found is None:
@@ -112,16 +225,24 @@ def _ingress(inp: AnalysisInput, n: Names) -> list[Finding]:
         f"{name}: " + ", ".join(f"{k.removeprefix(NGINX)} {v}" for k, v in s.items())
         for name, s in short.items()
     ]
+    logs = _ingress_logs(inp)
+    timeouts = logs[1].get("upstream_timeout", 0) if logs else 0
+    seen = f"; {_reasons_text(logs[1], logs[2])}" if logs and timeouts else ""
     return [
         Finding(
             analyzer="websocket",
             code="websocket.ingress_timeout_short",
-            severity="warning",
+            severity="critical" if timeouts else "warning",
             summary="ingress proxy timeouts close idle WebSocket connections early ("
             + "; ".join(parts)
-            + f"); {MIN_TIMEOUT_SECONDS}s or more is usual for WebSockets",
-            details={"ingresses": short, "recommended_seconds": MIN_TIMEOUT_SECONDS},
-            evidence=[ev.step],
+            + f"); {MIN_TIMEOUT_SECONDS}s or more is usual for WebSockets"
+            + seen,
+            details={
+                "ingresses": short,
+                "recommended_seconds": MIN_TIMEOUT_SECONDS,
+                "ingress_log_reasons": logs[1] if logs else None,
+            },
+            evidence=[ev.step] + ([logs[0]] if logs and timeouts else []),
             next_steps=[f"kubectl get ingress -n {n.namespace} -o yaml"]
             + [f"kubectl describe ingress {name} -n {n.namespace}" for name in list(short)[:3]],
         )
@@ -145,6 +266,13 @@ def _logs(inp: AnalysisInput, n: Names) -> list[Finding]:
         lines = sum(int(p.get("count") or 0) for p in bad)
         top = "; ".join(f"{p.get('pattern')} (x{p.get('count')})" for p in bad[:3])
         redis = name == "redis_adapter"
+        reasons = disconnect_reasons(bad)
+        why = (
+            "; disconnect reasons: "
+            + "; ".join(f"{r} x{c} ({DISCONNECT_REASONS[r]})" for r, c in reasons.items())
+            if reasons
+            else ""
+        )
         out.append(
             Finding(
                 analyzer="websocket",
@@ -156,8 +284,14 @@ def _logs(inp: AnalysisInput, n: Names) -> list[Finding]:
                     else f"{lines} socket error lines in the last {data.get('since')}: "
                 )
                 + top
-                + (" — events are not relayed between pods" if redis else ""),
-                details={"lines": lines, "patterns": bad[:5], "logql": data.get("logql")},
+                + (" — events are not relayed between pods" if redis else "")
+                + why,
+                details={
+                    "lines": lines,
+                    "patterns": bad[:5],
+                    "logql": data.get("logql"),
+                    "disconnect_reasons": reasons,
+                },
                 evidence=[ev.step],
                 next_steps=[app_logs_grep(n, "redis" if redis else "socket")]
                 + ([redis_cli(n, "ping")] if redis else []),
@@ -168,7 +302,9 @@ def _logs(inp: AnalysisInput, n: Names) -> list[Finding]:
 
 def websocket(inp: AnalysisInput) -> list[Finding]:
     n = names(inp)
-    findings = _drop(inp, n) + _ingress(inp, n) + _logs(inp, n)
+    timeout = _ingress(inp, n)
+    confirmed = any(f.details.get("ingress_log_reasons") for f in timeout if f.severity == "critical")
+    findings = _drop(inp, n) + timeout + _ingress_log_finding(inp, n, confirmed) + _logs(inp, n)
     findings += unreachable(
         inp, n, "websocket", "websocket.redis_unreachable", context=" (socket.io's Redis adapter needs it)"
     )

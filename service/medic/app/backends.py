@@ -38,7 +38,7 @@ class Backends:
         if settings.target_redis_url is not None:
             backends.redis = RedisBackend(settings.target_redis_url.get_secret_value())
         if settings.loki_url:
-            backends.loki = LokiBackend(settings.loki_url)
+            backends.loki = LokiBackend(settings.loki_url, ingress_selector=settings.ingress_log_selector)
         backends.kube = await KubeClient.from_settings(settings)
         return backends
 

@@ -2,6 +2,13 @@
 
 Precedence (highest first): explicit keyword arguments, environment variables, the YAML file named by
 ``MEDIC_CONFIG``, defaults. Nothing is read at import time: call :func:`load_settings`.
+
+:class:`Settings` is the source (flat, as the env vars and docs/configuration.md name them); the
+code reads the group of its concern, kopf style: ``settings.remediation``, ``.kube``, ``.links``,
+``.inbox``, ``.notify`` and ``.tokens`` (every token, password and credential-bearing URL, the one
+place their values are unwrapped). The groups are frozen and satisfy the Protocols through which
+lower layers read settings without importing this module (``RemediationSettings``,
+``KubeSettings``, ``LinkSource``).
 """
 
 from __future__ import annotations
@@ -12,9 +19,10 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -36,6 +44,7 @@ from medic.app.yamlsource import YamlDoc, load_yaml_file
 from medic.domain.durations import Duration
 from medic.domain.errors import ConfigError, ConfigErrors
 from medic.notify.config import ChannelConfig, check_channel_names, env_name, secrets_from_env
+from medic.rules.labels import loki_stream_selector
 
 Mode = Literal["off", "dry-run", "enforce"]
 
@@ -357,6 +366,10 @@ class Settings(BaseSettings):
     # diagnosed systems
     prometheus_url: HttpUrl | None = Field(None, description="Prometheus the collectors query.")
     loki_url: HttpUrl | None = Field(None, description="Loki the collectors query.")
+    ingress_log_selector: Annotated[str, AfterValidator(loki_stream_selector)] = Field(
+        '{namespace="ingress-nginx"}',
+        description="LogQL stream selector of the ingress controller's logs (WebSocket proxy timeouts).",
+    )
     target_mongo_url: Annotated[SecretStr, AfterValidator(_secret_url(("mongodb", "mongodb+srv")))] | None = (
         Field(None, description="The application's MongoDB, diagnosed (read-only commands).")
     )
@@ -483,6 +496,156 @@ class Settings(BaseSettings):
         """The embedded inbox (accepted deliveries, dedup keys, dead letters): a file of its own,
         so that the webhook's commits never wait behind the store's."""
         return self.data_dir / "inbox.sqlite3"
+
+    # -------------------------------------------------------------- groups by concern
+    @property
+    def remediation(self) -> RemediationGroup:
+        return RemediationGroup(
+            mode=self.mode,
+            namespaces=tuple(self.namespaces),
+            global_budget_count=self.global_budget_count,
+            global_budget_window_seconds=self.global_budget_window_seconds,
+            flap_window_seconds=self.flap_window_seconds,
+        )
+
+    @property
+    def kube(self) -> KubeGroup:
+        return KubeGroup(kube_mode=self.kube_mode, kubeconfig=self.kubeconfig, kube_context=self.kube_context)
+
+    @property
+    def links(self) -> LinksGroup:
+        return LinksGroup(
+            grafana_url=self.grafana_url,
+            grafana_prometheus_datasource=self.grafana_prometheus_datasource,
+            grafana_loki_datasource=self.grafana_loki_datasource,
+            prometheus_external_url=self.prometheus_external_url,
+            prometheus_url=self.prometheus_url,
+            alertmanager_url=self.alertmanager_url,
+            link_margin=self.link_margin,
+        )
+
+    @property
+    def inbox(self) -> InboxGroup:
+        return InboxGroup(
+            data_dir=self.data_dir,
+            db_path=self.db_path,
+            inbox_path=self.inbox_path,
+            dedup_ttl_seconds=self.dedup_ttl_seconds,
+            lease_seconds=self.lease_seconds,
+            queue_max=self.queue_max,
+        )
+
+    @property
+    def notify(self) -> NotifyGroup:
+        return NotifyGroup(
+            notifiers=dict(self.notifiers),
+            public_url=self.public_url,
+            approval_ttl_seconds=self.approval_ttl_seconds,
+        )
+
+    @property
+    def tokens(self) -> Tokens:
+        return Tokens(
+            webhook_token=_reveal(self.webhook_token),
+            webhook_username=self.webhook_username,
+            webhook_password=_reveal(self.webhook_password),
+            admin_token=_reveal(self.admin_token),
+            read_token=_reveal(self.read_token),
+            approval_secret=_reveal(self.approval_secret),
+            redis_url=_reveal(self.redis_url),
+            mongo_url=_reveal(self.mongo_url),
+            target_redis_url=_reveal(self.target_redis_url),
+            target_mongo_url=_reveal(self.target_mongo_url),
+        )
+
+
+# --------------------------------------------------------------------------- groups by concern
+# Built from a validated Settings (its properties above); frozen, so a group handed to a
+# component is what it reads for its whole life.
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
+
+
+@dataclass(frozen=True)
+class RemediationGroup:
+    """The guardrails beyond each rule's own (:class:`medic.remediation.executor.RemediationSettings`)."""
+
+    mode: str
+    namespaces: tuple[str, ...]
+    global_budget_count: int
+    global_budget_window_seconds: int
+    flap_window_seconds: int
+
+
+@dataclass(frozen=True)
+class KubeGroup:
+    """Kubernetes access (:class:`medic.clients.kube.client.KubeSettings`)."""
+
+    kube_mode: str
+    kubeconfig: str | None
+    kube_context: str | None
+
+
+@dataclass(frozen=True)
+class LinksGroup:
+    """Where on-call's links point (:class:`medic.incidents.report.links.LinkSource`)."""
+
+    grafana_url: str | None
+    grafana_prometheus_datasource: str | None
+    grafana_loki_datasource: str | None
+    prometheus_external_url: str | None
+    prometheus_url: str | None
+    alertmanager_url: str | None
+    link_margin: timedelta
+
+
+@dataclass(frozen=True)
+class InboxGroup:
+    """Medic's own state on disk and the inbox's delivery rules."""
+
+    data_dir: Path
+    db_path: Path
+    inbox_path: Path
+    dedup_ttl_seconds: int
+    lease_seconds: float
+    queue_max: int
+
+
+@dataclass(frozen=True)
+class NotifyGroup:
+    """Notification channels, and the external URL their links and approval pages use."""
+
+    notifiers: dict[str, ChannelConfig]
+    public_url: str
+    approval_ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Every token, password and credential-bearing URL, unwrapped in this one place (never
+    shown by ``repr``: a logged group leaks nothing)."""
+
+    webhook_token: str | None = field(repr=False)
+    webhook_username: str | None
+    webhook_password: str | None = field(repr=False)
+    admin_token: str | None = field(repr=False)
+    read_token: str | None = field(repr=False)
+    approval_secret: str | None = field(repr=False)
+    redis_url: str | None = field(repr=False)  # Medic's own backends
+    mongo_url: str | None = field(repr=False)
+    target_redis_url: str | None = field(repr=False)  # the diagnosed systems
+    target_mongo_url: str | None = field(repr=False)
+
+
+if TYPE_CHECKING:  # the groups satisfy the Protocols of the lower layers (checked by mypy)
+    from medic.clients.kube.client import KubeSettings
+    from medic.incidents.report.links import LinkSource
+    from medic.remediation.executor import RemediationSettings
+
+    def _protocols(s: Settings) -> tuple[RemediationSettings, KubeSettings, LinkSource]:
+        return s.remediation, s.kube, s.links
 
 
 # Settings that only make sense together: (setting, the one it needs, why). (Redis without MongoDB

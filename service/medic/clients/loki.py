@@ -11,6 +11,8 @@ import aiohttp
 from medic.domain.errors import StepError, StepTimeout
 from medic.domain.redact import redact_text
 
+DEFAULT_INGRESS_SELECTOR = '{namespace="ingress-nginx"}'
+
 
 @dataclass
 class LokiBackend:
@@ -18,6 +20,8 @@ class LokiBackend:
 
     url: str = field(repr=False)
     max_response_bytes: int = 16 * 1024 * 1024
+    # The ingress controller's log streams (MEDIC_INGRESS_LOG_SELECTOR, checked by the settings).
+    ingress_selector: str = DEFAULT_INGRESS_SELECTOR
     _session: aiohttp.ClientSession | None = field(default=None, init=False, repr=False)
 
     def _client(self) -> aiohttp.ClientSession:

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from medic.clients.loki import LokiBackend
+from medic.collectors.loki_output import LokiQueryOutput
 from medic.domain.durations import Duration, format_duration
 from medic.domain.errors import NotConfigured, StepError
 from medic.domain.redact import redact_text
@@ -68,6 +69,15 @@ CATALOG: dict[str, LogQuery] = {
             expr='{namespace=$namespace, container=$container} |~ "(?i)redis"',
             description="socket.io Redis adapter lines (grep -i redis)",
         ),
+        # The ingress controller's own logs (MEDIC_INGRESS_LOG_SELECTOR, ingress-nginx by default):
+        # NGINX logs why it ended a proxied WebSocket ("upstream timed out (110: ...) while
+        # proxying upgraded connection") only there, never in the app's container.
+        LogQuery(
+            name="ingress_websocket",
+            expr="$ingress_selector "
+            r'|~ "(?i)(upgraded connection|\\[(error|warn|crit|alert|emerg)\\].*(socket\\.io|websocket))"',
+            description="ingress controller errors on WebSocket connections (proxy timeouts, resets)",
+        ),
     ]
 }
 MAX_LINE_CHARS = 1000
@@ -96,11 +106,18 @@ def logql_string(value: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def render_logql(expr: str, variables: Mapping[str, str], contains: Iterable[str] = ()) -> str:
-    """Fill ``$name`` placeholders with quoted values; append ``|= "text"`` line filters."""
+def render_logql(
+    expr: str,
+    variables: Mapping[str, str],
+    contains: Iterable[str] = (),
+    selectors: Mapping[str, str] | None = None,
+) -> str:
+    """Fill ``$name`` placeholders with quoted values, and ``selectors`` (whole stream selectors
+    from the settings, checked there) as they are; append ``|= "text"`` line filters."""
     names = {m.group("named") or m.group("braced") for m in Template.pattern.finditer(expr)}
     names.discard(None)
-    values = {n: logql_string(require_var(variables, n)) for n in sorted(names)}
+    raw = selectors or {}
+    values = {n: raw[n] if n in raw else logql_string(require_var(variables, n)) for n in sorted(names)}
     query = Template(expr).substitute(values)
     for text in contains:
         query += f" |= {logql_string(text)}"
@@ -306,7 +323,8 @@ async def loki_query(ctx: StepContext, params: LokiQueryParams) -> dict[str, Any
         raise NotConfigured("Loki is not configured (set MEDIC_LOKI_URL)")
     deadline = time.monotonic() + ctx.timeout * 0.75
     named = CATALOG[params.query]
-    query = render_logql(named.expr, query_variables(ctx, params), params.contains)
+    selectors = {"ingress_selector": backend.ingress_selector}
+    query = render_logql(named.expr, query_variables(ctx, params), params.contains, selectors)
     end = ctx.now
     start = end - params.since
     data = await backend.query_range(
@@ -323,7 +341,7 @@ async def loki_query(ctx: StepContext, params: LokiQueryParams) -> dict[str, Any
     grouped = await asyncio.to_thread(
         group_streams, data.get("result") or [], max_patterns=params.max_patterns, deadline=deadline
     )
-    return {
+    out = {
         "query": named.name,
         "description": named.description,
         "logql": query,
@@ -334,8 +352,15 @@ async def loki_query(ctx: StepContext, params: LokiQueryParams) -> dict[str, Any
         "limit_reached": grouped["lines"] >= params.limit,
         **grouped,
     }
+    return LokiQueryOutput.model_validate(out).model_dump()
 
 
 COLLECTORS = [
-    CollectorDef("loki.query", loki_query, LokiQueryParams, "named LogQL queries, lines grouped by pattern")
+    CollectorDef(
+        "loki.query",
+        loki_query,
+        LokiQueryParams,
+        "named LogQL queries, lines grouped by pattern",
+        LokiQueryOutput,
+    )
 ]

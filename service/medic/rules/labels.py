@@ -14,6 +14,33 @@ _DNS1123_SUBDOMAIN = re.compile(
 )
 
 
+_SELECTOR_MATCHER = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\\n]|\\.)*)"\s*')
+
+
+def loki_stream_selector(text: str) -> str:
+    """A LogQL stream selector (``{namespace="ingress-nginx", app=~"ingress-nginx|nginx"}``) as
+    configured, checked: label names, one of = != =~ !~, double-quoted values, and at least one
+    ``=`` matcher with a value (Loki refuses selectors that match every stream). Raises ValueError."""
+    body = text.strip()
+    if not (body.startswith("{") and body.endswith("}")):
+        raise ValueError(f"{text!r} is not a LogQL stream selector: write {{label=\"value\", ...}}")
+    parts, pos, inner = [], 0, body[1:-1]
+    while True:
+        m = _SELECTOR_MATCHER.match(inner, pos)
+        if m is None:
+            raise ValueError(f"{text!r}: expected label=\"value\" at character {pos + 2}")
+        parts.append((m.group(1), m.group(2), m.group(3)))
+        pos = m.end()
+        if pos == len(inner):
+            break
+        if inner[pos] != ",":
+            raise ValueError(f"{text!r}: expected ',' or '}}' at character {pos + 2}")
+        pos += 1
+    if not any(op == "=" and value for _, op, value in parts):
+        raise ValueError(f"{text!r}: at least one matcher must be label=\"value\" with a value")
+    return "{" + ", ".join(f'{name}{op}"{value}"' for name, op, value in parts) + "}"
+
+
 def is_dns1123_label(value: str) -> bool:
     return bool(_DNS1123_LABEL.match(value))
 
