@@ -83,6 +83,11 @@ PARAMS: dict[str, dict[str, Any]] = {  # what a playbook gives the collectors th
     "loki.query": {"query": "app_errors"},
 }
 TARGET = Target(kind="deployment", namespace=NS, name=APP)
+# The collectors that work on another kind of target than the app's Deployment, and on what.
+TARGETS: dict[str, Target] = {
+    "k8s.cronjob_runs": Target(kind="namespace", name=NS),  # runbook 5.1: the backup CronJob
+    "k8s.certificate_status": Target(kind="certificate", namespace=NS, name="playcode-tls"),  # runbook 6.3
+}
 SILENT_TIMEOUT = 1.0
 MARGIN = 5.0
 
@@ -110,7 +115,8 @@ async def run(name: str, backends: Backends, timeout: float, pods: Sequence[str]
         )
         for i, pod in enumerate(pods)
     ]
-    ctx = StepContext(TARGET, {"namespace": NS, "alertname": "Contract"}, alerts, backends, now, timeout)
+    target = TARGETS.get(name, TARGET)
+    ctx = StepContext(target, {"namespace": NS, "alertname": "Contract"}, alerts, backends, now, timeout)
     step = PlannedStep(name, collector, collector.params(**PARAMS.get(name, {})), timeout)
     return await run_step(step, ctx, max_bytes=1024 * 1024)
 
@@ -331,7 +337,45 @@ def plant_kube(fake: FakeKubeApiserver) -> list[str]:
             },
         }
     )
+    plant_backup_and_certificate(fake)
     return rollout.crashing
+
+
+def plant_backup_and_certificate(fake: FakeKubeApiserver) -> None:
+    """The backup CronJob with a failed run whose log names a DSN with a password, and a
+    certificate whose ACME challenge failed (runbook 5.1 and 6.3)."""
+    from tests.fakes.kube_certmanager import CertManager
+    from tests.fakes.kube_cronjobs import CronJobs
+
+    fake.add_object(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": "mongodb-backup", "namespace": NS},
+            "spec": {
+                "schedule": "0 3 * * *",
+                "jobTemplate": {
+                    "spec": {
+                        "backoffLimit": 0,
+                        "template": {
+                            "spec": {
+                                "restartPolicy": "Never",
+                                "containers": [{"name": "mongodb-backup", "image": "backup:planted"}],
+                            }
+                        },
+                    }
+                },
+            },
+        }
+    )
+    fake.set_image_fault("backup:planted", "CrashLoopBackOff")
+    fake.set_image_log("backup:planted", f"mongodump --uri mongodb://backup:{SECRET}@mongodb-0:27017\n")
+    CronJobs(fake).run(NS, "mongodb-backup")
+    cm = CertManager.installed(fake)
+    cm.add_issuer(None, "letsencrypt")
+    cm.add_certificate(NS, "playcode-tls", dns_names=("playcode.example",))
+    cm.fail_acme(NS, "playcode-tls")
+    cm.trigger(NS, "playcode-tls")
 
 
 @pytest.fixture
@@ -353,6 +397,7 @@ def leaks(ev: Evidence) -> list[str]:
 # The collectors whose output carries a planted secret (scrubbed): the others report nothing the
 # plant reaches (counts, names, metrics), so for them only the absence is checked.
 SCRUBBED = {
+    "k8s.cronjob_runs",
     "k8s.events",
     "k8s.pod_describe",
     "k8s.pod_logs",

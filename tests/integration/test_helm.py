@@ -420,14 +420,23 @@ def test_rbac_invariants(rendered: Rendered) -> None:
         assert not [s for s in walk_strings(role["rules"]) if "*" in s]
 
 
-def test_cluster_role_reads_nodes_only() -> None:
+def test_cluster_roles_read_nodes_and_cluster_issuers_only() -> None:
     out = render(ALL_ACTIONS)
-    assert permissions(out.one("ClusterRole")) == NODE_PERMS
-    binding = out.one("ClusterRoleBinding")
-    assert binding["roleRef"]["name"] == out.one("ClusterRole")["metadata"]["name"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
-    off = render({"rbac": {"nodes": False}})
+    roles = {r["metadata"]["name"]: permissions(r) for r in out.of_kind("ClusterRole")}
+    assert roles == {
+        f"{FULLNAME}-{NAMESPACE}-nodes": NODE_PERMS,
+        f"{FULLNAME}-{NAMESPACE}-cert-manager": {
+            ("cert-manager.io", "clusterissuers", v) for v in ("get", "list", "watch")
+        },
+    }
+    bindings = out.of_kind("ClusterRoleBinding")
+    assert sorted(b["roleRef"]["name"] for b in bindings) == sorted(roles)
+    for binding in bindings:
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
+    off = render({"rbac": {"nodes": False, "certManager": False}})
     assert not off.of_kind("ClusterRole") and not off.of_kind("ClusterRoleBinding")
+    only_nodes = render({"rbac": {"certManager": False}})
+    assert permissions(only_nodes.one("ClusterRole")) == NODE_PERMS
 
 
 def test_role_bindings_bind_medics_service_account_in_each_namespace() -> None:

@@ -117,7 +117,7 @@ async def certificate_status(ctx: StepContext, params: CertificateStatusParams) 
         "certificate": {
             "name": name,
             "namespace": ns,
-            "secret": spec.get("secretName"),
+            "secret_name": spec.get("secretName"),
             "dns_names": list(spec.get("dnsNames") or []),
             "issuer_ref": dict(spec.get("issuerRef") or {}),
             "not_before": iso(status.get("notBefore")),
