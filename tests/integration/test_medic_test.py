@@ -270,3 +270,38 @@ def test_chart_mounts_a_users_rule_tests_and_they_run_against_the_pods_config(
     monkeypatch.setenv("MEDIC_PLAYBOOKS_DIR", str(tmp_path / "playbooks"))
     code, out_text, err = run(capsys, "test", str(tmp_path / "rule-tests"))
     assert code == 0 and "1 passed, 0 failed" in out_text, (out_text, err)
+
+
+async def test_a_stored_incident_as_a_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``bundle:`` names an incident document (``incidents show -o json``) instead of inline
+    alerts and evidence."""
+    async with crashloop_world(tmp_path, mode="dry-run") as w:
+        await w.post(w.crash_alerts())
+        inc = await w.diagnosed()
+        assert inc["actions"][0]["status"] == "planned"
+        capsys.readouterr()
+        code, out, err = await arun(
+            capsys, "incidents", "show", inc["id"], "--url", w.medic.url, "-o", "json"
+        )
+        assert code == 0, err
+    (tmp_path / "fixtures").mkdir()
+    (tmp_path / "fixtures" / "inc.json").write_text(out, encoding="utf-8")
+    case = {
+        "name": "the stored crash-loop, replayed from its bundle",
+        "now": inc["updated_at"],
+        "bundle": "fixtures/inc.json",
+        "expect": {
+            "rule": "crashloop-rollback",
+            "target": "deployment/playcode/playcode-app",
+            "findings": ["crashloop.regression"],
+            "action": {"name": "rollback", "status": "planned"},
+        },
+    }
+    path = tmp_path / "bundle.yaml"
+    path.write_text(yaml.safe_dump({"tests": [case]}), encoding="utf-8")
+    code, text, err = run(capsys, "test", str(path))
+    assert code == 0 and "1 passed, 0 failed" in text, (text, err)
+
+    (tmp_path / "fixtures" / "inc.json").write_text("{not json", encoding="utf-8")
+    code, _, err = run(capsys, "test", str(path))
+    assert code == 2 and "inc.json" in err and "invalid JSON" in err
