@@ -148,3 +148,23 @@ async def crashloop_world(
 async def settle(world: World) -> None:
     await asyncio.sleep(0)
     await world.kube.settle()
+
+
+def medic_on(
+    kube: FakeKubeApiserver, tmp_path: Path, mode: str = "enforce"
+) -> contextlib.AbstractAsyncContextManager[RunningMedic]:
+    """Another Medic (its own data dir: an empty ledger) on the same cluster."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+    config = medic_settings(
+        tmp_path, mode=mode, kube_mode="kubeconfig", kubeconfig=str(kubeconfig), webhook_token=TOKEN
+    )
+    return running_medic(config)
+
+
+async def all_diagnosed(world: World, count: int, within: float = 30.0) -> list[dict[str, Any]]:
+    """Wait for ``count`` diagnosed incidents; return their bundles."""
+    await world.medic.drain(within)
+    items = [i for i in await world.incidents() if i["phase"] == "diagnosed"]
+    assert len(items) == count, items
+    return [await world.incident(i["id"]) for i in items]

@@ -4,6 +4,7 @@ when the evidence or a guard says no, explains why and leaves the Deployment alo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,23 @@ import pytest
 from medic.domain.actions import ActionMark
 from medic.domain.incident import utcnow
 from tests.fakes.kube_apiserver import FakeKubeApiserver
-from tests.integration.crashloop_world import APP, BAD, GOOD, NS, TOKEN, crashloop_world
+from tests.integration.crashloop_world import (
+    APP,
+    BAD,
+    GOOD,
+    NS,
+    SURGE,
+    TOKEN,
+    World,
+    all_diagnosed,
+    crashloop_world,
+    medic_on,
+)
+from tests.payloads import alert
 
 pytestmark = pytest.mark.integration
 TARGET = f"deployment/{NS}/{APP}"
+V2 = "registry.example/playcode-app:v2-healthy"
 
 
 def action(inc: dict[str, Any]) -> dict[str, Any]:
@@ -265,3 +279,141 @@ async def test_a_rollback_that_did_not_help_is_not_repeated(tmp_path: Path) -> N
         # the budget (1 per hour) would also say no; the flap guard gives the reason to escalate
         act = action(inc)
         assert any(g["guard"] == "flap" and not g["allowed"] for g in act["guards"])
+
+
+# ---------------------------------------------------------------------- the rollout timeline (issue 12)
+
+
+async def test_a_fresh_medic_knows_its_own_earlier_rollback_from_the_cluster(tmp_path: Path) -> None:
+    """Medic rolled back 2 -> 1 (revision 3 now, the reused ReplicaSet); the crash continues (it was
+    not the rollout); a freshly installed Medic (empty ledger) must not call revision 2 "healthy
+    before", must name the earlier rollback and must not roll back again."""
+    (tmp_path / "first").mkdir()
+    async with crashloop_world(tmp_path / "first") as w:
+        await w.post(w.crash_alerts())
+        inc = await w.diagnosed()
+        assert action(inc)["status"] == "succeeded" and w.image() == GOOD
+        w.kube.set_image_fault(GOOD, "CrashLoopBackOff")
+        await w.kube.settle()
+        async with medic_on(w.kube, tmp_path / "second") as fresh:
+            again = World(w.kube, fresh)
+            pods = [p["metadata"]["name"] for p in w.kube.pods_of(NS, APP)]
+            await again.post([dict(a, startsAt="2026-11-26T09:00:00Z") for a in again.crash_alerts(pods)])
+            inc2 = await again.diagnosed()
+            (audit,) = await fresh.runtime.store.audit(inc2["id"])
+        codes = [f["code"] for f in inc2["findings"]]
+        assert "crashloop.regression" not in codes, inc2["findings"]
+        predates = next(f for f in inc2["findings"] if f["code"] == "crashloop.predates_rollout")
+        assert "Medic rolled back from revision 2 to 1 at " in predates["summary"]
+        assert f"(incident {inc['id']})" in predates["summary"]
+        rows = {r["revision"]: r for r in predates["details"]["timeline"]}
+        assert rows[3]["source"] == "Medic's rollback annotation" and rows[3]["reused_from"] == [1]
+        assert "Medic rolled back from it" in rows[2]["note"]
+        assert inc2["actions"] == [] and w.patches() == 1
+        assert "no rollback: Medic rolled back from revision 2 to 1" in audit["record"]["reason"]
+
+
+@contextlib.asynccontextmanager
+async def _history_world(tmp_path: Path, past: timedelta) -> Any:
+    """A Deployment whose first revisions were rolled out ``past`` ago (the fake clock shifted
+    back), with Medic running now."""
+    async with FakeKubeApiserver(token="medic-sa-token") as kube:
+        real = kube.clock.now()
+        kube.clock.shift_to(real - past)
+        kube.add_deployment(NS, APP, GOOD, replicas=3, strategy=SURGE, container_name=APP)
+        kube.set_image(NS, APP, V2, change_cause="deploy v2")
+        await kube.settle()
+        kube.clock.shift_to(kube.clock.now() + past)
+        async with medic_on(kube, tmp_path) as medic:
+            yield World(kube, medic)
+
+
+async def test_a_redeploy_of_an_old_template_that_crashes_is_a_recent_rollout(tmp_path: Path) -> None:
+    """Revision 1's template, rolled out 3 days ago and replaced by v2, is deployed again now and
+    crashes: its ReplicaSet is reused (created 3 days ago), yet the rollout is recent (the
+    controller's ScalingReplicaSet event) and v2 ran healthy: rolled back to v2."""
+    async with _history_world(tmp_path, timedelta(days=3)) as w:
+        w.kube.set_image_fault(GOOD, "CrashLoopBackOff")
+        w.kube.set_image(NS, APP, GOOD, change_cause="re-deploy v1")
+        await w.kube.settle()
+        crashing = [p["metadata"]["name"] for p in w.kube.pods_of(NS, APP) if not _ready(p)]
+        await w.post(w.crash_alerts(crashing))
+        inc = await w.diagnosed()
+        top = next(f for f in inc["findings"] if f["code"] == "crashloop.regression")
+        assert "(ScalingReplicaSet event)" in top["summary"], top["summary"]
+        assert "playcode-app:v2" in top["summary"] and "registry.example/" not in top["summary"]
+        rows = {r["revision"]: r for r in top["details"]["timeline"]}
+        assert rows[3]["reused_from"] == [1]
+        act = action(inc)
+        assert act["status"] == "succeeded", act
+        assert w.image() == V2 and w.patches() == 1
+
+
+async def test_a_revision_current_for_days_that_starts_crashing_is_not_rolled_back(tmp_path: Path) -> None:
+    async with _history_world(tmp_path, timedelta(days=3)) as w:
+        w.kube.set_image_fault(V2, "CrashLoopBackOff")
+        await w.kube.settle()
+        pods = [p["metadata"]["name"] for p in w.kube.pods_of(NS, APP)]
+        await w.post(w.crash_alerts(pods))
+        inc = await w.diagnosed()
+        codes = [f["code"] for f in inc["findings"]]
+        assert "crashloop.regression" not in codes
+        predates = next(f for f in inc["findings"] if f["code"] == "crashloop.predates_rollout")
+        assert "revision 2 became current 3 days ago" in predates["summary"]
+        assert inc["actions"] == [] and w.patches() == 0
+        (audit,) = await w.medic.runtime.store.audit(inc["id"])
+        assert "no rollback: revision 2 is not a recent rollout" in audit["record"]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "message", "words"),
+    [
+        ("ImagePullBackOff", None, "cannot be pulled (ImagePullBackOff)"),
+        (
+            "CreateContainerConfigError",
+            "couldn't find key DB_URL in Secret playcode/app-secrets",
+            "couldn't find key DB_URL",
+        ),
+    ],
+)
+async def test_a_new_revision_that_cannot_start_reads_the_same_whichever_alert_arrived(
+    tmp_path: Path, fault: Any, message: str | None, words: str
+) -> None:
+    """Unpushed image / missing Secret key on the new revision while the old ReplicaSet serves:
+    KubePodNotReady, KubeDeploymentRolloutStuck and KubePodCrashLooping give the same findings and
+    the same proposal (approve, even under the auto crashloop rule), saying users are still served."""
+
+    def cannot_start(kube: FakeKubeApiserver) -> None:
+        kube.set_image_fault(BAD, fault, message=message)
+
+    async with crashloop_world(tmp_path, before_rollout=cannot_start) as w:
+        pods = w.crashing_pods()
+        first = pods[0]
+        await w.post(
+            [
+                alert("KubePodNotReady", namespace=NS, pod=first, severity="warning"),
+                alert("KubeDeploymentRolloutStuck", namespace=NS, deployment=APP, severity="warning"),
+                alert("KubePodCrashLooping", namespace=NS, pod=first, container=APP, severity="warning"),
+            ]
+        )
+        incidents = await all_diagnosed(w, 3)
+        crash_codes = [
+            sorted(f["code"] for f in inc["findings"] if f["code"].startswith("crashloop."))
+            for inc in incidents
+        ]
+        assert all(codes == crash_codes[0] for codes in crash_codes), crash_codes
+        assert "crashloop.regression" in crash_codes[0]
+        for inc in incidents:
+            regression = next(f for f in inc["findings"] if f["code"] == "crashloop.regression")
+            assert words in regression["summary"]
+            assert "Users are still served by 3 ready pod(s)" in regression["summary"]
+            act = action(inc)
+            assert act["mode"] == "approve" and act["status"] == "awaiting_approval", act
+        assert w.patches() == 0 and w.image() == BAD
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
