@@ -22,6 +22,7 @@ import structlog
 from medic import __version__
 from medic.app.cli.dead_letters import add_parser as add_dead_letters_parser
 from medic.app.cli.output import EXIT_FAILURE, EXIT_USAGE, Progress, add_output_option, emit
+from medic.app.cli.remote import read_headers as _read_headers
 from medic.app.cli.test_cmd import add_rules_parser, add_test_parser
 from medic.domain.errors import ConfigError, ConfigErrors, MedicError, UsageError
 
@@ -313,12 +314,6 @@ def _incident_table(result: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- on-call
-def _read_headers() -> dict[str, str]:
-    """The read token (or the admin token) for a Medic whose incident data needs one."""
-    token = os.environ.get("MEDIC_READ_TOKEN") or os.environ.get("MEDIC_ADMIN_TOKEN")
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     """An incident's report: ``incidents show`` with Markdown as its text form."""
     args.action = "show"

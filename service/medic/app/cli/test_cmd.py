@@ -231,9 +231,9 @@ class _Source:
         if self.args.url:
             import aiohttp
 
-            from medic.app.cli.main import _read_headers
+            from medic.app.cli.remote import read_headers
 
-            async with aiohttp.ClientSession(headers=_read_headers()) as session:
+            async with aiohttp.ClientSession(headers=read_headers()) as session:
                 yield _Remote(session, self.args.url.rstrip("/"))
             return
         from medic.app.backend_select import open_incident_reader
