@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from medic.domain.actions import ActionMark
@@ -347,6 +348,17 @@ async def test_a_redeploy_of_an_old_template_that_crashes_is_a_recent_rollout(tm
         act = action(inc)
         assert act["status"] == "succeeded", act
         assert w.image() == V2 and w.patches() == 1
+        # the report and the page carry the timeline: revision, became current at, source
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{w.medic.url}/api/v1/incidents/{inc['id']}?format=md") as r:
+                md = await r.text()
+            async with s.get(f"{w.medic.url}/incidents/{inc['id']}") as r:
+                assert r.status == 200
+                page = await r.text()
+        assert "## Rollout timeline" in md
+        assert "| 3 (current) | playcode-app:v1 |" in md and "ScalingReplicaSet event" in md
+        assert "re-deploy of revision 1" in md
+        assert "<h2>Rollout timeline</h2>" in page and "ScalingReplicaSet event" in page
 
 
 async def test_a_revision_current_for_days_that_starts_crashing_is_not_rolled_back(tmp_path: Path) -> None:

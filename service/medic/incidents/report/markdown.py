@@ -68,6 +68,36 @@ def _finding(i: int, f: Finding, ctx: OnCall) -> list[str]:
     return out
 
 
+def rollout_rows(view: IncidentView) -> list[dict[str, Any]]:
+    """The rollout timeline a finding (or the rollback plan's facts) carries, oldest first."""
+    inc = view.incident
+    for f in inc.findings:
+        rows = f.details.get("timeline")
+        if isinstance(rows, list) and rows:
+            return [r for r in rows if isinstance(r, dict)]
+    for a in inc.actions:
+        rows = ((a.result or {}).get("facts") or {}).get("timeline")
+        if isinstance(rows, list) and rows:
+            return [r for r in rows if isinstance(r, dict)]
+    return []
+
+
+def _rollout(view: IncidentView) -> list[str]:
+    rows = rollout_rows(view)
+    if not rows:
+        return []
+    out = ["## Rollout timeline", "", "| revision | images | became current | source | note |"]
+    out.append("|---|---|---|---|---|")
+    for r in rows:
+        mark = " (current)" if r.get("current") else ""
+        out.append(
+            f"| {md_text(str(r.get('revision')))}{mark} | {md_text(', '.join(r.get('images') or []))} "
+            f"| {md_text(r.get('became_current') or 'unknown')} | {md_text(r.get('source') or '')} "
+            f"| {md_text(r.get('note') or '')} |"
+        )
+    return [*out, ""]
+
+
 def _checked(view: IncidentView) -> list[str]:
     inc = view.incident
     if not inc.evidence:
@@ -118,7 +148,7 @@ def render_markdown(
         out.append("No findings." if inc.evidence else "Not diagnosed (no playbook for these alerts).")
     for i, f in enumerate(inc.findings, 1):
         out += _finding(i, f, ctx)
-    out += ["", "## Actions"]
+    out += ["", *_rollout(view), "## Actions"]
     if not inc.actions:
         decisions = [t for t in inc.timeline if t.kind == "decision"]
         out.append(md_text(decisions[-1].message) if decisions else "None.")
