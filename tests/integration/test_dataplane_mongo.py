@@ -29,6 +29,8 @@ from tests.fakes.mongo_server import (
     healthy_fixtures,
     lost_primary_fixtures,
     nearly_full_disk_fixtures,
+    replset_member,
+    replset_status,
     server_status,
     slow_collscan_fixtures,
     slow_collscan_op,
@@ -244,3 +246,29 @@ def test_a_bad_connection_string_is_a_config_error_without_the_password() -> Non
         MongoBackend("mongodb://medic:S3cretMongoPw@mongodb-0:notaport/?directConnection=true")
     assert "S3cretMongoPw" not in str(info.value)
     assert info.value.field == "target_mongo_url"
+
+
+async def test_next_steps_aim_at_the_member_that_answers(fake: FakeMongoServer, backends: Backends) -> None:
+    """issue 12.8: Medic reached ``mongodb-2`` (now primary) while ``mongodb-0`` is down: mongosh
+    runs in mongodb-2, describe/logs look at mongodb-0 and at the pod the alert names."""
+    hosts = [f"mongodb-{i}.mongodb-headless.playcode.svc.cluster.local:27017" for i in range(3)]
+    fake.set_fixtures({
+        **lost_primary_fixtures(),
+        "replSetGetStatus": replset_status([
+            replset_member(0, hosts[0], "PRIMARY", healthy=False, heartbeat_message="Connection refused"),
+            replset_member(1, hosts[1], "SECONDARY", sync_source=hosts[2]),
+            replset_member(2, hosts[2], "PRIMARY", self_=True),
+        ]),
+        "serverStatus": server_status(),
+    })  # fmt: skip
+    evidence = await run_steps([planned(n) for n in ALL], ctx(backends), deadline=10, max_bytes=256 * 1024)
+    labels = {"namespace": "playcode", "pod": "mongodb-1"}
+    inp = AnalysisInput(MONGO, labels, [], {e.step: e for e in evidence}, datetime.now(UTC))
+    (f,) = mongodb(inp)
+    assert f.code == "mongodb.member_unhealthy"
+    assert f.next_steps[0] == 'kubectl exec -it mongodb-2 -n playcode -- mongosh --eval "rs.status()"'
+    described = [s for s in f.next_steps if s.startswith("kubectl describe pod")]
+    assert described == [
+        "kubectl describe pod mongodb-1 -n playcode",  # the alert's
+        "kubectl describe pod mongodb-0 -n playcode",  # the one down
+    ]

@@ -28,6 +28,8 @@ from tests.fakes.mongo_server import (
     db_stats,
     db_stats_nearly_full,
     fast_op,
+    replset_member,
+    replset_status,
     replset_status_healthy,
     replset_status_no_primary,
     server_status,
@@ -650,3 +652,59 @@ def test_socket_io_disconnect_reasons_stay_in_the_finding() -> None:
     assert f.details["disconnect_reasons"] == {"transport close": 40, "ping timeout": 15}
     assert "disconnect reasons: transport close x40 (the connection was closed under socket.io" in f.summary
     assert "ping timeout x15 (the client stopped answering heartbeats" in f.summary
+
+
+# ------------------------------------------------ mongodb: aim at the member that answers (12.8)
+
+HOSTS = [f"mongo-rs-{i}.mongo-rs-svc.shop.svc.cluster.local:27017" for i in range(3)]
+SHOP_MONGO = Target(kind="statefulset", namespace="shop", name="mongo-rs")
+
+
+def first_member_down() -> dict[str, Any]:
+    """mongo-rs-0 is down; Medic reached mongo-rs-1, the new primary."""
+    return replset_status([
+        replset_member(0, HOSTS[0], "PRIMARY", healthy=False, heartbeat_message="Connection refused"),
+        replset_member(1, HOSTS[1], "PRIMARY", self_=True),
+        replset_member(2, HOSTS[2], "SECONDARY", sync_source=HOSTS[1]),
+    ])  # fmt: skip
+
+
+def test_mongodb_next_steps_aim_at_the_member_that_answers() -> None:
+    rs = ev("mongo.rs_status", summarize_rs_status(first_member_down()))
+    (f,) = mongodb(given(rs, target=SHOP_MONGO))
+    assert f.code == "mongodb.member_unhealthy"
+    assert f.next_steps[0] == 'kubectl exec -it mongo-rs-1 -n shop -- mongosh --eval "rs.status()"'
+    assert "kubectl describe pod mongo-rs-0 -n shop" in f.next_steps  # the one that is down
+    assert not any("mongodb-0" in s for s in f.next_steps)
+    assert f.details["commands_run_in"] == "the member Medic reached (mongo-rs-1)"
+
+
+def test_mongodb_down_aims_at_a_ready_pod_and_looks_at_the_alerts_pod() -> None:
+    down = [
+        ev(step, status=StepStatus.ERROR, error="StepError: MongoDB unreachable (ping): refused")
+        for step in ("mongo.rs_status", "mongo.server_status")
+    ]
+    pods = ev(
+        "k8s.pod_describe",
+        {"pods": [
+            {"name": "mongo-rs-0", "conditions": {"Ready": "False"}},
+            {"name": "mongo-rs-2", "conditions": {"Ready": "True"}},
+        ]},
+    )  # fmt: skip
+    inp = given(*down, pods, target=SHOP_MONGO)
+    inp = AnalysisInput(inp.target, {"namespace": "shop", "pod": "mongo-rs-0"}, [], inp.evidence, inp.now)
+    (f,) = mongodb(inp)
+    assert f.code == "mongodb.unreachable"
+    assert "kubectl describe pod mongo-rs-0 -n shop" in f.next_steps
+    assert "kubectl logs mongo-rs-0 -n shop --previous" in f.next_steps
+    assert f.next_steps[-1] == 'kubectl exec -it mongo-rs-2 -n shop -- mongosh --eval "rs.status()"'
+
+
+def test_member_names_map_to_pods() -> None:
+    from medic.analysis.mongodb import member_pod
+
+    assert member_pod("mongodb-2.mongodb-headless.playcode.svc.cluster.local:27017", "mongodb") == "mongodb-2"
+    assert member_pod("mongodb-1:27017", "mongodb") == "mongodb-1"
+    assert member_pod("rs-a-3.rs-a.db.svc:27017", "mongodb") == "rs-a-3"
+    assert member_pod("10.0.3.7:27017", "mongodb") is None
+    assert member_pod("db.example.com:27017", "mongodb") is None

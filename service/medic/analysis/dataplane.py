@@ -27,10 +27,13 @@ class Names:
     app: str
     mongo_statefulset: str
     redis: str
+    # The MongoDB pod the runbook commands exec into: the replica-set member that answers (see
+    # medic.analysis.mongodb.aim); ordinal 0 only when nothing better is known.
+    mongo_exec_pod: str = ""
 
     @property
     def mongo_pod(self) -> str:
-        return f"{self.mongo_statefulset}-0"
+        return self.mongo_exec_pod or f"{self.mongo_statefulset}-0"
 
 
 def names(inp: AnalysisInput) -> Names:

@@ -3,10 +3,17 @@
 Findings: unreachable, no primary, unhealthy members (majority lost), replication lag, disk of
 /data/db nearly full (dbStats, or the PVC's kubelet volume stats when mongod is down), connections
 exhausted, WiredTiger cache pressure, and long-running operations.
+
+Next steps aim at real pods, never a fixed ``mongodb-0``: replica-set members map to pods by their
+host name (``mongodb-2.mongodb-headless.playcode.svc:27017`` -> ``mongodb-2``); ``mongosh`` runs
+in the member that answered Medic (or the primary, or a healthy member, or a Ready pod), and
+``describe``/``logs`` look at the member that is down, or the pod the alert names.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, replace
 from typing import Any
 
 from medic.analysis.dataplane import (
@@ -20,6 +27,7 @@ from medic.analysis.dataplane import (
     pct,
     query,
 )
+from medic.analysis.volumes import Volume, mounting_pod
 from medic.domain.evidence import Evidence
 from medic.domain.incident import Finding, Severity
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
@@ -32,11 +40,80 @@ CACHE_USED_WARN, CACHE_DIRTY_WARN = 0.95, 0.20
 SLOW_OP_CRIT_SECS = 30
 
 
-def _pod_steps(n: Names) -> list[str]:
+_ORDINAL_POD = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?-\d+$")
+
+
+def member_pod(member: str, statefulset: str) -> str | None:
+    """The pod of a replica-set member named ``host:port``, when the host is a StatefulSet pod's
+    DNS name (``<pod>.<service>...``); None for an IP or a name that is no pod's."""
+    host = member.rsplit(":", 1)[0].strip("[]")
+    first_label = host.split(".", 1)[0]
+    if first_label.startswith(f"{statefulset}-") and _ORDINAL_POD.match(first_label):
+        return first_label
+    if "." in host and not host.replace(".", "").isdigit() and _ORDINAL_POD.match(first_label):
+        return first_label
+    return None
+
+
+@dataclass(frozen=True)
+class Aim:
+    """Where the next steps point: ``exec_pod`` answers commands, ``inspect`` are pods to look at."""
+
+    exec_pod: str | None
+    why: str
+    inspect: tuple[str, ...]
+
+
+def _alert_pods(inp: AnalysisInput, statefulset: str) -> list[str]:
+    pods = [inp.labels.get("pod", "")] + [a.labels.get("pod", "") for a in inp.alerts]
+    return list(dict.fromkeys(p for p in pods if p.startswith(f"{statefulset}-") and _ORDINAL_POD.match(p)))
+
+
+def _ready_pods(inp: AnalysisInput, statefulset: str) -> list[str]:
+    found = first(inp, "k8s.pod_describe")
+    pods = found[1].get("pods", []) if found else []
+    return [
+        str(p.get("name"))
+        for p in pods
+        if isinstance(p, dict)
+        and str(p.get("name", "")).startswith(f"{statefulset}-")
+        and (p.get("conditions") or {}).get("Ready") == "True"
+    ]
+
+
+def aim(inp: AnalysisInput, n: Names) -> Aim:
+    """The member that answers (the one Medic reached, the primary, a healthy one, a Ready pod) for
+    commands; the unhealthy members and the alert's pod for describe/logs."""
+    sts = n.mongo_statefulset
+    found = first(inp, "mongo.rs_status")
+    members = [m for m in (found[1].get("members", []) if found else []) if isinstance(m, dict)]
+    pod = {str(m.get("name")): member_pod(str(m.get("name", "")), sts) for m in members}
+    alerted = _alert_pods(inp, sts)
+    down = [p for m in members if not m.get("healthy") and (p := pod[str(m.get("name"))])]
+    inspect = tuple(dict.fromkeys([*alerted, *down]))
+    candidates = [
+        ("the member Medic reached", [m for m in members if m.get("self") and m.get("healthy")]),
+        ("the primary", [m for m in members if m.get("state") == "PRIMARY" and m.get("healthy")]),
+        ("a healthy member", [m for m in members if m.get("healthy")]),
+    ]
+    for why, chosen in candidates:
+        pods = [p for m in chosen if (p := pod[str(m.get("name"))])]
+        if pods:
+            return Aim(pods[0], f"{why} ({pods[0]})", inspect)
+    ready = [p for p in _ready_pods(inp, sts) if p not in inspect] or _ready_pods(inp, sts)
+    if ready:
+        return Aim(ready[0], f"a Ready pod ({ready[0]})", inspect)
+    if alerted:
+        return Aim(alerted[0], f"the pod the alert names ({alerted[0]})", inspect)
+    return Aim(None, "", inspect)
+
+
+def _pod_steps(n: Names, inspect: tuple[str, ...] = ()) -> list[str]:
+    looked_at = inspect or (n.mongo_pod,)
     return [
         f"kubectl get pods -n {n.namespace} -l app={n.mongo_statefulset}",
-        f"kubectl describe pod {n.mongo_pod} -n {n.namespace}",
-        f"kubectl logs {n.mongo_pod} -n {n.namespace} --previous",
+        *(f"kubectl describe pod {p} -n {n.namespace}" for p in looked_at[:3]),
+        *(f"kubectl logs {p} -n {n.namespace} --previous" for p in looked_at[:3]),
     ]
 
 
@@ -96,7 +173,7 @@ def slow_ops_finding(
     )
 
 
-def _unreachable(inp: AnalysisInput, n: Names) -> list[Finding]:
+def _unreachable(inp: AnalysisInput, n: Names, inspect: tuple[str, ...] = ()) -> list[Finding]:
     failed = all_failed(inp, "mongo.")
     if not failed:
         return []
@@ -109,19 +186,19 @@ def _unreachable(inp: AnalysisInput, n: Names) -> list[Finding]:
             summary=f"MongoDB did not answer any diagnostic command ({errors})",
             details={"steps": {e.step: e.status.value for e in failed}},
             evidence=[e.step for e in failed],
-            next_steps=[*_pod_steps(n), mongosh(n, "rs.status()")],
+            next_steps=[*_pod_steps(n, inspect), mongosh(n, "rs.status()")],
         )
     ]
 
 
-def _replica_set(inp: AnalysisInput, n: Names) -> list[Finding]:
+def _replica_set(inp: AnalysisInput, n: Names, inspect: tuple[str, ...] = ()) -> list[Finding]:
     found = first(inp, "mongo.rs_status")
     if found is None or not found[1].get("replica_set"):
         return []
     ev, rs = found
     members = [m for m in rs.get("members", []) if isinstance(m, dict)]
     states = {m.get("name"): m.get("state") for m in members}
-    steps = [mongosh(n, "rs.status()"), *_pod_steps(n)[:2]]
+    steps = [mongosh(n, "rs.status()"), *_pod_steps(n, inspect)]
     out: list[Finding] = []
     if not rs.get("has_primary"):
         out.append(
@@ -221,7 +298,12 @@ def _disk(inp: AnalysisInput, n: Names) -> list[Finding]:
             + ", ".join(f"PVC {name} {pct(v)}" for name, v in hits),
             details={"volumes": dict(hits)},
             evidence=[volumes.step],
-            next_steps=_disk_steps(n),
+            next_steps=_disk_steps(n)[:1]
+            + [
+                f"kubectl exec -it {pod} -n {n.namespace} -- df -h /data/db"
+                for name, _ in hits
+                if (pod := mounting_pod(Volume(claim=name)))
+            ],
         )
     ]
 
@@ -274,11 +356,20 @@ def _server(inp: AnalysisInput, n: Names) -> list[Finding]:
 
 
 def mongodb(inp: AnalysisInput) -> list[Finding]:
-    n = names(inp)
-    findings = _unreachable(inp, n) + _replica_set(inp, n) + _disk(inp, n) + _server(inp, n)
+    target = aim(inp, names(inp))
+    n = replace(names(inp), mongo_exec_pod=target.exec_pod or "")
+    findings = (
+        _unreachable(inp, n, target.inspect)
+        + _replica_set(inp, n, target.inspect)
+        + _disk(inp, n)
+        + _server(inp, n)
+    )
     found = first(inp, "mongo.current_op")
     if found is not None and (slow := slow_ops_finding("mongodb", "mongodb.slow_operations", *found, n)):
         findings.append(slow)
+    if target.why:
+        for f in findings:
+            f.details.setdefault("commands_run_in", target.why)
     return findings
 
 
