@@ -117,8 +117,8 @@ async def open_backend(
 ) -> StateBackend:
     """Medic's own state as configured. ``shared``: this process shares the embedded store with
     the other process of its replica (intake and diagnosis, see :mod:`medic.app.worker_process`)."""
-    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else ""
-    mongo_url = settings.mongo_url.get_secret_value() if settings.mongo_url else ""
+    redis_url = settings.tokens.redis_url or ""
+    mongo_url = settings.tokens.mongo_url or ""
     if not redis_url and not mongo_url:
         return await EmbeddedBackend.open(settings, shared=shared, inbox_socket=inbox_socket)
     if not (redis_url and mongo_url):
@@ -146,7 +146,7 @@ async def open_incident_reader(settings: Settings) -> AsyncIterator[IncidentStor
     """The incidents as the configured backend keeps them, to read beside a running Medic (the
     CLI): MongoDB when ``MEDIC_MONGO_URL`` is set, else the embedded SQLite file (which must
     exist; read without taking the running replica's lock)."""
-    mongo_url = settings.mongo_url.get_secret_value() if settings.mongo_url else ""
+    mongo_url = settings.tokens.mongo_url or ""
     if mongo_url:
         try:
             client = connect_mongo(mongo_url)
@@ -157,11 +157,11 @@ async def open_incident_reader(settings: Settings) -> AsyncIterator[IncidentStor
         finally:
             await client.close()
         return
-    if not settings.db_path.exists():
+    if not settings.inbox.db_path.exists():
         raise ConfigError(
-            f"no local store at {settings.db_path} (set MEDIC_DATA_DIR, MEDIC_MONGO_URL, or use --url)"
+            f"no local store at {settings.inbox.db_path} (set MEDIC_DATA_DIR, MEDIC_MONGO_URL, or use --url)"
         )
-    db = SqliteDB(settings.db_path)
+    db = SqliteDB(settings.inbox.db_path)
     await db.open()
     try:
         yield SqliteIncidentStore(db)
@@ -210,8 +210,8 @@ class EmbeddedBackend:
     ) -> EmbeddedBackend:
         """``inbox_socket``: the diagnosis process reaches the inbox through the intake that owns
         it (:mod:`medic.inbox.rpc`) and does not open ``inbox.sqlite3`` itself."""
-        db = SqliteDB(settings.db_path)
-        inbox_db = SqliteDB(settings.inbox_path) if inbox_socket is None else None
+        db = SqliteDB(settings.inbox.db_path)
+        inbox_db = SqliteDB(settings.inbox.inbox_path) if inbox_socket is None else None
         remote = RemoteInbox(inbox_socket) if inbox_socket is not None else None
         db.lock_exclusive()
         try:
@@ -221,7 +221,7 @@ class EmbeddedBackend:
                 await db.move_tables_to(inbox_db, INBOX_TABLES)  # a file of an older version
             policy = RetentionPolicy.from_settings(settings)
             backend = cls(
-                db, inbox_db, dedup_ttl=settings.dedup_ttl_seconds, policy=policy, remote_inbox=remote
+                db, inbox_db, dedup_ttl=settings.inbox.dedup_ttl_seconds, policy=policy, remote_inbox=remote
             )
             if shared:  # the processes of the replica serialise on the lock table, not in memory
                 backend.locker = RedisKeyLocker(
@@ -342,15 +342,15 @@ class ProductionBackend:
         self.redis_up = redis_up
         self.mongo_up = mongo_up
         self.owner = owner_name()
-        self.locker = RedisKeyLocker(state, self.owner, ttl=max(settings.lease_seconds, 1.0))
+        self.locker = RedisKeyLocker(state, self.owner, ttl=max(settings.inbox.lease_seconds, 1.0))
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
 
     @classmethod
     async def open(cls, settings: Settings, redis_url: str, mongo_url: str) -> ProductionBackend:
         spool = LocalSpool(
-            settings.data_dir / "spool.sqlite3",
-            dedup_ttl=settings.dedup_ttl_seconds,
+            settings.inbox.data_dir / "spool.sqlite3",
+            dedup_ttl=settings.inbox.dedup_ttl_seconds,
             lease_seconds=600.0,  # one process per spool (a lock file); a restart frees every lease
         )
         await spool.open()
@@ -371,12 +371,12 @@ class ProductionBackend:
         redis_inbox = RedisInbox(
             rclient,
             keys,
-            dedup_ttl=settings.dedup_ttl_seconds,
-            lease_seconds=settings.lease_seconds,
-            queue_max=settings.queue_max,
+            dedup_ttl=settings.inbox.dedup_ttl_seconds,
+            lease_seconds=settings.inbox.lease_seconds,
+            queue_max=settings.inbox.queue_max,
             availability=redis_up,
         )
-        inbox = FailSafeInbox(redis_inbox, spool, redis_up, spool_max=settings.queue_max)
+        inbox = FailSafeInbox(redis_inbox, spool, redis_up, spool_max=settings.inbox.queue_max)
         policy = RetentionPolicy.from_settings(settings)
         mongo = MongoIncidentStore(
             mclient, retention=policy.incidents, audit_retention=policy.audit, availability=mongo_up
@@ -472,11 +472,11 @@ class ProductionBackend:
                 pass
             except Exception:
                 log.exception("lease renewal failed")
-            await self._pause(self.settings.lease_seconds / 3)
+            await self._pause(self.settings.inbox.lease_seconds / 3)
 
     async def _run_upkeep(self) -> None:
         """Catch up with Redis and MongoDB after an outage, forget dead consumers."""
-        tick = min(0.5, self.settings.lease_seconds / 4)
+        tick = min(0.5, self.settings.inbox.lease_seconds / 4)
         next_reap = 0.0
         while not self._stop.is_set():
             now = time.monotonic()

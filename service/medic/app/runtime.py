@@ -90,7 +90,7 @@ class Runtime:
         metrics = Metrics()
         metrics.set_mode(settings.mode)
         remediator = GuardedRemediator(
-            settings=settings, state=backend.state, store=backend.store, kube=backends.kube
+            settings=settings.remediation, state=backend.state, store=backend.store, kube=backends.kube
         )
         pipeline = Pipeline(
             settings=settings,
@@ -198,8 +198,7 @@ async def _open_state(settings: Settings, role: Role) -> tuple[StateBackend, Bac
     backends: Backends | None = None
     try:
         approval_marks = backend.marks("approval:")
-        secret = settings.approval_secret.get_secret_value() if settings.approval_secret else None
-        approval_secret = await ApprovalService.load_secret(secret, approval_marks)
+        approval_secret = await ApprovalService.load_secret(settings.tokens.approval_secret, approval_marks)
         backends = await Backends.from_settings(settings)
     except BaseException:
         if backends is not None:
@@ -219,16 +218,17 @@ def _resolver(settings: Settings, backends: Backends) -> TargetResolver:
 def _dispatcher(
     settings: Settings, config: Config, backend: StateBackend, journal: IncidentJournal, metrics: Metrics
 ) -> NotifyDispatcher:
+    notify = settings.notify
     dispatcher = NotifyDispatcher(
-        notifiers=build_notifiers(settings.notifiers),
+        notifiers=build_notifiers(notify.notifiers),
         rule_notify={r.name: r.notify for r in config.rules},
         marks=backend.marks("notify:"),
         journal=journal,
         metrics=metrics,
-        public_url=settings.public_url,
-        link_settings=LinkSettings.from_settings(settings),
+        public_url=notify.public_url,
+        link_settings=LinkSettings.from_settings(settings.links),
     )
-    if dispatcher.enabled and not settings.public_url:
+    if dispatcher.enabled and not notify.public_url:
         log.warning("notifications carry no links: set MEDIC_PUBLIC_URL to Medic's external URL")
     return dispatcher
 
@@ -245,7 +245,7 @@ def _approvals(
     """The approval service; the notifications it sends carry its approval links."""
     approvals = ApprovalService(
         secret=approval.secret,
-        ttl_seconds=settings.approval_ttl_seconds,
+        ttl_seconds=settings.notify.approval_ttl_seconds,
         config=config,
         journal=journal,
         store=journal.store,
@@ -253,7 +253,7 @@ def _approvals(
         remediator=remediator,
         metrics=metrics,
         notifier=dispatcher,
-        public_url=settings.public_url,
+        public_url=settings.notify.public_url,
     )
     dispatcher.approval_link = approvals.link
     return approvals
@@ -277,8 +277,8 @@ def build_app(runtime: Runtime) -> web.Application:
             body_read_timeout=s.body_read_timeout.total_seconds(),
         ),
     )
-    admin_token = s.admin_token.get_secret_value() if s.admin_token else None
-    links = LinkSettings.from_settings(s)
+    admin_token = s.tokens.admin_token
+    links = LinkSettings.from_settings(s.links)
     api = ReadApi(
         runtime.store, runtime.inbox, runtime.metrics, readiness=runtime.readiness, links=links
     )
@@ -312,10 +312,9 @@ def build_app(runtime: Runtime) -> web.Application:
 
 def _intake(runtime: Runtime) -> WebhookIntake:
     s = runtime.settings
+    tokens = s.tokens
     credentials = Credentials(
-        token=s.webhook_token.get_secret_value() if s.webhook_token else None,
-        username=s.webhook_username,
-        password=s.webhook_password.get_secret_value() if s.webhook_password else None,
+        token=tokens.webhook_token, username=tokens.webhook_username, password=tokens.webhook_password
     )
     return WebhookIntake(runtime.inbox, runtime.metrics, credentials, s.max_body_bytes, runtime.accepted)
 
@@ -324,9 +323,7 @@ def _pages(runtime: Runtime, links: LinkSettings, admin_token: str | None) -> Pa
     s = runtime.settings
     return Pages(
         store=runtime.store,
-        access=ReadAccess(
-            s.read_token.get_secret_value() if s.read_token else None, s.auth_proxy_header, admin_token
-        ),
+        access=ReadAccess(s.tokens.read_token, s.auth_proxy_header, admin_token),
         approvals=runtime.approvals,
         namespaces=s.namespaces,
         rules=[r.name for r in runtime.config.rules],
