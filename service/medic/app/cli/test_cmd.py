@@ -425,14 +425,13 @@ def cmd_replay_since(args: argparse.Namespace) -> int:
 def add_rules_parser(sub: Any) -> None:
     from medic.app.cli.output import add_output_option
 
-    p = sub.add_parser("rules", help="try the rules: which rule an alert's labels go to")
-    rsub = p.add_subparsers(dest="rules_action", required=True, metavar="ACTION")
-    t = rsub.add_parser("test", help="which rule matches these labels, and the target they resolve to")
-    t.add_argument("labels", nargs="+", help="alert labels as name=value (alertname=X namespace=Y pod=Z)")
-    t.add_argument("--rules", help="rules directory (default MEDIC_RULES_DIR)")
-    t.add_argument("--playbooks", help="playbooks directory (default MEDIC_PLAYBOOKS_DIR)")
-    add_output_option(t, "the rule, its matchers and the target")
-    t.set_defaults(fn=cmd_rules_test)
+    p = sub.add_parser("rules", help="rules test: which rule alerts with these labels go to, and the target")
+    p.add_argument("action", choices=["test"], help="test: route labels like `amtool config routes test`")
+    p.add_argument("labels", nargs="+", help="alert labels as name=value (alertname=X namespace=Y pod=Z)")
+    p.add_argument("--rules", help="rules directory (default MEDIC_RULES_DIR)")
+    p.add_argument("--playbooks", help="playbooks directory (default MEDIC_PLAYBOOKS_DIR)")
+    add_output_option(p, "the rule, its matchers and the target")
+    p.set_defaults(fn=cmd_rules_test)
 
 
 def add_test_parser(sub: Any) -> None:
