@@ -356,7 +356,14 @@ async def test_rollout_history(fake: FakeKubeApiserver, kube: KubeClient, regist
     assert d["paused"] is False
     assert d["generation"] == stored["metadata"]["generation"] == d["observed_generation"]
     assert {c["type"] for c in d["conditions"]} == {"Available", "Progressing"}
-    assert set(d["conditions"][0]) == {"type", "status", "reason", "message", "last_update"}
+    assert set(d["conditions"][0]) == {
+        "type",
+        "status",
+        "reason",
+        "message",
+        "last_update",
+        "last_transition",
+    }
     assert d["labels"] == {"app": APP}
     assert [r["revision"] for r in data["revisions"]] == [2, 1]  # only our ReplicaSets, newest first
     new, old = data["revisions"]
@@ -368,6 +375,57 @@ async def test_rollout_history(fake: FakeKubeApiserver, kube: KubeClient, regist
     assert old["current"] is False and old["images"] == ["app:v1"]
     assert old["desired"] == old["ready"] == old["available"] == 3
     assert isinstance(old["created"], str)
+    assert new["revision_history"] == old["revision_history"] == []
+    assert new["limits"] == {APP: {"cpu": "1", "memory": "512Mi"}}
+    # the deployment controller's scale-ups, oldest first: what the rollout timeline reads
+    ups = [e["message"] for e in data["scaling_events"]]
+    assert ups[0] == f"Scaled up replica set {rollout.rs[1]} from 0 to 3"
+    assert f"Scaled up replica set {rollout.rs[2]} from 0 to 1" in ups
+    assert all(e["object"] == {"kind": "Deployment", "name": APP} for e in data["scaling_events"])
+
+
+async def test_rollout_history_after_a_rollback_names_the_reused_replicaset(
+    fake: FakeKubeApiserver, kube: KubeClient, registry: Registry
+) -> None:
+    """A rollback reuses revision 1's ReplicaSet as revision 3 (revision-history "1"): its
+    creationTimestamp is old, the scale-up event says when it became current again."""
+    from medic.domain.rollout import SOURCE_EVENT, build_timeline
+
+    rollout = crashloop(fake)
+    fake.set_image(NS, APP, "app:v1")
+    data = ok(await run(registry, make_ctx(kube, DEPLOYMENT, []), "k8s.rollout_history"))
+    current = next(r for r in data["revisions"] if r["current"])
+    assert current["revision"] == 3 and current["replicaset"] == rollout.rs[1]
+    assert current["revision_history"] == [1]
+    timeline = build_timeline(data)
+    cur = timeline.current
+    assert cur is not None and cur.reused_from == (1,) and cur.source == SOURCE_EVENT
+    last_up = [
+        e for e in data["scaling_events"] if e["message"].startswith(f"Scaled up replica set {rollout.rs[1]}")
+    ]
+    assert cur.became_current is not None and cur.became_current.isoformat().startswith(
+        last_up[-1]["last_seen"][:19]
+    )
+
+
+async def test_rollout_history_names_the_config_the_template_reads(
+    fake: FakeKubeApiserver, kube: KubeClient, registry: Registry
+) -> None:
+    crashloop(fake)
+    dep = fake.get_object("Deployment", NS, APP)
+    spec = dep["spec"]["template"]["spec"]
+    spec["volumes"] = [{"name": "cfg", "configMap": {"name": "app-config"}}]
+    container = spec["containers"][0]
+    container["envFrom"] = [{"secretRef": {"name": "app-secrets"}}]
+    container["env"] = [{"name": "DB_URL", "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}}]
+    fake.update_object(dep)
+    data = ok(await run(registry, make_ctx(kube, DEPLOYMENT, []), "k8s.rollout_history"))
+    assert data["deployment"]["config_refs"] == [
+        {"kind": "ConfigMap", "name": "app-config", "via": "volume cfg"},
+        {"kind": "Secret", "name": "app-secrets", "via": "envFrom"},
+        {"kind": "Secret", "name": "db", "via": "env DB_URL"},
+    ]
+    assert isinstance(data["deployment"]["writes"], list)
 
 
 # ---------------------------------------------------------------------- top_pods
