@@ -240,7 +240,7 @@ def _scale_up_switches(events: Iterable[Mapping[str, Any]]) -> dict[str, datetim
             ups.append((when, m["rs"]))
     switches: dict[str, datetime] = {}
     active = ""
-    for when, rs in sorted(ups):
+    for when, rs in sorted(ups, key=lambda u: u[0]):  # stable: same-second events keep their order
         if rs != active:
             switches[rs] = when
             active = rs

@@ -189,7 +189,7 @@ def classify(inp: AnalysisInput) -> CrashFacts:
     events = list((inp.data("k8s.events") or {}).get("events", []))
     lines = [ln for e in (inp.data("k8s.pod_logs") or {}).get("logs", []) for ln in e.get("lines", [])]
     deps = {name: [ln for ln in lines if pat.search(ln)][:3] for name, pat in DEPENDENCY_PATTERNS.items()}
-    timeline = build_timeline(history, events)
+    timeline = build_timeline(history)  # its scaling_events, in the order the API server stored them
     current_rev = timeline.current.revision if timeline.current else 0
     return CrashFacts(
         crashes=crashes,

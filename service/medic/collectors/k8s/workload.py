@@ -254,16 +254,18 @@ async def _scaling_events(ctx: StepContext, d: Obj) -> list[dict[str, Any]]:
     reads, shared). Events expire (about an hour): missing ones leave times unknown."""
     m = meta(d)
     items, _ = await list_pages(kube_of(ctx), ctx.memo, ns_path("v1", str(m.get("namespace")), "events"))
-    out = []
+    chosen = []
     for e in items:
         involved = e.get("involvedObject") or e.get("regarding") or {}
         if (
             e.get("reason") == "ScalingReplicaSet"
             and involved.get("kind") == "Deployment"
-            and (involved.get("name") == m.get("name"))
+            and involved.get("name") == m.get("name")
         ):
-            out.append(_event(e))
-    out.sort(key=lambda e: (e["last_seen"] or "", e["first_seen"] or ""))
+            chosen.append(e)
+    # oldest first; events of the same second in the order the API server stored them
+    chosen.sort(key=lambda e: (_event(e)["last_seen"] or "", _rv(e)))
+    out = [_event(e) for e in chosen]
     return out
 
 
