@@ -22,7 +22,7 @@ from medic.domain.errors import ConfigError, ConfigErrors, MedicError, UsageErro
 if TYPE_CHECKING:  # keeps the CLI's start-up imports small
     from medic.app.config import Config
     from medic.app.testing.cases import Result
-    from medic.domain.incident import Incident
+    from medic.domain.incident import Incident, Target
     from medic.incidents.views import IncidentView
 
 
@@ -107,7 +107,9 @@ def cmd_test(args: argparse.Namespace) -> int:
         "ok": not failed and not errors,
         "passed": len(results) - len(failed),
         "failed": len(failed),
-        "errors": [str(e) for e in errors],
+        "errors": [
+            {"file": e.file, "line": e.line, "field": e.field, "message": e.message} for e in errors
+        ],
         "tests": [r.document() for r in results],
     }
     emit(args, doc, lambda: _test_text(results))
@@ -256,14 +258,14 @@ class _Local:
         view: IncidentView | None = await incident_view(self.store, incident_id)
         return view
 
-    async def since(self, start: datetime) -> list[Incident]:
+    async def since(self, start: datetime, target: Target | None = None) -> list[Incident]:
         from medic.incidents.base import IncidentQuery
 
         out: list[Incident] = []
         offset = 0
         while True:
             items, _ = await self.store.query(IncidentQuery(limit=200, offset=offset))
-            out += [i for i in items if i.created_at >= start]
+            out += [i for i in items if i.created_at >= start and (target is None or i.target == target)]
             if len(items) < 200 or (items and items[-1].created_at < start):
                 return out
             offset += 200
@@ -288,13 +290,16 @@ class _Remote:
         body = await self._get(f"/api/v1/incidents/{incident_id}")
         return IncidentView.from_document(body) if body else None
 
-    async def since(self, start: datetime) -> list[Incident]:
+    async def since(self, start: datetime, target: Target | None = None) -> list[Incident]:
         out: list[Incident] = []
         offset = 0
+        wanted = target.model_dump() if target is not None else None
         while True:
             page = await self._get("/api/v1/incidents", limit="500", offset=str(offset))
             items = page["items"] if page else []
             for item in items:
+                if wanted is not None and item.get("target") != wanted:
+                    continue
                 if datetime.fromisoformat(item["created_at"]) >= start:
                     view = await self.view(item["id"])
                     if view is not None:
@@ -313,7 +318,7 @@ async def _export(args: argparse.Namespace) -> dict[str, Any]:
         if view is None:
             raise MedicError(f"no incident {args.id!r}")
         window = view.incident.created_at - timedelta(days=1)
-        others = [i for i in await source.since(window) if i.target == view.incident.target]
+        others = await source.since(window, view.incident.target) if view.incident.target else []
     return test_document(view, others)
 
 

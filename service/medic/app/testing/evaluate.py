@@ -66,11 +66,11 @@ class ClusterFacts:
 class Policy:
     """The global settings the guards read (Medic's settings in a run, the test's overrides)."""
 
-    mode: str = "dry-run"  # off | dry-run | enforce
-    namespaces: Sequence[str] = ("playcode",)
-    global_budget_count: int = 3
-    global_budget_window: timedelta = timedelta(hours=1)
-    flap_window: timedelta = timedelta(hours=2)
+    mode: str  # off | dry-run | enforce
+    namespaces: Sequence[str]
+    global_budget_count: int
+    global_budget_window: timedelta
+    flap_window: timedelta
     kill_switch: bool = False
 
 
@@ -195,8 +195,8 @@ def guard_facts(rule: Rule, target: Target, case: Case, policy: Policy, mode: st
     assert rem is not None
     now = case.now
     past = sorted((h for h in case.history if h.at <= now), key=lambda h: h.at)
-    counted = [h for h in past if h.status != "skipped"]
-    last = past[-1] if past else None
+    counted = [h for h in past if h.status != "skipped"]  # as the ledger: a skip is no action
+    last = counted[-1] if counted else None
     mark = (
         ActionMark("", target.key, last.action, "", last.at, last.status, dict(last.detail)) if last else None
     )

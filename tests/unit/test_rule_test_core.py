@@ -1,0 +1,121 @@
+"""The offline decision behind ``medic test`` / ``replay --since``: evidence fixtures, the history
+as the guards' ledger, and the comparison with an expectation (only the fields a test sets)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from medic.app.catalogue import default_registry
+from medic.app.config import Config, load_config
+from medic.app.testing.cases import Expectation, _evidence, compare
+from medic.app.testing.evaluate import Case, ClusterFacts, HistoryEntry, Outcome, Policy, evaluate
+from medic.domain.actions import Precondition
+from medic.domain.evidence import Evidence, StepStatus
+from medic.domain.incident import IncidentAlert
+
+REPO = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+POLICY = Policy("enforce", ("playcode",), 3, timedelta(hours=1), timedelta(hours=2))
+
+
+@pytest.fixture(scope="module")
+def config() -> Config:
+    return load_config([REPO / "rules"], [REPO / "playbooks"], default_registry())
+
+
+def crash_case(history: Sequence[HistoryEntry] = (), cluster: ClusterFacts | None = None) -> Case:
+    labels = {
+        "alertname": "KubePodCrashLooping",
+        "namespace": "playcode",
+        "pod": "playcode-app-7d9c8b5f4-x2x7q",
+    }
+    container = {
+        "name": "playcode-app",
+        "image": "app:v2",
+        "ready": False,
+        "restart_count": 6,
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "last_state": {"terminated": {"reason": "Error", "exit_code": 1}},
+    }
+    data = {
+        "k8s.pod_describe": {"pods": [{"name": labels["pod"], "revision": 2, "containers": [container]}]},
+        "k8s.pod_logs": {"logs": [{"pod": labels["pod"], "previous": True, "lines": ["TypeError: x"]}]},
+        "k8s.rollout_history": {
+            "deployment": {"name": "playcode-app", "revision": 2, "annotations": {}, "labels": {}},
+            "revisions": [
+                {"revision": 2, "images": ["app:v2"], "created": "2026-12-01T09:52:00Z", "current": True},
+                {"revision": 1, "images": ["app:v1"], "created": "2026-11-20T10:00:00Z"},
+            ],
+        },
+    }
+    return Case(
+        alerts=[IncidentAlert(identity="a", status="firing", labels=labels, startsAt=NOW)],
+        evidence={k: Evidence(step=k, collector=k, status=StepStatus.OK, data=v) for k, v in data.items()},
+        now=NOW,
+        history=history,
+        cluster=cluster or ClusterFacts(),
+    )
+
+
+def test_a_regression_would_act_and_a_fresh_history_changes_that(config: Config) -> None:
+    registry = default_registry()
+    got = evaluate(crash_case(), config, registry, POLICY)
+    assert (got.rule, got.target, got.action, got.status) == (
+        "crashloop-rollback",
+        "deployment/playcode/playcode-app",
+        "rollback",
+        "would_act",
+    )
+    assert got.top_finding == "crashloop.regression" and got.refused_by == []
+    # exactly at the edge of the budget's window (1h): still counted, as the ledger counts it
+    edge = crash_case([HistoryEntry("rollback", NOW - timedelta(hours=1), "succeeded")])
+    assert evaluate(edge, config, registry, POLICY).refused_by == ["budget"]
+    # an action in the future of the case is not history
+    later = crash_case([HistoryEntry("rollback", NOW + timedelta(minutes=1), "failed")])
+    assert evaluate(later, config, registry, POLICY).status == "would_act"
+    # a skipped action is no action for the ledger: no cooldown, no budget used
+    skipped = crash_case([HistoryEntry("rollback", NOW - timedelta(minutes=5), "skipped")])
+    assert evaluate(skipped, config, registry, POLICY).status == "would_act"
+
+
+def test_cluster_facts_and_the_evidences_annotations_feed_the_guards(config: Config) -> None:
+    registry = default_registry()
+    pre = ClusterFacts(preconditions=[Precondition("recent_rollout", False, "rolled out 3 h ago")])
+    got = evaluate(crash_case(cluster=pre), config, registry, POLICY)
+    assert got.status == "refused" and got.refused_by == ["precondition:recent_rollout"]
+    assert got.reason == "precondition:recent_rollout: rolled out 3 h ago"
+    case = crash_case()
+    case.evidence["k8s.rollout_history"].data["deployment"]["annotations"] = {
+        "medic.playcode.gg/remediate": "false"
+    }
+    assert evaluate(case, config, registry, POLICY).refused_by == ["opt_out"]
+    gitops = ClusterFacts(labels={"argocd.argoproj.io/instance": "playcode"})
+    assert evaluate(crash_case(cluster=gitops), config, registry, POLICY).refused_by == ["gitops"]
+    outside = Policy("enforce", ("other",), 3, timedelta(hours=1), timedelta(hours=2))
+    assert evaluate(crash_case(), config, registry, outside).refused_by == ["namespace"]
+    dry = Policy("dry-run", ("playcode",), 3, timedelta(hours=1), timedelta(hours=2))
+    assert evaluate(crash_case(), config, registry, dry).status == "planned"
+
+
+def test_an_evidence_envelope_is_told_from_data_with_a_status_field() -> None:
+    env = _evidence("redis.info", "redis.info", {"status": "timeout"}, NOW)
+    assert env.status is StepStatus.TIMEOUT and env.data is None
+    err = _evidence("redis.info", "redis.info", {"status": "error", "error": "refused"}, NOW)
+    assert (err.status, err.error) == (StepStatus.ERROR, "refused")
+    # a collector's own "status" field (a pod phase, an HPA condition) is data
+    data = _evidence("k8s.x", "k8s.x", {"status": "Running", "pods": []}, NOW)
+    assert data.status is StepStatus.OK and data.data == {"status": "Running", "pods": []}
+    odd = _evidence("k8s.x", "k8s.x", {"status": "ok-ish"}, NOW)
+    assert odd.status is StepStatus.OK and odd.data == {"status": "ok-ish"}
+
+
+def test_compare_checks_only_what_the_test_sets() -> None:
+    got = Outcome("r", "deployment/ns/x", [], "rollback", "refused", "cooldown: soon", [])
+    assert compare(Expectation.model_validate({}), got) == []
+    diffs = compare(Expectation.model_validate({"rule": None, "action": None, "refused_by": []}), got)
+    assert [(d.field, d.expected) for d in diffs] == [("rule", None), ("action.status", "none")]
+    assert diffs[1].got == "refused (cooldown: soon)"
