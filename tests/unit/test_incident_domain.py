@@ -1,17 +1,20 @@
 """The incident's state changes as domain methods: open, record unopened, merge alerts, resolve,
-add and replace an action record. Data in, data out: no store, no clock, no metrics."""
+the diagnosis' phases, add and replace an action record. No store, no clock, no metrics."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 from medic.domain.alert import Alert
+from medic.domain.evidence import Evidence, StepStatus
 from medic.domain.incident import (
     ActionRecord,
     ActionStatus,
     AlertMerge,
+    Finding,
     Incident,
     IncidentAlert,
+    Phase,
     Target,
     highest_severity,
 )
@@ -136,3 +139,23 @@ def test_add_and_replace_an_action_record() -> None:
         "rollback: refused — rejected by alice",
         later,
     )
+
+
+def test_a_diagnosis_moves_the_incident_through_its_phases() -> None:
+    incident = opened()
+    incident.start_diagnosis("crashloop", NOW)
+    assert incident.phase == Phase.DIAGNOSING
+    assert incident.timeline[-1].message == "running playbook crashloop"
+    evidence = [Evidence(step="describe", collector="k8s.pod_describe", status=StepStatus.OK)]
+    findings = [Finding(analyzer="crashloop", code="crashloop.regression", summary="new revision crashes")]
+    later = NOW + timedelta(seconds=30)
+    incident.conclude(evidence, findings, "rollback: the new revision crashes", "auto", later)
+    assert (incident.evidence, incident.findings) == (evidence, findings)
+    assert (incident.timeline[-1].kind, incident.timeline[-1].message, incident.timeline[-1].data) == (
+        "decision",
+        "rollback: the new revision crashes",
+        {"mode": "auto"},
+    )
+    assert incident.phase == Phase.DIAGNOSING
+    incident.finish_diagnosis(later)
+    assert (incident.phase, incident.updated_at) == (Phase.DIAGNOSED, later)

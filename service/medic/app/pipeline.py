@@ -295,15 +295,13 @@ class Pipeline:
 
     async def diagnose(self, incident: Incident, rule: Rule | None, playbook: CompiledPlaybook) -> None:
         now = self.clock()
-        incident.phase = Phase.DIAGNOSING
-        incident.note("diagnosis", f"running playbook {playbook.name}", now)
+        incident.start_diagnosis(playbook.name, now)
         await self.store.save(incident)
         alerts = await first_alerts(self.store, incident.id, DIAGNOSIS_ALERTS)
         evidence = await self.collect(incident, alerts, playbook, now)
-        incident.evidence = evidence
-        incident.findings = analyze(self.registry, incident, alerts, playbook, evidence, now)
-        decision = decide(rule, playbook, incident.findings, self.settings.mode)
-        incident.note("decision", decision.reason, self.clock(), mode=decision.mode)
+        findings = analyze(self.registry, incident, alerts, playbook, evidence, now)
+        decision = decide(rule, playbook, findings, self.settings.mode)
+        incident.conclude(evidence, findings, decision.reason, decision.mode, self.clock())
         if rule is not None and rule.remediation is not None and decision.action is None:
             # a "no" from the evidence is a decision too: audited like the guards' refusals
             await self.store.append_audit(
@@ -322,8 +320,7 @@ class Pipeline:
             if record is not None:
                 self.metrics.actions.labels(action=record.use, status=record.status.value).inc()
                 incident.add_action(record, self.clock())
-        incident.phase = Phase.DIAGNOSED
-        incident.updated_at = self.clock()
+        incident.finish_diagnosis(self.clock())
         await self.store.save(incident)
         self._notify(incident, "diagnosed")
         log.info(

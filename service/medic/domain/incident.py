@@ -318,6 +318,22 @@ class Incident(BaseModel):
         self.note("resolved", "every alert of the incident is resolved", now)
         return True
 
+    def start_diagnosis(self, playbook: str, now: datetime) -> None:
+        self.phase = Phase.DIAGNOSING
+        self.note("diagnosis", f"running playbook {playbook}", now)
+
+    def conclude(
+        self, evidence: list[Evidence], findings: list[Finding], decision: str, mode: str, now: datetime
+    ) -> None:
+        """What the diagnosis gathered and found, and the decision drawn from it."""
+        self.evidence = evidence
+        self.findings = findings
+        self.note("decision", decision, now, mode=mode)
+
+    def finish_diagnosis(self, now: datetime) -> None:
+        self.phase = Phase.DIAGNOSED
+        self.updated_at = now
+
     def add_action(self, record: ActionRecord, now: datetime) -> int:
         """Record an action (or its refusal) and note it; returns its index."""
         self.actions.append(record)
