@@ -24,6 +24,79 @@ CERT_NAME = "cert-manager.io/certificate-name"
 CERT_REVISION = "cert-manager.io/certificate-revision"
 
 
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Condition(_Out):
+    type: str | None
+    status: str | None
+    reason: str | None
+    message: str | None
+    since: str | None
+
+
+class CertificateInfo(_Out):
+    name: str
+    namespace: str
+    secret_name: str | None
+    dns_names: list[str]
+    issuer_ref: dict[str, Any]
+    not_before: str | None
+    not_after: str | None
+    renewal_time: str | None
+    revision: int | None
+    last_failure_time: str | None
+    failed_attempts: int | None
+    conditions: list[Condition]
+
+
+class RequestInfo(_Out):
+    name: str | None
+    revision: int
+    created: str | None
+    failure_time: str | None
+    conditions: list[Condition]
+
+
+class OrderInfo(_Out):
+    name: str | None
+    request: str | None
+    state: str | None
+    reason: str | None
+
+
+class ChallengeInfo(_Out):
+    name: str | None
+    order: str | None
+    type: str | None  # HTTP-01 | DNS-01
+    dns_name: str | None
+    state: str | None
+    reason: str | None
+    presented: bool
+    processing: bool
+
+
+class IssuerInfo(_Out):
+    kind: str
+    name: str
+    group: str
+    missing: bool
+    error: str | None  # not read: forbidden, an external issuer...
+    type: str | None  # acme | ca | selfSigned | vault | venafi
+    conditions: list[Condition]
+
+
+class CertificateStatusOutput(_Out):
+    """What ``k8s.certificate_status`` stores (issue 16.3) and the certificates analyzer reads."""
+
+    certificate: CertificateInfo
+    requests: list[RequestInfo]  # newest revision first
+    orders: list[OrderInfo]
+    challenges: list[ChallengeInfo]
+    issuer: IssuerInfo
+
+
 class CertificateStatusParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -56,7 +129,15 @@ def _revision(obj: Obj) -> int:
 async def _issuer(ctx: StepContext, ns: str, ref: dict[str, Any]) -> dict[str, Any]:
     kind, name = str(ref.get("kind") or "Issuer"), str(ref.get("name") or "")
     group = str(ref.get("group") or "cert-manager.io")
-    out: dict[str, Any] = {"kind": kind, "name": name, "group": group}
+    out: dict[str, Any] = {
+        "kind": kind,
+        "name": name,
+        "group": group,
+        "missing": False,
+        "error": None,
+        "type": None,
+        "conditions": [],
+    }
     if group != "cert-manager.io" or kind not in ("Issuer", "ClusterIssuer") or not is_k8s_name(name):
         out["error"] = "an external issuer: not read"
         return out
@@ -113,7 +194,7 @@ async def certificate_status(ctx: StepContext, params: CertificateStatusParams) 
     ]
     request_of = {str(meta(r).get("uid")): str(meta(r).get("name")) for r in requests}
     order_of = {str(meta(o).get("uid")): str(meta(o).get("name")) for o in orders}
-    return {
+    out = {
         "certificate": {
             "name": name,
             "namespace": ns,
@@ -162,6 +243,7 @@ async def certificate_status(ctx: StepContext, params: CertificateStatusParams) 
         ],
         "issuer": await _issuer(ctx, ns, dict(spec.get("issuerRef") or {})),
     }
+    return CertificateStatusOutput.model_validate(out).model_dump()
 
 
 COLLECTORS = [
@@ -169,6 +251,7 @@ COLLECTORS = [
         name="k8s.certificate_status",
         fn=certificate_status,
         params=CertificateStatusParams,
+        output=CertificateStatusOutput,
         summary="a cert-manager Certificate, its CertificateRequests, ACME Orders/Challenges and issuer",
     ),
 ]

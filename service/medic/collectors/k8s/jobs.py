@@ -27,6 +27,93 @@ from medic.playbooks.contract import CollectorDef, StepContext
 MANUAL = "cronjob.kubernetes.io/instantiate"
 
 
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CronJobInfo(_Out):
+    name: str
+    namespace: str
+    schedule: str | None
+    time_zone: str | None
+    suspend: bool
+    concurrency_policy: str | None
+    last_schedule: str | None
+    last_successful: str | None
+    active: int
+
+
+class JobCondition(_Out):
+    type: str | None
+    status: str | None
+    reason: str | None
+    message: str | None
+
+
+class JobRun(_Out):
+    name: str | None
+    created: str | None
+    manual: bool  # created by hand (kubectl create job --from, or Medic), not by the schedule
+    state: str  # complete | failed | running | suspended
+    start: str | None
+    completion: str | None
+    active: int
+    succeeded: int
+    failed: int
+    conditions: list[JobCondition]
+
+
+class ContainerExit(_Out):
+    name: str | None
+    exit_code: int | None
+    reason: str | None
+    message: str | None
+    restarts: int
+
+
+class JobPod(_Out):
+    name: str | None
+    job: str | None
+    phase: str | None
+    reason: str | None
+    created: str | None
+    containers: list[ContainerExit]
+
+
+class LogTail(_Out):
+    pod: str
+    container: str | None
+    lines: list[str]
+    error: str | None
+
+
+class EventObject(_Out):
+    kind: str | None
+    name: str | None
+
+
+class JobEvent(_Out):
+    type: str | None
+    reason: str | None
+    message: str | None
+    object: EventObject
+    count: int
+    last_seen: str | None
+
+
+class CronJobRunsOutput(_Out):
+    """What ``k8s.cronjob_runs`` stores (issue 16.3) and the backup analyzer reads."""
+
+    cronjob: CronJobInfo
+    jobs: list[JobRun]  # newest first
+    jobs_total: int  # all the CronJob's Jobs, beyond the ``max_jobs`` shown
+    pods: list[JobPod]  # newest first
+    logs: list[LogTail]
+    events: list[JobEvent]  # newest first
+    events_complete: bool  # the namespace's events were read to their end
+    alert_jobs: list[str]  # the ``job_name`` labels of the incident's alerts
+
+
 class CronJobRunsParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -117,8 +204,8 @@ async def _log(kube: KubeClient, ns: str, pod: dict[str, Any], tail: int) -> dic
             text=True,
         )
     except KubeError as exc:
-        return {"pod": name, "container": container, "error": str(exc)}
-    return {"pod": name, "container": container, "lines": str(text).splitlines()[-tail:]}
+        return {"pod": name, "container": container, "lines": [], "error": str(exc)}
+    return {"pod": name, "container": container, "lines": str(text).splitlines()[-tail:], "error": None}
 
 
 def _event(e: Obj) -> dict[str, Any]:
@@ -169,7 +256,7 @@ async def cronjob_runs(ctx: StepContext, params: CronJobRunsParams) -> dict[str,
     chosen = [e for e in chosen if (e["object"]["kind"], e["object"]["name"]) in wanted]
     chosen.sort(key=lambda e: str(e["last_seen"] or ""), reverse=True)
     alert_jobs = sorted({a.labels["job_name"] for a in ctx.alerts if a.labels.get("job_name")})
-    return {
+    out = {
         "cronjob": {
             "name": params.cronjob,
             "namespace": ns,
@@ -189,6 +276,7 @@ async def cronjob_runs(ctx: StepContext, params: CronJobRunsParams) -> dict[str,
         "events_complete": complete,
         "alert_jobs": alert_jobs,
     }
+    return CronJobRunsOutput.model_validate(out).model_dump()
 
 
 COLLECTORS = [
@@ -197,5 +285,6 @@ COLLECTORS = [
         fn=cronjob_runs,
         params=CronJobRunsParams,
         summary="a CronJob's last Jobs, their pods' exit reasons and log tails, and events (runbook 5.1)",
+        output=CronJobRunsOutput,
     ),
 ]
