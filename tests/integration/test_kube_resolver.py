@@ -255,3 +255,73 @@ async def test_the_app_uses_the_kube_resolver_when_kubernetes_is_configured(
         assert isinstance(runtime.pipeline.resolver, LabelTargetResolver)
     finally:
         await runtime.close()
+
+
+# ------------------------------------------------------------ alerts without a workload label (12.9)
+
+KSM_POD = "kube-prometheus-stack-kube-state-metrics-6d4f8b7c9-x2x4p"
+
+
+def service_and_ingress(fake: FakeKubeApiserver, *services: str) -> None:
+    for name in services:
+        fake.add_object({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NS},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 3000}]},
+        })  # fmt: skip
+    paths = [
+        {"path": f"/{s}", "pathType": "Prefix", "backend": {"service": {"name": s, "port": {"number": 80}}}}
+        for s in services
+    ]
+    fake.add_object({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web", "namespace": NS},
+        "spec": {"rules": [{"host": "play.example", "http": {"paths": paths}}]},
+    })  # fmt: skip
+
+
+async def test_an_aggregated_alert_resolves_through_the_namespaces_ingress(
+    fake: FakeKubeApiserver, kube: KubeClient
+) -> None:
+    """``sum by (namespace)``: only the namespace is known; its Ingress routes to one Service, whose
+    pods belong to playcode-app (inferred: a guess from the only route)."""
+    fake.add_deployment(NS, APP, f"{APP}:v1", replicas=2)
+    service_and_ingress(fake, APP)
+    labels = {"alertname": "PlayCodeHighLatency", "namespace": NS, "severity": "warning"}
+    target = await KubeTargetResolver(kube, [NS]).resolve("deployment", labels)
+    assert target == Target(kind="deployment", namespace=NS, name=APP, inferred=True)
+
+
+async def test_a_service_or_ingress_label_resolves_to_the_workload_behind_it(
+    fake: FakeKubeApiserver, kube: KubeClient
+) -> None:
+    fake.add_deployment(NS, APP, f"{APP}:v1", replicas=1)
+    fake.add_deployment(NS, "admin", "admin:v1", replicas=1)
+    service_and_ingress(fake, APP, "admin")
+    resolver = KubeTargetResolver(kube, [NS])
+    by_service = await resolver.resolve("deployment", {"namespace": NS, "service": "admin"})
+    assert by_service == Target(kind="deployment", namespace=NS, name="admin")
+    # two routes and nothing else: ambiguous, no guess
+    assert await resolver.resolve("deployment", {"namespace": NS, "alertname": "X"}) is None
+
+
+async def test_kube_state_metrics_own_pod_is_never_the_apps(
+    fake: FakeKubeApiserver, kube: KubeClient
+) -> None:
+    """KubeDeploymentReplicasMismatch carries the exporter's pod/container/service; the subject is
+    the deployment label, or, without it, what the cluster says, never kube-state-metrics."""
+    fake.add_deployment(NS, APP, f"{APP}:v1", replicas=1)
+    service_and_ingress(fake, APP)
+    ksm = {
+        "alertname": "KubeDeploymentReplicasMismatch", "namespace": NS, "pod": KSM_POD,
+        "container": "kube-state-metrics", "job": "kube-state-metrics",
+        "service": "kube-prometheus-stack-kube-state-metrics",
+    }  # fmt: skip
+    resolver = KubeTargetResolver(kube, [NS])
+    fake.clear_requests()
+    assert await resolver.resolve("deployment", {**ksm, "deployment": APP}) == Target(
+        kind="deployment", namespace=NS, name=APP
+    )
+    assert fake.requests == []
+    target = await resolver.resolve("deployment", ksm)
+    assert target is not None and target.name == APP
+    assert not any(KSM_POD in r.path for r in fake.requests)
+    assert await LabelTargetResolver().resolve("deployment", ksm) is None  # no guess from its name

@@ -31,6 +31,7 @@ from medic.analysis.volumes import Volume, mounting_pod
 from medic.domain.evidence import Evidence
 from medic.domain.incident import Finding, Severity
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
+from medic.rules.targets import subject_label
 
 DISK_WARN, DISK_CRIT = 0.85, 0.95
 CONN_WARN, CONN_CRIT = 0.80, 0.95
@@ -65,7 +66,7 @@ class Aim:
 
 
 def _alert_pods(inp: AnalysisInput, statefulset: str) -> list[str]:
-    pods = [inp.labels.get("pod", "")] + [a.labels.get("pod", "") for a in inp.alerts]
+    pods = [subject_label(inp.labels, "pod")] + [subject_label(a.labels, "pod") for a in inp.alerts]
     return list(dict.fromkeys(p for p in pods if p.startswith(f"{statefulset}-") and _ORDINAL_POD.match(p)))
 
 

@@ -41,6 +41,24 @@ def loki_stream_selector(text: str) -> str:
     return "{" + ", ".join(f'{name}{op}"{value}"' for name, op, value in parts) + "}"
 
 
+# Exporters whose scrape-target labels (pod, container, service) end up on alerts about other objects.
+_EXPORTER = re.compile(r"(?i)(kube-state-metrics|exporter|blackbox|cadvisor|metrics-server)")
+_SCRAPE_TARGET_LABELS = ("pod", "container", "service")
+
+
+def is_exporter_label(labels: Mapping[str, str], key: str) -> bool:
+    """True when ``labels[key]`` (pod, container or service) names the exporter that was scraped,
+    not the object the alert is about: the value names an exporter (kube-state-metrics, *-exporter)
+    or the ``container`` label is the scrape ``job`` itself and the value carries it."""
+    value = labels.get(key, "")
+    if not value or key not in _SCRAPE_TARGET_LABELS:
+        return False
+    if _EXPORTER.search(value):
+        return True
+    job, container = labels.get("job", ""), labels.get("container", "")
+    return bool(job) and container == job and job in value
+
+
 def is_dns1123_label(value: str) -> bool:
     return bool(_DNS1123_LABEL.match(value))
 
@@ -60,11 +78,8 @@ def template_vars(target: Target | None, labels: Mapping[str, str]) -> dict[str,
     out: dict[str, str] = {}
     for key in (
         "namespace",
-        "pod",
-        "container",
         "deployment",
         "statefulset",
-        "service",
         "job",
         "instance",
         "node",
@@ -73,6 +88,9 @@ def template_vars(target: Target | None, labels: Mapping[str, str]) -> dict[str,
     ):
         value = labels.get(key, "")
         if value and (is_k8s_name(value) or key == "instance"):
+            out[key] = value
+    for key in ("pod", "container", "service"):  # the subject's, never the scraped exporter's
+        if (value := labels.get(key, "")) and is_k8s_name(value) and not is_exporter_label(labels, key):
             out[key] = value
     if target is not None:
         if target.namespace:

@@ -3,6 +3,11 @@
 ``target_from_labels`` is the pure part: explicit labels, and for a Deployment's pods the name
 heuristic ``<deployment>-<rs hash>-<pod hash>`` (marked ``inferred``). The Kubernetes resolver
 (``medic.collectors.k8s.resolver``) follows ownerReferences instead and falls back to this.
+
+Labels that describe the *scrape target* rather than the alert's subject are not taken for the
+subject: kube-state-metrics' ``KubeDeploymentReplicasMismatch`` carries the exporter's own
+``pod``/``container``/``service`` (``subject_label``); its ``namespace`` and ``deployment`` are
+the subject's.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from medic.domain.incident import Target
-from medic.rules.labels import is_dns1123_label, is_k8s_name
+from medic.rules.labels import is_dns1123_label, is_exporter_label, is_k8s_name
 
 # ReplicaSet pod-template-hash and pod suffix alphabets (k8s.io/apimachinery rand.SafeEncodeString).
 _DEPLOYMENT_POD = re.compile(
@@ -43,6 +48,14 @@ _LABEL_FOR_KIND = {
 }
 
 
+def subject_label(labels: Mapping[str, str], key: str) -> str:
+    """``labels[key]`` when it is a valid Kubernetes name of the alert's subject, else ""."""
+    value = labels.get(key, "")
+    if not value or not is_k8s_name(value) or is_exporter_label(labels, key):
+        return ""
+    return value
+
+
 def target_from_labels(kind: str, labels: Mapping[str, str]) -> Target | None:
     """The target of ``kind`` named by the labels, or None when they do not name one."""
     if kind == "none":
@@ -56,11 +69,11 @@ def target_from_labels(kind: str, labels: Mapping[str, str]) -> Target | None:
         return None
     ns = namespace if kind in _NAMESPACED else ""
     for label in _LABEL_FOR_KIND.get(kind, ()):
-        value = labels.get(label, "")
-        if value and is_k8s_name(value):
+        value = subject_label(labels, label)
+        if value:
             return Target(kind=kind, namespace=ns, name=value)
-    pod = labels.get("pod", "")
-    if pod and is_k8s_name(pod):
+    pod = subject_label(labels, "pod")
+    if pod:
         pattern = _DEPLOYMENT_POD if kind == "deployment" else _STATEFUL_POD
         if kind in ("deployment", "statefulset") and (m := pattern.match(pod)):
             return Target(kind=kind, namespace=ns, name=m.group("name"), inferred=True)

@@ -17,6 +17,7 @@ from medic.domain.errors import NotConfigured, StepError
 from medic.domain.incident import Target
 from medic.playbooks.contract import StepContext
 from medic.rules.labels import is_k8s_name
+from medic.rules.targets import subject_label
 
 POD_KINDS = ("deployment", "statefulset", "pod")
 MAX_EXTRA_ALERT_PODS = 5  # alert pods outside the target's pod LIST are read one by one, this many
@@ -47,10 +48,11 @@ def require_target(ctx: StepContext, collector: str, kinds: Iterable[str]) -> Ta
 
 
 def alert_pod_names(ctx: StepContext, namespace: str) -> list[str]:
-    """The ``pod`` labels of the incident's alerts in ``namespace`` (valid names only), in order."""
+    """The ``pod`` labels of the incident's alerts in ``namespace`` (valid names only, never a
+    scraped exporter's own pod such as kube-state-metrics'), in order."""
     names: list[str] = []
     for alert in ctx.alerts:
-        name = alert.labels.get("pod", "")
+        name = subject_label(alert.labels, "pod")
         ns = alert.labels.get("namespace", namespace)
         if name and ns == namespace and is_k8s_name(name) and name not in names:
             names.append(name)

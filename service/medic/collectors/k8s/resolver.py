@@ -11,6 +11,13 @@ short TTL, so ten crash-looping pods of one Deployment cost one request; only wh
 work is the pod itself read. When the API cannot be asked, the name heuristics of
 :func:`medic.rules.targets.target_from_labels` decide (the target is marked ``inferred``).
 
+An alert without a workload or pod label (an aggregated ``sum by (namespace)`` rule, an ingress
+or service metric) resolves through the cluster: its ``service`` label -> the Service's selector
+-> a pod -> its owner; its ``ingress`` label -> the Ingress's backend Service -> ...; a namespace
+alone -> the one Service the namespace's Ingresses route to (marked ``inferred``). Labels of the
+scraped exporter (kube-state-metrics' own ``pod``) are never taken for the subject's
+(:func:`medic.rules.targets.subject_label`).
+
 Refused without any request: namespaces outside the allow-list and label values that are not valid
 Kubernetes names (the incident is then recorded without a target and nothing is acted on).
 """
@@ -29,7 +36,7 @@ from medic.clients.kube.errors import KubeError, KubeNotFound
 from medic.clients.kube.reads import Obj, controller_ref
 from medic.domain.incident import Target
 from medic.rules.labels import is_dns1123_label, is_k8s_name
-from medic.rules.targets import target_from_labels
+from medic.rules.targets import subject_label, target_from_labels
 
 log = structlog.get_logger("medic.collectors.k8s.resolver")
 
@@ -38,6 +45,7 @@ _RS_POD = re.compile(r"^(?P<rs>.+-[bcdfghjklmnpqrstvwxz2456789]{5,10})-[bcdfghjk
 _STS_POD = re.compile(r"^(?P<sts>.+)-\d+$")
 
 _CLUSTER_SCOPED = {"node", "none"}
+_NAMING_LABELS = ("pod", "deployment", "statefulset", "service", "exported_service", "ingress")
 _WORKLOAD_KIND = {"Deployment": "deployment", "StatefulSet": "statefulset"}
 _EXPLICIT = {
     "deployment": ("deployment",),
@@ -82,9 +90,11 @@ class KubeTargetResolver:
         name = self._label(labels, _EXPLICIT[kind])
         if name:
             return Target(kind=kind, namespace=namespace, name=name)
-        pod = labels.get("pod", "")
-        if not pod or not is_k8s_name(pod):
-            return None
+        if any(labels.get(k) and not is_k8s_name(labels[k]) for k in _NAMING_LABELS):
+            return None  # a label that names something, but not validly: refused, no guess
+        pod = subject_label(labels, "pod")
+        if not pod:
+            return await self._from_other_labels(namespace, labels)
         try:
             return await self._from_pod(namespace, pod)
         except KubeError as exc:
@@ -100,10 +110,47 @@ class KubeTargetResolver:
     @staticmethod
     def _label(labels: Mapping[str, str], keys: Iterable[str]) -> str:
         for key in keys:
-            value = labels.get(key, "")
-            if value and is_k8s_name(value):
+            if value := subject_label(labels, key):
                 return value
         return ""
+
+    # ------------------------------------------------------------------ no workload label
+
+    async def _from_other_labels(self, namespace: str, labels: Mapping[str, str]) -> Target | None:
+        """Service label -> its pods' owner; ingress label -> its backend Service; a namespace
+        alone -> the one Service its Ingresses route to (inferred). None when ambiguous."""
+        try:
+            service = subject_label(labels, "service") or self._label(labels, ("exported_service",))
+            if service:
+                return await self._from_service(namespace, service)
+            ingress = self._label(labels, ("ingress",))
+            ingresses = (
+                [await self.kube.get(ns_path("networking.k8s.io/v1", namespace, "ingresses", ingress))]
+                if ingress
+                else await self.kube.list(ns_path("networking.k8s.io/v1", namespace, "ingresses"))
+            )
+            services = sorted({s for i in ingresses for s in _backend_services(i)})
+            if len(services) != 1:
+                log.info("no single Service to resolve the alert to", namespace=namespace, services=services)
+                return None
+            found = await self._from_service(namespace, services[0])
+            return found.model_copy(update={"inferred": True}) if found and not ingress else found
+        except KubeError as exc:
+            log.warning("could not resolve the alert through the cluster", namespace=namespace, error=exc)
+            return None
+
+    async def _from_service(self, namespace: str, name: str) -> Target | None:
+        svc = await self.kube.get(ns_path("v1", namespace, "services", name))
+        selector = (svc.get("spec") or {}).get("selector") or {}
+        if not selector:
+            return None
+        query = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        pods = await self.kube.list(ns_path("v1", namespace, "pods"), labelSelector=query)
+        for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name", ""))):
+            pod_name = str((pod.get("metadata") or {}).get("name", ""))
+            if is_k8s_name(pod_name) and (target := await self._from_pod(namespace, pod_name)):
+                return target  # the pod's real owner, whichever kind (as for a pod label)
+        return None
 
     # ------------------------------------------------------------------ cache
 
@@ -163,3 +210,13 @@ class KubeTargetResolver:
         if kind != "deployment" or not is_k8s_name(owner):
             return None
         return self._remember((namespace, "rs", name), Target(kind=kind, namespace=namespace, name=owner))
+
+
+def _backend_services(ingress: Obj) -> list[str]:
+    """The Services an Ingress routes to (default backend and every rule path)."""
+    spec = ingress.get("spec") or {}
+    backends = [spec.get("defaultBackend") or {}]
+    for rule in spec.get("rules") or []:
+        backends += [p.get("backend") or {} for p in ((rule.get("http") or {}).get("paths") or [])]
+    names = [str((b.get("service") or {}).get("name", "")) for b in backends]
+    return [n for n in names if n and is_k8s_name(n)]
