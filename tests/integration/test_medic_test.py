@@ -16,7 +16,7 @@ import yaml
 from medic.app.catalogue import default_registry
 from medic.app.cli.main import main
 from medic.app.config import load_config
-from tests.integration.crashloop_world import crashloop_world
+from tests.integration.crashloop_world import APP, BAD, NS, crashloop_world, settle
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -305,3 +305,55 @@ async def test_a_stored_incident_as_a_bundle(tmp_path: Path, capsys: pytest.Capt
     (tmp_path / "fixtures" / "inc.json").write_text("{not json", encoding="utf-8")
     code, _, err = run(capsys, "test", str(path))
     assert code == 2 and "inc.json" in err and "invalid JSON" in err
+
+
+async def test_an_exported_refusal_carries_the_earlier_action_as_history(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The second crash of a target just rolled back is refused (cooldown, budget); exported, the
+    first incident's rollback is the test's history, and the test passes on it."""
+    async with crashloop_world(tmp_path) as w:
+        await w.post(w.crash_alerts())
+        first = await w.diagnosed()
+        assert first["actions"][0]["status"] == "succeeded"
+        await w.post(
+            w.crash_alerts(first_pods := [a["labels"]["pod"] for a in first["alerts"]], status="resolved")
+        )
+        await w.medic.drain()
+        w.kube.set_image(NS, APP, BAD, change_cause="deploy v2 again")
+        await settle(w)
+        again = [p for p in w.crashing_pods() if p not in first_pods]
+        assert again
+        await w.post(w.crash_alerts(again))
+        await w.medic.drain()
+        second = next(i for i in await w.incidents() if i["id"] != first["id"])
+        second = await w.incident(second["id"])
+        act = second["actions"][0]
+        assert act["status"] == "refused", act
+        refusals = sorted(g["guard"] for g in act["guards"] if not g["allowed"])
+        assert "cooldown" in refusals
+        exported = tmp_path / "second.yaml"
+        code, _, err = await arun(
+            capsys,
+            "incidents",
+            "export",
+            second["id"],
+            "--as-test",
+            "--url",
+            w.medic.url,
+            "--out",
+            str(exported),
+        )
+        assert code == 0, err
+    case = yaml.safe_load(exported.read_text(encoding="utf-8"))["tests"][0]
+    assert [h["action"] for h in case["history"]] == ["rollback"]
+    assert case["history"][0]["status"] == "succeeded"
+    assert case["expect"]["action"]["status"] == "refused"
+    assert sorted(case["expect"]["refused_by"]) == refusals
+    code, out, _ = run(capsys, "test", str(exported))
+    assert code == 0 and "1 passed, 0 failed" in out, out
+
+    # without the history the same evidence would act: the test says so
+    _edit(exported, lambda t: t.update(history=[]))
+    code, out, _ = run(capsys, "test", str(exported))
+    assert code == 1 and "+ got:      would_act" in out, out

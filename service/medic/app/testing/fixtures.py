@@ -81,7 +81,7 @@ def history_of(incident: Incident, others: Iterable[Incident]) -> list[dict[str,
                     {
                         "action": record.action,
                         "at": record.at.isoformat(),
-                        "status": record.status.value,
+                        "status": "started" if record.status is ActionStatus.RUNNING else record.status.value,
                         "detail": facts if isinstance(facts := record.result.get("facts"), dict) else {},
                     }
                 )
