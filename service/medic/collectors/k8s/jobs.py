@@ -25,6 +25,7 @@ from medic.domain.errors import StepError
 from medic.playbooks.contract import CollectorDef, StepContext
 
 MANUAL = "cronjob.kubernetes.io/instantiate"
+SCHEDULED = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 
 
 class _Out(BaseModel):
@@ -134,6 +135,13 @@ def job_state(job: Obj) -> str:
     return "running"
 
 
+def _newest_first_key(job: Obj) -> tuple[str, str, str]:
+    """Creation time, then the scheduled time the CronJob controller records (Jobs created in
+    the same second), then the name."""
+    scheduled = str(annotations_of(job).get(SCHEDULED) or "")
+    return (str(meta(job).get("creationTimestamp") or ""), scheduled, str(meta(job).get("name") or ""))
+
+
 def _job(job: Obj) -> dict[str, Any]:
     status = job.get("status") or {}
     return {
@@ -234,7 +242,7 @@ async def cronjob_runs(ctx: StepContext, params: CronJobRunsParams) -> dict[str,
         for j in await list_cached(kube, ctx.memo, ns_path("batch/v1", ns, "jobs"))
         if (controller_ref(j) or {}).get("uid") == uid
     ]
-    jobs.sort(key=lambda j: str(meta(j).get("creationTimestamp") or ""), reverse=True)
+    jobs.sort(key=_newest_first_key, reverse=True)
     recent = jobs[: params.max_jobs]
     names = [str(meta(j).get("name")) for j in recent]
     pods: list[dict[str, Any]] = []
