@@ -126,6 +126,12 @@ class _Target:
     subresource: str | None
 
 
+def field_manager(request: web.Request) -> str:
+    """The writer managedFields records: ``?fieldManager=``, else the User-Agent's product
+    (what the API server does: ``kubectl/v1.29 …`` → ``kubectl``)."""
+    return request.query.get("fieldManager") or request.headers.get("User-Agent", "").split("/", 1)[0]
+
+
 class FakeKubeApiserver(FakeCluster):
     """The fake cluster served over HTTP on 127.0.0.1 (a free port).
 
@@ -403,7 +409,8 @@ class FakeKubeApiserver(FakeCluster):
                     continue_token=query.get("continue")))
             if method == "POST":
                 self._check_access("create", target)
-                created = self.api_create(rt, ns, body, dry_run=dry_run)
+                created = self.api_create(rt, ns, body, dry_run=dry_run,
+                                          manager=field_manager(request))
                 return web.json_response(created, status=201)
             if method == "DELETE":
                 self._check_access("deletecollection", target)
@@ -427,12 +434,13 @@ class FakeKubeApiserver(FakeCluster):
         if method == "PUT":
             self._check_access("update", target)
             return web.json_response(self.api_replace(rt, ns, name, body, subresource=sub,
-                                                      dry_run=dry_run))
+                                                      dry_run=dry_run,
+                                                      manager=field_manager(request)))
         if method == "PATCH":
             self._check_access("patch", target)
             return web.json_response(self.api_patch(
                 rt, ns, name, request.headers.get("Content-Type", ""), raw, subresource=sub,
-                dry_run=dry_run))
+                dry_run=dry_run, manager=field_manager(request)))
         if method == "DELETE" and sub is None:
             self._check_access("delete", target)
             options: dict[str, Any] = {}

@@ -90,6 +90,39 @@ class Settled:
         yield  # pragma: no cover
 
 
+def _content(obj: Mapping[str, Any]) -> Obj:
+    """The object without what the server stamps (to tell a write that changed it)."""
+    out = copy.deepcopy(dict(obj))
+    meta = out.get("metadata") or {}
+    for key in ("resourceVersion", "managedFields", "generation", "uid", "creationTimestamp"):
+        meta.pop(key, None)
+    out.pop("kind", None)
+    out.pop("apiVersion", None)
+    return out
+
+
+def manage_fields(rt: ResourceType, current: Obj | None, obj: Obj, manager: str, now: str, *,
+                  operation: str = "Update", subresource: str | None = None) -> None:
+    """``metadata.managedFields`` as the API server keeps them: one entry per manager,
+    operation and subresource (field sets left empty); a write that changed the object moves
+    its writer's ``time``. The client cannot rewrite them by omission."""
+    meta = obj.setdefault("metadata", {})
+    entries = [dict(e) for e in ((current or {}).get("metadata") or {}).get("managedFields") or []]
+    meta["managedFields"] = entries
+    if not manager or (current is not None and _content(current) == _content(obj)):
+        return
+    entry: Obj = {"manager": manager, "operation": operation, "apiVersion": rt.api_version,
+                  "time": now, "fieldsType": "FieldsV1", "fieldsV1": {}}
+    if subresource:
+        entry["subresource"] = subresource
+    key = (manager, operation, subresource)
+    for n, e in enumerate(entries):
+        if (e.get("manager"), e.get("operation"), e.get("subresource")) == key:
+            entries[n] = entry
+            return
+    entries.append(entry)
+
+
 def parse_bool(value: str | None) -> bool:
     return value is not None and value.strip().lower() in ("true", "1", "t", "yes")
 
@@ -256,7 +289,7 @@ class FakeCluster:
                 "items": out}
 
     def api_create(self, rt: ResourceType, namespace: str | None, body: Any, *,
-                   dry_run: bool = False) -> Obj:
+                   dry_run: bool = False, manager: str = "") -> Obj:
         if not isinstance(body, dict) or not isinstance(body.get("metadata", {}), dict):
             raise ks.bad_request("the object provided is not a valid JSON object")
         obj = copy.deepcopy(body)
@@ -284,6 +317,7 @@ class FakeCluster:
         meta["uid"] = str(uuid.uuid4())
         if rt.kind == "Pod":
             obj["status"] = {"phase": "Pending"}
+        manage_fields(rt, None, obj, manager, format_time(self.clock.now()))
         apply_defaults(rt, obj)
         if rt.kind == "Job":
             default_job_selector(obj)
@@ -300,7 +334,8 @@ class FakeCluster:
         return snapshot
 
     def api_replace(self, rt: ResourceType, namespace: str | None, name: str, body: Any, *,
-                    subresource: str | None = None, dry_run: bool = False) -> Obj:
+                    subresource: str | None = None, dry_run: bool = False,
+                    manager: str = "") -> Obj:
         current = self.store.get(rt, namespace, name)
         if current is None:
             raise ks.not_found(rt, name)
@@ -317,11 +352,12 @@ class FakeCluster:
             raise ks.conflict(rt, name)
         if subresource == "scale":
             return self._write_scale(rt, current, obj, dry_run=dry_run)
-        return self._commit_update(rt, current, obj, subresource=subresource, dry_run=dry_run)
+        return self._commit_update(rt, current, obj, subresource=subresource, dry_run=dry_run,
+                                   manager=manager)
 
     def api_patch(self, rt: ResourceType, namespace: str | None, name: str,
                   content_type: str, raw_body: bytes, *, subresource: str | None = None,
-                  dry_run: bool = False) -> Obj:
+                  dry_run: bool = False, manager: str = "") -> Obj:
         current = self.store.get(rt, namespace, name)
         if current is None:
             raise ks.not_found(rt, name)
@@ -356,10 +392,10 @@ class FakeCluster:
         if subresource == "scale":
             return self._write_scale(rt, current, patched, dry_run=dry_run)
         return self._commit_update(rt, current, patched, subresource=subresource,
-                                   dry_run=dry_run)
+                                   dry_run=dry_run, manager=manager)
 
     def _commit_update(self, rt: ResourceType, current: Obj, obj: Obj, *,
-                       subresource: str | None, dry_run: bool) -> Obj:
+                       subresource: str | None, dry_run: bool, manager: str = "") -> Obj:
         if subresource == "status":
             updated = copy.deepcopy(current)
             if "status" in obj:
@@ -380,6 +416,8 @@ class FakeCluster:
         check_immutable_metadata(rt, current, obj)
         apply_defaults(rt, obj)
         validate(rt, obj, current)
+        manage_fields(rt, current, obj, manager, format_time(self.clock.now()),
+                      subresource=subresource)
         if dry_run:
             return self.store.preview_update(rt, obj)
         for fld in ("deletionTimestamp", "deletionGracePeriodSeconds"):  # not the client's to clear
@@ -1356,7 +1394,7 @@ class FakeCluster:
                 return rt
         raise KeyError(f"unknown kind {api_version}/{kind}")
 
-    def add_object(self, obj: Mapping[str, Any]) -> Obj:
+    def add_object(self, obj: Mapping[str, Any], *, manager: str = "kubectl-create") -> Obj:
         """Create any supported object from a manifest dict (``kind`` + ``apiVersion``).
 
         The namespace (default ``"default"``) is created if missing. A given ``status`` is
@@ -1373,6 +1411,7 @@ class FakeCluster:
         if self.store.get(rt, namespace, meta["name"]) is not None:
             raise ks.already_exists(rt, meta["name"])
         has_status = bool(new.get("status"))
+        manage_fields(rt, None, new, manager, format_time(self.clock.now()))
         apply_defaults(rt, new)
         validate(rt, new, None)
         stored = self._insert(rt, new)
@@ -1399,8 +1438,9 @@ class FakeCluster:
         items = self._select(rt, self.store.list(rt, namespace), label_selector, None)
         return [copy.deepcopy(o) for o in items]
 
-    def update_object(self, obj: Mapping[str, Any]) -> Obj:
-        """Replace an object wholesale (status included, no resourceVersion check)."""
+    def update_object(self, obj: Mapping[str, Any], *, manager: str = "kubectl-edit") -> Obj:
+        """Replace an object wholesale (status included, no resourceVersion check); ``manager``
+        is the writer ``metadata.managedFields`` records."""
         rt = self._rt_of(obj)
         new = copy.deepcopy(dict(obj))
         meta = new["metadata"]
@@ -1412,6 +1452,7 @@ class FakeCluster:
             meta["namespace"] = namespace
         apply_defaults(rt, new)
         validate(rt, new, current)
+        manage_fields(rt, current, new, manager, format_time(self.clock.now()))
         self._save(rt, new)
         self._finish_deletion(rt, new)
         self._after_write()
@@ -1428,7 +1469,7 @@ class FakeCluster:
             new = apply_strategic_merge_patch(current, patch)
         else:
             new = apply_merge_patch(current, patch)
-        return self.update_object(new)
+        return self.update_object(new, manager="kubectl-patch")
 
     def delete_object(self, kind: str, namespace: str | None, name: str, *,
                       propagation: str = "Background") -> None:
@@ -1523,7 +1564,7 @@ class FakeCluster:
             target["image"] = image
         if change_cause is not None:
             obj["metadata"].setdefault("annotations", {})[CHANGE_CAUSE] = change_cause
-        return self.update_object(obj)
+        return self.update_object(obj, manager="kubectl-set")
 
     def scale(self, namespace: str, name: str, replicas: int, *,
               kind: str = "Deployment") -> Obj:

@@ -993,3 +993,73 @@ async def test_cronjob_runs_own_their_jobs_and_record_the_last_success(
     assert log == "mongodump: writing\n"
     assert kube.get_object("CronJob", NS, "mongodb-backup")["status"]["lastSuccessfulTime"] == cj["status"][
         "lastSuccessfulTime"]
+
+
+# --------------------------------------------------------------------------- what a rollout timeline reads
+# (pinned on the real controller's behaviour: pkg/controller/deployment/sync.go and progress.go,
+# and the API server's managedFields)
+
+
+async def test_a_rollback_reuses_the_replicaset_with_its_history_and_the_deployments_annotations(
+        kube: FakeKubeApiserver, api: ApiClient) -> None:
+    """SetNewReplicaSetAnnotations: the reused ReplicaSet gets the next revision, keeps its old
+    numbers in revision-history, and receives the Deployment's annotations (Medic's own too);
+    its creationTimestamp stays the old one. The controller logs each scale-up as an event."""
+    kube.add_deployment(NS, APP, "app:v1", replicas=2)
+    created = next(rs for rs in kube.replicasets_of(NS, APP))["metadata"]["creationTimestamp"]
+    kube.clock.advance(3600)
+    kube.set_image(NS, APP, "app:v2")
+    kube.clock.advance(60)
+    dep = kube.get_object("Deployment", NS, APP)
+    dep["metadata"]["annotations"]["medic.playcode.gg/rollback"] = '{"from": 2, "to": 1}'
+    dep["spec"]["template"]["spec"]["containers"][0]["image"] = "app:v1"
+    kube.update_object(dep)
+    by_rev = {int(rs["metadata"]["annotations"][REVISION]): rs for rs in kube.replicasets_of(NS, APP)}
+    assert sorted(by_rev) == [2, 3]
+    reused = by_rev[3]["metadata"]
+    assert reused["annotations"]["deployment.kubernetes.io/revision-history"] == "1"
+    assert reused["annotations"]["medic.playcode.gg/rollback"] == '{"from": 2, "to": 1}'
+    assert reused["creationTimestamp"] == created
+    events = (await CoreV1Api(api).list_namespaced_event(
+        NS, field_selector=f"involvedObject.name={APP},reason=ScalingReplicaSet")).items
+    from_zero = sorted(e.last_timestamp for e in events
+                       if e.message.startswith(f"Scaled up replica set {reused['name']} from 0 to "))
+    assert len(from_zero) == 2  # the first rollout, then the re-deploy with its own time
+    assert (from_zero[1] - from_zero[0]).total_seconds() == 3660
+
+
+async def test_the_progressing_condition_names_the_new_replicaset(kube: FakeKubeApiserver) -> None:
+    kube.bad_images.add("app:v2")
+    kube.add_deployment(NS, APP, "app:v1", replicas=2)
+    done = {c["type"]: c for c in kube.get_object("Deployment", NS, APP)["status"]["conditions"]}
+    rs1 = kube.replicasets_of(NS, APP)[0]["metadata"]["name"]
+    assert done["Progressing"]["reason"] == "NewReplicaSetAvailable"
+    assert done["Progressing"]["message"] == f'ReplicaSet "{rs1}" has successfully progressed.'
+    kube.clock.advance(120)
+    kube.set_image(NS, APP, "app:v2")
+    cond = {c["type"]: c for c in kube.get_object("Deployment", NS, APP)["status"]["conditions"]}
+    rs2 = next(rs["metadata"]["name"] for rs in kube.replicasets_of(NS, APP) if rs["metadata"]["name"] != rs1)
+    assert cond["Progressing"]["reason"] == "ReplicaSetUpdated"
+    assert cond["Progressing"]["message"] == f'ReplicaSet "{rs2}" is progressing.'
+    assert cond["Progressing"]["lastUpdateTime"] > done["Progressing"]["lastUpdateTime"]
+
+
+async def test_managed_fields_record_who_wrote_and_when(kube: FakeKubeApiserver, api: ApiClient) -> None:
+    """One entry per manager and operation; a write moves its writer's time only when it changed
+    the object; an HTTP write is recorded under ?fieldManager= (else the User-Agent's product)."""
+    kube.add_deployment(NS, APP, "app:v1", replicas=1)
+    first = kube.get_object("Deployment", NS, APP)["metadata"]["managedFields"]
+    assert [(f["manager"], f["operation"]) for f in first] == [("kubectl-create", "Update")]
+    kube.clock.advance(60)
+    kube.set_image(NS, APP, "app:v2")
+    kube.clock.advance(60)
+    kube.set_image(NS, APP, "app:v2")  # no change: no new time
+    fields = {f["manager"]: f for f in kube.get_object("Deployment", NS, APP)["metadata"]["managedFields"]}
+    assert set(fields) == {"kubectl-create", "kubectl-set"}
+    assert fields["kubectl-set"]["time"] > fields["kubectl-create"]["time"]
+    set_time = fields["kubectl-set"]["time"]
+    await AppsV1Api(api).patch_namespaced_deployment(
+        APP, NS, {"metadata": {"labels": {"team": "web"}}}, field_manager="medic")
+    fields = {f["manager"]: f for f in kube.get_object("Deployment", NS, APP)["metadata"]["managedFields"]}
+    assert fields["kubectl-set"]["time"] == set_time and "medic" in fields
+    assert fields["medic"]["apiVersion"] == "apps/v1" and fields["medic"]["fieldsType"] == "FieldsV1"
