@@ -81,7 +81,22 @@ class WebhookIntake:
         return response
 
     async def handle(self, request: web.Request) -> web.Response:
+        """Refuse what is not a delivery for us, read the body within its bound, validate it,
+        and answer 2xx only once it is durably accepted."""
         begin_delivery(request.remote)  # for the warning a rejection logs
+        refused = self._refuse_early(request)
+        if refused is not None:
+            return refused
+        body = await self._read_bounded(request)
+        if body is None:
+            return self.reject("too_large", self._too_large())
+        parsed = self._parse(body)
+        if isinstance(parsed, web.Response):
+            return parsed
+        return await self._accept(*parsed)
+
+    def _refuse_early(self, request: web.Request) -> web.Response | None:
+        """The refusals decided by the request head alone: credentials, media type, size."""
         if not check_authorization(request.headers.get("Authorization"), self.credentials):
             return self.reject(
                 "auth",
@@ -103,13 +118,11 @@ class WebhookIntake:
             )
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             return self.reject("too_large", self._too_large())
-        body = await self._read_bounded(request)
-        if body is None:
-            return self.reject("too_large", self._too_large())
-        parsed = self._parse(body)
-        if isinstance(parsed, web.Response):
-            return parsed
-        payload, text = parsed
+        return None
+
+    async def _accept(self, payload: WebhookPayload, text: str) -> web.Response:
+        """Store the delivery (new episodes only count as new) and answer; 503 when it could not
+        be stored, so that Alertmanager retries."""
         episodes = [a.episode_key for a in payload.alerts]
         self.metrics.alerts_received.inc(len(episodes))
         try:
