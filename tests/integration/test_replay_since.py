@@ -105,3 +105,11 @@ async def test_replay_usage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert code == 2 and "--since" in err
     code, _, err = await replay(capsys, "--data-dir", str(tmp_path / "nothing"))
     assert code == 2 and "no local store" in err
+    code = await asyncio.to_thread(main, ["replay", "payload.json", "--rules", "r/"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "--rules: only with --since" in err
+    code = await asyncio.to_thread(main, ["replay", "payload.json", "--since", "7d"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "not both" in err
+    code, _, err = await replay(capsys, "--since", "soon")
+    assert code == 2 and "--since" in err

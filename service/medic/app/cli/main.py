@@ -237,10 +237,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from medic.app.logging import configure_logging
 
     configure_logging("console", "warning")
+    since_only = [
+        f"--{name.replace('_', '-')}"
+        for name in ("rules", "playbooks", "mode", "url", "data_dir")
+        if getattr(args, name)
+    ]
+    if args.since and args.payload:
+        raise UsageError("replay takes a payload file or --since, not both")
     if args.since:  # counterfactual: stored incidents re-decided under a candidate configuration
         from medic.app.cli.test_cmd import cmd_replay_since
 
         return cmd_replay_since(args)
+    if since_only:
+        raise UsageError(f"{', '.join(since_only)}: only with --since (stored incidents)")
     if not args.payload:
         raise UsageError("replay needs a webhook payload file, or --since to replay stored incidents")
     return asyncio.run(_replay(args))
