@@ -1,8 +1,12 @@
-"""The registry of collectors, analyzers and actions, with each one's typed params.
+"""The plugin contract: the registry of collectors, analyzers and actions, with each one's typed
+params. It imports no plugin.
 
-Built once at start-up by :func:`default_registry` (an explicit list, no import-time side effects).
+The catalogue of shipped plugins is built once at start-up by
+:func:`medic.app.catalogue.default_registry` (an explicit list, no import-time side effects).
 The loader validates every playbook step's params against the registered model, so a typo in a
-playbook fails ``medic check`` and start-up, never first at 3 a.m.
+playbook fails ``medic check`` and start-up, never first at 3 a.m. An action's definition is
+typed by its params model (``ActionDef[RollbackParams]``): the model the loader validates with is
+the one its ``plan`` reads.
 """
 
 from __future__ import annotations
