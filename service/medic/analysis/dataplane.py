@@ -112,7 +112,7 @@ def query(inp: AnalysisInput, name: str) -> QueryResult | None:
     """The named Prometheus query's result from any successful ``prometheus.query`` run."""
     for ev, data in ok_data(inp, "prometheus.query"):
         for q in data.get("queries", []):
-            if isinstance(q, dict) and q.get("name") == name and "error" not in q:
+            if isinstance(q, dict) and q.get("name") == name and not q.get("error"):
                 series = [s for s in q.get("series", []) if isinstance(s, dict)]
                 return QueryResult(ev.step, name, q.get("value"), series, q.get("warn"), q.get("crit"))
     return None

@@ -84,7 +84,7 @@ def volumes(inp: AnalysisInput) -> dict[str, Volume]:
     facts: dict[str, dict[str, Any]] = {}
     for _, data in ok_data(inp, "prometheus.query"):
         for q in data.get("queries") or []:
-            if not isinstance(q, dict) or "error" in q:
+            if not isinstance(q, dict) or q.get("error"):
                 continue
             name = q.get("name", "")
             if name == "volume_usage_ratio":

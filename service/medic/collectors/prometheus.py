@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from medic.clients.prometheus import PrometheusBackend
+from medic.collectors.prometheus_output import PrometheusQueryOutput
 from medic.domain.durations import Duration
 from medic.domain.errors import NotConfigured, StepError
 from medic.playbooks.contract import CollectorDef, StepContext
@@ -254,10 +255,9 @@ def _number(raw: Any) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else value
 
 
-async def _one(
-    backend: PrometheusBackend, q: NamedQuery, expr: str, ctx: StepContext, p: PrometheusQueryParams
-) -> dict[str, Any]:
-    result: dict[str, Any] = {
+def _result(q: NamedQuery, expr: str, error: str | None = None) -> dict[str, Any]:
+    """A query's result with every key of :class:`QueryResult`, nothing measured yet."""
+    return {
         "name": q.name,
         "expr": expr,
         "unit": q.unit,
@@ -265,7 +265,17 @@ async def _one(
         "warn": q.warn,
         "crit": q.crit,
         "compare": q.compare,
+        "series": [],
+        "value": None,
+        "range": None,
+        "error": error,
     }
+
+
+async def _one(
+    backend: PrometheusBackend, q: NamedQuery, expr: str, ctx: StepContext, p: PrometheusQueryParams
+) -> dict[str, Any]:
+    result = _result(q, expr)
     try:
         vector = await backend.instant(expr, ctx.timeout)
         series = [
@@ -304,13 +314,13 @@ async def prometheus_query(ctx: StepContext, params: PrometheusQueryParams) -> d
         try:
             rendered.append((q, render_query(q, variables)))
         except StepError as exc:
-            results.append({"name": q.name, "expr": q.expr, "error": str(exc)})
+            results.append(_result(q, q.expr, str(exc)))
     results += await asyncio.gather(*(_one(backend, q, e, ctx, params) for q, e in rendered))
-    if results and all("error" in r for r in results):
+    if results and all(r["error"] for r in results):
         raise StepError("; ".join(f"{r['name']}: {r['error']}" for r in results))
     order = {q.name: i for i, q in enumerate(queries)}
     results.sort(key=lambda r: order.get(r["name"], 0))
-    return {"queries": results}
+    return PrometheusQueryOutput.model_validate({"queries": results}).model_dump(mode="json")
 
 
 COLLECTORS = [
@@ -319,5 +329,6 @@ COLLECTORS = [
         fn=prometheus_query,
         params=PrometheusQueryParams,
         summary="named PromQL queries: instant value and a short range",
+        output=PrometheusQueryOutput,
     )
 ]
