@@ -331,3 +331,21 @@ def test_expiry() -> None:
 def test_an_issuance_in_progress_is_information() -> None:
     found = certs(chain(ready="True", issuing=cond("Issuing", "True", "Renewing", "renewal scheduled")))
     assert set(found) == {"cert.issuing"} and found["cert.issuing"].severity == "info"
+
+
+def test_while_a_backup_runs_nothing_argues_for_another_run() -> None:
+    data = runs(state="complete", last_success=40)
+    data["jobs"].insert(
+        0, {"name": "mongodb-backup-29400060", "state": "running", "start": at(3), "conditions": []}
+    )
+    found = backup(data)
+    assert found["backup.overdue"].suggests is None
+    assert (
+        found["backup.running"].severity == "warning"
+        and found["backup.running"].details["hours_running"] == 3
+    )
+    data["jobs"][0]["start"] = at(0.2)
+    assert backup(data)["backup.running"].severity == "info"
+    data["jobs"].pop(0)
+    data["cronjob"]["active"] = 1  # the CronJob says one runs, even beyond the jobs shown
+    assert backup(data)["backup.overdue"].suggests is None

@@ -12,7 +12,9 @@ Findings:
 - ``backup.overdue`` (critical): no successful backup for longer than the schedule's period
   plus a grace; ``details.hours_since_success``.
 - ``backup.suspended`` (warning): the CronJob is suspended (no run is ever scheduled).
-- ``backup.running`` (info): a backup Job is running now.
+- ``backup.running`` (info; warning after :data:`LONG_RUN`): a backup Job is running now. While
+  one runs, nothing argues for another run: ``backup.failed`` and ``backup.overdue`` then suggest
+  nothing (two dumps side by side would only load MongoDB twice).
 - ``backup.ok`` (info): the newest run succeeded and the last success is recent.
 """
 
@@ -28,6 +30,7 @@ from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 COLLECTOR = "k8s.cronjob_runs"
 DEFAULT_PERIOD = timedelta(hours=24)
 MIN_GRACE = timedelta(hours=1)
+LONG_RUN = timedelta(hours=1)  # kube-prometheus-stack's KubeCronJobRunning fires after an hour
 
 # (cause, pattern over the log tail and the termination messages), first match wins
 _CAUSES: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -149,6 +152,8 @@ def analyze_backup(inp: AnalysisInput) -> list[Finding]:
     )
     since = inp.now - last_success if last_success else None
     base = {"cronjob": name, "namespace": ns, "schedule": cj.get("schedule")}
+    running = [j for j in jobs if j.get("state") == "running"]
+    rerun = None if running or cj.get("active") else "backup_now"
     if newest is not None and newest.get("state") == "failed":
         job = str(newest.get("name"))
         pods = [p for p in data.get("pods") or [] if p.get("job") == job]
@@ -176,7 +181,7 @@ def analyze_backup(inp: AnalysisInput) -> list[Finding]:
                     f"kubectl logs -n {ns} job/{job}",
                     f"kubectl create job --from=cronjob/{name} {name}-manual -n {ns}  # runbook 5.1",
                 ],
-                suggests="backup_now",
+                suggests=rerun,
             )
         )
     limit = overdue_after(cj.get("schedule"))
@@ -200,7 +205,7 @@ def analyze_backup(inp: AnalysisInput) -> list[Finding]:
                     f"kubectl get cronjob {name} -n {ns} -o wide",
                     f"kubectl create job --from=cronjob/{name} {name}-manual -n {ns}  # runbook 5.1",
                 ],
-                suggests="backup_now",
+                suggests=rerun,
             )
         )
     if cj.get("suspend"):
@@ -215,16 +220,23 @@ def analyze_backup(inp: AnalysisInput) -> list[Finding]:
                 next_steps=[f'kubectl patch cronjob {name} -n {ns} -p \'{{"spec":{{"suspend":false}}}}\''],
             )
         )
-    running = [j for j in jobs if j.get("state") == "running"]
     if running:
+        started = parse_time(running[0].get("start") or running[0].get("created"))
+        for_long = started is not None and inp.now - started > LONG_RUN
         findings.append(
             Finding(
                 analyzer="backup",
                 code="backup.running",
-                severity="info",
-                summary=f"backup job {running[0].get('name')} is running (started {running[0].get('start')})",
-                details={**base, "job": running[0].get("name")},
+                severity="warning" if for_long else "info",
+                summary=f"backup job {running[0].get('name')} is running (started {running[0].get('start')}"
+                + (f", {_hours(inp.now - started)} h ago)" if started is not None else ")"),
+                details={
+                    **base,
+                    "job": running[0].get("name"),
+                    "hours_running": _hours(inp.now - started) if started is not None else None,
+                },
                 evidence=steps,
+                next_steps=[f"kubectl logs -n {ns} job/{running[0].get('name')} --tail=50"],
             )
         )
     if since is not None and not any(f.code in ("backup.failed", "backup.overdue") for f in findings):
