@@ -294,6 +294,8 @@ async def test_a_fresh_medic_knows_its_own_earlier_rollback_from_the_cluster(tmp
         await w.post(w.crash_alerts())
         inc = await w.diagnosed()
         assert action(inc)["status"] == "succeeded" and w.image() == GOOD
+        writers = w.kube.get_object("Deployment", NS, APP)["metadata"]["managedFields"]
+        assert "medic" in {f["manager"] for f in writers}  # its write is recorded under its name
         w.kube.set_image_fault(GOOD, "CrashLoopBackOff")
         await w.kube.settle()
         async with medic_on(w.kube, tmp_path / "second") as fresh:

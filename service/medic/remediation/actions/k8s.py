@@ -32,6 +32,15 @@ from medic.remediation.actions.rollout import (
     timeline_of,
 )
 
+# Medic's writes are recorded under this name in the objects' managedFields (who changed what, when).
+FIELD_MANAGER = "medic"
+
+
+async def _patch(kube: KubeClient, path: str, body: Any, content_type: str) -> Any:
+    return await kube.request(
+        "PATCH", path, body=body, content_type=content_type, query={"fieldManager": FIELD_MANAGER}
+    )
+
 
 def _kube(ctx: ActionContext) -> KubeClient:
     if ctx.kube is None:
@@ -172,7 +181,7 @@ class RollbackDeployment:
         kube = _kube(ctx)
         path = ns_path("apps/v1", ctx.target.namespace, "deployments", ctx.target.name)
         try:
-            await kube.patch(path, plan.payload, JSON_PATCH)
+            await _patch(kube, path, plan.payload, JSON_PATCH)
         except (KubeInvalid, KubeConflict):
             # The test op failed: either our own earlier attempt landed (a lost response, a retry
             # after a crash) or someone else changed the deployment. Look before deciding.
@@ -217,7 +226,7 @@ class RestartDeployment:
 
     async def apply(self, ctx: ActionContext, plan: ActionPlan) -> dict[str, Any]:
         path = ns_path("apps/v1", ctx.target.namespace, "deployments", ctx.target.name)
-        await _kube(ctx).patch(path, plan.payload, STRATEGIC_PATCH)
+        await _patch(_kube(ctx), path, plan.payload, STRATEGIC_PATCH)
         return {"applied": True}
 
     async def verify(self, ctx: ActionContext, plan: ActionPlan, timeout: float) -> tuple[bool, str]:
@@ -264,7 +273,7 @@ class SetImage:
 
     async def apply(self, ctx: ActionContext, plan: ActionPlan) -> dict[str, Any]:
         path = ns_path("apps/v1", ctx.target.namespace, "deployments", ctx.target.name)
-        await _kube(ctx).patch(path, plan.payload, STRATEGIC_PATCH)
+        await _patch(_kube(ctx), path, plan.payload, STRATEGIC_PATCH)
         return {"applied": True}
 
     async def verify(self, ctx: ActionContext, plan: ActionPlan, timeout: float) -> tuple[bool, str]:
@@ -373,7 +382,11 @@ class CreateJobFromCronJob:
     async def apply(self, ctx: ActionContext, plan: ActionPlan) -> dict[str, Any]:
         ns = plan.facts["namespace"]
         created_job = await _kube(ctx).request(
-            "POST", ns_path("batch/v1", ns, "jobs"), body=plan.payload, retry=False
+            "POST",
+            ns_path("batch/v1", ns, "jobs"),
+            body=plan.payload,
+            query={"fieldManager": FIELD_MANAGER},
+            retry=False,
         )
         return {
             "applied": True,
