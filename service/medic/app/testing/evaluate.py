@@ -92,7 +92,6 @@ class Outcome:
     status: str  # WOULD_ACT | planned | awaiting_approval | refused | NO_ACTION
     reason: str
     guards: list[GuardDecision] = field(default_factory=list)
-    matcher: str = ""  # the rule's matchers that decided, for people
 
     @property
     def refused_by(self) -> list[str]:
@@ -152,11 +151,17 @@ def evaluate(case: Case, config: Config, registry: Registry, policy: Policy) -> 
     labels = shared_labels(None, list(case.alerts)) if case.alerts else {}
     first_labels = case.alerts[0].labels if case.alerts else {}
     target = resolve_target(rule, config, first_labels)
-    matcher = ", ".join(rule.matchers) if rule else ""
     playbook = config.playbooks.get(rule.playbook) if rule and rule.playbook else None
-    if playbook is None:
-        why = "no rule matches these alerts" if rule is None else f"rule {rule.name} runs no playbook"
-        return Outcome(rule.name if rule else None, _str(target), [], None, NO_ACTION, why, matcher=matcher)
+    firing = any(a.status == "firing" for a in case.alerts)
+    if playbook is None or not firing:
+        why = (
+            "no rule matches these alerts"
+            if rule is None
+            else f"rule {rule.name} runs no playbook"
+            if playbook is None
+            else "no alert is firing: nothing is diagnosed"
+        )
+        return Outcome(rule.name if rule else None, _str(target), [], None, NO_ACTION, why)
     incident = Incident(
         id="test",
         key=coalescing_key(rule, target, first_labels),
@@ -172,10 +177,8 @@ def evaluate(case: Case, config: Config, registry: Registry, policy: Policy) -> 
     decision = decide(rule, playbook, findings, policy.mode)
     name = decision.action.name if decision.action else None
     if rule is None or decision.action is None or target is None or rule.remediation is None:
-        return Outcome(
-            rule.name if rule else None, _str(target), findings, name, NO_ACTION, decision.reason, [], matcher
-        )
-    guards = evaluate_guards(guard_facts(rule, target, case, policy, decision.mode))
+        return Outcome(rule.name if rule else None, _str(target), findings, name, NO_ACTION, decision.reason)
+    guards = evaluate_guards(guard_facts(rule, target, case, policy))
     refusal = next((g for g in guards if not g.allowed), None)
     if refusal is not None:
         status, reason = "refused", f"{refusal.guard}: {refusal.reason}"
@@ -185,10 +188,10 @@ def evaluate(case: Case, config: Config, registry: Registry, policy: Policy) -> 
         status, reason = "awaiting_approval", decision.reason
     else:
         status, reason = WOULD_ACT, decision.reason
-    return Outcome(rule.name, str(target), findings, name, status, reason, guards, matcher)
+    return Outcome(rule.name, str(target), findings, name, status, reason, guards)
 
 
-def guard_facts(rule: Rule, target: Target, case: Case, policy: Policy, mode: str) -> GuardFacts:
+def guard_facts(rule: Rule, target: Target, case: Case, policy: Policy) -> GuardFacts:
     """The guards' facts from the case: the history stands in for the coordination store's
     ledger, the cluster facts (or the evidence) for what the action's plan reads."""
     rem = rule.remediation
