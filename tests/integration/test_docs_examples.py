@@ -262,6 +262,28 @@ def test_every_metric_the_docs_name_exists() -> None:
     assert not unknown, f"the docs name metrics Medic does not define: {unknown}"
 
 
+def test_the_schema_page_names_every_plugin_and_shipped_rule() -> None:
+    """docs/rules-and-playbooks.md lists what a playbook may use and what ships: a collector,
+    analyzer, action, named query or shipped rule added without its line there fails here."""
+    from medic.collectors.loki import CATALOG as LOGQL
+    from medic.collectors.prometheus import CATALOG as PROMQL
+
+    page = (ROOT / "docs" / "rules-and-playbooks.md").read_text(encoding="utf-8")
+    registry = default_registry()
+    config = load_config([ROOT / "rules"], [ROOT / "playbooks"], registry)
+    names: dict[str, list[str]] = {
+        "collector": list(registry.collectors),
+        "analyzer": list(registry.analyzers),
+        "action": list(registry.actions),
+        "named PromQL query": list(PROMQL),
+        "named LogQL query": list(LOGQL),
+        "shipped rule": [r.name for r in config.rules],
+        "shipped playbook": list(config.playbooks),
+    }
+    missing = [f"{kind} {name}" for kind, table in names.items() for name in table if f"`{name}`" not in page]
+    assert not missing, f"docs/rules-and-playbooks.md does not name: {missing}"
+
+
 def test_every_bench_script_is_documented() -> None:
     """docs/benchmarks.md says how to run each bench/ script and what it measures."""
     page = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
