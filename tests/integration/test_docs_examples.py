@@ -284,6 +284,30 @@ def test_the_schema_page_names_every_plugin_and_shipped_rule() -> None:
     assert not missing, f"docs/rules-and-playbooks.md does not name: {missing}"
 
 
+def test_the_guard_table_is_the_code_s_order() -> None:
+    """docs/guardrails.md lists every guard the code evaluates, in the code's order."""
+    from datetime import UTC, datetime, timedelta
+
+    from medic.decision.guards import Budget, GuardFacts, evaluate_guards
+    from medic.domain.actions import KillSwitch, Precondition
+
+    facts = GuardFacts(
+        now=datetime(2026, 12, 1, tzinfo=UTC),
+        global_mode="enforce",
+        kill_switch=KillSwitch(enabled=False),
+        rule_mode="auto",
+        namespace="playcode",
+        allowed_namespaces=["playcode"],
+        preconditions=[Precondition("rollout_history", True, "a previous revision exists")],
+        target_budget=Budget(1, timedelta(hours=1), 0),
+        global_budget=Budget(3, timedelta(hours=1), 0),
+    )
+    code = [d.guard.split(":")[0] for d in evaluate_guards(facts)]
+    page = (ROOT / "docs" / "guardrails.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| \d+ \| `([a-z_]+)(?::\*)?` \|", page, re.M)
+    assert rows == code, f"docs/guardrails.md's guard table {rows} is not the code's order {code}"
+
+
 def test_every_bench_script_is_documented() -> None:
     """docs/benchmarks.md says how to run each bench/ script and what it measures."""
     page = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
