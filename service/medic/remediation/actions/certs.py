@@ -66,8 +66,9 @@ class RenewCertificate:
             "reason": REASON,
             "message": f"Certificate re-issuance manually triggered by Medic (incident {ctx.incident.id})",
             "lastTransitionTime": stamp,
-            "observedGeneration": meta.get("generation"),
         }
+        if isinstance(meta.get("generation"), int):
+            wanted["observedGeneration"] = meta["generation"]
         others = [
             c
             for c in (status or {}).get("conditions") or []
