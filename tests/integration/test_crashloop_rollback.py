@@ -348,7 +348,7 @@ async def test_a_redeploy_of_an_old_template_that_crashes_is_a_recent_rollout(tm
         rows = {r["revision"]: r for r in top["details"]["timeline"]}
         assert rows[3]["reused_from"] == [1]
         act = action(inc)
-        assert act["status"] == "succeeded", act
+        assert act["status"] == "succeeded", (act["reason"], act["guards"])
         assert w.image() == V2 and w.patches() == 1
         # the report and the page carry the timeline: revision, became current at, source
         async with aiohttp.ClientSession() as s:

@@ -228,3 +228,29 @@ def test_identical_images_say_what_else_differs() -> None:
     assert "(app:v2) to revision 1 (app:v2)" in text  # by tag, registry shortened
     assert "same images, the templates differ in: container playcode-app: env, " in text
     assert text.endswith("container playcode-app: liveness probe")
+
+
+def test_scale_up_events_in_any_order_give_the_latest_switch() -> None:
+    """A namespace LIST is not in time order: the timeline sorts by time, then resourceVersion."""
+    from medic.remediation.actions.rollout import timeline_of
+
+    def up(rs_hash: str, when: str, rv: str) -> dict[str, Any]:
+        return {
+            "metadata": {"resourceVersion": rv},
+            "reason": "ScalingReplicaSet",
+            "message": f"Scaled up replica set playcode-app-{rs_hash} from 0 to 3",
+            "firstTimestamp": when,
+            "lastTimestamp": when,
+        }
+
+    events = [
+        up("aaa", "2026-11-26T08:00:00Z", "30"),  # the re-deploy, listed first
+        up("ccc", "2026-11-23T08:00:00Z", "20"),
+        up("aaa", "2026-11-23T08:00:00Z", "10"),  # same second as ccc's, stored before it
+    ]
+    reused = rs(4, "app:v1", "aaa", **{"deployment.kubernetes.io/revision-history": "1"})
+    tl = timeline_of(deployment(4, "app:v1"), [reused, rs(3, "app:v3", "ccc")], events)
+    assert tl.current is not None and tl.current.became_current == _at("2026-11-26T08:00:00Z")
+    tl = timeline_of(deployment(4, "app:v1"), [reused, rs(3, "app:v3", "ccc")], events[1:])
+    # without the re-deploy's event: aaa was current before ccc in that second, then ccc
+    assert tl.current is not None and tl.current.became_current == _at("2026-11-23T08:00:00Z")

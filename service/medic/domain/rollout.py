@@ -226,7 +226,7 @@ class Timeline:
 
 def _scale_up_switches(events: Iterable[Mapping[str, Any]]) -> dict[str, datetime]:
     """ReplicaSet name → the last time the controller scaled it up after scaling another one."""
-    ups: list[tuple[datetime, str]] = []
+    ups: list[tuple[datetime, int, str]] = []
     for e in events:
         if e.get("reason") != "ScalingReplicaSet":
             continue
@@ -237,10 +237,12 @@ def _scale_up_switches(events: Iterable[Mapping[str, Any]]) -> dict[str, datetim
         raw = e.get("last_seen") if m["before"] == "0" else e.get("first_seen") or e.get("last_seen")
         when = parse_time(raw)
         if when is not None:
-            ups.append((when, m["rs"]))
+            rv = str(e.get("resource_version") or "")
+            ups.append((when, int(rv) if rv.isdigit() else 0, m["rs"]))
     switches: dict[str, datetime] = {}
     active = ""
-    for when, rs in sorted(ups, key=lambda u: u[0]):  # stable: same-second events keep their order
+    # by time, then (same second) in the order the API server stored them; then as given
+    for when, _, rs in sorted(ups, key=lambda u: (u[0], u[1])):
         if rs != active:
             switches[rs] = when
             active = rs

@@ -265,8 +265,7 @@ async def _scaling_events(ctx: StepContext, d: Obj) -> list[dict[str, Any]]:
             chosen.append(e)
     # oldest first; events of the same second in the order the API server stored them
     chosen.sort(key=lambda e: (_event(e)["last_seen"] or "", _rv(e)))
-    out = [_event(e) for e in chosen]
-    return out
+    return [{**_event(e), "resource_version": str(meta(e).get("resourceVersion") or "")} for e in chosen]
 
 
 # ---------------------------------------------------------------------- HPA

@@ -228,6 +228,7 @@ def _event_row(e: dict[str, Any]) -> dict[str, Any]:
         "message": e.get("message") or e.get("note"),
         "first_seen": e.get("firstTimestamp") or e.get("eventTime") or created,
         "last_seen": e.get("lastTimestamp") or (e.get("series") or {}).get("lastObservedTime") or created,
+        "resource_version": e.get("metadata", {}).get("resourceVersion"),
     }
 
 
