@@ -46,6 +46,13 @@ def test_the_groups_carry_the_settings_of_their_concern(tmp_path: Path) -> None:
         queue_max=50,
         public_url="https://medic.example",
         approval_ttl_seconds=600,
+        max_in_flight=3,
+        collector_timeout_seconds=7.5,
+    )
+    assert (s.pipeline.mode, s.pipeline.max_in_flight, s.pipeline.collector_timeout_seconds) == (
+        "enforce",
+        3,
+        7.5,
     )
     assert s.remediation.mode == "enforce"
     assert s.remediation.namespaces == ("playcode", "staging")
@@ -67,7 +74,7 @@ def test_the_groups_carry_the_settings_of_their_concern(tmp_path: Path) -> None:
 
 def test_a_group_is_frozen() -> None:
     s = settings()
-    for group in (s.remediation, s.kube, s.links, s.inbox, s.notify, s.tokens):
+    for group in (s.pipeline, s.remediation, s.kube, s.links, s.inbox, s.notify, s.tokens):
         name = dataclasses.fields(group)[0].name
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(group, name, None)

@@ -19,7 +19,7 @@ import structlog
 
 from medic.app.backends import Backends
 from medic.app.config import Config
-from medic.app.settings import Settings
+from medic.app.settings import PipelineGroup
 from medic.coordination.keylock import KeyLocker, LocalKeyLocker
 from medic.decision.decide import Decision, decide
 from medic.domain.errors import BackendUnavailable
@@ -134,7 +134,7 @@ class Pipeline:
     def __init__(
         self,
         *,
-        settings: Settings,
+        settings: PipelineGroup,
         config: Config,
         registry: Registry,
         store: IncidentStore,

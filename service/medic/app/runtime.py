@@ -93,7 +93,7 @@ class Runtime:
             settings=settings.remediation, state=backend.state, store=backend.store, kube=backends.kube
         )
         pipeline = Pipeline(
-            settings=settings,
+            settings=settings.pipeline,
             config=config,
             registry=registry,
             store=backend.store,

@@ -4,8 +4,8 @@ Precedence (highest first): explicit keyword arguments, environment variables, t
 ``MEDIC_CONFIG``, defaults. Nothing is read at import time: call :func:`load_settings`.
 
 :class:`Settings` is the source (flat, as the env vars and docs/configuration.md name them); the
-code reads the group of its concern, kopf style: ``settings.remediation``, ``.kube``, ``.links``,
-``.inbox``, ``.notify`` and ``.tokens`` (every token, password and credential-bearing URL, the one
+code reads the group of its concern, kopf style: ``settings.pipeline``, ``.remediation``, ``.kube``,
+``.links``, ``.inbox``, ``.notify`` and ``.tokens`` (every token, password and credential-bearing URL, the one
 place their values are unwrapped). The groups are frozen and satisfy the Protocols through which
 lower layers read settings without importing this module (``RemediationSettings``,
 ``KubeSettings``, ``LinkSource``).
@@ -509,6 +509,16 @@ class Settings(BaseSettings):
         )
 
     @property
+    def pipeline(self) -> PipelineGroup:
+        return PipelineGroup(
+            mode=self.mode,
+            collector_timeout_seconds=self.collector_timeout_seconds,
+            playbook_deadline_seconds=self.playbook_deadline_seconds,
+            evidence_max_bytes=self.evidence_max_bytes,
+            max_in_flight=self.max_in_flight,
+        )
+
+    @property
     def kube(self) -> KubeGroup:
         return KubeGroup(kube_mode=self.kube_mode, kubeconfig=self.kubeconfig, kube_context=self.kube_context)
 
@@ -577,6 +587,18 @@ class RemediationGroup:
     global_budget_count: int
     global_budget_window_seconds: int
     flap_window_seconds: int
+
+
+@dataclass(frozen=True)
+class PipelineGroup:
+    """What a diagnosis may take (time, evidence, incidents at once) and the global mode its
+    decision is capped by."""
+
+    mode: str
+    collector_timeout_seconds: float
+    playbook_deadline_seconds: float
+    evidence_max_bytes: int
+    max_in_flight: int
 
 
 @dataclass(frozen=True)
