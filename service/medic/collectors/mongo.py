@@ -28,6 +28,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo.errors import OperationFailure, PyMongoError
 
 from medic.clients.mongo import MongoBackend
+from medic.collectors.mongo_output import (
+    CurrentOpOutput,
+    DbStatsOutput,
+    ProfilerOutput,
+    RsStatusOutput,
+    ServerStatusOutput,
+)
 from medic.domain.durations import Duration
 from medic.domain.errors import NotConfigured, StepError
 from medic.domain.redact import redact_text
@@ -196,9 +203,8 @@ def summarize_op(op: Mapping[str, Any]) -> dict[str, Any]:
         "num_yields": _int(op.get("numYields")),
         "internal": ns.startswith(_INTERNAL_DBS) or not (op.get("client") or op.get("client_s")),
         "command": command_shape(op.get("command")),
+        "originating_command": command_shape(originating) if originating is not None else None,
     }
-    if originating is not None:
-        out["originating_command"] = command_shape(originating)
     return out
 
 
@@ -235,7 +241,7 @@ async def current_op(ctx: StepContext, params: CurrentOpParams) -> dict[str, Any
     reply = await _command(
         ctx, "admin", {"currentOp": 1, "active": True, "secs_running": {"$gte": params.min_secs}}
     )
-    return summarize_current_op(reply, params)
+    return _as(CurrentOpOutput, summarize_current_op(reply, params))
 
 
 def _aware(value: Any) -> dt.datetime | None:
@@ -286,6 +292,7 @@ def summarize_rs_status(reply: Mapping[str, Any]) -> dict[str, Any]:
     lags = [m["lag_seconds"] for m in members if m["lag_seconds"] is not None]
     return {
         "replica_set": True,
+        "note": None,
         "set": reply.get("set"),
         "my_state": _int(reply.get("myState")),
         "term": _int(reply.get("term")),
@@ -305,11 +312,33 @@ async def rs_status(ctx: StepContext, params: BaseModel) -> dict[str, Any]:
         reply = await _backend(ctx).command("admin", {"replSetGetStatus": 1})
     except OperationFailure as exc:
         if exc.code == 76:  # NoReplicationEnabled: a standalone server is a state, not an error
-            return {"replica_set": False, "note": "mongod is not running with --replSet"}
+            return _as(RsStatusOutput, STANDALONE)
         raise step_error("replSetGetStatus", exc) from None
     except PyMongoError as exc:
         raise step_error("replSetGetStatus", exc) from None
-    return summarize_rs_status(reply)
+    return _as(RsStatusOutput, summarize_rs_status(reply))
+
+
+STANDALONE: dict[str, Any] = {
+    "replica_set": False,
+    "note": "mongod is not running with --replSet",
+    "set": None,
+    "my_state": None,
+    "term": None,
+    "primary": None,
+    "has_primary": False,
+    "members_total": 0,
+    "unhealthy": [],
+    "max_lag_seconds": None,
+    "lag_reference": None,
+    "majority": None,
+    "members": [],
+}
+
+
+def _as(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` checked against the collector's output model, as plain JSON."""
+    return model.model_validate(data).model_dump(mode="json")
 
 
 def summarize_server_status(reply: Mapping[str, Any]) -> dict[str, Any]:
@@ -357,7 +386,7 @@ def summarize_server_status(reply: Mapping[str, Any]) -> dict[str, Any]:
 
 async def server_status(ctx: StepContext, params: BaseModel) -> dict[str, Any]:
     reply = await _command(ctx, "admin", {"serverStatus": 1, "metrics": 0, "locks": 0})
-    return summarize_server_status(reply)
+    return _as(ServerStatusOutput, summarize_server_status(reply))
 
 
 class DbParams(BaseModel):
@@ -390,7 +419,7 @@ def summarize_db_stats(reply: Mapping[str, Any]) -> dict[str, Any]:
 async def db_stats(ctx: StepContext, params: DbParams) -> dict[str, Any]:
     reply = await _command(ctx, params.db, {"dbStats": 1, "scale": 1})
     reply.setdefault("db", params.db)
-    return summarize_db_stats(reply)
+    return _as(DbStatsOutput, summarize_db_stats(reply))
 
 
 class ProfilerParams(DbParams):
@@ -454,24 +483,47 @@ async def profiler(ctx: StepContext, params: ProfilerParams) -> dict[str, Any]:
     except PyMongoError as exc:
         raise step_error(f"reading {params.db}.system.profile", exc) from None
     entries = summarize_profile(docs)
-    return {
-        "db": params.db,
-        "profiling_level": level["level"],
-        "slowms": level["slowms"],
-        "enabled": None if level["level"] is None else level["level"] > 0,
-        "since": since.isoformat(),
-        "min_millis": params.min_millis,
-        "shown": len(entries),
-        "capped": len(entries) >= params.limit,
-        "collscans": sum(1 for e in entries if e["collscan"]),
-        "entries": entries,
-    }
+    return _as(
+        ProfilerOutput,
+        {
+            "db": params.db,
+            "profiling_level": level["level"],
+            "slowms": level["slowms"],
+            "enabled": None if level["level"] is None else level["level"] > 0,
+            "since": since.isoformat(),
+            "min_millis": params.min_millis,
+            "shown": len(entries),
+            "capped": len(entries) >= params.limit,
+            "collscans": sum(1 for e in entries if e["collscan"]),
+            "entries": entries,
+        },
+    )
 
 
 COLLECTORS = [
-    CollectorDef("mongo.current_op", current_op, CurrentOpParams, "MongoDB operations running >= N seconds"),
-    CollectorDef("mongo.rs_status", rs_status, summary="replica set members, health, primary, lag"),
-    CollectorDef("mongo.server_status", server_status, summary="connections, opcounters, memory, WT cache"),
-    CollectorDef("mongo.db_stats", db_stats, DbParams, "database sizes and /data/db disk usage"),
-    CollectorDef("mongo.profiler", profiler, ProfilerParams, "recent slow queries (system.profile)"),
+    CollectorDef(
+        "mongo.current_op",
+        current_op,
+        CurrentOpParams,
+        "MongoDB operations running >= N seconds",
+        CurrentOpOutput,
+    ),
+    CollectorDef(
+        "mongo.rs_status",
+        rs_status,
+        summary="replica set members, health, primary, lag",
+        output=RsStatusOutput,
+    ),
+    CollectorDef(
+        "mongo.server_status",
+        server_status,
+        summary="connections, opcounters, memory, WT cache",
+        output=ServerStatusOutput,
+    ),
+    CollectorDef(
+        "mongo.db_stats", db_stats, DbParams, "database sizes and /data/db disk usage", DbStatsOutput
+    ),
+    CollectorDef(
+        "mongo.profiler", profiler, ProfilerParams, "recent slow queries (system.profile)", ProfilerOutput
+    ),
 ]
