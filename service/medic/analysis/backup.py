@@ -179,7 +179,7 @@ def analyze_backup(inp: AnalysisInput) -> list[Finding]:
                 next_steps=[
                     fix.format(cj=name, ns=ns, job=job),
                     f"kubectl logs -n {ns} job/{job}",
-                    f"kubectl create job --from=cronjob/{name} {name}-manual -n {ns}  # runbook 5.1",
+                    f"kubectl create job --from=cronjob/{name} manual-backup-$(date +%Y%m%d) -n {ns}",
                 ],
                 suggests=rerun,
             )
@@ -203,7 +203,7 @@ def analyze_backup(inp: AnalysisInput) -> list[Finding]:
                 evidence=steps,
                 next_steps=[
                     f"kubectl get cronjob {name} -n {ns} -o wide",
-                    f"kubectl create job --from=cronjob/{name} {name}-manual -n {ns}  # runbook 5.1",
+                    f"kubectl create job --from=cronjob/{name} manual-backup-$(date +%Y%m%d) -n {ns}",
                 ],
                 suggests=rerun,
             )
