@@ -75,7 +75,7 @@ _EMPTY_MATCHER_ERROR = (
     'empty-compatible value. For instance, app=~".*" does not meet this requirement, but '
     'app=~".+" will'
 )
-_PARAMS_KEY: web.RequestKey[dict[str, str]] = web.RequestKey("fake_loki_params", dict)
+_PARAMS_KEY = "fake_loki_params"  # a plain key: web.RequestKey needs aiohttp >= 3.13, the floor is 3.12
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
