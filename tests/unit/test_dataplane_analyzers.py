@@ -708,3 +708,13 @@ def test_member_names_map_to_pods() -> None:
     assert member_pod("rs-a-3.rs-a.db.svc:27017", "mongodb") == "rs-a-3"
     assert member_pod("10.0.3.7:27017", "mongodb") is None
     assert member_pod("db.example.com:27017", "mongodb") is None
+
+
+def test_latency_names_a_busy_redis_and_says_what_it_could_not_check() -> None:
+    busy = answered("redis.info", "BUSY", "Redis is busy running a script.")
+    findings = latency(given(prom(q("latency_p99", 2.5, warn=1.0)), busy))
+    assert codes(findings) == ["latency.redis_busy_script"]
+    assert findings[0].analyzer == "latency" and "Lua script" in findings[0].summary
+    down = ev("mongo.current_op", status=StepStatus.TIMEOUT, error="no answer within 5s")
+    (f,) = latency(given(prom(q("latency_p99", 2.5, warn=1.0)), down))
+    assert f.code == "latency.unexplained" and "could not check: mongo.current_op (timeout)" in f.summary

@@ -10,6 +10,7 @@ checked, so on-call does not re-check the same things.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from medic.analysis.dataplane import (
@@ -26,8 +27,8 @@ from medic.analysis.dataplane import (
     seconds,
     series_over,
 )
-from medic.analysis.mongodb import slow_ops_finding
-from medic.analysis.redis_health import memory_findings, slowlog_finding
+from medic.analysis.mongodb import aim, slow_ops_finding
+from medic.analysis.redis_health import memory_findings, reply_errors, reply_findings, slowlog_finding
 from medic.domain.incident import Finding, Severity
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
@@ -80,6 +81,12 @@ def _redis(inp: AnalysisInput, n: Names) -> list[Finding]:
         slow := slowlog_finding(*slowlog, n, "latency", "latency.redis_slow_commands")
     ):
         out.append(slow)
+    # Redis answering with an error (BUSY script, LOADING, MISCONF…) stalls every request using it
+    codes = {f.code for f in out}
+    for f in reply_findings(reply_errors(inp), n):
+        code = "latency.redis_" + f.code.removeprefix("redis.")
+        if code not in codes:
+            out.append(f.model_copy(update={"analyzer": "latency", "code": code}))
     return out
 
 
@@ -257,6 +264,11 @@ def _unexplained(inp: AnalysisInput, n: Names) -> list[Finding]:
     if not slow:
         return []
     checked = sorted({e.collector for e in inp.evidence.values() if e.ok})
+    unchecked = sorted(
+        f"{e.step} ({e.status.value})"
+        for e in inp.evidence.values()
+        if not e.ok and e.status.value in ("error", "timeout")
+    )
     r, name = slow[0]
     return [
         Finding(
@@ -264,8 +276,11 @@ def _unexplained(inp: AnalysisInput, n: Names) -> list[Finding]:
             code="latency.unexplained",
             severity="info",
             summary=f"{name.removeprefix('latency_')} latency is {seconds(float(r.value or 0))} but "
-            "none of the usual causes shows (checked: " + ", ".join(checked) + ")",
-            details={"checked": checked},
+            "none of the usual causes shows (checked: "
+            + ", ".join(checked)
+            + ")"
+            + (f"; could not check: {', '.join(unchecked)}" if unchecked else ""),
+            details={"checked": checked, "unchecked": unchecked},
             evidence=[r.step],
             next_steps=[
                 f"kubectl top pods -n {n.namespace}",
@@ -278,7 +293,7 @@ def _unexplained(inp: AnalysisInput, n: Names) -> list[Finding]:
 
 
 def latency(inp: AnalysisInput) -> list[Finding]:
-    n = names(inp)
+    n = replace(names(inp), mongo_exec_pod=aim(inp, names(inp)).exec_pod or "")
     causes = _mongo(inp, n) + _redis(inp, n) + _pods(inp, n) + _hpa(inp, n) + _errors(inp, n)
     return causes or _unexplained(inp, n)
 
