@@ -349,3 +349,8 @@ def test_while_a_backup_runs_nothing_argues_for_another_run() -> None:
     data["jobs"].pop(0)
     data["cronjob"]["active"] = 1  # the CronJob says one runs, even beyond the jobs shown
     assert backup(data)["backup.overdue"].suggests is None
+
+
+def test_an_expired_certificate_is_not_also_a_vague_not_ready() -> None:
+    found = certs(chain(ready="False", not_after_days=-2))
+    assert set(found) == {"cert.expired"} and found["cert.expired"].suggests == "renew"

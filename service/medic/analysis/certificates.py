@@ -198,7 +198,13 @@ def analyze_certificate(inp: AnalysisInput) -> list[Finding]:
             [describe, renew],
             suggests=expiry_suggests,
         )
-    causes = {"cert.issuer_not_ready", "cert.challenge_failed", "cert.order_failed", "cert.request_failed"}
+    causes = {
+        "cert.issuer_not_ready",
+        "cert.challenge_failed",
+        "cert.order_failed",
+        "cert.request_failed",
+        "cert.expired",
+    }
     if ready.get("status") != "True" and not any(f.code in causes for f in findings):
         add(
             "cert.not_ready",
