@@ -921,6 +921,13 @@ async def test_cert_manager_kinds_list_get_and_status_patch(
                            response_types_map={200: "object"})
     assert exc.value.status == 422
     assert kube.get_object("Certificate", NS, "playcode-tls")["status"]["revision"] == 1
+    # through the status subresource only the status changes (as the CRD's subresource does)
+    await api.call_api(f"/apis/cert-manager.io/v1/namespaces/{NS}/certificates/playcode-tls/status",
+                       "PATCH", body={"spec": {"secretName": "ignored"}, "status": {"revision": 7}},
+                       header_params={"Content-Type": "application/merge-patch+json"},
+                       response_types_map={200: "object"})
+    after = kube.get_object("Certificate", NS, "playcode-tls")
+    assert after["status"]["revision"] == 7 and after["spec"]["secretName"] == "x"
 
 
 async def test_cert_manager_controller_issues_or_fails_at_the_acme_challenge(kube: FakeKubeApiserver) -> None:
