@@ -718,3 +718,21 @@ def test_latency_names_a_busy_redis_and_says_what_it_could_not_check() -> None:
     down = ev("mongo.current_op", status=StepStatus.TIMEOUT, error="no answer within 5s")
     (f,) = latency(given(prom(q("latency_p99", 2.5, warn=1.0)), down))
     assert f.code == "latency.unexplained" and "could not check: mongo.current_op (timeout)" in f.summary
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "why"),
+    [
+        ("StepError: Redis unreachable: Error 111 connecting to redis:6379. Connection refused.",
+         StepStatus.ERROR, "nothing accepts connections at its address"),
+        ("StepError: Redis unreachable: Error -2 connecting to redis:6379. Name or service not known.",
+         StepStatus.ERROR, "its host name does not resolve"),
+        ("no answer within 3s", StepStatus.TIMEOUT, "it gave no answer in time"),
+        ("StepError: Redis unreachable: Connection reset by peer", StepStatus.ERROR,
+         "it dropped the connection mid-answer"),
+    ],
+)  # fmt: skip
+def test_redis_down_says_why_in_plain_words(error: str, status: StepStatus, why: str) -> None:
+    (f,) = redis_health(given(ev("redis.ping", status=status, error=error), target=REDIS))
+    assert f.code == "redis.unreachable"
+    assert f.summary.startswith(f"Redis did not answer: {why}")

@@ -7,6 +7,7 @@ otherwise from PlayCode's defaults (DESIGN §7), so every next step can be paste
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -128,6 +129,39 @@ def series_over(result: QueryResult | None, limit: float, label: str) -> list[tu
         if isinstance(s.get("value"), int | float) and s["value"] >= limit
     ]
     return sorted(hits, key=lambda kv: -kv[1])
+
+
+# --------------------------------------------------------------------------- plain words
+
+# Why a backend did not answer, from its steps' errors: what on-call checks first.
+_WHY_NO_ANSWER: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(
+            r"(?i)(name or service not known|nodename nor servname|name resolution|getaddrinfo|"
+            r"no such host|NXDOMAIN)"
+        ),
+        "its host name does not resolve (the Service is missing or misspelt)",
+    ),
+    (
+        re.compile(r"(?i)(connection refused|errno 111|error 111|ECONNREFUSED)"),
+        "nothing accepts connections at its address (the pod is down or restarting, or the Service "
+        "has no ready endpoints)",
+    ),
+    (
+        re.compile(r"(?i)(reset by peer|closed the connection|connection closed|broken pipe|EOF)"),
+        "it dropped the connection mid-answer (crashing, restarting or overloaded)",
+    ),
+    (
+        re.compile(r"(?i)(timed? ?out|no answer within)"),
+        "it gave no answer in time (overloaded, paused, or the network drops packets)",
+    ),
+)
+
+
+def why_no_answer(failed: list[Evidence]) -> str:
+    """The plain-words reason a backend did not answer, or "" when the errors say nothing known."""
+    text = " ".join(f"{e.status.value} {e.error or ''}" for e in failed)
+    return next((why for rx, why in _WHY_NO_ANSWER if rx.search(text)), "")
 
 
 # --------------------------------------------------------------------------- formatting

@@ -26,6 +26,7 @@ from medic.analysis.dataplane import (
     names,
     pct,
     query,
+    why_no_answer,
 )
 from medic.analysis.volumes import Volume, mounting_pod
 from medic.domain.evidence import Evidence
@@ -184,7 +185,9 @@ def _unreachable(inp: AnalysisInput, n: Names, inspect: tuple[str, ...] = ()) ->
             analyzer="mongodb",
             code="mongodb.unreachable",
             severity="critical",
-            summary=f"MongoDB did not answer any diagnostic command ({errors})",
+            summary="MongoDB did not answer any diagnostic command"
+            + (f": {why}" if (why := why_no_answer(failed)) else "")
+            + f" ({errors})",
             details={"steps": {e.step: e.status.value for e in failed}},
             evidence=[e.step for e in failed],
             next_steps=[*_pod_steps(n, inspect), mongosh(n, "rs.status()")],

@@ -17,7 +17,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from medic.analysis.dataplane import Names, all_failed, failures, first, human_bytes, names, pct, redis_cli
+from medic.analysis.dataplane import (
+    Names,
+    all_failed,
+    failures,
+    first,
+    human_bytes,
+    names,
+    pct,
+    redis_cli,
+    why_no_answer,
+)
 from medic.collectors.redis_output import PingOutput
 from medic.domain.evidence import Evidence
 from medic.domain.incident import Finding, Severity
@@ -258,7 +268,9 @@ def unreachable(
             analyzer=analyzer,
             code=code,
             severity="critical",
-            summary=f"Redis did not answer{context} ({errors})",
+            summary=f"Redis did not answer{context}"
+            + (f": {why}" if (why := why_no_answer(failed)) else "")
+            + f" ({errors})",
             details={"steps": {e.step: e.status.value for e in failed}},
             evidence=[e.step for e in failed],
             next_steps=_pod_steps(n),
