@@ -354,3 +354,14 @@ def test_while_a_backup_runs_nothing_argues_for_another_run() -> None:
 def test_an_expired_certificate_is_not_also_a_vague_not_ready() -> None:
     found = certs(chain(ready="False", not_after_days=-2))
     assert set(found) == {"cert.expired"} and found["cert.expired"].suggests == "renew"
+
+
+def test_a_failed_job_followed_by_a_good_run_is_recovered_not_failed() -> None:
+    data = runs(state="failed", last_success=0.1)
+    data["jobs"].insert(0, {"name": "mongodb-backup-29400060", "state": "complete", "completion": at(0.1)})
+    data["alert_jobs"] = ["mongodb-backup-29400000"]
+    found = backup(data)
+    assert set(found) == {"backup.recovered", "backup.ok"}
+    assert found["backup.recovered"].details["failed_jobs"] == ["mongodb-backup-29400000"]
+    assert "kubectl delete job mongodb-backup-29400000 -n playcode" in found["backup.recovered"].next_steps[0]
+    assert not any(f.suggests for f in found.values())

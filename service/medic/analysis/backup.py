@@ -15,6 +15,8 @@ Findings:
 - ``backup.running`` (info; warning after :data:`LONG_RUN`): a backup Job is running now. While
   one runs, nothing argues for another run: ``backup.failed`` and ``backup.overdue`` then suggest
   nothing (two dumps side by side would only load MongoDB twice).
+- ``backup.recovered`` (info): the alert's Job failed but a later run succeeded (KubeJobFailed
+  lasts as long as the failed Job exists).
 - ``backup.ok`` (info): the newest run succeeded and the last success is recent.
 """
 
@@ -237,6 +239,26 @@ def analyze_backup(inp: AnalysisInput) -> list[Finding]:
                 },
                 evidence=steps,
                 next_steps=[f"kubectl logs -n {ns} job/{running[0].get('name')} --tail=50"],
+            )
+        )
+    # KubeJobFailed fires as long as the failed Job exists, also after later runs succeeded
+    states = {str(j.get("name")): j.get("state") for j in jobs}
+    stale = [
+        j
+        for j in data.get("alert_jobs") or []
+        if states.get(j) == "failed" and j != (newest or {}).get("name")
+    ]
+    if stale and newest is not None and newest.get("state") == "complete":
+        findings.append(
+            Finding(
+                analyzer="backup",
+                code="backup.recovered",
+                severity="info",
+                summary=f"job {stale[0]} failed, but the later run {newest.get('name')} succeeded: the alert "
+                "lasts as long as the failed Job exists",
+                details={**base, "failed_jobs": stale, "succeeded_job": newest.get("name")},
+                evidence=steps,
+                next_steps=[f"kubectl delete job {j} -n {ns}  # clears KubeJobFailed" for j in stale],
             )
         )
     if since is not None and not any(f.code in ("backup.failed", "backup.overdue") for f in findings):
