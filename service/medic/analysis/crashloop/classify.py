@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from medic.domain.rollout import RECENT_ROLLOUT, Timeline, TimelineEntry, build_timeline, healthy_before
+from medic.domain.rollout import (
+    RECENT_ROLLOUT,
+    Timeline,
+    TimelineEntry,
+    build_timeline,
+    healthy_before,
+    short_image,
+)
 from medic.playbooks.contract import AnalysisInput
 
 CONFIG_REASONS = frozenset(
@@ -48,7 +55,7 @@ def container_trouble(container: dict[str, Any]) -> tuple[str, str] | None:
     if reason in CONFIG_REASONS:
         return "config_error", f"cannot start: {reason}: {message or 'no detail'}"
     if reason in PULL_REASONS:
-        return "image_pull", f"image {container.get('image')} cannot be pulled ({reason})"
+        return "image_pull", f"image {short_image(str(container.get('image')))} cannot be pulled ({reason})"
     restarted = int(container.get("restart_count") or 0) > 0
     if reason == "CrashLoopBackOff" or (not container.get("ready") and restarted):
         if last.get("reason") == "OOMKilled":

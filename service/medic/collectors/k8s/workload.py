@@ -131,14 +131,24 @@ async def rollout_history(ctx: StepContext, params: RolloutHistoryParams) -> dic
     target = require_target(ctx, "k8s.rollout_history", ("deployment",))
     d = await workload(kube, ctx.memo, target)
     rss = await replicasets(kube, ctx.memo, d)
-    m, spec, status = meta(d), d.get("spec") or {}, d.get("status") or {}
     current_revision = revision(d)
-    template = _template_sans_hash(spec.get("template"))
-    deployment = {
+    template = _template_sans_hash((d.get("spec") or {}).get("template"))
+    return {
+        "deployment": _deployment_summary(d),
+        "revisions": [
+            _revision_row(rs, current_revision, template) for rs in sorted(rss, key=revision, reverse=True)
+        ],
+        "scaling_events": await _scaling_events(ctx, d),
+    }
+
+
+def _deployment_summary(d: Obj) -> dict[str, Any]:
+    m, spec, status = meta(d), d.get("spec") or {}, d.get("status") or {}
+    return {
         "name": m.get("name"),
         "namespace": m.get("namespace"),
         "uid": m.get("uid"),
-        "revision": current_revision,
+        "revision": revision(d),
         "generation": m.get("generation"),
         "observed_generation": status.get("observedGeneration"),
         "replicas": spec.get("replicas", 1),
@@ -164,35 +174,29 @@ async def rollout_history(ctx: StepContext, params: RolloutHistoryParams) -> dic
         "config_refs": config_refs(spec.get("template")),
         "writes": _writes(d),
     }
-    revisions = []
-    for rs in sorted(rss, key=revision, reverse=True):
-        rs_spec, rs_status = rs.get("spec") or {}, rs.get("status") or {}
-        current = (
-            revision(rs) == current_revision
-            if current_revision
-            else _template_sans_hash(rs_spec.get("template")) == template
-        )
-        revisions.append(
-            {
-                "revision": revision(rs),
-                "replicaset": meta(rs).get("name"),
-                "pod_template_hash": labels_of(rs).get(TEMPLATE_HASH, ""),
-                "images": _images(rs_spec.get("template")),
-                "created": iso(meta(rs).get("creationTimestamp")),
-                "desired": rs_spec.get("replicas", 0),
-                "replicas": rs_status.get("replicas", 0),
-                "ready": rs_status.get("readyReplicas", 0),
-                "available": rs_status.get("availableReplicas", 0),
-                "change_cause": annotations_of(rs).get(CHANGE_CAUSE),
-                "revision_history": _revision_history(rs),
-                "limits": _limits(rs_spec.get("template")),
-                "current": current,
-            }
-        )
+
+
+def _revision_row(rs: Obj, current_revision: int, template: Any) -> dict[str, Any]:
+    rs_spec, rs_status = rs.get("spec") or {}, rs.get("status") or {}
+    current = (
+        revision(rs) == current_revision
+        if current_revision
+        else _template_sans_hash(rs_spec.get("template")) == template
+    )
     return {
-        "deployment": deployment,
-        "revisions": revisions,
-        "scaling_events": await _scaling_events(ctx, d),
+        "revision": revision(rs),
+        "replicaset": meta(rs).get("name"),
+        "pod_template_hash": labels_of(rs).get(TEMPLATE_HASH, ""),
+        "images": _images(rs_spec.get("template")),
+        "created": iso(meta(rs).get("creationTimestamp")),
+        "desired": rs_spec.get("replicas", 0),
+        "replicas": rs_status.get("replicas", 0),
+        "ready": rs_status.get("readyReplicas", 0),
+        "available": rs_status.get("availableReplicas", 0),
+        "change_cause": annotations_of(rs).get(CHANGE_CAUSE),
+        "revision_history": _revision_history(rs),
+        "limits": _limits(rs_spec.get("template")),
+        "current": current,
     }
 
 

@@ -112,6 +112,28 @@ class RollbackPlan:
     patch: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _target_replicaset(owned: list[dict[str, Any]], to_revision: int) -> dict[str, Any]:
+    """kubectl's choice: revision ``to_revision``, else the highest revision below the latest."""
+    target_rs: dict[str, Any] | None = None
+    if to_revision:
+        target_rs = next((rs for rs in owned if revision(rs) == to_revision), None)
+        if target_rs is None:
+            raise RollbackError(f"revision {to_revision} not found in the rollout history")
+        return target_rs
+    latest = previous = 0
+    latest_rs: dict[str, Any] | None = None
+    for rs in owned:
+        v = revision(rs)
+        if v > latest:
+            previous, target_rs = latest, latest_rs
+            latest, latest_rs = v, rs
+        elif v > previous:
+            previous, target_rs = v, rs
+    if target_rs is None:
+        raise RollbackError("no previous revision in the rollout history")
+    return target_rs
+
+
 def plan_rollback(
     deployment: dict[str, Any],
     replicasets: list[dict[str, Any]],
@@ -128,24 +150,7 @@ def plan_rollback(
         raise RollbackError("the deployment is paused: resume it before rolling back")
     owned = [rs for rs in replicasets if owned_by(rs, deployment)]
     current_rev = revision(deployment)
-    target_rs: dict[str, Any] | None = None
-    if to_revision:
-        target_rs = next((rs for rs in owned if revision(rs) == to_revision), None)
-        if target_rs is None:
-            raise RollbackError(f"revision {to_revision} not found in the rollout history")
-    else:
-        # kubectl: the highest revision below the latest one
-        latest = previous = 0
-        latest_rs: dict[str, Any] | None = None
-        for rs in owned:
-            v = revision(rs)
-            if v > latest:
-                previous, target_rs = latest, latest_rs
-                latest, latest_rs = v, rs
-            elif v > previous:
-                previous, target_rs = v, rs
-        if target_rs is None:
-            raise RollbackError("no previous revision in the rollout history")
+    target_rs = _target_replicaset(owned, to_revision)
     current_rs = next((rs for rs in owned if revision(rs) == current_rev), None)
     template = template_without_hash(target_rs["spec"]["template"])
     already = template == template_without_hash(deployment.get("spec", {}).get("template", {}))
