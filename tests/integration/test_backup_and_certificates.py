@@ -220,3 +220,32 @@ async def test_medic_check_passes_on_the_shipped_backup_and_certificate_rules() 
         )
     for playbook in ("backup", "certificates"):
         assert f"Checking playbook '{playbook}'" in text
+
+
+async def test_a_failed_job_and_a_missed_schedule_are_two_proposals_but_one_backup_run(
+    tmp_path: Path,
+) -> None:
+    async with world(tmp_path) as (c, w):
+        add_backup_cronjob(c.kube)
+        c.kube.set_image_fault(IMAGE, "OOMKilled")
+        job = c.cron.run(NS, CRONJOB)["metadata"]["name"]
+        await w.post(
+            [
+                alert("KubeJobFailed", namespace=NS, job_name=job, severity="warning"),
+                alert("KubeCronJobLastSuccessTooOld", namespace=NS, cronjob=CRONJOB, severity="critical"),
+            ]
+        )
+        await w.medic.drain()
+        items = await w.incidents()
+        assert sorted(i["rule"] for i in items) == ["backup-job-failed", "backup-overdue"], items
+        incidents = [await w.incident(i["id"]) for i in items]
+        for inc in incidents:
+            assert [a["status"] for a in inc["actions"]] == ["awaiting_approval"], inc["actions"]
+            assert "oom_killed" in {f["details"].get("cause") for f in inc["findings"]}
+        c.kube.clear_image_fault(IMAGE)
+        first = await approve(w, incidents[0]["id"])
+        assert first[0] == 200 and first[1]["action"]["status"] == "succeeded", first
+        status, body = await approve(w, incidents[1]["id"])
+        assert status == 200 and body["action"]["status"] == "refused", body  # same target, in its cooldown
+        assert body["action"]["reason"].startswith("cooldown"), body["action"]
+        assert c.kube.count("POST", r"/jobs$") == 1 and len(backup_jobs(c.kube)) == 2
