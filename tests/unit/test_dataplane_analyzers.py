@@ -736,3 +736,10 @@ def test_redis_down_says_why_in_plain_words(error: str, status: StepStatus, why:
     (f,) = redis_health(given(ev("redis.ping", status=status, error=error), target=REDIS))
     assert f.code == "redis.unreachable"
     assert f.summary.startswith(f"Redis did not answer: {why}")
+
+
+def test_websocket_names_a_redis_that_answers_with_an_error_not_unreachable() -> None:
+    evidence = [ping_reply("MISCONF", "Errors writing to the AOF"), answered("redis.info", "MISCONF", "x")]
+    findings = websocket(given(*evidence))
+    assert codes(findings) == ["websocket.redis_writes_refused_misconf"]
+    assert "adapter cannot relay events" in findings[0].summary

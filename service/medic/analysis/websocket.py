@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from medic.analysis.dataplane import Names, app_logs_grep, first, names, ok_data, pct, query, redis_cli
-from medic.analysis.redis_health import unreachable
+from medic.analysis.redis_health import reply_errors, reply_findings, unreachable
 from medic.domain.incident import Finding
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
@@ -308,6 +308,17 @@ def websocket(inp: AnalysisInput) -> list[Finding]:
     findings += unreachable(
         inp, n, "websocket", "websocket.redis_unreachable", context=" (socket.io's Redis adapter needs it)"
     )
+    # Redis up but refusing (MISCONF, BUSY, NOAUTH…): the adapter's publishes fail the same way
+    findings += [
+        f.model_copy(
+            update={
+                "analyzer": "websocket",
+                "code": "websocket.redis_" + f.code.removeprefix("redis."),
+                "summary": f"{f.summary}; socket.io's Redis adapter cannot relay events meanwhile",
+            }
+        )
+        for f in reply_findings(reply_errors(inp), n)
+    ]
     return findings
 
 
