@@ -63,3 +63,38 @@ async def test_latency_causes_from_kubernetes_alone() -> None:
     assert all(pod in by["latency.memory_pressure"].summary for pod in cool)
     assert by["latency.hpa_maxed"].summary.endswith("playcode-app (3/3 replicas)")
     assert by["latency.hpa_maxed"].evidence == ["k8s.hpa_status"]
+
+
+async def test_an_aggregated_alert_gets_a_target_and_its_kubernetes_steps_run() -> None:
+    """issue 12.9: ``sum by (namespace)`` leaves only the namespace; the resolver finds the workload
+    behind the namespace's Ingress, and the playbook's k8s steps run against it instead of failing
+    for want of a target."""
+    from medic.collectors.k8s.resolver import KubeTargetResolver
+
+    labels = {"alertname": "PlayCodeHighLatency", "namespace": NS, "severity": "warning"}
+    async with FakeKubeApiserver(token="t0k3n") as fake:
+        fake.add_node("node-a")
+        fake.add_deployment(NS, APP, image="app:v1", replicas=2)
+        fake.add_deployment(NS, "redis", image="redis:7", replicas=1)  # not routed: not a candidate
+        fake.add_object({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": APP, "namespace": NS},
+            "spec": {"selector": {"app": APP}, "ports": [{"port": 80, "targetPort": 3000}]},
+        })  # fmt: skip
+        fake.add_object({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {"rules": [{"host": "play.example", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                     "backend": {"service": {"name": APP, "port": {"number": 80}}}}]}}]},
+        })  # fmt: skip
+        backends = await Backends.from_settings(Settings(kube_mode="off"))
+        backends.kube = await KubeClient.from_configuration(
+            fake.client_configuration(), retry=RetryPolicy(attempts=2, base_delay=0.01, request_timeout=2)
+        )
+        try:
+            target = await KubeTargetResolver(backends.kube, [NS]).resolve("deployment", labels)
+            assert target == Target(kind="deployment", namespace=NS, name=APP, inferred=True)
+            _, evidence = await run_shipped_playbook("high-latency", backends, target, labels)
+        finally:
+            await backends.close()
+    assert evidence["k8s.top_pods"].status is StepStatus.OK, evidence["k8s.top_pods"].error
+    assert evidence["k8s.hpa_status"].status is StepStatus.OK, evidence["k8s.hpa_status"].error
