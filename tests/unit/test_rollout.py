@@ -254,3 +254,24 @@ def test_scale_up_events_in_any_order_give_the_latest_switch() -> None:
     tl = timeline_of(deployment(4, "app:v1"), [reused, rs(3, "app:v3", "ccc")], events[1:])
     # without the re-deploy's event: aaa was current before ccc in that second, then ccc
     assert tl.current is not None and tl.current.became_current == _at("2026-11-23T08:00:00Z")
+
+
+def test_a_later_redeploy_of_the_template_medic_restored_is_timed_by_its_event() -> None:
+    from medic.remediation.actions.rollout import timeline_of
+
+    dep, rss, _ = _after_medics_rollback()  # Medic restored revision 2's template at 08:00
+    event = {
+        "metadata": {"resourceVersion": "99"},
+        "reason": "ScalingReplicaSet",
+        "message": "Scaled up replica set playcode-app-bbb from 0 to 3",
+        "firstTimestamp": "2026-11-27T08:00:00Z",
+        "lastTimestamp": "2026-11-27T08:00:00Z",
+    }
+    # a day later someone deploys v3 (revision 5) and then v2 again: revision 6, not Medic's 4
+    dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = "6"
+    rss[1]["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = "6"
+    rss[1]["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"] = "2,4"
+    rss[2]["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = "5"
+    tl = timeline_of(dep, rss, [event])
+    assert tl.current is not None and tl.current.became_current == _at("2026-11-27T08:00:00Z")
+    assert tl.current.source == "ScalingReplicaSet event" and not tl.current.restored_by_medic

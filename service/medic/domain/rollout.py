@@ -91,6 +91,7 @@ class MedicRollback:
     to_hash: str = ""
     at: datetime | None = None
     incident: str = ""
+    as_revision: int = 0  # the revision number the controller gives the restored template
 
     def describe(self) -> str:
         when = f" at {iso(self.at)}" if self.at else ""
@@ -106,6 +107,7 @@ class MedicRollback:
                 "to_hash": self.to_hash,
                 "at": iso(self.at),
                 "incident": self.incident,
+                "as": self.as_revision,
             },
             sort_keys=True,
         )
@@ -124,6 +126,7 @@ def medic_rollback(annotations: Mapping[str, Any]) -> MedicRollback | None:
                 to_hash=str(data.get("to_hash") or ""),
                 at=parse_time(data.get("at")),
                 incident=str(data.get("incident") or ""),
+                as_revision=int(data.get("as") or 0),
             )
         except (ValueError, TypeError, AttributeError):
             pass
@@ -288,6 +291,10 @@ def _when(
 
 
 def _restored(medic: MedicRollback, thash: str, number: int, reused: tuple[int, ...]) -> bool:
+    """Whether Medic's rollback made this revision current. The revision number it was given
+    tells it apart from a later re-deploy of the same template (which gets a higher number)."""
+    if medic.as_revision and medic.as_revision != number:
+        return False
     if medic.to_hash:
         return medic.to_hash == thash
     return medic.to_revision in (number, *reused)

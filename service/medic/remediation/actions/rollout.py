@@ -162,8 +162,9 @@ def plan_rollback(
     annotations[ROLLED_BACK_BY] = f"from revision {current_rev} to {target.number}"
     # read back from the cluster by the timeline: Medic knows its own rollbacks without its ledger
     current_hash = ((current_rs or {}).get("metadata", {}).get("labels") or {}).get(TEMPLATE_HASH, "")
+    next_rev = max((revision(rs) for rs in owned), default=current_rev) + 1  # what the controller assigns
     annotations[MEDIC_ROLLBACK] = MedicRollback(
-        current_rev, target.number, current_hash, target.template_hash, at, incident
+        current_rev, target.number, current_hash, target.template_hash, at, incident, next_rev
     ).annotation()
     if change_cause:
         annotations["kubernetes.io/change-cause"] = change_cause
