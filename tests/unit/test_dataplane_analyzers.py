@@ -12,6 +12,7 @@ from medic.analysis.latency import latency
 from medic.analysis.mongodb import mongodb
 from medic.analysis.redis_health import redis_health
 from medic.analysis.websocket import ingress_timeouts, websocket
+from medic.collectors.loki_output import LokiQueryOutput
 from medic.collectors.mongo import (
     CurrentOpParams,
     summarize_current_op,
@@ -96,6 +97,22 @@ def by_code(findings: list[Finding], code: str) -> Finding:
     return found
 
 
+def loki_data(query: str, patterns: list[tuple[str, int, str | None]], since: str = "30m") -> dict[str, Any]:
+    """``loki.query`` data as the collector stores it (LokiQueryOutput): (pattern, count, level)."""
+    rows = [
+        {"pattern": p, "count": c, "distinct": 1, "level": level, "first_seen": "2026-12-01T21:00:00+00:00",
+         "last_seen": "2026-12-01T21:10:00+00:00", "pods": [], "sample": p}
+        for p, c, level in patterns
+    ]  # fmt: skip
+    lines = sum(c for _, c, _ in patterns)
+    return {
+        "query": query, "description": "", "logql": "...", "since": since,
+        "start": "2026-12-01T20:40:00+00:00", "end": "2026-12-01T21:10:00+00:00", "limit": 500,
+        "limit_reached": False, "lines": lines, "distinct_lines": len(rows), "complete": True,
+        "patterns_total": len(rows), "capped": False, "patterns": rows,
+    }  # fmt: skip
+
+
 def redis_info(**fields: Any) -> dict[str, Any]:
     base = {
         "redis_version": "7.0.15",
@@ -163,7 +180,7 @@ def test_latency_causes_from_pods_hpa_redis_and_errors() -> None:
     )
     loki = ev(
         "loki.errors",
-        {"query": "app_errors", "patterns": [{"pattern": "db timeout after <n>ms", "count": 40}]},
+        loki_data("app_errors", [("db timeout after <n>ms", 40, None)]),
         collector="loki.query",
     )
     findings = latency(given(metrics, info, loki))
@@ -496,16 +513,14 @@ def test_ingress_timeouts() -> None:
 
 
 def test_websocket_redis_adapter_errors_and_redis_down() -> None:
-    adapter = {
-        "query": "redis_adapter",
-        "since": "30m",
-        "logql": "...",
-        "patterns": [
-            {"pattern": "redis adapter error: connect ECONNREFUSED <ip>", "count": 41, "level": "error"},
-            {"pattern": "redis adapter subscribed to <n> channels", "count": 3, "level": "info"},
+    adapter = loki_data(
+        "redis_adapter",
+        [
+            ("redis adapter error: connect ECONNREFUSED <ip>", 41, "error"),
+            ("redis adapter subscribed to <n> channels", 3, "info"),
         ],
-    }
-    socket_ok = {"query": "socket", "since": "30m", "patterns": [{"pattern": "socket connected", "count": 9}]}
+    )
+    socket_ok = loki_data("socket", [("socket connected", 9, None)])
     evidence = [
         ev("loki.redis_adapter", adapter, collector="loki.query"),
         ev("loki.socket", socket_ok, collector="loki.query"),
@@ -603,8 +618,7 @@ def test_loading_in_info_and_in_the_reply_is_one_finding() -> None:
 
 
 def loki(step: str, query: str, patterns: list[tuple[str, int]]) -> Evidence:
-    rows = [{"pattern": p, "count": c, "level": None} for p, c in patterns]
-    return ev(step, {"query": query, "since": "30m", "patterns": rows}, collector="loki.query")
+    return ev(step, loki_data(query, [(p, c, None) for p, c in patterns]), collector="loki.query")
 
 
 INGRESS_LINES = [
@@ -616,9 +630,13 @@ INGRESS_LINES = [
 
 
 def test_ingress_log_reasons_are_counted_in_plain_words() -> None:
-    assert websocket_analysis.ingress_log_reasons(
-        [{"pattern": p, "count": c} for p, c in [*INGRESS_LINES, ("[warn] something else", 2)]]
-    ) == {"upstream_timeout": 120, "upstream_closed": 7, "other": 2}
+    data = loki_data("ingress_websocket", [(p, c, None) for p, c in [*INGRESS_LINES, ("[warn] other", 2)]])
+    patterns = LokiQueryOutput.model_validate(data).patterns
+    assert websocket_analysis.ingress_log_reasons(patterns) == {
+        "upstream_timeout": 120,
+        "upstream_closed": 7,
+        "other": 2,
+    }
 
 
 def test_ingress_timeouts_without_a_short_annotation_are_their_own_finding() -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from medic.domain.evidence import Evidence, StepStatus
 from medic.playbooks.contract import AnalysisInput
@@ -80,6 +82,21 @@ def ok_data(inp: AnalysisInput, collector: str) -> Iterator[tuple[Evidence, dict
     for ev in inp.of(collector):
         if ev.ok and isinstance(ev.data, dict):
             yield ev, ev.data
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def typed(inp: AnalysisInput, collector: str, model: type[M]) -> Iterator[tuple[Evidence, M]]:
+    """(evidence, data as the collector's output model) of every successful run of ``collector``
+    (issue 16.3: analyzers read declared fields, not ``.get`` on Any). Data of another shape (a
+    hand-made bundle) is not read."""
+    for ev in inp.of(collector):
+        if ev.ok and ev.data is not None:
+            try:
+                yield ev, model.model_validate(ev.data)
+            except ValidationError:
+                continue
 
 
 def first(inp: AnalysisInput, collector: str) -> tuple[Evidence, dict[str, Any]] | None:

@@ -11,7 +11,6 @@ checked, so on-call does not re-check the same things.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from medic.analysis.dataplane import (
     Names,
@@ -20,15 +19,16 @@ from medic.analysis.dataplane import (
     first,
     mongosh,
     names,
-    ok_data,
     pct,
     query,
     redis_cli,
     seconds,
     series_over,
+    typed,
 )
 from medic.analysis.mongodb import aim, slow_ops_finding
 from medic.analysis.redis_health import memory_findings, reply_errors, reply_findings, slowlog_finding
+from medic.collectors.loki_output import LogPattern, LokiQueryOutput
 from medic.domain.incident import Finding, Severity
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
@@ -227,24 +227,22 @@ def _errors(inp: AnalysisInput, n: Names) -> list[Finding]:
     crit = result.crit if result.crit is not None else ERROR_RATIO_CRIT
     if result.value < warn:
         return []
-    patterns: list[dict[str, Any]] = []
+    patterns: list[LogPattern] = []
     steps_ids = [result.step]
-    for ev, data in ok_data(inp, "loki.query"):
-        if data.get("query") in ("app_errors", "http_5xx", "app_error_text") and data.get("patterns"):
+    for ev, logs in typed(inp, "loki.query", LokiQueryOutput):
+        if logs.query in ("app_errors", "http_5xx", "app_error_text") and logs.patterns:
             steps_ids.append(ev.step)
-            patterns += [p for p in data["patterns"] if isinstance(p, dict)][:3]
+            patterns += logs.patterns[:3]
     summary = f"{pct(result.value)} of responses are 5xx: an error spike, not only slowness"
     if patterns:
-        summary += "; top error lines: " + "; ".join(
-            f"{p.get('pattern')} (x{p.get('count')})" for p in patterns[:3]
-        )
+        summary += "; top error lines: " + "; ".join(f"{p.pattern} (x{p.count})" for p in patterns[:3])
     return [
         Finding(
             analyzer="latency",
             code="latency.error_spike",
             severity="critical" if result.value >= crit else "warning",
             summary=summary,
-            details={"error_ratio_5xx": result.value, "patterns": patterns[:5]},
+            details={"error_ratio_5xx": result.value, "patterns": [p.model_dump() for p in patterns[:5]]},
             evidence=steps_ids,
             next_steps=[
                 f"kubectl logs deployment/{n.app} -n {n.namespace} --since=30m | grep -i error",

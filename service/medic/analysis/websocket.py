@@ -14,8 +14,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from medic.analysis.dataplane import Names, app_logs_grep, first, names, ok_data, pct, query, redis_cli
+from medic.analysis.dataplane import Names, app_logs_grep, first, names, pct, query, redis_cli, typed
 from medic.analysis.redis_health import reply_errors, reply_findings, unreachable
+from medic.collectors.loki_output import LogPattern, LokiQueryOutput
 from medic.domain.incident import Finding
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
@@ -139,33 +140,32 @@ DISCONNECT_REASONS: dict[str, str] = {
 _DISCONNECT = re.compile("(?i)(" + "|".join(re.escape(r) for r in DISCONNECT_REASONS) + ")")
 
 
-def ingress_log_reasons(patterns: list[dict[str, Any]]) -> dict[str, int]:
+def ingress_log_reasons(patterns: list[LogPattern]) -> dict[str, int]:
     """Lines per reason (INGRESS_REASONS names, "other" for the rest) of the ingress log patterns."""
     out: dict[str, int] = {}
     for p in patterns:
-        text = str(p.get("pattern", ""))
-        reason = next((name for name, rx, _ in INGRESS_REASONS if rx.search(text)), "other")
-        out[reason] = out.get(reason, 0) + int(p.get("count") or 0)
+        reason = next((name for name, rx, _ in INGRESS_REASONS if rx.search(p.pattern)), "other")
+        out[reason] = out.get(reason, 0) + p.count
     return out
 
 
-def disconnect_reasons(patterns: list[dict[str, Any]]) -> dict[str, int]:
+def disconnect_reasons(patterns: list[LogPattern]) -> dict[str, int]:
     """Lines per socket.io disconnect reason in the app's log patterns, most first."""
     out: dict[str, int] = {}
     for p in patterns:
-        if m := _DISCONNECT.search(str(p.get("pattern", ""))):
+        if m := _DISCONNECT.search(p.pattern):
             reason = m.group(1).lower()
-            out[reason] = out.get(reason, 0) + int(p.get("count") or 0)
+            out[reason] = out.get(reason, 0) + p.count
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def _ingress_logs(inp: AnalysisInput) -> tuple[str, dict[str, int], str] | None:
     """(step, lines per reason, window) of the ingress controller's WebSocket log lines, if any."""
-    for ev, data in ok_data(inp, "loki.query"):
-        if data.get("query") == "ingress_websocket":
-            reasons = ingress_log_reasons([p for p in data.get("patterns", []) if isinstance(p, dict)])
+    for ev, logs in typed(inp, "loki.query", LokiQueryOutput):
+        if logs.query == "ingress_websocket":
+            reasons = ingress_log_reasons(logs.patterns)
             if sum(reasons.values()):
-                return ev.step, reasons, str(data.get("since") or "")
+                return ev.step, reasons, logs.since
     return None
 
 
@@ -251,20 +251,19 @@ def _ingress(inp: AnalysisInput, n: Names) -> list[Finding]:
 
 def _logs(inp: AnalysisInput, n: Names) -> list[Finding]:
     out: list[Finding] = []
-    for ev, data in ok_data(inp, "loki.query"):
-        name = data.get("query")
+    for ev, logs in typed(inp, "loki.query", LokiQueryOutput):
+        name = logs.query
         if name not in ("redis_adapter", "socket"):
             continue
         bad = [
             p
-            for p in data.get("patterns", [])
-            if isinstance(p, dict)
-            and (p.get("level") in ("error", "fatal", "50", "60") or ERRORISH.search(str(p.get("pattern"))))
+            for p in logs.patterns
+            if p.level in ("error", "fatal", "50", "60") or ERRORISH.search(p.pattern)
         ]
         if not bad:
             continue
-        lines = sum(int(p.get("count") or 0) for p in bad)
-        top = "; ".join(f"{p.get('pattern')} (x{p.get('count')})" for p in bad[:3])
+        lines = sum(p.count for p in bad)
+        top = "; ".join(f"{p.pattern} (x{p.count})" for p in bad[:3])
         redis = name == "redis_adapter"
         reasons = disconnect_reasons(bad)
         why = (
@@ -279,17 +278,17 @@ def _logs(inp: AnalysisInput, n: Names) -> list[Finding]:
                 code="websocket.redis_adapter_errors" if redis else "websocket.socket_errors",
                 severity="warning",
                 summary=(
-                    f"{lines} socket.io Redis adapter error lines in the last {data.get('since')}: "
+                    f"{lines} socket.io Redis adapter error lines in the last {logs.since}: "
                     if redis
-                    else f"{lines} socket error lines in the last {data.get('since')}: "
+                    else f"{lines} socket error lines in the last {logs.since}: "
                 )
                 + top
                 + (" — events are not relayed between pods" if redis else "")
                 + why,
                 details={
                     "lines": lines,
-                    "patterns": bad[:5],
-                    "logql": data.get("logql"),
+                    "patterns": [p.model_dump() for p in bad[:5]],
+                    "logql": logs.logql,
                     "disconnect_reasons": reasons,
                 },
                 evidence=[ev.step],
