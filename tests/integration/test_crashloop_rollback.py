@@ -431,3 +431,38 @@ def _ready(pod: dict[str, Any]) -> bool:
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in (pod.get("status") or {}).get("conditions") or []
     )
+
+
+async def test_an_old_oom_killed_redis_is_not_blamed_on_its_last_rollout(tmp_path: Path) -> None:
+    """Redis upgraded 9 days ago starts being OOMKilled now: OOMKilled, predating the rollout,
+    never "only the new revision", never rolled back."""
+    async with FakeKubeApiserver(token="medic-sa-token") as kube:
+        real = kube.clock.now()
+        kube.clock.shift_to(real - timedelta(days=9))
+        kube.add_deployment(
+            NS,
+            "redis",
+            "redis:7.0",
+            replicas=1,
+            container_name="redis",
+            resources={"limits": {"memory": "256Mi"}},
+        )
+        kube.set_image(NS, "redis", "redis:7.2")
+        await kube.settle()
+        kube.clock.shift_to(kube.clock.now() + timedelta(days=9))
+        kube.set_image_fault("redis:7.2", "OOMKilled")
+        await kube.settle()
+        async with medic_on(kube, tmp_path) as medic:
+            w = World(kube, medic)
+            (pod,) = [p["metadata"]["name"] for p in kube.pods_of(NS, "redis")]
+            await w.post(
+                [alert("KubePodCrashLooping", namespace=NS, pod=pod, container="redis", severity="warning")]
+            )
+            inc = await w.diagnosed()
+        codes = [f["code"] for f in inc["findings"]]
+        assert "crashloop.oom_killed" in codes and "crashloop.regression" not in codes, codes
+        oom = next(f for f in inc["findings"] if f["code"] == "crashloop.oom_killed")
+        assert "limit 256Mi" in oom["summary"] and "only the new revision" not in oom["summary"]
+        predates = next(f for f in inc["findings"] if f["code"] == "crashloop.predates_rollout")
+        assert "revision 2 became current 9 days ago" in predates["summary"]
+        assert inc["actions"] == [] and kube.count("PATCH", r"/deployments/redis$") == 0
