@@ -26,9 +26,11 @@ from medic.analysis.dataplane import (
     names,
     pct,
     query,
+    typed,
     why_no_answer,
 )
 from medic.analysis.volumes import Volume, mounting_pod
+from medic.collectors.mongo_output import RsStatusOutput
 from medic.domain.evidence import Evidence
 from medic.domain.incident import Finding, Severity
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
@@ -87,19 +89,19 @@ def aim(inp: AnalysisInput, n: Names) -> Aim:
     """The member that answers (the one Medic reached, the primary, a healthy one, a Ready pod) for
     commands; the unhealthy members and the alert's pod for describe/logs."""
     sts = n.mongo_statefulset
-    found = first(inp, "mongo.rs_status")
-    members = [m for m in (found[1].get("members", []) if found else []) if isinstance(m, dict)]
-    pod = {str(m.get("name")): member_pod(str(m.get("name", "")), sts) for m in members}
+    found = next(typed(inp, "mongo.rs_status", RsStatusOutput), None)
+    members = found[1].members if found else []
+    pod = {m.name: member_pod(m.name, sts) for m in members}
     alerted = _alert_pods(inp, sts)
-    down = [p for m in members if not m.get("healthy") and (p := pod[str(m.get("name"))])]
+    down = [p for m in members if not m.healthy and (p := pod[m.name])]
     inspect = tuple(dict.fromkeys([*alerted, *down]))
     candidates = [
-        ("the member Medic reached", [m for m in members if m.get("self") and m.get("healthy")]),
-        ("the primary", [m for m in members if m.get("state") == "PRIMARY" and m.get("healthy")]),
-        ("a healthy member", [m for m in members if m.get("healthy")]),
+        ("the member Medic reached", [m for m in members if m.self and m.healthy]),
+        ("the primary", [m for m in members if m.state == "PRIMARY" and m.healthy]),
+        ("a healthy member", [m for m in members if m.healthy]),
     ]
     for why, chosen in candidates:
-        pods = [p for m in chosen if (p := pod[str(m.get("name"))])]
+        pods = [p for m in chosen if (p := pod[m.name])]
         if pods:
             return Aim(pods[0], f"{why} ({pods[0]})", inspect)
     ready = [p for p in _ready_pods(inp, sts) if p not in inspect] or _ready_pods(inp, sts)
@@ -196,35 +198,34 @@ def _unreachable(inp: AnalysisInput, n: Names, inspect: tuple[str, ...] = ()) ->
 
 
 def _replica_set(inp: AnalysisInput, n: Names, inspect: tuple[str, ...] = ()) -> list[Finding]:
-    found = first(inp, "mongo.rs_status")
-    if found is None or not found[1].get("replica_set"):
+    found = next(typed(inp, "mongo.rs_status", RsStatusOutput), None)
+    if found is None or not found[1].replica_set:
         return []
     ev, rs = found
-    members = [m for m in rs.get("members", []) if isinstance(m, dict)]
-    states = {m.get("name"): m.get("state") for m in members}
+    members = rs.members
+    states = {m.name: m.state for m in members}
     steps = [mongosh(n, "rs.status()"), *_pod_steps(n, inspect)]
     out: list[Finding] = []
-    if not rs.get("has_primary"):
+    if not rs.has_primary:
         out.append(
             Finding(
                 analyzer="mongodb",
                 code="mongodb.no_primary",
                 severity="critical",
-                summary=f"replica set {rs.get('set')} has no PRIMARY: writes fail until one is elected "
+                summary=f"replica set {rs.set} has no PRIMARY: writes fail until one is elected "
                 f"(members: {', '.join(f'{k} {v}' for k, v in states.items())})",
-                details={"set": rs.get("set"), "members": states},
+                details={"set": rs.set, "members": states},
                 evidence=[ev.step],
                 next_steps=steps,
             )
         )
-    unhealthy = [m for m in members if not m.get("healthy")]
+    unhealthy = [m for m in members if not m.healthy]
     if unhealthy:
         healthy_voters = len(members) - len(unhealthy)
-        majority = rs.get("majority") or len(members) // 2 + 1
+        majority = rs.majority or len(members) // 2 + 1
         lost = healthy_voters < majority
         reasons = [
-            f"{m.get('name')} {m.get('state')}"
-            + (f" ({m['last_heartbeat_message']})" if m.get("last_heartbeat_message") else "")
+            f"{m.name} {m.state}" + (f" ({m.last_heartbeat_message})" if m.last_heartbeat_message else "")
             for m in unhealthy
         ]
         out.append(
@@ -235,24 +236,22 @@ def _replica_set(inp: AnalysisInput, n: Names, inspect: tuple[str, ...] = ()) ->
                 summary=f"{len(unhealthy)} of {len(members)} replica set members unhealthy: "
                 + "; ".join(reasons)
                 + (" — the set has lost its majority and cannot elect a primary" if lost else ""),
-                details={"unhealthy": [m.get("name") for m in unhealthy], "majority": majority},
+                details={"unhealthy": [m.name for m in unhealthy], "majority": majority},
                 evidence=[ev.step],
                 next_steps=steps,
             )
         )
-    lag = rs.get("max_lag_seconds")
-    if isinstance(lag, int | float) and lag >= LAG_WARN:
-        laggard = max(
-            (m for m in members if isinstance(m.get("lag_seconds"), int | float)),
-            key=lambda m: m["lag_seconds"],
-        )
+    lag = rs.max_lag_seconds
+    lagging = [m for m in members if m.lag_seconds is not None]
+    if lag is not None and lag >= LAG_WARN and lagging:
+        laggard = max(lagging, key=lambda m: m.lag_seconds or 0.0)
         out.append(
             Finding(
                 analyzer="mongodb",
                 code="mongodb.replication_lag",
                 severity="critical" if lag >= LAG_CRIT else "warning",
-                summary=f"{laggard.get('name')} is {lag:.0f} s behind the {rs.get('lag_reference')}",
-                details={"max_lag_seconds": lag, "member": laggard.get("name")},
+                summary=f"{laggard.name} is {lag:.0f} s behind the {rs.lag_reference}",
+                details={"max_lag_seconds": lag, "member": laggard.name},
                 evidence=[ev.step],
                 next_steps=[mongosh(n, "rs.printSecondaryReplicationInfo()")],
             )
