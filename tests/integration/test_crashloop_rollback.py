@@ -420,7 +420,7 @@ async def test_a_new_revision_that_cannot_start_reads_the_same_whichever_alert_a
         for inc in incidents:
             regression = next(f for f in inc["findings"] if f["code"] == "crashloop.regression")
             assert words in regression["summary"]
-            assert "Users are still served by 3 ready pod(s)" in regression["summary"]
+            assert "users are still served by its 3 ready pod(s)" in regression["summary"]
             act = action(inc)
             assert act["mode"] == "approve" and act["status"] == "awaiting_approval", act
         assert w.patches() == 0 and w.image() == BAD

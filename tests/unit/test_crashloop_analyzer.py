@@ -263,7 +263,7 @@ def test_a_redeploy_of_an_old_template_that_crashes_is_recent_by_the_progressing
     )
     f = run([crashing(5)], hist=h)["crashloop.regression"]
     assert "3 min ago (Progressing condition lastUpdateTime (at or before))" in f.summary
-    assert "Users are still served by 3 ready pod(s)" in f.summary
+    assert "users are still served by its 3 ready pod(s)" in f.summary
 
 
 def test_a_revision_current_for_days_that_starts_crashing_predates_the_rollout() -> None:

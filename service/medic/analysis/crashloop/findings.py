@@ -220,17 +220,21 @@ def _predates(f: CrashFacts, why: str, against: str) -> Finding:
     )
 
 
-def _regression(f: CrashFacts, inp: AnalysisInput, healthy_why: str) -> Finding:
+def _regression(f: CrashFacts, inp: AnalysisInput, healthy: bool, healthy_why: str) -> Finding:
     cur, prev = f.current, f.timeline.previous
     assert cur is not None and prev is not None
     start = f.first("image_pull") or f.first("config_error")
     c = start or f.crashes[0]
     why = c.why if start else f"{c.container} {c.why}"
+    before = healthy_why.removeprefix(f"revision {prev.revision} ")
+    before = before if healthy else f"did not crash, but {before}"
     served = (
         f" Users are still served by {f.old_serving} ready pod(s) of the old revision."
         if f.old_serving
-        else (" No pod of an older revision serves any more.")
+        else " No pod of an older revision serves any more."
     )
+    if healthy and prev.ready > 0:
+        before, served = f"ran healthy: users are still served by its {prev.ready} ready pod(s)", ""
     sample = [ln for ln in f.lines if ERROR_LINE.search(ln)][-3:]
     return Finding(
         analyzer=A,
@@ -238,7 +242,7 @@ def _regression(f: CrashFacts, inp: AnalysisInput, healthy_why: str) -> Finding:
         severity="critical",
         summary=f"revision {cur.revision} ({short_images(cur.images)}), which became current "
         f"{f.timeline.when(cur, f.now)}, {'cannot start' if start else 'crash-loops'}: {why}; "
-        f"revision {prev.revision} ({short_images(prev.images)}) ran healthy before: {healthy_why}.{served}",
+        f"revision {prev.revision} ({short_images(prev.images)}) {before}.{served}",
         details={
             "current_revision": cur.revision,
             "previous_revision": prev.revision,
@@ -298,7 +302,7 @@ def rollout_verdict(f: CrashFacts, inp: AnalysisInput) -> Finding | None:
         return None
     if prev.rolled_back_by_medic:
         return _predates(f, healthy_why, healthy_why)
-    return _regression(f, inp, healthy_why if ok else f"no crash of it seen ({healthy_why})")
+    return _regression(f, inp, ok, healthy_why)
 
 
 def crash(f: CrashFacts, inp: AnalysisInput) -> Finding:
