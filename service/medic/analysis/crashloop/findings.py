@@ -290,10 +290,11 @@ def rollout_verdict(f: CrashFacts, inp: AnalysisInput) -> Finding | None:
     if f.deps:
         return None  # the dependency finding explains it (and says why not to roll back)
     if not f.recent:
+        known = cur.became_current is not None
         return _predates(
             f,
-            f"revision {cur.revision} became current {tl.when(cur, f.now)}: the crash started "
-            "after it, not with it",
+            f"revision {cur.revision} became current {tl.when(cur, f.now)}: "
+            + ("too long ago for the crash to be a regression of it" if known else "not treated as recent"),
             f"revision {cur.revision} is not a recent rollout ({tl.when(cur, f.now)})",
         )
     ok, healthy_why = f.previous_healthy()
