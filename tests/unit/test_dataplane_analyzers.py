@@ -761,3 +761,10 @@ def test_websocket_names_a_redis_that_answers_with_an_error_not_unreachable() ->
     findings = websocket(given(*evidence))
     assert codes(findings) == ["websocket.redis_writes_refused_misconf"]
     assert "adapter cannot relay events" in findings[0].summary
+
+
+def test_hand_written_loki_evidence_is_read_too() -> None:
+    """A `medic test` file gives only what matters; the model's defaults fill the rest."""
+    short = {"query": "socket", "since": "30m", "patterns": [{"pattern": "x: ping timeout", "count": 4}]}
+    (f,) = websocket(given(ev("loki.socket", short, collector="loki.query")))
+    assert f.details["disconnect_reasons"] == {"ping timeout": 4}

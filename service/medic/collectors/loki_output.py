@@ -9,29 +9,30 @@ class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Defaults only for bundles written by hand (`medic test` files): the collector sets every field.
 class LogPattern(_Out):
     pattern: str  # the message with its variable parts masked (<n>, <ip>, <uuid>…)
     count: int
-    distinct: int
-    level: str | None
-    first_seen: str
-    last_seen: str
-    pods: list[str]
-    sample: str  # one line of the group, redacted
+    distinct: int = 1
+    level: str | None = None
+    first_seen: str = ""
+    last_seen: str = ""
+    pods: list[str] = []
+    sample: str = ""  # one line of the group, redacted
 
 
 class LokiQueryOutput(_Out):
     query: str  # the named query
-    description: str
-    logql: str
-    since: str
-    start: str
-    end: str
-    limit: int
-    limit_reached: bool
-    lines: int
-    distinct_lines: int
-    complete: bool  # false when the step's deadline stopped the grouping
-    patterns_total: int
-    capped: bool
-    patterns: list[LogPattern]
+    description: str = ""
+    logql: str = ""
+    since: str = ""
+    start: str = ""
+    end: str = ""
+    limit: int = 0
+    limit_reached: bool = False
+    lines: int = 0
+    distinct_lines: int = 0
+    complete: bool = True  # false when the step's deadline stopped the grouping
+    patterns_total: int = 0
+    capped: bool = False
+    patterns: list[LogPattern] = []

@@ -46,35 +46,36 @@ class CurrentOpOutput(_Out):
 
 
 class RsMember(_Out):
-    id: int | None
+    # Defaults only for bundles written by hand (`medic test` files): the collector sets every field.
+    id: int | None = None
     name: str  # host:port, e.g. mongodb-1.mongodb-headless.playcode.svc.cluster.local:27017
-    state: str
-    state_code: int | None
-    health: float | None
-    healthy: bool
-    self: bool  # the member Medic is connected to
-    uptime_seconds: int | None
-    optime_date: str | None
-    sync_source: str | None
-    ping_ms: int | None
-    last_heartbeat_message: str | None
-    lag_seconds: float | None
+    state: str = ""
+    state_code: int | None = None
+    health: float | None = None
+    healthy: bool = True
+    self: bool = False  # the member Medic is connected to
+    uptime_seconds: int | None = None
+    optime_date: str | None = None
+    sync_source: str | None = None
+    ping_ms: int | None = None
+    last_heartbeat_message: str | None = None
+    lag_seconds: float | None = None
 
 
 class RsStatusOutput(_Out):
     replica_set: bool  # False: a standalone mongod (``note`` says so), the rest empty
-    note: str | None
-    set: str | None
-    my_state: int | None
-    term: int | None
-    primary: str | None
-    has_primary: bool
-    members_total: int
-    unhealthy: list[str]
-    max_lag_seconds: float | None
-    lag_reference: str | None
-    majority: int | None
-    members: list[RsMember]
+    note: str | None = None
+    set: str | None = None
+    my_state: int | None = None
+    term: int | None = None
+    primary: str | None = None
+    has_primary: bool = False
+    members_total: int = 0
+    unhealthy: list[str] = []
+    max_lag_seconds: float | None = None
+    lag_reference: str | None = None
+    majority: int | None = None
+    members: list[RsMember] = []
 
 
 class ServerStatusOutput(_Out):
