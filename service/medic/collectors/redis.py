@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import redis.exceptions as rex
 from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
@@ -72,13 +73,36 @@ def reply_error(exc: RedisError) -> ReplyError | None:
     if isinstance(exc, RedisTimeoutError):
         return None
     message = str(exc)
-    code = exc.status_code
+    code = getattr(exc, "status_code", None) or _code_of_class(exc)  # status_code: redis-py >= 7
     if code is None and isinstance(exc, ResponseError):
         m = _REPLY_CODE.match(message)
         code, message = (m.group(1), message[m.end() :]) if m else ("ERR", message)
     if code is None:
         return None
     return ReplyError(code=code, message=redact_text(message)[:300])
+
+
+# Reply codes redis-py turns into exception classes (the code itself is kept as ``status_code``
+# only since redis-py 7): the most specific class first.
+_REPLY_CLASSES: tuple[tuple[type[RedisError], str], ...] = (
+    (rex.AuthenticationError, "NOAUTH"),
+    (rex.BusyLoadingError, "LOADING"),
+    (rex.ReadOnlyError, "READONLY"),
+    (rex.MasterDownError, "MASTERDOWN"),
+    (rex.OutOfMemoryError, "OOM"),
+    (rex.NoPermissionError, "NOPERM"),
+    (rex.ExecAbortError, "EXECABORT"),
+    (rex.NoScriptError, "NOSCRIPT"),
+)
+
+
+def _code_of_class(exc: RedisError) -> str | None:
+    for cls, code in _REPLY_CLASSES:
+        if isinstance(exc, cls):
+            if code == "NOAUTH" and "username-password" in str(exc):
+                return "WRONGPASS"
+            return code
+    return None
 
 
 @contextmanager
