@@ -16,6 +16,7 @@ from medic.domain.incident import Target
 from medic.playbooks.contract import AnalysisInput
 from tests.fakes.kube_apiserver import FakeKubeApiserver
 from tests.integration.kube_support import run_shipped_playbook
+from tests.servers.fixtures import PrometheusFactory
 
 pytestmark = pytest.mark.integration
 
@@ -98,3 +99,42 @@ async def test_an_aggregated_alert_gets_a_target_and_its_kubernetes_steps_run() 
             await backends.close()
     assert evidence["k8s.top_pods"].status is StepStatus.OK, evidence["k8s.top_pods"].error
     assert evidence["k8s.hpa_status"].status is StepStatus.OK, evidence["k8s.hpa_status"].error
+
+
+async def test_pvc_filling_up_states_class_state_growth_and_time_to_full(
+    prometheus_factory: PrometheusFactory,
+) -> None:
+    """issue 12.5 end to end: the PVC from the fake kube-apiserver (gp3, Bound, 1Gi) and 6 h of
+    kubelet volume stats from a real Prometheus growing 1 MiB a minute."""
+    from tests.servers.playcode_series import Timeline, gauge_series
+
+    mib = 1024 * 1024
+    timeline = Timeline.recent(minutes=7 * 60, step=60)
+    claim = {"namespace": NS, "persistentvolumeclaim": "datadir-mongodb-1"}
+    prom = await prometheus_factory([
+        gauge_series("kubelet_volume_stats_used_bytes", claim, timeline,
+                     lambda ts: 964 * mib - (timeline.end - ts) / 60 * mib),
+        gauge_series("kubelet_volume_stats_capacity_bytes", claim, timeline, lambda _: 1024 * mib),
+    ])  # fmt: skip
+    target = Target(kind="persistentvolumeclaim", namespace=NS, name="datadir-mongodb-1")
+    async with FakeKubeApiserver(token="t0k3n") as fake:
+        fake.add_pvc(NS, "datadir-mongodb-1", storage="1Gi", storage_class="gp3")
+        backends = await Backends.from_settings(Settings(kube_mode="off", prometheus_url=prom.url))
+        backends.kube = await KubeClient.from_configuration(
+            fake.client_configuration(), retry=RetryPolicy(attempts=2, base_delay=0.01, request_timeout=2)
+        )
+        try:
+            pb, evidence = await run_shipped_playbook("pvc-filling-up", backends, target, {"namespace": NS})
+        finally:
+            await backends.close()
+    assert evidence["k8s.pvc_status"].status is StepStatus.OK, evidence["k8s.pvc_status"].error
+    inp = AnalysisInput(target, {"namespace": NS}, [], evidence, datetime.now(UTC))
+    (f,) = [f for a in pb.analyzers for f in a.fn(inp)]
+    assert f.code == "pvc.filling_up" and f.severity == "critical"
+    assert f.summary.startswith(
+        "volume datadir-mongodb-1 is 94% full (964.0 MiB used of 1.0 GiB, storage class gp3, Bound); "
+        "it grew 360.0 MiB in the last 6.0 h and is full in about"
+    )
+    assert f.details["capacity"] == "1Gi" and f.details["storage_class"] == "gp3"
+    assert f.next_steps[-1] == "kubectl exec -it mongodb-1 -n playcode -- df -h /data/db"
+    assert f.evidence == ["prometheus.query", "k8s.pvc_status"]
