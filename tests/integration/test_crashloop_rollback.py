@@ -466,3 +466,29 @@ async def test_an_old_oom_killed_redis_is_not_blamed_on_its_last_rollout(tmp_pat
         predates = next(f for f in inc["findings"] if f["code"] == "crashloop.predates_rollout")
         assert "revision 2 became current 9 days ago" in predates["summary"]
         assert inc["actions"] == [] and kube.count("PATCH", r"/deployments/redis$") == 0
+
+
+async def test_a_fresh_medic_keeps_the_cooldown_of_its_rollback_known_from_the_cluster(
+    tmp_path: Path,
+) -> None:
+    """Medic rolled back 2 -> 1; minutes later a human deploys v3, which crashes too. A freshly
+    installed Medic (empty ledger) sees a regression but its cooldown still holds: the rollback
+    it made is read from the Deployment's annotation."""
+    v3 = "registry.example/playcode-app:v3"
+    (tmp_path / "first").mkdir()
+    async with crashloop_world(tmp_path / "first") as w:
+        await w.post(w.crash_alerts())
+        inc = await w.diagnosed()
+        assert action(inc)["status"] == "succeeded" and w.image() == GOOD
+        w.kube.bad_images.add(v3)
+        w.kube.set_image(NS, APP, v3, change_cause="deploy v3")
+        await w.kube.settle()
+        async with medic_on(w.kube, tmp_path / "second") as fresh:
+            again = World(w.kube, fresh)
+            crashing = [p["metadata"]["name"] for p in w.kube.pods_of(NS, APP) if not _ready(p)]
+            await again.post([dict(a, startsAt="2026-11-26T09:00:00Z") for a in again.crash_alerts(crashing)])
+            inc2 = await again.diagnosed()
+        assert any(f["code"] == "crashloop.regression" for f in inc2["findings"])
+        reason = refused_by(inc2)
+        assert reason.startswith("cooldown: rollback ran on this target at "), reason
+        assert w.patches() == 1 and w.image() == v3

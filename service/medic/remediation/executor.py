@@ -31,6 +31,34 @@ from medic.rules.model import Rule
 
 log = structlog.get_logger("medic.remediation")
 
+
+def mark_from_target(target: str, facts: dict[str, Any]) -> ActionMark | None:
+    """An earlier action of Medic's known from the target itself (a plan's ``earlier_action``
+    fact, e.g. the rollback annotation): the guards see it even when the ledger does not (a
+    freshly installed or restored Medic)."""
+    earlier = facts.get("earlier_action")
+    if not isinstance(earlier, dict) or not earlier.get("at"):
+        return None
+    try:
+        at = datetime.fromisoformat(str(earlier["at"]).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    detail = {"to_hash": earlier.get("to_hash", ""), "source": "the target's annotation"}
+    return ActionMark(
+        "",
+        target,
+        str(earlier.get("action")),
+        str(earlier.get("incident") or ""),
+        at,
+        str(earlier.get("status") or "succeeded"),
+        detail,
+    )
+
+
+def newer_mark(a: ActionMark | None, b: ActionMark | None) -> ActionMark | None:
+    return b if a is None or (b is not None and b.at > a.at) else a
+
+
 DEFAULT_VERIFY_TIMEOUT = 120.0
 
 
@@ -148,6 +176,7 @@ class GuardedRemediator:
         try:
             kill = await self.state.kill_switch()
             last = await self.state.last_action(ctx.target.key)
+            last = newer_mark(last, mark_from_target(ctx.target.key, plan.facts))
             target_used = await self.state.count_actions(now - rem.budget.per, ctx.target.key)
             global_used = await self.state.count_actions(now - window)
         except Exception as exc:  # the store is down: no automatic action (at-most-once)

@@ -16,6 +16,7 @@ from medic.domain.rollout import (
     Timeline,
     build_timeline,
     healthy_before,
+    iso,
     minutes,
     short_images,
 )
@@ -379,4 +380,15 @@ def rollback_facts(plan: RollbackPlan, timeline: Timeline, diff: list[str]) -> d
         "template_diff": diff,
         "timeline": timeline.rows(),
         "medic_rollback": timeline.medic.describe() if timeline.medic else None,
+        # Medic's earlier rollback as the cluster records it: the guards (cooldown, flap) see it
+        # even when the ledger does not (remediation.executor.mark_from_target)
+        "earlier_action": {
+            "action": "rollback",
+            "at": iso(timeline.medic.at),
+            "to_hash": timeline.medic.to_hash,
+            "incident": timeline.medic.incident,
+            "status": "succeeded",
+        }
+        if timeline.medic and timeline.medic.at
+        else None,
     }
