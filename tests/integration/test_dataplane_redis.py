@@ -412,3 +412,28 @@ async def test_oom_reply_is_the_memory_finding_once(
             await r.set(f"k:{i}", "v" * 20_000)
     _, findings = await diagnose(server.url)
     assert codes(findings) == ["redis.maxmemory_oom"]
+
+
+async def test_loading_dataset_is_reachable_but_not_ready(
+    redis_server_factory: RedisServerFactory, client: list[aioredis.Redis]
+) -> None:
+    """DEBUG RELOAD with key-load-delay: Redis answers -LOADING while it loads its dataset."""
+    server = await redis_server_factory(appendonly=False, extra_args=["--enable-debug-command", "yes"])
+    r = connect(server, client)
+    await r.execute_command("DEBUG", "POPULATE", 20000)
+    await r.config_set("key-load-delay", 200)  # µs per key: about 4 s of loading
+    await r.config_set("loading-process-events-interval-bytes", 1024)  # answer others meanwhile
+    reload = asyncio.create_task(connect(server, client).execute_command("DEBUG", "RELOAD"))
+    try:
+        for _ in range(50):
+            if (await connect(server, client).info("persistence")).get("loading") == 1:
+                break
+            await asyncio.sleep(0.05)
+        evidence, findings = await diagnose(server.url)
+    finally:
+        reload.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reload
+    assert data(evidence, "redis.ping")["reply_error"]["code"] == "LOADING"
+    assert codes(findings) == ["redis.loading", "redis.aof_disabled"]  # once, and not "unreachable"
+    assert findings[0].severity == "warning" and "loading its dataset" in findings[0].summary
