@@ -69,3 +69,44 @@ def test_loki_stream_selector_accepts(text: str, canonical: str) -> None:
 def test_loki_stream_selector_refuses(text: str) -> None:
     with pytest.raises(ValueError):
         loki_stream_selector(text)
+
+
+# cert-manager's ServiceMonitor keeps honor_labels false: the certificate's namespace arrives as
+# exported_namespace, the scraped cert-manager pod's as namespace.
+CERT = {
+    "alertname": "CertManagerCertExpirySoon",
+    "name": "playcode-tls",
+    "exported_namespace": "playcode",
+    "namespace": "cert-manager",
+    "pod": "cert-manager-7d9f8b6c5d-x2k9p",
+    "container": "cert-manager-controller",
+}
+
+
+def test_an_exported_label_is_the_subjects() -> None:
+    from medic.rules.labels import subject_labels
+
+    subject = subject_labels(CERT)
+    assert subject["namespace"] == "playcode" and subject["name"] == "playcode-tls"
+    assert subject_labels(subject) == subject  # applying it twice changes nothing
+    assert subject_labels({"namespace": "a", "exported_namespace": ""})["namespace"] == "a"
+    assert target_from_labels("certificate", CERT) == Target(
+        kind="certificate", namespace="playcode", name="playcode-tls"
+    )
+    assert template_vars(None, CERT)["namespace"] == "playcode"
+
+
+def test_rules_match_on_the_subjects_labels() -> None:
+    from pathlib import Path
+
+    from medic.app.catalogue import default_registry
+    from medic.app.config import load_config
+    from medic.domain.alert import Alert
+    from medic.rules.routing import coalescing_key, matching_rules
+
+    repo = Path(__file__).resolve().parents[2]
+    config = load_config([repo / "rules"], [repo / "playbooks"], default_registry())
+    alert = Alert(status="firing", labels=CERT, startsAt="2026-12-01T10:00:00Z")  # type: ignore[arg-type]
+    (rule,) = matching_rules(alert, config.rules)[:1]
+    assert rule.playbook == "certificates"  # namespace=~"playcode|…" matched exported_namespace
+    assert "/playcode/" in coalescing_key(None, None, CERT)

@@ -41,6 +41,23 @@ def loki_stream_selector(text: str) -> str:
     return "{" + ", ".join(f'{name}{op}"{value}"' for name, op, value in parts) + "}"
 
 
+EXPORTED = "exported_"
+
+
+def subject_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """The labels as they describe the alert's subject. When a scraped series carries a label its
+    scrape target also sets (honor_labels: false, the ServiceMonitor default), Prometheus keeps the
+    series' value as ``exported_<name>`` and gives ``<name>`` the target's: cert-manager's
+    certificate metrics say ``exported_namespace="playcode"``, ``namespace="cert-manager"``. The
+    ``exported_`` value is the subject's, so it stands for ``<name>`` here (the rest is kept;
+    applying this twice changes nothing)."""
+    out = dict(labels)
+    for key, value in labels.items():
+        if key.startswith(EXPORTED) and len(key) > len(EXPORTED) and value:
+            out[key[len(EXPORTED) :]] = value
+    return out
+
+
 # Exporters whose scrape-target labels (pod, container, service) end up on alerts about other objects.
 _EXPORTER = re.compile(r"(?i)(kube-state-metrics|exporter|blackbox|cadvisor|metrics-server)")
 _SCRAPE_TARGET_LABELS = ("pod", "container", "service")
@@ -75,6 +92,7 @@ def promql_string(value: str) -> str:
 
 def template_vars(target: Target | None, labels: Mapping[str, str]) -> dict[str, str]:
     """Names a query template may use; only values that are valid Kubernetes names are offered."""
+    labels = subject_labels(labels)
     out: dict[str, str] = {}
     for key in (
         "namespace",

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from medic.domain.alert import Alert
 from medic.domain.incident import Target
+from medic.rules.labels import subject_labels
 from medic.rules.model import Rule
 
 UNMATCHED = "-"
@@ -14,10 +15,13 @@ UNMATCHED = "-"
 
 def matching_rules(alert: Alert, rules: Sequence[Rule]) -> list[Rule]:
     """Rules for ``alert`` in order. A resolved alert is routed by labels alone, so that it finds
-    the incident its firing opened; the ``status`` filter decides only what may open one."""
+    the incident its firing opened; the ``status`` filter decides only what may open one.
+    Matchers see the subject's labels (an ``exported_<name>`` stands for ``<name>``: see
+    :func:`medic.rules.labels.subject_labels`)."""
+    labels = subject_labels(alert.labels)
     out: list[Rule] = []
     for rule in rules:
-        if rule.matches(alert.labels):
+        if rule.matches(labels):
             out.append(rule)
             if not rule.continue_:
                 break
@@ -28,4 +32,5 @@ def coalescing_key(rule: Rule | None, target: Target | None, labels: Mapping[str
     head = rule.name if rule else UNMATCHED
     if target is not None:
         return f"{head}|{target.key}"
+    labels = subject_labels(labels)
     return f"{head}|alert/{labels.get('namespace', '')}/{labels.get('alertname', '')}"

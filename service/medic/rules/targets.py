@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from medic.domain.incident import Target
-from medic.rules.labels import is_dns1123_label, is_exporter_label, is_k8s_name
+from medic.rules.labels import is_dns1123_label, is_exporter_label, is_k8s_name, subject_labels
 
 # ReplicaSet pod-template-hash and pod suffix alphabets (k8s.io/apimachinery rand.SafeEncodeString).
 _DEPLOYMENT_POD = re.compile(
@@ -60,6 +60,7 @@ def target_from_labels(kind: str, labels: Mapping[str, str]) -> Target | None:
     """The target of ``kind`` named by the labels, or None when they do not name one."""
     if kind == "none":
         return None
+    labels = subject_labels(labels)
     namespace = labels.get("namespace", "")
     if namespace and not is_dns1123_label(namespace):
         return None

@@ -35,7 +35,7 @@ from medic.clients.kube.client import KubeClient, ns_path
 from medic.clients.kube.errors import KubeError, KubeNotFound
 from medic.clients.kube.reads import Obj, controller_ref
 from medic.domain.incident import Target
-from medic.rules.labels import is_dns1123_label, is_k8s_name
+from medic.rules.labels import is_dns1123_label, is_k8s_name, subject_labels
 from medic.rules.targets import subject_label, target_from_labels
 
 log = structlog.get_logger("medic.collectors.k8s.resolver")
@@ -77,6 +77,7 @@ class KubeTargetResolver:
         self._cache: OrderedDict[tuple[str, str, str], tuple[Target, float]] = OrderedDict()
 
     async def resolve(self, kind: str, labels: Mapping[str, str]) -> Target | None:
+        labels = subject_labels(labels)
         if kind in _CLUSTER_SCOPED:
             return target_from_labels(kind, labels)
         namespace = labels.get("namespace", "")
