@@ -93,8 +93,6 @@ PENDING = {
     ("analysis/backup.py", "analyze_backup"),
     ("analysis/certificates.py", "analyze_certificate"),
     ("analysis/mongodb.py", "_replica_set"),
-    ("analysis/redis_health.py", "_persistence"),
-    ("analysis/redis_health.py", "memory_findings"),
     ("app/cli/main.py", "build_parser"),
     ("collectors/k8s/certs.py", "certificate_status"),
     ("collectors/k8s/workload.py", "rollout_history"),

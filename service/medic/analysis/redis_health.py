@@ -278,156 +278,171 @@ def unreachable(
     ]
 
 
+def _memory_details(info: dict[str, Any]) -> dict[str, Any]:
+    memory = info.get("memory") or {}
+    return {
+        "used_memory": memory.get("used_memory"),
+        "maxmemory": memory.get("maxmemory"),
+        "used_ratio": memory.get("used_ratio"),
+        "maxmemory_policy": memory.get("maxmemory_policy"),
+        "evicted_keys": (info.get("stats") or {}).get("evicted_keys") or 0,
+        "oom_errors": (info.get("errorstats") or {}).get("OOM") or 0,
+    }
+
+
+def _memory_verdict(d: dict[str, Any]) -> tuple[str, Severity, str] | None:
+    """``(code suffix, severity, summary)`` of the memory state, or None when there is room."""
+    ratio, evicted, oom = d["used_ratio"], d["evicted_keys"], d["oom_errors"]
+    limit = f"maxmemory {human_bytes(d['maxmemory'])}, policy {d['maxmemory_policy']}"
+    used = f"{human_bytes(d['used_memory'])} used" + (f" ({pct(ratio)})" if ratio is not None else "")
+    full = isinstance(ratio, int | float) and ratio >= MEMORY_FULL
+    if d["maxmemory_policy"] == "noeviction" and (oom or full):
+        summary = f"Redis is out of memory ({used}, {limit}): writes are refused with OOM errors"
+        return "maxmemory_oom", "critical", summary + (f" ({oom} so far)" if oom else "")
+    if isinstance(evicted, int) and evicted > 0:
+        summary = (
+            f"Redis has evicted {evicted} keys since it started ({used}, {limit}): "
+            "cached data such as sessions and socket.io adapter state is being dropped"
+        )
+        return "evicting", "critical" if full else "warning", summary
+    if isinstance(ratio, int | float) and ratio >= MEMORY_WARN:
+        return "memory_high", "warning", f"Redis memory is close to its limit ({used}, {limit})"
+    return None
+
+
 def memory_findings(
     ev: Evidence, info: dict[str, Any], n: Names, analyzer: str, prefix: str
 ) -> list[Finding]:
     """maxmemory reached: OOM refusals (noeviction), evictions, or close to the limit."""
-    memory = info.get("memory") or {}
-    stats = info.get("stats") or {}
-    ratio = memory.get("used_ratio")
-    evicted = stats.get("evicted_keys") or 0
-    policy = memory.get("maxmemory_policy")
-    oom = (info.get("errorstats") or {}).get("OOM") or 0
-    limit = f"maxmemory {human_bytes(memory.get('maxmemory'))}, policy {policy}"
-    used = f"{human_bytes(memory.get('used_memory'))} used" + (
-        f" ({pct(ratio)})" if ratio is not None else ""
+    details = _memory_details(info)
+    verdict = _memory_verdict(details)
+    if verdict is None:
+        return []
+    code, severity, summary = verdict
+    return [
+        Finding(
+            analyzer=analyzer,
+            code=f"{prefix}{code}",
+            severity=severity,
+            summary=summary,
+            details=details,
+            evidence=[ev.step],
+            next_steps=[redis_cli(n, "info memory"), redis_cli(n, "dbsize"), redis_cli(n, "--bigkeys")],
+        )
+    ]
+
+
+def _persistence_log_steps(n: Names) -> list[str]:
+    return [
+        redis_cli(n, "info persistence"),
+        f"kubectl logs deployment/{n.redis} -n {n.namespace} --tail=100",
+    ]
+
+
+# One check per persistence finding: (evidence, INFO persistence, INFO errorstats, names).
+_PersistenceCheck = Callable[[Evidence, dict[str, Any], dict[str, Any], Names], Finding | None]
+
+
+def _loading(ev: Evidence, p: dict[str, Any], errors: dict[str, Any], n: Names) -> Finding | None:
+    if p.get("loading") != 1:
+        return None
+    return _finding(
+        "redis.loading",
+        "warning",
+        "Redis is loading its dataset from disk and answers LOADING until it is done",
+        ev,
+        {"loading": 1},
+        _persistence_log_steps(n),
     )
-    steps = [redis_cli(n, "info memory"), redis_cli(n, "dbsize"), redis_cli(n, "--bigkeys")]
-    details = {
-        "used_memory": memory.get("used_memory"),
-        "maxmemory": memory.get("maxmemory"),
-        "used_ratio": ratio,
-        "maxmemory_policy": policy,
-        "evicted_keys": evicted,
-        "oom_errors": oom,
-    }
-    full = isinstance(ratio, int | float) and ratio >= MEMORY_FULL
-    if policy == "noeviction" and (oom or full):
-        summary = f"Redis is out of memory ({used}, {limit}): writes are refused with OOM errors"
-        if oom:
-            summary += f" ({oom} so far)"
-        return [
-            Finding(
-                analyzer=analyzer,
-                code=f"{prefix}maxmemory_oom",
-                severity="critical",
-                summary=summary,
-                details=details,
-                evidence=[ev.step],
-                next_steps=steps,
-            )
-        ]
-    if isinstance(evicted, int) and evicted > 0:
-        return [
-            Finding(
-                analyzer=analyzer,
-                code=f"{prefix}evicting",
-                severity="critical" if full else "warning",
-                summary=f"Redis has evicted {evicted} keys since it started ({used}, {limit}): "
-                "cached data such as sessions and socket.io adapter state is being dropped",
-                details=details,
-                evidence=[ev.step],
-                next_steps=steps,
-            )
-        ]
-    if isinstance(ratio, int | float) and ratio >= MEMORY_WARN:
-        return [
-            Finding(
-                analyzer=analyzer,
-                code=f"{prefix}memory_high",
-                severity="warning",
-                summary=f"Redis memory is close to its limit ({used}, {limit})",
-                details=details,
-                evidence=[ev.step],
-                next_steps=steps,
-            )
-        ]
-    return []
+
+
+def _aof_write_error(ev: Evidence, p: dict[str, Any], errors: dict[str, Any], n: Names) -> Finding | None:
+    if p.get("aof_enabled") != 1 or p.get("aof_last_write_status") in (None, "ok"):
+        return None
+    return _finding(
+        "redis.aof_write_error",
+        "critical",
+        "Redis could not write its AOF "
+        f"(aof_last_write_status {p.get('aof_last_write_status')}): it refuses writes while "
+        "the disk is full or failing",
+        ev,
+        p,
+        [*_persistence_log_steps(n), f"kubectl get pvc -n {n.namespace}"],
+    )
+
+
+def _aof_rewrite_failed(ev: Evidence, p: dict[str, Any], errors: dict[str, Any], n: Names) -> Finding | None:
+    if p.get("aof_last_bgrewrite_status") in (None, "ok"):
+        return None
+    failures_in_a_row = p.get("aof_rewrites_consecutive_failures")
+    return _finding(
+        "redis.aof_rewrite_failed",
+        "warning",
+        "the last AOF rewrite failed"
+        + (f" ({failures_in_a_row} in a row)" if failures_in_a_row else "")
+        + ": the AOF keeps growing until a rewrite succeeds",
+        ev,
+        p,
+        _persistence_log_steps(n),
+    )
+
+
+def _rdb_save_failed(ev: Evidence, p: dict[str, Any], errors: dict[str, Any], n: Names) -> Finding | None:
+    if p.get("rdb_last_bgsave_status") in (None, "ok"):
+        return None
+    misconf = bool(errors.get("MISCONF"))
+    return _finding(
+        "redis.rdb_save_failed",
+        "critical" if misconf else "warning",
+        "the last RDB snapshot failed" + (": writes are refused with MISCONF" if misconf else ""),
+        ev,
+        p,
+        _persistence_log_steps(n),
+    )
+
+
+def _aof_disabled(ev: Evidence, p: dict[str, Any], errors: dict[str, Any], n: Names) -> Finding | None:
+    if p.get("aof_enabled") != 0:
+        return None
+    return _finding(
+        "redis.aof_disabled",
+        "info",
+        "AOF persistence is off (appendonly no): writes since the last snapshot are lost when Redis restarts",
+        ev,
+        {"aof_enabled": 0},
+        [redis_cli(n, "config get appendonly")],
+    )
+
+
+def _aof_fsync_delayed(ev: Evidence, p: dict[str, Any], errors: dict[str, Any], n: Names) -> Finding | None:
+    delayed = p.get("aof_delayed_fsync")
+    if not isinstance(delayed, int) or delayed <= 0:
+        return None
+    return _finding(
+        "redis.aof_fsync_delayed",
+        "info",
+        f"{delayed} AOF fsyncs were delayed: the disk is slower than the write load",
+        ev,
+        {"aof_delayed_fsync": delayed},
+        _persistence_log_steps(n),
+    )
+
+
+_PERSISTENCE_CHECKS: tuple[_PersistenceCheck, ...] = (
+    _loading,
+    _aof_write_error,
+    _aof_rewrite_failed,
+    _rdb_save_failed,
+    _aof_disabled,
+    _aof_fsync_delayed,
+)
 
 
 def _persistence(ev: Evidence, info: dict[str, Any], n: Names) -> list[Finding]:
     p = info.get("persistence") or {}
     errors = info.get("errorstats") or {}
-    steps = [
-        redis_cli(n, "info persistence"),
-        f"kubectl logs deployment/{n.redis} -n {n.namespace} --tail=100",
-    ]
-    out: list[Finding] = []
-    if p.get("loading") == 1:
-        out.append(
-            _finding(
-                "redis.loading",
-                "warning",
-                "Redis is loading its dataset from disk and answers LOADING until it is done",
-                ev,
-                {"loading": 1},
-                steps,
-            )
-        )
-    if p.get("aof_enabled") == 1 and p.get("aof_last_write_status") not in (None, "ok"):
-        out.append(
-            _finding(
-                "redis.aof_write_error",
-                "critical",
-                "Redis could not write its AOF "
-                f"(aof_last_write_status {p.get('aof_last_write_status')}): it refuses writes while "
-                "the disk is full or failing",
-                ev,
-                p,
-                [*steps, f"kubectl get pvc -n {n.namespace}"],
-            )
-        )
-    if p.get("aof_last_bgrewrite_status") not in (None, "ok"):
-        failures_in_a_row = p.get("aof_rewrites_consecutive_failures")
-        out.append(
-            _finding(
-                "redis.aof_rewrite_failed",
-                "warning",
-                "the last AOF rewrite failed"
-                + (f" ({failures_in_a_row} in a row)" if failures_in_a_row else "")
-                + ": the AOF keeps growing until a rewrite succeeds",
-                ev,
-                p,
-                steps,
-            )
-        )
-    if p.get("rdb_last_bgsave_status") not in (None, "ok"):
-        misconf = bool(errors.get("MISCONF"))
-        out.append(
-            _finding(
-                "redis.rdb_save_failed",
-                "critical" if misconf else "warning",
-                "the last RDB snapshot failed" + (": writes are refused with MISCONF" if misconf else ""),
-                ev,
-                p,
-                steps,
-            )
-        )
-    if p.get("aof_enabled") == 0:
-        out.append(
-            _finding(
-                "redis.aof_disabled",
-                "info",
-                "AOF persistence is off (appendonly no): writes "
-                "since the last snapshot are lost when Redis restarts",
-                ev,
-                {"aof_enabled": 0},
-                [redis_cli(n, "config get appendonly")],
-            )
-        )
-    delayed = p.get("aof_delayed_fsync")
-    if isinstance(delayed, int) and delayed > 0:
-        out.append(
-            _finding(
-                "redis.aof_fsync_delayed",
-                "info",
-                f"{delayed} AOF fsyncs were delayed: the disk is slower than the write load",
-                ev,
-                {"aof_delayed_fsync": delayed},
-                steps,
-            )
-        )
-    return out
+    found = (check(ev, p, errors, n) for check in _PERSISTENCE_CHECKS)
+    return [f for f in found if f is not None]
 
 
 def _clients(ev: Evidence, info: dict[str, Any], n: Names) -> list[Finding]:
