@@ -56,3 +56,29 @@ def test_invalid_payloads_name_the_field(mutate, field: str) -> None:  # type: i
         WebhookPayload.model_validate(body)
     locs = {".".join(str(p) for p in e["loc"]) for e in exc.value.errors()}
     assert field in locs
+
+
+def test_the_wire_alert_is_converted_to_the_domains_own() -> None:
+    from medic.domain.alert import Alert as DomainAlert
+    from medic.intake.model import WebhookPayload
+
+    body = {
+        "version": "4",
+        "groupKey": "g",
+        "status": "firing",
+        "receiver": "medic",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "A", "namespace": "playcode"},
+                "startsAt": "2026-12-01T10:00:00Z",
+                "fingerprint": "abc",
+                "somethingNew": {"alertmanager": "1.0"},
+            }
+        ],
+    }
+    wire = WebhookPayload.model_validate(body).alerts[0]
+    alert = wire.to_domain()
+    assert type(alert) is DomainAlert  # the pipeline never holds the wire model
+    assert alert.episode_key == wire.episode_key and alert.labels == wire.labels
+    assert "somethingNew" not in alert.model_dump()  # what only the wire carried stays there

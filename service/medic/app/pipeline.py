@@ -22,6 +22,7 @@ from medic.app.config import Config
 from medic.app.settings import PipelineGroup
 from medic.coordination.keylock import KeyLocker, LocalKeyLocker
 from medic.decision.decide import Decision, decide
+from medic.domain.alert import Alert
 from medic.domain.errors import BackendUnavailable
 from medic.domain.evidence import Evidence
 from medic.domain.incident import (
@@ -40,7 +41,7 @@ from medic.domain.redact import redact_async, redact_text
 from medic.inbox.base import InboxItem
 from medic.incidents.base import IncidentStore
 from medic.incidents.views import first_alerts
-from medic.intake.model import Alert, WebhookPayload
+from medic.intake.model import WebhookPayload
 from medic.playbooks.compiled import CompiledPlaybook
 from medic.playbooks.contract import AnalysisInput, Registry, StepContext
 from medic.playbooks.runner import PlannedStep, run_steps
@@ -181,7 +182,7 @@ class Pipeline:
         for item in items:
             payload = WebhookPayload.model_validate(item.payload)
             wanted = set(item.new_episodes)
-            new = [a for a in payload.alerts if a.episode_key in wanted]
+            new = [a.to_domain() for a in payload.alerts if a.episode_key in wanted]
             alerts += new
             sources.update((a.identity, redact_text(payload.externalURL)) for a in new if payload.externalURL)
         alerts = await redacted_alerts(alerts)

@@ -22,9 +22,14 @@ Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
 
 
 class Alert(DomainAlert):
-    """One alert as Alertmanager sends it: unknown fields kept, times and labels checked."""
+    """One alert as Alertmanager sends it: unknown fields kept, times and labels checked. The
+    pipeline works on :meth:`to_domain`'s alert, never on this wire model."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
+
+    def to_domain(self) -> DomainAlert:
+        """Medic's own alert (the fields it knows, already validated: no second validation)."""
+        return DomainAlert.model_construct(**{name: getattr(self, name) for name in DomainAlert.model_fields})
 
     startsAt: Timestamp
     endsAt: Timestamp | None = None
