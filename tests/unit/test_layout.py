@@ -94,7 +94,6 @@ PENDING = {
     ("analysis/certificates.py", "analyze_certificate"),
     ("analysis/mongodb.py", "_replica_set"),
     ("app/cli/main.py", "build_parser"),
-    ("collectors/k8s/certs.py", "certificate_status"),
     ("collectors/k8s/workload.py", "rollout_history"),
     ("remediation/actions/rollout.py", "plan_rollback"),
 }

@@ -161,87 +161,105 @@ async def _issuer(ctx: StepContext, ns: str, ref: dict[str, Any]) -> dict[str, A
     return out
 
 
-async def certificate_status(ctx: StepContext, params: CertificateStatusParams) -> dict[str, Any]:
-    kube = kube_of(ctx)
-    target = require_target(ctx, "k8s.certificate_status", ("certificate",))
-    ns, name = target.namespace, target.name
+async def _read_certificate(ctx: StepContext, ns: str, name: str) -> Obj:
     try:
-        cert = await get_cached(kube, ctx.memo, ns_path(CERT, ns, "certificates", name))
+        cert = await get_cached(kube_of(ctx), ctx.memo, ns_path(CERT, ns, "certificates", name))
     except KubeNotFound as exc:
         raise StepError(f"certificate {ns}/{name} not found (is cert-manager installed?)") from exc
     if not isinstance(cert, dict):
         raise StepError(f"certificate {ns}/{name}: the API server sent no object")
-    spec, status = cert.get("spec") or {}, cert.get("status") or {}
+    return cert
+
+
+async def _owned(ctx: StepContext, path: str, owners: list[Obj]) -> list[Obj]:
+    """The objects at ``path`` whose controller is one of ``owners``."""
+    uids = {str(meta(o).get("uid", "")) for o in owners}
+    return [o for o in await list_cached(kube_of(ctx), ctx.memo, path) if _owned_by(o, uids)]
+
+
+async def _latest_requests(ctx: StepContext, ns: str, name: str, cert: Obj, limit: int) -> list[Obj]:
+    """The certificate's CertificateRequests, newest revision first, at most ``limit``."""
     uid = str(meta(cert).get("uid", ""))
     requests = [
         r
-        for r in await list_cached(kube, ctx.memo, ns_path(CERT, ns, "certificaterequests"))
+        for r in await list_cached(kube_of(ctx), ctx.memo, ns_path(CERT, ns, "certificaterequests"))
         if _owned_by(r, {uid}) or annotations_of(r).get(CERT_NAME) == name
     ]
     requests.sort(key=lambda r: (_revision(r), str(meta(r).get("creationTimestamp") or "")), reverse=True)
-    requests = requests[: params.max_requests]
-    request_uids = {str(meta(r).get("uid", "")) for r in requests}
-    orders = [
-        o
-        for o in await list_cached(kube, ctx.memo, ns_path(ACME, ns, "orders"))
-        if _owned_by(o, request_uids)
-    ]
-    order_uids = {str(meta(o).get("uid", "")) for o in orders}
-    challenges = [
-        c
-        for c in await list_cached(kube, ctx.memo, ns_path(ACME, ns, "challenges"))
-        if _owned_by(c, order_uids)
-    ]
-    request_of = {str(meta(r).get("uid")): str(meta(r).get("name")) for r in requests}
-    order_of = {str(meta(o).get("uid")): str(meta(o).get("name")) for o in orders}
+    return requests[:limit]
+
+
+def _certificate_info(cert: Obj, ns: str, name: str) -> dict[str, Any]:
+    spec, status = cert.get("spec") or {}, cert.get("status") or {}
+    return {
+        "name": name,
+        "namespace": ns,
+        "secret_name": spec.get("secretName"),
+        "dns_names": list(spec.get("dnsNames") or []),
+        "issuer_ref": dict(spec.get("issuerRef") or {}),
+        "not_before": iso(status.get("notBefore")),
+        "not_after": iso(status.get("notAfter")),
+        "renewal_time": iso(status.get("renewalTime")),
+        "revision": status.get("revision"),
+        "last_failure_time": iso(status.get("lastFailureTime")),
+        "failed_attempts": status.get("failedIssuanceAttempts"),
+        "conditions": conditions(cert),
+    }
+
+
+def _request_info(r: Obj) -> dict[str, Any]:
+    return {
+        "name": meta(r).get("name"),
+        "revision": _revision(r),
+        "created": iso(meta(r).get("creationTimestamp")),
+        "failure_time": iso((r.get("status") or {}).get("failureTime")),
+        "conditions": conditions(r),
+    }
+
+
+def _owner_name(obj: Obj, owners: list[Obj]) -> str | None:
+    """The name of the one of ``owners`` that controls ``obj``."""
+    name_of = {str(meta(o).get("uid")): str(meta(o).get("name")) for o in owners}
+    return name_of.get(str((controller_ref(obj) or {}).get("uid")))
+
+
+def _order_info(o: Obj, requests: list[Obj]) -> dict[str, Any]:
+    status = o.get("status") or {}
+    return {
+        "name": meta(o).get("name"),
+        "request": _owner_name(o, requests),
+        "state": status.get("state"),
+        "reason": status.get("reason"),
+    }
+
+
+def _challenge_info(c: Obj, orders: list[Obj]) -> dict[str, Any]:
+    spec, status = c.get("spec") or {}, c.get("status") or {}
+    return {
+        "name": meta(c).get("name"),
+        "order": _owner_name(c, orders),
+        "type": spec.get("type"),
+        "dns_name": spec.get("dnsName"),
+        "state": status.get("state"),
+        "reason": status.get("reason"),
+        "presented": bool(status.get("presented")),
+        "processing": bool(status.get("processing")),
+    }
+
+
+async def certificate_status(ctx: StepContext, params: CertificateStatusParams) -> dict[str, Any]:
+    target = require_target(ctx, "k8s.certificate_status", ("certificate",))
+    ns, name = target.namespace, target.name
+    cert = await _read_certificate(ctx, ns, name)
+    requests = await _latest_requests(ctx, ns, name, cert, params.max_requests)
+    orders = await _owned(ctx, ns_path(ACME, ns, "orders"), requests)
+    challenges = await _owned(ctx, ns_path(ACME, ns, "challenges"), orders)
     out = {
-        "certificate": {
-            "name": name,
-            "namespace": ns,
-            "secret_name": spec.get("secretName"),
-            "dns_names": list(spec.get("dnsNames") or []),
-            "issuer_ref": dict(spec.get("issuerRef") or {}),
-            "not_before": iso(status.get("notBefore")),
-            "not_after": iso(status.get("notAfter")),
-            "renewal_time": iso(status.get("renewalTime")),
-            "revision": status.get("revision"),
-            "last_failure_time": iso(status.get("lastFailureTime")),
-            "failed_attempts": status.get("failedIssuanceAttempts"),
-            "conditions": conditions(cert),
-        },
-        "requests": [
-            {
-                "name": meta(r).get("name"),
-                "revision": _revision(r),
-                "created": iso(meta(r).get("creationTimestamp")),
-                "failure_time": iso((r.get("status") or {}).get("failureTime")),
-                "conditions": conditions(r),
-            }
-            for r in requests
-        ],
-        "orders": [
-            {
-                "name": meta(o).get("name"),
-                "request": request_of.get(str((controller_ref(o) or {}).get("uid"))),
-                "state": (o.get("status") or {}).get("state"),
-                "reason": (o.get("status") or {}).get("reason"),
-            }
-            for o in orders
-        ],
-        "challenges": [
-            {
-                "name": meta(c).get("name"),
-                "order": order_of.get(str((controller_ref(c) or {}).get("uid"))),
-                "type": (c.get("spec") or {}).get("type"),
-                "dns_name": (c.get("spec") or {}).get("dnsName"),
-                "state": (c.get("status") or {}).get("state"),
-                "reason": (c.get("status") or {}).get("reason"),
-                "presented": bool((c.get("status") or {}).get("presented")),
-                "processing": bool((c.get("status") or {}).get("processing")),
-            }
-            for c in challenges
-        ],
-        "issuer": await _issuer(ctx, ns, dict(spec.get("issuerRef") or {})),
+        "certificate": _certificate_info(cert, ns, name),
+        "requests": [_request_info(r) for r in requests],
+        "orders": [_order_info(o, requests) for o in orders],
+        "challenges": [_challenge_info(c, orders) for c in challenges],
+        "issuer": await _issuer(ctx, ns, dict((cert.get("spec") or {}).get("issuerRef") or {})),
     }
     return CertificateStatusOutput.model_validate(out).model_dump()
 
