@@ -23,6 +23,8 @@ Findings:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -137,142 +139,199 @@ def _hours(delta: timedelta) -> float:
     return round(delta.total_seconds() / 3600, 1)
 
 
-def analyze_backup(inp: AnalysisInput) -> list[Finding]:
-    data = inp.data(COLLECTOR)
-    if not data:
-        return []
-    steps = [e.step for e in inp.of(COLLECTOR) if e.ok]
+@dataclass(frozen=True)
+class _Backup:
+    """What the findings are read from: the CronJob, its runs and the evidence steps."""
+
+    data: dict[str, Any]
+    cj: dict[str, Any]
+    name: str
+    ns: str
+    jobs: list[dict[str, Any]]
+    newest: dict[str, Any] | None  # the newest finished Job
+    running: list[dict[str, Any]]
+    since: timedelta | None  # since the last success
+    now: datetime
+    steps: list[str]
+
+    @property
+    def base(self) -> dict[str, Any]:
+        return {"cronjob": self.name, "namespace": self.ns, "schedule": self.cj.get("schedule")}
+
+    @property
+    def rerun(self) -> str | None:
+        """``backup_now`` unless a backup is running already."""
+        return None if self.running or self.cj.get("active") else "backup_now"
+
+    def manual_run(self) -> str:
+        return f"kubectl create job --from=cronjob/{self.name} manual-backup-$(date +%Y%m%d) -n {self.ns}"
+
+
+def _read(inp: AnalysisInput, data: dict[str, Any]) -> _Backup:
     cj = data.get("cronjob") or {}
-    name, ns = str(cj.get("name") or ""), str(cj.get("namespace") or "")
     jobs: list[dict[str, Any]] = data.get("jobs") or []
-    findings: list[Finding] = []
     finished = [j for j in jobs if j.get("state") in ("complete", "failed")]
-    newest = finished[0] if finished else None
     last_success = parse_time(cj.get("last_successful")) or max(
         (t for j in jobs if j.get("state") == "complete" and (t := parse_time(j.get("completion")))),
         default=None,
     )
-    since = inp.now - last_success if last_success else None
-    base = {"cronjob": name, "namespace": ns, "schedule": cj.get("schedule")}
-    running = [j for j in jobs if j.get("state") == "running"]
-    rerun = None if running or cj.get("active") else "backup_now"
-    if newest is not None and newest.get("state") == "failed":
-        job = str(newest.get("name"))
-        pods = [p for p in data.get("pods") or [] if p.get("job") == job]
-        pod_names = {p.get("name") for p in pods}
-        logs = [lg for lg in data.get("logs") or [] if lg.get("pod") in pod_names]
-        cause, line = classify(pods, logs, newest)
-        fix = _NEXT.get(cause, "read the failed pod's log (kubectl logs -n {ns} job/{job})")
-        findings.append(
-            Finding(
-                analyzer="backup",
-                code="backup.failed",
-                severity="critical",
-                summary=f"backup job {job} failed ({cause.replace('_', ' ')}): {line}",
-                details={
-                    **base,
-                    "job": job,
-                    "cause": cause,
-                    "evidence_line": line,
-                    "pods": sorted(str(p) for p in pod_names),
-                    "hours_since_success": _hours(since) if since else None,
-                },
-                evidence=steps,
-                next_steps=[
-                    fix.format(cj=name, ns=ns, job=job),
-                    f"kubectl logs -n {ns} job/{job}",
-                    f"kubectl create job --from=cronjob/{name} manual-backup-$(date +%Y%m%d) -n {ns}",
-                ],
-                suggests=rerun,
-            )
-        )
-    limit = overdue_after(cj.get("schedule"))
-    if since is None or since > limit:
-        when = f"{_hours(since)} h ago" if since is not None else "never (no successful run on record)"
-        findings.append(
-            Finding(
-                analyzer="backup",
-                code="backup.overdue",
-                severity="critical",
-                summary=f"the last successful backup of cronjob {ns}/{name} was {when} "
-                f"(expected every {_hours(schedule_period(cj.get('schedule')))} h)",
-                details={
-                    **base,
-                    "last_successful": cj.get("last_successful"),
-                    "hours_since_success": _hours(since) if since is not None else None,
-                    "overdue_after_hours": _hours(limit),
-                },
-                evidence=steps,
-                next_steps=[
-                    f"kubectl get cronjob {name} -n {ns} -o wide",
-                    f"kubectl create job --from=cronjob/{name} manual-backup-$(date +%Y%m%d) -n {ns}",
-                ],
-                suggests=rerun,
-            )
-        )
-    if cj.get("suspend"):
-        findings.append(
-            Finding(
-                analyzer="backup",
-                code="backup.suspended",
-                severity="warning",
-                summary=f"cronjob {ns}/{name} is suspended: no backup is scheduled",
-                details=base,
-                evidence=steps,
-                next_steps=[f'kubectl patch cronjob {name} -n {ns} -p \'{{"spec":{{"suspend":false}}}}\''],
-            )
-        )
-    if running:
-        started = parse_time(running[0].get("start") or running[0].get("created"))
-        for_long = started is not None and inp.now - started > LONG_RUN
-        findings.append(
-            Finding(
-                analyzer="backup",
-                code="backup.running",
-                severity="warning" if for_long else "info",
-                summary=f"backup job {running[0].get('name')} is running (started {running[0].get('start')}"
-                + (f", {_hours(inp.now - started)} h ago)" if started is not None else ")"),
-                details={
-                    **base,
-                    "job": running[0].get("name"),
-                    "hours_running": _hours(inp.now - started) if started is not None else None,
-                },
-                evidence=steps,
-                next_steps=[f"kubectl logs -n {ns} job/{running[0].get('name')} --tail=50"],
-            )
-        )
+    return _Backup(
+        data=data,
+        cj=cj,
+        name=str(cj.get("name") or ""),
+        ns=str(cj.get("namespace") or ""),
+        jobs=jobs,
+        newest=finished[0] if finished else None,
+        running=[j for j in jobs if j.get("state") == "running"],
+        since=inp.now - last_success if last_success else None,
+        now=inp.now,
+        steps=[e.step for e in inp.of(COLLECTOR) if e.ok],
+    )
+
+
+def _failed(b: _Backup) -> Finding | None:
+    if b.newest is None or b.newest.get("state") != "failed":
+        return None
+    job = str(b.newest.get("name"))
+    pods = [p for p in b.data.get("pods") or [] if p.get("job") == job]
+    pod_names = {p.get("name") for p in pods}
+    logs = [lg for lg in b.data.get("logs") or [] if lg.get("pod") in pod_names]
+    cause, line = classify(pods, logs, b.newest)
+    fix = _NEXT.get(cause, "read the failed pod's log (kubectl logs -n {ns} job/{job})")
+    return Finding(
+        analyzer="backup",
+        code="backup.failed",
+        severity="critical",
+        summary=f"backup job {job} failed ({cause.replace('_', ' ')}): {line}",
+        details={
+            **b.base,
+            "job": job,
+            "cause": cause,
+            "evidence_line": line,
+            "pods": sorted(str(p) for p in pod_names),
+            "hours_since_success": _hours(b.since) if b.since else None,
+        },
+        evidence=b.steps,
+        next_steps=[
+            fix.format(cj=b.name, ns=b.ns, job=job),
+            f"kubectl logs -n {b.ns} job/{job}",
+            b.manual_run(),
+        ],
+        suggests=b.rerun,
+    )
+
+
+def _overdue(b: _Backup) -> Finding | None:
+    limit = overdue_after(b.cj.get("schedule"))
+    if b.since is not None and b.since <= limit:
+        return None
+    when = f"{_hours(b.since)} h ago" if b.since is not None else "never (no successful run on record)"
+    return Finding(
+        analyzer="backup",
+        code="backup.overdue",
+        severity="critical",
+        summary=f"the last successful backup of cronjob {b.ns}/{b.name} was {when} "
+        f"(expected every {_hours(schedule_period(b.cj.get('schedule')))} h)",
+        details={
+            **b.base,
+            "last_successful": b.cj.get("last_successful"),
+            "hours_since_success": _hours(b.since) if b.since is not None else None,
+            "overdue_after_hours": _hours(limit),
+        },
+        evidence=b.steps,
+        next_steps=[f"kubectl get cronjob {b.name} -n {b.ns} -o wide", b.manual_run()],
+        suggests=b.rerun,
+    )
+
+
+def _suspended(b: _Backup) -> Finding | None:
+    if not b.cj.get("suspend"):
+        return None
+    return Finding(
+        analyzer="backup",
+        code="backup.suspended",
+        severity="warning",
+        summary=f"cronjob {b.ns}/{b.name} is suspended: no backup is scheduled",
+        details=b.base,
+        evidence=b.steps,
+        next_steps=[f'kubectl patch cronjob {b.name} -n {b.ns} -p \'{{"spec":{{"suspend":false}}}}\''],
+    )
+
+
+def _running(b: _Backup) -> Finding | None:
+    if not b.running:
+        return None
+    job = b.running[0]
+    started = parse_time(job.get("start") or job.get("created"))
+    for_long = started is not None and b.now - started > LONG_RUN
+    return Finding(
+        analyzer="backup",
+        code="backup.running",
+        severity="warning" if for_long else "info",
+        summary=f"backup job {job.get('name')} is running (started {job.get('start')}"
+        + (f", {_hours(b.now - started)} h ago)" if started is not None else ")"),
+        details={
+            **b.base,
+            "job": job.get("name"),
+            "hours_running": _hours(b.now - started) if started is not None else None,
+        },
+        evidence=b.steps,
+        next_steps=[f"kubectl logs -n {b.ns} job/{job.get('name')} --tail=50"],
+    )
+
+
+def _recovered(b: _Backup) -> Finding | None:
     # KubeJobFailed fires as long as the failed Job exists, also after later runs succeeded
-    states = {str(j.get("name")): j.get("state") for j in jobs}
+    states = {str(j.get("name")): j.get("state") for j in b.jobs}
+    newest = b.newest or {}
     stale = [
-        j
-        for j in data.get("alert_jobs") or []
-        if states.get(j) == "failed" and j != (newest or {}).get("name")
+        j for j in b.data.get("alert_jobs") or [] if states.get(j) == "failed" and j != newest.get("name")
     ]
-    if stale and newest is not None and newest.get("state") == "complete":
-        findings.append(
-            Finding(
-                analyzer="backup",
-                code="backup.recovered",
-                severity="info",
-                summary=f"job {stale[0]} failed, but the later run {newest.get('name')} succeeded: the alert "
-                "lasts as long as the failed Job exists",
-                details={**base, "failed_jobs": stale, "succeeded_job": newest.get("name")},
-                evidence=steps,
-                next_steps=[f"kubectl delete job {j} -n {ns}  # clears KubeJobFailed" for j in stale],
-            )
-        )
-    if since is not None and not any(f.code in ("backup.failed", "backup.overdue") for f in findings):
-        findings.append(
-            Finding(
-                analyzer="backup",
-                code="backup.ok",
-                severity="info",
-                summary=f"the last backup of cronjob {ns}/{name} succeeded {_hours(since)} h ago",
-                details={**base, "hours_since_success": _hours(since)},
-                evidence=steps,
-            )
-        )
-    return findings
+    if not stale or newest.get("state") != "complete":
+        return None
+    return Finding(
+        analyzer="backup",
+        code="backup.recovered",
+        severity="info",
+        summary=f"job {stale[0]} failed, but the later run {newest.get('name')} succeeded: the alert "
+        "lasts as long as the failed Job exists",
+        details={**b.base, "failed_jobs": stale, "succeeded_job": newest.get("name")},
+        evidence=b.steps,
+        next_steps=[f"kubectl delete job {j} -n {b.ns}  # clears KubeJobFailed" for j in stale],
+    )
+
+
+def _ok(b: _Backup, found: list[Finding]) -> Finding | None:
+    if b.since is None or any(f.code in ("backup.failed", "backup.overdue") for f in found):
+        return None
+    return Finding(
+        analyzer="backup",
+        code="backup.ok",
+        severity="info",
+        summary=f"the last backup of cronjob {b.ns}/{b.name} succeeded {_hours(b.since)} h ago",
+        details={**b.base, "hours_since_success": _hours(b.since)},
+        evidence=b.steps,
+    )
+
+
+# One function per finding, in the order the findings are reported (``backup.ok`` comes last).
+_FINDINGS: tuple[Callable[[_Backup], Finding | None], ...] = (
+    _failed,
+    _overdue,
+    _suspended,
+    _running,
+    _recovered,
+)
+
+
+def analyze_backup(inp: AnalysisInput) -> list[Finding]:
+    data = inp.data(COLLECTOR)
+    if not data:
+        return []
+    backup = _read(inp, data)
+    findings = [f for f in (check(backup) for check in _FINDINGS) if f is not None]
+    ok = _ok(backup, findings)
+    return findings if ok is None else [*findings, ok]
 
 
 ANALYZERS = [
