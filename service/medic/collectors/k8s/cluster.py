@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from medic.clients.kube.client import KubeClient, cluster_path, ns_path
 from medic.clients.kube.errors import KubeError, KubeNotFound
 from medic.clients.kube.reads import Obj, annotations_of, get_cached, list_cached, meta, pod_template_labels
+from medic.collectors.k8s.cluster_output import IngressOutput, NodeDescribeOutput
 from medic.collectors.k8s.common import (
     POD_KINDS,
     condition_map,
@@ -134,7 +135,10 @@ async def node_describe(ctx: StepContext, params: NodeDescribeParams) -> dict[st
             nodes.append(str(node))
     chosen = nodes[: params.max_nodes]
     described = await asyncio.gather(*(_node(kube, ctx, n) for n in chosen))
-    return {"nodes": list(described), "total_nodes": len(nodes), "unscheduled_pods": unscheduled}
+    out = NodeDescribeOutput.model_validate(
+        {"nodes": list(described), "total_nodes": len(nodes), "unscheduled_pods": unscheduled}
+    )
+    return out.model_dump()
 
 
 # ---------------------------------------------------------------------- ingress
@@ -222,6 +226,10 @@ def _routes_to(ing: Obj, services: Iterable[str]) -> bool:
 
 
 async def ingress(ctx: StepContext, params: IngressParams) -> dict[str, Any]:
+    return IngressOutput.model_validate(await _ingresses(ctx)).model_dump()
+
+
+async def _ingresses(ctx: StepContext) -> dict[str, Any]:
     """Ingresses whose backends are services selecting the target's pods (one LIST each of
     ingresses and services), or every ingress of the namespace when that can't be told."""
     kube = kube_of(ctx)
@@ -242,12 +250,14 @@ COLLECTORS = [
         name="k8s.node_describe",
         fn=node_describe,
         params=NodeDescribeParams,
+        output=NodeDescribeOutput,
         summary="kubectl describe node: conditions, pressure, allocatable against requested, taints",
     ),
     CollectorDef(
         name="k8s.ingress",
         fn=ingress,
         params=IngressParams,
+        output=IngressOutput,
         summary="ingresses routing to the target (nginx proxy timeouts, WebSocket services)",
     ),
 ]

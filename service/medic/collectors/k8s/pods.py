@@ -30,6 +30,7 @@ from medic.collectors.k8s.common import (
     ordered_pods,
     require_target,
 )
+from medic.collectors.k8s.pods_output import PodDescribeOutput, PodLogsOutput, TopPodsOutput
 from medic.domain.errors import NotConfigured
 from medic.domain.incident import Target
 from medic.domain.redact import redact
@@ -150,11 +151,14 @@ async def pod_describe(ctx: StepContext, params: PodDescribeParams) -> dict[str,
     target = require_target(ctx, "k8s.pod_describe", POD_KINDS)
     pods, missing = await ordered_pods(ctx, kube, target)
     revisions = await _revisions(ctx, kube, target)
-    return {
-        "pods": [describe_pod(p, revisions) for p in pods[: params.max_pods]],
-        "total_pods": len(pods),
-        "missing_pods": missing,
-    }
+    out = PodDescribeOutput.model_validate(
+        {
+            "pods": [describe_pod(p, revisions) for p in pods[: params.max_pods]],
+            "total_pods": len(pods),
+            "missing_pods": missing,
+        }
+    )
+    return out.model_dump()
 
 
 # ---------------------------------------------------------------------- logs
@@ -258,7 +262,7 @@ async def pod_logs(ctx: StepContext, params: PodLogsParams) -> dict[str, Any]:
                         "error": str(exc),
                     }
                 )
-    return {"logs": logs}
+    return PodLogsOutput.model_validate({"logs": logs}).model_dump()
 
 
 # ---------------------------------------------------------------------- top
@@ -308,7 +312,8 @@ async def top_pods(ctx: StepContext, params: TopPodsParams) -> dict[str, Any]:
                 ],
             }
         )
-    return {"pods": out, "without_metrics": [n for n in by_name if n not in usage]}
+    without = [n for n in by_name if n not in usage]
+    return TopPodsOutput.model_validate({"pods": out, "without_metrics": without}).model_dump()
 
 
 COLLECTORS = [
@@ -316,18 +321,21 @@ COLLECTORS = [
         name="k8s.pod_describe",
         fn=pod_describe,
         params=PodDescribeParams,
+        output=PodDescribeOutput,
         summary="kubectl describe pod: container states, last termination, restarts, resources, probes",
     ),
     CollectorDef(
         name="k8s.pod_logs",
         fn=pod_logs,
         params=PodLogsParams,
+        output=PodLogsOutput,
         summary="kubectl logs --previous --tail: logs of the crashing pods (alert pods first)",
     ),
     CollectorDef(
         name="k8s.top_pods",
         fn=top_pods,
         params=TopPodsParams,
+        output=TopPodsOutput,
         summary="kubectl top pods: CPU and memory usage against limits (metrics.k8s.io)",
     ),
 ]

@@ -23,6 +23,7 @@ from medic.clients.kube.reads import (
     workload,
 )
 from medic.collectors.k8s.common import POD_KINDS, alert_pod_names, iso, kube_of, ordered_pods, require_target
+from medic.collectors.k8s.workload_output import EventsOutput, HpaStatusOutput, PvcStatusOutput
 from medic.playbooks.contract import CollectorDef, NoParams, StepContext
 from medic.rules.labels import is_k8s_name
 
@@ -194,11 +195,10 @@ async def events(ctx: StepContext, params: EventsParams) -> dict[str, Any]:
     items, complete = await list_pages(kube, ctx.memo, ns_path("v1", target.namespace, "events"))
     chosen = [e for e in items if relevant(e)]
     chosen.sort(key=lambda e: (_event(e)["last_seen"] or "", _rv(e)), reverse=True)
-    return {
-        "events": [_event(e) for e in chosen[: params.limit]],
-        "matched": len(chosen),
-        "complete": complete,
-    }
+    out = EventsOutput.model_validate(
+        {"events": [_event(e) for e in chosen[: params.limit]], "matched": len(chosen), "complete": complete}
+    )
+    return out.model_dump()
 
 
 # ---------------------------------------------------------------------- rollout history
@@ -432,7 +432,7 @@ async def hpa_status(ctx: StepContext, params: NoParams) -> dict[str, Any]:
         ref = (h.get("spec") or {}).get("scaleTargetRef") or {}
         if meta(h).get("name") in names or (ref.get("kind") == scaled and ref.get("name") == target.name):
             chosen.append(_hpa(h))
-    return {"hpas": chosen}
+    return HpaStatusOutput.model_validate({"hpas": chosen}).model_dump()
 
 
 # ---------------------------------------------------------------------- PVC
@@ -457,7 +457,7 @@ async def pvc_status(ctx: StepContext, params: NoParams) -> dict[str, Any]:
         if value and is_k8s_name(value):
             wanted.setdefault(value, [])
     if not wanted:
-        return {"pvcs": []}
+        return PvcStatusOutput().model_dump()
     items = await list_cached(kube, ctx.memo, ns_path("v1", target.namespace, "persistentvolumeclaims"))
     out = []
     for pvc in items:
@@ -478,7 +478,8 @@ async def pvc_status(ctx: StepContext, params: NoParams) -> dict[str, Any]:
             }
         )
     found = {p["name"] for p in out}
-    return {"pvcs": out, "missing": sorted(n for n in wanted if n not in found)}
+    missing = sorted(n for n in wanted if n not in found)
+    return PvcStatusOutput.model_validate({"pvcs": out, "missing": missing}).model_dump()
 
 
 COLLECTORS = [
@@ -486,6 +487,7 @@ COLLECTORS = [
         name="k8s.events",
         fn=events,
         params=EventsParams,
+        output=EventsOutput,
         summary="events of the pods, their ReplicaSets and the workload, newest first",
     ),
     CollectorDef(
@@ -499,12 +501,14 @@ COLLECTORS = [
         name="k8s.hpa_status",
         fn=hpa_status,
         params=NoParams,
+        output=HpaStatusOutput,
         summary="kubectl get hpa: replicas against min/max, metrics and conditions",
     ),
     CollectorDef(
         name="k8s.pvc_status",
         fn=pvc_status,
         params=NoParams,
+        output=PvcStatusOutput,
         summary="kubectl get pvc: phase, capacity, storage class of the target's volumes",
     ),
 ]
