@@ -21,6 +21,8 @@ saves that wait.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,178 +54,286 @@ def _days(delta: timedelta) -> float:
     return round(delta.total_seconds() / 86400, 1)
 
 
-def analyze_certificate(inp: AnalysisInput) -> list[Finding]:
-    data = inp.data(COLLECTOR)
-    if not data:
-        return []
-    steps = [e.step for e in inp.of(COLLECTOR) if e.ok]
-    cert: dict[str, Any] = data.get("certificate") or {}
-    ns, name = str(cert.get("namespace") or ""), str(cert.get("name") or "")
-    base = {"certificate": name, "namespace": ns, "dns_names": cert.get("dns_names") or []}
-    describe = f"kubectl describe certificate {name} -n {ns}"
-    renew = f"cmctl renew {name} -n {ns}"
-    findings: list[Finding] = []
+@dataclass(frozen=True)
+class _Cert:
+    """What the findings are read from: the Certificate, its latest issuance and its issuer."""
 
-    def add(
+    cert: dict[str, Any]
+    ns: str
+    name: str
+    now: datetime
+    steps: list[str]
+    latest: dict[str, Any]  # the newest CertificateRequest
+    latest_orders: list[dict[str, Any]]  # the ACME Orders of the latest request
+    challenges: list[dict[str, Any]]  # the Challenges of those Orders
+    issuer: dict[str, Any]
+
+    @property
+    def describe(self) -> str:
+        return f"kubectl describe certificate {self.name} -n {self.ns}"
+
+    @property
+    def renew(self) -> str:
+        return f"cmctl renew {self.name} -n {self.ns}"
+
+    @property
+    def latest_ready(self) -> dict[str, Any]:
+        return condition(self.latest, "Ready") or {}
+
+    def finding(
+        self,
         code: str,
         severity: str,
         summary: str,
         details: dict[str, Any],
         next_steps: list[str],
         suggests: str | None = "renew",
-    ) -> None:
-        findings.append(
-            Finding(
-                analyzer="certificates",
-                code=code,
-                severity=severity,
-                summary=summary,
-                details={**base, **details},
-                evidence=steps,
-                next_steps=next_steps,
-                suggests=suggests,
-            )
+    ) -> Finding:
+        base = {"certificate": self.name, "namespace": self.ns, "dns_names": self.cert.get("dns_names") or []}
+        return Finding(
+            analyzer="certificates",
+            code=code,
+            severity=severity,
+            summary=summary,
+            details={**base, **details},
+            evidence=self.steps,
+            next_steps=next_steps,
+            suggests=suggests,
         )
 
-    ready = condition(cert, "Ready") or {}
-    issuing = condition(cert, "Issuing") or {}
+
+def _read(inp: AnalysisInput, data: dict[str, Any]) -> _Cert:
+    cert: dict[str, Any] = data.get("certificate") or {}
     requests: list[dict[str, Any]] = data.get("requests") or []
     latest = requests[0] if requests else {}
-    latest_ready = condition(latest, "Ready") or {}
-    issuer: dict[str, Any] = data.get("issuer") or {}
-    issuer_ready = condition(issuer, "Ready")
-    issuer_label = f"{issuer.get('kind', 'Issuer')} {issuer.get('name', '?')}"
-    issuer_problem = None
-    if issuer.get("missing"):
-        issuer_problem = f"{issuer_label} does not exist"
-    elif issuer_ready is not None and issuer_ready.get("status") != "True":
-        issuer_problem = (
-            f"{issuer_label} is not ready: {issuer_ready.get('message') or issuer_ready.get('reason')}"
-        )
-    elif latest_ready.get("reason") == "Pending" and "issuer" in str(latest_ready.get("message", "")).lower():
-        issuer_problem = str(latest_ready.get("message"))
-    if issuer_problem:
-        add(
-            "cert.issuer_not_ready",
-            "critical",
-            f"certificate {ns}/{name} cannot be issued: {issuer_problem}",
-            {"issuer": {k: issuer.get(k) for k in ("kind", "name")}, "reason": issuer_problem},
-            [
-                f"kubectl describe {str(issuer.get('kind', 'issuer')).lower()} {issuer.get('name', '')}"
-                + (f" -n {ns}" if issuer.get("kind") == "Issuer" else ""),
-                describe,
-            ],
-            suggests=None,
-        )
     latest_orders = [
         o for o in data.get("orders") or [] if not latest or o.get("request") == latest.get("name")
     ]
     order_names = {o.get("name") for o in latest_orders}
-    challenges = [c for c in data.get("challenges") or [] if c.get("order") in order_names]
-    bad = [
-        c
-        for c in challenges
-        if c.get("state") in FAILED_STATES or (c.get("reason") and c.get("state") != "valid")
-    ]
-    for c in bad:
-        kind = str(c.get("type") or "ACME")
-        add(
-            "cert.challenge_failed",
+    return _Cert(
+        cert=cert,
+        ns=str(cert.get("namespace") or ""),
+        name=str(cert.get("name") or ""),
+        now=inp.now,
+        steps=[e.step for e in inp.of(COLLECTOR) if e.ok],
+        latest=latest,
+        latest_orders=latest_orders,
+        challenges=[c for c in data.get("challenges") or [] if c.get("order") in order_names],
+        issuer=data.get("issuer") or {},
+    )
+
+
+def _issuer_problem(c: _Cert) -> str | None:
+    """Why the issuer cannot issue: missing, not Ready, or the request waits on it."""
+    issuer, latest_ready = c.issuer, c.latest_ready
+    issuer_ready = condition(issuer, "Ready")
+    label = f"{issuer.get('kind', 'Issuer')} {issuer.get('name', '?')}"
+    if issuer.get("missing"):
+        return f"{label} does not exist"
+    if issuer_ready is not None and issuer_ready.get("status") != "True":
+        return f"{label} is not ready: {issuer_ready.get('message') or issuer_ready.get('reason')}"
+    if latest_ready.get("reason") == "Pending" and "issuer" in str(latest_ready.get("message", "")).lower():
+        return str(latest_ready.get("message"))
+    return None
+
+
+def _codes(found: list[Finding]) -> set[str]:
+    return {f.code for f in found}
+
+
+def _issuer_not_ready(c: _Cert, found: list[Finding]) -> list[Finding]:
+    problem = _issuer_problem(c)
+    if not problem:
+        return []
+    issuer = c.issuer
+    return [
+        c.finding(
+            "cert.issuer_not_ready",
             "critical",
-            f"the {kind} challenge for {c.get('dns_name')} is {c.get('state') or 'pending'}: "
-            f"{c.get('reason')}",
-            {
-                "type": kind,
-                "dns_name": c.get("dns_name"),
-                "state": c.get("state"),
-                "reason": c.get("reason"),
-                "challenge": c.get("name"),
-                "order": c.get("order"),
-            },
+            f"certificate {c.ns}/{c.name} cannot be issued: {problem}",
+            {"issuer": {k: issuer.get(k) for k in ("kind", "name")}, "reason": problem},
             [
-                f"kubectl describe challenge {c.get('name')} -n {ns}",
-                (
-                    f"dig TXT _acme-challenge.{c.get('dns_name')}  # the DNS-01 record must be visible"
-                    if kind == "DNS-01"
-                    else f"curl -v http://{c.get('dns_name')}/.well-known/acme-challenge/"
-                ),
-                f"once fixed: {renew}",
+                f"kubectl describe {str(issuer.get('kind', 'issuer')).lower()} {issuer.get('name', '')}"
+                + (f" -n {c.ns}" if issuer.get("kind") == "Issuer" else ""),
+                c.describe,
             ],
+            suggests=None,
         )
-    if not bad:
-        for o in latest_orders:
-            if o.get("state") in FAILED_STATES:
-                add(
-                    "cert.order_failed",
-                    "critical",
-                    f"ACME order {o.get('name')} is {o.get('state')}: {o.get('reason') or 'no reason given'}",
-                    {"order": o.get("name"), "state": o.get("state"), "reason": o.get("reason")},
-                    [f"kubectl describe order {o.get('name')} -n {ns}", f"once fixed: {renew}"],
-                )
-    if not bad and not any(f.code == "cert.order_failed" for f in findings) and not issuer_problem:
-        failed = latest_ready.get("reason") in ("Failed", "Denied") or condition(latest, "Denied")
-        if failed:
-            message = latest_ready.get("message") or (condition(latest, "Denied") or {}).get("message")
-            add(
-                "cert.request_failed",
-                "critical",
-                f"certificate request {latest.get('name')} failed: {message}",
-                {"request": latest.get("name"), "reason": latest_ready.get("reason"), "message": message},
-                [f"kubectl describe certificaterequest {latest.get('name')} -n {ns}", f"once fixed: {renew}"],
-            )
+    ]
+
+
+def _challenge_failed(c: _Cert, found: list[Finding]) -> list[Finding]:
+    bad = [
+        ch
+        for ch in c.challenges
+        if ch.get("state") in FAILED_STATES or (ch.get("reason") and ch.get("state") != "valid")
+    ]
+    return [_challenge_finding(c, ch) for ch in bad]
+
+
+def _challenge_finding(c: _Cert, ch: dict[str, Any]) -> Finding:
+    kind = str(ch.get("type") or "ACME")
+    return c.finding(
+        "cert.challenge_failed",
+        "critical",
+        f"the {kind} challenge for {ch.get('dns_name')} is {ch.get('state') or 'pending'}: "
+        f"{ch.get('reason')}",
+        {
+            "type": kind,
+            "dns_name": ch.get("dns_name"),
+            "state": ch.get("state"),
+            "reason": ch.get("reason"),
+            "challenge": ch.get("name"),
+            "order": ch.get("order"),
+        },
+        [
+            f"kubectl describe challenge {ch.get('name')} -n {c.ns}",
+            (
+                f"dig TXT _acme-challenge.{ch.get('dns_name')}  # the DNS-01 record must be visible"
+                if kind == "DNS-01"
+                else f"curl -v http://{ch.get('dns_name')}/.well-known/acme-challenge/"
+            ),
+            f"once fixed: {c.renew}",
+        ],
+    )
+
+
+def _order_failed(c: _Cert, found: list[Finding]) -> list[Finding]:
+    if "cert.challenge_failed" in _codes(found):  # the challenge says why already
+        return []
+    return [
+        c.finding(
+            "cert.order_failed",
+            "critical",
+            f"ACME order {o.get('name')} is {o.get('state')}: {o.get('reason') or 'no reason given'}",
+            {"order": o.get("name"), "state": o.get("state"), "reason": o.get("reason")},
+            [f"kubectl describe order {o.get('name')} -n {c.ns}", f"once fixed: {c.renew}"],
+        )
+        for o in c.latest_orders
+        if o.get("state") in FAILED_STATES
+    ]
+
+
+def _request_failed(c: _Cert, found: list[Finding]) -> list[Finding]:
+    if _codes(found) & {"cert.issuer_not_ready", "cert.challenge_failed", "cert.order_failed"}:
+        return []
+    latest, latest_ready = c.latest, c.latest_ready
+    if not (latest_ready.get("reason") in ("Failed", "Denied") or condition(latest, "Denied")):
+        return []
+    message = latest_ready.get("message") or (condition(latest, "Denied") or {}).get("message")
+    return [
+        c.finding(
+            "cert.request_failed",
+            "critical",
+            f"certificate request {latest.get('name')} failed: {message}",
+            {"request": latest.get("name"), "reason": latest_ready.get("reason"), "message": message},
+            [f"kubectl describe certificaterequest {latest.get('name')} -n {c.ns}", f"once fixed: {c.renew}"],
+        )
+    ]
+
+
+def _expiry(c: _Cert, found: list[Finding]) -> list[Finding]:
+    cert, now = c.cert, c.now
     not_after = parse_time(cert.get("not_after"))
     renewal = parse_time(cert.get("renewal_time"))
     # a renewal cannot help while the issuer is broken: the expiry then argues for nothing
-    expiry_suggests = None if issuer_problem else "renew"
-    if not_after is not None and not_after <= inp.now:
-        add(
-            "cert.expired",
-            "critical",
-            f"certificate {ns}/{name} expired on {cert.get('not_after')}",
-            {"not_after": cert.get("not_after"), "days_left": _days(not_after - inp.now)},
-            [describe, renew],
-            suggests=expiry_suggests,
-        )
-    elif not_after is not None and (not_after - inp.now <= EXPIRY_WARNING or (renewal and renewal < inp.now)):
-        add(
+    suggests = None if "cert.issuer_not_ready" in _codes(found) else "renew"
+    if not_after is None:
+        return []
+    if not_after <= now:
+        return [
+            c.finding(
+                "cert.expired",
+                "critical",
+                f"certificate {c.ns}/{c.name} expired on {cert.get('not_after')}",
+                {"not_after": cert.get("not_after"), "days_left": _days(not_after - now)},
+                [c.describe, c.renew],
+                suggests=suggests,
+            )
+        ]
+    overdue = bool(renewal and renewal < now)
+    if not_after - now > EXPIRY_WARNING and not overdue:
+        return []
+    return [
+        c.finding(
             "cert.expiring",
             "warning",
-            f"certificate {ns}/{name} expires in {_days(not_after - inp.now)} days ({cert.get('not_after')})"
-            + (f"; renewal was due {cert.get('renewal_time')}" if renewal and renewal < inp.now else ""),
+            f"certificate {c.ns}/{c.name} expires in {_days(not_after - now)} days ({cert.get('not_after')})"
+            + (f"; renewal was due {cert.get('renewal_time')}" if overdue else ""),
             {
                 "not_after": cert.get("not_after"),
                 "renewal_time": cert.get("renewal_time"),
-                "days_left": _days(not_after - inp.now),
+                "days_left": _days(not_after - now),
             },
-            [describe, renew],
-            suggests=expiry_suggests,
+            [c.describe, c.renew],
+            suggests=suggests,
         )
-    causes = {
-        "cert.issuer_not_ready",
-        "cert.challenge_failed",
-        "cert.order_failed",
-        "cert.request_failed",
-        "cert.expired",
-    }
-    if ready.get("status") != "True" and not any(f.code in causes for f in findings):
-        add(
+    ]
+
+
+_CAUSES = {
+    "cert.issuer_not_ready",
+    "cert.challenge_failed",
+    "cert.order_failed",
+    "cert.request_failed",
+    "cert.expired",
+}
+
+
+def _not_ready(c: _Cert, found: list[Finding]) -> list[Finding]:
+    ready = condition(c.cert, "Ready") or {}
+    if ready.get("status") == "True" or _codes(found) & _CAUSES:
+        return []
+    return [
+        c.finding(
             "cert.not_ready",
             "warning",
-            f"certificate {ns}/{name} is not ready: "
+            f"certificate {c.ns}/{c.name} is not ready: "
             + ": ".join(str(x) for x in (ready.get("reason") or "?", ready.get("message")) if x),
             {"reason": ready.get("reason"), "message": ready.get("message")},
-            [describe, f"cmctl status certificate {name} -n {ns}"],
+            [c.describe, f"cmctl status certificate {c.name} -n {c.ns}"],
             suggests=None,
         )
-    if issuing.get("status") == "True":
-        add(
+    ]
+
+
+def _issuing(c: _Cert, found: list[Finding]) -> list[Finding]:
+    issuing = condition(c.cert, "Issuing") or {}
+    if issuing.get("status") != "True":
+        return []
+    return [
+        c.finding(
             "cert.issuing",
             "info",
-            f"an issuance of {ns}/{name} is in progress ({issuing.get('reason')}: {issuing.get('message')})",
+            f"an issuance of {c.ns}/{c.name} is in progress "
+            f"({issuing.get('reason')}: {issuing.get('message')})",
             {"reason": issuing.get("reason")},
-            [f"cmctl status certificate {name} -n {ns}"],
+            [f"cmctl status certificate {c.name} -n {c.ns}"],
             suggests=None,
         )
+    ]
+
+
+# One function per finding, most specific first; each sees the findings before it.
+_FINDINGS: tuple[Callable[[_Cert, list[Finding]], list[Finding]], ...] = (
+    _issuer_not_ready,
+    _challenge_failed,
+    _order_failed,
+    _request_failed,
+    _expiry,
+    _not_ready,
+    _issuing,
+)
+
+
+def analyze_certificate(inp: AnalysisInput) -> list[Finding]:
+    data = inp.data(COLLECTOR)
+    if not data:
+        return []
+    cert = _read(inp, data)
+    findings: list[Finding] = []
+    for check in _FINDINGS:
+        findings += check(cert, findings)
     return findings
 
 
