@@ -220,6 +220,14 @@ def test_readme_is_short() -> None:
     assert size <= README_MAX_BYTES, f"README.md is {size} bytes; move reference material to docs/"
 
 
+def test_the_readme_picture_is_small() -> None:
+    """The incident page picture stays a light download (regenerate: docs/img/screenshot.py)."""
+    picture = ROOT / "docs" / "img" / "incident-page.png"
+    assert "](docs/img/incident-page.png)" in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert picture.stat().st_size < 200 * 1024
+
+
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_resolve(doc: Path) -> None:
     broken = []
