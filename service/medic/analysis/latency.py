@@ -28,6 +28,8 @@ from medic.analysis.dataplane import (
 )
 from medic.analysis.mongodb import aim, slow_ops_finding
 from medic.analysis.redis_health import memory_findings, reply_errors, reply_findings, slowlog_finding
+from medic.collectors.k8s.pods_output import TopPodsOutput
+from medic.collectors.k8s.workload_output import HpaStatusOutput
 from medic.collectors.loki_output import LogPattern, LokiQueryOutput
 from medic.domain.incident import Finding, Severity
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
@@ -103,23 +105,17 @@ def _pod_ratios(
         }
         if ratios:
             return result.step, ratios
-    found = first(inp, "k8s.top_pods")
+    found = next(typed(inp, "k8s.top_pods", TopPodsOutput), None)
     if found is None:
         return None
-    ev, data = found
+    ev, top = found
     ratios = {}
-    for pod in data.get("pods", []):
-        containers = [c for c in pod.get("containers", []) if isinstance(c, dict)]
-        app = [c for c in containers if c.get("name") == n.app] or containers
-        values = [
-            c[usage] / c[limit]
-            for c in app
-            if isinstance(c.get(usage), int | float)
-            and isinstance(c.get(limit), int | float)
-            and c[limit] > 0
-        ]
+    for pod in top.pods:
+        app = [c for c in pod.containers if c.name == n.app] or pod.containers
+        pairs = [(getattr(c, usage), getattr(c, limit)) for c in app]
+        values = [used / cap for used, cap in pairs if used is not None and cap]
         if values:
-            ratios[str(pod.get("name"))] = max(values)
+            ratios[pod.name] = max(values)
     return (ev.step, ratios) if ratios else None
 
 
@@ -187,15 +183,11 @@ def _maxed_hpas(inp: AnalysisInput) -> tuple[list[str], list[tuple[str, str]]]:
             maxed.append((hpa, f"{now:.0f}/{top:.0f} replicas" if now and top else "at maximum"))
         steps = [ratio.step] + [r.step for r in (current, maximum) if r is not None and r.step != ratio.step]
         return steps, maxed
-    found = first(inp, "k8s.hpa_status")
+    found = next(typed(inp, "k8s.hpa_status", HpaStatusOutput), None)
     if found is None:
         return [], []
-    ev, data = found
-    maxed = [
-        (str(h.get("name")), f"{h.get('current')}/{h.get('max')} replicas")
-        for h in data.get("hpas", [])
-        if isinstance(h, dict) and h.get("at_max")
-    ]
+    ev, status = found
+    maxed = [(str(h.name), f"{h.current}/{h.max} replicas") for h in status.hpas if h.at_max]
     return [ev.step], maxed
 
 

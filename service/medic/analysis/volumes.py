@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from medic.analysis.dataplane import human_bytes, ok_data
+from medic.analysis.dataplane import human_bytes, ok_data, typed
+from medic.collectors.k8s.workload_output import PvcStatusOutput
 from medic.playbooks.contract import AnalysisInput
 
 CLAIM = "persistentvolumeclaim"
@@ -98,14 +99,14 @@ def volumes(inp: AnalysisInput) -> dict[str, Volume]:
                     facts.setdefault(claim, {})["used_bytes"] = v
                 for claim, (grew, secs) in _growth(q).items():
                     facts.setdefault(claim, {}).update(growth_bytes=grew, window_s=secs)
-    for _, data in ok_data(inp, "k8s.pvc_status"):
-        for pvc in data.get("pvcs") or []:
-            if isinstance(pvc, dict) and pvc.get("name"):
-                facts.setdefault(str(pvc["name"]), {}).update(
-                    storage_class=pvc.get("storage_class"),
-                    phase=pvc.get("phase"),
-                    capacity=pvc.get("capacity"),
-                    pods=tuple(pvc.get("pods") or ()),
+    for _, status in typed(inp, "k8s.pvc_status", PvcStatusOutput):
+        for pvc in status.pvcs:
+            if pvc.name:
+                facts.setdefault(pvc.name, {}).update(
+                    storage_class=pvc.storage_class,
+                    phase=pvc.phase,
+                    capacity=pvc.capacity,
+                    pods=tuple(pvc.pods),
                 )
     for f in facts.values():
         if f.get("used_ratio") is None and f.get("used_bytes") and f.get("capacity_bytes"):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from medic.analysis.crashloop.classify import container_trouble
+from medic.analysis.dataplane import typed
 from medic.analysis.volumes import describe as describe_volume
 from medic.analysis.volumes import steps as volume_steps
 from medic.analysis.volumes import volumes
+from medic.collectors.k8s.workload_output import HpaStatusOutput, PvcStatusOutput
 from medic.domain.incident import Finding
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
@@ -81,22 +81,25 @@ def analyze_not_ready(inp: AnalysisInput) -> list[Finding]:
 def analyze_hpa(inp: AnalysisInput) -> list[Finding]:
     ns = inp.target.namespace if inp.target else inp.labels.get("namespace", "")
     findings = []
-    for hpa in (inp.data("k8s.hpa_status") or {}).get("hpas", []):
-        if not hpa.get("at_max"):
+    status = next(typed(inp, "k8s.hpa_status", HpaStatusOutput), None)
+    for hpa in status[1].hpas if status else []:
+        if not hpa.at_max:
             continue
         findings.append(
             Finding(
                 analyzer="hpa",
                 code="hpa.maxed_out",
                 severity="warning",
-                summary=f"HPA {hpa.get('name')} runs at its maximum of {hpa.get('max')} replicas "
-                f"(wants {hpa.get('desired')}): load exceeds what it may scale to",
-                details={k: hpa.get(k) for k in ("name", "min", "max", "current", "desired", "metrics")},
+                summary=f"HPA {hpa.name} runs at its maximum of {hpa.max} replicas "
+                f"(wants {hpa.desired}): load exceeds what it may scale to",
+                details=hpa.model_dump(
+                    mode="json", include={"name", "min", "max", "current", "desired", "metrics"}
+                ),
                 evidence=_steps(inp, "k8s.hpa_status"),
                 next_steps=[
                     f"kubectl get hpa -n {ns}",
                     f"kubectl top pods -n {ns}",
-                    f"kubectl describe hpa {hpa.get('name')} -n {ns}",
+                    f"kubectl describe hpa {hpa.name} -n {ns}",
                 ],
             )
         )
@@ -106,22 +109,22 @@ def analyze_hpa(inp: AnalysisInput) -> list[Finding]:
 def analyze_pvc(inp: AnalysisInput) -> list[Finding]:
     ns = inp.target.namespace if inp.target else inp.labels.get("namespace", "")
     findings: list[Finding] = []
-    pvcs: list[dict[str, Any]] = (inp.data("k8s.pvc_status") or {}).get("pvcs", [])
-    for pvc in pvcs:
-        if pvc.get("phase") not in (None, "Bound"):
+    status = next(typed(inp, "k8s.pvc_status", PvcStatusOutput), None)
+    for pvc in status[1].pvcs if status else []:
+        if pvc.phase not in (None, "Bound"):
             findings.append(
                 Finding(
                     analyzer="pvc",
                     code="pvc.not_bound",
                     severity="critical",
-                    summary=f"PVC {pvc.get('name')} is {pvc.get('phase')}, not Bound: the pods that mount "
+                    summary=f"PVC {pvc.name} is {pvc.phase}, not Bound: the pods that mount "
                     f"it cannot start until a volume is provisioned or bound "
-                    f"(storage class {pvc.get('storage_class') or 'default'}, "
-                    f"requested {pvc.get('requested') or '?'})",
-                    details=pvc,
+                    f"(storage class {pvc.storage_class or 'default'}, "
+                    f"requested {pvc.requested or '?'})",
+                    details=pvc.model_dump(mode="json", exclude_unset=True),  # as stored
                     evidence=_steps(inp, "k8s.pvc_status"),
                     next_steps=[
-                        f"kubectl describe pvc {pvc.get('name')} -n {ns}",
+                        f"kubectl describe pvc {pvc.name} -n {ns}",
                         f"kubectl get pvc -n {ns}",
                     ],
                 )
