@@ -14,8 +14,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from medic.analysis.dataplane import Names, app_logs_grep, first, names, pct, query, redis_cli, typed
+from medic.analysis.dataplane import Names, app_logs_grep, names, pct, query, redis_cli, typed
 from medic.analysis.redis_health import reply_errors, reply_findings, unreachable
+from medic.collectors.k8s.cluster_output import IngressOutput
 from medic.collectors.loki_output import LogPattern, LokiQueryOutput
 from medic.domain.incident import Finding
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
@@ -80,8 +81,11 @@ def _seconds(value: Any) -> int | None:
 def ingress_timeouts(ingress: dict[str, Any]) -> dict[str, tuple[int, bool]]:
     """{setting: (seconds, explicitly set)} of the timeouts that close idle WebSockets."""
     annotations = ingress.get("annotations") or {}
-    if not isinstance(annotations, dict):
-        return {}
+    return annotation_timeouts(annotations) if isinstance(annotations, dict) else {}
+
+
+def annotation_timeouts(annotations: dict[str, Any]) -> dict[str, tuple[int, bool]]:
+    """:func:`ingress_timeouts` of an ingress's annotations."""
     if any(str(k).startswith("alb.ingress.kubernetes.io/") for k in annotations):
         attributes = str(annotations.get(ALB_ATTRIBUTES, ""))
         m = re.search(r"idle_timeout\.timeout_seconds\s*=\s*(\d+)", attributes)
@@ -206,17 +210,15 @@ def _ingress_log_finding(inp: AnalysisInput, n: Names, confirmed: bool) -> list[
 
 
 def _ingress(inp: AnalysisInput, n: Names) -> list[Finding]:
-    found = first(inp, "k8s.ingress")
+    found = next(typed(inp, "k8s.ingress", IngressOutput), None)
     if found is None:
         return []
     ev, data = found
     short: dict[str, dict[str, str]] = {}
-    for ingress in data.get("ingresses", []):
-        if not isinstance(ingress, dict):
-            continue
-        for setting, (value, explicit) in ingress_timeouts(ingress).items():
+    for ingress in data.ingresses:
+        for setting, (value, explicit) in annotation_timeouts(ingress.annotations).items():
             if value < MIN_TIMEOUT_SECONDS:
-                short.setdefault(str(ingress.get("name")), {})[setting] = (
+                short.setdefault(str(ingress.name), {})[setting] = (
                     f"{value}s" if explicit else f"not set (default {value}s)"
                 )
     if not short:
