@@ -454,27 +454,24 @@ def cmd_kill_switch(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- main
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="medic",
-        description="PlayCode Medic: automated first responder",
-        epilog="Exit status: 0 success, 1 failure, 2 usage or configuration error.",
-    )
-    parser.add_argument(
-        "--version", action="version", version=f"medic {__version__}", help="print the version"
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
+_Subcommands = argparse._SubParsersAction  # the type of ArgumentParser.add_subparsers()
 
+
+def _add_serve(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the webhook service (settings from MEDIC_* env vars)")
     p.add_argument("--host", help="listen address (overrides MEDIC_HOST)")
     p.add_argument("--port", type=int, help="listen port (overrides MEDIC_PORT)")
     p.set_defaults(fn=cmd_serve)
 
+
+def _add_check(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("check", help="validate rules and playbooks (exit 1 on error)")
     p.add_argument("paths", nargs="*", help="files or directories (default: the configured dirs)")
     add_output_option(p, "one line per rule and playbook")
     p.set_defaults(fn=cmd_check)
 
+
+def _add_replay(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("replay", help="run a webhook payload through the pipeline; never acts")
     p.add_argument("payload", nargs="?", help="an Alertmanager webhook JSON file, or - for stdin")
     p.add_argument("--since", help="re-decide the incidents stored in this window (e.g. 7d) instead")
@@ -491,6 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_option(p, "the incidents' Markdown reports")
     p.set_defaults(fn=cmd_replay)
 
+
+def _add_incidents(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("incidents", help="list or show incidents (running instance or local store)")
     p.add_argument(
         "action",
@@ -508,12 +507,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_option(p, "a table; Markdown for show")
     p.set_defaults(fn=cmd_incidents)
 
+
+def _add_report(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("report", help="print an incident's report (Markdown bundle)")
     p.add_argument("id", help="the incident id")
     p.add_argument("--url", help="a running Medic (uses MEDIC_READ_TOKEN); default: the local store")
     add_output_option(p, "Markdown")
     p.set_defaults(fn=cmd_report)
 
+
+def _add_decide(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     for name, what in (
         ("approve", "approve a proposal: guards re-checked, then it acts"),
         ("reject", "reject a proposal: it is closed, nothing runs"),
@@ -529,6 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_output_option(p, "one line")
         p.set_defaults(fn=cmd_decide)
 
+
+def _add_kill_switch(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("kill-switch", help="stop (on) or allow (off) every automatic action")
     p.add_argument("state", choices=["on", "off", "status"], help="on, off, or status to only show it")
     p.add_argument("--reason", default="", help="why (audited)")
@@ -538,6 +543,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="a running Medic (uses MEDIC_ADMIN_TOKEN); default: the local store")
     add_output_option(p, "one line")
     p.set_defaults(fn=cmd_kill_switch)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medic",
+        description="PlayCode Medic: automated first responder",
+        epilog="Exit status: 0 success, 1 failure, 2 usage or configuration error.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"medic {__version__}", help="print the version"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
+    # one function per subcommand (group), in the order `medic --help` lists them
+    _add_serve(sub)
+    _add_check(sub)
+    _add_replay(sub)
+    _add_incidents(sub)
+    _add_report(sub)
+    _add_decide(sub)
+    _add_kill_switch(sub)
     add_dead_letters_parser(sub)
     add_test_parser(sub)
     add_rules_parser(sub)
