@@ -90,7 +90,6 @@ PACKAGE = Path(__file__).resolve().parents[2] / "service" / "medic"
 # Long functions in code another engineer is reworking right now (issue 16.4: analysis/,
 # collectors/, remediation/actions/, app/cli/): split them or mark them, then drop them here.
 PENDING = {
-    ("analysis/mongodb.py", "_replica_set"),
     ("collectors/k8s/workload.py", "rollout_history"),
     ("remediation/actions/rollout.py", "plan_rollback"),
 }

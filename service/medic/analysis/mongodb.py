@@ -197,66 +197,72 @@ def _unreachable(inp: AnalysisInput, n: Names, inspect: tuple[str, ...] = ()) ->
     ]
 
 
+def _no_primary(ev: Evidence, rs: RsStatusOutput, steps: list[str], n: Names) -> Finding | None:
+    if rs.has_primary:
+        return None
+    states = {m.name: m.state for m in rs.members}
+    return Finding(
+        analyzer="mongodb",
+        code="mongodb.no_primary",
+        severity="critical",
+        summary=f"replica set {rs.set} has no PRIMARY: writes fail until one is elected "
+        f"(members: {', '.join(f'{k} {v}' for k, v in states.items())})",
+        details={"set": rs.set, "members": states},
+        evidence=[ev.step],
+        next_steps=steps,
+    )
+
+
+def _member_unhealthy(ev: Evidence, rs: RsStatusOutput, steps: list[str], n: Names) -> Finding | None:
+    members = rs.members
+    unhealthy = [m for m in members if not m.healthy]
+    if not unhealthy:
+        return None
+    majority = rs.majority or len(members) // 2 + 1
+    lost = len(members) - len(unhealthy) < majority  # the healthy voters are no majority
+    reasons = [
+        f"{m.name} {m.state}" + (f" ({m.last_heartbeat_message})" if m.last_heartbeat_message else "")
+        for m in unhealthy
+    ]
+    return Finding(
+        analyzer="mongodb",
+        code="mongodb.member_unhealthy",
+        severity="critical" if lost else "warning",
+        summary=f"{len(unhealthy)} of {len(members)} replica set members unhealthy: "
+        + "; ".join(reasons)
+        + (" — the set has lost its majority and cannot elect a primary" if lost else ""),
+        details={"unhealthy": [m.name for m in unhealthy], "majority": majority},
+        evidence=[ev.step],
+        next_steps=steps,
+    )
+
+
+def _replication_lag(ev: Evidence, rs: RsStatusOutput, steps: list[str], n: Names) -> Finding | None:
+    lag = rs.max_lag_seconds
+    lagging = [m for m in rs.members if m.lag_seconds is not None]
+    if lag is None or lag < LAG_WARN or not lagging:
+        return None
+    laggard = max(lagging, key=lambda m: m.lag_seconds or 0.0)
+    return Finding(
+        analyzer="mongodb",
+        code="mongodb.replication_lag",
+        severity="critical" if lag >= LAG_CRIT else "warning",
+        summary=f"{laggard.name} is {lag:.0f} s behind the {rs.lag_reference}",
+        details={"max_lag_seconds": lag, "member": laggard.name},
+        evidence=[ev.step],
+        next_steps=[mongosh(n, "rs.printSecondaryReplicationInfo()")],
+    )
+
+
 def _replica_set(inp: AnalysisInput, n: Names, inspect: tuple[str, ...] = ()) -> list[Finding]:
+    """One finding per replica set problem: no primary, unhealthy members, replication lag."""
     found = next(typed(inp, "mongo.rs_status", RsStatusOutput), None)
     if found is None or not found[1].replica_set:
         return []
     ev, rs = found
-    members = rs.members
-    states = {m.name: m.state for m in members}
     steps = [mongosh(n, "rs.status()"), *_pod_steps(n, inspect)]
-    out: list[Finding] = []
-    if not rs.has_primary:
-        out.append(
-            Finding(
-                analyzer="mongodb",
-                code="mongodb.no_primary",
-                severity="critical",
-                summary=f"replica set {rs.set} has no PRIMARY: writes fail until one is elected "
-                f"(members: {', '.join(f'{k} {v}' for k, v in states.items())})",
-                details={"set": rs.set, "members": states},
-                evidence=[ev.step],
-                next_steps=steps,
-            )
-        )
-    unhealthy = [m for m in members if not m.healthy]
-    if unhealthy:
-        healthy_voters = len(members) - len(unhealthy)
-        majority = rs.majority or len(members) // 2 + 1
-        lost = healthy_voters < majority
-        reasons = [
-            f"{m.name} {m.state}" + (f" ({m.last_heartbeat_message})" if m.last_heartbeat_message else "")
-            for m in unhealthy
-        ]
-        out.append(
-            Finding(
-                analyzer="mongodb",
-                code="mongodb.member_unhealthy",
-                severity="critical" if lost else "warning",
-                summary=f"{len(unhealthy)} of {len(members)} replica set members unhealthy: "
-                + "; ".join(reasons)
-                + (" — the set has lost its majority and cannot elect a primary" if lost else ""),
-                details={"unhealthy": [m.name for m in unhealthy], "majority": majority},
-                evidence=[ev.step],
-                next_steps=steps,
-            )
-        )
-    lag = rs.max_lag_seconds
-    lagging = [m for m in members if m.lag_seconds is not None]
-    if lag is not None and lag >= LAG_WARN and lagging:
-        laggard = max(lagging, key=lambda m: m.lag_seconds or 0.0)
-        out.append(
-            Finding(
-                analyzer="mongodb",
-                code="mongodb.replication_lag",
-                severity="critical" if lag >= LAG_CRIT else "warning",
-                summary=f"{laggard.name} is {lag:.0f} s behind the {rs.lag_reference}",
-                details={"max_lag_seconds": lag, "member": laggard.name},
-                evidence=[ev.step],
-                next_steps=[mongosh(n, "rs.printSecondaryReplicationInfo()")],
-            )
-        )
-    return out
+    checks = (_no_primary, _member_unhealthy, _replication_lag)
+    return [f for f in (check(ev, rs, steps, n) for check in checks) if f is not None]
 
 
 def _disk(inp: AnalysisInput, n: Names) -> list[Finding]:
