@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # extra keys are ignored, not refused: a bundle written by hand (a rule test's pod with a
+    # ``ready`` key) still reads; what the collector stores is built through the model, so holds none
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 # ---------------------------------------------------------------------- describe
