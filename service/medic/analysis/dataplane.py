@@ -99,6 +99,12 @@ def typed(inp: AnalysisInput, collector: str, model: type[M]) -> Iterator[tuple[
                 continue
 
 
+def typed_first(inp: AnalysisInput, collector: str, model: type[M]) -> M | None:
+    """The data of the first run of ``collector`` that :func:`typed` reads, or None."""
+    found = next(typed(inp, collector, model), None)
+    return found[1] if found else None
+
+
 def first(inp: AnalysisInput, collector: str) -> tuple[Evidence, dict[str, Any]] | None:
     return next(ok_data(inp, collector), None)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from medic.analysis.crashloop.classify import container_trouble
-from medic.analysis.dataplane import typed
+from medic.analysis.dataplane import typed, typed_first
 from medic.analysis.volumes import describe as describe_volume
 from medic.analysis.volumes import steps as volume_steps
 from medic.analysis.volumes import volumes
-from medic.collectors.k8s.workload_output import HpaStatusOutput, PvcStatusOutput
+from medic.collectors.k8s.pods_output import PodDescribeOutput
+from medic.collectors.k8s.workload_output import EventsOutput, HpaStatusOutput, PvcStatusOutput
 from medic.domain.incident import Finding
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
@@ -20,53 +21,44 @@ def _steps(inp: AnalysisInput, collector: str) -> list[str]:
 
 
 def analyze_not_ready(inp: AnalysisInput) -> list[Finding]:
-    describe = inp.data("k8s.pod_describe") or {}
+    describe = typed_first(inp, "k8s.pod_describe", PodDescribeOutput) or PodDescribeOutput()
     ns = inp.target.namespace if inp.target else inp.labels.get("namespace", "")
-    events = (inp.data("k8s.events") or {}).get("events", [])
+    events = (typed_first(inp, "k8s.events", EventsOutput) or EventsOutput()).events
     findings: list[Finding] = []
-    for pod in describe.get("pods", []):
-        if (pod.get("conditions") or {}).get("Ready") == "True":
+    for pod in describe.pods:
+        if pod.conditions.get("Ready") == "True":
             continue
-        name = pod.get("name", "")
-        probe = next(
-            (
-                e
-                for e in events
-                if e.get("reason") == "Unhealthy" and name in (e.get("object") or {}).get("name", "")
-            ),
-            None,
-        )
+        name = pod.name or ""
+        probe = next((e for e in events if e.reason == "Unhealthy" and name in (e.object.name or "")), None)
         waiting = [
-            f"{c.get('name')}: {((c.get('state') or {}).get('waiting') or {}).get('reason', '')}"
-            for c in pod.get("containers", [])
-            if (c.get("state") or {}).get("waiting")
+            f"{c.name}: {(c.state.get('waiting') or {}).get('reason', '')}"
+            for c in pod.containers
+            if c.state.get("waiting")
         ]
         # the crashloop analyzer's classifier: the same container state reads the same everywhere
         trouble = [
-            f"{c.get('name')} {t[1]}"
-            for c in [*pod.get("init_containers", []), *pod.get("containers", [])]
-            if (t := container_trouble(c))
+            f"{c.name} {t[1]}" for c in [*pod.init_containers, *pod.containers] if (t := container_trouble(c))
         ]
-        if pod.get("phase") == "Pending" and not pod.get("node"):
+        if pod.phase == "Pending" and not pod.node:
             why = "not scheduled"
-            sched = next((e for e in events if e.get("reason") == "FailedScheduling"), None)
+            sched = next((e for e in events if e.reason == "FailedScheduling"), None)
             if sched:
-                why += f": {sched.get('message', '')[:200]}"
+                why += f": {(sched.message or '')[:200]}"
         elif trouble:
             why = "; ".join(trouble)
         elif probe:
-            why = f"readiness probe failing: {probe.get('message', '')[:200]}"
+            why = f"readiness probe failing: {(probe.message or '')[:200]}"
         elif waiting:
             why = "waiting: " + ", ".join(waiting)
         else:
-            why = f"phase {pod.get('phase', '?')}"
+            why = f"phase {pod.phase or '?'}"
         findings.append(
             Finding(
                 analyzer="not_ready",
                 code="pod.not_ready",
                 severity="warning",
                 summary=f"pod {name} is not ready: {why}",
-                details={"pod": name, "phase": pod.get("phase"), "node": pod.get("node")},
+                details={"pod": name, "phase": pod.phase, "node": pod.node},
                 evidence=_steps(inp, "k8s.pod_describe") + (_steps(inp, "k8s.events") if probe else []),
                 next_steps=[
                     f"kubectl describe pod {name} -n {ns}",

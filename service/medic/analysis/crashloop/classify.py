@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from medic.analysis.dataplane import typed_first
+from medic.collectors.k8s.cluster_output import NodeDescribeOutput, NodeDescription
+from medic.collectors.k8s.pods_output import ContainerDescription, PodDescribeOutput, PodLogsOutput
+from medic.collectors.k8s.workload_output import EventsOutput, K8sEvent
 from medic.domain.rollout import (
     RECENT_ROLLOUT,
     Timeline,
@@ -44,24 +48,23 @@ DEPENDENCY_PATTERNS: dict[str, re.Pattern[str]] = {
 ERROR_LINE = re.compile(r"(error|exception|fatal|panic|unhandled|cannot|failed|refused)", re.IGNORECASE)
 
 
-def container_trouble(container: dict[str, Any]) -> tuple[str, str] | None:
+def container_trouble(container: ContainerDescription) -> tuple[str, str] | None:
     """``(kind, why)`` for a container in trouble, kind one of ``config_error`` (it cannot be
     created: missing Secret/ConfigMap or key), ``image_pull``, ``oom_killed``, ``crash``; None
     when it is fine. ``container`` is one entry of ``k8s.pod_describe``'s containers."""
-    waiting = (container.get("state") or {}).get("waiting") or {}
-    last = (container.get("last_state") or {}).get("terminated") or {}
+    waiting = container.state.get("waiting") or {}
     reason = str(waiting.get("reason") or "")
     message = str(waiting.get("message") or "")
     if reason in CONFIG_REASONS:
         return "config_error", f"cannot start: {reason}: {message or 'no detail'}"
     if reason in PULL_REASONS:
-        return "image_pull", f"image {short_image(str(container.get('image')))} cannot be pulled ({reason})"
-    restarted = int(container.get("restart_count") or 0) > 0
-    if reason == "CrashLoopBackOff" or (not container.get("ready") and restarted):
-        if last.get("reason") == "OOMKilled":
+        return "image_pull", f"image {short_image(str(container.image))} cannot be pulled ({reason})"
+    if reason == "CrashLoopBackOff" or (not container.ready and container.restart_count > 0):
+        last = container.terminated
+        if last and last.reason == "OOMKilled":
             return "oom_killed", "OOMKilled"
-        code = last.get("exit_code")
-        return "crash", f"exits with {last.get('reason') or 'an error'}" + (
+        code = last.exit_code if last else None
+        return "crash", f"exits with {(last.reason if last else None) or 'an error'}" + (
             f" (code {code})" if code is not None else ""
         )
     return None
@@ -84,30 +87,30 @@ class Crash:
     node: str = ""
 
 
-def crashes_of(describe: Any) -> list[Crash]:
+def crashes_of(describe: PodDescribeOutput | None) -> list[Crash]:
     out: list[Crash] = []
-    for pod in (describe or {}).get("pods", []):
-        for c in [*pod.get("init_containers", []), *pod.get("containers", [])]:
+    for pod in describe.pods if describe else []:
+        for c in [*pod.init_containers, *pod.containers]:
             trouble = container_trouble(c)
             if trouble is None:
                 continue
-            waiting = (c.get("state") or {}).get("waiting") or {}
-            last = (c.get("last_state") or {}).get("terminated") or {}
+            waiting = c.state.get("waiting") or {}
+            last = c.terminated
             out.append(
                 Crash(
-                    pod=pod.get("name", ""),
-                    container=c.get("name", ""),
-                    revision=int(pod.get("revision") or 0),
-                    image=c.get("image", ""),
-                    restarts=int(c.get("restart_count") or 0),
+                    pod=pod.name or "",
+                    container=c.name or "",
+                    revision=pod.revision,
+                    image=c.image or "",
+                    restarts=c.restart_count,
                     kind=trouble[0],
                     why=trouble[1],
                     waiting_reason=waiting.get("reason", ""),
                     waiting_message=waiting.get("message", ""),
-                    exit_code=last.get("exit_code"),
-                    terminated_reason=last.get("reason", ""),
-                    limits=(c.get("resources") or {}).get("limits") or {},
-                    node=pod.get("node") or "",
+                    exit_code=last.exit_code if last else None,
+                    terminated_reason=(last.reason or "") if last else "",
+                    limits=dict(c.resources.limits),
+                    node=pod.node or "",
                 )
             )
     return out
@@ -127,14 +130,14 @@ class CrashFacts:
     now: datetime
     lines: list[str]
     deps: dict[str, list[str]]  # dependency -> sample log lines
-    probe_events: list[dict[str, Any]]
+    probe_events: list[K8sEvent]
     history: dict[str, Any]
     timeline: Timeline
     crash_revs: set[int]
     old_serving: int  # ready pods of other revisions than the current one
     steps_describe: list[str]
     steps_history: list[str]
-    nodes: list[dict[str, Any]]
+    nodes: list[NodeDescription]
 
     def first(self, kind: str) -> Crash | None:
         return next((c for c in self.crashes if c.kind == kind), None)
@@ -177,24 +180,23 @@ class CrashFacts:
         ]
 
 
-def _old_serving(describe: Any, history: dict[str, Any], current_rev: int) -> int:
+def _old_serving(describe: PodDescribeOutput | None, history: dict[str, Any], current_rev: int) -> int:
     from_history = sum(
         int(r.get("ready") or 0) for r in history.get("revisions") or [] if r.get("revision") != current_rev
     )
-    from_pods = sum(
-        1
-        for p in (describe or {}).get("pods", [])
-        if (p.get("conditions") or {}).get("Ready") == "True" and int(p.get("revision") or 0) != current_rev
-    )
+    pods = describe.pods if describe else []
+    from_pods = sum(1 for p in pods if p.conditions.get("Ready") == "True" and p.revision != current_rev)
     return max(from_history, from_pods)
 
 
 def classify(inp: AnalysisInput) -> CrashFacts:
-    describe = inp.data("k8s.pod_describe")
+    describe = typed_first(inp, "k8s.pod_describe", PodDescribeOutput)
     crashes = crashes_of(describe)
     history: dict[str, Any] = inp.data("k8s.rollout_history") or {}
-    events = list((inp.data("k8s.events") or {}).get("events", []))
-    lines = [ln for e in (inp.data("k8s.pod_logs") or {}).get("logs", []) for ln in e.get("lines", [])]
+    events = typed_first(inp, "k8s.events", EventsOutput) or EventsOutput()
+    logs = typed_first(inp, "k8s.pod_logs", PodLogsOutput) or PodLogsOutput()
+    nodes = typed_first(inp, "k8s.node_describe", NodeDescribeOutput) or NodeDescribeOutput()
+    lines = [ln for e in logs.logs for ln in e.lines]
     deps = {name: [ln for ln in lines if pat.search(ln)][:3] for name, pat in DEPENDENCY_PATTERNS.items()}
     timeline = build_timeline(history)  # its scaling_events, in the order the API server stored them
     current_rev = timeline.current.revision if timeline.current else 0
@@ -206,7 +208,7 @@ def classify(inp: AnalysisInput) -> CrashFacts:
         lines=lines,
         deps={k: v for k, v in deps.items() if v},
         probe_events=[
-            e for e in events if e.get("reason") == "Unhealthy" and "Liveness" in (e.get("message") or "")
+            e for e in events.events if e.reason == "Unhealthy" and "Liveness" in (e.message or "")
         ],
         history=history,
         timeline=timeline,
@@ -214,5 +216,5 @@ def classify(inp: AnalysisInput) -> CrashFacts:
         old_serving=_old_serving(describe, history, current_rev),
         steps_describe=steps(inp, "k8s.pod_describe"),
         steps_history=steps(inp, "k8s.rollout_history"),
-        nodes=list((inp.data("k8s.node_describe") or {}).get("nodes", [])),
+        nodes=list(nodes.nodes),
     )

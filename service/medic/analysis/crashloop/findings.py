@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from medic.analysis.crashloop.classify import ERROR_LINE, CrashFacts, steps
+from medic.analysis.dataplane import typed_first
+from medic.collectors.k8s.pods_output import TopPodsOutput
 from medic.domain.incident import Finding
 from medic.domain.rollout import minutes, parse_time, short_images
 from medic.playbooks.contract import AnalysisInput
@@ -105,13 +107,13 @@ def dependency_down(f: CrashFacts, inp: AnalysisInput) -> list[Finding]:
     return out
 
 
-def _memory_usage(top: Any, pod: str, container: str) -> str | None:
-    for p in (top or {}).get("pods", []):
-        if p.get("name") != pod:
+def _memory_usage(top: TopPodsOutput | None, pod: str, container: str) -> str | None:
+    for p in top.pods if top else []:
+        if p.name != pod:
             continue
-        for c in p.get("containers", []):
-            if c.get("name") == container and c.get("memory_bytes") is not None:
-                return f"{int(c['memory_bytes']) // (1024 * 1024)}Mi"
+        for c in p.containers:
+            if c.name == container and c.memory_bytes is not None:
+                return f"{c.memory_bytes // (1024 * 1024)}Mi"
     return None
 
 
@@ -119,7 +121,7 @@ def oom_killed(f: CrashFacts, inp: AnalysisInput) -> Finding | None:
     c = f.first("oom_killed")
     if c is None:
         return None
-    usage = _memory_usage(inp.data("k8s.top_pods"), c.pod, c.container)
+    usage = _memory_usage(typed_first(inp, "k8s.top_pods", TopPodsOutput), c.pod, c.container)
     only_new = f.new_only and f.recent and f.timeline.previous is not None
     return Finding(
         analyzer=A,
@@ -147,8 +149,8 @@ def liveness_probe(f: CrashFacts, inp: AnalysisInput) -> Finding | None:
         analyzer=A,
         code="crashloop.liveness_probe",
         severity="warning",
-        summary=f"the liveness probe kills the container: {(f.probe_events[0].get('message') or '')[:200]}",
-        details={"events": f.probe_events[:3]},
+        summary=f"the liveness probe kills the container: {(f.probe_events[0].message or '')[:200]}",
+        details={"events": [e.model_dump(mode="json", exclude_unset=True) for e in f.probe_events[:3]]},
         evidence=steps(inp, "k8s.events"),
         next_steps=f.commands()[:2],
     )
@@ -174,9 +176,9 @@ def what_changed(f: CrashFacts) -> list[str]:
             )
     out += [f"{d} is unreachable from the app" for d in f.deps]
     for node in f.nodes:
-        bad = [k for k, v in (node.get("conditions") or {}).items() if (k == "Ready") != (v == "True")]
+        bad = [k for k, v in node.conditions.items() if (k == "Ready") != (v == "True")]
         if bad:
-            out.append(f"node {node.get('name')}: {', '.join(bad)}")
+            out.append(f"node {node.name}: {', '.join(bad)}")
     prev = f.timeline.previous
     if f.current and prev:
         revs = {r.get("revision"): r for r in f.history.get("revisions") or []}
