@@ -27,9 +27,11 @@ from medic.analysis.dataplane import (
     pct,
     query,
     typed,
+    typed_first,
     why_no_answer,
 )
 from medic.analysis.volumes import Volume, mounting_pod
+from medic.collectors.k8s.pods_output import PodDescribeOutput
 from medic.collectors.mongo_output import RsStatusOutput
 from medic.domain.evidence import Evidence
 from medic.domain.incident import Finding, Severity
@@ -74,14 +76,11 @@ def _alert_pods(inp: AnalysisInput, statefulset: str) -> list[str]:
 
 
 def _ready_pods(inp: AnalysisInput, statefulset: str) -> list[str]:
-    found = first(inp, "k8s.pod_describe")
-    pods = found[1].get("pods", []) if found else []
+    describe = typed_first(inp, "k8s.pod_describe", PodDescribeOutput)
     return [
-        str(p.get("name"))
-        for p in pods
-        if isinstance(p, dict)
-        and str(p.get("name", "")).startswith(f"{statefulset}-")
-        and (p.get("conditions") or {}).get("Ready") == "True"
+        p.name
+        for p in (describe.pods if describe else [])
+        if p.name and p.name.startswith(f"{statefulset}-") and p.conditions.get("Ready") == "True"
     ]
 
 
