@@ -9,7 +9,8 @@ cap) against its real backend or wire-level fake:
   the connection; the message names no secret and is not a Python bug's (KeyError, TypeError...);
 * ``ok`` on a backend whose answers carry planted secrets: none of them in the evidence, and the
   data is plain JSON (what is stored is what the analyzers read, offline too);
-* its data matches its declared output model (issue 16.3: not there yet, strict xfail).
+* its data matches its declared output model (issue 16.3: ``CollectorDef.output``, the model its
+  analyzers read).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Any
 
 import pytest
 from kubernetes_asyncio.client import Configuration
-from pydantic import BaseModel
 
 from medic.app.backends import Backends
 from medic.app.catalogue import default_registry
@@ -421,31 +421,16 @@ async def test_output_is_redacted_and_plain_json(planted_evidence: Evidence) -> 
     assert json.loads(json.dumps(ev.data)) == ev.data  # plain JSON: no datetimes, tuples, bytes
 
 
-def output_model(collector: CollectorDef) -> type[BaseModel]:
-    """The pydantic model of the collector's ``data``, as issue 16.3 will declare it on the
-    registration (``CollectorDef.output``); until then this raises AttributeError (strict xfail:
-    the test turns into a failure to remove the mark the day the models land)."""
-    model = collector.output
-    if model is None:
-        raise AttributeError(f"{collector.name} declares no output model")
-    return model
+def test_every_collector_declares_its_output_model() -> None:
+    """Issue 16.3: the analyzers read a collector's data through its model, so a collector
+    without one is not shipped."""
+    assert [name for name, c in sorted(COLLECTORS.items()) if c.output is None] == []
 
 
-@pytest.mark.parametrize(
-    "planted_evidence",
-    [
-        pytest.param(
-            name,
-            marks=()
-            if COLLECTORS[name].output is not None
-            else pytest.mark.xfail(strict=True, reason="issue 16: typed output model", raises=AttributeError),
-        )
-        for name in sorted(COLLECTORS)
-    ],
-    indirect=True,
-)
+@pytest.mark.parametrize("planted_evidence", sorted(COLLECTORS), indirect=True)
 async def test_output_matches_its_declared_model(planted_evidence: Evidence) -> None:
-    model = output_model(COLLECTORS[planted_evidence.collector])
+    model = COLLECTORS[planted_evidence.collector].output
+    assert model is not None, f"{planted_evidence.collector} declares no output model"
     assert planted_evidence.status == StepStatus.OK, planted_evidence.error
     parsed = model.model_validate(planted_evidence.data)
     assert set(planted_evidence.data) == set(model.model_fields)  # every key declared, none extra
