@@ -192,3 +192,19 @@ def test_the_flap_guard_lets_a_previous_action_that_held_pass() -> None:
     assert held.allowed and "held" in held.reason
     (outside,) = g.flap(replace(OK, last_action=mark(200, "failed")))
     assert outside.allowed and "no recent action" in outside.reason
+
+
+def test_the_verdict_of_the_guards_is_one_function_for_the_executor_and_medic_test() -> None:
+    from medic.decision.guards import verdict
+    from medic.domain.incident import GuardDecision
+
+    yes, no = (
+        GuardDecision(guard="a", allowed=True, reason="ok"),
+        GuardDecision(guard="b", allowed=False, reason="x"),
+    )
+    assert verdict([yes, no], "auto").kind == "refused" and verdict([yes, no], "auto").refusal == no
+    assert verdict([yes], "auto", skip_reason="already").kind == "skipped"
+    assert verdict([yes, no], "auto", skip_reason="already").kind == "refused"  # a refusal first
+    assert verdict([yes], "dry-run").kind == "planned"
+    assert verdict([yes], "approve").kind == "awaiting_approval"
+    assert verdict([yes], "auto").kind == "act"

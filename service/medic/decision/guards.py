@@ -213,3 +213,26 @@ def evaluate_guards(f: GuardFacts, guards: Sequence[Guard] = GUARDS) -> list[Gua
 
 def first_refusal(decisions: Sequence[GuardDecision]) -> GuardDecision | None:
     return next((d for d in decisions if not d.allowed), None)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What becomes of a planned action once its guards have spoken: ``refused`` (by
+    ``refusal``), ``skipped`` (the target is already as wanted), ``planned`` (dry-run),
+    ``awaiting_approval`` or ``act``. One function decides it for the executor and for
+    ``medic test``, so a test's expectation is what the executor would have done."""
+
+    kind: str
+    refusal: GuardDecision | None = None
+
+
+def verdict(decisions: Sequence[GuardDecision], mode: str, *, skip_reason: str | None = None) -> Verdict:
+    if (refusal := first_refusal(decisions)) is not None:
+        return Verdict("refused", refusal)
+    if skip_reason:
+        return Verdict("skipped")
+    if mode == "dry-run":
+        return Verdict("planned")
+    if mode == "approve":
+        return Verdict("awaiting_approval")
+    return Verdict("act")

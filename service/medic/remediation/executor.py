@@ -20,7 +20,7 @@ from medic.clients.kube.client import KubeClient
 from medic.clients.kube.errors import KubeConflict
 from medic.coordination.base import RemediationState
 from medic.decision.decide import Decision, effective_mode
-from medic.decision.guards import Budget, GuardFacts, evaluate_guards, first_refusal
+from medic.decision.guards import Budget, GuardFacts, evaluate_guards, first_refusal, verdict
 from medic.domain.actions import ActionLimit, ActionMark, BudgetExhausted, KillSwitch
 from medic.domain.errors import StepError
 from medic.domain.incident import ActionRecord, ActionStatus, Incident, utcnow
@@ -147,17 +147,17 @@ class GuardedRemediator:
         record.idempotency_key = f"{compiled.action.name}|{incident.target.key}|{plan.idempotency_scope}"
         facts = await self._facts(ctx, rule, plan, decision.mode)
         record.guards = evaluate_guards(facts)
-        refusal = first_refusal(record.guards)
-        if refusal is not None:
+        outcome = verdict(record.guards, decision.mode, skip_reason=plan.skip_reason)
+        if outcome.refusal is not None:
             record.status = ActionStatus.REFUSED
-            record.reason = f"{refusal.guard}: {refusal.reason}"
-        elif plan.skip_reason:
+            record.reason = f"{outcome.refusal.guard}: {outcome.refusal.reason}"
+        elif outcome.kind == "skipped":
             record.status = ActionStatus.SKIPPED
-            record.reason = plan.skip_reason
-        elif decision.mode == "dry-run":
+            record.reason = plan.skip_reason or ""
+        elif outcome.kind == "planned":
             record.status = ActionStatus.PLANNED
             record.reason = f"dry-run: would {plan.summary}"
-        elif decision.mode == "approve":
+        elif outcome.kind == "awaiting_approval":
             record.status = ActionStatus.AWAITING_APPROVAL
             record.reason = f"awaiting approval to {plan.summary}"
         else:

@@ -19,7 +19,7 @@ from typing import Any
 from medic.app.config import Config
 from medic.app.pipeline import analyze
 from medic.decision.decide import decide
-from medic.decision.guards import Budget, GuardFacts, evaluate_guards
+from medic.decision.guards import Budget, GuardFacts, evaluate_guards, verdict
 from medic.domain.actions import ActionMark, KillSwitch, Precondition
 from medic.domain.evidence import Evidence, StepStatus
 from medic.domain.incident import (
@@ -179,15 +179,14 @@ def evaluate(case: Case, config: Config, registry: Registry, policy: Policy) -> 
     if rule is None or decision.action is None or target is None or rule.remediation is None:
         return Outcome(rule.name if rule else None, _str(target), findings, name, NO_ACTION, decision.reason)
     guards = evaluate_guards(guard_facts(rule, target, case, policy))
-    refusal = next((g for g in guards if not g.allowed), None)
-    if refusal is not None:
-        status, reason = "refused", f"{refusal.guard}: {refusal.reason}"
-    elif decision.mode == "dry-run":
+    outcome = verdict(guards, decision.mode)  # the executor's own verdict (no plan: never skipped)
+    if outcome.refusal is not None:
+        status, reason = "refused", f"{outcome.refusal.guard}: {outcome.refusal.reason}"
+    elif outcome.kind == "planned":
         status, reason = "planned", f"dry-run: {decision.reason}"
-    elif decision.mode == "approve":
-        status, reason = "awaiting_approval", decision.reason
     else:
-        status, reason = WOULD_ACT, decision.reason
+        status = WOULD_ACT if outcome.kind == "act" else outcome.kind
+        reason = decision.reason
     return Outcome(rule.name, str(target), findings, name, status, reason, guards)
 
 
