@@ -9,29 +9,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-
-class _Out(BaseModel):
-    # extra keys are ignored, not refused: a bundle written by hand (a rule test's pod with a
-    # ``ready`` key) still reads; what the collector stores is built through the model, so holds none
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-def _absent(value: object) -> bool:
-    return value is None
-
+from medic.collectors.k8s.output_base import Out
 
 # ---------------------------------------------------------------------- nodes
 
 
-class Allocatable(_Out):
+class Allocatable(Out):
     cpu_millicores: int | None = None
     memory_bytes: int | None = None
     pods: int | None = None
 
 
-class Requested(_Out):
+class Requested(Out):
     """What the node's running pods ask for, summed as ``kubectl describe node`` does."""
 
     cpu_millicores: int = 0
@@ -39,26 +30,27 @@ class Requested(_Out):
     pods: int = 0
 
 
-class Limits(_Out):
+class Limits(Out):
     cpu_millicores: int = 0
     memory_bytes: int = 0
 
 
-class RequestedRatio(_Out):
+class RequestedRatio(Out):
     cpu: float | None = None
     memory: float | None = None
     pods: float | None = None
 
 
-class Taint(_Out):
+class Taint(Out):
     key: str | None = None
     value: str | None = None
     effect: str | None = None
 
 
-class NodeDescription(_Out):
+class NodeDescription(Out):
+    omit_when_none = frozenset({"error", "requested_error"})
     name: str = ""
-    error: str | None = Field(None, exclude_if=_absent)  # "node not found": nothing else is known
+    error: str | None = Field(None)  # "node not found": nothing else is known
     ready: bool | None = None
     conditions: dict[str, str] = Field(default_factory=dict)  # type -> status
     pressure: list[str] = Field(default_factory=list)  # the *Pressure conditions that are True
@@ -68,10 +60,10 @@ class NodeDescription(_Out):
     limits: Limits | None = None
     requested_ratio: RequestedRatio | None = None
     taints: list[Taint] = Field(default_factory=list)
-    requested_error: str | None = Field(None, exclude_if=_absent)  # why its pods could not be listed
+    requested_error: str | None = Field(None)  # why its pods could not be listed
 
 
-class NodeDescribeOutput(_Out):
+class NodeDescribeOutput(Out):
     nodes: list[NodeDescription] = Field(default_factory=list)  # alert pods' nodes first
     total_nodes: int = 0
     unscheduled_pods: list[str] = Field(default_factory=list)
@@ -80,14 +72,14 @@ class NodeDescribeOutput(_Out):
 # ---------------------------------------------------------------------- ingress
 
 
-class IngressBackend(_Out):
+class IngressBackend(Out):
     host: str | None = None
     path: str | None = None
     service: str | None = None
     port: dict[str, Any] | None = None  # {"number": 3000} or {"name": "http"}
 
 
-class IngressInfo(_Out):
+class IngressInfo(Out):
     # "class" is a Python keyword: the field is ``ingress_class``, stored and read as "class".
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
 
@@ -101,7 +93,7 @@ class IngressInfo(_Out):
     backends: list[IngressBackend] = Field(default_factory=list)
 
 
-class IngressOutput(_Out):
+class IngressOutput(Out):
     ingresses: list[IngressInfo] = Field(default_factory=list)
     scope: Literal["target", "namespace"] = "target"  # "namespace": the target's services unknown
     services: list[str] | None = None  # the services selecting the target's pods (None: unknown)

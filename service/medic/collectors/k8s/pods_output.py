@@ -9,19 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-
-class _Out(BaseModel):
-    # extra keys are ignored, not refused: a bundle written by hand (a rule test's pod with a
-    # ``ready`` key) still reads; what the collector stores is built through the model, so holds none
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
+from medic.collectors.k8s.output_base import Out
 
 # ---------------------------------------------------------------------- describe
 
 
-class Terminated(_Out):
+class Terminated(Out):
     """A container's last termination (``lastState.terminated``)."""
 
     reason: str | None = None
@@ -32,24 +27,23 @@ class Terminated(_Out):
     message: str | None = None
 
 
-class Resources(_Out):
+class Resources(Out):
     requests: dict[str, Any] = Field(default_factory=dict)
     limits: dict[str, Any] = Field(default_factory=dict)
 
 
-def _absent(value: object) -> bool:
-    return value is None
 
 
-class EnvVar(_Out):
+class EnvVar(Out):
     """Either ``value`` or ``value_from``, as the pod spec has it (the other key is not stored)."""
 
+    omit_when_none = frozenset({"value", "value_from"})
     name: str | None = None
-    value: str | None = Field(None, exclude_if=_absent)  # a literal value (redacted when secret)
-    value_from: dict[str, Any] | None = Field(None, exclude_if=_absent)  # secretKeyRef, fieldRef...
+    value: str | None = Field(None)  # a literal value (redacted when secret)
+    value_from: dict[str, Any] | None = Field(None)  # secretKeyRef, fieldRef...
 
 
-class ContainerDescription(_Out):
+class ContainerDescription(Out):
     name: str | None = None
     image: str | None = None
     ready: bool = False
@@ -67,12 +61,12 @@ class ContainerDescription(_Out):
         return self.last_state.get("terminated")
 
 
-class OwnerRef(_Out):
+class OwnerRef(Out):
     kind: str | None = None
     name: str | None = None
 
 
-class PodDescription(_Out):
+class PodDescription(Out):
     name: str | None = None
     namespace: str | None = None
     phase: str | None = None
@@ -88,7 +82,7 @@ class PodDescription(_Out):
     init_containers: list[ContainerDescription] = Field(default_factory=list)
 
 
-class PodDescribeOutput(_Out):
+class PodDescribeOutput(Out):
     pods: list[PodDescription] = Field(default_factory=list)  # alert pods first, then in trouble
     total_pods: int = 0
     missing_pods: list[str] = Field(default_factory=list)  # alert pods that no longer exist
@@ -97,7 +91,7 @@ class PodDescribeOutput(_Out):
 # ---------------------------------------------------------------------- logs
 
 
-class ContainerLog(_Out):
+class ContainerLog(Out):
     pod: str = ""
     container: str = ""
     previous: bool = False  # the previous (crashed) instance's log
@@ -106,14 +100,14 @@ class ContainerLog(_Out):
     error: str | None = None
 
 
-class PodLogsOutput(_Out):
+class PodLogsOutput(Out):
     logs: list[ContainerLog] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------------- top
 
 
-class ContainerUsage(_Out):
+class ContainerUsage(Out):
     name: str | None = None
     cpu_millicores: int | None = None
     memory_bytes: int | None = None
@@ -121,11 +115,11 @@ class ContainerUsage(_Out):
     memory_limit_bytes: int | None = None
 
 
-class PodUsage(_Out):
+class PodUsage(Out):
     name: str = ""
     containers: list[ContainerUsage] = Field(default_factory=list)
 
 
-class TopPodsOutput(_Out):
+class TopPodsOutput(Out):
     pods: list[PodUsage] = Field(default_factory=list)
     without_metrics: list[str] = Field(default_factory=list)  # pods metrics-server has no sample of
