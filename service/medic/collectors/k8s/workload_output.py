@@ -9,16 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from medic.collectors.k8s.output_base import Out
 
 
-class _Out(BaseModel):
-    # extra keys are ignored, not refused: a bundle written by hand (a rule test's pod with a
-    # ``ready`` key) still reads; what the collector stores is built through the model, so holds none
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class ObjectRef(_Out):
+class ObjectRef(Out):
     kind: str | None = None
     name: str | None = None
 
@@ -26,7 +22,7 @@ class ObjectRef(_Out):
 # ---------------------------------------------------------------------- events
 
 
-class K8sEvent(_Out):
+class K8sEvent(Out):
     type: str | None = None  # Normal, Warning
     reason: str | None = None
     message: str | None = None
@@ -36,7 +32,7 @@ class K8sEvent(_Out):
     last_seen: str | None = None
 
 
-class EventsOutput(_Out):
+class EventsOutput(Out):
     events: list[K8sEvent] = Field(default_factory=list)  # newest first
     matched: int = 0  # events about the target's objects, before the limit
     complete: bool = True  # False when the namespace LIST was cut (too many pages)
@@ -45,21 +41,21 @@ class EventsOutput(_Out):
 # ---------------------------------------------------------------------- HPA
 
 
-class HpaMetric(_Out):
+class HpaMetric(Out):
     type: str | None = None  # Resource, Pods, Object, External, ContainerResource
     name: str = ""
     target: dict[str, Any] | None = None  # the API's MetricTarget, as is
     current: dict[str, Any] | None = None  # the API's MetricValueStatus, as is
 
 
-class HpaCondition(_Out):
+class HpaCondition(Out):
     type: str | None = None
     status: str | None = None
     reason: str | None = None
     message: str | None = None
 
 
-class HpaStatus(_Out):
+class HpaStatus(Out):
     name: str | None = None
     target: ObjectRef = Field(default_factory=ObjectRef)  # scaleTargetRef
     min: int = 1
@@ -71,14 +67,14 @@ class HpaStatus(_Out):
     conditions: list[HpaCondition] = Field(default_factory=list)
 
 
-class HpaStatusOutput(_Out):
+class HpaStatusOutput(Out):
     hpas: list[HpaStatus] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------------- PVC
 
 
-class PvcStatus(_Out):
+class PvcStatus(Out):
     name: str = ""
     phase: str | None = None
     capacity: str | None = None
@@ -89,6 +85,6 @@ class PvcStatus(_Out):
     pods: list[str] = Field(default_factory=list)  # the target's pods mounting it
 
 
-class PvcStatusOutput(_Out):
+class PvcStatusOutput(Out):
     pvcs: list[PvcStatus] = Field(default_factory=list)
     missing: list[str] = Field(default_factory=list)  # claims wanted but not found
