@@ -345,29 +345,9 @@ def plant_backup_and_certificate(fake: FakeKubeApiserver) -> None:
     """The backup CronJob with a failed run whose log names a DSN with a password, and a
     certificate whose ACME challenge failed (runbook 5.1 and 6.3)."""
     from tests.fakes.kube_certmanager import CertManager
-    from tests.fakes.kube_cronjobs import CronJobs
+    from tests.fakes.kube_cronjobs import CronJobs, cronjob
 
-    fake.add_object(
-        {
-            "apiVersion": "batch/v1",
-            "kind": "CronJob",
-            "metadata": {"name": "mongodb-backup", "namespace": NS},
-            "spec": {
-                "schedule": "0 3 * * *",
-                "jobTemplate": {
-                    "spec": {
-                        "backoffLimit": 0,
-                        "template": {
-                            "spec": {
-                                "restartPolicy": "Never",
-                                "containers": [{"name": "mongodb-backup", "image": "backup:planted"}],
-                            }
-                        },
-                    }
-                },
-            },
-        }
-    )
+    fake.add_object(cronjob(NS, "mongodb-backup", image="backup:planted", container="mongodb-backup"))
     fake.set_image_fault("backup:planted", "CrashLoopBackOff")
     fake.set_image_log("backup:planted", f"mongodump --uri mongodb://backup:{SECRET}@mongodb-0:27017\n")
     CronJobs(fake).run(NS, "mongodb-backup")

@@ -28,6 +28,24 @@ def _finished(job: Obj) -> str | None:
     return None
 
 
+def cronjob(
+    namespace: str,
+    name: str,
+    *,
+    image: str,
+    container: str = "mongodump",
+    schedule: str = "0 3 * * *",
+) -> Obj:
+    """A CronJob as `kubectl create cronjob` would write it: one container, no retries."""
+    template = {"spec": {"restartPolicy": "Never", "containers": [{"name": container, "image": image}]}}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"schedule": schedule, "jobTemplate": {"spec": {"backoffLimit": 0, "template": template}}},
+    }
+
+
 class CronJobs:
     def __init__(self, cluster: FakeCluster) -> None:
         self.cluster = cluster
@@ -39,15 +57,20 @@ class CronJobs:
         when = scheduled or self.cluster.clock.now()
         template = (cj.get("spec") or {}).get("jobTemplate") or {}
         tmeta = template.get("metadata") or {}
-        job = self.cluster.add_object({
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": f"{name}-{int(when.timestamp()) // 60}", "namespace": namespace,
-                         "labels": dict(tmeta.get("labels") or {}),
-                         "annotations": {**(tmeta.get("annotations") or {}),
-                                         SCHEDULED: format_time(when)},
-                         "ownerReferences": [owner_reference(cj)]},
-            "spec": copy.deepcopy(template.get("spec") or {}),
-        })
+        job = self.cluster.add_object(
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {
+                    "name": f"{name}-{int(when.timestamp()) // 60}",
+                    "namespace": namespace,
+                    "labels": dict(tmeta.get("labels") or {}),
+                    "annotations": {**(tmeta.get("annotations") or {}), SCHEDULED: format_time(when)},
+                    "ownerReferences": [owner_reference(cj)],
+                },
+                "spec": copy.deepcopy(template.get("spec") or {}),
+            }
+        )
         cj = self.cluster.get_object("CronJob", namespace, name)
         cj.setdefault("status", {})["lastScheduleTime"] = format_time(when)
         self.cluster.update_object(cj)
@@ -60,15 +83,26 @@ class CronJobs:
             uid = cj["metadata"]["uid"]
             owned = [j for j in jobs if controller_uid(j) == uid]
             status = copy.deepcopy(cj.get("status") or {})
-            active = [{"apiVersion": "batch/v1", "kind": "Job", "name": j["metadata"]["name"],
-                       "namespace": j["metadata"]["namespace"], "uid": j["metadata"]["uid"]}
-                      for j in owned if _finished(j) is None]
+            active = [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": j["metadata"]["name"],
+                    "namespace": j["metadata"]["namespace"],
+                    "uid": j["metadata"]["uid"],
+                }
+                for j in owned
+                if _finished(j) is None
+            ]
             if active:
                 status["active"] = active
             else:
                 status.pop("active", None)
-            done = [str(j["status"]["completionTime"]) for j in owned
-                    if _finished(j) == "Complete" and (j.get("status") or {}).get("completionTime")]
+            done = [
+                str(j["status"]["completionTime"])
+                for j in owned
+                if _finished(j) == "Complete" and (j.get("status") or {}).get("completionTime")
+            ]
             if done:
                 newest = max(done, key=parse_time)
                 old = status.get("lastSuccessfulTime")

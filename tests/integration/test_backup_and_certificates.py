@@ -21,7 +21,7 @@ import pytest
 from tests.e2e.pages_world import ADMIN_TOKEN
 from tests.fakes.kube_apiserver import FakeKubeApiserver
 from tests.fakes.kube_certmanager import CertManager, get_condition
-from tests.fakes.kube_cronjobs import CronJobs
+from tests.fakes.kube_cronjobs import CronJobs, cronjob
 from tests.fakes.kube_store import format_time
 from tests.integration.crashloop_world import TOKEN, World
 from tests.medic_app import REPO, medic_settings, running_medic
@@ -66,27 +66,7 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[Cluster, World]]:
 
 
 def add_backup_cronjob(kube: FakeKubeApiserver) -> None:
-    kube.add_object(
-        {
-            "apiVersion": "batch/v1",
-            "kind": "CronJob",
-            "metadata": {"name": CRONJOB, "namespace": NS},
-            "spec": {
-                "schedule": "0 3 * * *",
-                "jobTemplate": {
-                    "spec": {
-                        "backoffLimit": 0,
-                        "template": {
-                            "spec": {
-                                "restartPolicy": "Never",
-                                "containers": [{"name": "mongodump", "image": IMAGE}],
-                            }
-                        },
-                    }
-                },
-            },
-        }
-    )
+    kube.add_object(cronjob(NS, CRONJOB, image=IMAGE))
 
 
 async def approve(w: World, incident_id: str, by: str = "alice") -> tuple[int, Any]:

@@ -14,7 +14,7 @@ from medic.clients.kube.client import KubeClient
 from medic.domain.incident import Target
 from tests.fakes.kube_apiserver import FakeKubeApiserver
 from tests.fakes.kube_certmanager import CertManager
-from tests.fakes.kube_cronjobs import CronJobs
+from tests.fakes.kube_cronjobs import CronJobs, cronjob
 from tests.integration.kube_support import run_shipped_playbook
 
 pytestmark = pytest.mark.integration
@@ -26,27 +26,7 @@ def backends(kube: KubeClient) -> Backends:
 
 
 def add_cronjob(fake: FakeKubeApiserver, image: str) -> None:
-    fake.add_object(
-        {
-            "apiVersion": "batch/v1",
-            "kind": "CronJob",
-            "metadata": {"name": "mongodb-backup", "namespace": NS},
-            "spec": {
-                "schedule": "0 3 * * *",
-                "jobTemplate": {
-                    "spec": {
-                        "backoffLimit": 0,
-                        "template": {
-                            "spec": {
-                                "restartPolicy": "Never",
-                                "containers": [{"name": "mongodump", "image": image}],
-                            }
-                        },
-                    }
-                },
-            },
-        }
-    )
+    fake.add_object(cronjob(NS, "mongodb-backup", image=image))
 
 
 @pytest.mark.parametrize("history", [3, 30])
