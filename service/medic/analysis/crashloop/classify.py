@@ -23,6 +23,7 @@ from medic.domain.rollout import (
     TimelineEntry,
     build_timeline,
     healthy_before,
+    parse_time,
     short_image,
 )
 from medic.playbooks.contract import AnalysisInput
@@ -45,6 +46,8 @@ DEPENDENCY_PATTERNS: dict[str, re.Pattern[str]] = {
         re.IGNORECASE,
     ),
 }
+# kubelet events that mark a container failing: the earliest one seen dates the first crash
+FAILURE_EVENTS = frozenset({"BackOff", "Failed"})
 ERROR_LINE = re.compile(r"(error|exception|fatal|panic|unhandled|cannot|failed|refused)", re.IGNORECASE)
 
 
@@ -85,6 +88,7 @@ class Crash:
     terminated_reason: str = ""
     limits: dict[str, Any] = field(default_factory=dict)
     node: str = ""
+    finished_at: str = ""  # when the last terminated instance ended
 
 
 def crashes_of(describe: PodDescribeOutput | None) -> list[Crash]:
@@ -111,6 +115,7 @@ def crashes_of(describe: PodDescribeOutput | None) -> list[Crash]:
                     terminated_reason=(last.reason or "") if last else "",
                     limits=dict(c.resources.limits),
                     node=pod.node or "",
+                    finished_at=(last.finished_at or "") if last else "",
                 )
             )
     return out
@@ -138,6 +143,7 @@ class CrashFacts:
     steps_describe: list[str]
     steps_history: list[str]
     nodes: list[NodeDescription]
+    first_crash: datetime | None = None  # the earliest failure seen (kubelet events, last exits)
 
     def first(self, kind: str) -> Crash | None:
         return next((c for c in self.crashes if c.kind == kind), None)
@@ -163,6 +169,15 @@ class CrashFacts:
     def recent(self) -> bool:
         return self.timeline.recent(self.now, RECENT_ROLLOUT)
 
+    @property
+    def window_start(self) -> datetime:
+        """Where "what else changed" starts: when the current revision became current; when that
+        is unknown, :data:`RECENT_ROLLOUT` before the first crash (or now)."""
+        cur = self.current
+        if cur is not None and cur.became_current is not None:
+            return cur.became_current
+        return (self.first_crash or self.now) - RECENT_ROLLOUT
+
     def previous_healthy(self) -> tuple[bool, str]:
         return healthy_before(self.timeline, self.timeline.previous, self.now)
 
@@ -187,6 +202,15 @@ def _old_serving(describe: PodDescribeOutput | None, history: dict[str, Any], cu
     pods = describe.pods if describe else []
     from_pods = sum(1 for p in pods if p.conditions.get("Ready") == "True" and p.revision != current_rev)
     return max(from_history, from_pods)
+
+
+def first_crash(crashes: list[Crash], events: EventsOutput) -> datetime | None:
+    """The earliest failure of the target's pods Medic sees: the first ``BackOff``/``Failed``
+    kubelet event (events expire after about an hour: an older start is not seen), else the end
+    of a crashed container's last run. None when neither is there."""
+    seen = [e.first_seen for e in events.events if e.object.kind == "Pod" and e.reason in FAILURE_EVENTS]
+    times = [t for raw in [*seen, *(c.finished_at for c in crashes)] if (t := parse_time(raw))]
+    return min(times) if times else None
 
 
 def classify(inp: AnalysisInput) -> CrashFacts:
@@ -217,4 +241,5 @@ def classify(inp: AnalysisInput) -> CrashFacts:
         steps_describe=steps(inp, "k8s.pod_describe"),
         steps_history=steps(inp, "k8s.rollout_history"),
         nodes=list(nodes.nodes),
+        first_crash=first_crash(crashes, events),
     )

@@ -9,10 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from medic.analysis.crashloop.classify import ERROR_LINE, CrashFacts, steps
+from medic.analysis.crashloop.config_changes import (
+    ConfigChange,
+    config_changes,
+    config_metas,
+    unknown_statements,
+)
 from medic.analysis.dataplane import typed_first
 from medic.collectors.k8s.pods_output import TopPodsOutput
 from medic.domain.incident import Finding
-from medic.domain.rollout import minutes, parse_time, short_images
+from medic.domain.rollout import iso, minutes, parse_time, short_images
 from medic.playbooks.contract import AnalysisInput
 
 A = "crashloop"
@@ -159,21 +165,33 @@ def liveness_probe(f: CrashFacts, inp: AnalysisInput) -> Finding | None:
 # ---------------------------------------------------------------------- the rollout verdict
 
 
-def what_changed(f: CrashFacts) -> list[str]:
-    """What else changed around the crash, when the rollout did not: writes to the Deployment
-    since its revision became current (managedFields), dependencies, nodes, limits against the
-    previous revision, and the ConfigMaps and Secrets the template reads (named: Medic's role does
-    not read them, the next steps show how to see their last write)."""
-    since = f.current.became_current if f.current else None
-    dep = f.history.get("deployment") or {}
-    out: list[str] = []
-    for w in dep.get("writes") or []:
+def config_of(f: CrashFacts) -> list[ConfigChange]:
+    """The ConfigMaps and Secrets the template reads, each against the crash window."""
+    refs = (f.history.get("deployment") or {}).get("config_refs") or []
+    return config_changes(refs, config_metas(f.history), f.window_start, f.first_crash, f.now)
+
+
+def _deployment_writes(f: CrashFacts) -> list[str]:
+    """Writes to the Deployment inside the window (its managedFields: who, how, when)."""
+    out = []
+    for w in (f.history.get("deployment") or {}).get("writes") or []:
         when = parse_time(w.get("time"))
-        if when is not None and (since is None or when > since):
+        if when is not None and when > f.window_start:
             out.append(
                 f"the Deployment was written by {w.get('manager')} ({w.get('operation')}) "
                 f"{minutes(f.now - when)} ago"
             )
+    return out
+
+
+def what_changed(f: CrashFacts, config: list[ConfigChange]) -> list[str]:
+    """What else changed around the crash, when the rollout did not, leading suspects first: the
+    ConfigMaps the template reads that changed inside the window before the first crash, writes to
+    the Deployment inside the window, dependencies, nodes, limits against the previous revision,
+    then ConfigMaps changed after the first crash. The window (:attr:`CrashFacts.window_start`)
+    starts when the current revision became current."""
+    out = [c.text for c in config if c.suspect]
+    out += _deployment_writes(f)
     out += [f"{d} is unreachable from the app" for d in f.deps]
     for node in f.nodes:
         bad = [k for k, v in node.conditions.items() if (k == "Ready") != (v == "True")]
@@ -186,39 +204,52 @@ def what_changed(f: CrashFacts) -> list[str]:
         then_l = (revs.get(prev.revision) or {}).get("limits")
         if now_l is not None and then_l is not None and now_l != then_l:
             out.append(f"limits {now_l} (revision {prev.revision} had {then_l})")
-    refs = dep.get("config_refs") or []
-    if refs:
-        out.append("reads " + ", ".join(f"{r.get('kind')} {r.get('name')}" for r in refs))
-    return out
+    return out + [c.text for c in config if c.state == "changed_after_crash"]
 
 
-def _config_commands(f: CrashFacts) -> list[str]:
-    refs = (f.history.get("deployment") or {}).get("config_refs") or []
+def _config_commands(f: CrashFacts, config: list[ConfigChange]) -> list[str]:
+    """How to see the last write of what Medic could not read (Secrets: never granted)."""
     return [
-        f"kubectl get {str(r.get('kind')).lower()} {r.get('name')} -n {f.ns} "
+        f"kubectl get {c.kind.lower()} {c.name} -n {f.ns} "
         "-o jsonpath='{.metadata.resourceVersion} {.metadata.managedFields[*].time}'"
-        for r in refs[:4]
-    ]
+        for c in config
+        if c.state == "unknown"
+    ][:4]
+
+
+def _tail(changed: list[str], config: list[ConfigChange]) -> str:
+    """The summary's end: what else changed, then what is known unchanged, missing or unknown."""
+    unknown = any(c.state == "unknown" for c in config)
+    head = (
+        f"; what else changed: {'; '.join(changed)}"
+        if changed
+        else "; no other change found" + (" in what Medic could read" if unknown else "")
+    )
+    rest = [c.text for c in config if c.state in ("unchanged", "missing")] + unknown_statements(config)
+    return head + "".join(f"; {r}" for r in rest)
 
 
 def _predates(f: CrashFacts, why: str, against: str) -> Finding:
-    changed = what_changed(f)
+    config = config_of(f)
+    changed = what_changed(f, config)
     return Finding(
         analyzer=A,
         code="crashloop.predates_rollout",
         severity="warning",
-        summary=why
-        + (f"; what else changed: {'; '.join(changed)}" if changed else "; no other change found"),
+        summary=why + _tail(changed, config),
         details={
             "crashing_revisions": sorted(f.crash_revs),
             "current_revision": f.current_rev,
             "changed": changed,
+            "config": [c.row() for c in config],
+            "first_crash": iso(f.first_crash),
+            "window_start": iso(f.window_start),
             "medic_rollback": f.timeline.medic.describe() if f.timeline.medic else None,
             **_timeline(f),
             **_against(against),
         },
         evidence=f.steps_describe + f.steps_history,
-        next_steps=[*f.commands(), *_config_commands(f)],
+        next_steps=[*f.commands(), *_config_commands(f, config)],
     )
 
 

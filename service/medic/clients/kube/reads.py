@@ -107,6 +107,28 @@ async def list_pages(
     return await shared(memo, _key("LIST-PAGES", path, {**query, "pages": max_pages}), read)
 
 
+async def metadata_only(kube: KubeClient, memo: MutableMapping[str, Any], path: str) -> Obj:
+    """One object's name, resourceVersion, creationTimestamp and writers (``managedFields``
+    without their field sets), once per run. Everything else (a ConfigMap's data, annotations
+    such as ``last-applied-configuration`` that copy it) is dropped here, before it is shared or
+    stored. Errors are the client's (:class:`~medic.clients.kube.errors.KubeError`)."""
+
+    async def read() -> Obj:
+        obj = await kube.get(path)
+        if not isinstance(obj, dict):
+            raise StepError(f"GET {path}: the API server sent no object")
+        m = meta(obj)
+        writes = [
+            {k: f.get(k) for k in ("manager", "operation", "time")}
+            for f in m.get("managedFields") or []
+            if isinstance(f, dict)
+        ]
+        kept = {k: m.get(k) for k in ("name", "namespace", "resourceVersion", "creationTimestamp")}
+        return {**kept, "managedFields": writes}
+
+    return await shared(memo, _key("GET-METADATA", path, {}), read)
+
+
 # ---------------------------------------------------------------------- object helpers
 
 

@@ -3,12 +3,14 @@ the workload (events, revisions) and what it depends on (autoscaler, volumes).""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medic.clients.kube.client import ns_path
+from medic.clients.kube.client import KubeClient, ns_path
+from medic.clients.kube.errors import KubeForbidden, KubeNotFound
 from medic.clients.kube.reads import (
     CHANGE_CAUSE,
     TEMPLATE_HASH,
@@ -18,16 +20,28 @@ from medic.clients.kube.reads import (
     list_cached,
     list_pages,
     meta,
+    metadata_only,
     replicasets,
     revision,
     workload,
 )
 from medic.collectors.k8s.common import POD_KINDS, alert_pod_names, iso, kube_of, ordered_pods, require_target
-from medic.collectors.k8s.workload_output import EventsOutput, HpaStatusOutput, PvcStatusOutput
+from medic.collectors.k8s.workload_output import (
+    ConfigMapMeta,
+    EventsOutput,
+    HpaStatusOutput,
+    PvcStatusOutput,
+    Write,
+)
+from medic.domain.errors import StepError
 from medic.playbooks.contract import CollectorDef, NoParams, StepContext
 from medic.rules.labels import is_k8s_name
 
 REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
+# The ConfigMaps the template reads whose metadata one run reads (the rest: status "not_read").
+MAX_CONFIG_MAPS = 10
+# A DNS-1123 subdomain: what the API server accepts as a ConfigMap's name (so a path segment).
+_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 class EventsParams(BaseModel):
@@ -59,14 +73,6 @@ class ConfigRef(_Out):
     kind: str
     name: str
     via: str = ""  # "volume cfg", "envFrom", "env DB_URL"
-
-
-class Write(_Out):
-    """One ``metadata.managedFields`` entry without its field set: who wrote, how, when."""
-
-    manager: str | None = None
-    operation: str | None = None
-    time: str | None = None
 
 
 class DeploymentSummary(_Out):
@@ -129,6 +135,8 @@ class RolloutHistoryOutput(_Out):
     deployment: DeploymentSummary = Field(default_factory=DeploymentSummary)
     revisions: list[RevisionRow] = Field(default_factory=list)  # newest first
     scaling_events: list[ScalingEvent] = Field(default_factory=list)  # oldest first
+    # the ConfigMaps of deployment.config_refs: metadata only (never data), or why not read
+    config_maps: list[ConfigMapMeta] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------------- events
@@ -224,12 +232,14 @@ async def rollout_history(ctx: StepContext, params: RolloutHistoryParams) -> dic
     rss = await replicasets(kube, ctx.memo, d)
     current_revision = revision(d)
     template = _template_sans_hash((d.get("spec") or {}).get("template"))
+    summary = _deployment_summary(d)
     return {
-        "deployment": _deployment_summary(d),
+        "deployment": summary,
         "revisions": [
             _revision_row(rs, current_revision, template) for rs in sorted(rss, key=revision, reverse=True)
         ],
         "scaling_events": await _scaling_events(ctx, d),
+        "config_maps": await _config_maps(ctx, target.namespace, summary["config_refs"]),
     }
 
 
@@ -326,6 +336,50 @@ def _writes(obj: Obj) -> list[dict[str, Any]]:
         if isinstance(f, dict)
     ]
     return sorted(out, key=lambda w: w["time"] or "", reverse=True)
+
+
+async def _config_maps(ctx: StepContext, namespace: str, refs: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The metadata of the ConfigMaps the template reads (the first :data:`MAX_CONFIG_MAPS`,
+    concurrently, within half the step's time): when each was last written, by whom. A ConfigMap
+    that is missing, forbidden or fails is reported as such, never raised. Secrets are never read:
+    reading a Secret's metadata takes the right to read its data, which Medic is not granted."""
+    names = [r["name"] for r in refs if r["kind"] == "ConfigMap"]
+    budget = ctx.timeout / 2
+    read = await asyncio.gather(
+        *(_config_map(kube_of(ctx), ctx.memo, namespace, name, budget) for name in names[:MAX_CONFIG_MAPS])
+    )
+    skipped = [
+        ConfigMapMeta(
+            name=name, status="not_read", error=f"only the first {MAX_CONFIG_MAPS} ConfigMaps are read"
+        )
+        for name in names[MAX_CONFIG_MAPS:]
+    ]
+    return [m.model_dump() for m in [*read, *skipped]]
+
+
+async def _config_map(
+    kube: KubeClient, memo: dict[str, Any], namespace: str, name: str, budget: float
+) -> ConfigMapMeta:
+    if not _OBJECT_NAME.match(name):
+        return ConfigMapMeta(name=name, status="error", error="not a valid ConfigMap name")
+    path = ns_path("v1", namespace, "configmaps", name)
+    try:
+        async with asyncio.timeout(budget):
+            m = await metadata_only(kube, memo, path)
+    except KubeNotFound as exc:
+        return ConfigMapMeta(name=name, status="missing", error=str(exc))
+    except KubeForbidden as exc:
+        return ConfigMapMeta(name=name, status="forbidden", error=str(exc))
+    except StepError as exc:
+        return ConfigMapMeta(name=name, status="error", error=str(exc))
+    except TimeoutError:
+        return ConfigMapMeta(name=name, status="error", error=f"GET {path}: no answer within {budget:g}s")
+    return ConfigMapMeta(
+        name=name,
+        resource_version=str(m.get("resourceVersion") or "") or None,
+        created=iso(m.get("creationTimestamp")),
+        writes=[Write.model_validate(w) for w in _writes({"metadata": m})],
+    )
 
 
 def _revision_history(rs: Obj) -> list[int]:
@@ -495,7 +549,8 @@ COLLECTORS = [
         fn=rollout_history,
         params=RolloutHistoryParams,
         output=RolloutHistoryOutput,
-        summary="kubectl rollout history: the Deployment's status and its revisions (ReplicaSets)",
+        summary="kubectl rollout history: the Deployment's status and its revisions (ReplicaSets), and "
+        "when the ConfigMaps its pods read were last written (metadata only)",
     ),
     CollectorDef(
         name="k8s.hpa_status",

@@ -1,5 +1,6 @@
 """The data of ``k8s.events``, ``k8s.hpa_status`` and ``k8s.pvc_status`` (issue 16.3): what they
-store and the analyzers read (``k8s.rollout_history``'s is in :mod:`.workload`).
+store and the analyzers read (``k8s.rollout_history``'s is in :mod:`.workload`; the parts of it the
+pure analyzers read, such as :class:`ConfigMapMeta`, are here).
 
 Pure pydantic, no I/O. Every field has a default, so a bundle written by hand (rule tests) or
 stored before a field existed still reads.
@@ -7,7 +8,7 @@ stored before a field existed still reads.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -88,3 +89,29 @@ class PvcStatus(Out):
 class PvcStatusOutput(Out):
     pvcs: list[PvcStatus] = Field(default_factory=list)
     missing: list[str] = Field(default_factory=list)  # claims wanted but not found
+
+
+# ---------------------------------------------------------------------- writes and ConfigMaps
+
+ConfigMapStatus = Literal["ok", "missing", "forbidden", "error", "not_read"]
+
+
+class Write(Out):
+    """One ``metadata.managedFields`` entry without its field set: who wrote, how, when."""
+
+    manager: str | None = None
+    operation: str | None = None
+    time: str | None = None
+
+
+class ConfigMapMeta(Out):
+    """A ConfigMap the pod template reads (``k8s.rollout_history``'s ``config_maps``): its
+    metadata only, never its data, or why it could not be read (``missing``: 404, ``forbidden``:
+    403, ``error``: any other failure, ``not_read``: beyond the bound of ConfigMaps read)."""
+
+    name: str = ""
+    status: ConfigMapStatus = "ok"
+    resource_version: str | None = None
+    created: str | None = None  # creationTimestamp
+    writes: list[Write] = Field(default_factory=list)  # managedFields, newest first
+    error: str | None = None
