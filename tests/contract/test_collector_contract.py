@@ -44,7 +44,7 @@ from tests.fakes.loki import FakeLoki
 from tests.fakes.mongo_server import FakeMongoServer
 from tests.integration.kube_support import FAST
 from tests.integration.test_dataplane_secrets import plant_loki, plant_mongo, plant_redis
-from tests.integration.test_k8s_collectors import APP, NS, crashloop
+from tests.integration.test_k8s_collectors import APP, APP_CONFIG, NS, crashloop
 from tests.servers.fixtures import PrometheusFactory, RedisServerFactory
 from tests.servers.openmetrics import Series
 from tests.servers.playcode_series import Timeline, gauge_series
@@ -303,6 +303,7 @@ async def planted(
 
 def plant_kube(fake: FakeKubeApiserver) -> list[str]:
     rollout = crashloop(fake)  # secrets in the pod spec's env
+    fake.set_configmap_data(NS, APP_CONFIG, {"DB_PASSWORD": SECRET})  # k8s.rollout_history reads its metadata
     for pod in rollout.crashing:
         fake.set_log(NS, pod, APP, f"connecting to mongodb://app:{SECRET}@mongodb-0:27017\n", previous=True)
     dsn = f"postgres://app:{SECRET}@db:5432/app"

@@ -1732,6 +1732,24 @@ class FakeCluster:
                                 "metadata": {"name": name, "namespace": namespace},
                                 "spec": spec, "status": status})
 
+    def add_configmap(self, namespace: str, name: str, data: Mapping[str, str] | None = None, *,
+                      manager: str = "kubectl-client-side-apply") -> Obj:
+        """A ConfigMap as ``kubectl apply`` leaves it: its data, the
+        ``last-applied-configuration`` annotation that copies it, ``manager`` in managedFields."""
+        body: Obj = {"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": name, "namespace": namespace}, "data": dict(data or {})}
+        applied = json.dumps(body, sort_keys=True)
+        body["metadata"]["annotations"] = {"kubectl.kubernetes.io/last-applied-configuration": applied}
+        return self.add_object(body, manager=manager)
+
+    def set_configmap_data(self, namespace: str, name: str, data: Mapping[str, str], *,
+                           manager: str = "kubectl-edit") -> Obj:
+        """Change a ConfigMap's data (``data`` merged over its keys) as ``manager``: its
+        managedFields entry takes the fake clock's time."""
+        cm = self.get_object("ConfigMap", namespace, name)
+        cm["data"] = {**(cm.get("data") or {}), **data}
+        return self.update_object(cm, manager=manager)
+
     def add_hpa(self, namespace: str, name: str, target: str, *, target_kind: str = "Deployment",
                 min_replicas: int = 1, max_replicas: int = 10,
                 current_replicas: int | None = None, desired_replicas: int | None = None,

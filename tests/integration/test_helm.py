@@ -151,6 +151,7 @@ VALUE_SETS: dict[str, dict[str, Any] | None] = {
 READ: dict[tuple[str, str], set[str]] = {
     ("", "pods"): {"get", "list", "watch"},
     ("", "pods/log"): {"get"},
+    ("", "configmaps"): {"get"},  # k8s.rollout_history: the metadata of those the pods read
     ("", "events"): {"get", "list", "watch"},
     ("", "persistentvolumeclaims"): {"get", "list", "watch"},
     ("", "services"): {"get", "list", "watch"},  # k8s.ingress: which services select the target

@@ -37,6 +37,7 @@ REDIS_PASSWORD = "r3disPassw0rd"
 RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
 LIVENESS = {"httpGet": {"path": "/health", "port": 3000}, "periodSeconds": 10}
 CRASH_LOG = "starting playcode-app\nError: Cannot find module '/app/server.js'\n"
+APP_CONFIG = "app-config"  # the ConfigMap the app reads (envFrom)
 CRASHLOOP_PLAYBOOK = {  # playbooks/crashloop (DESIGN §2), the Kubernetes part
     "k8s.pod_describe": {},
     "k8s.pod_logs": {"previous": True, "tail": 200},
@@ -75,6 +76,7 @@ def app_container(image: str) -> dict[str, Any]:
                 "valueFrom": {"secretKeyRef": {"name": "app-secrets", "key": "session"}},
             },
         ],
+        "envFrom": [{"configMapRef": {"name": APP_CONFIG}}],
         "resources": RESOURCES,
         "livenessProbe": LIVENESS,
     }
@@ -86,6 +88,7 @@ def crashloop(fake: FakeKubeApiserver, replicas: int = 3, *, recreate: bool = Fa
     fake.add_node("node-b", conditions={"MemoryPressure": "True"})
     fake.set_image_log("app:v1", "listening on :3000\n")
     fake.set_image_log("app:v2", CRASH_LOG, previous=True)
+    fake.add_configmap(NS, APP_CONFIG, {"LOG_FORMAT": "json"})
     fake.add_deployment(
         NS,
         APP,
@@ -428,6 +431,55 @@ async def test_rollout_history_names_the_config_the_template_reads(
     assert isinstance(data["deployment"]["writes"], list)
 
 
+async def test_rollout_history_reads_the_configmaps_metadata_never_their_data(
+    fake: FakeKubeApiserver, kube: KubeClient, registry: Registry
+) -> None:
+    """Issue 12.2: when each ConfigMap the pods read was last written, by whom; its data (and the
+    last-applied annotation that copies it) never reaches the evidence."""
+    crashloop(fake)
+    fake.clock.advance(600)
+    fake.set_configmap_data(NS, APP_CONFIG, {"LOG_FORMAT": "Pl4ntedConfigValue"})
+    edited = fake.get_object("ConfigMap", NS, APP_CONFIG)["metadata"]
+    ev = await run(registry, make_ctx(kube, DEPLOYMENT, []), "k8s.rollout_history")
+    (cm,) = ok(ev)["config_maps"]
+    assert cm["name"] == APP_CONFIG and cm["status"] == "ok" and cm["error"] is None
+    assert cm["resource_version"] == edited["resourceVersion"]
+    assert cm["created"] == edited["creationTimestamp"]
+    assert [(w["manager"], w["operation"]) for w in cm["writes"]] == [
+        ("kubectl-edit", "Update"),  # newest first
+        ("kubectl-client-side-apply", "Update"),
+    ]
+    assert cm["writes"][0]["time"] > cm["writes"][1]["time"]
+    dumped = ev.model_dump_json()
+    assert "Pl4ntedConfigValue" not in dumped and "LOG_FORMAT" not in dumped
+    assert "last-applied-configuration" not in dumped
+    assert fake.count("GET", rf"/configmaps/{APP_CONFIG}$") == 1
+
+
+async def test_a_missing_forbidden_or_unread_configmap_is_reported_and_the_step_succeeds(
+    fake: FakeKubeApiserver, kube: KubeClient, registry: Registry
+) -> None:
+    crashloop(fake)
+    dep = fake.get_object("Deployment", NS, APP)
+    spec = dep["spec"]["template"]["spec"]
+    extra = [f"cfg-{n:02d}" for n in range(11)]
+    for name in extra[1:]:
+        fake.add_configmap(NS, name)
+    spec["volumes"] = [{"name": name, "configMap": {"name": name}} for name in extra]  # cfg-00 missing
+    fake.update_object(dep)
+    fake.deny("get", "configmaps", namespace=NS, name=APP_CONFIG)
+    fake.clear_requests()
+    data = ok(await run(registry, make_ctx(kube, DEPLOYMENT, []), "k8s.rollout_history"))
+    states = {c["name"]: c for c in data["config_maps"]}
+    assert list(states) == [APP_CONFIG, *extra]  # the template's order: sorted by name
+    assert states[APP_CONFIG]["status"] == "forbidden" and "403" in states[APP_CONFIG]["error"]
+    assert states["cfg-00"]["status"] == "missing" and "404" in states["cfg-00"]["error"]
+    assert [states[n]["status"] for n in extra[1:9]] == ["ok"] * 8
+    assert [states[n]["status"] for n in extra[9:]] == ["not_read", "not_read"]  # the first 10 only
+    assert fake.count("GET", r"/configmaps/") == 10
+    assert data["revisions"] and data["deployment"]["name"] == APP  # the history itself is intact
+
+
 # ---------------------------------------------------------------------- top_pods
 
 
@@ -718,9 +770,10 @@ async def test_api_calls_per_incident_do_not_grow_with_crashing_pods(
             f"GET /api/v1/namespaces/{NS}/persistentvolumeclaims": 0,  # the pods mount no PVC
             f"GET /apis/networking.k8s.io/v1/namespaces/{NS}/ingresses": 1,
             f"GET /api/v1/namespaces/{NS}/services": 1,
+            f"GET /api/v1/namespaces/{NS}/configmaps/{APP_CONFIG}": 1,  # its metadata, once
         }
     )
-    assert len(fake.requests) == 14
+    assert len(fake.requests) == 15
 
 
 async def test_api_faults_are_retried_boundedly_and_the_run_still_completes(

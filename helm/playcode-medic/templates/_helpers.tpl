@@ -126,6 +126,10 @@ action. Never secrets, never pods/exec, never a wildcard.
 - apiGroups: [""]
   resources: [pods/log]
   verbs: [get]
+# get only: when the ConfigMaps the target's pods read last changed (Medic keeps no data)
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get]
 - apiGroups: [apps]
   resources: [deployments, replicasets, statefulsets]
   verbs: [get, list, watch]
