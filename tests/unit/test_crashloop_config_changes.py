@@ -138,7 +138,7 @@ def test_a_forbidden_configmap_is_unknown_never_unchanged() -> None:
         [{"name": "app-config", "status": "forbidden", "error": "GET …: 403 Forbidden"}],
     )
     assert "no other change found in what Medic could read" in f.summary
-    assert "ConfigMap app-config: last change unknown (403 forbidden" in f.summary
+    assert "last change of ConfigMap app-config unknown (403 forbidden" in f.summary
     assert "unchanged" not in f.summary
     assert f.details["config"][0]["state"] == "unknown"
     assert any(
@@ -157,7 +157,7 @@ def test_secrets_are_not_read_and_the_finding_says_why_and_how_to_look() -> None
         [ref("app-secrets", "Secret"), ref("db", "Secret", "env DB_URL"), ref("app-config")],
         [cm("app-config", ("helm", "2026-11-10T08:10:00Z"))],
     )
-    assert f"Secrets app-secrets, db: last change unknown ({SECRET_WHY})" in f.summary
+    assert f"last change of Secrets app-secrets, db unknown ({SECRET_WHY})" in f.summary
     assert "no other change found in what Medic could read" in f.summary
     rows = {r["name"]: r for r in f.details["config"]}
     assert rows["db"]["state"] == "unknown" and SECRET_WHY in rows["db"]["note"]
@@ -169,7 +169,7 @@ def test_secrets_are_not_read_and_the_finding_says_why_and_how_to_look() -> None
 
 def test_a_bundle_stored_before_configmaps_were_read_says_not_read() -> None:
     f = predates([ref("app-config")], None)
-    assert "ConfigMap app-config: last change unknown (not read)" in f.summary
+    assert "last change of ConfigMap app-config unknown (not read)" in f.summary
 
 
 def test_an_unknown_rollout_time_bounds_the_window_at_two_hours_before_the_first_crash() -> None:

@@ -27,8 +27,9 @@ from medic.collectors.k8s.workload_output import ConfigMapMeta
 from medic.domain.rollout import iso, minutes, parse_time
 
 State = Literal["suspect", "changed_after_crash", "unchanged", "missing", "unknown"]
+# no "word: value" here: redaction would take what follows a "Secrets:" for a secret
 SECRET_WHY = (
-    "Medic does not read Secrets: reading a Secret's metadata takes the right to read its data, "
+    "Medic does not read Secrets, as reading a Secret's metadata takes the right to read its data, "
     "which Medic's role is not granted"
 )
 _UNKNOWN_WHY = {
@@ -120,7 +121,7 @@ def _known(
 
 def _unknown(kind: str, name: str, via: str, why: str) -> ConfigChange:
     return ConfigChange(
-        kind, name, via, "unknown", why=why, text=f"{kind} {name}: last change unknown ({why})"
+        kind, name, via, "unknown", why=why, text=f"last change of {kind} {name} unknown ({why})"
     )
 
 
@@ -162,12 +163,13 @@ def config_changes(
 
 
 def unknown_statements(changes: Iterable[ConfigChange]) -> list[str]:
-    """The objects whose last change is unknown, one statement per reason ("Secrets a, b: …")."""
+    """The objects whose last change is unknown, one statement per reason ("last change of Secrets
+    a, b unknown (…)"; never "name: …", which redaction would mask after a Secret's name)."""
     groups: dict[tuple[str, str], list[str]] = {}
     for c in changes:
         if c.state == "unknown":
             groups.setdefault((c.kind, c.why), []).append(c.name)
     return [
-        f"{kind}{'s' if len(names) > 1 else ''} {', '.join(names)}: last change unknown ({why})"
+        f"last change of {kind}{'s' if len(names) > 1 else ''} {', '.join(names)} unknown ({why})"
         for (kind, why), names in groups.items()
     ]
