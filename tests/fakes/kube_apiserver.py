@@ -20,10 +20,24 @@ poddisruptionbudgets, metrics.k8s.io/v1beta1 pods and nodes, plus any type regis
 :meth:`FakeKubeApiserver.register_resource` (e.g. cert-manager Certificates).
 
 Verbs: get, list (label/field selectors, ``limit``/``continue``, all-namespaces lists),
-create (POST, 409 AlreadyExists), replace (PUT, 409 Conflict on a stale resourceVersion),
+watch (see below), create (POST, 409 AlreadyExists), replace (PUT, 409 Conflict on a stale resourceVersion),
 patch (json-patch, merge-patch, strategic-merge-patch), delete (+ preconditions, propagation,
 garbage collection), deletecollection, ``dryRun=All``. Errors are ``Status`` objects.
-Discovery (``/api``, ``/apis``, ``/version``) is served too; watch is not.
+Discovery (``/api``, ``/apis``, ``/version``) is served too.
+
+Watch (``?watch=1`` on a list path, namespaced or cluster-wide, or the legacy
+``/<name>?watch=1``): chunked JSON lines ``{"type": ..., "object": ...}`` as the apiserver's
+watch cache sends them. Without ``resourceVersion`` (or with ``"0"``) the current objects come
+first as ``ADDED``; with one, every write after it (``ADDED``/``MODIFIED``/``DELETED``, the
+object stamped with the write's resourceVersion). Label/field selectors apply as for a list,
+with the cache's transitions (an object that stops matching is ``DELETED``, one that starts
+matching is ``ADDED``). ``allowWatchBookmarks=true`` adds a ``BOOKMARK`` every
+:attr:`~FakeKubeApiserver.bookmark_interval` seconds; ``timeoutSeconds`` ends the stream
+cleanly. A resourceVersion older than the kept history gets HTTP 200 and one ``ERROR`` event
+whose object is a ``Status`` 410 ``Expired``, then the end of the stream. Test hooks:
+:meth:`~FakeKubeApiserver.compact_history` (force that 410),
+:meth:`~FakeKubeApiserver.drop_watches` (cut or end open watches),
+:meth:`~FakeKubeApiserver.watching` (wait until N watches are open).
 
 Fault injection (:meth:`inject_fault`): per method + path regex, a status (404, 409, 422,
 429, 500, ...), ``times`` (a queue when several rules match in order) or a ``ratio``,
@@ -35,10 +49,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import random
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -118,6 +133,18 @@ class RecordedRequest:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+Matcher = Callable[[Obj | None], bool]
+
+
+@dataclass(eq=False)
+class _Watcher:
+    """One open watch: woken by every write, by :meth:`FakeKubeApiserver.drop_watches` and on
+    stop."""
+
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    drop: str | None = None  # "abort" (cut the connection) or "close" (end the stream)
+
+
 @dataclass(frozen=True)
 class _Target:
     rt: ResourceType
@@ -163,6 +190,12 @@ class FakeKubeApiserver(FakeCluster):
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
         self._url: str | None = None
+        #: seconds between BOOKMARK events of a watch with ``allowWatchBookmarks=true``
+        #: (the real apiserver sends about one a minute)
+        self.bookmark_interval: float = 1.0
+        self._watchers: set[_Watcher] = set()
+        self._watch_opened = asyncio.Event()
+        self.store.listeners.append(self._wake_watchers)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -185,6 +218,7 @@ class FakeKubeApiserver(FakeCluster):
 
     async def stop(self) -> None:
         self._stopping.set()
+        self._wake_watchers()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -298,6 +332,39 @@ class FakeKubeApiserver(FakeCluster):
     def clear_requests(self) -> None:
         self.requests.clear()
 
+    # ------------------------------------------------------------------ watch hooks
+
+    @property
+    def open_watches(self) -> int:
+        return len(self._watchers)
+
+    async def watching(self, count: int = 1, *, timeout: float = 5.0) -> None:
+        """Wait until at least ``count`` watches are open (``TimeoutError`` after ``timeout``)."""
+        async with asyncio.timeout(timeout):
+            while len(self._watchers) < count:
+                self._watch_opened.clear()
+                await self._watch_opened.wait()
+
+    def drop_watches(self, *, abort: bool = True) -> int:
+        """End every open watch; returns how many. ``abort=True`` cuts the connection
+        mid-stream (an apiserver restart, a load balancer's idle timeout: the client reads a
+        truncated chunked body); ``abort=False`` ends the stream cleanly, as ``timeoutSeconds``
+        does."""
+        for watcher in self._watchers:
+            watcher.drop = "abort" if abort else "close"
+        self._wake_watchers()
+        return len(self._watchers)
+
+    def compact_history(self, resource_version: int | str | None = None) -> None:
+        """Forget the writes up to ``resource_version`` (default: all so far): a watch from an
+        older one gets the 410 Expired ERROR event (a watch that is open and already past it
+        goes on)."""
+        self.store.compact(None if resource_version is None else int(resource_version))
+
+    def _wake_watchers(self) -> None:
+        for watcher in self._watchers:
+            watcher.wake.set()
+
     def _take_fault(self, method: str, path: str) -> FaultRule | None:
         for rule in self.faults:
             if rule.matches(method, path):
@@ -354,7 +421,11 @@ class FakeKubeApiserver(FakeCluster):
                 if fault.status is not None:
                     raise self._fault_error(fault, request.path)
             self._authenticate(request)
-            response = self._dispatch(request, raw)
+            watch = self._watch_target(request)
+            if watch is not None:
+                response = await self._watch(request, watch)
+            else:
+                response = self._dispatch(request, raw)
             if fault is not None and fault.after:
                 await self._sleep(fault.delay)
                 if fault.status is not None:
@@ -393,8 +464,6 @@ class FakeKubeApiserver(FakeCluster):
         target = self._parse_resource_path(path)
         if target is None:
             raise ks.path_not_found()
-        if parse_bool(query.get("watch")):
-            raise ks.bad_request("watch is not supported by the fake kube-apiserver")
         if target.rt.read_only:
             return web.json_response(self._metrics(method, target, query))
         dry_run = query.get("dryRun") == "All"
@@ -558,7 +627,8 @@ class FakeKubeApiserver(FakeCluster):
         resources: list[Obj] = []
         for rt in sorted(types, key=lambda t: t.plural):
             verbs = ["get", "list"] if rt.read_only else [
-                "create", "delete", "deletecollection", "get", "list", "patch", "update"]
+                "create", "delete", "deletecollection", "get", "list", "patch", "update",
+                "watch"]
             resources.append({"name": rt.plural, "singularName": rt.kind.lower(),
                               "namespaced": rt.namespaced, "kind": rt.kind, "verbs": verbs})
             subs = []
@@ -575,3 +645,135 @@ class FakeKubeApiserver(FakeCluster):
         group_version = f"{group}/{version}" if group else version
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
                 "resources": resources}
+
+    # ------------------------------------------------------------------ watch
+
+    def _watch_target(self, request: web.Request) -> _Target | None:
+        """The resource a ``GET ...?watch=1`` watches (None: not a watch)."""
+        if request.method != "GET" or not parse_bool(request.query.get("watch")):
+            return None
+        target = self._parse_resource_path(request.path.rstrip("/") or "/")
+        if target is None:
+            raise ks.path_not_found()
+        if target.rt.read_only or target.subresource is not None:
+            raise ks.method_not_allowed()
+        return target
+
+    async def _watch(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        self._check_access("watch", target)
+        query = request.query
+        label_selector = query.get("labelSelector")
+        field_selector = query.get("fieldSelector")
+        if target.name is not None:
+            by_name = f"metadata.name={target.name}"
+            field_selector = f"{field_selector},{by_name}" if field_selector else by_name
+        self._select(target.rt, [], label_selector, field_selector)  # a bad selector: 400
+        timeout = _positive_int(query.get("timeoutSeconds"), "timeoutSeconds")
+        start = _start_resource_version(query.get("resourceVersion"))
+        bookmarks = parse_bool(query.get("allowWatchBookmarks"))
+
+        def matches(obj: Obj | None) -> bool:
+            if obj is None:
+                return False
+            if target.namespace is not None and (
+                    obj["metadata"].get("namespace") != target.namespace):
+                return False
+            return bool(self._select(target.rt, [obj], label_selector, field_selector))
+
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        watcher = _Watcher()
+        self._watchers.add(watcher)
+        self._watch_opened.set()
+        try:
+            await self._stream_events(response, target.rt, watcher, matches, start,
+                                      timeout, bookmarks)
+            if watcher.drop == "abort" and request.transport is not None:
+                request.transport.abort()
+            else:
+                await response.write_eof()
+        except ConnectionResetError:  # the client went away
+            pass
+        finally:
+            self._watchers.discard(watcher)
+        return response
+
+    async def _stream_events(self, response: web.StreamResponse, rt: ResourceType,
+                             watcher: _Watcher, matches: Matcher, start: int | None,
+                             timeout: int | None, bookmarks: bool) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout if timeout else None
+
+        async def send(kind: str, obj: Obj) -> None:
+            line = json.dumps({"type": kind, "object": obj}, separators=(",", ":")) + "\n"
+            await response.write(line.encode())
+
+        if start is None:
+            cursor = int(self.store.resource_version)
+            for obj in self.store.list(rt, None):
+                if matches(obj):
+                    await send("ADDED", obj)
+        else:
+            cursor = start
+        next_bookmark = loop.time() + self.bookmark_interval
+        while True:
+            watcher.wake.clear()
+            if watcher.drop:  # what was not sent yet is lost with the connection
+                return
+            try:
+                events = self.store.events_after(cursor)
+            except ApiError as err:
+                await send("ERROR", err.status())
+                return
+            for event in events:
+                cursor = event.resource_version
+                if event.rt == rt and (out := _visible(event, matches)) is not None:
+                    await send(*out)
+            now = loop.time()
+            if self._stopping.is_set() or (deadline and now >= deadline):
+                return
+            if bookmarks and now >= next_bookmark:
+                await send("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version,
+                                        "metadata": {"resourceVersion": str(cursor)}})
+                next_bookmark = now + self.bookmark_interval
+            wake_at = [t for t in (deadline, next_bookmark if bookmarks else None) if t]
+            wait = max(0.0, min(wake_at) - now) if wake_at else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(watcher.wake.wait(), timeout=wait)
+
+
+def _visible(event: ks.StoredEvent, matches: Matcher) -> tuple[str, Obj] | None:
+    """What a watch with these filters sees of one write (the watch cache's rules): a
+    modification that makes an object match is ADDED, one that makes it stop matching is
+    DELETED (the old object, stamped with the write's resourceVersion)."""
+    now, before = matches(event.obj), matches(event.old)
+    if event.type != "MODIFIED":
+        return (event.type, event.obj) if now else None
+    if now:
+        return ("MODIFIED" if before else "ADDED", event.obj)
+    if before and event.old is not None:
+        gone = copy.deepcopy(event.old)
+        gone["metadata"]["resourceVersion"] = str(event.resource_version)
+        return ("DELETED", gone)
+    return None
+
+
+def _positive_int(value: str | None, name: str) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise ks.bad_request(f"invalid value for {name}: {value!r}") from None
+    return number if number > 0 else None
+
+
+def _start_resource_version(value: str | None) -> int | None:
+    """None: start with the current objects as ADDED (no resourceVersion, or "0")."""
+    if value in (None, "", "0"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ks.bad_request(f"invalid resource version: {value!r}") from None

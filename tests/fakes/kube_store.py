@@ -6,7 +6,8 @@ from __future__ import annotations
 import copy
 import itertools
 import uuid
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -363,14 +364,43 @@ def _comparable(obj: Obj) -> Obj:
     return out
 
 
+@dataclass(frozen=True)
+class StoredEvent:
+    """One write as a watch sees it: the object after it (a copy, stamped with the write's
+    resourceVersion) and, for MODIFIED, before it (for selector transitions)."""
+
+    resource_version: int
+    type: str  # ADDED | MODIFIED | DELETED
+    rt: ResourceType
+    obj: Obj
+    old: Obj | None = None
+
+
+def too_old(requested: int, compacted: int) -> ApiError:
+    """The Status a watch from a compacted resourceVersion gets (in an ERROR event), as the
+    apiserver's watch cache words it: ``too old resource version: R (oldest - 1)``."""
+    return ApiError(410, "Expired",
+                    f"too old resource version: {requested} ({compacted})", {})
+
+
 @dataclass
 class ObjectStore:
-    """Objects by resource type and (namespace, name); stamps uid, resourceVersion, times."""
+    """Objects by resource type and (namespace, name); stamps uid, resourceVersion, times.
+
+    Every write takes the next resourceVersion (one counter for all types, as etcd's revision)
+    and is kept in an event history for watches: :meth:`events_after`. The history holds at
+    most ``history_limit`` events; older ones are compacted (as etcd compacts every 5 minutes),
+    and :meth:`compact` forces it. ``listeners`` are called after every write.
+    """
 
     clock: FakeClock
+    history_limit: int = 10_000
+    listeners: list[Callable[[], None]] = field(default_factory=list)
     _objects: dict[ResourceType, dict[tuple[str, str], Obj]] = field(default_factory=dict)
     _rv: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
     _last_rv: int = 999
+    _history: deque[StoredEvent] = field(default_factory=deque)
+    _compacted: int = 999  # events at or below this resourceVersion are gone
 
     def next_resource_version(self) -> str:
         self._last_rv = next(self._rv)
@@ -379,6 +409,36 @@ class ObjectStore:
     @property
     def resource_version(self) -> str:
         return str(self._last_rv)
+
+    @property
+    def compacted_resource_version(self) -> int:
+        return self._compacted
+
+    # ---- event history
+
+    def _record(self, kind: str, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
+        event = StoredEvent(self._last_rv, kind, rt, copy.deepcopy(obj),
+                            copy.deepcopy(old) if old is not None else None)
+        self._history.append(event)
+        while len(self._history) > self.history_limit:
+            self._compacted = self._history.popleft().resource_version
+        for listener in list(self.listeners):
+            listener()
+
+    def events_after(self, resource_version: int) -> list[StoredEvent]:
+        """The writes after ``resource_version``, oldest first; :class:`ApiError` 410 Expired
+        when some of them were compacted away."""
+        if resource_version < self._compacted:
+            raise too_old(resource_version, self._compacted)
+        return [e for e in self._history if e.resource_version > resource_version]
+
+    def compact(self, resource_version: int | None = None) -> None:
+        """Forget the events up to ``resource_version`` (default: all of them), so a watch
+        from an older resourceVersion gets 410 Expired."""
+        upto = self._last_rv if resource_version is None else resource_version
+        while self._history and self._history[0].resource_version <= upto:
+            self._history.popleft()
+        self._compacted = max(self._compacted, upto)
 
     def _bucket(self, rt: ResourceType) -> dict[tuple[str, str], Obj]:
         return self._objects.setdefault(rt, {})
@@ -419,6 +479,7 @@ class ObjectStore:
         if not rt.namespaced:
             meta.pop("namespace", None)
         self._bucket(rt)[(meta.get("namespace", ""), meta["name"])] = obj
+        self._record("ADDED", rt, obj, None)
         return obj
 
     def _stamp_update(self, rt: ResourceType, obj: Obj) -> tuple[tuple[str, str], Obj, bool]:
@@ -449,6 +510,7 @@ class ObjectStore:
             return current, False
         obj["metadata"]["resourceVersion"] = self.next_resource_version()
         self._bucket(rt)[key] = obj
+        self._record("MODIFIED", rt, obj, current)
         return obj, True
 
     def preview_update(self, rt: ResourceType, obj: Obj) -> Obj:
@@ -458,4 +520,10 @@ class ObjectStore:
         return preview
 
     def delete(self, rt: ResourceType, namespace: str | None, name: str) -> Obj | None:
-        return self._bucket(rt).pop((namespace or "", name), None)
+        """Remove an object; the DELETED event carries the deletion's own resourceVersion."""
+        obj = self._bucket(rt).pop((namespace or "", name), None)
+        if obj is not None:
+            gone = copy.deepcopy(obj)
+            gone["metadata"]["resourceVersion"] = self.next_resource_version()
+            self._record("DELETED", rt, gone, None)
+        return obj

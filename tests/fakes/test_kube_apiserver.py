@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio import watch
 from kubernetes_asyncio.client import (
     ApiClient,
     AppsV1Api,
@@ -1070,3 +1072,224 @@ async def test_managed_fields_record_who_wrote_and_when(kube: FakeKubeApiserver,
     fields = {f["manager"]: f for f in kube.get_object("Deployment", NS, APP)["metadata"]["managedFields"]}
     assert fields["kubectl-set"]["time"] == set_time and "medic" in fields
     assert fields["medic"]["apiVersion"] == "apps/v1" and fields["medic"]["fieldsType"] == "FieldsV1"
+
+
+# --------------------------------------------------------------------------- watch
+
+
+async def raw_watch(kube: FakeKubeApiserver, path: str, **params: str) -> tuple[int, list[Any]]:
+    """GET ``path?watch=1&...`` and read the stream to its end: (HTTP status, parsed lines)."""
+    async with aiohttp.ClientSession() as session, session.get(
+            kube.url + path, params={"watch": "1", **params}) as resp:
+        lines = [json.loads(line) async for line in resp.content if line.strip()]
+        return resp.status, lines
+
+
+DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NS}/deployments"
+
+
+def revision_of(obj: dict[str, Any]) -> str | None:
+    return (obj["metadata"].get("annotations") or {}).get(REVISION)
+
+
+async def test_watch_replays_every_write_after_a_resource_version_in_order(
+        kube: FakeKubeApiserver) -> None:
+    start = kube.store.resource_version
+    kube.add_deployment(NS, APP, "app:v1", replicas=1)
+    kube.set_image(NS, APP, "app:v2")
+    kube.delete_object("Deployment", NS, APP)
+    status, events = await raw_watch(kube, DEPLOYMENTS, resourceVersion=start,
+                                     timeoutSeconds="1")
+    assert status == 200
+    types = [e["type"] for e in events]
+    assert types[0] == "ADDED" and types[-1] == "DELETED"
+    assert set(types[1:-1]) == {"MODIFIED"}
+    versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+    assert versions == sorted(set(versions)) and versions[0] > int(start)
+    assert versions[-1] <= int(kube.store.resource_version)  # the deletion has its own version
+    assert {e["object"]["kind"] for e in events} == {"Deployment"}  # objects carry their kind
+    assert [revision_of(e["object"]) for e in events].count("2") >= 1
+    # from the middle: only what came after
+    middle = str(versions[2])
+    _, rest = await raw_watch(kube, DEPLOYMENTS, resourceVersion=middle, timeoutSeconds="1")
+    assert [int(e["object"]["metadata"]["resourceVersion"]) for e in rest] == versions[3:]
+
+
+async def test_watch_without_resource_version_starts_with_the_current_objects(
+        kube: FakeKubeApiserver, api: ApiClient) -> None:
+    kube.add_deployment(NS, APP, "app:v1", replicas=1)
+    kube.add_deployment(NS, "worker", "worker:v1", replicas=1)
+    kube.add_deployment("staging", APP, "app:v1", replicas=1)
+    apps = AppsV1Api(api)
+    seen: list[tuple[str, str, str]] = []
+    async with watch.Watch() as w:
+        async for event in w.stream(apps.list_namespaced_deployment, NS, timeout_seconds=1):
+            seen.append((event["type"], event["object"].metadata.name,
+                         event["object"].metadata.namespace))
+    assert seen == [("ADDED", APP, NS), ("ADDED", "worker", NS)]  # typed, this namespace only
+    _, everywhere = await raw_watch(kube, "/apis/apps/v1/deployments", resourceVersion="0",
+                                    timeoutSeconds="1")
+    assert sorted((e["object"]["metadata"]["namespace"], e["object"]["metadata"]["name"])
+                  for e in everywhere) == [(NS, APP), (NS, "worker"), ("staging", APP)]
+
+
+async def test_watch_streams_live_changes_and_resumes_after_a_dropped_connection(
+        kube: FakeKubeApiserver, api: ApiClient) -> None:
+    kube.add_deployment(NS, APP, "app:v1", replicas=1)
+    apps = AppsV1Api(api)
+    listed = await apps.list_namespaced_deployment(NS)
+    last = listed.metadata.resource_version
+    seen: list[str] = []
+
+    async def deploy() -> None:
+        await kube.watching(1)
+        kube.set_image(NS, APP, "app:v2")
+
+    deployer = asyncio.create_task(deploy())
+    w = watch.Watch(return_type="object")
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async for event in w.stream(apps.list_namespaced_deployment, NS, resource_version=last,
+                                    timeout_seconds=30):
+            seen.append(event["raw_object"]["metadata"]["resourceVersion"])
+            last = event["raw_object"]["metadata"]["resourceVersion"]
+            if len(seen) == 1:
+                assert kube.drop_watches() == 1
+    await deployer
+    assert seen and kube.open_watches == 0
+    kube.set_image(NS, APP, "app:v3")  # while nobody watches
+    _, missed = await raw_watch(kube, DEPLOYMENTS, resourceVersion=last, timeoutSeconds="1")
+    assert missed, "the writes made while disconnected are replayed"
+    assert all(int(e["object"]["metadata"]["resourceVersion"]) > int(last) for e in missed)
+    assert revision_of(missed[-1]["object"]) == "3"
+
+
+async def test_the_clients_own_reconnect_resumes_from_its_resource_version(
+        kube: FakeKubeApiserver, api: ApiClient) -> None:
+    """kubernetes_asyncio's Watch without timeout_seconds reconnects by itself when the stream
+    ends, with the resourceVersion of the last event: the fake serves that resume."""
+    kube.add_deployment(NS, APP, "app:v1", replicas=1)
+    apps = AppsV1Api(api)
+    start = (await apps.list_namespaced_deployment(NS)).metadata.resource_version
+    kube.set_image(NS, APP, "app:v2")
+
+    async def end_then_deploy() -> None:
+        await kube.watching(1)
+        await asyncio.sleep(0.2)
+        kube.drop_watches(abort=False)  # nothing more is sent on that stream
+        at_drop.append(int(kube.store.resource_version))
+        kube.set_image(NS, APP, "app:v3")
+
+    at_drop: list[int] = []
+    task = asyncio.create_task(end_then_deploy())
+    seen: list[tuple[str, str | None]] = []
+    w = watch.Watch(return_type="object")
+    async with asyncio.timeout(10):
+        async for event in w.stream(apps.list_namespaced_deployment, NS, resource_version=start):
+            seen.append((event["raw_object"]["metadata"]["resourceVersion"],
+                         revision_of(event["raw_object"])))
+            if seen[-1][1] == "3":
+                w.stop()
+    await task
+    await w.close()
+    before_drop = max((rv for rv, _ in seen if int(rv) <= at_drop[0]), key=int)
+    watches = kube.requests_matching("GET", DEPLOYMENTS + "$")[1:]
+    assert [r.query.get("resourceVersion") for r in watches] == [start, before_drop]
+    assert [rv for rv, _ in seen] == sorted(set(rv for rv, _ in seen), key=int)  # no repeat
+
+
+async def test_watch_bookmarks_when_asked(kube: FakeKubeApiserver) -> None:
+    kube.bookmark_interval = 0.1
+    kube.add_deployment(NS, APP, "app:v1", replicas=1)
+    now = kube.store.resource_version
+    _, events = await raw_watch(kube, DEPLOYMENTS, resourceVersion=now,
+                                allowWatchBookmarks="true", timeoutSeconds="1")
+    assert events and {e["type"] for e in events} == {"BOOKMARK"}
+    assert events[0]["object"] == {"kind": "Deployment", "apiVersion": "apps/v1",
+                                   "metadata": {"resourceVersion": now}}
+    _, quiet = await raw_watch(kube, DEPLOYMENTS, resourceVersion=now, timeoutSeconds="1")
+    assert quiet == []
+
+
+async def test_watch_from_a_compacted_resource_version_is_410_expired(
+        kube: FakeKubeApiserver, api: ApiClient) -> None:
+    kube.add_deployment(NS, APP, "app:v1", replicas=1)
+    old = kube.store.resource_version
+    kube.set_image(NS, APP, "app:v2")
+    kube.compact_history()
+    status, events = await raw_watch(kube, DEPLOYMENTS, resourceVersion=old, timeoutSeconds="5")
+    assert status == 200  # the error comes in the stream, as from the watch cache
+    assert events == [{"type": "ERROR", "object": {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": f"too old resource version: {old} ({kube.store.resource_version})",
+        "reason": "Expired", "details": {}, "code": 410}}]
+    with pytest.raises(ApiException) as err:
+        async with watch.Watch() as w:
+            async for _ in w.stream(AppsV1Api(api).list_namespaced_deployment, NS,
+                                    resource_version=old, timeout_seconds=5):
+                pass
+    assert err.value.status == 410 and "Expired" in str(err.value.reason)
+    # the current version is still served
+    now = kube.store.resource_version
+    kube.scale(NS, APP, 2)
+    _, fresh = await raw_watch(kube, DEPLOYMENTS, resourceVersion=now, timeoutSeconds="1")
+    assert fresh and fresh[0]["type"] == "MODIFIED"
+
+
+async def test_the_history_is_bounded(kube: FakeKubeApiserver) -> None:
+    kube.store.history_limit = 5
+    start = kube.store.resource_version
+    kube.add_deployment(NS, APP, "app:v1", replicas=2)  # many writes: RS, pods, status
+    _, events = await raw_watch(kube, DEPLOYMENTS, resourceVersion=start, timeoutSeconds="5")
+    assert [e["object"]["reason"] for e in events] == ["Expired"]
+
+
+async def test_watch_selectors_with_the_caches_transitions(kube: FakeKubeApiserver) -> None:
+    start = kube.store.resource_version
+    kube.add_object({"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": "a", "namespace": NS, "labels": {"team": "web"}}})
+    kube.add_object({"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": "b", "namespace": NS, "labels": {"team": "db"}}})
+    kube.patch_object("ConfigMap", NS, "a", {"metadata": {"labels": {"team": "db"}}})
+    kube.patch_object("ConfigMap", NS, "b", {"metadata": {"labels": {"team": "web"}}})
+    kube.patch_object("ConfigMap", NS, "b", {"data": {"k": "v"}})
+    kube.add_object({"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": "c", "namespace": "staging", "labels": {"team": "web"}}})
+    path = f"/api/v1/namespaces/{NS}/configmaps"
+    _, web = await raw_watch(kube, path, resourceVersion=start, timeoutSeconds="1",
+                             labelSelector="team=web")
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in web] == [
+        ("ADDED", "a"), ("DELETED", "a"), ("ADDED", "b"), ("MODIFIED", "b")]
+    gone = web[1]["object"]
+    assert gone["metadata"]["labels"] == {"team": "web"}  # the last state that matched
+    assert int(gone["metadata"]["resourceVersion"]) > int(web[0]["object"]["metadata"]["resourceVersion"])
+    _, by_name = await raw_watch(kube, path, resourceVersion=start, timeoutSeconds="1",
+                                 fieldSelector="metadata.name=b")
+    assert {e["object"]["metadata"]["name"] for e in by_name} == {"b"} and len(by_name) == 3
+    _, legacy = await raw_watch(kube, f"{path}/b", resourceVersion=start, timeoutSeconds="1")
+    assert legacy == by_name
+    _, cluster = await raw_watch(kube, "/api/v1/configmaps", resourceVersion=start,
+                                 timeoutSeconds="1", labelSelector="team=web")
+    assert ("ADDED", "c") in [(e["type"], e["object"]["metadata"]["name"]) for e in cluster]
+    status, _ = await raw_watch(kube, path, labelSelector="team in (web")
+    assert status == 400
+
+
+async def test_watch_ends_at_its_timeout_and_refuses_what_it_should(
+        kube: FakeKubeApiserver) -> None:
+    async with asyncio.timeout(10):  # a guard, not a speed goal: the stream ends by itself
+        status, events = await raw_watch(kube, DEPLOYMENTS, timeoutSeconds="1")
+    assert (status, events) == (200, [])
+    assert kube.open_watches == 0
+    status, _ = await raw_watch(kube, DEPLOYMENTS, resourceVersion="latest")
+    assert status == 400
+    status, _ = await raw_watch(kube, f"/apis/metrics.k8s.io/v1beta1/namespaces/{NS}/pods")
+    assert status == 405
+    kube.deny("watch", "deployments", namespace=NS)
+    async with aiohttp.ClientSession() as session, session.get(
+            kube.url + DEPLOYMENTS, params={"watch": "true"}) as resp:
+        assert resp.status == 403
+        body = await resp.json()
+    assert 'cannot watch resource "deployments"' in body["message"]
+    status, _ = await raw_watch(kube, "/apis/apps/v1/namespaces/staging/deployments",
+                                timeoutSeconds="1")
+    assert status == 200
