@@ -215,3 +215,19 @@ def test_without_events_the_first_crash_is_the_last_exit_and_without_either_now(
     assert f.details["first_crash"] is None
     assert f.details["changed"] == ["ConfigMap app-config changed 25 min ago (by kubectl-edit, Update)"]
     assert NOW.isoformat().startswith("2026-11-26T08:30")
+
+
+def test_a_crash_that_began_under_an_older_revision_looks_before_the_first_crash() -> None:
+    # revision 64 became current 30 min ago, but pods of 63 crashed first (07:30): a ConfigMap
+    # edited 10 min before that is the suspect, though it predates revision 64
+    revisions = [rev(63, "bbb", "2026-11-15T08:00:00Z"), rev(64, "ccc", "2026-11-26T08:00:00Z", current=True)]
+    h = hist(64, revisions, config_refs=[ref("app-config")])
+    h["config_maps"] = [cm("app-config", ("kubectl-edit", "2026-11-26T07:20:00Z"))]
+    early = dict(BACKOFF, first_seen="2026-11-26T07:30:00Z", object={"kind": "Pod", "name": "p63"})
+    found = run([pod("p63", 63, container()), pod("p64", 64, container())], hist=h, events=[early])
+    f = found["crashloop.predates_rollout"]
+    assert "older revisions (63)" in f.summary
+    assert f.details["window_start"] == "2026-11-26T05:30:00Z"
+    assert f.details["changed"] == [
+        "ConfigMap app-config changed 10 min before the first crash (by kubectl-edit, Update)"
+    ]

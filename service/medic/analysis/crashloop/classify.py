@@ -171,12 +171,14 @@ class CrashFacts:
 
     @property
     def window_start(self) -> datetime:
-        """Where "what else changed" starts: when the current revision became current; when that
-        is unknown, :data:`RECENT_ROLLOUT` before the first crash (or now)."""
+        """Where "what else changed" starts: when the current revision became current, or
+        :data:`RECENT_ROLLOUT` before the first crash (or now) when that is earlier (the crash
+        began under an older revision) or the revision's time is unknown."""
+        before_crash = (self.first_crash or self.now) - RECENT_ROLLOUT
         cur = self.current
         if cur is not None and cur.became_current is not None:
-            return cur.became_current
-        return (self.first_crash or self.now) - RECENT_ROLLOUT
+            return min(cur.became_current, before_crash)
+        return before_crash
 
     def previous_healthy(self) -> tuple[bool, str]:
         return healthy_before(self.timeline, self.timeline.previous, self.now)
