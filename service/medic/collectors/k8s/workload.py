@@ -1,5 +1,6 @@
 """``k8s.events``, ``k8s.rollout_history``, ``k8s.hpa_status``, ``k8s.pvc_status``: what happened to
-the workload (events, revisions) and what it depends on (autoscaler, volumes)."""
+the workload (events, revisions, when the ConfigMaps its pods read were last written) and what it
+depends on (autoscaler, volumes)."""
 
 from __future__ import annotations
 
