@@ -37,7 +37,8 @@ cleanly. A resourceVersion older than the kept history gets HTTP 200 and one ``E
 whose object is a ``Status`` 410 ``Expired``, then the end of the stream. Test hooks:
 :meth:`~FakeKubeApiserver.compact_history` (force that 410),
 :meth:`~FakeKubeApiserver.drop_watches` (cut or end open watches),
-:meth:`~FakeKubeApiserver.watching` (wait until N watches are open).
+:meth:`~FakeKubeApiserver.watching` (wait until N watches are open),
+:meth:`~FakeKubeApiserver.no_watches`.
 
 Fault injection (:meth:`inject_fault`): per method + path regex, a status (404, 409, 422,
 429, 500, ...), ``times`` (a queue when several rules match in order) or a ``ratio``,
@@ -194,7 +195,7 @@ class FakeKubeApiserver(FakeCluster):
         #: (the real apiserver sends about one a minute)
         self.bookmark_interval: float = 1.0
         self._watchers: set[_Watcher] = set()
-        self._watch_opened = asyncio.Event()
+        self._watches_changed = asyncio.Event()
         self.store.listeners.append(self._wake_watchers)
 
     # ------------------------------------------------------------------ lifecycle
@@ -342,8 +343,15 @@ class FakeKubeApiserver(FakeCluster):
         """Wait until at least ``count`` watches are open (``TimeoutError`` after ``timeout``)."""
         async with asyncio.timeout(timeout):
             while len(self._watchers) < count:
-                self._watch_opened.clear()
-                await self._watch_opened.wait()
+                self._watches_changed.clear()
+                await self._watches_changed.wait()
+
+    async def no_watches(self, *, timeout: float = 5.0) -> None:
+        """Wait until no watch is open (``TimeoutError`` after ``timeout``)."""
+        async with asyncio.timeout(timeout):
+            while self._watchers:
+                self._watches_changed.clear()
+                await self._watches_changed.wait()
 
     def drop_watches(self, *, abort: bool = True) -> int:
         """End every open watch; returns how many. ``abort=True`` cuts the connection
@@ -685,7 +693,7 @@ class FakeKubeApiserver(FakeCluster):
         await response.prepare(request)
         watcher = _Watcher()
         self._watchers.add(watcher)
-        self._watch_opened.set()
+        self._watches_changed.set()
         try:
             await self._stream_events(response, target.rt, watcher, matches, start,
                                       timeout, bookmarks)
@@ -697,6 +705,7 @@ class FakeKubeApiserver(FakeCluster):
             pass
         finally:
             self._watchers.discard(watcher)
+            self._watches_changed.set()
         return response
 
     async def _stream_events(self, response: web.StreamResponse, rt: ResourceType,
