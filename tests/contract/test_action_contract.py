@@ -324,6 +324,8 @@ def permission_of(request: RecordedRequest) -> tuple[str, str, str] | None:
         return None
     resource = m["resource"] + (f"/{m['sub']}" if m["sub"] else "")
     verb = ("get" if m["name"] else "list") if request.method == "GET" else VERBS[request.method]
+    if request.method == "GET" and request.query.get("watch", "").lower() in ("1", "true"):
+        verb = "watch"  # RBAC's own verb, granted apart from list
     return (m["group"] or "", resource, verb)
 
 
