@@ -57,7 +57,7 @@ async def running_medic(settings: Settings, *, workers: bool = True) -> AsyncIte
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     if workers:
-        runtime.worker.start()
+        runtime.start_diagnosis()
     runtime.backend.start()  # upkeep of the production backends (a no-op for SQLite)
     try:
         yield RunningMedic(runtime, site, runner)

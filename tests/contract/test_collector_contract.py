@@ -37,6 +37,7 @@ from medic.clients.redis import RedisBackend
 from medic.domain.evidence import Evidence, StepStatus
 from medic.domain.incident import IncidentAlert, Target
 from medic.domain.redact import REDACTED
+from medic.domain.verification import RevisionWindow
 from medic.playbooks.contract import CollectorDef, StepContext
 from medic.playbooks.runner import PlannedStep, run_step
 from tests.fakes.kube_apiserver import FakeKubeApiserver
@@ -88,6 +89,18 @@ TARGETS: dict[str, Target] = {
     "k8s.cronjob_runs": Target(kind="namespace", name=NS),  # runbook 5.1: the backup CronJob
     "k8s.certificate_status": Target(kind="certificate", namespace=NS, name="playcode-tls"),  # runbook 6.3
 }
+# A deploy verification's revision: the collectors that compare a revision with its baseline
+# (medic.collectors.revision) read it; every other collector ignores it.
+REVISION = RevisionWindow(
+    namespace=NS,
+    deployment=APP,
+    revision=2,
+    replicaset=f"{APP}-7d9c8f",
+    baseline_revision=1,
+    baseline_replicaset=f"{APP}-5b6c7d",
+    started_at=datetime.now(UTC),
+    baseline_s=3600,
+)
 SILENT_TIMEOUT = 1.0
 MARGIN = 5.0
 
@@ -116,7 +129,8 @@ async def run(name: str, backends: Backends, timeout: float, pods: Sequence[str]
         for i, pod in enumerate(pods)
     ]
     target = TARGETS.get(name, TARGET)
-    ctx = StepContext(target, {"namespace": NS, "alertname": "Contract"}, alerts, backends, now, timeout)
+    labels = {"namespace": NS, "alertname": "Contract"}
+    ctx = StepContext(target, labels, alerts, backends, now, timeout, revision=REVISION)
     step = PlannedStep(name, collector, collector.params(**PARAMS.get(name, {})), timeout)
     return await run_step(step, ctx, max_bytes=1024 * 1024)
 

@@ -18,14 +18,16 @@ def default_registry() -> Registry:
         latency,
         mongodb,
         redis_health,
+        verification,
         websocket,
         workload,
     )
     from medic.analysis import builtin as builtin_analyzers
-    from medic.collectors import k8s, loki, mongo, prometheus
+    from medic.collectors import k8s, loki, mongo, prometheus, revision
     from medic.collectors import redis as redis_target
     from medic.collectors.k8s import certs as k8s_certs
     from medic.collectors.k8s import jobs as k8s_jobs
+    from medic.collectors.k8s import revision as k8s_revision
     from medic.remediation.actions import certs as cert_actions
     from medic.remediation.actions import k8s as k8s_actions
 
@@ -34,10 +36,11 @@ def default_registry() -> Registry:
     registry.add(*mongo.COLLECTORS, *redis_target.COLLECTORS, *loki.COLLECTORS)
     registry.add(*k8s.COLLECTORS)
     registry.add(*k8s_jobs.COLLECTORS, *k8s_certs.COLLECTORS)
+    registry.add(*revision.COLLECTORS, *k8s_revision.COLLECTORS)
     registry.add(*builtin_analyzers.ANALYZERS)
     registry.add(*latency.ANALYZERS, *mongodb.ANALYZERS, *redis_health.ANALYZERS, *websocket.ANALYZERS)
     registry.add(*crashloop.ANALYZERS, *workload.ANALYZERS)
-    registry.add(*backup.ANALYZERS, *certificates.ANALYZERS)
+    registry.add(*backup.ANALYZERS, *certificates.ANALYZERS, *verification.ANALYZERS)
     registry.add(*k8s_actions.ACTIONS)
     registry.add(*cert_actions.ACTIONS)
     return registry

@@ -38,6 +38,7 @@ async def _serve_child(wake_fd: int, socket_path: str) -> None:
             return
         if data:
             runtime.wake.set()
+            runtime.verifications.wake.set()
         else:  # the intake died without stopping us first: die with it (see "One fate")
             log.error("the intake process is gone: the diagnosis process stops at once")
             os._exit(70)
@@ -60,7 +61,7 @@ async def _serve_child(wake_fd: int, socket_path: str) -> None:
         os.unlink(socket_path)
     await web.UnixSite(runner, socket_path).start()
     os.chmod(socket_path, 0o600)
-    runtime.worker.start()
+    runtime.start_diagnosis()
     runtime.wake.set()  # whatever was accepted before this process ran
     log.info("diagnosis process ready", workers=settings.workers)
     try:

@@ -38,6 +38,7 @@ from medic.domain.incident import (
     utcnow,
 )
 from medic.domain.redact import redact_async, redact_text
+from medic.domain.verification import RevisionWindow
 from medic.inbox.base import InboxItem
 from medic.incidents.base import IncidentStore
 from medic.incidents.views import first_alerts
@@ -60,6 +61,12 @@ class Remediator(Protocol):
     async def handle(
         self, incident: Incident, rule: Rule, playbook: CompiledPlaybook, decision: Decision
     ) -> ActionRecord | None: ...
+
+
+class VerificationHook(Protocol):
+    async def begin(self, incident: Incident, rule: Rule | None, playbook: CompiledPlaybook) -> None:
+        """Store a deploy verification's window on its incident (medic.app.verification)."""
+        ...
 
 
 class IncidentNotifier(Protocol):
@@ -160,13 +167,16 @@ class Pipeline:
         # one task per incident key at a time: in this process, or across replicas (Redis)
         self.locker: KeyLocker = locker or LocalKeyLocker()
         self.in_flight = asyncio.Semaphore(settings.max_in_flight)
+        # deploy verifications (a playbook with verify:) are sampled over a window by this hook;
+        # without it (replay, rule tests) their evidence is judged once, as a whole window
+        self.verifications: VerificationHook | None = None
 
     def lock_for(self, key: str) -> AbstractAsyncContextManager[None]:
         """The lock held while an incident of this coalescing key is changed (shared with
         everyone else who saves incidents: approvals, notification outcomes)."""
         return self.locker.hold(key)
 
-    def _notify(self, incident: Incident, kind: str) -> None:
+    def notify(self, incident: Incident, kind: str) -> None:
         """The notification hook: after the incident is saved; never blocks, never raises."""
         if self.notifier is not None:
             try:
@@ -258,9 +268,9 @@ class Pipeline:
                 log.info("incident resolved")
             await self.store.save(incident)
             if created:
-                self._notify(incident, "opened")
+                self.notify(incident, "opened")
             if resolved_now:
-                self._notify(incident, "resolved")
+                self.notify(incident, "resolved")
             if needs_diagnosis and group.playbook is not None:
                 await self.diagnose(incident, rule, group.playbook)
         return incident
@@ -295,6 +305,9 @@ class Pipeline:
         )
 
     async def diagnose(self, incident: Incident, rule: Rule | None, playbook: CompiledPlaybook) -> None:
+        if playbook.playbook.verify is not None and self.verifications is not None:
+            await self.verifications.begin(incident, rule, playbook)
+            return
         now = self.clock()
         incident.start_diagnosis(playbook.name, now)
         await self.store.save(incident)
@@ -323,7 +336,7 @@ class Pipeline:
                 incident.add_action(record, self.clock())
         incident.finish_diagnosis(self.clock())
         await self.store.save(incident)
-        self._notify(incident, "diagnosed")
+        self.notify(incident, "diagnosed")
         log.info(
             "incident diagnosed",
             findings=len(incident.findings),
@@ -331,9 +344,15 @@ class Pipeline:
         )
 
     async def collect(
-        self, incident: Incident, alerts: list[IncidentAlert], playbook: CompiledPlaybook, now: datetime
+        self,
+        incident: Incident,
+        alerts: list[IncidentAlert],
+        playbook: CompiledPlaybook,
+        now: datetime,
+        revision: RevisionWindow | None = None,
     ) -> list[Evidence]:
         ctx = StepContext(
+            revision=revision,
             target=incident.target,
             labels=dict(incident.labels),
             alerts=alerts,

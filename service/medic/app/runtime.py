@@ -21,10 +21,12 @@ from medic.app.http.admin import AdminApi
 from medic.app.http.api import ReadApi
 from medic.app.http.approval_api import ApprovalApi
 from medic.app.http.dead_letters import DeadLetterApi
+from medic.app.http.verifications import VerificationApi
 from medic.app.http.web.access import ReadAccess
 from medic.app.http.web.pages import Pages
 from medic.app.pipeline import Pipeline
 from medic.app.settings import Settings, ensure_data_dir
+from medic.app.verification import Verifications
 from medic.app.worker import Worker
 from medic.app.worker_process import DiagnosisProcess, inbox_socket, merged_metrics
 from medic.collectors.k8s.resolver import KubeTargetResolver
@@ -75,6 +77,7 @@ class Runtime:
     wake: asyncio.Event
     dispatcher: NotifyDispatcher
     approvals: ApprovalService
+    verifications: Verifications
     role: Role = Role.ALL
     diagnosis: DiagnosisProcess | None = None  # the INTAKE role's child
 
@@ -108,6 +111,7 @@ class Runtime:
         dispatcher = _dispatcher(settings, config, backend, journal, metrics)
         approvals = _approvals(settings, config, journal, approval, remediator, metrics, dispatcher)
         pipeline.notifier = dispatcher
+        verifications = Verifications.attach(pipeline)
         wake = asyncio.Event()
         worker = Worker(
             backend.inbox,
@@ -132,9 +136,13 @@ class Runtime:
             wake=wake,
             dispatcher=dispatcher,
             approvals=approvals,
+            verifications=verifications,
             role=role,
             diagnosis=_diagnosis_process(settings, backend, role),
         )
+
+    def __post_init__(self) -> None:
+        self.verifications.poke = self.accepted.set  # a verification begun here wakes the verifier
 
     async def readiness(self) -> tuple[str, dict[str, str]]:
         """The backend's readiness, and the diagnosis process's: while it is down (it is being
@@ -157,14 +165,20 @@ class Runtime:
         if self.diagnosis is not None:
             await self.diagnosis.start()
         else:
-            self.worker.start()
+            self.start_diagnosis()
         self.backend.start()
+
+    def start_diagnosis(self) -> None:
+        """The diagnosing side's work: the workers and the deploy verifier."""
+        self.worker.start()
+        self.verifications.start()
 
     async def close(self) -> None:
         """Graceful shutdown (intake already stopped): finish in-flight work or hand it back to
         the other replicas, deliver pending notifications, close every client."""
         if self.diagnosis is not None:
             await self.diagnosis.stop(grace=self.settings.shutdown_grace_seconds)
+        await self.verifications.stop()
         await self.worker.stop(grace=self.settings.shutdown_grace_seconds)
         await self.dispatcher.close()
         await self.backend.close()
@@ -284,6 +298,8 @@ def build_app(runtime: Runtime) -> web.Application:
     )
     pages = _pages(runtime, links, admin_token)
     app.router.add_post("/api/v1/alerts", _intake(runtime).handle)
+    verify_api = VerificationApi(runtime.verifications, _webhook_credentials(s), s.public_url)
+    app.router.add_post("/api/v1/verifications", verify_api.create)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/metrics", _scrape(runtime, api))
@@ -310,12 +326,17 @@ def build_app(runtime: Runtime) -> web.Application:
     return app
 
 
-def _intake(runtime: Runtime) -> WebhookIntake:
-    s = runtime.settings
+def _webhook_credentials(s: Settings) -> Credentials:
+    """The webhook's credentials (Alertmanager's, and a CI pipeline's for verifications)."""
     tokens = s.tokens
-    credentials = Credentials(
+    return Credentials(
         token=tokens.webhook_token, username=tokens.webhook_username, password=tokens.webhook_password
     )
+
+
+def _intake(runtime: Runtime) -> WebhookIntake:
+    s = runtime.settings
+    credentials = _webhook_credentials(s)
     return WebhookIntake(runtime.inbox, runtime.metrics, credentials, s.max_body_bytes, runtime.accepted)
 
 

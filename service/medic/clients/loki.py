@@ -30,7 +30,7 @@ class LokiBackend:
         return self._session
 
     async def query_range(
-        self, query: str, *, start_ns: int, end_ns: int, limit: int, timeout: float
+        self, query: str, *, start_ns: int, end_ns: int, limit: int, timeout: float, step: str | None = None
     ) -> dict[str, Any]:
         params = {
             "query": query,
@@ -39,6 +39,8 @@ class LokiBackend:
             "limit": str(limit),
             "direction": "backward",
         }
+        if step is not None:  # a metric query's resolution
+            params["step"] = step
         try:
             async with self._client().get(
                 f"{self.url}/loki/api/v1/query_range",

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from medic.domain.alert import Alert
 from medic.domain.evidence import Evidence
+from medic.domain.verification import Verification
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITY_ORDER: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
@@ -221,6 +222,7 @@ def highest_severity(rule_severity: str | None, current: str | None, alerts: Seq
 class Phase(StrEnum):
     RECEIVED = "received"
     DIAGNOSING = "diagnosing"
+    VERIFYING = "verifying"  # a deploy verification's window is running (domain.verification)
     DIAGNOSED = "diagnosed"
 
 
@@ -242,6 +244,7 @@ class Incident(BaseModel):
     findings: list[Finding] = Field(default_factory=list)
     actions: list[ActionRecord] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
+    verification: Verification | None = None  # a deploy verification's window and samples
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     resolved_at: datetime | None = None

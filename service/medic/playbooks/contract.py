@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from medic.domain.evidence import Evidence
 from medic.domain.incident import Finding, IncidentAlert, Target
+from medic.domain.verification import RevisionWindow
 from medic.playbooks.action import Action
 
 if TYPE_CHECKING:
@@ -68,6 +69,9 @@ class StepContext:
     # One playbook run's cache, shared by all its collectors (dataclasses.replace keeps the dict):
     # e.g. medic.clients.kube.reads fetches the Deployment once however many collectors need it.
     memo: dict[str, Any] = field(default_factory=dict)
+    # A deploy verification's revision and baseline (None outside a verification): the
+    # collectors that compare a revision with its baseline read it (medic.collectors.revision).
+    revision: RevisionWindow | None = None
 
 
 @dataclass(frozen=True)

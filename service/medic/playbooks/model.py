@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from medic.domain.durations import Duration
+from medic.domain.verification import VerificationSpec
 
 TARGET_KINDS = (
     "deployment",
@@ -84,11 +85,15 @@ class Playbook(BaseModel):
     collect: list[CollectStep] = Field(default_factory=list)
     analyze: list[str] = Field(default_factory=list)
     actions: dict[str, ActionSpec] = Field(default_factory=dict)
+    # A deploy verification playbook (runbook 1.3): its steps run every interval of the window.
+    verify: VerificationSpec | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Playbook:
         if self.target not in TARGET_KINDS:
             raise ValueError(f"target {self.target!r} is not one of {', '.join(TARGET_KINDS)}")
+        if self.verify is not None and self.target != "deployment":
+            raise ValueError("a playbook with verify: must target a deployment")
         return self
 
     def step_ids(self) -> list[str]:

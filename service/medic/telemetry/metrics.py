@@ -114,6 +114,15 @@ class Metrics:
             ["action", "status"],
             registry=r,
         )
+        self.verifications = Counter(
+            "medic_verifications_total",
+            "Deploy verifications finished, by outcome (passed, failed, inconclusive)",
+            ["outcome"],
+            registry=r,
+        )
+        self.verification_samples = Counter(
+            "medic_verification_samples_total", "Deploy verification intervals evaluated", registry=r
+        )
         self.notifications_sent = Counter(
             "medic_notifications_sent_total", "Notifications delivered", ["notifier"], registry=r
         )

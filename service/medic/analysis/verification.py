@@ -1,0 +1,339 @@
+"""The verdict of a deploy verification (runbook 1.3): pure, data in, data out.
+
+Every interval the verifier collects the playbook's evidence and this analyzer (``deploy_verify``)
+turns it into a :class:`~medic.domain.verification.Sample` and judges the samples so far against
+the playbook's thresholds (:class:`~medic.domain.verification.VerificationSpec`):
+
+- **at once**, whenever it happens: the rollout's progress deadline is exceeded, a pod of the new
+  revision cannot run (CrashLoopBackOff, image pull, config error), restarts or the 5xx ratio
+  reach their ``fail_fast`` level → ``failed``; the Deployment moved on to another revision →
+  ``inconclusive`` (superseded);
+- **at the end of the window**: any threshold breached → ``failed``; too few requests to judge
+  the 5xx ratio and latency (``min_requests``) or a rollout still in progress → ``inconclusive``;
+  else ``passed``.
+
+The window's state (spec, revision, samples so far) reaches the analyzer as the evidence of the
+``verification.window`` step, which the verifier adds; without it (a rule test, a replay of one
+sample) the evidence is judged as a whole window that ends now, with the default thresholds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from medic.domain.evidence import Evidence
+from medic.domain.incident import Finding
+from medic.domain.verification import (
+    Limit,
+    Pair,
+    PodsSample,
+    RolloutSample,
+    Sample,
+    Verification,
+    VerificationSpec,
+    VerificationState,
+)
+from medic.playbooks.contract import AnalysisInput, AnalyzerDef
+
+WINDOW_STEP = "verification.window"  # the collector name of the window's own evidence
+CANNOT_RUN = frozenset(
+    {
+        "CrashLoopBackOff",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: float | None
+    baseline: float | None
+    breached: bool
+    text: str
+
+
+@dataclass
+class Verdict:
+    state: VerificationState
+    reason: str
+    early: bool = False
+    checks: list[Check] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------ measure
+def _data(evidence: Mapping[str, Evidence], collector: str) -> dict[str, Any] | None:
+    for ev in evidence.values():
+        if ev.collector == collector and ev.ok and isinstance(ev.data, dict):
+            return ev.data
+    return None
+
+
+def _rollout(status: Mapping[str, Any]) -> tuple[RolloutSample, PodsSample]:
+    r = status.get("rollout") or {}
+    rollout = RolloutSample(
+        desired=r.get("desired"),
+        updated=r.get("updated"),
+        ready=r.get("ready"),
+        available=r.get("available"),
+        progressing=r.get("progressing_reason"),
+        deadline_exceeded=bool(r.get("deadline_exceeded")),
+        complete=bool(r.get("complete")),
+        current_revision=r.get("revision"),
+    )
+    pods = PodsSample(total=int(status.get("pods_total") or 0))
+    for p in status.get("pods") or []:
+        pods.ready += bool(p.get("ready"))
+        pods.restarts += int(p.get("restarts") or 0)
+        for key, reason in (("waiting", p.get("waiting")), ("terminated", p.get("last_terminated"))):
+            if reason:
+                counts = getattr(pods, key)
+                counts[reason] = counts.get(reason, 0) + 1
+    return rollout, pods
+
+
+def _ratio(errors: float | None, requests: float | None) -> float | None:
+    if errors is None or not requests:
+        return None
+    return errors / requests
+
+
+def _prometheus(cmp: Mapping[str, Any]) -> tuple[Pair, Pair, Pair]:
+    q = {str(x.get("name")): x for x in cmp.get("queries") or []}
+    req, err, p99 = q.get("requests") or {}, q.get("errors_5xx") or {}, q.get("latency_p99") or {}
+    requests = Pair(new=req.get("new"), baseline=req.get("baseline"))
+    ratio = Pair(
+        new=_ratio(err.get("new") or 0.0 if req.get("new") else None, req.get("new")),
+        baseline=_ratio(err.get("baseline") or 0.0 if req.get("baseline") else None, req.get("baseline")),
+    )
+    return requests, ratio, Pair(new=p99.get("new"), baseline=p99.get("baseline"))
+
+
+def target_alerts(cmp: Mapping[str, Any], deployment: str, replicaset: str) -> list[str]:
+    """The alerts firing for the verified Deployment (its name, or a pod of the new revision);
+    Medic's own alerts are about Medic, not the deploy."""
+    names = []
+    for a in cmp.get("alerts") or []:
+        name = str(a.get("alertname") or "")
+        if not name or name.startswith("Medic"):
+            continue
+        pod = str(a.get("pod") or "")
+        mine = a.get("deployment") == deployment or (replicaset and pod.startswith(f"{replicaset}-"))
+        if mine:
+            names.append(name)
+    return sorted(set(names))
+
+
+def measure(
+    evidence: Mapping[str, Evidence], now: datetime, v: Verification | None, deployment: str = ""
+) -> Sample:
+    """One interval's measurements from the collected evidence (``deployment``: whose alerts
+    count, when there is no verification record)."""
+    started = v.started_at if v else now
+    sample = Sample(at=now, elapsed_s=max(0.0, (now - started).total_seconds()))
+    status = _data(evidence, "k8s.revision_status")
+    if status is not None:
+        sample.rollout, sample.pods = _rollout(status)
+    if (cmp := _data(evidence, "prometheus.revision_compare")) is not None:
+        sample.requests, sample.error_ratio_5xx, sample.latency_p99 = _prometheus(cmp)
+        replicaset = v.replicaset if v else str((status or {}).get("replicaset") or "")
+        sample.alerts_firing = target_alerts(cmp, v.deployment if v else deployment, replicaset)
+    if (logs := _data(evidence, "loki.revision_errors")) is not None:
+        sample.error_logs_per_minute = Pair(
+            new=logs.get("new_per_minute"), baseline=logs.get("baseline_per_minute")
+        )
+    for ev in evidence.values():
+        if ev.collector != WINDOW_STEP and not ev.ok:
+            sample.gaps.append(f"{ev.step}: {ev.status.value}{f' ({ev.error})' if ev.error else ''}")
+    return sample
+
+
+# ------------------------------------------------------------------------------ judge
+def _pct(x: float) -> str:
+    return f"{x * 100:.1f} %"
+
+
+def _fmt(name: str, x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    if name == "error_ratio_5xx":
+        return _pct(x)
+    if name == "latency_p99":
+        return f"{x * 1000:.0f} ms"
+    return f"{x:.1f}"
+
+
+def limit_breach(name: str, limit: Limit, pair: Pair) -> str | None:
+    """Why ``pair.new`` breaches ``limit`` (None: it does not, or it is not measured)."""
+    new, base = pair.new, pair.baseline
+    if new is None:
+        return None
+    if limit.max is not None and new > limit.max:
+        return f"{_fmt(name, new)} is over the ceiling of {_fmt(name, limit.max)}"
+    if base is None or new <= limit.floor:
+        return None
+    if limit.max_increase is not None and new - base > limit.max_increase:
+        bound = _fmt(name, limit.max_increase)
+        return f"{_fmt(name, new)} against {_fmt(name, base)} on the baseline (more than +{bound})"
+    if limit.max_factor is not None and new > base * limit.max_factor:
+        return (
+            f"{_fmt(name, new)} against {_fmt(name, base)} on the baseline (more than ×{limit.max_factor:g})"
+        )
+    return None
+
+
+def _checks(spec: VerificationSpec, samples: list[Sample]) -> list[Check]:
+    latest = samples[-1]
+    enough = (latest.requests.new or 0) >= spec.min_requests
+    t = spec.thresholds
+    out: list[Check] = []
+    measured = [("error_ratio_5xx", t.error_ratio_5xx, latest.error_ratio_5xx, enough)]
+    measured.append(("latency_p99", t.latency_p99, latest.latency_p99, enough))
+    measured.append(("error_logs_per_minute", t.error_logs_per_minute, latest.error_logs_per_minute, True))
+    restarts = float(latest.pods.restarts) if latest.pods else None
+    measured.append(("restarts", t.restarts, Pair(new=restarts), True))
+    fired = sorted({a for s in samples for a in s.alerts_firing})
+    measured.append(("alerts_firing", t.alerts_firing, Pair(new=float(len(fired))), True))
+    for name, limit, pair, judged in measured:
+        why = limit_breach(name, limit, pair) if judged else None
+        if name == "alerts_firing" and why:
+            why = f"alerts fired for the Deployment during the window: {', '.join(fired)}"
+        out.append(Check(name, pair.new, pair.baseline, why is not None, why or ""))
+    return out
+
+
+def _early(spec: VerificationSpec, v: Verification | None, latest: Sample) -> Verdict | None:
+    rollout, pods = latest.rollout, latest.pods
+    if v is not None and rollout and rollout.current_revision not in (None, v.revision):
+        return Verdict(
+            "inconclusive", f"superseded: the Deployment is at revision {rollout.current_revision} now", True
+        )
+    if rollout and rollout.deadline_exceeded:
+        return Verdict(
+            "failed", "the rollout exceeded its progress deadline (ProgressDeadlineExceeded)", True
+        )
+    if pods and (bad := sorted(r for r in pods.waiting if r in CANNOT_RUN)):
+        n = sum(pods.waiting[r] for r in bad)
+        return Verdict("failed", f"{n} pod(s) of the new revision cannot run: {', '.join(bad)}", True)
+    t = spec.thresholds
+    if pods and t.restarts.fail_fast is not None and pods.restarts >= t.restarts.fail_fast:
+        return Verdict("failed", f"the new revision's pods restarted {pods.restarts} times", True)
+    ratio, requests = latest.error_ratio_5xx.new, latest.requests.new or 0
+    fast = t.error_ratio_5xx.fail_fast
+    if (
+        fast is not None
+        and ratio is not None
+        and ratio >= fast
+        and requests >= max(10, spec.min_requests // 4)
+    ):
+        return Verdict(
+            "failed",
+            f"5xx ratio {_pct(ratio)} of {requests:.0f} requests (fails at once from {_pct(fast)})",
+            True,
+        )
+    return None
+
+
+def judge(spec: VerificationSpec, v: Verification | None, samples: list[Sample], now: datetime) -> Verdict:
+    """The state of the verification after ``samples`` (the newest last)."""
+    latest = samples[-1]
+    checks = _checks(spec, samples)
+    if (early := _early(spec, v, latest)) is not None:
+        early.checks = checks
+        return early
+    if v is not None and now < v.ends_at:
+        done = int(latest.elapsed_s // max(v.interval_s, 1))
+        total = int(v.window_s // max(v.interval_s, 1))
+        return Verdict("verifying", f"interval {done} of {total}: nothing failed so far", checks=checks)
+    breached = [c for c in checks if c.breached]
+    if breached:
+        return Verdict("failed", "; ".join(f"{c.name}: {c.text}" for c in breached), checks=checks)
+    requests = latest.requests.new
+    if requests is None or requests < spec.min_requests:
+        seen = "no request metrics" if requests is None else f"only {requests:.0f} requests"
+        why = f"{seen} in the window (at least {spec.min_requests} are needed to judge the 5xx ratio and p99)"
+        return Verdict("inconclusive", why, checks=checks)
+    if latest.rollout is not None and not latest.rollout.complete:
+        return Verdict(
+            "inconclusive", "the rollout had not completed at the end of the window", checks=checks
+        )
+    return Verdict("passed", "every check held over the window", checks=checks)
+
+
+# ------------------------------------------------------------------------------ findings
+_SEVERITY = {"failed": "critical", "inconclusive": "warning", "passed": "info", "verifying": "info"}
+
+
+def verdict_findings(verdict: Verdict, v: Verification | None, sample: Sample) -> list[Finding]:
+    what = v.label if v else "the new revision"
+    against = f" against revision {v.baseline_revision}" if v and v.baseline_revision else ""
+    head = Finding(
+        analyzer="deploy_verify",
+        code=f"verify.{verdict.state}",
+        severity=_SEVERITY[verdict.state],
+        summary=f"{what}{against}: {verdict.state} — {verdict.reason}",
+        details={
+            "state": verdict.state,
+            "early": verdict.early,
+            "sample": sample.model_dump(mode="json"),
+            "checks": [c.__dict__ for c in verdict.checks],
+            "revision": v.revision if v else None,
+            "baseline_revision": v.baseline_revision if v else None,
+        },
+        evidence=[WINDOW_STEP] if v else [],
+        suggests="rollback" if verdict.state == "failed" else None,
+    )
+    if v is not None:
+        ns, name = v.namespace, v.deployment
+        head.next_steps = [
+            f"kubectl rollout status deployment/{name} -n {ns}",
+            f"kubectl get pods -n {ns} -l pod-template-hash={v.replicaset.rsplit('-', 1)[-1]}",
+            f"kubectl rollout history deployment/{name} -n {ns}",
+        ]
+    findings = [head]
+    level = "critical" if verdict.state == "failed" else "warning"
+    for c in verdict.checks:
+        if c.breached:
+            findings.append(
+                Finding(
+                    analyzer="deploy_verify",
+                    code=f"verify.{c.name}",
+                    severity=level,
+                    summary=f"{c.name.replace('_', ' ')}: {c.text}",
+                    details={"value": c.value, "baseline": c.baseline},
+                )
+            )
+    return findings
+
+
+def window_of(inp: AnalysisInput) -> tuple[VerificationSpec, Verification | None]:
+    window = inp.data(WINDOW_STEP)
+    if not isinstance(window, dict):
+        return VerificationSpec(), None
+    return VerificationSpec.model_validate(window.get("spec") or {}), Verification.model_validate(
+        window["verification"]
+    )
+
+
+def deploy_verify(inp: AnalysisInput) -> list[Finding]:
+    spec, v = window_of(inp)
+    sample = measure(inp.evidence, inp.now, v, inp.target.name if inp.target else "")
+    samples = [*(v.samples if v else []), sample]
+    return verdict_findings(judge(spec, v, samples, inp.now), v, sample)
+
+
+ANALYZERS = [
+    AnalyzerDef(
+        "deploy_verify",
+        deploy_verify,
+        "a fresh revision against its baseline over the verification window: passed, failed or inconclusive",
+    )
+]

@@ -1,0 +1,44 @@
+"""The data of ``prometheus.revision_compare`` and ``loki.revision_errors``. Pure pydantic."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ComparedQuery(_Out):
+    name: str  # requests | errors_5xx | latency_p99
+    expr: str = ""
+    baseline_expr: str = ""
+    new: float | None = None
+    baseline: float | None = None
+    error: str | None = None
+
+
+class AlertSeen(_Out):
+    alertname: str
+    severity: str | None = None
+    pod: str | None = None
+    deployment: str | None = None
+    container: str | None = None
+
+
+class RevisionCompareOutput(_Out):
+    revision: int
+    baseline_revision: int | None = None
+    elapsed_s: float = 0
+    queries: list[ComparedQuery] = []
+    alerts: list[AlertSeen] = []
+    alerts_error: str | None = None
+
+
+class RevisionErrorsOutput(_Out):
+    query: str = ""
+    baseline_query: str = ""
+    elapsed_s: float = 0
+    new_lines: float = 0
+    new_per_minute: float = 0
+    baseline_per_minute: float | None = None

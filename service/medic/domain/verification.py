@@ -1,0 +1,163 @@
+"""Deploy verification (runbook 1.3): a fresh revision watched over a window against a baseline.
+
+A verification is an incident (rule ``deploy-verify``) that carries a :class:`Verification`: the
+revision under test and the baseline revision it is compared with, the window, the samples taken
+at every interval, and its state (``verifying`` → ``passed|failed|inconclusive``). The thresholds
+come from the playbook's ``verify:`` section (:class:`VerificationSpec`). The judging itself is pure
+(:mod:`medic.analysis.verification`); the loop that samples is in :mod:`medic.app.verification`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from medic.domain.durations import Duration
+
+VERIFY_ALERTNAME = "MedicDeployVerification"  # the alert a trigger hands to the rules
+VerificationState = Literal["verifying", "passed", "failed", "inconclusive"]
+FINAL_STATES = frozenset({"passed", "failed", "inconclusive"})
+MAX_WINDOW = timedelta(hours=6)
+
+
+class Limit(BaseModel):
+    """A measurement's bounds: an absolute ceiling (``max``), and ceilings relative to the
+    baseline (``max_increase``: new - baseline, for ratios; ``max_factor``: new / baseline) that
+    apply only above the noise ``floor`` (a baseline of 0 error lines must not make one line a
+    failure). Reaching ``fail_fast`` ends the window at once (a 5xx ratio far over the threshold)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max: float | None = Field(None, ge=0)
+    max_increase: float | None = Field(None, ge=0)
+    max_factor: float | None = Field(None, ge=1)
+    floor: float = Field(0.0, ge=0)
+    fail_fast: float | None = Field(None, ge=0)
+
+
+class Thresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    error_ratio_5xx: Limit = Limit(max=0.05, max_increase=0.02, fail_fast=0.25)
+    latency_p99: Limit = Limit(max=2.0, max_factor=1.5, floor=0.25)
+    error_logs_per_minute: Limit = Limit(max_factor=3.0, floor=1.0)
+    restarts: Limit = Limit(max=0, fail_fast=3)
+    alerts_firing: Limit = Limit(max=0)
+
+
+class VerificationSpec(BaseModel):
+    """A playbook's ``verify:`` section: how long, how often, against what, and how strict."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: Duration = timedelta(minutes=10)
+    interval: Duration = timedelta(minutes=1)
+    baseline: Duration = timedelta(hours=1)  # the previous revision's last hour
+    min_requests: int = Field(100, ge=0)  # fewer in the window: inconclusive, not failed
+    thresholds: Thresholds = Thresholds()
+
+    @model_validator(mode="after")
+    def _check(self) -> VerificationSpec:
+        if not timedelta(seconds=5) <= self.interval <= self.window:
+            raise ValueError("interval must be at least 5s and at most the window")
+        if self.window > MAX_WINDOW:
+            raise ValueError(f"window must be at most {MAX_WINDOW}")
+        return self
+
+
+class RolloutSample(BaseModel):
+    desired: int | None = None
+    updated: int | None = None
+    ready: int | None = None
+    available: int | None = None
+    progressing: str | None = None  # the Progressing condition's reason
+    deadline_exceeded: bool = False
+    complete: bool = False
+    current_revision: int | None = None  # the Deployment's, at the time of the sample
+
+
+class PodsSample(BaseModel):
+    total: int = 0
+    ready: int = 0
+    restarts: int = 0
+    waiting: dict[str, int] = Field(default_factory=dict)  # reason -> pods (CrashLoopBackOff, ...)
+    terminated: dict[str, int] = Field(default_factory=dict)  # last termination reason -> pods
+
+
+class Pair(BaseModel):
+    """One measurement for the new revision and its baseline (None: not measured)."""
+
+    new: float | None = None
+    baseline: float | None = None
+
+
+class Sample(BaseModel):
+    """What one interval measured."""
+
+    at: datetime
+    elapsed_s: float
+    rollout: RolloutSample | None = None
+    pods: PodsSample | None = None
+    requests: Pair = Pair()
+    error_ratio_5xx: Pair = Pair()
+    latency_p99: Pair = Pair()
+    error_logs_per_minute: Pair = Pair()
+    alerts_firing: list[str] = Field(default_factory=list)
+    gaps: list[str] = Field(default_factory=list)  # what could not be measured, and why
+
+
+class Verification(BaseModel):
+    namespace: str
+    deployment: str
+    revision: int
+    baseline_revision: int | None = None
+    replicaset: str = ""  # the new revision's ReplicaSet (its pods are named after it)
+    baseline_replicaset: str = ""
+    trigger: str = "api"  # watch | api | cli
+    started_at: datetime
+    window_s: float
+    interval_s: float
+    ends_at: datetime
+    next_at: datetime
+    state: VerificationState = "verifying"
+    reason: str = ""
+    finished_at: datetime | None = None
+    samples: list[Sample] = Field(default_factory=list)
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def label(self) -> str:
+        return f"deployment/{self.namespace}/{self.deployment} revision {self.revision}"
+
+
+class RevisionWindow(BaseModel):
+    """What a verification's collectors need: whose pods, since when, against which baseline."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str
+    deployment: str
+    revision: int
+    replicaset: str
+    baseline_revision: int | None
+    baseline_replicaset: str
+    started_at: datetime
+    baseline_s: float
+
+    @classmethod
+    def of(cls, v: Verification, spec: VerificationSpec) -> RevisionWindow:
+        return cls(
+            namespace=v.namespace,
+            deployment=v.deployment,
+            revision=v.revision,
+            replicaset=v.replicaset,
+            baseline_revision=v.baseline_revision,
+            baseline_replicaset=v.baseline_replicaset,
+            started_at=v.started_at,
+            baseline_s=spec.baseline.total_seconds(),
+        )
