@@ -3,9 +3,13 @@ Prometheus backfilled with a clean or a failing rollout, Medic in-process, the A
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime
 from pathlib import Path
 
-from tests.integration.verify_world import APP, NS, Traffic, verify_world
+from medic.incidents.base import IncidentQuery
+from tests.integration.verify_world import APP, NS, Traffic, VerifyWorld, verify_world
+from tests.medic_app import running_medic
 from tests.servers.fixtures import PrometheusFactory
 
 
@@ -73,3 +77,58 @@ async def test_a_quiet_service_is_inconclusive(tmp_path: Path, prometheus_factor
         v = inc["verification"]
         assert v["state"] == "inconclusive" and "requests in the window" in v["reason"], v["reason"]
         assert w.rollback_patches() == 0 and inc["status"] == "resolved"
+
+
+async def test_a_restart_during_the_window_resumes_the_verification(
+    tmp_path: Path, prometheus_factory: PrometheusFactory
+) -> None:
+    async with verify_world(tmp_path, prometheus_factory, window="15s") as w:
+        other = w.settings.model_copy(update={"data_dir": tmp_path / "other" / "data"})
+        async with running_medic(other) as first:
+            started = await VerifyWorld(w.kube, first, other).request()
+            await asyncio.sleep(1.5)  # the first sample is taken, then this Medic stops
+        async with running_medic(other) as second:
+            again = VerifyWorld(w.kube, second, other)
+            inc = await again.finished(started["incident_id"])
+            v = inc["verification"]
+            assert v["state"] == "passed", v["reason"]
+            first_sample, last_sample = v["samples"][0], v["samples"][-1]
+            assert first_sample["elapsed_s"] < 1.5 and last_sample["elapsed_s"] >= 15  # before and after
+            same_window = datetime.fromisoformat(v["started_at"]) == datetime.fromisoformat(
+                started["started_at"]
+            )
+            assert same_window  # the window goes on, it does not start again
+
+
+async def test_a_newer_revision_supersedes_the_running_verification(
+    tmp_path: Path, prometheus_factory: PrometheusFactory
+) -> None:
+    async with verify_world(tmp_path, prometheus_factory, window="60s") as w:
+        first = await w.request()
+        same = await w.request(status=200)  # the revision under verification: that incident
+        assert same["incident_id"] == first["incident_id"] and same["created"] is False
+        w.kube.set_image(NS, APP, "registry.example/playcode-app:v3")
+        await w.kube.settle()
+        second = await w.request()
+        assert second["revision"] == 3 and second["baseline_revision"] == 2
+        old = await w.incident(first["incident_id"])
+        assert old["status"] == "resolved"
+        assert old["verification"]["state"] == "inconclusive"
+        assert "superseded by revision 3" in old["verification"]["reason"]
+
+
+async def test_bad_requests_are_problems_naming_the_field(
+    tmp_path: Path, prometheus_factory: PrometheusFactory
+) -> None:
+    async with verify_world(tmp_path, prometheus_factory) as w:
+        assert (await w.request(status=401, token="wrong"))["status"] == 401
+        bad = await w.request(status=400, namespace="Not_A_Name")
+        assert bad["field"] == "namespace" and "Kubernetes object name" in bad["detail"]
+        assert (await w.request(status=400, revision=0))["field"] == "revision"
+        assert (await w.request(status=400, window="soon"))["field"] == "window"
+        assert (await w.request(status=400, extra=1))["field"] == "extra"
+        assert (await w.request(status=404, deployment="nope"))["field"] == "deployment"
+        assert (await w.request(status=403, namespace="kube-system"))["field"] == "namespace"
+        assert (await w.request(status=409, revision=1))["field"] == "revision"  # not current
+        assert (await w.request(status=422, window="30s"))["field"] == "window"  # too short
+        assert await w.medic.runtime.store.query(IncidentQuery()) == ([], 0)  # none opened

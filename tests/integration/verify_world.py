@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from tests.fakes.kube_apiserver import FakeKubeApiserver
+from medic.app.settings import Settings
 from tests.medic_app import REPO, RunningMedic, medic_settings, running_medic
 from tests.servers.fixtures import PrometheusFactory
 from tests.servers.openmetrics import Series
@@ -69,6 +70,7 @@ def verify_config(
 class VerifyWorld:
     kube: FakeKubeApiserver
     medic: RunningMedic
+    settings: Settings
 
     def replicasets(self) -> dict[int, str]:
         """Revision -> ReplicaSet name."""
@@ -78,13 +80,13 @@ class VerifyWorld:
             out[rev] = rs["metadata"]["name"]
         return out
 
-    async def request(self, status: int = 202, **body: Any) -> dict[str, Any]:
+    async def request(self, status: int = 202, token: str = TOKEN, **body: Any) -> dict[str, Any]:
         async with (
             aiohttp.ClientSession() as s,
             s.post(
                 f"{self.medic.url}/api/v1/verifications",
                 data=json.dumps({"namespace": NS, "deployment": APP} | body),
-                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
             ) as r,
         ):
             got: dict[str, Any] = await r.json(content_type=None)
@@ -159,4 +161,4 @@ async def verify_world(
             **settings,
         )
         async with running_medic(config) as medic:
-            yield VerifyWorld(kube, medic)
+            yield VerifyWorld(kube, medic, config)

@@ -232,7 +232,7 @@ def _early(spec: VerificationSpec, v: Verification | None, latest: Sample) -> Ve
         fast is not None
         and ratio is not None
         and ratio >= fast
-        and requests >= max(10, spec.min_requests // 4)
+        and requests >= spec.min_requests
     ):
         return Verdict(
             "failed",

@@ -1,4 +1,5 @@
-"""The ``medic`` command: serve, check, replay, incidents, report, approve/reject, kill-switch.
+"""The ``medic`` command: serve, check, replay, incidents, report, approve/reject, kill-switch,
+dead-letters, test, rules, verify.
 
 Exit 0 success, 1 failure (a check that finds errors, an unknown incident, a refusal), 2 usage
 or configuration error (see :mod:`medic.app.cli.output`, which also holds ``-o`` and the progress line).
@@ -24,6 +25,7 @@ from medic.app.cli.dead_letters import add_parser as add_dead_letters_parser
 from medic.app.cli.output import EXIT_FAILURE, EXIT_USAGE, Progress, add_output_option, emit
 from medic.app.cli.remote import read_headers as _read_headers
 from medic.app.cli.test_cmd import add_rules_parser, add_test_parser
+from medic.app.cli.verify import add_parser as add_verify_parser
 from medic.domain.errors import ConfigError, ConfigErrors, MedicError, UsageError
 
 T = TypeVar("T")
@@ -566,6 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dead_letters_parser(sub)
     add_test_parser(sub)
     add_rules_parser(sub)
+    add_verify_parser(sub)
     return parser
 
 
