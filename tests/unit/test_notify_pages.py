@@ -122,6 +122,7 @@ def test_detail_page_escapes_everything_from_alerts() -> None:
         pretty=pretty,
         safe_url=safe_url,
         oncall=oncall(shown, LINKS, T0),
+        verification=None,
     )
     for hostile in (SCRIPT_LABEL, IMG_ANNOTATION, LOG_SCRIPT):
         assert hostile not in html
@@ -172,6 +173,7 @@ def test_detail_page_shows_the_alerts_words_links_and_one_line_per_gap() -> None
         pretty=pretty,
         safe_url=safe_url,
         oncall=oncall(shown, LINKS, T0),
+        verification=None,
     )
     assert "<strong>5xx above 5% &lt;script&gt;window.__pwned = 1&lt;/script&gt;</strong>" in html
     assert '<a href="https://runbooks.example/crashloop" rel="noopener noreferrer">' in html

@@ -124,6 +124,11 @@ def update_line(event: Event) -> str:
     inc = event.incident
     if event.kind is EventKind.RESOLVED:
         took = f" after {duration_text(inc.created_at, inc.resolved_at)}" if inc.resolved_at else ""
+        v = inc.verification
+        if v is not None and v.state == "failed":
+            return f"resolved{took}: the Deployment left revision {v.revision}, whose verification failed"
+        if v is not None and v.final:
+            return f"resolved{took}: verification {v.state} (revision {v.revision})"
         return f"resolved{took}: every alert of the incident is resolved"
     if event.kind is EventKind.ACTION and event.action is not None:
         return action_line(event.action)

@@ -15,6 +15,7 @@ from typing import Any
 from medic.domain.incident import ActionStatus, Incident
 from medic.incidents.report.escape import slack_code, slack_link, slack_text
 from medic.incidents.report.oncall import OnCall, is_coverage
+from medic.incidents.report.verification import headline
 from medic.notify.base import Notifier
 from medic.notify.config import SlackChannel
 from medic.notify.delivery import Outgoing
@@ -34,6 +35,7 @@ TEXT_LIMIT = 2900  # a section's text may hold 3000 characters
 TOP_FINDINGS = 3
 TOP_GAPS = 5
 DESCRIPTION_CHARS = 300
+VERDICT_CHARS = 400
 
 # Slack mrkdwn: one line per value, ``& < >`` as entities, so ``<!channel>`` or ``<http://x|y>``
 # in an alert label stays text, never a mention or a disguised link, and a newline in it can
@@ -72,6 +74,22 @@ def _findings(inc: Incident, ctx: OnCall) -> str:
     if len(inc.findings) > TOP_FINDINGS:
         lines.append(f"_…and {len(inc.findings) - TOP_FINDINGS} more on the incident page_")
     return "\n".join(lines)
+
+
+VERIFY_ICON = {
+    "passed": ":white_check_mark:",
+    "failed": ":x:",
+    "inconclusive": ":grey_question:",
+    "verifying": ":hourglass_flowing_sand:",
+}
+
+
+def _verification(inc: Incident) -> str:
+    """A deploy verification's verdict, one line (the samples are on the incident page)."""
+    v = inc.verification
+    if v is None:
+        return ""
+    return f"*Deploy verification* {VERIFY_ICON.get(v.state, '')} {escape(_cut(headline(v), VERDICT_CHARS))}"
 
 
 def _actions(inc: Incident, links: Links) -> str:
@@ -122,6 +140,8 @@ def first_message(event: Event, links: Links) -> dict[str, Any]:
     ]
     if said := _from_alerts(links.oncall):
         blocks.append(_section(said))
+    if verdict := _verification(inc):
+        blocks.append(_section(verdict))
     blocks.append(_section(_findings(inc, links.oncall)))
     if actions := _actions(inc, links):
         blocks.append(_section(actions))

@@ -24,7 +24,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from medic.domain.incident import ActionRecord, Incident
+from medic.domain.verification import Verification
 from medic.incidents.report.escape import fold
+from medic.incidents.report.verification import headline
 from medic.notify.base import Notifier
 from medic.notify.config import EventName, WebhookChannel
 from medic.notify.delivery import Outgoing
@@ -77,6 +79,22 @@ class GapV1(BaseModel):
     reason: str
 
 
+class VerificationV1(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    state: Literal["verifying", "passed", "failed", "inconclusive"]
+    namespace: str
+    deployment: str
+    revision: int
+    baseline_revision: int | None = Field(description="the revision it is compared with (None: no older one)")
+    reason: str
+    trigger: str = Field(description="watch|api|cli")
+    started_at: datetime
+    ends_at: datetime
+    finished_at: datetime | None
+    samples: int = Field(description="intervals measured so far (the table is on the incident page)")
+    summary: str = Field(description="one line: state, revision against baseline, reason")
+
+
 class IncidentV1(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str
@@ -105,6 +123,7 @@ class IncidentV1(BaseModel):
         default_factory=list, description="Prometheus/Grafana views of the incident's time range, a silence"
     )
     coverage_gaps: list[GapV1] = Field(default_factory=list, description="checks that gave no data")
+    verification: VerificationV1 | None = Field(None, description="a deploy verification's verdict")
 
 
 class NotificationV1(BaseModel):
@@ -132,6 +151,25 @@ def _action(a: ActionRecord, approve_url: str | None) -> ActionV1:
         approved_by=a.approved_by,
         at=a.at,
         approve_url=approve_url,
+    )
+
+
+def _verification(v: Verification | None) -> VerificationV1 | None:
+    if v is None:
+        return None
+    return VerificationV1(
+        state=v.state,
+        namespace=v.namespace,
+        deployment=v.deployment,
+        revision=v.revision,
+        baseline_revision=v.baseline_revision,
+        reason=v.reason,
+        trigger=v.trigger,
+        started_at=v.started_at,
+        ends_at=v.ends_at,
+        finished_at=v.finished_at,
+        samples=len(v.samples),
+        summary=fold(headline(v)),
     )
 
 
@@ -170,6 +208,7 @@ def _incident(inc: Incident, links: Links) -> IncidentV1:
         runbook_urls=links.oncall.runbooks.values,
         links=[LinkV1(name=x.name, url=x.url) for x in links.oncall.links],
         coverage_gaps=[GapV1(step=g.step, status=g.status, reason=g.reason) for g in links.oncall.gaps],
+        verification=_verification(inc.verification),
     )
 
 

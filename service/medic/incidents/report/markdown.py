@@ -15,6 +15,7 @@ from medic.domain.incident import Finding, utcnow
 from medic.incidents.report.escape import md_code, md_fence, md_html, md_link, md_text
 from medic.incidents.report.links import LinkSettings
 from medic.incidents.report.oncall import OnCall, is_coverage, oncall
+from medic.incidents.report.verification import against, gaps, headline, sample_rows, window_text
 from medic.incidents.views import IncidentView
 
 _ICON = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
@@ -98,6 +99,41 @@ def _rollout(view: IncidentView) -> list[str]:
     return [*out, ""]
 
 
+def _verification(view: IncidentView) -> list[str]:
+    """A deploy verification: its verdict line, the window and one table row per sample."""
+    v = view.incident.verification
+    if v is None:
+        return []
+    out = [
+        "## Deploy verification",
+        "",
+        f"- **State**: {md_text(headline(v))}",
+        f"- **Revision**: {md_text(against(v))}"
+        + (f", ReplicaSet {md_code(v.replicaset)}" if v.replicaset else "")
+        + (f", baseline ReplicaSet {md_code(v.baseline_replicaset)}" if v.baseline_replicaset else ""),
+        f"- **Window**: {md_text(window_text(v))}",
+        "",
+    ]
+    rows = sample_rows(v)
+    if not rows:
+        return [*out, "No sample yet.", ""]
+    out += [
+        "| time | pods ready | restarts | requests | 5xx new vs baseline | p99 new vs baseline "
+        "| error lines/min | alerts |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    # the measurement cells are numbers and units only; pods (waiting reasons) and alerts are data
+    out += [
+        f"| {r.offset} ({r.at:%H:%M:%S}) | {md_text(r.pods)} | {r.restarts} | {r.requests} "
+        f"| {r.error_ratio_5xx} | {r.latency_p99} | {r.error_logs_per_minute} | {md_text(r.alerts)} |"
+        for r in rows
+    ]
+    missing = gaps(v)
+    if missing:
+        out += ["", "Not measured:", *(f"- {md_text(g)}" for g in missing)]
+    return [*out, ""]
+
+
 def _checked(view: IncidentView) -> list[str]:
     inc = view.incident
     if not inc.evidence:
@@ -143,6 +179,7 @@ def render_markdown(
     ]
     out += [*_facts(view, ctx), ""]
     out += _from_alerts(ctx)
+    out += _verification(view)
     out.append("## Findings")
     if not inc.findings:
         out.append("No findings." if inc.evidence else "Not diagnosed (no playbook for these alerts).")

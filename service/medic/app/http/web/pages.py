@@ -15,7 +15,15 @@ from aiohttp import web
 from medic.app.approvals import ApprovalRefused, ApprovalService, Decision
 from medic.app.http.web.access import COOKIE, COOKIE_MAX_AGE, ReadAccess, Viewer
 from medic.app.http.web.render import render
-from medic.app.http.web.views import awaiting, evidence_view, finding_views, page_query, pretty, safe_url
+from medic.app.http.web.views import (
+    awaiting,
+    evidence_view,
+    finding_views,
+    page_query,
+    pretty,
+    safe_url,
+    verification_view,
+)
 from medic.domain.errors import InputError
 from medic.domain.incident import ActionRecord, ActionStatus, Incident
 from medic.domain.redact import redact_async
@@ -184,6 +192,7 @@ class Pages:
             pretty=pretty,
             safe_url=safe_url,
             oncall=oncall(shown, self.links, datetime.now(UTC)),
+            verification=verification_view(inc.verification),
         )
 
     # ------------------------------------------------------------------ approvals

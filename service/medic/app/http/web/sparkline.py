@@ -96,6 +96,17 @@ def _thresholds(scale: _Scale, warn: float | None, crit: float | None) -> list[s
     return parts
 
 
+def _baseline(scale: _Scale, level: float | None) -> list[str]:
+    """The baseline's value as a flat dashed grey line across the box."""
+    if level is None:
+        return []
+    ly = scale.y(level)
+    return [
+        f'<line class="baseline" x1="0" x2="{scale.width}" y1="{ly:.1f}" y2="{ly:.1f}" stroke="#59636e" '
+        'stroke-dasharray="4 3" stroke-width="1"/>'
+    ]
+
+
 def sparkline(
     points: Sequence[Point],
     *,
@@ -103,20 +114,27 @@ def sparkline(
     height: int = 48,
     warn: float | None = None,
     crit: float | None = None,
+    baseline: float | None = None,
 ) -> Spark:
     """``[[ts, value], ...]`` → an SVG polyline; gaps (None) break the line. Thresholds that fall
-    inside the plotted range are drawn as dashed lines (orange warn, red crit)."""
+    inside the plotted range are drawn as dashed lines (orange warn, red crit). A ``baseline``
+    (what the values are compared with) widens the range to include it and is drawn as a flat
+    dashed grey line."""
     clean = [(_num(p[0]), _num(p[1])) for p in points if len(p) >= 2]
     xy = [(t, v) for t, v in clean if t is not None]
     values = [v for _, v in xy if v is not None]
     if not values:
         return Spark(_empty(width, height), None, None, None, None)
+    level = _num(baseline)
     lo, hi = min(values), max(values)
-    scale = _Scale(xy[0][0], xy[-1][0], lo, hi, width, height)
-    parts = _lines(_segments(xy, scale)) + _thresholds(scale, warn, crit)
+    span = values if level is None else [*values, level]
+    scale = _Scale(xy[0][0], xy[-1][0], min(span), max(span), width, height)
+    parts = _baseline(scale, level) + _lines(_segments(xy, scale)) + _thresholds(scale, warn, crit)
     last = next((v for _, v in reversed(xy) if v is not None), None)
     first = next((v for _, v in xy if v is not None), None)
     label = f"min {lo:g}, max {hi:g}, last {last:g}" if last is not None else "no data"
+    if level is not None:
+        label += f", baseline {level:g}"
     svg = (
         f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         f'role="img" aria-label="{label}"><title>{label}</title>{"".join(parts)}</svg>'

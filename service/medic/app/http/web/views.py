@@ -12,6 +12,8 @@ from markupsafe import Markup
 from medic.app.http.web.sparkline import sparkline
 from medic.domain.evidence import Evidence
 from medic.domain.incident import ActionStatus, Incident
+from medic.domain.verification import Verification
+from medic.incidents.report import verification as vtext
 from medic.incidents.report.oncall import Gap, gaps, is_coverage
 
 JSON_LIMIT = 20_000
@@ -197,6 +199,46 @@ def finding_views(inc: Incident) -> list[FindingView]:
             )
         )
     return out
+
+
+@dataclass(frozen=True)
+class SparkView:
+    label: str
+    svg: Markup  # numbers and fixed strings only (sparkline)
+    last: str
+    baseline: str
+
+
+@dataclass(frozen=True)
+class VerificationView:
+    """A deploy verification as the page shows it: facts, one row per sample, a sparkline per
+    measurement (the new revision as a line, the baseline as a flat dashed line)."""
+
+    v: Verification
+    against: str
+    window: str
+    rows: list[vtext.SampleRow]
+    sparks: list[SparkView]
+    gaps: list[str]
+
+
+def verification_view(v: Verification | None) -> VerificationView | None:
+    if v is None:
+        return None
+    sparks = []
+    for s in vtext.series(v):
+        spark = sparkline(s.points, width=200, height=40, baseline=s.baseline)
+        sparks.append(
+            SparkView(
+                s.label,
+                Markup(spark.svg),
+                vtext.value_text(s.measure, s.last),
+                vtext.value_text(s.measure, s.baseline),
+            )
+        )
+    return VerificationView(
+        v, vtext.against(v), vtext.window_text(v), vtext.sample_rows(v), sparks, vtext.gaps(v)
+    )
 
 
 def awaiting(inc: Incident) -> list[int]:
