@@ -4,11 +4,17 @@ Prometheus backfilled with a clean or a failing rollout, Medic in-process, the A
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from medic.app.cli.main import main
 from medic.incidents.base import IncidentQuery
-from tests.integration.verify_world import APP, NS, Traffic, VerifyWorld, verify_world
+from tests.integration.verify_world import APP, NS, TOKEN, Traffic, VerifyWorld, verify_world
 from tests.medic_app import running_medic
 from tests.servers.fixtures import PrometheusFactory
 
@@ -132,3 +138,62 @@ async def test_bad_requests_are_problems_naming_the_field(
         assert (await w.request(status=409, revision=1))["field"] == "revision"  # not current
         assert (await w.request(status=422, window="30s"))["field"] == "window"  # too short
         assert await w.medic.runtime.store.query(IncidentQuery()) == ([], 0)  # none opened
+
+
+def printed_json(out: str) -> dict[str, Any]:
+    """The JSON document a command printed (the in-process Medic's log lines go to stdout too)."""
+    lines = out.splitlines()
+    start = lines.index("{")
+    doc: dict[str, Any] = json.loads("\n".join(lines[start : lines.index("}", start) + 1]))
+    return doc
+
+
+def _clean_env(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    for name in list(os.environ):
+        if name.startswith("MEDIC_") or name == "KUBECONFIG":
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+async def test_medic_verify_url_wait_exits_1_on_a_failed_verdict(
+    tmp_path: Path,
+    prometheus_factory: PrometheusFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with verify_world(tmp_path, prometheus_factory, new=Traffic(error_ratio=0.4)) as w:
+        _clean_env(monkeypatch, MEDIC_WEBHOOK_TOKEN=TOKEN)
+        args = ["verify", f"deployment/{APP}", "-n", NS, "--url", w.medic.url, "--wait", "-o", "json"]
+        code = await asyncio.to_thread(main, args)
+        out = printed_json(capsys.readouterr().out)
+        assert (
+            code == 1 and out["state"] == "failed" and out["revision"] == 2 and out["baseline_revision"] == 1
+        )
+        _clean_env(monkeypatch)  # no credentials: the server refuses, exit 1 with its reason
+        code = await asyncio.to_thread(main, ["verify", APP, "-n", NS, "--url", w.medic.url])
+        assert code == 1 and "401" in capsys.readouterr().err
+
+
+async def test_medic_verify_without_url_runs_it_here(
+    tmp_path: Path,
+    prometheus_factory: PrometheusFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with verify_world(tmp_path, prometheus_factory) as w:
+        s = w.settings
+        _clean_env(
+            monkeypatch,
+            MEDIC_DATA_DIR=str(tmp_path / "cli-data"),
+            MEDIC_KUBE_MODE="kubeconfig",
+            MEDIC_KUBECONFIG=str(s.kubeconfig),
+            MEDIC_PROMETHEUS_URL=str(s.prometheus_url),
+            MEDIC_RULES_DIR=str(s.rules_dir),
+            MEDIC_PLAYBOOKS_DIR=str(s.playbooks_dir),
+        )
+        code = await asyncio.to_thread(main, ["verify", f"deployment/{APP}", "-n", NS])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert f"deployment/{NS}/{APP} revision 2 against revision 1: passed" in out
+        assert await asyncio.to_thread(main, ["verify", "statefulset/x", "-n", NS]) == 2  # usage
