@@ -142,6 +142,7 @@ class _Watcher:
     """One open watch: woken by every write, by :meth:`FakeKubeApiserver.drop_watches` and on
     stop."""
 
+    path: str
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     drop: str | None = None  # "abort" (cut the connection) or "close" (end the stream)
 
@@ -353,15 +354,17 @@ class FakeKubeApiserver(FakeCluster):
                 self._watches_changed.clear()
                 await self._watches_changed.wait()
 
-    def drop_watches(self, *, abort: bool = True) -> int:
-        """End every open watch; returns how many. ``abort=True`` cuts the connection
-        mid-stream (an apiserver restart, a load balancer's idle timeout: the client reads a
-        truncated chunked body); ``abort=False`` ends the stream cleanly, as ``timeoutSeconds``
-        does."""
-        for watcher in self._watchers:
+    def drop_watches(self, path: str | None = None, *, abort: bool = True) -> int:
+        """End every open watch (whose request path ``re.search``-es ``path``, when given);
+        returns how many. ``abort=True`` cuts the connection mid-stream (an apiserver restart,
+        a load balancer's idle timeout: the client reads a truncated chunked body);
+        ``abort=False`` ends the stream cleanly, as ``timeoutSeconds`` does."""
+        pattern = re.compile(path) if path is not None else None
+        dropped = [w for w in self._watchers if pattern is None or pattern.search(w.path)]
+        for watcher in dropped:
             watcher.drop = "abort" if abort else "close"
-        self._wake_watchers()
-        return len(self._watchers)
+            watcher.wake.set()
+        return len(dropped)
 
     def compact_history(self, resource_version: int | str | None = None) -> None:
         """Forget the writes up to ``resource_version`` (default: all so far): a watch from an
@@ -691,7 +694,7 @@ class FakeKubeApiserver(FakeCluster):
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         response.enable_chunked_encoding()
         await response.prepare(request)
-        watcher = _Watcher()
+        watcher = _Watcher(request.path)
         self._watchers.add(watcher)
         self._watches_changed.set()
         try:

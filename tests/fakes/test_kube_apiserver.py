@@ -1153,6 +1153,7 @@ async def test_watch_streams_live_changes_and_resumes_after_a_dropped_connection
             seen.append(event["raw_object"]["metadata"]["resourceVersion"])
             last = event["raw_object"]["metadata"]["resourceVersion"]
             if len(seen) == 1:
+                assert kube.drop_watches("/namespaces/staging/") == 0  # only those matching
                 assert kube.drop_watches() == 1
     await deployer
     assert seen and kube.open_watches == 0

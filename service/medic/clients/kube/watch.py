@@ -130,7 +130,8 @@ class DeploymentWatch:
         self._stop.set()
 
     async def wait_synced(self) -> None:
-        """Until every namespace was listed once (changes after that point are reported)."""
+        """Until every namespace was listed once (changes after that point are reported). It
+        waits as long as a namespace cannot be listed (RBAC, API down): give it a timeout."""
         for event in self._synced.values():
             await event.wait()
 
@@ -195,10 +196,23 @@ class DeploymentWatch:
         )
 
     async def _watch(self, cursor: _Cursor) -> None:
-        """One WATCH request from ``cursor.resource_version`` until the server ends it."""
+        """One WATCH request from ``cursor.resource_version`` until the server ends it. A
+        stream that stayed up ``min_quiet_seconds`` was healthy: however it ends, the backoff
+        starts over; one that ends at once without an event is a failure."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            events = await self._stream(cursor)
+        finally:
+            if loop.time() - started >= self.policy.min_quiet_seconds:
+                cursor.failures = 0
+        if not events and loop.time() - started < self.policy.min_quiet_seconds:
+            raise _EndedAtOnce("the API server ended the watch at once, without any event")
+
+    async def _stream(self, cursor: _Cursor) -> int:
+        """Read one WATCH stream with kubernetes-asyncio's Watch; returns how many events came."""
         path = ns_path("apps/v1", cursor.namespace, "deployments")
         self.kube.requests[f"WATCH {path}"] += 1
-        started = asyncio.get_running_loop().time()
         events = 0
         timeout = aiohttp.ClientTimeout(total=self.policy.timeout_seconds + self.policy.read_grace_seconds)
         apps = k8s.AppsV1Api(self.kube.api)
@@ -221,8 +235,7 @@ class DeploymentWatch:
                 if exc.status == 410:
                     raise _Expired() from exc
                 raise
-        if not events and asyncio.get_running_loop().time() - started < self.policy.min_quiet_seconds:
-            raise _EndedAtOnce("the API server ended the watch at once, without any event")
+        return events
 
     async def _event(self, cursor: _Cursor, kind: str, obj: Obj) -> None:
         meta = obj.get("metadata") or {}
