@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -197,3 +199,55 @@ async def test_medic_verify_without_url_runs_it_here(
         assert code == 0, out
         assert f"deployment/{NS}/{APP} revision 2 against revision 1: passed" in out
         assert await asyncio.to_thread(main, ["verify", "statefulset/x", "-n", NS]) == 2  # usage
+
+
+async def verifications(w: VerifyWorld) -> list[dict[str, Any]]:
+    page, _ = await w.medic.runtime.store.query(IncidentQuery(rule="deploy-verify", limit=100))
+    return [i.model_dump(mode="json") for i in page]
+
+
+async def until(check: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_the_watch_verifies_each_new_revision(
+    tmp_path: Path, prometheus_factory: PrometheusFactory
+) -> None:
+    async with verify_world(tmp_path, prometheus_factory) as w:
+        await w.kube.watching()  # listed and watching: what exists (revision 2) is no deploy
+        assert await verifications(w) == []
+        w.kube.set_image(NS, APP, "registry.example/playcode-app:v3", change_cause="deploy v3")
+        await w.kube.settle()
+
+        async def started() -> bool:
+            return len(await verifications(w)) == 1
+
+        await until(started)
+        (inc,) = await verifications(w)
+        v = inc["verification"]
+        assert (v["revision"], v["baseline_revision"], v["trigger"]) == (3, 2, "watch")
+        w.kube.scale(NS, APP, 4)  # a scale is no deploy
+        await w.kube.settle()
+        await asyncio.sleep(1.0)
+        assert len(await verifications(w)) == 1
+
+
+async def test_medics_own_rollback_starts_no_verification_of_itself(
+    tmp_path: Path, prometheus_factory: PrometheusFactory
+) -> None:
+    bad = Traffic(error_ratio=0.4)
+    async with verify_world(
+        tmp_path, prometheus_factory, new=bad, mode="enforce", rule_mode="auto", window="60s"
+    ) as w:
+        await w.kube.watching()
+        started = await w.request()
+        inc = await w.finished(started["incident_id"], within=20)
+        assert inc["verification"]["state"] == "failed" and w.rollback_patches() == 1
+        assert inc["status"] == "resolved"  # the rollback succeeded: the failed revision no longer runs
+        dep = w.kube.get_object("Deployment", NS, APP)
+        assert dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"  # the rollback's
+        await asyncio.sleep(2.0)  # the watch has seen revision 3: Medic's own, not verified
+        assert [i["id"] for i in await verifications(w)] == [started["incident_id"]]

@@ -16,8 +16,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.fakes.kube_apiserver import FakeKubeApiserver
 from medic.app.settings import Settings
+from tests.fakes.kube_apiserver import FakeKubeApiserver
 from tests.medic_app import REPO, RunningMedic, medic_settings, running_medic
 from tests.servers.fixtures import PrometheusFactory
 from tests.servers.openmetrics import Series

@@ -216,6 +216,7 @@ def test_measure_reads_the_evidence_and_names_the_gaps() -> None:
     s = measure(evidence, at(2), verification())
     assert s.elapsed_s == 120
     assert s.pods == PodsSample(total=2, ready=1, restarts=2, waiting={"CrashLoopBackOff": 1})
+    assert PodsSample.counts(s.pods.waiting) == {"CrashLoopBackOff": 1}
     assert s.error_ratio_5xx == Pair(new=0.1, baseline=0.001)
     assert s.latency_p99 == Pair(new=0.2, baseline=0.1)
     assert s.gaps == ["loki.revision_errors: timeout (slow)"]
@@ -248,3 +249,18 @@ def test_only_the_deployments_alerts_count() -> None:
 def test_the_spec_is_checked_when_loaded(spec: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         VerificationSpec.model_validate(spec)
+
+
+def test_a_secret_looking_reason_is_redacted_and_the_sample_still_reads() -> None:
+    """Reasons are values, not keys: redaction masks one, the stored incident reads back."""
+    from medic.domain.incident import Incident
+    from medic.domain.redact import redact_model
+
+    s = sample(1, pods=PodsSample(total=1, waiting={"password=Hunter2Pw": 1}))
+    inc = Incident(id="inc-1", key="k", verification=verification(samples=[s]))
+    stored = redact_model(inc)
+    again = Incident.model_validate(stored.model_dump(mode="json"))
+    assert again.verification is not None
+    assert "Hunter2Pw" not in again.model_dump_json()
+    assert again.verification.samples[0].pods is not None
+    assert again.verification.samples[0].pods.waiting[0].pods == 1

@@ -95,8 +95,7 @@ def _rollout(status: Mapping[str, Any]) -> tuple[RolloutSample, PodsSample]:
         pods.restarts += int(p.get("restarts") or 0)
         for key, reason in (("waiting", p.get("waiting")), ("terminated", p.get("last_terminated"))):
             if reason:
-                counts = getattr(pods, key)
-                counts[reason] = counts.get(reason, 0) + 1
+                pods.add(key, str(reason))
     return rollout, pods
 
 
@@ -220,20 +219,16 @@ def _early(spec: VerificationSpec, v: Verification | None, latest: Sample) -> Ve
         return Verdict(
             "failed", "the rollout exceeded its progress deadline (ProgressDeadlineExceeded)", True
         )
-    if pods and (bad := sorted(r for r in pods.waiting if r in CANNOT_RUN)):
-        n = sum(pods.waiting[r] for r in bad)
+    waiting = PodsSample.counts(pods.waiting) if pods else {}
+    if bad := sorted(r for r in waiting if r in CANNOT_RUN):
+        n = sum(waiting[r] for r in bad)
         return Verdict("failed", f"{n} pod(s) of the new revision cannot run: {', '.join(bad)}", True)
     t = spec.thresholds
     if pods and t.restarts.fail_fast is not None and pods.restarts >= t.restarts.fail_fast:
         return Verdict("failed", f"the new revision's pods restarted {pods.restarts} times", True)
     ratio, requests = latest.error_ratio_5xx.new, latest.requests.new or 0
     fast = t.error_ratio_5xx.fail_fast
-    if (
-        fast is not None
-        and ratio is not None
-        and ratio >= fast
-        and requests >= spec.min_requests
-    ):
+    if fast is not None and ratio is not None and ratio >= fast and requests >= spec.min_requests:
         return Verdict(
             "failed",
             f"5xx ratio {_pct(ratio)} of {requests:.0f} requests (fails at once from {_pct(fast)})",

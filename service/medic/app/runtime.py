@@ -29,6 +29,7 @@ from medic.app.settings import Settings, ensure_data_dir
 from medic.app.verification import Verifications
 from medic.app.worker import Worker
 from medic.app.worker_process import DiagnosisProcess, inbox_socket, merged_metrics
+from medic.clients.kube.watch import DeploymentWatch
 from medic.collectors.k8s.resolver import KubeTargetResolver
 from medic.coordination.base import RemediationState
 from medic.coordination.marks import Marks
@@ -169,9 +170,15 @@ class Runtime:
         self.backend.start()
 
     def start_diagnosis(self) -> None:
-        """The diagnosing side's work: the workers and the deploy verifier."""
+        """The diagnosing side's work: the workers, the deploy verifier and its Deployment watch
+        (MEDIC_VERIFY_DEPLOYS: on by default when Kubernetes is configured)."""
         self.worker.start()
         self.verifications.start()
+        kube = self.backends.kube
+        if kube is not None and self.settings.verify_deploys != "off":
+            self.verifications.watch(
+                DeploymentWatch(kube, self.settings.namespaces, self.verifications.on_new_revision)
+            )
 
     async def close(self) -> None:
         """Graceful shutdown (intake already stopped): finish in-flight work or hand it back to
@@ -293,9 +300,7 @@ def build_app(runtime: Runtime) -> web.Application:
     )
     admin_token = s.tokens.admin_token
     links = LinkSettings.from_settings(s.links)
-    api = ReadApi(
-        runtime.store, runtime.inbox, runtime.metrics, readiness=runtime.readiness, links=links
-    )
+    api = ReadApi(runtime.store, runtime.inbox, runtime.metrics, readiness=runtime.readiness, links=links)
     pages = _pages(runtime, links, admin_token)
     app.router.add_post("/api/v1/alerts", _intake(runtime).handle)
     verify_api = VerificationApi(runtime.verifications, _webhook_credentials(s), s.public_url)

@@ -387,6 +387,11 @@ class Settings(BaseSettings):
         description="Kubeconfig file(s), as kubectl reads them (`KUBECONFIG` is honoured too).",
     )
     kube_context: Text | None = Field(None, description="Kubeconfig context (default: the current one).")
+    verify_deploys: Literal["on", "off"] | None = Field(
+        None,
+        description="Watch the Deployments of `namespaces` and verify every new revision "
+        "(docs/deploy-verification.md); default: `on` when Kubernetes is configured.",
+    )
 
     # on-call: notification channels, incident pages, approvals (README "On-call")
     notifiers: dict[str, ChannelConfig] = Field(

@@ -39,11 +39,13 @@ from medic.app.pipeline import Group, Pipeline, analyze
 from medic.clients.kube.client import KubeClient, ns_path
 from medic.clients.kube.errors import KubeError
 from medic.clients.kube.reads import meta, replicasets, revision
+from medic.clients.kube.watch import DeploymentWatch
 from medic.decision.decide import Decision, decide
 from medic.domain.alert import Alert
+from medic.domain.deploy_changes import RevisionChange
 from medic.domain.durations import format_duration, parse_duration
 from medic.domain.evidence import Evidence, StepStatus
-from medic.domain.incident import Incident, Phase, utcnow
+from medic.domain.incident import ActionStatus, Incident, Phase, utcnow
 from medic.domain.verification import (
     MAX_WINDOW,
     VERIFY_ALERTNAME,
@@ -63,6 +65,19 @@ FOLLOW_UP = timedelta(minutes=1)  # how often a failed, open verification checks
 MAX_SAMPLES = 400
 POLL = 5.0  # the verifier looks for due verifications at least this often (and when woken)
 CONCURRENCY = 8
+WATCH_RETRIES = 4  # a new revision the API could not be asked about: tried again after 1, 2, 4 s
+
+
+def _settled(incident: Incident, v: Verification) -> str | None:
+    """Why a finished verification's incident is resolved now (None: it stays open). A failed
+    one stays open while the failing revision runs: until a rollback succeeded, or the
+    Deployment leaves the revision (checked every minute, :meth:`Verifications._follow_up`)."""
+    if v.state != "failed":
+        return f"verification {v.state}"
+    done = [a for a in incident.actions if a.status is ActionStatus.SUCCEEDED]
+    if done:
+        return f"{done[-1].action} succeeded: the failed revision {v.revision} no longer runs"
+    return None
 
 
 class VerificationError(Exception):
@@ -125,6 +140,8 @@ class Verifications:
         self.clock = clock
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._watch: DeploymentWatch | None = None
+        self._watch_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._running: set[str] = set()
         # wakes the verifier when it runs elsewhere (the diagnosis process): set by the runtime
@@ -226,14 +243,23 @@ class Verifications:
             f"no rule routes {VERIFY_ALERTNAME} to a playbook with verify: (rules/deploy-verify.yaml)",
         )
 
-    async def on_new_revision(self, change: Any) -> None:
-        """The Deployment watch's callback: verify the revision that became current."""
+    async def on_new_revision(self, change: RevisionChange) -> None:
+        """The Deployment watch's callback: verify the revision that became current (the API
+        server unreachable for a moment is retried: the watch has consumed the change)."""
+        where = f"{change.namespace}/{change.deployment}"
         try:
-            await self.request(change.namespace, change.deployment, change.revision, None, "watch")
+            for attempt in range(WATCH_RETRIES):
+                try:
+                    await self.request(change.namespace, change.deployment, change.revision, None, "watch")
+                    return
+                except VerificationError as exc:
+                    if exc.status != 503 or attempt == WATCH_RETRIES - 1:
+                        raise
+                    await asyncio.sleep(2**attempt)
         except VerificationError as exc:
             log.warning(
                 "no verification of the new revision",
-                deployment=f"{change.namespace}/{change.deployment}",
+                deployment=where,
                 revision=change.revision,
                 reason=exc.detail,
             )
@@ -296,13 +322,21 @@ class Verifications:
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="medic-verifier")
 
+    def watch(self, deployments: DeploymentWatch) -> None:
+        """Run the Deployment watch that starts a verification for each new revision."""
+        self._watch = deployments
+        self._watch_task = asyncio.create_task(deployments.run(), name="medic-deploy-watch")
+
     async def stop(self) -> None:
         self._stopping = True
         self.wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._watch is not None:
+            self._watch.stop()
+        for task in (self._watch_task, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _loop(self) -> None:
         limit = asyncio.Semaphore(CONCURRENCY)
@@ -473,7 +507,7 @@ class Verifications:
                 },
             )
         incident.finish_diagnosis(self.clock())
-        resolved = v.state != "failed" and await self._resolve(incident, f"verification {v.state}")
+        resolved = await self._resolve(incident, why) if (why := _settled(incident, v)) else False
         await p.store.save(incident)
         p.notify(incident, "diagnosed")
         if resolved:

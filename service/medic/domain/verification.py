@@ -10,9 +10,9 @@ come from the playbook's ``verify:`` section (:class:`VerificationSpec`). The ju
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from medic.domain.durations import Duration
 
@@ -78,12 +78,39 @@ class RolloutSample(BaseModel):
     current_revision: int | None = None  # the Deployment's, at the time of the sample
 
 
+class ReasonCount(BaseModel):
+    reason: str  # CrashLoopBackOff, OOMKilled...
+    pods: int
+
+
 class PodsSample(BaseModel):
+    """The new revision's pods. Reasons are kept as values, not as keys: a reason that looks like
+    a secret's name is redacted as a value would be, and the sample still reads back."""
+
     total: int = 0
     ready: int = 0
     restarts: int = 0
-    waiting: dict[str, int] = Field(default_factory=dict)  # reason -> pods (CrashLoopBackOff, ...)
-    terminated: dict[str, int] = Field(default_factory=dict)  # last termination reason -> pods
+    waiting: list[ReasonCount] = Field(default_factory=list)  # pods waiting, by reason
+    terminated: list[ReasonCount] = Field(default_factory=list)  # pods by last termination reason
+
+    @field_validator("waiting", "terminated", mode="before")
+    @classmethod
+    def _from_mapping(cls, value: Any) -> Any:
+        if isinstance(value, dict):  # {reason: pods}
+            return [{"reason": k, "pods": n} for k, n in value.items()]
+        return value
+
+    @staticmethod
+    def counts(reasons: list[ReasonCount]) -> dict[str, int]:
+        return {r.reason: r.pods for r in reasons}
+
+    def add(self, field: str, reason: str) -> None:
+        reasons: list[ReasonCount] = getattr(self, field)
+        for r in reasons:
+            if r.reason == reason:
+                r.pods += 1
+                return
+        reasons.append(ReasonCount(reason=reason, pods=1))
 
 
 class Pair(BaseModel):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from medic.domain.durations import format_duration
-from medic.domain.verification import Pair, Sample, Verification
+from medic.domain.verification import Pair, PodsSample, Sample, Verification
 
 MISSING = "n/a"  # a measurement that was not taken (its reason is among the gaps)
 # The measurements drawn as sparklines: (the Sample field, what the page calls it).
@@ -94,7 +94,7 @@ class SampleRow:
 def _pods(s: Sample) -> tuple[str, str]:
     if s.pods is None:
         return MISSING, MISSING
-    waiting = ", ".join(f"{reason} {n}" for reason, n in sorted(s.pods.waiting.items()))
+    waiting = ", ".join(f"{reason} {n}" for reason, n in sorted(PodsSample.counts(s.pods.waiting).items()))
     ready = f"{s.pods.ready}/{s.pods.total}" + (f" ({waiting})" if waiting else "")
     return ready, str(s.pods.restarts)
 
