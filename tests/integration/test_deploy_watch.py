@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import structlog
 
 from medic.clients.kube.client import STRATEGIC_PATCH, KubeClient, RetryPolicy, ns_path
 from medic.clients.kube.watch import DeploymentWatch, WatchPolicy
@@ -257,3 +258,33 @@ async def test_cancelling_run_cancels_its_loops(fake: FakeKubeApiserver, kube: K
     with pytest.raises(asyncio.CancelledError):
         await task
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith("deploy-watch:")] == []
+
+
+async def test_backoff_grows_on_failures_in_a_row_and_starts_over_after_a_healthy_stream(
+    fake: FakeKubeApiserver, kube: KubeClient
+) -> None:
+    fake.add_deployment(NS, APP, "app:v1", replicas=1)
+    policy = WatchPolicy(
+        timeout_seconds=30, min_quiet_seconds=0.5, backoff=RetryPolicy(base_delay=0.01, max_delay=0.05)
+    )
+    reports = Reports()
+    watch = DeploymentWatch(kube, [NS], reports, policy=policy)
+    with structlog.testing.capture_logs() as logs:
+        task = asyncio.create_task(watch.run())
+        try:
+            async with asyncio.timeout(GUARD):
+                for _ in range(3):  # cut streams that had been up a while: each is a first failure
+                    await fake.watching(1)
+                    await asyncio.sleep(0.6)  # the stream stays up longer than min_quiet_seconds
+                    assert fake.drop_watches() == 1
+                await fake.watching(1)
+                fake.deny("watch", "deployments")
+                fake.drop_watches()  # cut young, then every resume fails at once: failures in a row
+                while len([e for e in logs if e["event"] == "deploy_watch.error"]) < 6:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+        finally:
+            watch.stop()
+            await task
+    failures = [e["failures"] for e in logs if e["event"] == "deploy_watch.error"]
+    assert failures[:3] == [1, 1, 1]
+    assert failures[3:6] == [2, 3, 4]
