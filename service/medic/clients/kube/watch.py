@@ -34,6 +34,7 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,7 +154,7 @@ class DeploymentWatch:
                 log.warning(
                     "deploy_watch.error",
                     namespace=cursor.namespace,
-                    error=f"{type(exc).__name__}: {exc}".strip(": "),
+                    error=_describe(exc),
                     status=getattr(exc, "status", None),
                     failures=cursor.failures,
                     retry_in=round(delay, 3),
@@ -275,3 +276,18 @@ class DeploymentWatch:
                 revision=change.revision,
                 error=f"{type(exc).__name__}: {exc}",
             )
+
+
+def _describe(exc: Exception) -> str:
+    """One line for the log: an API error by its status and the Status message (not the
+    headers and body kubernetes-asyncio's ApiException prints)."""
+    if isinstance(exc, ApiException):
+        message = str(exc.reason or "")
+        try:
+            body = json.loads(exc.body or "null")
+        except (TypeError, ValueError):
+            body = None
+        if isinstance(body, dict) and body.get("message"):
+            message = str(body["message"])
+        return f"{exc.status}: {message}"
+    return f"{type(exc).__name__}: {exc}".strip(": ")
