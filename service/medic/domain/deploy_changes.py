@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from medic.domain.rollout import MEDIC_ROLLBACK, MEDIC_ROLLED_BACK, medic_rollback, parse_time
+from medic.domain.rollout import MEDIC_ROLLBACK, MEDIC_ROLLED_BACK, REVISION, medic_rollback, parse_time
 
-REVISION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 # Progressing condition reasons that name the new ReplicaSet of a rollout in progress
 NEW_REPLICASET_REASONS = frozenset({"NewReplicaSetCreated", "FoundNewReplicaSet", "ReplicaSetUpdated"})

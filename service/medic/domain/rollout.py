@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+REVISION = "deployment.kubernetes.io/revision"  # the Deployment controller's revision number
 MEDIC_ROLLBACK = "medic.playcode.gg/rollback"  # JSON: from/to revision and template hash, at, incident
 MEDIC_ROLLED_BACK = "medic.playcode.gg/rolled-back"  # human-readable: "from revision 30 to 29"
 

@@ -20,11 +20,11 @@ from urllib.parse import urlencode
 from medic.clients.kube.client import KubeClient, items_of, ns_path
 from medic.domain.errors import StepError
 from medic.domain.incident import Target
+from medic.domain.rollout import REVISION
 
 Obj = dict[str, Any]
 T = TypeVar("T")
 
-REVISION = "deployment.kubernetes.io/revision"
 TEMPLATE_HASH = "pod-template-hash"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 EVENTS_PAGE = 500

@@ -12,6 +12,7 @@ from medic.domain.actions import Precondition
 from medic.domain.rollout import (
     MEDIC_ROLLBACK,
     MEDIC_ROLLED_BACK,
+    REVISION,
     MedicRollback,
     Timeline,
     build_timeline,
@@ -21,7 +22,6 @@ from medic.domain.rollout import (
     short_images,
 )
 
-REVISION = "deployment.kubernetes.io/revision"
 TEMPLATE_HASH = "pod-template-hash"
 # kubectl's annotationsToSkip: rollout bookkeeping that must not be copied from a ReplicaSet.
 ANNOTATIONS_TO_SKIP = frozenset(
