@@ -198,6 +198,7 @@ class Verifications:
             if existing is not None:
                 await self._supersede(existing, rev)
             incident = await self.pipeline.apply(group)
+        self.poke()  # once the incident's lock is free: the verifier (maybe in another process) takes it
         if incident is None:  # cannot happen for a firing alert; keeps the type honest
             raise VerificationError(500, "Internal Server Error", "the verification incident was not opened")
         log.info(
@@ -316,7 +317,6 @@ class Verifications:
             return
         await self.pipeline.store.save(incident)
         self.wake.set()
-        self.poke()
 
     # ------------------------------------------------------------------ the verifier loop
     def start(self) -> None:
