@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from medic.collectors.mongo import (
 )
 from medic.collectors.redis import parse_info, summarize_info
 from medic.domain.evidence import Evidence, StepStatus
-from medic.domain.incident import Finding, Target
+from medic.domain.incident import Finding, IncidentAlert, Target
 from medic.playbooks.contract import AnalysisInput
 from tests.fakes.mongo_server import (
     current_op_fixture,
@@ -463,6 +464,33 @@ def test_redis_slow_commands() -> None:
     assert "KEYS session:*, took 250 ms" in f.summary
 
 
+def test_old_slow_commands_are_not_the_incidents_cause() -> None:
+    """The slowlog keeps its entries as long as Redis runs: a KEYS of last week is not today's cause;
+    one shortly before the first alert is."""
+    now = datetime.now(UTC)
+    first_alert = now - timedelta(minutes=5)
+    alert = IncidentAlert(
+        identity="a", status="firing", labels={"alertname": "RedisDown"}, startsAt=first_alert
+    )
+
+    def slowlog_at(when: datetime) -> dict[str, Any]:
+        entry = {
+            "command": "KEYS",
+            "key_pattern": "session:*",
+            "duration_ms": 900.0,
+            "started_at": when.isoformat(),
+        }
+        return {"total": 1, "entries": [entry]}
+
+    def analyze(data: dict[str, Any]) -> list[str]:
+        inp = replace(given(ev("redis.slowlog", data), target=REDIS), alerts=[alert], now=now)
+        return [f.code for f in redis_health(inp)] + [f.code for f in latency(inp)]
+
+    assert analyze(slowlog_at(now - timedelta(days=7))) == []
+    recent = analyze(slowlog_at(first_alert - timedelta(minutes=10)))
+    assert recent == ["redis.slow_commands", "latency.redis_slow_commands"]
+
+
 # ------------------------------------------------------------------------------------ websocket
 
 
@@ -656,7 +684,7 @@ def test_ingress_timeouts_confirm_a_short_annotation_in_one_critical_finding() -
     assert codes(findings) == ["websocket.ingress_timeout_short"]
     (f,) = findings
     assert f.severity == "critical" and set(f.evidence) == {"k8s.ingress", "loki.ingress"}
-    assert "120 \"upstream timed out" in f.summary
+    assert '120 "upstream timed out' in f.summary
 
 
 def test_socket_io_disconnect_reasons_stay_in_the_finding() -> None:

@@ -27,7 +27,13 @@ from medic.analysis.dataplane import (
     typed,
 )
 from medic.analysis.mongodb import aim, slow_ops_finding
-from medic.analysis.redis_health import memory_findings, reply_errors, reply_findings, slowlog_finding
+from medic.analysis.redis_health import (
+    memory_findings,
+    reply_errors,
+    reply_findings,
+    slowlog_finding,
+    slowlog_since,
+)
 from medic.collectors.k8s.pods_output import TopPodsOutput
 from medic.collectors.k8s.workload_output import HpaStatusOutput
 from medic.collectors.loki_output import LogPattern, LokiQueryOutput
@@ -80,7 +86,7 @@ def _redis(inp: AnalysisInput, n: Names) -> list[Finding]:
         out += memory_findings(*found, n, "latency", "latency.redis_")
     slowlog = first(inp, "redis.slowlog")
     if slowlog is not None and (
-        slow := slowlog_finding(*slowlog, n, "latency", "latency.redis_slow_commands")
+        slow := slowlog_finding(*slowlog, n, "latency", "latency.redis_slow_commands", slowlog_since(inp))
     ):
         out.append(slow)
     # Redis answering with an error (BUSY script, LOADING, MISCONF…) stalls every request using it

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -31,11 +32,13 @@ from medic.analysis.dataplane import (
 from medic.collectors.redis_output import PingOutput
 from medic.domain.evidence import Evidence
 from medic.domain.incident import Finding, Severity
+from medic.domain.rollout import parse_time
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
 MEMORY_WARN, MEMORY_FULL = 0.90, 0.98
 CLIENTS_WARN = 0.90
 SLOW_COMMAND_MS, SLOW_COMMAND_WARN_MS = 10.0, 100.0
+SLOWLOG_LOOKBACK = timedelta(minutes=30)  # slow commands this long before the first alert still count
 PING_WARN_MS = 50.0
 
 
@@ -493,9 +496,26 @@ def _replication(ev: Evidence, info: dict[str, Any], n: Names) -> list[Finding]:
     return []
 
 
-def slowlog_finding(ev: Evidence, data: dict[str, Any], n: Names, analyzer: str, code: str) -> Finding | None:
+def slowlog_since(inp: AnalysisInput) -> datetime:
+    """Where the slow commands that can explain this incident begin: the slowlog keeps its last
+    entries for as long as Redis runs, so a KEYS from last week must not read as today's cause."""
+    starts = [a.startsAt for a in inp.alerts]
+    return (min(starts) if starts else inp.now) - SLOWLOG_LOOKBACK
+
+
+def _recent(entry: dict[str, Any], since: datetime | None) -> bool:
+    if since is None:
+        return True
+    when = parse_time(entry.get("started_at"))
+    return when is None or when >= since  # an entry without a time is not dismissed
+
+
+def slowlog_finding(
+    ev: Evidence, data: dict[str, Any], n: Names, analyzer: str, code: str, since: datetime | None = None
+) -> Finding | None:
+    """Slow commands in the slowlog since ``since`` (None: all of them)."""
     entries = [e for e in data.get("entries", []) if isinstance(e, dict)]
-    slow = [e for e in entries if (e.get("duration_ms") or 0) >= SLOW_COMMAND_MS]
+    slow = [e for e in entries if (e.get("duration_ms") or 0) >= SLOW_COMMAND_MS and _recent(e, since)]
     if not slow:
         return None
     worst = max(slow, key=lambda e: e.get("duration_ms") or 0)
@@ -523,7 +543,8 @@ def redis_health(inp: AnalysisInput) -> list[Finding]:
         findings += _persistence(ev, info, n) + _clients(ev, info, n) + _replication(ev, info, n)
     findings = _merge(findings, reply_findings(reply_errors(inp), n))
     slowlog = first(inp, "redis.slowlog")
-    if slowlog is not None and (slow := slowlog_finding(*slowlog, n, "redis", "redis.slow_commands")):
+    since = slowlog_since(inp)
+    if slowlog is not None and (slow := slowlog_finding(*slowlog, n, "redis", "redis.slow_commands", since)):
         findings.append(slow)
     ping = first(inp, "redis.ping")
     if ping is not None:
