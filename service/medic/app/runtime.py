@@ -185,7 +185,7 @@ class Runtime:
         the other replicas, deliver pending notifications, close every client."""
         if self.diagnosis is not None:
             await self.diagnosis.stop(grace=self.settings.shutdown_grace_seconds)
-        await self.verifications.stop()
+        await self.verifications.stop(grace=self.settings.shutdown_grace_seconds)
         await self.worker.stop(grace=self.settings.shutdown_grace_seconds)
         await self.dispatcher.close()
         await self.backend.close()

@@ -144,6 +144,7 @@ class Verifications:
         self._watch_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._running: set[str] = set()
+        self._steps: set[asyncio.Task[None]] = set()  # the steps in flight
         # wakes the verifier when it runs elsewhere (the diagnosis process): set by the runtime
         self.poke: Callable[[], None] = self.wake.set
 
@@ -327,7 +328,9 @@ class Verifications:
         self._watch = deployments
         self._watch_task = asyncio.create_task(deployments.run(), name="medic-deploy-watch")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop the watch and the loop; let the steps in flight finish (up to ``grace`` seconds,
+        then they are cancelled: a step is taken again at its ``next_at`` after a restart)."""
         self._stopping = True
         self.wake.set()
         if self._watch is not None:
@@ -337,10 +340,15 @@ class Verifications:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._steps:
+            _, pending = await asyncio.wait(self._steps, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _loop(self) -> None:
         limit = asyncio.Semaphore(CONCURRENCY)
-        tasks: set[asyncio.Task[None]] = set()
+        tasks = self._steps
         while not self._stopping:
             self.wake.clear()
             delay = POLL
