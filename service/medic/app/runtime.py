@@ -40,6 +40,7 @@ from medic.incidents.journal import IncidentJournal
 from medic.incidents.report.links import LinkSettings
 from medic.intake.auth import Credentials
 from medic.intake.handlers import Wakeable, WebhookIntake
+from medic.intake.heap import settle_heap_on_start
 from medic.intake.http_errors import edge_middleware, handler_args
 from medic.notify.config import check_routes
 from medic.notify.dispatcher import NotifyDispatcher, build_notifiers
@@ -377,6 +378,7 @@ async def create_app(settings: Settings, registry: Registry | None = None) -> we
         log.info("medic stopped", seconds=round(time.monotonic() - started, 2))
 
     app.cleanup_ctx.append(lifecycle)
+    app.on_startup.append(settle_heap_on_start)  # once started: the GC stops the acknowledgement less
     return app
 
 

@@ -2,23 +2,98 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from medic.clients.sqlite import SqliteDB
+from medic.clients.sqlite import SqliteDB, storage_failure
+from medic.domain.errors import BackendUnavailable
 from medic.domain.redact import redact_text
 from medic.inbox.base import AcceptResult, DeadLetter, InboxItem, Payload, kept_delivery, payload_json
 
 MAX_ATTEMPTS = 5
 RETRY_DELAY = 5.0  # a failed item is handed out again after this many seconds
-# A new episode key, or one whose expiry passed, is (re)set and returned; a live one is not.
+# A new episode key, or one whose expiry passed, is (re)set; a live one is left as it is.
 _CLAIM_EPISODE = (
     "INSERT INTO dedup(key, expires_at) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
-    "expires_at = excluded.expires_at WHERE dedup.expires_at <= ? RETURNING key"
+    "expires_at = excluded.expires_at WHERE dedup.expires_at <= ?"
 )
+_LIVE_KEYS = "SELECT key FROM dedup WHERE expires_at > ? AND key IN ({marks})"
+# the ids AUTOINCREMENT would give next (it never reuses one: the sequence, or a larger id)
+_LAST_ID = (
+    "SELECT max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'inbox'), 0), "
+    "COALESCE((SELECT max(id) FROM inbox), 0))"
+)
+_INSERT_ITEM = "INSERT INTO inbox(id, payload, new_episodes, received_at) VALUES (?, ?, ?, ?)"
+LARGEST_LOOKUP = 64  # keys per IN (...) list: sizes are powers of two, so few statements are cached
+
+
+@dataclass
+class _Arrival:
+    """A delivery waiting for the next group write: its text, its episode keys (each once, in
+    order), how many it named, when it came, and the future its ``accept`` awaits."""
+
+    body: str
+    episodes: list[str]
+    named: int
+    received_at: str
+    future: asyncio.Future[AcceptResult]
+
+
+def _lookup_sizes(count: int) -> Iterator[int]:
+    """Pure: ``count`` split into powers of two of at most :data:`LARGEST_LOOKUP`."""
+    while count:
+        size = min(LARGEST_LOOKUP, 1 << (count.bit_length() - 1))
+        yield size
+        count -= size
+
+
+def _live_keys(conn: sqlite3.Connection, keys: list[str], now: float) -> set[str]:
+    """Which of ``keys`` are recorded and not expired (bound parameters, never text in SQL)."""
+    live: set[str] = set()
+    start = 0
+    for size in _lookup_sizes(len(keys)):
+        sql = _LIVE_KEYS.format(marks=",".join("?" * size))
+        live.update(row[0] for row in conn.execute(sql, (now, *keys[start : start + size])))
+        start += size
+    return live
+
+
+def _accept_group(
+    conn: sqlite3.Connection, group: list[_Arrival], now: float, expires: float
+) -> list[AcceptResult]:
+    """Store a group of deliveries in a few statements (one transaction, run by the store's
+    thread): the live keys looked up, the new ones recorded, one inbox row per delivery that has
+    a new episode. In order, as if one after the other: a key is new for the first delivery of
+    the group that names it, a duplicate for the later ones."""
+    taken = _live_keys(conn, list(dict.fromkeys(k for a in group for k in a.episodes)), now)
+    claimed: list[str] = []
+    rows: list[tuple[int, str, str, str]] = []
+    results: list[AcceptResult] = []
+    next_id = int(conn.execute(_LAST_ID).fetchone()[0]) + 1
+    for arrival in group:
+        new = [k for k in arrival.episodes if k not in taken]
+        taken.update(new)
+        claimed += new
+        item_id = None
+        if new:
+            item_id, next_id = next_id, next_id + 1
+            rows.append((item_id, arrival.body, json.dumps(new), arrival.received_at))
+        results.append(
+            AcceptResult(
+                item_id=str(item_id) if item_id is not None else None,
+                new_episodes=new,
+                duplicates=arrival.named - len(new),
+            )
+        )
+    conn.executemany(_CLAIM_EPISODE, [(key, expires, now) for key in claimed])
+    conn.executemany(_INSERT_ITEM, rows)
+    return results
 
 
 def _row_id(item_id: str) -> int | None:
@@ -45,29 +120,50 @@ class SqliteInbox:
         self.db = db
         self.dedup_ttl = dedup_ttl
         self.lease_seconds = lease_seconds
+        self._arrivals: list[_Arrival] = []  # deliveries waiting for the next group write
+        self._storing: asyncio.Task[None] | None = None
 
     async def accept(self, payload: Payload, episodes: list[str], received_at: datetime) -> AcceptResult:
+        """Stored together with the deliveries that arrive while the previous group is being
+        committed (one write of a few statements for all of them, see :func:`_accept_group`);
+        answered once the commit that holds it has returned."""
+        future: asyncio.Future[AcceptResult] = asyncio.get_running_loop().create_future()
+        unique = list(dict.fromkeys(episodes))
+        self._arrivals.append(
+            _Arrival(payload_json(payload), unique, len(episodes), received_at.isoformat(), future)
+        )
+        if self._storing is None or self._storing.done():
+            self._storing = asyncio.create_task(self._store_arrivals())
+        return await future
+
+    async def _store_arrivals(self) -> None:
+        """Write the waiting deliveries as one group, again until none is waiting."""
+        while self._arrivals:
+            group, self._arrivals = self._arrivals, []
+            try:
+                outcomes = await self._store_group(group)
+            except BaseException:  # cancelled (the loop is closing): nobody waits for ever
+                for arrival in group:
+                    arrival.future.cancel()
+                raise
+            for arrival, outcome in zip(group, outcomes, strict=True):
+                if arrival.future.done():  # its request went away; it is stored all the same
+                    continue
+                if isinstance(outcome, BaseException):
+                    arrival.future.set_exception(outcome)
+                else:
+                    arrival.future.set_result(outcome)
+
+    async def _store_group(self, group: list[_Arrival]) -> list[AcceptResult | BaseException]:
         now = time.time()
-        expires = now + self.dedup_ttl
-        body = payload_json(payload)
-
-        def tx(conn: sqlite3.Connection) -> AcceptResult:
-            new: list[str] = []
-            for key in dict.fromkeys(episodes):
-                # one statement: a new key, or one whose expiry passed, is (re)set and returned
-                if conn.execute(_CLAIM_EPISODE, (key, expires, now)).fetchone() is not None:
-                    new.append(key)
-            if not new:
-                return AcceptResult(item_id=None, new_episodes=[], duplicates=len(episodes))
-            cur = conn.execute(
-                "INSERT INTO inbox(payload, new_episodes, received_at) VALUES (?, ?, ?)",
-                (body, json.dumps(new), received_at.isoformat()),
-            )
-            return AcceptResult(
-                item_id=str(cur.lastrowid), new_episodes=new, duplicates=len(episodes) - len(new)
-            )
-
-        return await self.db.write(tx)
+        try:
+            return [*await self.db.write(lambda conn: _accept_group(conn, group, now, now + self.dedup_ttl))]
+        except Exception as exc:
+            if len(group) == 1 or isinstance(exc, BackendUnavailable) or storage_failure(exc):
+                return [exc] * len(group)  # the storage refused: none of them is stored
+        # a failure tied to one delivery's data must not take the others: each on its own
+        alone = [self._store_group([arrival]) for arrival in group]
+        return [outcome for outcomes in await asyncio.gather(*alone) for outcome in outcomes]
 
     async def claim(self, consumer: str, limit: int) -> list[InboxItem]:
         return [
