@@ -37,6 +37,7 @@ async def test_a_good_rollout_passes_with_no_write(
         assert last["error_ratio_5xx"]["new"] < 0.01
         assert w.rollback_patches() == 0
         assert inc["status"] == "resolved" and inc["actions"] == []
+        assert inc["severity"] == "info"  # a channel with min_severity warning does not hear of it
         assert [f["code"] for f in inc["findings"]][:1] == ["verify.passed"]
 
 
@@ -51,6 +52,7 @@ async def test_a_5xx_jump_fails_at_once_and_rolls_back_once_in_enforce(
         inc = await w.finished(started["incident_id"], within=20)
         v = inc["verification"]
         assert v["state"] == "failed" and "5xx ratio" in v["reason"]
+        assert inc["severity"] == "critical"
         assert len(v["samples"]) == 1  # an early failure ends the window at once
         (action,) = inc["actions"]
         assert action["status"] == "succeeded", action

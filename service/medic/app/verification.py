@@ -45,7 +45,7 @@ from medic.domain.alert import Alert
 from medic.domain.deploy_changes import RevisionChange
 from medic.domain.durations import format_duration, parse_duration
 from medic.domain.evidence import Evidence, StepStatus
-from medic.domain.incident import ActionStatus, Incident, Phase, utcnow
+from medic.domain.incident import ActionStatus, Incident, Phase, highest_severity, utcnow
 from medic.domain.verification import (
     MAX_WINDOW,
     VERIFY_ALERTNAME,
@@ -65,6 +65,9 @@ FOLLOW_UP = timedelta(minutes=1)  # how often a failed, open verification checks
 MAX_SAMPLES = 400
 POLL = 5.0  # the verifier looks for due verifications at least this often (and when woken)
 CONCURRENCY = 8
+# A verdict raises its incident's severity (the rule's is the floor): a channel with
+# min_severity warning hears of failed and inconclusive verifications, not of every deploy that passed.
+VERDICT_SEVERITY = {"failed": "critical", "inconclusive": "warning", "passed": "info"}
 WATCH_RETRIES = 4  # a new revision the API could not be asked about: tried again after 1, 2, 4 s
 
 
@@ -515,6 +518,7 @@ class Verifications:
                 },
             )
         incident.finish_diagnosis(self.clock())
+        incident.severity = highest_severity(VERDICT_SEVERITY.get(v.state), incident.severity, [])  # type: ignore[assignment]
         resolved = await self._resolve(incident, why) if (why := _settled(incident, v)) else False
         await p.store.save(incident)
         p.notify(incident, "diagnosed")
