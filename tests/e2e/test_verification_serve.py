@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,10 @@ async def verdict(medic: MedicProcess, incident_id: str, within: float = 40.0) -
 
 async def test_verification_in_medic_serve(tmp_path: Path, prometheus_factory: PrometheusFactory) -> None:
     async with FakeKubeApiserver(token="medic-sa-token") as kube:
+        kube.clock.shift_to(datetime.now(UTC) - timedelta(hours=2))  # revision 1 is two hours old
         kube.add_deployment(NS, APP, OLD, replicas=2, container_name=APP)
         await kube.settle()
+        kube.clock.reset()
         old_pods = pods_by_revision(kube)[OLD]
         kube.set_image(NS, APP, "registry.example/playcode-app:v2")
         await kube.settle()

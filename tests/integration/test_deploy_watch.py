@@ -276,7 +276,8 @@ async def test_backoff_grows_on_failures_in_a_row_and_starts_over_after_a_health
                 for _ in range(3):  # cut streams that had been up a while: each is a first failure
                     await fake.watching(1)
                     await asyncio.sleep(0.6)  # the stream stays up longer than min_quiet_seconds
-                    assert fake.drop_watches() == 1
+                    # at least the live one (under load, the one cut before may not be gone yet)
+                    assert fake.drop_watches() >= 1
                 await fake.watching(1)
                 fake.deny("watch", "deployments")
                 fake.drop_watches()  # cut young, then every resume fails at once: failures in a row

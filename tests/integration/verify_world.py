@@ -11,6 +11,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -138,8 +139,10 @@ async def verify_world(
     """Revision 1 (OLD) served the last hour; revision 2 (NEW) was just rolled out (its series
     reach 10 minutes into the future, so queries at "now" see it during the test)."""
     async with FakeKubeApiserver(token="medic-sa-token") as kube:
+        kube.clock.shift_to(datetime.now(UTC) - timedelta(hours=2))  # revision 1 is two hours old
         kube.add_deployment(NS, APP, OLD, replicas=2, container_name=APP)
         await kube.settle()
+        kube.clock.reset()
         old_pods = pods_by_revision(kube)[OLD]
         kube.set_image(NS, APP, NEW, change_cause="deploy v2")
         await kube.settle()

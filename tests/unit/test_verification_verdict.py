@@ -18,6 +18,7 @@ from medic.domain.verification import (
     Sample,
     Verification,
     VerificationSpec,
+    judge_revisions,
 )
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -111,8 +112,8 @@ def test_a_threshold_breach_before_the_end_waits_for_the_window() -> None:
             "cannot run: CrashLoopBackOff",
         ),
         (
-            {"pods": PodsSample(total=3, ready=2, waiting={"ImagePullBackOff": 1})},
-            "cannot run: ImagePullBackOff",
+            {"pods": PodsSample(total=3, ready=2, waiting={"InvalidImageName": 1})},
+            "cannot run: InvalidImageName",
         ),
         ({"pods": PodsSample(total=3, ready=3, restarts=3)}, "restarted 3 times"),
         ({"error_ratio_5xx": Pair(new=0.3, baseline=0.001)}, "5xx ratio 30.0 %"),
@@ -121,6 +122,87 @@ def test_a_threshold_breach_before_the_end_waits_for_the_window() -> None:
 def test_early_failures_end_the_window_at_once(changes: dict[str, object], reason: str) -> None:
     verdict = judge(SPEC, verification(), [sample(1, **changes)], at(1))
     assert verdict.state == "failed" and verdict.early and reason in verdict.reason
+
+
+def test_a_pull_or_config_error_fails_only_when_it_lasts_an_interval() -> None:
+    """A registry's rate limit, a Secret applied a moment after the Deployment: not yet a failure."""
+    stuck = {"pods": PodsSample(total=3, ready=2, waiting={"CreateContainerConfigError": 1})}
+    assert judge(SPEC, verification(), [sample(1, **stuck)], at(1)).state == "verifying"
+    recovered = [sample(1, **stuck), sample(2)]
+    assert judge(SPEC, verification(), recovered, at(2)).state == "verifying"
+    lasting = judge(SPEC, verification(), [sample(1, **stuck), sample(2, **stuck)], at(2))
+    assert lasting.state == "failed" and "CreateContainerConfigError" in lasting.reason
+
+
+def test_a_5xx_query_that_failed_is_unknown_not_zero() -> None:
+    """A failed query is a gap: the 5xx ratio is not measured (not 0 %), and the window cannot pass."""
+    evidence = {
+        "prometheus.revision_compare": Evidence(
+            step="prometheus.revision_compare",
+            collector="prometheus.revision_compare",
+            status=StepStatus.OK,
+            data={
+                "revision": 8,
+                "queries": [
+                    {"name": "requests", "new": 5000, "baseline": 60000},
+                    {"name": "errors_5xx", "new": None, "baseline": None, "error": "HTTPError: 503"},
+                    {"name": "latency_p99", "new": 0.09, "baseline": 0.08},
+                ],
+                "alerts_error": "timeout",
+            },
+        )
+    }
+    s = measure(evidence, at(10), verification())
+    assert s.error_ratio_5xx == Pair(new=None, baseline=None)
+    assert s.gaps == [
+        "prometheus.revision_compare: errors_5xx: HTTPError: 503",
+        "prometheus.revision_compare: alerts: timeout",
+    ]
+    no_5xx = dict(evidence["prometheus.revision_compare"].data)
+    no_5xx["queries"] = [{"name": "requests", "new": 5000}, {"name": "errors_5xx", "new": None}]
+    ok = Evidence(step="p", collector="prometheus.revision_compare", status=StepStatus.OK, data=no_5xx)
+    assert measure({"p": ok}, at(10), verification()).error_ratio_5xx.new == 0.0  # no 5xx series: none
+
+
+def test_the_end_needs_the_rollout_read_once_at_least() -> None:
+    blind = [sample(5, rollout=None, pods=None), sample(10, rollout=None, pods=None)]
+    assert judge(SPEC, verification(), blind, at(10)).state == "inconclusive"
+    # a step that failed at the end leaves the last reading (restarts seen earlier still count)
+    earlier = [sample(5, pods=PodsSample(total=3, ready=3, restarts=2)), sample(10, rollout=None, pods=None)]
+    verdict = judge(SPEC, verification(), earlier, at(10))
+    assert verdict.state == "failed" and "restarts" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        # a fresh ReplicaSet: its predecessor is the baseline
+        ([(7, "app-old", T0 - timedelta(days=2), False), (8, "app-new", T0, False)], ("app-new", 7, False)),
+        # kubectl rollout undo: revision 9 reuses the oldest template's ReplicaSet
+        (
+            [
+                (7, "app-v1", T0 - timedelta(days=2), False),
+                (8, "app-v2", T0 - timedelta(hours=1), False),
+                (9, "app-v1", T0 - timedelta(days=2), True),
+            ],
+            ("app-v1", None, True),
+        ),
+        # a ReplicaSet older than its predecessor (history annotation trimmed): restored too
+        (
+            [(8, "app-v2", T0 - timedelta(hours=1), False), (9, "app-v1", T0 - timedelta(days=2), False)],
+            ("app-v1", None, True),
+        ),
+        # the first revision: no baseline
+        ([(1, "app-v1", T0, False)], ("app-v1", None, False)),
+    ],
+)
+def test_the_baseline_is_the_predecessor_unless_the_revision_restores_an_old_template(
+    rows: list[tuple[int, str, datetime | None, bool]], expected: tuple[str, int | None, bool]
+) -> None:
+    rev = max(r[0] for r in rows)
+    found = judge_revisions(rev, rows, T0)
+    assert found is not None and (found.replicaset, found.baseline_revision, found.restored) == expected
+    assert judge_revisions(42, rows, T0) is None
 
 
 def test_a_5xx_ratio_over_too_few_requests_does_not_fail_early() -> None:

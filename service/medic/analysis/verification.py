@@ -39,12 +39,15 @@ from medic.domain.verification import (
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
 WINDOW_STEP = "verification.window"  # the collector name of the window's own evidence
-CANNOT_RUN = frozenset(
+# A new pod that cannot run fails the verification at once when the reason is final
+# (CrashLoopBackOff: it crashed again and again; an image name that cannot be valid), and when
+# it is still there one interval later for the reasons that may pass (a registry's rate limit,
+# a Secret applied a moment after the Deployment).
+CANNOT_RUN_AT_ONCE = frozenset({"CrashLoopBackOff", "InvalidImageName"})
+CANNOT_RUN_TWICE = frozenset(
     {
-        "CrashLoopBackOff",
         "ImagePullBackOff",
         "ErrImagePull",
-        "InvalidImageName",
         "CreateContainerConfigError",
         "CreateContainerError",
         "RunContainerError",
@@ -105,15 +108,30 @@ def _ratio(errors: float | None, requests: float | None) -> float | None:
     return errors / requests
 
 
+def _count(q: Mapping[str, Any], side: str) -> float | None:
+    """A counter's increase: no series at all is 0 (no 5xx answered), a failed query unknown."""
+    value = q.get(side)
+    if value is None:
+        return None if q.get("error") or not q else 0.0
+    return float(value)
+
+
 def _prometheus(cmp: Mapping[str, Any]) -> tuple[Pair, Pair, Pair]:
     q = {str(x.get("name")): x for x in cmp.get("queries") or []}
     req, err, p99 = q.get("requests") or {}, q.get("errors_5xx") or {}, q.get("latency_p99") or {}
     requests = Pair(new=req.get("new"), baseline=req.get("baseline"))
     ratio = Pair(
-        new=_ratio(err.get("new") or 0.0 if req.get("new") else None, req.get("new")),
-        baseline=_ratio(err.get("baseline") or 0.0 if req.get("baseline") else None, req.get("baseline")),
+        new=_ratio(_count(err, "new"), req.get("new")),
+        baseline=_ratio(_count(err, "baseline"), req.get("baseline")),
     )
     return requests, ratio, Pair(new=p99.get("new"), baseline=p99.get("baseline"))
+
+
+def _query_gaps(step: str, cmp: Mapping[str, Any]) -> list[str]:
+    gaps = [f"{step}: {q.get('name')}: {q['error']}" for q in cmp.get("queries") or [] if q.get("error")]
+    if cmp.get("alerts_error"):
+        gaps.append(f"{step}: alerts: {cmp['alerts_error']}")
+    return gaps
 
 
 def target_alerts(cmp: Mapping[str, Any], deployment: str, replicaset: str) -> list[str]:
@@ -143,6 +161,8 @@ def measure(
         sample.rollout, sample.pods = _rollout(status)
     if (cmp := _data(evidence, "prometheus.revision_compare")) is not None:
         sample.requests, sample.error_ratio_5xx, sample.latency_p99 = _prometheus(cmp)
+        sample.gaps += _query_gaps("prometheus.revision_compare", cmp)
+        sample.alerts_read = not cmp.get("alerts_error")
         replicaset = v.replicaset if v else str((status or {}).get("replicaset") or "")
         sample.alerts_firing = target_alerts(cmp, v.deployment if v else deployment, replicaset)
     if (logs := _data(evidence, "loki.revision_errors")) is not None:
@@ -189,6 +209,11 @@ def limit_breach(name: str, limit: Limit, pair: Pair) -> str | None:
     return None
 
 
+def _last(samples: list[Sample], field: str) -> Any:
+    """The newest measured value of ``field`` (a step that failed at the end leaves an older one)."""
+    return next((getattr(s, field) for s in reversed(samples) if getattr(s, field) is not None), None)
+
+
 def _checks(spec: VerificationSpec, samples: list[Sample]) -> list[Check]:
     latest = samples[-1]
     enough = (latest.requests.new or 0) >= spec.min_requests
@@ -197,8 +222,8 @@ def _checks(spec: VerificationSpec, samples: list[Sample]) -> list[Check]:
     measured = [("error_ratio_5xx", t.error_ratio_5xx, latest.error_ratio_5xx, enough)]
     measured.append(("latency_p99", t.latency_p99, latest.latency_p99, enough))
     measured.append(("error_logs_per_minute", t.error_logs_per_minute, latest.error_logs_per_minute, True))
-    restarts = float(latest.pods.restarts) if latest.pods else None
-    measured.append(("restarts", t.restarts, Pair(new=restarts), True))
+    pods: PodsSample | None = _last(samples, "pods")
+    measured.append(("restarts", t.restarts, Pair(new=float(pods.restarts) if pods else None), True))
     fired = sorted({a for s in samples for a in s.alerts_firing})
     measured.append(("alerts_firing", t.alerts_firing, Pair(new=float(len(fired))), True))
     for name, limit, pair, judged in measured:
@@ -209,7 +234,20 @@ def _checks(spec: VerificationSpec, samples: list[Sample]) -> list[Check]:
     return out
 
 
-def _early(spec: VerificationSpec, v: Verification | None, latest: Sample) -> Verdict | None:
+def _cannot_run(samples: list[Sample]) -> Verdict | None:
+    def waiting(s: Sample | None) -> dict[str, int]:
+        return PodsSample.counts(s.pods.waiting) if s is not None and s.pods else {}
+
+    now, before = waiting(samples[-1]), waiting(samples[-2] if len(samples) > 1 else None)
+    bad = sorted(r for r in now if r in CANNOT_RUN_AT_ONCE or (r in CANNOT_RUN_TWICE and r in before))
+    if not bad:
+        return None
+    n = sum(now[r] for r in bad)
+    return Verdict("failed", f"{n} pod(s) of the new revision cannot run: {', '.join(bad)}", True)
+
+
+def _early(spec: VerificationSpec, v: Verification | None, samples: list[Sample]) -> Verdict | None:
+    latest = samples[-1]
     rollout, pods = latest.rollout, latest.pods
     if v is not None and rollout and rollout.current_revision not in (None, v.revision):
         return Verdict(
@@ -219,10 +257,8 @@ def _early(spec: VerificationSpec, v: Verification | None, latest: Sample) -> Ve
         return Verdict(
             "failed", "the rollout exceeded its progress deadline (ProgressDeadlineExceeded)", True
         )
-    waiting = PodsSample.counts(pods.waiting) if pods else {}
-    if bad := sorted(r for r in waiting if r in CANNOT_RUN):
-        n = sum(waiting[r] for r in bad)
-        return Verdict("failed", f"{n} pod(s) of the new revision cannot run: {', '.join(bad)}", True)
+    if (stuck := _cannot_run(samples)) is not None:
+        return stuck
     t = spec.thresholds
     if pods and t.restarts.fail_fast is not None and pods.restarts >= t.restarts.fail_fast:
         return Verdict("failed", f"the new revision's pods restarted {pods.restarts} times", True)
@@ -237,30 +273,37 @@ def _early(spec: VerificationSpec, v: Verification | None, latest: Sample) -> Ve
     return None
 
 
+def _at_the_end(spec: VerificationSpec, samples: list[Sample], checks: list[Check]) -> Verdict:
+    breached = [c for c in checks if c.breached]
+    if breached:
+        return Verdict("failed", "; ".join(f"{c.name}: {c.text}" for c in breached), checks=checks)
+    requests = samples[-1].requests.new
+    if requests is None or requests < spec.min_requests:
+        seen = "no request metrics" if requests is None else f"only {requests:.0f} requests"
+        why = f"{seen} in the window (at least {spec.min_requests} are needed to judge the 5xx ratio and p99)"
+        return Verdict("inconclusive", why, checks=checks)
+    rollout: RolloutSample | None = _last(samples, "rollout")
+    if rollout is None or _last(samples, "pods") is None:
+        return Verdict("inconclusive", "the rollout and its pods could not be read", checks=checks)
+    if not rollout.complete:
+        return Verdict(
+            "inconclusive", "the rollout had not completed at the end of the window", checks=checks
+        )
+    return Verdict("passed", "every check held over the window", checks=checks)
+
+
 def judge(spec: VerificationSpec, v: Verification | None, samples: list[Sample], now: datetime) -> Verdict:
     """The state of the verification after ``samples`` (the newest last)."""
     latest = samples[-1]
     checks = _checks(spec, samples)
-    if (early := _early(spec, v, latest)) is not None:
+    if (early := _early(spec, v, samples)) is not None:
         early.checks = checks
         return early
     if v is not None and now < v.ends_at:
         done = int(latest.elapsed_s // max(v.interval_s, 1))
         total = int(v.window_s // max(v.interval_s, 1))
         return Verdict("verifying", f"interval {done} of {total}: nothing failed so far", checks=checks)
-    breached = [c for c in checks if c.breached]
-    if breached:
-        return Verdict("failed", "; ".join(f"{c.name}: {c.text}" for c in breached), checks=checks)
-    requests = latest.requests.new
-    if requests is None or requests < spec.min_requests:
-        seen = "no request metrics" if requests is None else f"only {requests:.0f} requests"
-        why = f"{seen} in the window (at least {spec.min_requests} are needed to judge the 5xx ratio and p99)"
-        return Verdict("inconclusive", why, checks=checks)
-    if latest.rollout is not None and not latest.rollout.complete:
-        return Verdict(
-            "inconclusive", "the rollout had not completed at the end of the window", checks=checks
-        )
-    return Verdict("passed", "every check held over the window", checks=checks)
+    return _at_the_end(spec, samples, checks)
 
 
 # ------------------------------------------------------------------------------ findings

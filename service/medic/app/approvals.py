@@ -174,7 +174,13 @@ def decision_key(incident_id: str, record: ActionRecord) -> str:
 # ------------------------------------------------------------------------ the service
 class Approver(Protocol):
     async def approve(
-        self, incident: Incident, rule: Rule, playbook: CompiledPlaybook, action: str, approver: str
+        self,
+        incident: Incident,
+        rule: Rule,
+        playbook: CompiledPlaybook,
+        action: str,
+        approver: str,
+        params: Mapping[str, Any] | None = None,
     ) -> ActionRecord: ...
 
 
@@ -437,7 +443,9 @@ class ApprovalService:
             record.reason = "the rule or playbook of this proposal is no longer configured: nothing done"
             return record
         try:
-            return await self.remediator.approve(incident, rule, playbook, proposal.action, by)
+            return await self.remediator.approve(
+                incident, rule, playbook, proposal.action, by, proposal.params
+            )
         except Exception as exc:  # recorded, never lost: the decision is on the incident either way
             log.exception("approved action failed", incident_id=incident.id)
             record.status = ActionStatus.FAILED

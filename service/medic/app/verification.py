@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,21 +38,26 @@ from medic.analysis.verification import WINDOW_STEP
 from medic.app.pipeline import Group, Pipeline, analyze
 from medic.clients.kube.client import KubeClient, ns_path
 from medic.clients.kube.errors import KubeError
-from medic.clients.kube.reads import meta, replicasets, revision
+from medic.clients.kube.reads import annotations_of, meta, replicasets, revision
 from medic.clients.kube.watch import DeploymentWatch
 from medic.decision.decide import Decision, decide
 from medic.domain.alert import Alert
 from medic.domain.deploy_changes import RevisionChange
 from medic.domain.durations import format_duration, parse_duration
+from medic.domain.errors import MedicError
 from medic.domain.evidence import Evidence, StepStatus
 from medic.domain.incident import ActionStatus, Incident, Phase, highest_severity, utcnow
+from medic.domain.rollout import REVISION_HISTORY, parse_time
 from medic.domain.verification import (
     MAX_WINDOW,
+    MIN_BASELINE_S,
     VERIFY_ALERTNAME,
+    Revisions,
     RevisionWindow,
     Sample,
     Verification,
     VerificationSpec,
+    judge_revisions,
 )
 from medic.incidents.base import IncidentQuery
 from medic.incidents.views import first_alerts
@@ -69,6 +74,9 @@ CONCURRENCY = 8
 # min_severity warning hears of failed and inconclusive verifications, not of every deploy that passed.
 VERDICT_SEVERITY = {"failed": "critical", "inconclusive": "warning", "passed": "info"}
 WATCH_RETRIES = 4  # a new revision the API could not be asked about: tried again after 1, 2, 4 s
+STEP_RETRY = (5.0, 300.0)  # a failed step is tried again after 5 s, doubling up to 5 min
+STEP_GIVE_UP = 6  # failures in a row after which a verification past its window ends inconclusive
+SCAN_EVERY = timedelta(minutes=10)  # how often every open incident is looked at for verifications
 
 
 def _settled(incident: Incident, v: Verification) -> str | None:
@@ -116,23 +124,25 @@ def verification_alert(
     )
 
 
-async def revisions_of(kube: KubeClient, namespace: str, name: str, rev: int) -> tuple[str, int | None, str]:
-    """The ReplicaSet of revision ``rev`` and the baseline: the highest older revision's."""
+async def revisions_of(kube: KubeClient, namespace: str, name: str, rev: int, now: datetime) -> Revisions:
+    """The ReplicaSet of revision ``rev`` and its baseline (:func:`judge_revisions`)."""
     memo: dict[str, Any] = {}
     deployment = await kube.get(ns_path("apps/v1", namespace, "deployments", name))
-    owned = await replicasets(kube, memo, deployment)
-    new = next((rs for rs in owned if revision(rs) == rev), None)
-    if new is None:
+    rows = [
+        (
+            revision(rs),
+            meta(rs).get("name", ""),
+            parse_time(meta(rs).get("creationTimestamp")),
+            bool(annotations_of(rs).get(REVISION_HISTORY)),
+        )
+        for rs in await replicasets(kube, memo, deployment)
+    ]
+    found = judge_revisions(rev, rows, now)
+    if found is None:
         raise VerificationError(
             409, "Conflict", f"revision {rev} of deployment {namespace}/{name} has no ReplicaSet"
         )
-    older = [rs for rs in owned if revision(rs) < rev]
-    base = max(older, key=revision, default=None)
-    return (
-        meta(new).get("name", ""),
-        (revision(base) if base else None),
-        (meta(base).get("name", "") if base else ""),
-    )
+    return found
 
 
 class Verifications:
@@ -148,6 +158,9 @@ class Verifications:
         self._stopping = False
         self._running: set[str] = set()
         self._steps: set[asyncio.Task[None]] = set()  # the steps in flight
+        self._failing: dict[str, tuple[int, datetime]] = {}  # incident -> (failures, retry at)
+        self._known: set[str] = set()  # open verifications seen (found by rule or by the scan)
+        self._scanned_at: datetime | None = None
         # wakes the verifier when it runs elsewhere (the diagnosis process): set by the runtime
         self.poke: Callable[[], None] = self.wake.set
 
@@ -193,12 +206,17 @@ class Verifications:
         group = await self._group(verification_alert(namespace, deployment, rev, window, trigger, now))
         async with self.pipeline.lock_for(group.key):
             existing = await self.pipeline.store.find_open(group.key)
-            if (
-                existing is not None
-                and existing.verification is not None
-                and existing.verification.revision == rev
-            ):
+            running = existing.verification if existing is not None else None
+            if existing is not None and running is not None and running.revision == rev:
                 return existing, False
+            if running is not None and running.revision > rev:  # a slower replica, a late request
+                raise VerificationError(
+                    409,
+                    "Conflict",
+                    f"revision {rev} is older than revision {running.revision}, verified since "
+                    f"{running.started_at:%H:%M:%S} UTC",
+                    "revision",
+                )
             if existing is not None:
                 await self._supersede(existing, rev)
             incident = await self.pipeline.apply(group)
@@ -260,7 +278,10 @@ class Verifications:
                 except VerificationError as exc:
                     if exc.status != 503 or attempt == WATCH_RETRIES - 1:
                         raise
-                    await asyncio.sleep(2**attempt)
+                except MedicError:  # Medic's own store or locks, for a moment
+                    if attempt == WATCH_RETRIES - 1:
+                        raise
+                await asyncio.sleep(2**attempt)
         except VerificationError as exc:
             log.warning(
                 "no verification of the new revision",
@@ -301,13 +322,17 @@ class Verifications:
             next_at=now,
         )
         try:
-            v.replicaset, v.baseline_revision, v.baseline_replicaset = await revisions_of(
-                self._kube(), namespace, name, rev
-            )
-        except VerificationError as exc:
+            found = await revisions_of(self._kube(), namespace, name, rev, now)
+            v.replicaset, v.rollout_at, v.restored = found.replicaset, found.rollout_at, found.restored
+            v.baseline_revision, v.baseline_replicaset = found.baseline_revision, found.baseline_replicaset
+            if found.baseline_since is not None:  # the baseline ran only this long before the start
+                v.baseline_s = max(MIN_BASELINE_S, (now - found.baseline_since).total_seconds())
+        except VerificationError as exc:  # the revision has no ReplicaSet: nothing to verify
             v.state, v.reason = "inconclusive", exc.detail
-        except KubeError as exc:
-            v.state, v.reason = "inconclusive", f"the Kubernetes API failed: {exc}"
+        except KubeError as exc:  # for a moment, maybe: the verifier begins it again (backoff)
+            log.warning("verification not begun: the Kubernetes API failed", error=str(exc))
+            self.wake.set()
+            return
         incident.verification = v
         incident.phase = Phase.VERIFYING
         against = (
@@ -358,6 +383,9 @@ class Verifications:
             try:
                 due, soonest = await self.due(self.clock())
                 for incident_id in due:
+                    failing = self._failing.get(incident_id)
+                    if failing is not None and failing[1] > self.clock():
+                        continue
                     if incident_id not in self._running:
                         self._running.add(incident_id)
                         task = asyncio.create_task(self._evaluate_bounded(incident_id, limit))
@@ -371,13 +399,35 @@ class Verifications:
                 await asyncio.wait_for(self.wake.wait(), delay)
 
     async def _evaluate_bounded(self, incident_id: str, limit: asyncio.Semaphore) -> None:
+        """One step; a step that fails (Medic's store, a bug) is tried again later and later
+        (5 s doubling, at most 5 min), never every poll."""
         try:
             async with limit:
                 await self.evaluate(incident_id)
-        except Exception:
-            log.exception("verification step failed", incident_id=incident_id)
+            self._failing.pop(incident_id, None)
+        except Exception as exc:
+            failures = self._failing.get(incident_id, (0, self.clock()))[0] + 1
+            pause = min(STEP_RETRY[0] * 2 ** (failures - 1), STEP_RETRY[1])
+            self._failing[incident_id] = (failures, self.clock() + timedelta(seconds=pause))
+            log.exception(
+                "verification step failed", incident_id=incident_id, failures=failures, retry_in=pause
+            )
+            if failures >= STEP_GIVE_UP:
+                await self._give_up(incident_id, f"{type(exc).__name__}: {exc}")
         finally:
             self._running.discard(incident_id)
+
+    async def _give_up(self, incident_id: str, error: str) -> None:
+        """A verification whose step keeps failing past its window ends inconclusive."""
+        with contextlib.suppress(Exception):
+            incident = await self.pipeline.store.get(incident_id)
+            v = incident.verification if incident is not None else None
+            if incident is None or incident.status != "open" or (v is not None and v.final):
+                return
+            if v is not None and self.clock() < v.ends_at:
+                return
+            async with self.pipeline.lock_for(incident.key):
+                await self._conclude_without(incident, f"its steps kept failing ({error[:300]})")
 
     def _verify_rules(self) -> list[str]:
         config = self.pipeline.config
@@ -389,25 +439,44 @@ class Verifications:
             and pb.playbook.verify is not None
         ]
 
+    async def _open(self, rule: str | None) -> AsyncIterator[Incident]:
+        offset = 0
+        while True:
+            page, total = await self.pipeline.store.query(
+                IncidentQuery(status="open", rule=rule, limit=200, offset=offset)
+            )
+            for incident in page:
+                yield incident
+            offset += len(page)
+            if not page or offset >= total:
+                return
+
     async def due(self, now: datetime) -> tuple[list[str], datetime | None]:
-        """Open verification incidents whose next step is due, and when the next one falls due."""
+        """Open verification incidents whose next step is due, and when the next one falls due:
+        those of the rules routing to a verify playbook, and every open verification seen by the
+        scan of all open incidents (at start, then every SCAN_EVERY), so that one whose rule was
+        renamed or whose playbook lost ``verify:`` is still concluded."""
+        found: dict[str, Incident] = {}
+        if self._scanned_at is None or now - self._scanned_at >= SCAN_EVERY:
+            self._scanned_at = now
+            async for incident in self._open(None):
+                if incident.verification is not None:
+                    found[incident.id] = incident
+        for rule in self._verify_rules():
+            async for incident in self._open(rule):
+                found[incident.id] = incident
+        for incident_id in self._known - found.keys():
+            if (known := await self.pipeline.store.get(incident_id)) is not None and known.status == "open":
+                found[incident_id] = known
+        self._known = {i for i, inc in found.items() if inc.verification is not None}
         due: list[str] = []
         soonest: datetime | None = None
-        for rule in self._verify_rules():
-            offset = 0
-            while True:
-                page, total = await self.pipeline.store.query(
-                    IncidentQuery(status="open", rule=rule, limit=200, offset=offset)
-                )
-                for incident in page:
-                    at = incident.verification.next_at if incident.verification else now
-                    if at <= now:
-                        due.append(incident.id)
-                    elif soonest is None or at < soonest:
-                        soonest = at
-                offset += len(page)
-                if not page or offset >= total:
-                    break
+        for incident in found.values():
+            at = incident.verification.next_at if incident.verification else now
+            if at <= now:
+                due.append(incident.id)
+            elif soonest is None or at < soonest:
+                soonest = at
         return due, soonest
 
     async def evaluate(self, incident_id: str) -> None:
@@ -426,11 +495,16 @@ class Verifications:
         config = self.pipeline.config
         playbook = config.playbooks.get(incident.playbook or "")
         rule = next((r for r in config.rules if r.name == incident.rule), None)
-        if playbook is None or playbook.playbook.verify is None:
-            return
         v = incident.verification
-        if v is None:  # opened, but its window was never stored (a crash in between)
+        if playbook is None or playbook.playbook.verify is None:
+            if v is not None and not v.final:
+                why = f"playbook {incident.playbook!r} is no longer a verification (configuration changed)"
+                await self._conclude_without(incident, why)
+            return
+        if v is None:  # opened, but its window was never stored (a crash, the API server away)
             await self.begin(incident, rule, playbook)
+            if incident.verification is None:
+                raise VerificationError(503, "Service Unavailable", "the verification could not begin")
             return
         now = self.clock()
         if v.next_at > now:
@@ -529,13 +603,24 @@ class Verifications:
     def _decision(
         self, rule: Rule | None, playbook: CompiledPlaybook, findings: list[Any], v: Verification
     ) -> Decision:
-        """The usual decision; a rollback goes to the verified baseline revision, not "previous"."""
+        """The usual decision, aimed: a rollback goes to the verified baseline revision (not to
+        whatever is "previous" when it runs), and only while the Deployment is still at the failed
+        revision (an approval that comes after a fix was deployed does nothing). A revision with
+        no verified baseline (the first one, or one that restores an older template) is not rolled
+        back: there is nothing known to be better."""
         decision = decide(rule, playbook, findings, self.pipeline.settings.mode)
         action = decision.action
-        if action is not None and v.baseline_revision and "to" in type(action.params).model_fields:
-            params = action.params.model_copy(update={"to": v.baseline_revision})
-            decision = replace(decision, action=replace(action, params=params))
-        return decision
+        if action is None or "to" not in type(action.params).model_fields:
+            return decision
+        if not v.baseline_revision:
+            why = "it restores an older template" if v.restored else "it has no earlier revision"
+            return Decision(
+                None,
+                decision.mode,
+                f"no {action.name}: revision {v.revision} has no verified baseline ({why})",
+            )
+        params = action.params.model_copy(update={"to": v.baseline_revision, "only_from": v.revision})
+        return replace(decision, action=replace(action, params=params))
 
     async def _resolve(self, incident: Incident, why: str) -> bool:
         """Resolve the verification's alert, and so its incident."""
@@ -569,6 +654,19 @@ class Verifications:
         if await self._resolve(incident, f"the Deployment left revision {v.revision}: it is {where} now"):
             await self.pipeline.store.save(incident)
             self.pipeline.notify(incident, "resolved")
+
+    async def _conclude_without(self, incident: Incident, why: str) -> None:
+        """End a verification that cannot be judged: inconclusive, resolved, nothing done."""
+        now = self.clock()
+        v = incident.verification
+        if v is not None:
+            v.state, v.reason, v.finished_at = "inconclusive", why, now
+            self.pipeline.metrics.verifications.labels(outcome=v.state).inc()
+        incident.note("verification", f"inconclusive: {why}", now)
+        incident.finish_diagnosis(now)
+        await self._resolve(incident, why)
+        await self.pipeline.store.save(incident)
+        self.pipeline.notify(incident, "resolved")
 
     async def _supersede(self, incident: Incident, rev: int) -> None:
         """An older verification of the Deployment gives way to revision ``rev``."""

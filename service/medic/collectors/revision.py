@@ -80,9 +80,13 @@ def revision_of(ctx: StepContext, collector: str) -> RevisionWindow:
     return ctx.revision
 
 
+MAX_GENERATE_NAME = 58  # the API server keeps this much of a generateName, then adds 5 characters
+
+
 def pods_regex(replicaset: str) -> str:
-    """A regex (RE2) for the names of a ReplicaSet's pods."""
-    return re.escape(replicaset) + "-[a-z0-9]+"
+    """A regex (RE2) for the names of a ReplicaSet's pods: ``generateName`` (``<replicaset>-``,
+    cut to 58 characters for a long name) and 5 random characters."""
+    return re.escape(f"{replicaset}-"[:MAX_GENERATE_NAME]) + "[a-z0-9]{5}"
 
 
 def windows(rev: RevisionWindow, ctx: StepContext) -> tuple[int, str, str]:
@@ -140,10 +144,12 @@ async def _none() -> tuple[None, None]:
     return None, None
 
 
-async def _alerts(backend: PrometheusBackend, namespace: str, timeout: float) -> list[AlertSeen]:
-    vector = await backend.instant(
-        f'ALERTS{{alertstate="firing",namespace={promql_string(namespace)}}}', timeout
-    )
+async def _alerts(backend: PrometheusBackend, rev: RevisionWindow, ctx: StepContext) -> list[AlertSeen]:
+    """The alerts firing in the namespace that were not firing yet when the revision's rollout
+    began: one the previous revision left firing is not the new one's."""
+    since = max(1, int((ctx.now - (rev.rollout_at or rev.started_at)).total_seconds()))
+    firing = f'ALERTS{{alertstate="firing",namespace={promql_string(rev.namespace)}}}'
+    vector = await backend.instant(f"{firing} unless ({firing} offset {since}s)", ctx.timeout)
     seen = []
     for series in vector[:MAX_ALERTS]:
         labels = series.get("metric") or {}
@@ -175,7 +181,7 @@ async def revision_compare(ctx: StepContext, params: RevisionCompareParams) -> d
     alerts_error = None
     if params.alerts:
         try:
-            alerts = await _alerts(backend, rev.namespace, ctx.timeout)
+            alerts = await _alerts(backend, rev, ctx)
         except Exception as exc:
             alerts_error = f"{type(exc).__name__}: {str(exc)[:300]}"
     if all(q.error for q in compared) and (alerts_error or not params.alerts):

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 REVISION = "deployment.kubernetes.io/revision"  # the Deployment controller's revision number
+REVISION_HISTORY = "deployment.kubernetes.io/revision-history"  # earlier numbers of a reused ReplicaSet
 MEDIC_ROLLBACK = "medic.playcode.gg/rollback"  # JSON: from/to revision and template hash, at, incident
 MEDIC_ROLLED_BACK = "medic.playcode.gg/rolled-back"  # human-readable: "from revision 30 to 29"
 

@@ -9,6 +9,7 @@ come from the playbook's ``verify:`` section (:class:`VerificationSpec`). The ju
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -132,6 +133,7 @@ class Sample(BaseModel):
     latency_p99: Pair = Pair()
     error_logs_per_minute: Pair = Pair()
     alerts_firing: list[str] = Field(default_factory=list)
+    alerts_read: bool = False  # the alerts were read (an empty list then means none fired)
     gaps: list[str] = Field(default_factory=list)  # what could not be measured, and why
 
 
@@ -142,6 +144,14 @@ class Verification(BaseModel):
     baseline_revision: int | None = None
     replicaset: str = ""  # the new revision's ReplicaSet (its pods are named after it)
     baseline_replicaset: str = ""
+    # when the revision's rollout began (its ReplicaSet's creation; the verification's start for a
+    # restored ReplicaSet): an alert already firing then is the previous revision's
+    rollout_at: datetime | None = None
+    # how much of the baseline hour the baseline revision actually ran (seconds; None: all of it)
+    baseline_s: float | None = None
+    # the revision restores an older template (a rollback by a human): compared on absolute
+    # thresholds only, and never rolled back (its predecessor is what was fled from)
+    restored: bool = False
     trigger: str = "api"  # watch | api | cli
     started_at: datetime
     window_s: float
@@ -175,9 +185,11 @@ class RevisionWindow(BaseModel):
     baseline_replicaset: str
     started_at: datetime
     baseline_s: float
+    rollout_at: datetime | None = None
 
     @classmethod
     def of(cls, v: Verification, spec: VerificationSpec) -> RevisionWindow:
+        full = spec.baseline.total_seconds()
         return cls(
             namespace=v.namespace,
             deployment=v.deployment,
@@ -186,5 +198,40 @@ class RevisionWindow(BaseModel):
             baseline_revision=v.baseline_revision,
             baseline_replicaset=v.baseline_replicaset,
             started_at=v.started_at,
-            baseline_s=spec.baseline.total_seconds(),
+            baseline_s=min(full, v.baseline_s) if v.baseline_s else full,
+            rollout_at=v.rollout_at,
         )
+
+
+@dataclass(frozen=True)
+class Revisions:
+    """What the cluster says about a verified revision and its baseline."""
+
+    replicaset: str
+    rollout_at: datetime | None
+    baseline_revision: int | None
+    baseline_replicaset: str
+    baseline_since: datetime | None  # when the baseline's ReplicaSet was created
+    restored: bool
+
+
+MIN_BASELINE_S = 60.0
+
+
+def judge_revisions(
+    rev: int, replicasets: list[tuple[int, str, datetime | None, bool]], now: datetime
+) -> Revisions | None:
+    """From the Deployment's ReplicaSets as (revision, name, created, has revision-history): the
+    verified revision's, and its baseline (the highest older revision). A ReplicaSet created
+    before its predecessor's, or reused for several revisions, restores an older template (a
+    ``kubectl rollout undo``): no baseline then. None: no ReplicaSet has revision ``rev``."""
+    new = next((r for r in replicasets if r[0] == rev), None)
+    if new is None:
+        return None
+    older = [r for r in replicasets if r[0] < rev]
+    base = max(older, key=lambda r: r[0], default=None)
+    created, base_created = new[2], (base[2] if base is not None else None)
+    restored = new[3] or (created is not None and base_created is not None and created < base_created)
+    if restored or base is None:
+        return Revisions(new[1], now if restored else new[2], None, "", None, restored)
+    return Revisions(new[1], new[2], base[0], base[1], base[2], False)

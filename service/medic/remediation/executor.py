@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
+from pydantic import ValidationError
 
 from medic.clients.kube.client import KubeClient
 from medic.clients.kube.errors import KubeConflict
@@ -100,14 +102,27 @@ class GuardedRemediator:
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}"
 
     async def approve(
-        self, incident: Incident, rule: Rule, playbook: CompiledPlaybook, action: str, approver: str
+        self,
+        incident: Incident,
+        rule: Rule,
+        playbook: CompiledPlaybook,
+        action: str,
+        approver: str,
+        params: Mapping[str, Any] | None = None,
     ) -> ActionRecord:
         """Carry out an approved proposal: every guard is evaluated again now (state may have
         changed since the proposal), then the action runs as if the rule said ``auto`` — still
-        capped by the global mode."""
+        capped by the global mode. ``params`` are the proposal's (what the approver saw, e.g. a
+        rollback to the revision a deploy verification found healthy), checked by the action's
+        model again; without them the playbook's."""
         compiled = playbook.actions.get(action)
         if compiled is None or incident.target is None or rule.remediation is None:
             raise StepError(f"incident {incident.id} has no action {action!r} to approve")
+        if params:
+            try:
+                compiled = replace(compiled, params=type(compiled.params).model_validate(dict(params)))
+            except ValidationError as exc:
+                raise StepError(f"the proposal's parameters no longer fit action {action!r}: {exc}") from None
         decision = Decision(compiled, effective_mode(self.settings.mode, "auto"), f"approved by {approver}")
         record = await self.handle(incident, rule, playbook, decision, approved_by=approver)
         assert record is not None

@@ -35,10 +35,10 @@ from medic.collectors.k8s.workload_output import (
     Write,
 )
 from medic.domain.errors import StepError
+from medic.domain.rollout import REVISION_HISTORY
 from medic.playbooks.contract import CollectorDef, NoParams, StepContext
 from medic.rules.labels import is_k8s_name
 
-REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
 # The ConfigMaps the template reads whose metadata one run reads (the rest: status "not_read").
 MAX_CONFIG_MAPS = 10
 # A DNS-1123 subdomain: what the API server accepts as a ConfigMap's name (so a path segment).

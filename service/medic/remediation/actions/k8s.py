@@ -24,6 +24,7 @@ from medic.remediation.actions.rollout import (
     plan_rollback,
     previous_healthy_precondition,
     recent_rollout_precondition,
+    revision,
     rollback_facts,
     rollback_summary,
     rollout_status,
@@ -112,6 +113,11 @@ class RollbackParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     to: Literal["previous"] | int = Field("previous", description="'previous' or a revision number")
+    only_from: int | None = Field(
+        None,
+        ge=1,
+        description="roll back only while the Deployment is at this revision (else: nothing to do)",
+    )
 
 
 class RollbackDeployment:
@@ -138,6 +144,16 @@ class RollbackDeployment:
     async def plan(self, ctx: ActionContext, params: RollbackParams) -> ActionPlan:
         dep, rs_list, events = await self._read(_kube(ctx), ctx)
         annotations, labels = _meta(dep)
+        current = revision(dep)
+        if params.only_from is not None and current != params.only_from:
+            return ActionPlan(
+                summary=f"roll back {ctx.target} from revision {params.only_from}",
+                preconditions=[],
+                skip_reason=f"skipped rollback: the Deployment is at revision {current}, no longer at "
+                f"revision {params.only_from}, which the rollback was for",
+                target_annotations=annotations,
+                target_labels=labels,
+            )
         try:
             plan = plan_rollback(
                 dep,

@@ -13,6 +13,7 @@ from medic.domain.rollout import (
     MEDIC_ROLLBACK,
     MEDIC_ROLLED_BACK,
     REVISION,
+    REVISION_HISTORY,
     MedicRollback,
     Timeline,
     build_timeline,
@@ -35,7 +36,6 @@ ANNOTATIONS_TO_SKIP = frozenset(
     }
 )
 ROLLED_BACK_BY = MEDIC_ROLLED_BACK
-REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 
 
