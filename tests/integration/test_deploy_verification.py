@@ -115,8 +115,9 @@ async def test_a_newer_revision_supersedes_the_running_verification(
 ) -> None:
     async with verify_world(tmp_path, prometheus_factory, window="60s", verify_deploys="off") as w:
         first = await w.request()
-        same = await w.request(status=200)  # the revision under verification: that incident
+        same = await w.request(status=200, window="5m")  # the revision under verification: that incident
         assert same["incident_id"] == first["incident_id"] and same["created"] is False
+        assert "not applied" in same["note"]
         w.kube.set_image(NS, APP, "registry.example/playcode-app:v3")
         await w.kube.settle()
         second = await w.request()
@@ -135,6 +136,8 @@ async def test_bad_requests_are_problems_naming_the_field(
         bad = await w.request(status=400, namespace="Not_A_Name")
         assert bad["field"] == "namespace" and "Kubernetes object name" in bad["detail"]
         assert (await w.request(status=400, revision=0))["field"] == "revision"
+        assert (await w.request(status=400, revision="2"))["field"] == "revision"  # a number, not a string
+        assert (await w.request(status=400, revision=True))["field"] == "revision"
         assert (await w.request(status=400, window="soon"))["field"] == "window"
         assert (await w.request(status=400, extra=1))["field"] == "extra"
         assert (await w.request(status=404, deployment="nope"))["field"] == "deployment"

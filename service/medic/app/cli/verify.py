@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,7 @@ from typing import Any
 from medic.app.cli.output import EXIT_FAILURE, EXIT_OK, Progress, add_output_option, emit
 from medic.app.cli.remote import read_headers
 from medic.domain.durations import parse_duration
-from medic.domain.errors import MedicError, UsageError
+from medic.domain.errors import ConfigError, MedicError, UsageError
 
 POLL_SECONDS = 2.0
 
@@ -103,7 +104,7 @@ def webhook_headers() -> dict[str, str]:
 
 
 async def _until_final(
-    fetch: Callable[[], Awaitable[dict[str, Any]]], timeout: float, label: str
+    fetch: Callable[[], Awaitable[dict[str, Any]]], timeout: float, label: str, every: float = POLL_SECONDS
 ) -> dict[str, Any]:
     async def poll() -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -113,7 +114,7 @@ async def _until_final(
                 return result
             if time.monotonic() > deadline:
                 raise MedicError(f"{label}: no verdict within {timeout:.0f}s (still verifying)")
-            await asyncio.sleep(POLL_SECONDS)
+            await asyncio.sleep(every)
 
     return await Progress().around(label, poll())
 
@@ -133,7 +134,7 @@ async def _remote(
         body["window"] = format_duration(window)
     async with aiohttp.ClientSession() as s:
         async with s.post(f"{base}/api/v1/verifications", json=body, headers=webhook_headers()) as resp:
-            started: dict[str, Any] = await resp.json(content_type=None)
+            started = await _json(resp, base)
             if resp.status not in (200, 202):
                 raise MedicError(f"{base}: {resp.status} {started.get('detail') or started.get('title')}")
         if not args.wait:
@@ -142,12 +143,24 @@ async def _remote(
         async def fetch() -> dict[str, Any]:
             url = f"{base}/api/v1/incidents/{started['incident_id']}"
             async with s.get(url, headers=read_headers()) as resp:
-                doc: dict[str, Any] = await resp.json(content_type=None)
+                doc = await _json(resp, url)
                 if resp.status != 200:
                     raise MedicError(f"{url}: {resp.status} {doc.get('detail') or doc.get('title')}")
             return _from_incident(doc, started)
 
         return await _until_final(fetch, timeout, f"verifying {args.namespace}/{name}")
+
+
+async def _json(resp: Any, where: str) -> dict[str, Any]:
+    """The answer's JSON object, or a failure that says what came instead (a proxy's HTML page)."""
+    text = await resp.text()
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise MedicError(f"{where}: HTTP {resp.status}, not a Medic answer: {text[:200]!r}")
+    return doc
 
 
 def _from_incident(doc: dict[str, Any], started: dict[str, Any]) -> dict[str, Any]:
@@ -181,13 +194,17 @@ async def _local(
                 args.namespace, name, args.revision, window, "cli"
             )
         except VerificationError as exc:
+            if exc.status == 503 and runtime.backends.kube is None:  # a configuration error
+                raise ConfigError(exc.detail) from None
             raise MedicError(exc.detail) from None
-        runtime.verifications.start()
 
         async def fetch() -> dict[str, Any]:
+            # this verification only, step by step: the command drives no other incident (with
+            # Medic's shared Redis and MongoDB, a serving Medic samples the others)
+            await runtime.verifications.evaluate(incident.id)
             current = await runtime.store.get(incident.id)
             return verification_json(current or incident, settings.public_url)
 
-        return await _until_final(fetch, timeout, f"verifying {args.namespace}/{name}")
+        return await _until_final(fetch, timeout, f"verifying {args.namespace}/{name}", every=0.5)
     finally:
         await runtime.close()

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from medic.app.verification import VerificationError, Verifications
 from medic.domain.durations import Duration
@@ -32,7 +32,7 @@ class VerificationRequest(BaseModel):
 
     namespace: str = Field(max_length=63)
     deployment: str = Field(max_length=253)
-    revision: int | None = Field(None, ge=1, le=2**31)
+    revision: StrictInt | None = Field(None, ge=1, le=2**31)  # a JSON number, not "5" or true
     window: Duration | None = None
 
     @field_validator("namespace", "deployment")
@@ -119,5 +119,9 @@ class VerificationApi:
         except VerificationError as exc:
             return problem(exc.status, exc.title, exc.detail, field=exc.field)
         body = verification_json(incident, self.public_url) | {"created": created}
+        if not created and req.window is not None:
+            body["note"] = (
+                "that revision was already being verified: its own window goes on, this one is not applied"
+            )
         headers = {"Location": f"/api/v1/incidents/{incident.id}"}
         return web.json_response(body, status=202 if created else 200, headers=headers)
