@@ -67,7 +67,8 @@ FLOOR_TESTS = tests/unit tests/contract tests/integration/test_intake.py tests/i
 	tests/integration/test_dataplane_prometheus.py tests/integration/test_dataplane_redis.py \
 	tests/integration/test_dataplane_mongo.py tests/integration/test_admin_api.py \
 	tests/integration/test_approvals_access.py tests/integration/test_crashloop_rollback.py \
-	tests/integration/test_notify_pipeline.py tests/integration/test_alertmanager_to_incident.py
+	tests/integration/test_notify_pipeline.py tests/integration/test_alertmanager_to_incident.py \
+	tests/integration/test_deploy_watch.py tests/integration/test_deploy_verification.py
 floors: servers
 	rm -rf $(FLOORS_VENV) && mkdir -p build
 	$(PYTHON) -m venv $(FLOORS_VENV)
