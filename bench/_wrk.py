@@ -26,13 +26,18 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 """
 
 # One Alertmanager v4 delivery per request, a new fingerprint each time (thread id + counter),
-# spread over TARGETS Deployments; DELAY_MS > 0 paces every connection.
+# spread over TARGETS Deployments; DELAY_MS > 0 paces every connection: a fixed wait after each
+# answer (connections that start together stay in step: bursts of one request per connection),
+# or with POISSON a random wait of that mean (exponential: independent arrivals at the same rate).
 WRK_SCRIPT = """
 local counter, thread_id = 0, 0
 local next_id = 0
 function setup(thread)
   next_id = next_id + 1
   thread:set("thread_id", next_id)
+end
+function init(args)
+  math.randomseed(os.time() * 100 + thread_id)
 end
 local template = '{"version":"4","groupKey":"{}:{alertname=\\\\"PlayCodeHighLatency\\\\"}",' ..
   '"truncatedAlerts":0,"status":"firing","receiver":"medic","groupLabels":{},"commonLabels":{},' ..
@@ -49,6 +54,7 @@ function request()
   return wrk.format("POST", "/api/v1/alerts", {["Content-Type"] = "application/json"}, body)
 end
 function delay()
+  if POISSON and DELAY_MS > 0 then return -DELAY_MS * math.log(1 - math.random()) end
   return DELAY_MS
 end
 """
@@ -74,11 +80,20 @@ def wait_http(url: str, within: float = 30) -> None:
 
 
 def wrk(
-    url: str, *, threads: int, connections: int, seconds: int, prefix: str, targets: int, delay_ms: float = 0
+    url: str,
+    *,
+    threads: int,
+    connections: int,
+    seconds: int,
+    prefix: str,
+    targets: int,
+    delay_ms: float = 0,
+    poisson: bool = False,
 ) -> dict[str, Any]:
     """Run wrk once; requests/s, latency percentiles (ms) and non-2xx count from its report."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(f'TARGETS = {targets}\nPREFIX = "{prefix}"\nDELAY_MS = {delay_ms}\n' + WRK_SCRIPT)
+        head = f'TARGETS = {targets}\nPREFIX = "{prefix}"\nDELAY_MS = {delay_ms}\n'
+        fh.write(head + f"POISSON = {'true' if poisson else 'false'}\n" + WRK_SCRIPT)
         script = fh.name
     try:
         out = subprocess.run(

@@ -6,8 +6,13 @@ Three measurements, side by side:
 1. **throughput**: ``wrk`` closed loop (``--threads``, ``--connections``, ``--seconds``) on the
    bare handler, then on Medic; every Medic request carries a new alert episode (a Lua script
    numbers the fingerprints), so every one is a real durable insert. Ratio = Medic / bare.
-2. **paced latency**: ``--rate`` requests/s spread evenly over the connections (wrk's ``delay()``),
-   p50/p99 of Medic's answers while it has nothing else to do.
+2. **paced latency**: ``--rate`` requests/s over ``--paced-connections`` connections, p50/p99 of
+   Medic's answers while it has nothing else to do. ``--pacing poisson`` (default): each
+   connection waits a random time (exponential, mean connections / rate) after each answer, so
+   arrivals are independent, as from many Alertmanager groups. ``--pacing fixed``: a fixed wait
+   (wrk's plain ``delay()``); connections that start together stay in step, so the load is a
+   burst of one delivery per connection (50 at once) every 100 ms: the same mean rate, but each
+   burst queues behind itself.
 3. **paced latency during a storm**: ``--storm-targets`` Deployments get one alert each first
    (each one an incident with a diagnosis: the high-latency playbook's Prometheus queries against
    a real Prometheus when ``prometheus`` is installed), then the same paced load runs while those
@@ -20,7 +25,7 @@ process used per request during the throughput runs (``/proc``; Medic's intake p
 diagnosis child counted apart) is less sensitive to other work on the machine.
 
     .venv/bin/python bench/bench_intake.py [--seconds 10] [--connections 64] [--rate 500]
-        [--storm-targets 500] [--workers N] [--runs 3]
+        [--storm-targets 500] [--workers N] [--runs 3] [--pacing poisson|fixed]
 
 wrk measures latency from the request it sends (no correction for coordinated omission); at a
 paced rate far below the server's capacity that is what a client sees.
@@ -69,6 +74,12 @@ def main() -> None:
     ap.add_argument("--storm-targets", type=int, default=500, help="targets diagnosed during the storm run")
     ap.add_argument("--workers", type=int, default=0, help="MEDIC_WORKERS (0: Medic's default)")
     ap.add_argument("--runs", type=int, default=1, help="repeat the whole sequence; medians are printed")
+    ap.add_argument(
+        "--pacing",
+        choices=("poisson", "fixed"),
+        default="poisson",
+        help="paced runs: random waits (independent arrivals) or fixed waits (bursts)",
+    )
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -131,6 +142,7 @@ def one_run(args: argparse.Namespace, prometheus: Any, data_dir: Path) -> dict[s
             "connections": args.paced_connections,
             "seconds": args.seconds,
             "delay_ms": args.paced_connections / args.rate * 1000,
+            "poisson": args.pacing == "poisson",
         }
         quiet = wrk(medic_url + "/api/v1/alerts", prefix="q", targets=1, **paced)
         settle(medic_url)
@@ -184,6 +196,7 @@ def report(args: argparse.Namespace, run: dict[str, Any], real_prometheus: bool,
         f"  CPU per request           bare {cpu['bare']:.3f} ms, medic intake {cpu['intake']:.3f} ms "
         f"(+ diagnosis process {cpu['diagnosis']:.3f} ms)"
     )
+    print(f"  paced runs: {args.rate} req/s over {args.paced_connections} connections, {args.pacing} pacing")
     print(
         f"  paced {args.rate} req/s, idle:  p50 {quiet['p50_ms']:.1f} ms  p99 {quiet['p99_ms']:.1f} ms  "
         f"({quiet['rps']:.0f} req/s served)"
