@@ -13,7 +13,7 @@ import pytest
 
 from medic.clients.sqlite import SqliteDB
 from medic.domain.errors import StoreError
-from medic.inbox.sqlite import LARGEST_LOOKUP, SqliteInbox, _lookup_sizes
+from medic.inbox.sqlite import LARGEST_CLAIM, SqliteInbox, _claim_sizes
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -65,8 +65,8 @@ async def test_ids_are_never_reused_after_the_inbox_emptied(inbox: SqliteInbox) 
     assert all(int(r.item_id or 0) > int(first.item_id) for r in later)
 
 
-async def test_large_groups_look_keys_up_in_bounded_lists(inbox: SqliteInbox) -> None:
-    assert list(_lookup_sizes(LARGEST_LOOKUP * 2 + 5)) == [LARGEST_LOOKUP, LARGEST_LOOKUP, 4, 1]
+async def test_large_groups_claim_keys_in_bounded_statements(inbox: SqliteInbox) -> None:
+    assert list(_claim_sizes(LARGEST_CLAIM * 2 + 5)) == [LARGEST_CLAIM, LARGEST_CLAIM, 4, 1]
     await inbox.accept({"seed": True}, [f"k{n}" for n in range(0, 300, 3)], NOW)  # every third key
     results = await asyncio.gather(
         *(inbox.accept({"n": n}, [f"k{n}", f"k{n + 1}"], NOW) for n in range(0, 300, 2))

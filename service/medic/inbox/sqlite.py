@@ -18,19 +18,14 @@ from medic.inbox.base import AcceptResult, DeadLetter, InboxItem, Payload, kept_
 
 MAX_ATTEMPTS = 5
 RETRY_DELAY = 5.0  # a failed item is handed out again after this many seconds
-# A new episode key, or one whose expiry passed, is (re)set; a live one is left as it is.
-_CLAIM_EPISODE = (
-    "INSERT INTO dedup(key, expires_at) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
-    "expires_at = excluded.expires_at WHERE dedup.expires_at <= ?"
+# The new episode keys (never seen, or whose expiry passed) are (re)set and returned; live ones
+# are left as they are. One statement for up to LARGEST_CLAIM keys.
+_CLAIM_EPISODES = (
+    "INSERT INTO dedup(key, expires_at) VALUES {rows} ON CONFLICT(key) DO UPDATE SET "
+    "expires_at = excluded.expires_at WHERE dedup.expires_at <= ? RETURNING key"
 )
-_LIVE_KEYS = "SELECT key FROM dedup WHERE expires_at > ? AND key IN ({marks})"
-# the ids AUTOINCREMENT would give next (it never reuses one: the sequence, or a larger id)
-_LAST_ID = (
-    "SELECT max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'inbox'), 0), "
-    "COALESCE((SELECT max(id) FROM inbox), 0))"
-)
-_INSERT_ITEM = "INSERT INTO inbox(id, payload, new_episodes, received_at) VALUES (?, ?, ?, ?)"
-LARGEST_LOOKUP = 64  # keys per IN (...) list: sizes are powers of two, so few statements are cached
+_INSERT_ITEM = "INSERT INTO inbox(payload, new_episodes, received_at) VALUES (?, ?, ?)"
+LARGEST_CLAIM = 64  # keys per statement: sizes are powers of two, so few statements are cached
 
 
 @dataclass
@@ -45,54 +40,44 @@ class _Arrival:
     future: asyncio.Future[AcceptResult]
 
 
-def _lookup_sizes(count: int) -> Iterator[int]:
-    """Pure: ``count`` split into powers of two of at most :data:`LARGEST_LOOKUP`."""
+def _claim_sizes(count: int) -> Iterator[int]:
+    """Pure: ``count`` split into powers of two of at most :data:`LARGEST_CLAIM`."""
     while count:
-        size = min(LARGEST_LOOKUP, 1 << (count.bit_length() - 1))
+        size = min(LARGEST_CLAIM, 1 << (count.bit_length() - 1))
         yield size
         count -= size
 
 
-def _live_keys(conn: sqlite3.Connection, keys: list[str], now: float) -> set[str]:
-    """Which of ``keys`` are recorded and not expired (bound parameters, never text in SQL)."""
-    live: set[str] = set()
+def _claim_new(conn: sqlite3.Connection, keys: list[str], now: float, expires: float) -> set[str]:
+    """Record ``keys`` (each once) until ``expires``; the ones that were new (bound parameters,
+    never text in SQL)."""
+    new: set[str] = set()
     start = 0
-    for size in _lookup_sizes(len(keys)):
-        sql = _LIVE_KEYS.format(marks=",".join("?" * size))
-        live.update(row[0] for row in conn.execute(sql, (now, *keys[start : start + size])))
+    for size in _claim_sizes(len(keys)):
+        sql = _CLAIM_EPISODES.format(rows=",".join(["(?, ?)"] * size))
+        params = [value for key in keys[start : start + size] for value in (key, expires)]
+        new.update(row[0] for row in conn.execute(sql, (*params, now)))
         start += size
-    return live
+    return new
 
 
 def _accept_group(
     conn: sqlite3.Connection, group: list[_Arrival], now: float, expires: float
 ) -> list[AcceptResult]:
-    """Store a group of deliveries in a few statements (one transaction, run by the store's
-    thread): the live keys looked up, the new ones recorded, one inbox row per delivery that has
-    a new episode. In order, as if one after the other: a key is new for the first delivery of
-    the group that names it, a duplicate for the later ones."""
-    taken = _live_keys(conn, list(dict.fromkeys(k for a in group for k in a.episodes)), now)
-    claimed: list[str] = []
-    rows: list[tuple[int, str, str, str]] = []
+    """Store a group of deliveries (one transaction, run by the store's thread): all their
+    episode keys claimed in a statement or a few, then one inbox row per delivery that has a
+    new one. In order, as if one after the other: a key is new for the first delivery of the
+    group that names it, a duplicate for the later ones."""
+    unclaimed = _claim_new(conn, list(dict.fromkeys(k for a in group for k in a.episodes)), now, expires)
     results: list[AcceptResult] = []
-    next_id = int(conn.execute(_LAST_ID).fetchone()[0]) + 1
     for arrival in group:
-        new = [k for k in arrival.episodes if k not in taken]
-        taken.update(new)
-        claimed += new
+        new = [k for k in arrival.episodes if k in unclaimed]
+        unclaimed.difference_update(new)
         item_id = None
         if new:
-            item_id, next_id = next_id, next_id + 1
-            rows.append((item_id, arrival.body, json.dumps(new), arrival.received_at))
-        results.append(
-            AcceptResult(
-                item_id=str(item_id) if item_id is not None else None,
-                new_episodes=new,
-                duplicates=arrival.named - len(new),
-            )
-        )
-    conn.executemany(_CLAIM_EPISODE, [(key, expires, now) for key in claimed])
-    conn.executemany(_INSERT_ITEM, rows)
+            cur = conn.execute(_INSERT_ITEM, (arrival.body, json.dumps(new), arrival.received_at))
+            item_id = str(cur.lastrowid)
+        results.append(AcceptResult(item_id=item_id, new_episodes=new, duplicates=arrival.named - len(new)))
     return results
 
 
