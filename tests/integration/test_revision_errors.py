@@ -85,7 +85,7 @@ async def test_error_lines_per_minute_of_the_revision_and_its_baseline(
     assert ev.data["new_lines"] == 12
     assert ev.data["new_per_minute"] == pytest.approx(3.0)  # 12 lines over 4 minutes
     assert ev.data["baseline_per_minute"] == pytest.approx(1.0)  # 60 lines over the hour before
-    assert 'pod=~"playcode-app-7d9c8f-[a-z0-9]+"' in ev.data["query"].replace("\\\\-", "-")
+    assert 'pod=~"playcode-app-7d9c8f-[a-z0-9]{5}"' in ev.data["query"].replace("\\\\-", "-")
 
 
 async def test_outside_a_verification_it_is_not_configured(backends: Backends) -> None:
