@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import structlog
 
+from medic.clients.kube import watch as watch_module
 from medic.clients.kube.client import STRATEGIC_PATCH, KubeClient, RetryPolicy, ns_path
 from medic.clients.kube.watch import DeploymentWatch, WatchPolicy
 from medic.domain.deploy_changes import RevisionChange
@@ -261,7 +262,7 @@ async def test_cancelling_run_cancels_its_loops(fake: FakeKubeApiserver, kube: K
 
 
 async def test_backoff_grows_on_failures_in_a_row_and_starts_over_after_a_healthy_stream(
-    fake: FakeKubeApiserver, kube: KubeClient
+    fake: FakeKubeApiserver, kube: KubeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake.add_deployment(NS, APP, "app:v1", replicas=1)
     policy = WatchPolicy(
@@ -270,6 +271,9 @@ async def test_backoff_grows_on_failures_in_a_row_and_starts_over_after_a_health
     reports = Reports()
     watch = DeploymentWatch(kube, [NS], reports, policy=policy)
     with structlog.testing.capture_logs() as logs:
+        # a logger made now: the module's may be cached already (medic's logging caches a logger
+        # on its first use, and an earlier test of the session may have configured it)
+        monkeypatch.setattr(watch_module, "log", structlog.get_logger("medic.clients.kube.watch"))
         task = asyncio.create_task(watch.run())
         try:
             async with asyncio.timeout(GUARD * 3):  # a busy CI machine: several streams, each up a while
