@@ -335,11 +335,12 @@ class Verifications:
             return
         incident.verification = v
         incident.phase = Phase.VERIFYING
-        against = (
-            f" against revision {v.baseline_revision}"
-            if v.baseline_revision
-            else " (no older revision: absolute thresholds only)"
-        )
+        if v.baseline_revision:
+            against = f" against revision {v.baseline_revision}"
+        elif v.restored:
+            against = " (it restores an older template: absolute thresholds only, never rolled back)"
+        else:
+            against = " (no older revision: absolute thresholds only)"
         incident.note("verification", f"verifying revision {rev}{against} for {format_duration(window)}", now)
         if v.final:
             await self._finish(incident, rule, playbook, [], [], now)
