@@ -48,8 +48,8 @@ local template = '{"version":"4","groupKey":"{}:{alertname=\\\\"PlayCodeHighLate
   '"fingerprint":"%s"}]}'
 function request()
   counter = counter + 1
-  local target = "playcode-app"
-  if TARGETS > 1 then target = "playcode-app-" .. (counter % TARGETS) end
+  local target = DEPLOYMENT
+  if TARGETS > 1 then target = DEPLOYMENT .. "-" .. (counter % TARGETS) end
   local body = string.format(template, target, PREFIX .. thread_id .. "x" .. counter)
   return wrk.format("POST", "/api/v1/alerts", {["Content-Type"] = "application/json"}, body)
 end
@@ -89,11 +89,19 @@ def wrk(
     targets: int,
     delay_ms: float = 0,
     poisson: bool = False,
+    deployment: str = "playcode-app",
 ) -> dict[str, Any]:
-    """Run wrk once; requests/s, latency percentiles (ms) and non-2xx count from its report."""
+    """Run wrk once; requests/s, latency percentiles (ms) and non-2xx count from its report.
+    The alerts name ``deployment`` (or ``deployment-<n>`` for ``targets`` > 1)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        head = f'TARGETS = {targets}\nPREFIX = "{prefix}"\nDELAY_MS = {delay_ms}\n'
-        fh.write(head + f"POISSON = {'true' if poisson else 'false'}\n" + WRK_SCRIPT)
+        settings = {
+            "TARGETS": targets,
+            "PREFIX": f'"{prefix}"',
+            "DELAY_MS": delay_ms,
+            "POISSON": "true" if poisson else "false",
+            "DEPLOYMENT": f'"{deployment}"',
+        }
+        fh.write("".join(f"{name} = {value}\n" for name, value in settings.items()) + WRK_SCRIPT)
         script = fh.name
     try:
         out = subprocess.run(

@@ -6,6 +6,8 @@ Three measurements, side by side:
 1. **throughput**: ``wrk`` closed loop (``--threads``, ``--connections``, ``--seconds``) on the
    bare handler, then on Medic; every Medic request carries a new alert episode (a Lua script
    numbers the fingerprints), so every one is a real durable insert. Ratio = Medic / bare.
+   Each of Medic's runs alerts on a Deployment of its own (one incident each), so the incident
+   the throughput run filled (its size depends on the throughput) does not weigh on the others.
 2. **paced latency**: ``--rate`` requests/s over ``--paced-connections`` connections, p50/p99 of
    Medic's answers while it has nothing else to do. ``--pacing poisson`` (default): each
    connection waits a random time (exponential, mean connections / rate) after each answer, so
@@ -132,9 +134,9 @@ def one_run(args: argparse.Namespace, prometheus: Any, data_dir: Path) -> dict[s
         bare, bare_cpu = cpu_during(
             [procs[0].pid], lambda: wrk(bare_url + "/api/v1/alerts", prefix="b", targets=1, **load)
         )
-        child = children(procs[1].pid)
         medic, medic_cpu = cpu_during(
-            [procs[1].pid, *child], lambda: wrk(medic_url + "/api/v1/alerts", prefix="m", targets=1, **load)
+            [procs[1].pid, *children(procs[1].pid)],
+            lambda: wrk(medic_url + "/api/v1/alerts", prefix="m", targets=1, deployment="bench-tp", **load),
         )
         settle(medic_url)
         paced = {
@@ -144,13 +146,13 @@ def one_run(args: argparse.Namespace, prometheus: Any, data_dir: Path) -> dict[s
             "delay_ms": args.paced_connections / args.rate * 1000,
             "poisson": args.pacing == "poisson",
         }
-        quiet = wrk(medic_url + "/api/v1/alerts", prefix="q", targets=1, **paced)
+        quiet = wrk(medic_url + "/api/v1/alerts", prefix="q", targets=1, deployment="bench-idle", **paced)
         settle(medic_url)
         # the storm: one alert for each of N targets (N incidents, N diagnoses), sent first
         # (set-up, not measured), then the paced load while they are being diagnosed
         fire_storm(medic_url, args.storm_targets)
         before = diagnosis_progress(medic_url)
-        storm = wrk(medic_url + "/api/v1/alerts", prefix="p", targets=1, **paced)
+        storm = wrk(medic_url + "/api/v1/alerts", prefix="p", targets=1, deployment="bench-storm", **paced)
         after = diagnosis_progress(medic_url)
     finally:
         for p in procs:
