@@ -89,6 +89,8 @@ async def test_the_child_diagnoses_metrics_merge_and_a_dead_child_is_replaced(tm
     try:
         child = diagnosis_pid(medic)
         assert niceness(child) == min(19, os.nice(0) + 10)  # yields the cores to the intake (19: max)
+        assert os.sched_getscheduler(child) == os.SCHED_IDLE  # and runs on what the intake leaves
+        assert os.sched_getscheduler(medic.proc.pid or 0) == os.SCHED_OTHER
         await post_alert(medic.url, "app-a")
         assert len(await diagnosed(medic.url, 1)) == 1
         assert "diagnosis process ready" in medic.log()

@@ -11,7 +11,8 @@ its own, and neither's event loop waits for the other's work.
   acknowledges and hands back through the intake's Unix socket (:mod:`medic.inbox.rpc`), so an
   acknowledgement never waits for a lock the child holds. The store (``medic.sqlite3``) is shared.
 
-- **Priority**: the child runs at a lower CPU priority (niceness +10): when the cores are busy,
+- **Priority**: the child runs in the idle scheduling class (``SCHED_IDLE``, and niceness +10
+  where that class is missing): when the cores are busy,
   diagnosis waits, never the acknowledgement.
 - **Wake-up**: the intake writes a byte to a pipe on every accepted delivery; the child wakes its
   workers on it (no polling delay).
@@ -63,8 +64,12 @@ DIAGNOSIS_NICENESS = 10  # the child's CPU priority below the intake's (nice(2);
 def _child_setup() -> None:  # in the child, between fork and exec
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    # the intake comes first: when cores are short, diagnosis waits, the acknowledgement does not
+    # the intake comes first: when cores are short, diagnosis waits, the acknowledgement does not.
+    # SCHED_IDLE (Linux; no privilege needed to lower one's own class): the child runs on what
+    # the intake leaves; with cgroups (a pod) it yields only to the pod's own processes.
     os.nice(DIAGNOSIS_NICENESS)
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 class Waker:
