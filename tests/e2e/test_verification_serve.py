@@ -61,7 +61,7 @@ async def test_verification_in_medic_serve(tmp_path: Path, prometheus_factory: P
         series = revision_series(old_pods, Traffic(), Timeline(start=now - 75 * 60, end=now - 60, step=15))
         series += revision_series(new_pods, Traffic(), Timeline(start=now - 60, end=now + 600, step=15))
         prometheus = await prometheus_factory(series)
-        rules, playbooks = verify_config(tmp_path, window="10s")
+        rules, playbooks = verify_config(tmp_path, window="7s")
         medic = MedicProcess(
             tmp_path,
             {

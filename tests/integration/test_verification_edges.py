@@ -61,7 +61,7 @@ async def test_a_verification_whose_rule_was_renamed_still_ends(
     from tests.integration.verify_world import VerifyWorld
     from tests.medic_app import running_medic
 
-    async with verify_world(tmp_path, prometheus_factory, window="12s", verify_deploys="off") as w:
+    async with verify_world(tmp_path, prometheus_factory, window="7s", verify_deploys="off") as w:
         other = w.settings.model_copy(update={"data_dir": tmp_path / "other" / "data"})
         async with running_medic(other) as first:
             started = await VerifyWorld(w.kube, first, other).request()

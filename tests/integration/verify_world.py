@@ -50,7 +50,7 @@ def revision_series(pods: list[str], traffic: Traffic, timeline: Timeline) -> li
 
 
 def verify_config(
-    tmp_path: Path, *, window: str = "12s", interval: str = "5s", mode: str = "approve"
+    tmp_path: Path, *, window: str = "7s", interval: str = "5s", mode: str = "approve"
 ) -> tuple[Path, Path]:
     """The shipped rules and playbooks, with a short window and the rule's mode set."""
     rules, playbooks = tmp_path / "rules", tmp_path / "playbooks"
@@ -132,7 +132,7 @@ async def verify_world(
     new: Traffic = Traffic(),
     mode: str = "dry-run",
     rule_mode: str = "approve",
-    window: str = "12s",
+    window: str = "7s",
     surge: bool = False,
     **settings: Any,
 ) -> AsyncIterator[VerifyWorld]:
