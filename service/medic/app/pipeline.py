@@ -316,7 +316,27 @@ class Pipeline:
         findings = analyze(self.registry, incident, alerts, playbook, evidence, now)
         decision = decide(rule, playbook, findings, self.settings.mode)
         incident.conclude(evidence, findings, decision.reason, decision.mode, self.clock())
-        if rule is not None and rule.remediation is not None and decision.action is None:
+        await self.carry_out(incident, rule, playbook, decision)
+        incident.finish_diagnosis(self.clock())
+        await self.store.save(incident)
+        self.notify(incident, "diagnosed")
+        log.info(
+            "incident diagnosed",
+            findings=len(incident.findings),
+            top=incident.findings[0].code if incident.findings else None,
+        )
+
+    async def carry_out(
+        self, incident: Incident, rule: Rule | None, playbook: CompiledPlaybook, decision: Decision
+    ) -> None:
+        """The decision's action through the remediator (its record on the incident), or, when
+        the rule has a remediation the evidence does not warrant, that "no" in the audit log."""
+        if rule is not None and decision.action is not None:
+            record = await self.remediator.handle(incident, rule, playbook, decision)
+            if record is not None:
+                self.metrics.actions.labels(action=record.use, status=record.status.value).inc()
+                incident.add_action(record, self.clock())
+        elif rule is not None and rule.remediation is not None:
             # a "no" from the evidence is a decision too: audited like the guards' refusals
             await self.store.append_audit(
                 incident.id,
@@ -329,19 +349,6 @@ class Pipeline:
                     "findings": [f.code for f in incident.findings],
                 },
             )
-        if rule is not None and decision.action is not None:
-            record = await self.remediator.handle(incident, rule, playbook, decision)
-            if record is not None:
-                self.metrics.actions.labels(action=record.use, status=record.status.value).inc()
-                incident.add_action(record, self.clock())
-        incident.finish_diagnosis(self.clock())
-        await self.store.save(incident)
-        self.notify(incident, "diagnosed")
-        log.info(
-            "incident diagnosed",
-            findings=len(incident.findings),
-            top=incident.findings[0].code if incident.findings else None,
-        )
 
     async def collect(
         self,

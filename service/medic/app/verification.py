@@ -575,23 +575,7 @@ class Verifications:
         decision = self._decision(rule, playbook, findings, v)
         incident.conclude(evidence, findings, decision.reason, decision.mode, now)
         incident.note("verification", f"revision {v.revision} {v.state}: {v.reason}", now)
-        if rule is not None and decision.action is not None:
-            record = await p.remediator.handle(incident, rule, playbook, decision)
-            if record is not None:
-                p.metrics.actions.labels(action=record.use, status=record.status.value).inc()
-                incident.add_action(record, self.clock())
-        elif rule is not None and rule.remediation is not None:
-            await p.store.append_audit(
-                incident.id,
-                "decision",
-                {
-                    "rule": rule.name,
-                    "action": rule.remediation.action,
-                    "mode": decision.mode,
-                    "reason": decision.reason,
-                    "findings": [f.code for f in findings],
-                },
-            )
+        await p.carry_out(incident, rule, playbook, decision)
         incident.finish_diagnosis(self.clock())
         incident.severity = highest_severity(VERDICT_SEVERITY.get(v.state), incident.severity, [])  # type: ignore[assignment]
         resolved = await self._resolve(incident, why) if (why := _settled(incident, v)) else False
