@@ -19,10 +19,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from medic.app.logging import configure_logging
 from medic.app.runtime import Role, Runtime
 from medic.app.settings import load_settings
+from medic.app.worker_process import INBOX_WAKE, VERIFIER_WAKE
 from medic.domain.errors import MedicError
 
 log = structlog.get_logger("medic.app.diagnosis_child")
 
+
+def route_wake(data: bytes, workers: asyncio.Event, verifier: asyncio.Event) -> None:
+    """Wake what the intake's bytes ask for: the workers for accepted deliveries, the verifier for
+    a verification begun in the intake process (not for every delivery: it lists open incidents)."""
+    if INBOX_WAKE in data:
+        workers.set()
+    if VERIFIER_WAKE in data:
+        verifier.set()
 
 
 async def _serve_child(wake_fd: int, socket_path: str) -> None:
@@ -37,8 +46,7 @@ async def _serve_child(wake_fd: int, socket_path: str) -> None:
         except BlockingIOError:
             return
         if data:
-            runtime.wake.set()
-            runtime.verifications.wake.set()
+            route_wake(data, runtime.wake, runtime.verifications.wake)
         else:  # the intake died without stopping us first: die with it (see "One fate")
             log.error("the intake process is gone: the diagnosis process stops at once")
             os._exit(70)

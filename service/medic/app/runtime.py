@@ -144,7 +144,8 @@ class Runtime:
         )
 
     def __post_init__(self) -> None:
-        self.verifications.poke = self.accepted.set  # a verification begun here wakes the verifier
+        if self.diagnosis is not None:  # a verification begun here wakes the verifier
+            self.verifications.poke = self.diagnosis.verifier_waker.set
 
     async def readiness(self) -> tuple[str, dict[str, str]]:
         """The backend's readiness, and the diagnosis process's: while it is down (it is being

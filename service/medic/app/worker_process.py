@@ -14,8 +14,9 @@ its own, and neither's event loop waits for the other's work.
 - **Priority**: the child runs in the idle scheduling class (``SCHED_IDLE``, and niceness +10
   where that class is missing): when the cores are busy,
   diagnosis waits, never the acknowledgement.
-- **Wake-up**: the intake writes a byte to a pipe on every accepted delivery; the child wakes its
-  workers on it (no polling delay).
+- **Wake-up**: the intake writes a byte to a pipe once per group of accepted deliveries; the
+  child wakes its workers on it (no polling delay). Another byte wakes the child's verifier when
+  a verification was begun in the intake process (``POST /api/v1/verifications``).
 - **One fate**: a replica whose intake dies dies whole, as one process would: the child is killed
   with it (``PR_SET_PDEATHSIG``, and the pipe's end of file as a second signal), so it never goes
   on working beside the intake's successor; what it held is handed out again on restart.
@@ -72,16 +73,25 @@ def _child_setup() -> None:  # in the child, between fork and exec
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
-class Waker:
-    """The intake's side of the wake-up pipe: ``set()`` as an asyncio.Event's, never blocks."""
+# What a byte on the wake-up pipe asks the child to look at: the inbox (written once per group of
+# accepted deliveries), or the verifications (a verification begun in the intake process).
+INBOX_WAKE = b"\0"
+VERIFIER_WAKE = b"v"
 
-    def __init__(self, fd: int) -> None:
+
+class Waker:
+    """The intake's side of the wake-up pipe: ``set()`` as an asyncio.Event's, never blocks. A
+    write that finds the pipe full is dropped: the child has bytes to read, and a verifier wake
+    lost that way is made up by the verifier's poll (``medic.app.verification.POLL``)."""
+
+    def __init__(self, fd: int, what: bytes = INBOX_WAKE) -> None:
         self.fd = fd
+        self.what = what
         os.set_blocking(fd, False)
 
     def set(self) -> None:
         with contextlib.suppress(BlockingIOError, BrokenPipeError):  # a full pipe wakes it already
-            os.write(self.fd, b"\0")
+            os.write(self.fd, self.what)
 
 
 class DiagnosisProcess:
@@ -102,6 +112,7 @@ class DiagnosisProcess:
         self.restarts = 0
         self._read_fd, write_fd = os.pipe()
         self.waker = Waker(write_fd)
+        self.verifier_waker = Waker(write_fd, VERIFIER_WAKE)
         self._proc: asyncio.subprocess.Process | None = None
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
