@@ -35,6 +35,7 @@ imports: venv
 
 bench: venv
 	$(VENV)/bin/python bench/bench_intake.py
+	$(VENV)/bin/python bench/bench_inbox_group.py
 	$(VENV)/bin/python bench/bench_runner.py
 	$(VENV)/bin/python bench/bench_rollback.py
 	$(VENV)/bin/python bench/bench_high_latency.py
@@ -43,6 +44,8 @@ bench: venv
 	$(VENV)/bin/python bench/bench_storm.py
 	$(VENV)/bin/python bench/bench_fuzz.py
 	$(VENV)/bin/python bench/bench_slow_clients.py
+	$(VENV)/bin/python bench/bench_deploy_watch.py
+	$(VENV)/bin/python bench/bench_verification.py
 
 # constraints.txt pins the exact runtime dependency set (docs/dependencies.md); regenerate it after
 # changing [project].dependencies in pyproject.toml: a fresh venv, a plain install, pip freeze.

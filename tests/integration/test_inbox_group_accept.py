@@ -5,6 +5,7 @@ a few statements for all of them, with the answers each delivery would get on it
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from medic.clients.sqlite import SqliteDB
 from medic.domain.errors import StoreError
-from medic.inbox.sqlite import LARGEST_CLAIM, SqliteInbox, _claim_sizes
+from medic.inbox.sqlite import LARGEST_INSERT, SqliteInbox, _insert_sizes
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -66,7 +67,7 @@ async def test_ids_are_never_reused_after_the_inbox_emptied(inbox: SqliteInbox) 
 
 
 async def test_large_groups_claim_keys_in_bounded_statements(inbox: SqliteInbox) -> None:
-    assert list(_claim_sizes(LARGEST_CLAIM * 2 + 5)) == [LARGEST_CLAIM, LARGEST_CLAIM, 4, 1]
+    assert list(_insert_sizes(LARGEST_INSERT * 2 + 5)) == [LARGEST_INSERT, LARGEST_INSERT, 4, 1]
     await inbox.accept({"seed": True}, [f"k{n}" for n in range(0, 300, 3)], NOW)  # every third key
     results = await asyncio.gather(
         *(inbox.accept({"n": n}, [f"k{n}", f"k{n + 1}"], NOW) for n in range(0, 300, 2))
@@ -107,3 +108,83 @@ async def test_a_delivery_the_store_cannot_write_fails_alone(inbox: SqliteInbox)
     assert [i.payload for i in await inbox.claim("w", 10)] == [{"n": 1}, {"n": 3}]
     again = await inbox.accept({"n": 4}, ["b"], NOW)  # the failed delivery's key was not kept
     assert again.new_episodes == ["b"]
+
+
+def _statements(db: SqliteDB) -> list[str]:
+    """The SQL statements the store's connection runs from now on (SQLite's trace callback)."""
+    seen: list[str] = []
+    db.conn.set_trace_callback(seen.append)
+    return seen
+
+
+async def test_a_group_is_written_in_a_few_statements_whatever_its_size(inbox: SqliteInbox) -> None:
+    """Each statement step lets go of the GIL and waits to take it back from the busy event loop:
+    a group of 100 deliveries is a handful of statements, not one (or one result row) each."""
+    await inbox.accept({"seed": True}, ["k0", "k1"], NOW)
+    seen = _statements(inbox.db)
+    results = await asyncio.gather(*(inbox.accept({"n": n}, [f"k{n}"], NOW) for n in range(100)))
+    assert [r.duplicates for r in results[:3]] == [1, 1, 0]
+    assert len(seen) <= 8, seen  # BEGIN, live keys, set keys, 3 inserts (64 + 32 + 2), COMMIT
+    assert sum("INTO inbox" in sql for sql in seen) == 3
+
+    # each answer's id names the row that holds that delivery (ids follow the order of the group)
+    items = await inbox.claim("w", 200)
+    assert {i.id: i.payload for i in items if "n" in i.payload} == {
+        r.item_id: {"n": n} for n, r in enumerate(results) if r.item_id is not None
+    }
+    del seen[:]
+    await inbox.ack_many([i.id for i in items])
+    assert len(seen) <= 3 and await inbox.depth() == 0, seen
+
+
+async def test_a_claim_is_three_statements_of_one_row(inbox: SqliteInbox) -> None:
+    await asyncio.gather(*(inbox.accept({"n": n}, [f"e{n}"], NOW) for n in range(40)))
+    seen = _statements(inbox.db)
+    first, second = await inbox.claim("w", 32), await inbox.claim("w", 32)
+    assert [i.payload["n"] for i in first + second] == list(range(40))  # oldest first, each once
+    assert [i.attempts for i in first] == [1] * 32
+    assert sum(sql.lstrip().upper().startswith(("SELECT", "UPDATE")) for sql in seen) == 6, seen
+    assert await inbox.claim("w", 32) == []  # all leased
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        'fp"quoted"|2026-12-01T00:00:00+00:00|firing',
+        "back\\slash|t|firing",
+        "new\nline|t|firing",
+        "caf\u00e9 \U0001f525|t|firing",
+        "tab\tand \u2028|t|resolved",
+    ],
+)
+async def test_any_episode_key_round_trips_through_sqlite_json(inbox: SqliteInbox, key: str) -> None:
+    first = await inbox.accept({"n": 1}, [key], NOW)
+    again, other = await asyncio.gather(
+        inbox.accept({"n": 2}, [key], NOW), inbox.accept({"n": 3}, ["x"], NOW)
+    )
+    assert (first.new_episodes, again.new_episodes, again.duplicates, other.new_episodes) == (
+        [key],
+        [],
+        1,
+        ["x"],
+    )
+    assert [i.new_episodes for i in await inbox.claim("w", 10)] == [[key], ["x"]]
+
+
+def test_a_sqlite_without_json_functions_is_a_configuration_error(tmp_path: Path) -> None:
+    from medic.clients.sqlite import _require_json
+    from medic.domain.errors import ConfigError
+
+    class NoJson:  # what a SQLite built with SQLITE_OMIT_JSON answers
+        closed = False
+
+        def execute(self, sql: str) -> None:
+            raise sqlite3.OperationalError("no such table: json_each")
+
+        def close(self) -> None:
+            self.closed = True
+
+    conn = NoJson()
+    with pytest.raises(ConfigError, match="no JSON functions") as caught:
+        _require_json(conn, tmp_path / "inbox.sqlite3")  # type: ignore[arg-type]
+    assert "inbox.sqlite3" in str(caught.value) and conn.closed

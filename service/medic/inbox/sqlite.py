@@ -18,14 +18,33 @@ from medic.inbox.base import AcceptResult, DeadLetter, InboxItem, Payload, kept_
 
 MAX_ATTEMPTS = 5
 RETRY_DELAY = 5.0  # a failed item is handed out again after this many seconds
-# The new episode keys (never seen, or whose expiry passed) are (re)set and returned; live ones
-# are left as they are. One statement for up to LARGEST_CLAIM keys.
-_CLAIM_EPISODES = (
-    "INSERT INTO dedup(key, expires_at) VALUES {rows} ON CONFLICT(key) DO UPDATE SET "
-    "expires_at = excluded.expires_at WHERE dedup.expires_at <= ? RETURNING key"
+# Few statements per group, and none that returns a row per item: each step of a statement lets
+# go of the GIL and takes it back, which waits for the event loop's thread to let go of it (up to
+# the switch interval when the loop is busy). A statement or a result row per delivery made a
+# group's write wait longer than its SQL took (bench/bench_intake.py; docs/benchmarks.md).
+# The live episode keys among some keys (a duplicate), as one JSON array; the others are (re)set.
+_LIVE_KEYS = (
+    "SELECT json_group_array(key) FROM dedup WHERE expires_at > ? AND key IN (SELECT value FROM json_each(?))"
 )
-_INSERT_ITEM = "INSERT INTO inbox(payload, new_episodes, received_at) VALUES (?, ?, ?)"
-LARGEST_CLAIM = 64  # keys per statement: sizes are powers of two, so few statements are cached
+_SET_KEYS = (  # (WHERE true: an upsert after a SELECT needs it, see SQLite's "upsert" page)
+    "INSERT INTO dedup(key, expires_at) SELECT value, ? FROM json_each(?) WHERE true "
+    "ON CONFLICT(key) DO UPDATE SET expires_at = excluded.expires_at"
+)
+_INSERT_ITEMS = "INSERT INTO inbox(payload, new_episodes, received_at) VALUES {rows}"
+LARGEST_INSERT = 64  # rows per statement: sizes are powers of two, so few statements are cached
+_CLAIMABLE = (
+    "SELECT json_group_array(id) FROM (SELECT id FROM inbox WHERE dead = 0 AND "
+    "(lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT ?)"
+)
+_LEASE = (
+    "UPDATE inbox SET claimed_by = ?, lease_until = ?, attempts = attempts + 1 "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
+_CLAIMED = (
+    "SELECT json_group_array(json_array(id, payload, new_episodes, received_at, attempts)) "
+    "FROM inbox WHERE id IN (SELECT value FROM json_each(?))"
+)
+_ACK = "DELETE FROM inbox WHERE id IN (SELECT value FROM json_each(?))"
 
 
 @dataclass
@@ -40,45 +59,78 @@ class _Arrival:
     future: asyncio.Future[AcceptResult]
 
 
-def _claim_sizes(count: int) -> Iterator[int]:
-    """Pure: ``count`` split into powers of two of at most :data:`LARGEST_CLAIM`."""
+def _insert_sizes(count: int) -> Iterator[int]:
+    """Pure: ``count`` split into powers of two of at most :data:`LARGEST_INSERT`."""
     while count:
-        size = min(LARGEST_CLAIM, 1 << (count.bit_length() - 1))
+        size = min(LARGEST_INSERT, 1 << (count.bit_length() - 1))
         yield size
         count -= size
 
 
 def _claim_new(conn: sqlite3.Connection, keys: list[str], now: float, expires: float) -> set[str]:
-    """Record ``keys`` (each once) until ``expires``; the ones that were new (bound parameters,
-    never text in SQL)."""
-    new: set[str] = set()
+    """Record ``keys`` (each once) until ``expires``; the ones that were new, i.e. not live
+    (bound parameters, never text in SQL)."""
+    (live,) = conn.execute(_LIVE_KEYS, (now, json.dumps(keys, ensure_ascii=False))).fetchone()
+    taken = set(json.loads(live))
+    new = [key for key in keys if key not in taken]
+    if new:
+        conn.execute(_SET_KEYS, (expires, json.dumps(new, ensure_ascii=False)))
+    return set(new)
+
+
+def _insert_items(conn: sqlite3.Connection, rows: list[tuple[str, str, str]]) -> list[int]:
+    """Insert inbox rows (payload, episodes, received_at) in a few statements; their ids, in the
+    order given. The rows of one statement get consecutive ids: AUTOINCREMENT gives each new row
+    one more than the largest id so far, the statement inserts them in order, and the write
+    transaction (BEGIN IMMEDIATE) lets no other writer in between."""
+    ids: list[int] = []
     start = 0
-    for size in _claim_sizes(len(keys)):
-        sql = _CLAIM_EPISODES.format(rows=",".join(["(?, ?)"] * size))
-        params = [value for key in keys[start : start + size] for value in (key, expires)]
-        new.update(row[0] for row in conn.execute(sql, (*params, now)))
+    for size in _insert_sizes(len(rows)):
+        sql = _INSERT_ITEMS.format(rows=",".join(["(?, ?, ?)"] * size))
+        last = conn.execute(sql, [value for row in rows[start : start + size] for value in row]).lastrowid
+        if last is None:  # an INSERT of rows always sets it; keeps the type honest
+            raise sqlite3.DatabaseError("the inbox insert reported no row id")
+        ids.extend(range(last - size + 1, last + 1))
         start += size
-    return new
+    return ids
 
 
 def _accept_group(
     conn: sqlite3.Connection, group: list[_Arrival], now: float, expires: float
 ) -> list[AcceptResult]:
     """Store a group of deliveries (one transaction, run by the store's thread): all their
-    episode keys claimed in a statement or a few, then one inbox row per delivery that has a
-    new one. In order, as if one after the other: a key is new for the first delivery of the
-    group that names it, a duplicate for the later ones."""
+    episode keys claimed in two statements, then one inbox row per delivery that has a new one
+    (a statement per 64). In order, as if one after the other: a key is new for the first
+    delivery of the group that names it, a duplicate for the later ones."""
     unclaimed = _claim_new(conn, list(dict.fromkeys(k for a in group for k in a.episodes)), now, expires)
-    results: list[AcceptResult] = []
+    news: list[list[str]] = []
+    rows: list[tuple[str, str, str]] = []
     for arrival in group:
         new = [k for k in arrival.episodes if k in unclaimed]
         unclaimed.difference_update(new)
-        item_id = None
+        news.append(new)
         if new:
-            cur = conn.execute(_INSERT_ITEM, (arrival.body, json.dumps(new), arrival.received_at))
-            item_id = str(cur.lastrowid)
-        results.append(AcceptResult(item_id=item_id, new_episodes=new, duplicates=arrival.named - len(new)))
-    return results
+            rows.append((arrival.body, json.dumps(new), arrival.received_at))
+    ids = iter(_insert_items(conn, rows))
+    return [
+        AcceptResult(
+            item_id=str(next(ids)) if new else None, new_episodes=new, duplicates=arrival.named - len(new)
+        )
+        for arrival, new in zip(group, news, strict=True)
+    ]
+
+
+def _claim(
+    conn: sqlite3.Connection, consumer: str, limit: int, now: float, lease_until: float
+) -> list[tuple[int, str, str, str, int]]:
+    """Lease up to ``limit`` claimable rows (oldest first) in three statements of one result
+    row each; the rows as stored, by id."""
+    (ids,) = conn.execute(_CLAIMABLE, (now, limit)).fetchone()
+    if ids == "[]":
+        return []
+    conn.execute(_LEASE, (consumer, lease_until, ids))
+    (rows,) = conn.execute(_CLAIMED, (ids,)).fetchone()
+    return sorted((int(r[0]), r[1], r[2], r[3], int(r[4])) for r in json.loads(rows))
 
 
 def _row_id(item_id: str) -> int | None:
@@ -167,22 +219,11 @@ class SqliteInbox:
         in order; what the intake hands the diagnosis process without parsing it."""
         now = time.time()
         lease_until = now + self.lease_seconds
-
-        def tx(conn: sqlite3.Connection) -> list[tuple[int, str, str, str, int]]:
-            rows = conn.execute(
-                "UPDATE inbox SET claimed_by = ?, lease_until = ?, attempts = attempts + 1 "
-                "WHERE id IN (SELECT id FROM inbox WHERE dead = 0 AND "
-                "(lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT ?) "
-                "RETURNING id, payload, new_episodes, received_at, attempts",
-                (consumer, lease_until, now, limit),
-            ).fetchall()
-            return sorted(rows, key=lambda r: int(r[0]))
-
-        return await self.db.write(tx)
+        return await self.db.write(lambda conn: _claim(conn, consumer, limit, now, lease_until))
 
     async def ack_many(self, item_ids: list[str]) -> None:
-        ids = [(int(i),) for i in item_ids]
-        await self.db.write(lambda c: c.executemany("DELETE FROM inbox WHERE id = ?", ids))
+        ids = json.dumps([int(i) for i in item_ids])
+        await self.db.write(lambda c: c.execute(_ACK, (ids,)))
 
     async def release(
         self, item_id: str, error: str, *, episodes: list[str] | None = None, dead: bool = False
