@@ -100,6 +100,8 @@ async def test_the_child_diagnoses_metrics_merge_and_a_dead_child_is_replaced(tm
         assert "medic_alerts_received_total 1.0" in metrics
         assert 'medic_incidents_total{rule="high-latency"} 1.0' in metrics
         assert metrics.count("# TYPE medic_incidents_total counter") == 1
+        assert "medic_intake_loop_busy_ratio " in metrics  # what puts claims off when flooded
+        assert "medic_diagnosis_claims_deferred_total 0.0" in metrics
 
         # the child dies: the intake still accepts (degraded), a new child processes the backlog
         os.kill(child, signal.SIGKILL)

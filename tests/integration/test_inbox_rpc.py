@@ -48,3 +48,33 @@ async def test_claim_ack_release_through_the_socket(tmp_path: Path) -> None:
         await remote.claim("child-0", 10)
     await remote.close()
     await db.close()
+
+
+async def test_a_flooded_intake_puts_claims_off_and_the_worker_waits(tmp_path: Path) -> None:
+    import time
+
+    from medic.app.claim_gate import ClaimGate, LoopLoad
+
+    db = SqliteDB(tmp_path / "inbox.sqlite3")
+    await db.open()
+    inbox = SqliteInbox(db, dedup_ttl=3600)
+    load = LoopLoad()
+    gate = ClaimGate(load)
+    runner = web.AppRunner(inbox_app(inbox, gate))
+    await runner.setup()
+    sock = tmp_path / "inbox.sock"
+    await web.UnixSite(runner, str(sock)).start()
+    remote = RemoteInbox(sock)
+    try:
+        await inbox.accept({"n": 1}, ["e1"], datetime.now(UTC))
+        load.busy = 0.9  # flooded
+        started = time.monotonic()
+        assert await remote.claim("child-0", 10) == []  # put off: nothing leased, the worker waited
+        assert time.monotonic() - started >= 0.2 and gate.deferred == 1
+        assert await inbox.depth() == 1
+        load.busy = 0.1
+        assert [i.payload for i in await remote.claim("child-0", 10)] == [{"n": 1}]
+    finally:
+        await runner.cleanup()
+        await remote.close()
+        await db.close()

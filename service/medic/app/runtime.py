@@ -140,7 +140,7 @@ class Runtime:
             approvals=approvals,
             verifications=verifications,
             role=role,
-            diagnosis=_diagnosis_process(settings, backend, role),
+            diagnosis=_diagnosis_process(settings, backend, role, metrics),
         )
 
     def __post_init__(self) -> None:
@@ -282,10 +282,14 @@ def _approvals(
     return approvals
 
 
-def _diagnosis_process(settings: Settings, backend: StateBackend, role: Role) -> DiagnosisProcess | None:
+def _diagnosis_process(
+    settings: Settings, backend: StateBackend, role: Role, metrics: Metrics
+) -> DiagnosisProcess | None:
     """The INTAKE role's child process (embedded backend with a local inbox only)."""
     if role is Role.INTAKE and isinstance(backend, EmbeddedBackend) and backend.local_inbox:
-        return DiagnosisProcess(settings.data_dir, backend.local_inbox, recover_dead=backend.recover)
+        return DiagnosisProcess(
+            settings.data_dir, backend.local_inbox, recover_dead=backend.recover, metrics=metrics
+        )
     return None
 
 

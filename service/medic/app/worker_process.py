@@ -49,9 +49,11 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from medic.app.claim_gate import ClaimGate, LoopLoad
 from medic.clients.sqlite import LOCK_HELD_BY_PARENT
 from medic.inbox.rpc import inbox_app
 from medic.inbox.sqlite import SqliteInbox
+from medic.telemetry.metrics import Metrics
 from medic.telemetry.metrics_merge import merge_expositions, parse_or_none
 
 log = structlog.get_logger("medic.app.worker_process")
@@ -103,6 +105,7 @@ class DiagnosisProcess:
         inbox: SqliteInbox,
         *,
         recover_dead: Callable[[], Awaitable[object]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.socket_path = data_dir / "diagnosis.sock"
         self.inbox_socket = inbox_socket(data_dir)
@@ -116,6 +119,11 @@ class DiagnosisProcess:
         self._proc: asyncio.subprocess.Process | None = None
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
+        self.load = LoopLoad()
+        self.claim_gate = ClaimGate(self.load)
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.intake_loop_busy.set_function(lambda: self.load.busy)
 
     @property
     def alive(self) -> bool:
@@ -123,7 +131,8 @@ class DiagnosisProcess:
 
     async def start(self) -> None:
         """Serve the inbox to the child (see :mod:`medic.inbox.rpc`), then start it."""
-        self._inbox_runner = web.AppRunner(inbox_app(self.inbox), access_log=None)
+        self.load.start()
+        self._inbox_runner = web.AppRunner(inbox_app(self.inbox, self._claim_wait), access_log=None)
         await self._inbox_runner.setup()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.inbox_socket)
@@ -131,6 +140,12 @@ class DiagnosisProcess:
         os.chmod(self.inbox_socket, 0o600)
         await self._spawn()
         self._watch = asyncio.create_task(self._supervise(), name="medic-diagnosis-supervisor")
+
+    def _claim_wait(self) -> float:
+        wait = self.claim_gate()
+        if wait and self.metrics is not None:
+            self.metrics.diagnosis_claims_deferred.inc()
+        return wait
 
     async def _spawn(self) -> None:
         env = {**os.environ, LOCK_HELD_BY_PARENT: str(os.getpid())}
@@ -177,6 +192,7 @@ class DiagnosisProcess:
     async def stop(self, grace: float) -> None:
         """SIGTERM: the child finishes what it holds (up to ``grace``), then it is killed."""
         self._stopping = True
+        self.load.stop()
         proc = self._proc
         if proc is not None and proc.returncode is None:
             proc.send_signal(signal.SIGTERM)

@@ -8,12 +8,16 @@ which put tens of milliseconds on the webhook's answer during a storm). The diag
 the intake runs those writes in its own group commits, beside the accepts.
 
 Only the worker's calls are served (claim, ack, release) plus the counts; accepting and the dead
-letters stay with the intake, which has the inbox itself.
+letters stay with the intake, which has the inbox itself. While the intake is flooded a claim may
+be answered with no item and ``retry_after`` (:mod:`medic.app.claim_gate`): the worker waits
+that long, then asks again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ from medic.inbox.base import AcceptResult, DeadLetter, InboxItem, Payload
 from medic.inbox.sqlite import SqliteInbox
 
 CALL_TIMEOUT = 30.0  # a claim or an ack waits at most this long for the intake's commit
+MAX_RETRY_AFTER = 5.0  # the longest a put-off claim waits before it asks again
 
 
 def _claimed_json(rows: list[tuple[int, str, str, str, int]]) -> bytes:
@@ -49,12 +54,15 @@ def _item(data: dict[str, Any]) -> InboxItem:
     )
 
 
-def inbox_app(inbox: SqliteInbox) -> web.Application:
+def inbox_app(inbox: SqliteInbox, claim_wait: Callable[[], float] = lambda: 0.0) -> web.Application:
     """The intake's side: the worker's inbox calls, for the diagnosis process only (a Unix
-    socket in the private data dir, mode 0600)."""
+    socket in the private data dir, mode 0600). ``claim_wait`` says when a claim is to be put
+    off (seconds; 0 to hand out work): :class:`medic.app.claim_gate.ClaimGate`."""
 
     async def claim(request: web.Request) -> web.Response:
         body = await request.json()
+        if (wait := claim_wait()) > 0:  # the intake is flooded: ask again later
+            return web.json_response({"items": [], "retry_after": wait})
         rows = await inbox.claim_rows(str(body["consumer"]), int(body["limit"]))
         return web.Response(body=_claimed_json(rows), content_type="application/json")
 
@@ -123,7 +131,10 @@ class RemoteInbox:
         return data
 
     async def claim(self, consumer: str, limit: int) -> list[InboxItem]:
+        """The items claimed; none, after waiting as asked, when the intake puts claims off."""
         data = await self._call("POST", "/claim", {"consumer": consumer, "limit": limit})
+        if retry_after := float(data.get("retry_after", 0)):
+            await asyncio.sleep(min(retry_after, MAX_RETRY_AFTER))
         return [_item(i) for i in data["items"]]
 
     async def ack_many(self, item_ids: list[str]) -> None:

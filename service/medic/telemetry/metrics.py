@@ -135,6 +135,17 @@ class Metrics:
         self.processing_errors = Counter(
             "medic_processing_errors_total", "Inbox items whose processing failed", registry=r
         )
+        self.intake_loop_busy = Gauge(
+            "medic_intake_loop_busy_ratio",
+            "Utilization of the intake's event loop: the share of the last quarter second it spent "
+            "working, not waiting for I/O (embedded backend; from 0.6 the diagnosis process takes less work)",
+            registry=r,
+        )
+        self.diagnosis_claims_deferred = Counter(
+            "medic_diagnosis_claims_deferred_total",
+            "Claims of the diagnosis process put off because the intake was flooded",
+            registry=r,
+        )
         self.queue_depth = Gauge("medic_queue_depth", "Accepted deliveries not yet processed", registry=r)
         self.dead_letters = Gauge(
             "medic_dead_letters", "Deliveries that failed processing too often", registry=r

@@ -40,6 +40,7 @@ def _fail(message: str, code: int = EXIT_FAILURE) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from medic.app.claim_gate import metered_event_loop
     from medic.app.logging import configure_logging
     from medic.app.runtime import create_app
     from medic.app.settings import load_settings, unknown_env
@@ -57,6 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     web.run_app(
         create_app(settings),
+        loop=metered_event_loop(),  # its utilization decides when diagnosis waits (claim_gate)
         host=settings.host,
         port=settings.port,
         print=None,
