@@ -13,7 +13,8 @@ its own, and neither's event loop waits for the other's work.
 
 - **Priority**: the child runs in the idle scheduling class (``SCHED_IDLE``, and niceness +10
   where that class is missing): when the cores are busy,
-  diagnosis waits, never the acknowledgement.
+  diagnosis waits, never the acknowledgement. And while the intake's event loop is flooded, the
+  child's claims are put off (:mod:`medic.app.claim_gate`): it slows the intake even in that class.
 - **Wake-up**: the intake writes a byte to a pipe once per group of accepted deliveries; the
   child wakes its workers on it (no polling delay). Another byte wakes the child's verifier when
   a verification was begun in the intake process (``POST /api/v1/verifications``).
