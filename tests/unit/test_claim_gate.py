@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
-from structlog.testing import capture_logs
+import structlog
+from structlog.testing import LogCapture
 
 from medic.app import claim_gate
 from medic.app.claim_gate import (
@@ -93,20 +95,27 @@ async def test_a_loop_that_is_not_metered_never_puts_claims_off() -> None:
     load.stop()
 
 
-def test_the_gate_defers_while_flooded_lets_one_through_a_second_and_logs_the_flood() -> None:
+def test_the_gate_defers_while_flooded_lets_one_through_a_second_and_logs_the_flood(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     clock = Clock()
     load = LoopLoad(waited=lambda: clock.waited, clock=lambda: clock.now)
     gate = ClaimGate(load, clock=lambda: clock.now)
     assert gate() == 0.0
     load.busy = 0.9
-    with capture_logs() as logs:
-        claim_gate.log = claim_gate.structlog.get_logger("medic.app.claim_gate")
-        waits = []
-        for _ in range(8):
-            waits.append(gate())
-            clock.advance(SAMPLE_EVERY, 0)
-        load.busy = 0.1
-        assert gate() == 0.0
+    # a logger of its own: the session's logging may be configured at warning, and cached
+    capture = LogCapture()
+    wrapper = structlog.make_filtering_bound_logger(logging.DEBUG)
+    monkeypatch.setattr(
+        claim_gate, "log", structlog.wrap_logger(None, processors=[capture], wrapper_class=wrapper)
+    )
+    waits = []
+    for _ in range(8):
+        waits.append(gate())
+        clock.advance(SAMPLE_EVERY, 0)
+    load.busy = 0.1
+    assert gate() == 0.0
+    logs = capture.entries
     assert waits == [SAMPLE_EVERY, SAMPLE_EVERY, SAMPLE_EVERY, SAMPLE_EVERY, 0.0] + [SAMPLE_EVERY] * 3
     assert gate.deferred == 7
     assert [entry["event"] for entry in logs] == [
