@@ -9,27 +9,30 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from medic.clients.sqlite import SqliteDB, storage_failure
 from medic.domain.errors import BackendUnavailable
 from medic.domain.redact import redact_text
 from medic.inbox.base import AcceptResult, DeadLetter, InboxItem, Payload, kept_delivery, payload_json
 
+T = TypeVar("T")
+
 MAX_ATTEMPTS = 5
 RETRY_DELAY = 5.0  # a failed item is handed out again after this many seconds
 # Few statements per group, and none that returns a row per item: each step of a statement lets
 # go of the GIL and takes it back, which waits for the event loop's thread to let go of it (up to
 # the switch interval when the loop is busy). A statement or a result row per delivery made a
-# group's write wait longer than its SQL took (bench/bench_intake.py; docs/benchmarks.md).
+# group's write wait longer than its SQL took (bench/bench_inbox_group.py; docs/benchmarks.md).
 # The live episode keys among some keys (a duplicate), as one JSON array; the others are (re)set.
-_LIVE_KEYS = (
-    "SELECT json_group_array(key) FROM dedup WHERE expires_at > ? AND key IN (SELECT value FROM json_each(?))"
-)
-_SET_KEYS = (  # (WHERE true: an upsert after a SELECT needs it, see SQLite's "upsert" page)
-    "INSERT INTO dedup(key, expires_at) SELECT value, ? FROM json_each(?) WHERE true "
+# Keys are bound parameters (never JSON going in: SQLite's JSON reader cuts a text at a NUL, and a
+# fingerprint may hold one), up to LARGEST_KEYS per statement.
+_LIVE_KEYS = "SELECT json_group_array(key) FROM dedup WHERE expires_at > ? AND key IN ({keys})"
+_SET_KEYS = (
+    "INSERT INTO dedup(key, expires_at) VALUES {rows} "
     "ON CONFLICT(key) DO UPDATE SET expires_at = excluded.expires_at"
 )
+LARGEST_KEYS = 128
 _INSERT_ITEMS = "INSERT INTO inbox(payload, new_episodes, received_at) VALUES {rows}"
 LARGEST_INSERT = 64  # rows per statement: sizes are powers of two, so few statements are cached
 _CLAIMABLE = (
@@ -59,22 +62,27 @@ class _Arrival:
     future: asyncio.Future[AcceptResult]
 
 
-def _insert_sizes(count: int) -> Iterator[int]:
-    """Pure: ``count`` split into powers of two of at most :data:`LARGEST_INSERT`."""
-    while count:
-        size = min(LARGEST_INSERT, 1 << (count.bit_length() - 1))
-        yield size
-        count -= size
+def _chunks(items: list[T], largest: int) -> Iterator[list[T]]:
+    """Pure: ``items`` in order, in chunks whose sizes are powers of two of at most ``largest``
+    (so that few statement texts exist: SQLite's statement cache keeps them prepared)."""
+    start = 0
+    while start < len(items):
+        size = min(largest, 1 << ((len(items) - start).bit_length() - 1))
+        yield items[start : start + size]
+        start += size
 
 
 def _claim_new(conn: sqlite3.Connection, keys: list[str], now: float, expires: float) -> set[str]:
     """Record ``keys`` (each once) until ``expires``; the ones that were new, i.e. not live
     (bound parameters, never text in SQL)."""
-    (live,) = conn.execute(_LIVE_KEYS, (now, json.dumps(keys, ensure_ascii=False))).fetchone()
-    taken = set(json.loads(live))
+    taken: set[str] = set()
+    for chunk in _chunks(keys, LARGEST_KEYS):
+        (live,) = conn.execute(_LIVE_KEYS.format(keys=",".join("?" * len(chunk))), (now, *chunk)).fetchone()
+        taken.update(json.loads(live))
     new = [key for key in keys if key not in taken]
-    if new:
-        conn.execute(_SET_KEYS, (expires, json.dumps(new, ensure_ascii=False)))
+    for chunk in _chunks(new, LARGEST_KEYS):
+        rows = ",".join(["(?, ?)"] * len(chunk))
+        conn.execute(_SET_KEYS.format(rows=rows), [value for key in chunk for value in (key, expires)])
     return set(new)
 
 
@@ -84,14 +92,12 @@ def _insert_items(conn: sqlite3.Connection, rows: list[tuple[str, str, str]]) ->
     one more than the largest id so far, the statement inserts them in order, and the write
     transaction (BEGIN IMMEDIATE) lets no other writer in between."""
     ids: list[int] = []
-    start = 0
-    for size in _insert_sizes(len(rows)):
-        sql = _INSERT_ITEMS.format(rows=",".join(["(?, ?, ?)"] * size))
-        last = conn.execute(sql, [value for row in rows[start : start + size] for value in row]).lastrowid
+    for chunk in _chunks(rows, LARGEST_INSERT):
+        sql = _INSERT_ITEMS.format(rows=",".join(["(?, ?, ?)"] * len(chunk)))
+        last = conn.execute(sql, [value for row in chunk for value in row]).lastrowid
         if last is None:  # an INSERT of rows always sets it; keeps the type honest
             raise sqlite3.DatabaseError("the inbox insert reported no row id")
-        ids.extend(range(last - size + 1, last + 1))
-        start += size
+        ids.extend(range(last - len(chunk) + 1, last + 1))
     return ids
 
 
@@ -99,9 +105,9 @@ def _accept_group(
     conn: sqlite3.Connection, group: list[_Arrival], now: float, expires: float
 ) -> list[AcceptResult]:
     """Store a group of deliveries (one transaction, run by the store's thread): all their
-    episode keys claimed in two statements, then one inbox row per delivery that has a new one
-    (a statement per 64). In order, as if one after the other: a key is new for the first
-    delivery of the group that names it, a duplicate for the later ones."""
+    episode keys looked up and set in a statement each (per 128 keys), then one inbox row per
+    delivery that has a new one (a statement per 64). In order, as if one after the other: a key
+    is new for the first delivery of the group that names it, a duplicate for the later ones."""
     unclaimed = _claim_new(conn, list(dict.fromkeys(k for a in group for k in a.episodes)), now, expires)
     news: list[list[str]] = []
     rows: list[tuple[str, str, str]] = []
