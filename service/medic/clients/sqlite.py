@@ -365,8 +365,9 @@ def _write_error(exc: Exception) -> Exception:
 
 
 def _require_json(conn: sqlite3.Connection, path: Path) -> None:
-    """The inbox hands a group's keys and ids to SQLite as JSON arrays (one statement for all of
-    them): SQLite's JSON functions are built in since 3.38 and in most builds before."""
+    """The inbox has SQLite answer a group's live keys and a claim's items as one JSON array each,
+    and hands it the claimed ids as one (a statement for all of them, not one per item): SQLite's
+    JSON functions are built in since 3.38, and in most builds before."""
     try:
         conn.execute("SELECT value FROM json_each('[1]')").fetchall()
     except sqlite3.OperationalError as exc:
