@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -99,10 +100,7 @@ def main() -> None:
             for size in sizes:
                 folder = Path(tmp) / f"{condition}-{size}"
                 folder.mkdir()
-                if condition == "busy":
-                    with Spinner():
-                        results[condition][size] = asyncio.run(measure(size, args.groups, folder))
-                else:
+                with Spinner() if condition == "busy" else contextlib.nullcontext():
                     results[condition][size] = asyncio.run(measure(size, args.groups, folder))
     print(f"{'group':>6} {'statements':>10} {'write idle':>11} {'write busy':>11}")
     for size in sizes:

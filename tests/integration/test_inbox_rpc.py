@@ -59,7 +59,8 @@ async def test_a_flooded_intake_puts_claims_off_and_the_worker_waits(tmp_path: P
     await db.open()
     inbox = SqliteInbox(db, dedup_ttl=3600)
     load = LoopLoad()
-    gate = ClaimGate(load)
+    deferred: list[bool] = []
+    gate = ClaimGate(load, on_defer=lambda: deferred.append(True))
     runner = web.AppRunner(inbox_app(inbox, gate))
     await runner.setup()
     sock = tmp_path / "inbox.sock"
@@ -70,7 +71,7 @@ async def test_a_flooded_intake_puts_claims_off_and_the_worker_waits(tmp_path: P
         load.busy = 0.9  # flooded
         started = time.monotonic()
         assert await remote.claim("child-0", 10) == []  # put off: nothing leased, the worker waited
-        assert time.monotonic() - started >= 0.2 and gate.deferred == 1
+        assert time.monotonic() - started >= 0.2 and deferred == [True]
         assert await inbox.depth() == 1
         load.busy = 0.1
         assert [i.payload for i in await remote.claim("child-0", 10)] == [{"n": 1}]

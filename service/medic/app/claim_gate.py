@@ -127,12 +127,18 @@ class LoopLoad:
 
 class ClaimGate:
     """What the intake asks before it hands the diagnosis process more deliveries: 0 to go on,
-    or the seconds to wait (counted in ``deferred``; the start and end of a flood are logged)."""
+    or the seconds to wait (each told to ``on_defer``; the start and end of a flood are logged)."""
 
-    def __init__(self, load: LoopLoad, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        load: LoopLoad,
+        *,
+        on_defer: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.load = load
+        self.on_defer = on_defer
         self.clock = clock
-        self.deferred = 0
         self._granted_at = clock()
         self._flooded = False
 
@@ -140,7 +146,7 @@ class ClaimGate:
         now = self.clock()
         wait = claim_deferral(self.load.busy, now - self._granted_at)
         if wait > 0:
-            self.deferred += 1
+            self.on_defer()
             if not self._flooded:
                 self._flooded = True
                 log.info(

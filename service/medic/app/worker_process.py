@@ -122,9 +122,9 @@ class DiagnosisProcess:
         self._stopping = False
         self.load = LoopLoad()
         self.claim_gate = ClaimGate(self.load)
-        self.metrics = metrics
-        if metrics is not None:
+        if metrics is not None:  # the gauge reads the load at each scrape; each deferral is counted
             metrics.intake_loop_busy.set_function(lambda: self.load.busy)
+            self.claim_gate.on_defer = metrics.diagnosis_claims_deferred.inc
 
     @property
     def alive(self) -> bool:
@@ -133,7 +133,7 @@ class DiagnosisProcess:
     async def start(self) -> None:
         """Serve the inbox to the child (see :mod:`medic.inbox.rpc`), then start it."""
         self.load.start()
-        self._inbox_runner = web.AppRunner(inbox_app(self.inbox, self._claim_wait), access_log=None)
+        self._inbox_runner = web.AppRunner(inbox_app(self.inbox, self.claim_gate), access_log=None)
         await self._inbox_runner.setup()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.inbox_socket)
@@ -141,12 +141,6 @@ class DiagnosisProcess:
         os.chmod(self.inbox_socket, 0o600)
         await self._spawn()
         self._watch = asyncio.create_task(self._supervise(), name="medic-diagnosis-supervisor")
-
-    def _claim_wait(self) -> float:
-        wait = self.claim_gate()
-        if wait and self.metrics is not None:
-            self.metrics.diagnosis_claims_deferred.inc()
-        return wait
 
     async def _spawn(self) -> None:
         env = {**os.environ, LOCK_HELD_BY_PARENT: str(os.getpid())}
