@@ -326,23 +326,34 @@ def error_for_code(code: int, rt: ResourceType | None = None, name: str | None =
 
 
 class FakeClock:
-    """Wall-clock time plus an adjustable offset (timestamps keep flowing)."""
+    """Wall-clock time plus an adjustable offset (timestamps keep flowing, unless held)."""
 
     def __init__(self) -> None:
         self._offset = timedelta(0)
+        self._held: datetime | None = None
+
+    def _base(self) -> datetime:
+        return self._held if self._held is not None else datetime.now(UTC).replace(microsecond=0)
 
     def now(self) -> datetime:
-        return datetime.now(UTC).replace(microsecond=0) + self._offset
+        return self._base() + self._offset
 
     def advance(self, seconds: float) -> None:
         self._offset += timedelta(seconds=seconds)
 
+    def hold(self) -> None:
+        """Stop the wall clock's flow: only :meth:`advance` moves time (for exact intervals, which
+        a second boundary crossed between two steps would otherwise put one second off)."""
+        self._held = self._base()
+
     def shift_to(self, when: datetime) -> None:
-        """Make ``now()`` equal ``when`` (time keeps flowing from there)."""
-        self._offset = when - datetime.now(UTC).replace(microsecond=0)
+        """Make ``now()`` equal ``when`` (time keeps flowing from there, unless held)."""
+        self._offset = when - self._base()
 
     def reset(self) -> None:
+        """Back to the wall clock, flowing."""
         self._offset = timedelta(0)
+        self._held = None
 
 
 def format_time(value: datetime) -> str:

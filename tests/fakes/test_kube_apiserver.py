@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -1014,6 +1016,7 @@ async def test_a_rollback_reuses_the_replicaset_with_its_history_and_the_deploym
     """SetNewReplicaSetAnnotations: the reused ReplicaSet gets the next revision, keeps its old
     numbers in revision-history, and receives the Deployment's annotations (Medic's own too);
     its creationTimestamp stays the old one. The controller logs each scale-up as an event."""
+    kube.clock.hold()  # the interval between the two scale-ups is exactly what the test advances
     kube.add_deployment(NS, APP, "app:v1", replicas=2)
     created = next(rs for rs in kube.replicasets_of(NS, APP))["metadata"]["creationTimestamp"]
     kube.clock.advance(3600)
@@ -1294,3 +1297,17 @@ async def test_watch_ends_at_its_timeout_and_refuses_what_it_should(
     status, _ = await raw_watch(kube, "/apis/apps/v1/namespaces/staging/deployments",
                                 timeoutSeconds="1")
     assert status == 200
+
+
+def test_a_held_clock_moves_only_when_advanced() -> None:
+    from tests.fakes.kube_store import FakeClock
+
+    clock = FakeClock()
+    clock.hold()
+    start = clock.now()
+    time.sleep(1.1)  # a second boundary passes on the wall clock
+    assert clock.now() == start
+    clock.advance(60)
+    assert (clock.now() - start).total_seconds() == 60
+    clock.reset()
+    assert abs((clock.now() - datetime.now(UTC)).total_seconds()) < 2
