@@ -13,6 +13,7 @@ from medic.analysis.latency import latency
 from medic.analysis.mongodb import mongodb
 from medic.analysis.redis_health import redis_health
 from medic.analysis.websocket import ingress_timeouts, websocket
+from medic.collectors.k8s.cluster_output import IngressInfo
 from medic.collectors.loki_output import LokiQueryOutput
 from medic.collectors.mongo import (
     CurrentOpParams,
@@ -515,15 +516,16 @@ def test_websocket_small_change_is_fine() -> None:
 
 def test_ingress_timeouts() -> None:
     nginx = "nginx.ingress.kubernetes.io/"
-    assert ingress_timeouts({"annotations": {}}) == {
+    assert ingress_timeouts(IngressInfo()) == {
         nginx + "proxy-read-timeout": (60, False),
         nginx + "proxy-send-timeout": (60, False),
     }
     assert ingress_timeouts(
-        {"annotations": {nginx + "proxy-read-timeout": "3600", nginx + "proxy-send-timeout": "3600s"}}
+        IngressInfo(annotations={nginx + "proxy-read-timeout": "3600", nginx + "proxy-send-timeout": "3600s"})
     ) == {nginx + "proxy-read-timeout": (3600, True), nginx + "proxy-send-timeout": (3600, True)}
     alb = {"alb.ingress.kubernetes.io/load-balancer-attributes": "idle_timeout.timeout_seconds=4000"}
-    assert ingress_timeouts({"annotations": alb}) == {"alb idle_timeout.timeout_seconds": (4000, True)}
+    alb_timeout = {"alb idle_timeout.timeout_seconds": (4000, True)}
+    assert ingress_timeouts(IngressInfo(annotations=alb)) == alb_timeout
     ingresses = {
         "ingresses": [
             {"name": "playcode", "annotations": {nginx + "proxy-read-timeout": "60"}},

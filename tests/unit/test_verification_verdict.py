@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from medic.analysis.verification import judge, limit_breach, measure, target_alerts
+from medic.collectors.revision_output import RevisionCompareOutput
 from medic.domain.evidence import Evidence, StepStatus
 from medic.domain.verification import (
     Limit,
@@ -314,7 +315,7 @@ def test_only_the_deployments_alerts_count() -> None:
             {"alertname": "MedicDeadLetters", "deployment": "playcode-app"},  # about Medic itself
         ]
     }
-    got = target_alerts(cmp, "playcode-app", "playcode-app-7d9c8f")
+    got = target_alerts(RevisionCompareOutput.model_validate(cmp), "playcode-app", "playcode-app-7d9c8f")
     assert got == ["KubeDeploymentReplicasMismatch", "PlaycodeHighMemory"]
 
 

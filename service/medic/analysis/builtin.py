@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from medic.analysis.dataplane import typed
+from medic.collectors.prometheus_output import PrometheusQueryOutput, QueryResult
 from medic.domain.evidence import StepStatus
 from medic.domain.incident import Finding, Severity
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
@@ -15,40 +17,36 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:g} {unit}".strip()
 
 
+def _crossed(q: QueryResult) -> tuple[Severity, float] | None:
+    """(severity, threshold) of the highest threshold ``q``'s value crosses, or None."""
+    value = q.value
+    if value is None:
+        return None
+    above = q.compare == "above"
+    for severity, limit in (("critical", q.crit), ("warning", q.warn)):
+        if limit is not None and (value >= limit if above else value <= limit):
+            return ("critical" if severity == "critical" else "warning"), limit
+    return None
+
+
 def metric_thresholds(inp: AnalysisInput) -> list[Finding]:
     """A finding for every named query whose value crosses its warn/crit threshold."""
     findings: list[Finding] = []
-    for ev in inp.of("prometheus.query"):
-        if not ev.ok or not isinstance(ev.data, dict):
-            continue
-        for q in ev.data.get("queries", []):
-            value = q.get("value")
-            if value is None:
+    for ev, data in typed(inp, "prometheus.query", PrometheusQueryOutput):
+        for q in data.queries:
+            crossed = _crossed(q)
+            if crossed is None or q.value is None:
                 continue
-            above = q.get("compare", "above") == "above"
-            severity: Severity | None = None
-            for level, limit in (("critical", q.get("crit")), ("warning", q.get("warn"))):
-                if limit is not None and (value >= limit if above else value <= limit):
-                    severity = "critical" if level == "critical" else "warning"
-                    break
-            if severity is None:
-                continue
-            limit = q.get("crit") if severity == "critical" else q.get("warn")
-            unit = q.get("unit", "")
-            word = "above" if above else "below"
+            severity, limit = crossed
+            word = "above" if q.compare == "above" else "below"
             findings.append(
                 Finding(
                     analyzer="metric_thresholds",
-                    code=f"metric.{q['name']}",
+                    code=f"metric.{q.name}",
                     severity=severity,
-                    summary=f"{q.get('description') or q['name']} is {_fmt(value, unit)}, "
-                    f"{word} the {severity} threshold of {_fmt(limit, unit)}",
-                    details={
-                        "query": q["name"],
-                        "expr": q.get("expr"),
-                        "value": value,
-                        "threshold": limit,
-                    },
+                    summary=f"{q.description or q.name} is {_fmt(q.value, q.unit)}, "
+                    f"{word} the {severity} threshold of {_fmt(limit, q.unit)}",
+                    details={"query": q.name, "expr": q.expr, "value": q.value, "threshold": limit},
                     evidence=[ev.step],
                 )
             )

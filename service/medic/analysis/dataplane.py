@@ -8,12 +8,13 @@ otherwise from PlayCode's defaults (DESIGN §7), so every next step can be paste
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from medic.collectors.prometheus_output import PrometheusQueryOutput, SeriesValue
 from medic.domain.evidence import Evidence, StepStatus
 from medic.playbooks.contract import AnalysisInput
 
@@ -91,7 +92,12 @@ def typed(inp: AnalysisInput, collector: str, model: type[M]) -> Iterator[tuple[
     """(evidence, data as the collector's output model) of every successful run of ``collector``
     (issue 16.3: analyzers read declared fields, not ``.get`` on Any). Data of another shape (a
     hand-made bundle) is not read."""
-    for ev in inp.of(collector):
+    return validated(inp.of(collector), model)
+
+
+def validated(runs: Iterable[Evidence], model: type[M]) -> Iterator[tuple[Evidence, M]]:
+    """:func:`typed` over any runs (a verification sample's evidence, not an AnalysisInput's)."""
+    for ev in runs:
         if ev.ok and ev.data is not None:
             try:
                 yield ev, model.model_validate(ev.data)
@@ -127,18 +133,27 @@ class QueryResult:
     step: str
     name: str
     value: float | None
-    series: list[dict[str, Any]]
+    values: list[SeriesValue]  # the query's series, typed
     warn: float | None
     crit: float | None
+
+    @property
+    def series(self) -> list[dict[str, Any]]:
+        """The series as plain mappings, for the analyzers not yet reading :attr:`values`
+        (issue 16.3: removed once none does)."""
+        return [s.model_dump() for s in self.values]
+
+    def by_label(self, label: str) -> dict[str, float]:
+        """{value of ``label``: series value} of the series with a value ("?" when unlabelled)."""
+        return {s.labels.get(label, "?"): s.value for s in self.values if s.value is not None}
 
 
 def query(inp: AnalysisInput, name: str) -> QueryResult | None:
     """The named Prometheus query's result from any successful ``prometheus.query`` run."""
-    for ev, data in ok_data(inp, "prometheus.query"):
-        for q in data.get("queries", []):
-            if isinstance(q, dict) and q.get("name") == name and not q.get("error"):
-                series = [s for s in q.get("series", []) if isinstance(s, dict)]
-                return QueryResult(ev.step, name, q.get("value"), series, q.get("warn"), q.get("crit"))
+    for ev, data in typed(inp, "prometheus.query", PrometheusQueryOutput):
+        for q in data.queries:
+            if q.name == name and not q.error:
+                return QueryResult(ev.step, name, q.value, list(q.series), q.warn, q.crit)
     return None
 
 
@@ -147,9 +162,7 @@ def series_over(result: QueryResult | None, limit: float, label: str) -> list[tu
     if result is None:
         return []
     hits = [
-        (str(s.get("labels", {}).get(label, "?")), float(s["value"]))
-        for s in result.series
-        if isinstance(s.get("value"), int | float) and s["value"] >= limit
+        (s.labels.get(label, "?"), s.value) for s in result.values if s.value is not None and s.value >= limit
     ]
     return sorted(hits, key=lambda kv: -kv[1])
 

@@ -19,11 +19,16 @@ sample) the evidence is judged as a whole window that ends now, with the default
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Literal, TypeVar
 
+from pydantic import BaseModel, field_validator
+
+from medic.analysis.dataplane import M, validated
+from medic.collectors.k8s.revision_output import RevisionStatusOutput
+from medic.collectors.revision_output import ComparedQuery, RevisionCompareOutput, RevisionErrorsOutput
 from medic.domain.evidence import Evidence
 from medic.domain.incident import Finding
 from medic.domain.verification import (
@@ -38,6 +43,7 @@ from medic.domain.verification import (
 )
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
+T = TypeVar("T")
 WINDOW_STEP = "verification.window"  # the collector name of the window's own evidence
 # A new pod that cannot run fails the verification at once when the reason is final
 # (CrashLoopBackOff: it crashed again and again; an image name that cannot be valid), and when
@@ -73,32 +79,31 @@ class Verdict:
 
 
 # ------------------------------------------------------------------------------ measure
-def _data(evidence: Mapping[str, Evidence], collector: str) -> dict[str, Any] | None:
-    for ev in evidence.values():
-        if ev.collector == collector and ev.ok and isinstance(ev.data, dict):
-            return ev.data
-    return None
+def _read(evidence: Mapping[str, Evidence], collector: str, model: type[M]) -> M | None:
+    """The first successful run of ``collector`` read as its output model (issue 16.3)."""
+    found = next(validated((ev for ev in evidence.values() if ev.collector == collector), model), None)
+    return found[1] if found else None
 
 
-def _rollout(status: Mapping[str, Any]) -> tuple[RolloutSample, PodsSample]:
-    r = status.get("rollout") or {}
+def _rollout(status: RevisionStatusOutput) -> tuple[RolloutSample, PodsSample]:
+    r = status.rollout
     rollout = RolloutSample(
-        desired=r.get("desired"),
-        updated=r.get("updated"),
-        ready=r.get("ready"),
-        available=r.get("available"),
-        progressing=r.get("progressing_reason"),
-        deadline_exceeded=bool(r.get("deadline_exceeded")),
-        complete=bool(r.get("complete")),
-        current_revision=r.get("revision"),
+        desired=r.desired,
+        updated=r.updated,
+        ready=r.ready,
+        available=r.available,
+        progressing=r.progressing_reason,
+        deadline_exceeded=r.deadline_exceeded,
+        complete=r.complete,
+        current_revision=r.revision,
     )
-    pods = PodsSample(total=int(status.get("pods_total") or 0))
-    for p in status.get("pods") or []:
-        pods.ready += bool(p.get("ready"))
-        pods.restarts += int(p.get("restarts") or 0)
-        for key, reason in (("waiting", p.get("waiting")), ("terminated", p.get("last_terminated"))):
+    pods = PodsSample(total=status.pods_total)
+    for p in status.pods:
+        pods.ready += p.ready
+        pods.restarts += p.restarts
+        for key, reason in (("waiting", p.waiting), ("terminated", p.last_terminated)):
             if reason:
-                pods.add(key, str(reason))
+                pods.add(key, reason)
     return rollout, pods
 
 
@@ -108,42 +113,45 @@ def _ratio(errors: float | None, requests: float | None) -> float | None:
     return errors / requests
 
 
-def _count(q: Mapping[str, Any], side: str) -> float | None:
+def _count(q: ComparedQuery | None, side: Literal["new", "baseline"]) -> float | None:
     """A counter's increase: no series at all is 0 (no 5xx answered), a failed query unknown."""
-    value = q.get(side)
+    if q is None:
+        return None
+    value = q.new if side == "new" else q.baseline
     if value is None:
-        return None if q.get("error") or not q else 0.0
-    return float(value)
+        return None if q.error else 0.0
+    return value
 
 
-def _prometheus(cmp: Mapping[str, Any]) -> tuple[Pair, Pair, Pair]:
-    q = {str(x.get("name")): x for x in cmp.get("queries") or []}
-    req, err, p99 = q.get("requests") or {}, q.get("errors_5xx") or {}, q.get("latency_p99") or {}
-    requests = Pair(new=req.get("new"), baseline=req.get("baseline"))
+def _prometheus(cmp: RevisionCompareOutput) -> tuple[Pair, Pair, Pair]:
+    q = {x.name: x for x in cmp.queries}
+    req, err, p99 = q.get("requests"), q.get("errors_5xx"), q.get("latency_p99")
+    new_requests, base_requests = (req.new, req.baseline) if req else (None, None)
+    requests = Pair(new=new_requests, baseline=base_requests)
     ratio = Pair(
-        new=_ratio(_count(err, "new"), req.get("new")),
-        baseline=_ratio(_count(err, "baseline"), req.get("baseline")),
+        new=_ratio(_count(err, "new"), new_requests),
+        baseline=_ratio(_count(err, "baseline"), base_requests),
     )
-    return requests, ratio, Pair(new=p99.get("new"), baseline=p99.get("baseline"))
+    return requests, ratio, Pair(new=p99.new, baseline=p99.baseline) if p99 else Pair()
 
 
-def _query_gaps(step: str, cmp: Mapping[str, Any]) -> list[str]:
-    gaps = [f"{step}: {q.get('name')}: {q['error']}" for q in cmp.get("queries") or [] if q.get("error")]
-    if cmp.get("alerts_error"):
-        gaps.append(f"{step}: alerts: {cmp['alerts_error']}")
+def _query_gaps(step: str, cmp: RevisionCompareOutput) -> list[str]:
+    gaps = [f"{step}: {q.name}: {q.error}" for q in cmp.queries if q.error]
+    if cmp.alerts_error:
+        gaps.append(f"{step}: alerts: {cmp.alerts_error}")
     return gaps
 
 
-def target_alerts(cmp: Mapping[str, Any], deployment: str, replicaset: str) -> list[str]:
+def target_alerts(cmp: RevisionCompareOutput, deployment: str, replicaset: str) -> list[str]:
     """The alerts firing for the verified Deployment (its name, or a pod of the new revision);
     Medic's own alerts are about Medic, not the deploy."""
     names = []
-    for a in cmp.get("alerts") or []:
-        name = str(a.get("alertname") or "")
+    for a in cmp.alerts:
+        name = a.alertname
         if not name or name.startswith("Medic"):
             continue
-        pod = str(a.get("pod") or "")
-        mine = a.get("deployment") == deployment or (replicaset and pod.startswith(f"{replicaset}-"))
+        pod = a.pod or ""
+        mine = a.deployment == deployment or (replicaset and pod.startswith(f"{replicaset}-"))
         if mine:
             names.append(name)
     return sorted(set(names))
@@ -156,19 +164,17 @@ def measure(
     count, when there is no verification record)."""
     started = v.started_at if v else now
     sample = Sample(at=now, elapsed_s=max(0.0, (now - started).total_seconds()))
-    status = _data(evidence, "k8s.revision_status")
+    status = _read(evidence, "k8s.revision_status", RevisionStatusOutput)
     if status is not None:
         sample.rollout, sample.pods = _rollout(status)
-    if (cmp := _data(evidence, "prometheus.revision_compare")) is not None:
+    if (cmp := _read(evidence, "prometheus.revision_compare", RevisionCompareOutput)) is not None:
         sample.requests, sample.error_ratio_5xx, sample.latency_p99 = _prometheus(cmp)
         sample.gaps += _query_gaps("prometheus.revision_compare", cmp)
-        sample.alerts_read = not cmp.get("alerts_error")
-        replicaset = v.replicaset if v else str((status or {}).get("replicaset") or "")
+        sample.alerts_read = not cmp.alerts_error
+        replicaset = v.replicaset if v else (status.replicaset if status else "")
         sample.alerts_firing = target_alerts(cmp, v.deployment if v else deployment, replicaset)
-    if (logs := _data(evidence, "loki.revision_errors")) is not None:
-        sample.error_logs_per_minute = Pair(
-            new=logs.get("new_per_minute"), baseline=logs.get("baseline_per_minute")
-        )
+    if (logs := _read(evidence, "loki.revision_errors", RevisionErrorsOutput)) is not None:
+        sample.error_logs_per_minute = Pair(new=logs.new_per_minute, baseline=logs.baseline_per_minute)
     for ev in evidence.values():
         if ev.collector != WINDOW_STEP and not ev.ok:
             sample.gaps.append(f"{ev.step}: {ev.status.value}{f' ({ev.error})' if ev.error else ''}")
@@ -209,9 +215,10 @@ def limit_breach(name: str, limit: Limit, pair: Pair) -> str | None:
     return None
 
 
-def _last(samples: list[Sample], field: str) -> Any:
-    """The newest measured value of ``field`` (a step that failed at the end leaves an older one)."""
-    return next((getattr(s, field) for s in reversed(samples) if getattr(s, field) is not None), None)
+def _last(values: Iterable[T | None]) -> T | None:
+    """The newest measured value, ``values`` newest first (a step that failed at the end leaves
+    an older one)."""
+    return next((x for x in values if x is not None), None)
 
 
 def _checks(spec: VerificationSpec, samples: list[Sample]) -> list[Check]:
@@ -222,7 +229,7 @@ def _checks(spec: VerificationSpec, samples: list[Sample]) -> list[Check]:
     measured = [("error_ratio_5xx", t.error_ratio_5xx, latest.error_ratio_5xx, enough)]
     measured.append(("latency_p99", t.latency_p99, latest.latency_p99, enough))
     measured.append(("error_logs_per_minute", t.error_logs_per_minute, latest.error_logs_per_minute, True))
-    pods: PodsSample | None = _last(samples, "pods")
+    pods = _last(s.pods for s in reversed(samples))
     measured.append(("restarts", t.restarts, Pair(new=float(pods.restarts) if pods else None), True))
     fired = sorted({a for s in samples for a in s.alerts_firing})
     measured.append(("alerts_firing", t.alerts_firing, Pair(new=float(len(fired))), True))
@@ -282,8 +289,8 @@ def _at_the_end(spec: VerificationSpec, samples: list[Sample], checks: list[Chec
         seen = "no request metrics" if requests is None else f"only {requests:.0f} requests"
         why = f"{seen} in the window (at least {spec.min_requests} are needed to judge the 5xx ratio and p99)"
         return Verdict("inconclusive", why, checks=checks)
-    rollout: RolloutSample | None = _last(samples, "rollout")
-    if rollout is None or _last(samples, "pods") is None:
+    rollout = _last(s.rollout for s in reversed(samples))
+    if rollout is None or _last(s.pods for s in reversed(samples)) is None:
         return Verdict("inconclusive", "the rollout and its pods could not be read", checks=checks)
     if not rollout.complete:
         return Verdict(
@@ -352,13 +359,26 @@ def verdict_findings(verdict: Verdict, v: Verification | None, sample: Sample) -
     return findings
 
 
+class Window(BaseModel):
+    """The data of the ``verification.window`` step: what the verifier stores in it."""
+
+    spec: VerificationSpec = VerificationSpec()
+    verification: Verification
+
+    @field_validator("spec", mode="before")
+    @classmethod
+    def _default_spec(cls, value: object) -> object:
+        return value or {}  # absent or null: the default thresholds
+
+
 def window_of(inp: AnalysisInput) -> tuple[VerificationSpec, Verification | None]:
-    window = inp.data(WINDOW_STEP)
-    if not isinstance(window, dict):
+    """The window's spec and record; the defaults and None without it. A window of another shape
+    raises (the verifier wrote it: it is never silently judged as no window)."""
+    ev = next((e for e in inp.of(WINDOW_STEP) if e.ok), None)
+    if ev is None or not isinstance(ev.data, dict):
         return VerificationSpec(), None
-    return VerificationSpec.model_validate(window.get("spec") or {}), Verification.model_validate(
-        window["verification"]
-    )
+    window = Window.model_validate(ev.data)
+    return window.spec, window.verification
 
 
 def deploy_verify(inp: AnalysisInput) -> list[Finding]:

@@ -10,11 +10,12 @@ projection of that growth. Pure.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from medic.analysis.dataplane import human_bytes, ok_data, typed
+from medic.analysis.dataplane import human_bytes, typed
 from medic.collectors.k8s.workload_output import PvcStatusOutput
+from medic.collectors.prometheus_output import PrometheusQueryOutput, QueryResult
 from medic.playbooks.contract import AnalysisInput
 
 CLAIM = "persistentvolumeclaim"
@@ -60,58 +61,58 @@ class Volume:
         }
 
 
-def _series(q: dict[str, Any]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for s in q.get("series") or []:
-        claim = (s.get("labels") or {}).get(CLAIM, "") if isinstance(s, dict) else ""
-        if claim and isinstance(s.get("value"), int | float):
-            out[claim] = float(s["value"])
-    return out
+def _series(q: QueryResult) -> dict[str, float]:
+    return {s.labels[CLAIM]: s.value for s in q.series if s.labels.get(CLAIM) and s.value is not None}
 
 
-def _growth(q: dict[str, Any]) -> dict[str, tuple[float, float]]:
+def _growth(q: QueryResult) -> dict[str, tuple[float, float]]:
     """claim -> (growth, seconds) between the first and last known points of the range."""
     out: dict[str, tuple[float, float]] = {}
-    for s in q.get("range") or []:
-        claim = (s.get("labels") or {}).get(CLAIM, "") if isinstance(s, dict) else ""
-        points = [(t, v) for t, v in s.get("points") or [] if isinstance(v, int | float)]
+    for s in q.range or []:
+        claim = s.labels.get(CLAIM, "")
+        points = [(t, v) for t, v in s.points if v is not None]
         if claim and len(points) >= 2 and points[-1][0] > points[0][0]:
             out[claim] = (points[-1][1] - points[0][1], points[-1][0] - points[0][0])
     return out
 
 
+def _measured(facts: dict[str, Volume], q: QueryResult) -> None:
+    """What one of the volume queries says, into ``facts`` (claim -> what is known)."""
+    if q.name not in ("volume_usage_ratio", "volume_capacity_bytes", "volume_used_bytes") or q.error:
+        return
+    for claim, v in _series(q).items():
+        f = facts.get(claim) or Volume(claim)
+        if q.name == "volume_usage_ratio":
+            facts[claim] = replace(f, used_ratio=v)
+        elif q.name == "volume_capacity_bytes":
+            facts[claim] = replace(f, capacity_bytes=v)
+        else:
+            facts[claim] = replace(f, used_bytes=v)
+    if q.name == "volume_used_bytes":
+        for claim, (grew, secs) in _growth(q).items():
+            facts[claim] = replace(facts.get(claim) or Volume(claim), growth_bytes=grew, window_s=secs)
+
+
 def volumes(inp: AnalysisInput) -> dict[str, Volume]:
     """Every claim the evidence speaks of, with what is known about it."""
-    facts: dict[str, dict[str, Any]] = {}
-    for _, data in ok_data(inp, "prometheus.query"):
-        for q in data.get("queries") or []:
-            if not isinstance(q, dict) or q.get("error"):
-                continue
-            name = q.get("name", "")
-            if name == "volume_usage_ratio":
-                for claim, v in _series(q).items():
-                    facts.setdefault(claim, {})["used_ratio"] = v
-            elif name == "volume_capacity_bytes":
-                for claim, v in _series(q).items():
-                    facts.setdefault(claim, {})["capacity_bytes"] = v
-            elif name == "volume_used_bytes":
-                for claim, v in _series(q).items():
-                    facts.setdefault(claim, {})["used_bytes"] = v
-                for claim, (grew, secs) in _growth(q).items():
-                    facts.setdefault(claim, {}).update(growth_bytes=grew, window_s=secs)
+    facts: dict[str, Volume] = {}
+    for _, data in typed(inp, "prometheus.query", PrometheusQueryOutput):
+        for q in data.queries:
+            _measured(facts, q)
     for _, status in typed(inp, "k8s.pvc_status", PvcStatusOutput):
         for pvc in status.pvcs:
             if pvc.name:
-                facts.setdefault(pvc.name, {}).update(
+                facts[pvc.name] = replace(
+                    facts.get(pvc.name) or Volume(pvc.name),
                     storage_class=pvc.storage_class,
                     phase=pvc.phase,
                     capacity=pvc.capacity,
                     pods=tuple(pvc.pods),
                 )
-    for f in facts.values():
-        if f.get("used_ratio") is None and f.get("used_bytes") and f.get("capacity_bytes"):
-            f["used_ratio"] = f["used_bytes"] / f["capacity_bytes"]
-    return {claim: Volume(claim=claim, **f) for claim, f in sorted(facts.items())}
+    for claim, f in facts.items():
+        if f.used_ratio is None and f.used_bytes and f.capacity_bytes:
+            facts[claim] = replace(f, used_ratio=f.used_bytes / f.capacity_bytes)
+    return dict(sorted(facts.items()))
 
 
 def duration(seconds: float) -> str:

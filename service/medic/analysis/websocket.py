@@ -12,11 +12,11 @@ which confirm a short proxy timeout, and Redis being unreachable (the adapter's 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
 
 from medic.analysis.dataplane import Names, app_logs_grep, names, pct, query, redis_cli, typed
 from medic.analysis.redis_health import reply_errors, reply_findings, unreachable
-from medic.collectors.k8s.cluster_output import IngressOutput
+from medic.collectors.k8s.cluster_output import IngressInfo, IngressOutput
 from medic.collectors.loki_output import LogPattern, LokiQueryOutput
 from medic.domain.incident import Finding
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
@@ -73,21 +73,20 @@ def _drop(inp: AnalysisInput, n: Names) -> list[Finding]:
     ]
 
 
-def _seconds(value: Any) -> int | None:
-    text = str(value).strip().rstrip("s")
+def _seconds(value: str) -> int | None:
+    text = value.strip().rstrip("s")
     return int(text) if text.isdigit() else None
 
 
-def ingress_timeouts(ingress: dict[str, Any]) -> dict[str, tuple[int, bool]]:
+def ingress_timeouts(ingress: IngressInfo) -> dict[str, tuple[int, bool]]:
     """{setting: (seconds, explicitly set)} of the timeouts that close idle WebSockets."""
-    annotations = ingress.get("annotations") or {}
-    return annotation_timeouts(annotations) if isinstance(annotations, dict) else {}
+    return annotation_timeouts(ingress.annotations)
 
 
-def annotation_timeouts(annotations: dict[str, Any]) -> dict[str, tuple[int, bool]]:
+def annotation_timeouts(annotations: Mapping[str, str]) -> dict[str, tuple[int, bool]]:
     """:func:`ingress_timeouts` of an ingress's annotations."""
-    if any(str(k).startswith("alb.ingress.kubernetes.io/") for k in annotations):
-        attributes = str(annotations.get(ALB_ATTRIBUTES, ""))
+    if any(k.startswith("alb.ingress.kubernetes.io/") for k in annotations):
+        attributes = annotations.get(ALB_ATTRIBUTES, "")
         m = re.search(r"idle_timeout\.timeout_seconds\s*=\s*(\d+)", attributes)
         return {
             "alb idle_timeout.timeout_seconds": (int(m.group(1)), True) if m else (DEFAULT_TIMEOUT, False)
@@ -216,7 +215,7 @@ def _ingress(inp: AnalysisInput, n: Names) -> list[Finding]:
     ev, data = found
     short: dict[str, dict[str, str]] = {}
     for ingress in data.ingresses:
-        for setting, (value, explicit) in annotation_timeouts(ingress.annotations).items():
+        for setting, (value, explicit) in ingress_timeouts(ingress).items():
             if value < MIN_TIMEOUT_SECONDS:
                 short.setdefault(str(ingress.name), {})[setting] = (
                     f"{value}s" if explicit else f"not set (default {value}s)"

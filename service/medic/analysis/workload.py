@@ -31,9 +31,7 @@ def analyze_not_ready(inp: AnalysisInput) -> list[Finding]:
         name = pod.name or ""
         probe = next((e for e in events if e.reason == "Unhealthy" and name in (e.object.name or "")), None)
         waiting = [
-            f"{c.name}: {(c.state.get('waiting') or {}).get('reason', '')}"
-            for c in pod.containers
-            if c.state.get("waiting")
+            f"{c.name}: {c.state.waiting.reason or ''}" for c in pod.containers if c.state.waiting is not None
         ]
         # the crashloop analyzer's classifier: the same container state reads the same everywhere
         trouble = [

@@ -6,13 +6,13 @@ from pydantic import BaseModel, ConfigDict
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 # Defaults only for bundles written by hand (`medic test` files): the collector sets every field.
 class LogPattern(_Out):
-    pattern: str  # the message with its variable parts masked (<n>, <ip>, <uuid>…)
-    count: int
+    pattern: str = ""  # the message with its variable parts masked (<n>, <ip>, <uuid>…)
+    count: int = 0
     distinct: int = 1
     level: str | None = None
     first_seen: str = ""
@@ -22,7 +22,7 @@ class LogPattern(_Out):
 
 
 class LokiQueryOutput(_Out):
-    query: str  # the named query
+    query: str = ""  # the named query
     description: str = ""
     logql: str = ""
     since: str = ""

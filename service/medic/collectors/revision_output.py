@@ -1,4 +1,7 @@
-"""The data of ``prometheus.revision_compare`` and ``loki.revision_errors``. Pure pydantic."""
+"""The data of ``prometheus.revision_compare`` and ``loki.revision_errors``. Pure pydantic.
+
+Every field has a default and unknown keys are ignored, so a bundle written by hand (a rule
+test's evidence) still reads; the collectors set every field."""
 
 from __future__ import annotations
 
@@ -6,11 +9,11 @@ from pydantic import BaseModel, ConfigDict
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class ComparedQuery(_Out):
-    name: str  # requests | errors_5xx | latency_p99
+    name: str = ""  # requests | errors_5xx | latency_p99
     expr: str = ""
     baseline_expr: str = ""
     new: float | None = None
@@ -19,7 +22,7 @@ class ComparedQuery(_Out):
 
 
 class AlertSeen(_Out):
-    alertname: str
+    alertname: str = ""
     severity: str | None = None
     pod: str | None = None
     deployment: str | None = None
@@ -27,7 +30,7 @@ class AlertSeen(_Out):
 
 
 class RevisionCompareOutput(_Out):
-    revision: int
+    revision: int = 0
     baseline_revision: int | None = None
     elapsed_s: float = 0
     queries: list[ComparedQuery] = []
@@ -40,5 +43,5 @@ class RevisionErrorsOutput(_Out):
     baseline_query: str = ""
     elapsed_s: float = 0
     new_lines: float = 0
-    new_per_minute: float = 0
+    new_per_minute: float | None = None  # None only in a hand-written bundle: not measured
     baseline_per_minute: float | None = None

@@ -21,7 +21,7 @@ FINDERS = (F.config_error, F.image_pull, F.oom_killed, F.liveness_probe, F.rollo
 def analyze_crashloop(inp: AnalysisInput) -> list[Finding]:
     facts = classify(inp)
     if not facts.crashes:
-        return [F.not_reproduced(facts, inp)] if inp.data("k8s.pod_describe") is not None else []
+        return [F.not_reproduced(facts, inp)] if facts.described else []
     found = [f for finder in FINDERS[:2] if (f := finder(facts, inp)) is not None]
     found += F.dependency_down(facts, inp)
     found += [f for finder in FINDERS[2:] if (f := finder(facts, inp)) is not None]

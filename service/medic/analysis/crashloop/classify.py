@@ -11,12 +11,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from medic.analysis.dataplane import typed_first
 from medic.collectors.k8s.cluster_output import NodeDescribeOutput, NodeDescription
-from medic.collectors.k8s.pods_output import ContainerDescription, PodDescribeOutput, PodLogsOutput
-from medic.collectors.k8s.workload_output import EventsOutput, K8sEvent
+from medic.collectors.k8s.pods_output import (
+    ContainerDescription,
+    PodDescribeOutput,
+    PodLogsOutput,
+    Quantity,
+    Waiting,
+)
+from medic.collectors.k8s.workload_output import EventsOutput, K8sEvent, RolloutHistoryOutput
 from medic.domain.rollout import (
     RECENT_ROLLOUT,
     Timeline,
@@ -55,9 +60,9 @@ def container_trouble(container: ContainerDescription) -> tuple[str, str] | None
     """``(kind, why)`` for a container in trouble, kind one of ``config_error`` (it cannot be
     created: missing Secret/ConfigMap or key), ``image_pull``, ``oom_killed``, ``crash``; None
     when it is fine. ``container`` is one entry of ``k8s.pod_describe``'s containers."""
-    waiting = container.state.get("waiting") or {}
-    reason = str(waiting.get("reason") or "")
-    message = str(waiting.get("message") or "")
+    waiting = container.state.waiting
+    reason = (waiting.reason if waiting else None) or ""
+    message = (waiting.message if waiting else None) or ""
     if reason in CONFIG_REASONS:
         return "config_error", f"cannot start: {reason}: {message or 'no detail'}"
     if reason in PULL_REASONS:
@@ -86,7 +91,7 @@ class Crash:
     waiting_message: str = ""
     exit_code: int | None = None
     terminated_reason: str = ""
-    limits: dict[str, Any] = field(default_factory=dict)
+    limits: dict[str, Quantity] = field(default_factory=dict)
     node: str = ""
     finished_at: str = ""  # when the last terminated instance ended
 
@@ -98,7 +103,7 @@ def crashes_of(describe: PodDescribeOutput | None) -> list[Crash]:
             trouble = container_trouble(c)
             if trouble is None:
                 continue
-            waiting = c.state.get("waiting") or {}
+            waiting = c.state.waiting or Waiting()
             last = c.terminated
             out.append(
                 Crash(
@@ -109,8 +114,8 @@ def crashes_of(describe: PodDescribeOutput | None) -> list[Crash]:
                     restarts=c.restart_count,
                     kind=trouble[0],
                     why=trouble[1],
-                    waiting_reason=waiting.get("reason", ""),
-                    waiting_message=waiting.get("message", ""),
+                    waiting_reason=waiting.reason or "",
+                    waiting_message=waiting.message or "",
                     exit_code=last.exit_code if last else None,
                     terminated_reason=(last.reason or "") if last else "",
                     limits=dict(c.resources.limits),
@@ -136,7 +141,7 @@ class CrashFacts:
     lines: list[str]
     deps: dict[str, list[str]]  # dependency -> sample log lines
     probe_events: list[K8sEvent]
-    history: dict[str, Any]
+    history: RolloutHistoryOutput
     timeline: Timeline
     crash_revs: set[int]
     old_serving: int  # ready pods of other revisions than the current one
@@ -144,6 +149,7 @@ class CrashFacts:
     steps_history: list[str]
     nodes: list[NodeDescription]
     first_crash: datetime | None = None  # the earliest failure seen (kubelet events, last exits)
+    described: bool = False  # k8s.pod_describe was read
 
     def first(self, kind: str) -> Crash | None:
         return next((c for c in self.crashes if c.kind == kind), None)
@@ -155,7 +161,7 @@ class CrashFacts:
     @property
     def current_rev(self) -> int:
         cur = self.current
-        return cur.revision if cur else int((self.history.get("deployment") or {}).get("revision") or 0)
+        return cur.revision if cur else self.history.deployment.revision
 
     @property
     def new_only(self) -> bool:
@@ -197,10 +203,8 @@ class CrashFacts:
         ]
 
 
-def _old_serving(describe: PodDescribeOutput | None, history: dict[str, Any], current_rev: int) -> int:
-    from_history = sum(
-        int(r.get("ready") or 0) for r in history.get("revisions") or [] if r.get("revision") != current_rev
-    )
+def _old_serving(describe: PodDescribeOutput | None, history: RolloutHistoryOutput, current_rev: int) -> int:
+    from_history = sum(r.ready for r in history.revisions if r.revision != current_rev)
     pods = describe.pods if describe else []
     from_pods = sum(1 for p in pods if p.conditions.get("Ready") == "True" and p.revision != current_rev)
     return max(from_history, from_pods)
@@ -218,13 +222,14 @@ def first_crash(crashes: list[Crash], events: EventsOutput) -> datetime | None:
 def classify(inp: AnalysisInput) -> CrashFacts:
     describe = typed_first(inp, "k8s.pod_describe", PodDescribeOutput)
     crashes = crashes_of(describe)
-    history: dict[str, Any] = inp.data("k8s.rollout_history") or {}
+    history = typed_first(inp, "k8s.rollout_history", RolloutHistoryOutput) or RolloutHistoryOutput()
     events = typed_first(inp, "k8s.events", EventsOutput) or EventsOutput()
     logs = typed_first(inp, "k8s.pod_logs", PodLogsOutput) or PodLogsOutput()
     nodes = typed_first(inp, "k8s.node_describe", NodeDescribeOutput) or NodeDescribeOutput()
     lines = [ln for e in logs.logs for ln in e.lines]
     deps = {name: [ln for ln in lines if pat.search(ln)][:3] for name, pat in DEPENDENCY_PATTERNS.items()}
-    timeline = build_timeline(history)  # its scaling_events, in the order the API server stored them
+    # its scaling_events, in the order the API server stored them (the domain reads plain data)
+    timeline = build_timeline(history.model_dump())
     current_rev = timeline.current.revision if timeline.current else 0
     return CrashFacts(
         crashes=crashes,
@@ -240,6 +245,7 @@ def classify(inp: AnalysisInput) -> CrashFacts:
         timeline=timeline,
         crash_revs={x.revision for x in crashes if x.revision},
         old_serving=_old_serving(describe, history, current_rev),
+        described=describe is not None,
         steps_describe=steps(inp, "k8s.pod_describe"),
         steps_history=steps(inp, "k8s.rollout_history"),
         nodes=list(nodes.nodes),

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from medic.collectors.k8s.workload_output import ConfigMapMeta
+from medic.collectors.k8s.workload_output import ConfigMapMeta, ConfigRef, RolloutHistoryOutput
 from medic.domain.rollout import iso, minutes, parse_time
 
 State = Literal["suspect", "changed_after_crash", "unchanged", "missing", "unknown"]
@@ -70,13 +70,9 @@ class ConfigChange:
         }
 
 
-def config_metas(history: Mapping[str, Any]) -> dict[str, ConfigMapMeta]:
+def config_metas(history: RolloutHistoryOutput) -> dict[str, ConfigMapMeta]:
     """``k8s.rollout_history``'s ``config_maps`` by name (none in a bundle stored before them)."""
-    out: dict[str, ConfigMapMeta] = {}
-    for raw in history.get("config_maps") or []:
-        m = ConfigMapMeta.model_validate(raw)
-        out[m.name] = m
-    return out
+    return {m.name: m for m in history.config_maps}
 
 
 def _last_change(m: ConfigMapMeta) -> tuple[datetime | None, str | None, str | None]:
@@ -126,14 +122,14 @@ def _unknown(kind: str, name: str, via: str, why: str) -> ConfigChange:
 
 
 def config_change(
-    ref: Mapping[str, Any],
+    ref: ConfigRef,
     metas: Mapping[str, ConfigMapMeta],
     start: datetime,
     first_crash: datetime | None,
     now: datetime,
 ) -> ConfigChange:
     """What is known of one ``config_refs`` entry's last change."""
-    kind, name, via = str(ref.get("kind")), str(ref.get("name")), str(ref.get("via") or "")
+    kind, name, via = ref.kind, ref.name, ref.via
     if kind != "ConfigMap":
         return _unknown(kind, name, via, SECRET_WHY)
     m = metas.get(name)
@@ -149,7 +145,7 @@ def config_change(
 
 
 def config_changes(
-    refs: Iterable[Mapping[str, Any]],
+    refs: Iterable[ConfigRef],
     metas: Mapping[str, ConfigMapMeta],
     start: datetime,
     first_crash: datetime | None,

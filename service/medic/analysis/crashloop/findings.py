@@ -167,19 +167,18 @@ def liveness_probe(f: CrashFacts, inp: AnalysisInput) -> Finding | None:
 
 def config_of(f: CrashFacts) -> list[ConfigChange]:
     """The ConfigMaps and Secrets the template reads, each against the crash window."""
-    refs = (f.history.get("deployment") or {}).get("config_refs") or []
+    refs = f.history.deployment.config_refs
     return config_changes(refs, config_metas(f.history), f.window_start, f.first_crash, f.now)
 
 
 def _deployment_writes(f: CrashFacts) -> list[str]:
     """Writes to the Deployment inside the window (its managedFields: who, how, when)."""
     out = []
-    for w in (f.history.get("deployment") or {}).get("writes") or []:
-        when = parse_time(w.get("time"))
+    for w in f.history.deployment.writes:
+        when = parse_time(w.time)
         if when is not None and when > f.window_start:
             out.append(
-                f"the Deployment was written by {w.get('manager')} ({w.get('operation')}) "
-                f"{minutes(f.now - when)} ago"
+                f"the Deployment was written by {w.manager} ({w.operation}) {minutes(f.now - when)} ago"
             )
     return out
 
@@ -199,9 +198,9 @@ def what_changed(f: CrashFacts, config: list[ConfigChange]) -> list[str]:
             out.append(f"node {node.name}: {', '.join(bad)}")
     prev = f.timeline.previous
     if f.current and prev:
-        revs = {r.get("revision"): r for r in f.history.get("revisions") or []}
-        now_l = (revs.get(f.current.revision) or {}).get("limits")
-        then_l = (revs.get(prev.revision) or {}).get("limits")
+        revs = {r.revision: r for r in f.history.revisions}
+        now_r, then_r = revs.get(f.current.revision), revs.get(prev.revision)
+        now_l, then_l = (now_r.limits if now_r else None), (then_r.limits if then_r else None)
         if now_l is not None and then_l is not None and now_l != then_l:
             out.append(f"limits {now_l} (revision {prev.revision} had {then_l})")
     return out + [c.text for c in config if c.state == "changed_after_crash"]

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from medic.collectors.k8s.output_base import Out
+
+# A resource quantity as the API gives it ("512Mi", "250m"); a number in a bundle written by hand.
+Quantity = str | int | float
 
 # ---------------------------------------------------------------------- describe
 
@@ -28,10 +31,26 @@ class Terminated(Out):
 
 
 class Resources(Out):
-    requests: dict[str, Any] = Field(default_factory=dict)
-    limits: dict[str, Any] = Field(default_factory=dict)
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
 
 
+class Waiting(Out):
+    """``state.waiting``: why the container is not running. The API's other keys pass through."""
+
+    model_config = ConfigDict(extra="allow")
+    omit_when_none = frozenset({"reason", "message"})
+    reason: str | None = Field(None)  # CrashLoopBackOff, ImagePullBackOff, CreateContainerConfigError…
+    message: str | None = Field(None)
+
+
+class ContainerState(Out):
+    """The API's container state, stored as is: ``waiting`` is read, ``running`` and
+    ``terminated`` pass through unread (the last termination is ``last_state``)."""
+
+    model_config = ConfigDict(extra="allow")
+    omit_when_none = frozenset({"waiting"})
+    waiting: Waiting | None = Field(None)
 
 
 class EnvVar(Out):
@@ -48,7 +67,7 @@ class ContainerDescription(Out):
     image: str | None = None
     ready: bool = False
     restart_count: int = 0
-    state: dict[str, Any] = Field(default_factory=dict)  # the API's state, as is
+    state: ContainerState = Field(default_factory=ContainerState)  # the API's state, as is
     last_state: dict[str, Terminated] = Field(default_factory=dict)  # {} or {"terminated": …}
     resources: Resources = Field(default_factory=Resources)
     env: list[EnvVar] = Field(default_factory=list)

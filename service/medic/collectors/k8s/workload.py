@@ -32,6 +32,7 @@ from medic.collectors.k8s.workload_output import (
     EventsOutput,
     HpaStatusOutput,
     PvcStatusOutput,
+    RolloutHistoryOutput,
     Write,
 )
 from medic.domain.errors import StepError
@@ -53,91 +54,6 @@ class EventsParams(BaseModel):
 
 class RolloutHistoryParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RolloutCondition(_Out):
-    type: str | None = None
-    status: str | None = None
-    reason: str | None = None
-    message: str | None = None
-    last_update: str | None = None  # lastUpdateTime (else lastTransitionTime)
-    last_transition: str | None = None
-
-
-class ConfigRef(_Out):
-    """A ConfigMap or Secret the pod template reads, by name (never its data)."""
-
-    kind: str
-    name: str
-    via: str = ""  # "volume cfg", "envFrom", "env DB_URL"
-
-
-class DeploymentSummary(_Out):
-    name: str | None = None
-    namespace: str | None = None
-    uid: str | None = None
-    revision: int = 0
-    generation: int | None = None
-    observed_generation: int | None = None
-    replicas: int = 1
-    updated_replicas: int = 0
-    ready_replicas: int = 0
-    available_replicas: int = 0
-    paused: bool = False
-    strategy: dict[str, Any] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    labels: dict[str, str] = Field(default_factory=dict)
-    conditions: list[RolloutCondition] = Field(default_factory=list)
-    images: list[str] = Field(default_factory=list)
-    config_refs: list[ConfigRef] = Field(default_factory=list)
-    writes: list[Write] = Field(default_factory=list)
-
-
-class RevisionRow(_Out):
-    revision: int = 0
-    replicaset: str | None = None
-    pod_template_hash: str = ""
-    images: list[str] = Field(default_factory=list)
-    created: str | None = None
-    desired: int = 0
-    replicas: int = 0
-    ready: int = 0
-    available: int = 0
-    change_cause: str | None = None
-    revision_history: list[int] = Field(default_factory=list)  # numbers it had before it was reused
-    limits: dict[str, dict[str, Any]] = Field(default_factory=dict)  # container -> resources.limits
-    current: bool = False
-
-
-class EventObject(_Out):
-    kind: str | None = None
-    name: str | None = None
-
-
-class ScalingEvent(_Out):
-    type: str | None = None
-    reason: str | None = None
-    message: str | None = None
-    object: EventObject = Field(default_factory=EventObject)
-    count: int = 1
-    first_seen: str | None = None
-    last_seen: str | None = None
-    resource_version: str = ""
-
-
-class RolloutHistoryOutput(_Out):
-    """What ``k8s.rollout_history`` stores (issue 16.3); the rollout timeline
-    (:mod:`medic.domain.rollout`) is built from it."""
-
-    deployment: DeploymentSummary = Field(default_factory=DeploymentSummary)
-    revisions: list[RevisionRow] = Field(default_factory=list)  # newest first
-    scaling_events: list[ScalingEvent] = Field(default_factory=list)  # oldest first
-    # the ConfigMaps of deployment.config_refs: metadata only (never data), or why not read
-    config_maps: list[ConfigMapMeta] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------------- events
