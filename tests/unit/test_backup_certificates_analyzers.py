@@ -11,6 +11,8 @@ import pytest
 
 from medic.analysis.backup import analyze_backup, classify, overdue_after, schedule_period
 from medic.analysis.certificates import analyze_certificate
+from medic.collectors.k8s.certs_output import CertificateInfo, CertificateStatusOutput
+from medic.collectors.k8s.jobs_output import ContainerExit, CronJobRunsOutput, JobPod, JobRun, LogTail
 from medic.domain.evidence import Evidence, StepStatus
 from medic.domain.incident import Finding, Target
 from medic.playbooks.contract import AnalysisInput
@@ -162,8 +164,8 @@ def test_schedule_periods(schedule: str, hours: float) -> None:
 
 
 def test_classify_prefers_the_oom_kill_over_log_lines() -> None:
-    pods = [{"containers": [{"name": "b", "exit_code": 137, "reason": "OOMKilled"}]}]
-    cause, _ = classify(pods, [{"lines": ["Authentication failed"]}], {})
+    pods = [JobPod(containers=[ContainerExit(name="b", exit_code=137, reason="OOMKilled")])]
+    cause, _ = classify(pods, [LogTail(lines=["Authentication failed"])], JobRun())
     assert cause == "oom_killed"
 
 
@@ -365,3 +367,57 @@ def test_a_failed_job_followed_by_a_good_run_is_recovered_not_failed() -> None:
     assert found["backup.recovered"].details["failed_jobs"] == ["mongodb-backup-29400000"]
     assert "kubectl delete job mongodb-backup-29400000 -n playcode" in found["backup.recovered"].next_steps[0]
     assert not any(f.suggests for f in found.values())
+
+
+# ---------------------------------------------------------------------------------- output models
+
+
+def test_hand_written_partial_evidence_reads_with_the_collectors_defaults() -> None:
+    runs_ = CronJobRunsOutput.model_validate(
+        {"cronjob": {"name": "mongodb-backup"}, "jobs": [{"name": "j", "state": "failed"}], "note": "ignored"}
+    )
+    assert (runs_.cronjob.suspend, runs_.cronjob.active, runs_.cronjob.schedule) == (False, 0, None)
+    assert runs_.jobs[0].conditions == [] and runs_.jobs[0].manual is False
+    assert runs_.pods == [] and runs_.logs == [] and runs_.alert_jobs == [] and runs_.events_complete
+    status = CertificateStatusOutput.model_validate(
+        {"certificate": {"name": "tls"}, "issuer": {"kind": "Issuer", "conditions": [{"type": "Ready"}]}}
+    )
+    assert status.certificate.conditions == [] and status.certificate.not_after is None
+    assert status.issuer.name is None and status.issuer.missing is False
+    assert status.issuer.conditions[0].status is None and status.requests == []
+
+
+def test_an_issuer_ref_stores_only_the_keys_the_api_gave() -> None:
+    info = CertificateInfo.model_validate({"issuer_ref": {"name": "le", "kind": "ClusterIssuer"}})
+    assert info.model_dump()["issuer_ref"] == {"name": "le", "kind": "ClusterIssuer"}
+    assert CertificateInfo().model_dump()["issuer_ref"] == {}
+
+
+def test_typed_values_written_as_strings_read_as_what_they_say() -> None:
+    """A hand-written ``suspend: "false"`` was truthy (a suspended CronJob) and an exit code
+    ``"137"`` was not 137; the model reads them as the bool and the number."""
+    data = runs(state="complete", last_success=2, containers=[{"name": "backup", "exit_code": "137"}])
+    data["cronjob"]["suspend"] = "false"
+    assert set(backup(data)) == {"backup.ok"}
+    data = runs(containers=[{"name": "backup", "exit_code": "137", "reason": "Error"}])
+    assert backup(data)["backup.failed"].details["cause"] == "oom_killed"
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("lines", "Authentication failed"),  # a string where the log's lines are due: not its characters
+        ("state", "done"),  # a state the collector never writes
+        ("suspend", "maybe"),
+    ],
+)
+def test_evidence_of_the_wrong_shape_is_not_read(where: str, value: Any) -> None:
+    data = runs()
+    {"lines": data["logs"][0], "state": data["jobs"][0], "suspend": data["cronjob"]}[where][where] = value
+    assert backup(data) == {}
+
+
+def test_a_certificate_field_of_the_wrong_type_is_not_read() -> None:
+    data = chain(not_after_days=-1)
+    data["certificate"]["conditions"] = "Ready"  # not a list of conditions
+    assert certs(data) == {}

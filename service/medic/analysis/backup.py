@@ -28,7 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from medic.analysis.dataplane import typed_first
+from medic.collectors.k8s.jobs_output import CronJobInfo, CronJobRunsOutput, JobPod, JobRun, LogTail
 from medic.domain.incident import Finding
+from medic.domain.rollout import parse_time
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
 COLLECTOR = "k8s.cronjob_runs"
@@ -67,15 +70,6 @@ _NEXT = {
 }
 
 
-def parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def schedule_period(schedule: str | None) -> timedelta:
     """The period of the common cron forms (``M H * * *`` daily, ``M */N * * *`` every N
     hours, ``M * * * *`` hourly, ``*/N * * * *``, ``M H * * D`` weekly); a day otherwise."""
@@ -107,28 +101,28 @@ def overdue_after(schedule: str | None) -> timedelta:
     return period + max(MIN_GRACE, period / 10)
 
 
-def classify(pods: list[dict[str, Any]], logs: list[dict[str, Any]], job: dict[str, Any]) -> tuple[str, str]:
+def classify(pods: list[JobPod], logs: list[LogTail], job: JobRun) -> tuple[str, str]:
     """(cause, evidence line) for a failed Job from its pods and their log tails."""
-    containers = [c for p in pods for c in p.get("containers") or []]
+    containers = [c for p in pods for c in p.containers]
     for c in containers:
-        if c.get("reason") == "OOMKilled" or c.get("exit_code") == 137:
-            return "oom_killed", f"container {c.get('name')} was OOMKilled (exit {c.get('exit_code')})"
+        if c.reason == "OOMKilled" or c.exit_code == 137:
+            return "oom_killed", f"container {c.name} was OOMKilled (exit {c.exit_code})"
     for c in containers:
-        if c.get("reason") in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName"):
-            return "image", f"container {c.get('name')}: {c.get('reason')}"
-        if c.get("reason") == "CreateContainerConfigError":
-            return "config", f"container {c.get('name')}: {c.get('message') or c.get('reason')}"
-    texts = [str(c.get("message") or "") for c in containers]
+        if c.reason in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName"):
+            return "image", f"container {c.name}: {c.reason}"
+        if c.reason == "CreateContainerConfigError":
+            return "config", f"container {c.name}: {c.message or c.reason}"
+    texts = [c.message or "" for c in containers]
     for log in logs:
-        texts.extend(str(line) for line in log.get("lines") or [])
+        texts.extend(log.lines)
     for cause, pattern in _CAUSES:
         for line in reversed(texts):
             if pattern.search(line):
                 return cause, line.strip()[:300]
-    reasons = " ".join(str(c.get("reason") or "") for c in job.get("conditions") or [])
+    reasons = " ".join(c.reason or "" for c in job.conditions)
     if "DeadlineExceeded" in reasons:
         return "timeout", "the Job ran past its activeDeadlineSeconds"
-    codes = sorted({c.get("exit_code") for c in containers if c.get("exit_code")}, key=str)
+    codes = sorted({c.exit_code for c in containers if c.exit_code}, key=str)
     line = next((t for t in reversed(texts) if t.strip()), "")
     return "unknown", (f"exit code {', '.join(map(str, codes))}" if codes else "no exit code") + (
         f"; last log line: {line.strip()[:200]}" if line else ""
@@ -143,46 +137,45 @@ def _hours(delta: timedelta) -> float:
 class _Backup:
     """What the findings are read from: the CronJob, its runs and the evidence steps."""
 
-    data: dict[str, Any]
-    cj: dict[str, Any]
+    data: CronJobRunsOutput
+    cj: CronJobInfo
     name: str
     ns: str
-    jobs: list[dict[str, Any]]
-    newest: dict[str, Any] | None  # the newest finished Job
-    running: list[dict[str, Any]]
+    jobs: list[JobRun]
+    newest: JobRun | None  # the newest finished Job
+    running: list[JobRun]
     since: timedelta | None  # since the last success
     now: datetime
     steps: list[str]
 
     @property
     def base(self) -> dict[str, Any]:
-        return {"cronjob": self.name, "namespace": self.ns, "schedule": self.cj.get("schedule")}
+        return {"cronjob": self.name, "namespace": self.ns, "schedule": self.cj.schedule}
 
     @property
     def rerun(self) -> str | None:
         """``backup_now`` unless a backup is running already."""
-        return None if self.running or self.cj.get("active") else "backup_now"
+        return None if self.running or self.cj.active else "backup_now"
 
     def manual_run(self) -> str:
         return f"kubectl create job --from=cronjob/{self.name} manual-backup-$(date +%Y%m%d) -n {self.ns}"
 
 
-def _read(inp: AnalysisInput, data: dict[str, Any]) -> _Backup:
-    cj = data.get("cronjob") or {}
-    jobs: list[dict[str, Any]] = data.get("jobs") or []
-    finished = [j for j in jobs if j.get("state") in ("complete", "failed")]
-    last_success = parse_time(cj.get("last_successful")) or max(
-        (t for j in jobs if j.get("state") == "complete" and (t := parse_time(j.get("completion")))),
+def _read(inp: AnalysisInput, data: CronJobRunsOutput) -> _Backup:
+    cj, jobs = data.cronjob, data.jobs
+    finished = [j for j in jobs if j.state in ("complete", "failed")]
+    last_success = parse_time(cj.last_successful) or max(
+        (t for j in jobs if j.state == "complete" and (t := parse_time(j.completion))),
         default=None,
     )
     return _Backup(
         data=data,
         cj=cj,
-        name=str(cj.get("name") or ""),
-        ns=str(cj.get("namespace") or ""),
+        name=cj.name,
+        ns=cj.namespace,
         jobs=jobs,
         newest=finished[0] if finished else None,
-        running=[j for j in jobs if j.get("state") == "running"],
+        running=[j for j in jobs if j.state == "running"],
         since=inp.now - last_success if last_success else None,
         now=inp.now,
         steps=[e.step for e in inp.of(COLLECTOR) if e.ok],
@@ -190,12 +183,12 @@ def _read(inp: AnalysisInput, data: dict[str, Any]) -> _Backup:
 
 
 def _failed(b: _Backup) -> Finding | None:
-    if b.newest is None or b.newest.get("state") != "failed":
+    if b.newest is None or b.newest.state != "failed":
         return None
-    job = str(b.newest.get("name"))
-    pods = [p for p in b.data.get("pods") or [] if p.get("job") == job]
-    pod_names = {p.get("name") for p in pods}
-    logs = [lg for lg in b.data.get("logs") or [] if lg.get("pod") in pod_names]
+    job = str(b.newest.name)
+    pods = [p for p in b.data.pods if p.job == job]
+    pod_names = {p.name for p in pods}
+    logs = [lg for lg in b.data.logs if lg.pod in pod_names]
     cause, line = classify(pods, logs, b.newest)
     fix = _NEXT.get(cause, "read the failed pod's log (kubectl logs -n {ns} job/{job})")
     return Finding(
@@ -222,7 +215,7 @@ def _failed(b: _Backup) -> Finding | None:
 
 
 def _overdue(b: _Backup) -> Finding | None:
-    limit = overdue_after(b.cj.get("schedule"))
+    limit = overdue_after(b.cj.schedule)
     if b.since is not None and b.since <= limit:
         return None
     when = f"{_hours(b.since)} h ago" if b.since is not None else "never (no successful run on record)"
@@ -231,10 +224,10 @@ def _overdue(b: _Backup) -> Finding | None:
         code="backup.overdue",
         severity="critical",
         summary=f"the last successful backup of cronjob {b.ns}/{b.name} was {when} "
-        f"(expected every {_hours(schedule_period(b.cj.get('schedule')))} h)",
+        f"(expected every {_hours(schedule_period(b.cj.schedule))} h)",
         details={
             **b.base,
-            "last_successful": b.cj.get("last_successful"),
+            "last_successful": b.cj.last_successful,
             "hours_since_success": _hours(b.since) if b.since is not None else None,
             "overdue_after_hours": _hours(limit),
         },
@@ -245,7 +238,7 @@ def _overdue(b: _Backup) -> Finding | None:
 
 
 def _suspended(b: _Backup) -> Finding | None:
-    if not b.cj.get("suspend"):
+    if not b.cj.suspend:
         return None
     return Finding(
         analyzer="backup",
@@ -262,40 +255,38 @@ def _running(b: _Backup) -> Finding | None:
     if not b.running:
         return None
     job = b.running[0]
-    started = parse_time(job.get("start") or job.get("created"))
+    started = parse_time(job.start or job.created)
     for_long = started is not None and b.now - started > LONG_RUN
     return Finding(
         analyzer="backup",
         code="backup.running",
         severity="warning" if for_long else "info",
-        summary=f"backup job {job.get('name')} is running (started {job.get('start')}"
+        summary=f"backup job {job.name} is running (started {job.start}"
         + (f", {_hours(b.now - started)} h ago)" if started is not None else ")"),
         details={
             **b.base,
-            "job": job.get("name"),
+            "job": job.name,
             "hours_running": _hours(b.now - started) if started is not None else None,
         },
         evidence=b.steps,
-        next_steps=[f"kubectl logs -n {b.ns} job/{job.get('name')} --tail=50"],
+        next_steps=[f"kubectl logs -n {b.ns} job/{job.name} --tail=50"],
     )
 
 
 def _recovered(b: _Backup) -> Finding | None:
     # KubeJobFailed fires as long as the failed Job exists, also after later runs succeeded
-    states = {str(j.get("name")): j.get("state") for j in b.jobs}
-    newest = b.newest or {}
-    stale = [
-        j for j in b.data.get("alert_jobs") or [] if states.get(j) == "failed" and j != newest.get("name")
-    ]
-    if not stale or newest.get("state") != "complete":
+    states = {str(j.name): j.state for j in b.jobs}
+    newest = b.newest or JobRun()
+    stale = [j for j in b.data.alert_jobs if states.get(j) == "failed" and j != newest.name]
+    if not stale or newest.state != "complete":
         return None
     return Finding(
         analyzer="backup",
         code="backup.recovered",
         severity="info",
-        summary=f"job {stale[0]} failed, but the later run {newest.get('name')} succeeded: the alert "
+        summary=f"job {stale[0]} failed, but the later run {newest.name} succeeded: the alert "
         "lasts as long as the failed Job exists",
-        details={**b.base, "failed_jobs": stale, "succeeded_job": newest.get("name")},
+        details={**b.base, "failed_jobs": stale, "succeeded_job": newest.name},
         evidence=b.steps,
         next_steps=[f"kubectl delete job {j} -n {b.ns}  # clears KubeJobFailed" for j in stale],
     )
@@ -325,8 +316,8 @@ _FINDINGS: tuple[Callable[[_Backup], Finding | None], ...] = (
 
 
 def analyze_backup(inp: AnalysisInput) -> list[Finding]:
-    data = inp.data(COLLECTOR)
-    if not data:
+    data = typed_first(inp, COLLECTOR, CronJobRunsOutput)
+    if data is None or not data.model_fields_set:  # no run, or an empty one
         return []
     backup = _read(inp, data)
     findings = [f for f in (check(backup) for check in _FINDINGS) if f is not None]

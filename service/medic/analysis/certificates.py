@@ -26,28 +26,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from medic.analysis.dataplane import typed_first
+from medic.collectors.k8s.certs_output import (
+    CertificateInfo,
+    CertificateStatusOutput,
+    ChallengeInfo,
+    Condition,
+    IssuerInfo,
+    OrderInfo,
+    RequestInfo,
+    condition,
+)
 from medic.domain.incident import Finding
+from medic.domain.rollout import parse_time
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
 COLLECTOR = "k8s.certificate_status"
 EXPIRY_WARNING = timedelta(days=21)  # the cert-manager mixin's CertManagerCertExpirySoon
 FAILED_STATES = ("invalid", "errored", "expired")
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    for c in obj.get("conditions") or []:
-        if c.get("type") == kind:
-            return dict(c)
-    return None
 
 
 def _days(delta: timedelta) -> float:
@@ -58,15 +54,15 @@ def _days(delta: timedelta) -> float:
 class _Cert:
     """What the findings are read from: the Certificate, its latest issuance and its issuer."""
 
-    cert: dict[str, Any]
+    cert: CertificateInfo
     ns: str
     name: str
     now: datetime
     steps: list[str]
-    latest: dict[str, Any]  # the newest CertificateRequest
-    latest_orders: list[dict[str, Any]]  # the ACME Orders of the latest request
-    challenges: list[dict[str, Any]]  # the Challenges of those Orders
-    issuer: dict[str, Any]
+    latest: RequestInfo  # the newest CertificateRequest (all defaults when there is none)
+    latest_orders: list[OrderInfo]  # the ACME Orders of the latest request
+    challenges: list[ChallengeInfo]  # the Challenges of those Orders
+    issuer: IssuerInfo
 
     @property
     def describe(self) -> str:
@@ -77,8 +73,8 @@ class _Cert:
         return f"cmctl renew {self.name} -n {self.ns}"
 
     @property
-    def latest_ready(self) -> dict[str, Any]:
-        return condition(self.latest, "Ready") or {}
+    def latest_ready(self) -> Condition:
+        return condition(self.latest.conditions, "Ready") or Condition()
 
     def finding(
         self,
@@ -89,7 +85,7 @@ class _Cert:
         next_steps: list[str],
         suggests: str | None = "renew",
     ) -> Finding:
-        base = {"certificate": self.name, "namespace": self.ns, "dns_names": self.cert.get("dns_names") or []}
+        base = {"certificate": self.name, "namespace": self.ns, "dns_names": self.cert.dns_names}
         return Finding(
             analyzer="certificates",
             code=code,
@@ -102,38 +98,36 @@ class _Cert:
         )
 
 
-def _read(inp: AnalysisInput, data: dict[str, Any]) -> _Cert:
-    cert: dict[str, Any] = data.get("certificate") or {}
-    requests: list[dict[str, Any]] = data.get("requests") or []
-    latest = requests[0] if requests else {}
-    latest_orders = [
-        o for o in data.get("orders") or [] if not latest or o.get("request") == latest.get("name")
-    ]
-    order_names = {o.get("name") for o in latest_orders}
+def _read(inp: AnalysisInput, data: CertificateStatusOutput) -> _Cert:
+    cert, requests = data.certificate, data.requests
+    latest = requests[0] if requests and requests[0].model_fields_set else None  # {} says nothing
+    latest_orders = [o for o in data.orders if latest is None or o.request == latest.name]
+    order_names = {o.name for o in latest_orders}
     return _Cert(
         cert=cert,
-        ns=str(cert.get("namespace") or ""),
-        name=str(cert.get("name") or ""),
+        ns=cert.namespace,
+        name=cert.name,
         now=inp.now,
         steps=[e.step for e in inp.of(COLLECTOR) if e.ok],
-        latest=latest,
+        latest=latest or RequestInfo(),
         latest_orders=latest_orders,
-        challenges=[c for c in data.get("challenges") or [] if c.get("order") in order_names],
-        issuer=data.get("issuer") or {},
+        challenges=[c for c in data.challenges if c.order in order_names],
+        issuer=data.issuer,
     )
 
 
 def _issuer_problem(c: _Cert) -> str | None:
     """Why the issuer cannot issue: missing, not Ready, or the request waits on it."""
     issuer, latest_ready = c.issuer, c.latest_ready
-    issuer_ready = condition(issuer, "Ready")
-    label = f"{issuer.get('kind', 'Issuer')} {issuer.get('name', '?')}"
-    if issuer.get("missing"):
+    issuer_ready = condition(issuer.conditions, "Ready")
+    kind = "Issuer" if issuer.kind is None else issuer.kind
+    label = f"{kind} {'?' if issuer.name is None else issuer.name}"
+    if issuer.missing:
         return f"{label} does not exist"
-    if issuer_ready is not None and issuer_ready.get("status") != "True":
-        return f"{label} is not ready: {issuer_ready.get('message') or issuer_ready.get('reason')}"
-    if latest_ready.get("reason") == "Pending" and "issuer" in str(latest_ready.get("message", "")).lower():
-        return str(latest_ready.get("message"))
+    if issuer_ready is not None and issuer_ready.status != "True":
+        return f"{label} is not ready: {issuer_ready.message or issuer_ready.reason}"
+    if latest_ready.reason == "Pending" and "issuer" in (latest_ready.message or "").lower():
+        return str(latest_ready.message)
     return None
 
 
@@ -151,10 +145,10 @@ def _issuer_not_ready(c: _Cert, found: list[Finding]) -> list[Finding]:
             "cert.issuer_not_ready",
             "critical",
             f"certificate {c.ns}/{c.name} cannot be issued: {problem}",
-            {"issuer": {k: issuer.get(k) for k in ("kind", "name")}, "reason": problem},
+            {"issuer": {"kind": issuer.kind, "name": issuer.name}, "reason": problem},
             [
-                f"kubectl describe {str(issuer.get('kind', 'issuer')).lower()} {issuer.get('name', '')}"
-                + (f" -n {c.ns}" if issuer.get("kind") == "Issuer" else ""),
+                f"kubectl describe {(issuer.kind or 'issuer').lower()} {issuer.name or ''}"
+                + (f" -n {c.ns}" if issuer.kind == "Issuer" else ""),
                 c.describe,
             ],
             suggests=None,
@@ -163,35 +157,30 @@ def _issuer_not_ready(c: _Cert, found: list[Finding]) -> list[Finding]:
 
 
 def _challenge_failed(c: _Cert, found: list[Finding]) -> list[Finding]:
-    bad = [
-        ch
-        for ch in c.challenges
-        if ch.get("state") in FAILED_STATES or (ch.get("reason") and ch.get("state") != "valid")
-    ]
+    bad = [ch for ch in c.challenges if ch.state in FAILED_STATES or (ch.reason and ch.state != "valid")]
     return [_challenge_finding(c, ch) for ch in bad]
 
 
-def _challenge_finding(c: _Cert, ch: dict[str, Any]) -> Finding:
-    kind = str(ch.get("type") or "ACME")
+def _challenge_finding(c: _Cert, ch: ChallengeInfo) -> Finding:
+    kind = ch.type or "ACME"
     return c.finding(
         "cert.challenge_failed",
         "critical",
-        f"the {kind} challenge for {ch.get('dns_name')} is {ch.get('state') or 'pending'}: "
-        f"{ch.get('reason')}",
+        f"the {kind} challenge for {ch.dns_name} is {ch.state or 'pending'}: {ch.reason}",
         {
             "type": kind,
-            "dns_name": ch.get("dns_name"),
-            "state": ch.get("state"),
-            "reason": ch.get("reason"),
-            "challenge": ch.get("name"),
-            "order": ch.get("order"),
+            "dns_name": ch.dns_name,
+            "state": ch.state,
+            "reason": ch.reason,
+            "challenge": ch.name,
+            "order": ch.order,
         },
         [
-            f"kubectl describe challenge {ch.get('name')} -n {c.ns}",
+            f"kubectl describe challenge {ch.name} -n {c.ns}",
             (
-                f"dig TXT _acme-challenge.{ch.get('dns_name')}  # the DNS-01 record must be visible"
+                f"dig TXT _acme-challenge.{ch.dns_name}  # the DNS-01 record must be visible"
                 if kind == "DNS-01"
-                else f"curl -v http://{ch.get('dns_name')}/.well-known/acme-challenge/"
+                else f"curl -v http://{ch.dns_name}/.well-known/acme-challenge/"
             ),
             f"once fixed: {c.renew}",
         ],
@@ -205,12 +194,12 @@ def _order_failed(c: _Cert, found: list[Finding]) -> list[Finding]:
         c.finding(
             "cert.order_failed",
             "critical",
-            f"ACME order {o.get('name')} is {o.get('state')}: {o.get('reason') or 'no reason given'}",
-            {"order": o.get("name"), "state": o.get("state"), "reason": o.get("reason")},
-            [f"kubectl describe order {o.get('name')} -n {c.ns}", f"once fixed: {c.renew}"],
+            f"ACME order {o.name} is {o.state}: {o.reason or 'no reason given'}",
+            {"order": o.name, "state": o.state, "reason": o.reason},
+            [f"kubectl describe order {o.name} -n {c.ns}", f"once fixed: {c.renew}"],
         )
         for o in c.latest_orders
-        if o.get("state") in FAILED_STATES
+        if o.state in FAILED_STATES
     ]
 
 
@@ -218,24 +207,25 @@ def _request_failed(c: _Cert, found: list[Finding]) -> list[Finding]:
     if _codes(found) & {"cert.issuer_not_ready", "cert.challenge_failed", "cert.order_failed"}:
         return []
     latest, latest_ready = c.latest, c.latest_ready
-    if not (latest_ready.get("reason") in ("Failed", "Denied") or condition(latest, "Denied")):
+    denied = condition(latest.conditions, "Denied")
+    if not (latest_ready.reason in ("Failed", "Denied") or denied):
         return []
-    message = latest_ready.get("message") or (condition(latest, "Denied") or {}).get("message")
+    message = latest_ready.message or (denied or Condition()).message
     return [
         c.finding(
             "cert.request_failed",
             "critical",
-            f"certificate request {latest.get('name')} failed: {message}",
-            {"request": latest.get("name"), "reason": latest_ready.get("reason"), "message": message},
-            [f"kubectl describe certificaterequest {latest.get('name')} -n {c.ns}", f"once fixed: {c.renew}"],
+            f"certificate request {latest.name} failed: {message}",
+            {"request": latest.name, "reason": latest_ready.reason, "message": message},
+            [f"kubectl describe certificaterequest {latest.name} -n {c.ns}", f"once fixed: {c.renew}"],
         )
     ]
 
 
 def _expiry(c: _Cert, found: list[Finding]) -> list[Finding]:
     cert, now = c.cert, c.now
-    not_after = parse_time(cert.get("not_after"))
-    renewal = parse_time(cert.get("renewal_time"))
+    not_after = parse_time(cert.not_after)
+    renewal = parse_time(cert.renewal_time)
     # a renewal cannot help while the issuer is broken: the expiry then argues for nothing
     suggests = None if "cert.issuer_not_ready" in _codes(found) else "renew"
     if not_after is None:
@@ -245,8 +235,8 @@ def _expiry(c: _Cert, found: list[Finding]) -> list[Finding]:
             c.finding(
                 "cert.expired",
                 "critical",
-                f"certificate {c.ns}/{c.name} expired on {cert.get('not_after')}",
-                {"not_after": cert.get("not_after"), "days_left": _days(not_after - now)},
+                f"certificate {c.ns}/{c.name} expired on {cert.not_after}",
+                {"not_after": cert.not_after, "days_left": _days(not_after - now)},
                 [c.describe, c.renew],
                 suggests=suggests,
             )
@@ -258,11 +248,11 @@ def _expiry(c: _Cert, found: list[Finding]) -> list[Finding]:
         c.finding(
             "cert.expiring",
             "warning",
-            f"certificate {c.ns}/{c.name} expires in {_days(not_after - now)} days ({cert.get('not_after')})"
-            + (f"; renewal was due {cert.get('renewal_time')}" if overdue else ""),
+            f"certificate {c.ns}/{c.name} expires in {_days(not_after - now)} days ({cert.not_after})"
+            + (f"; renewal was due {cert.renewal_time}" if overdue else ""),
             {
-                "not_after": cert.get("not_after"),
-                "renewal_time": cert.get("renewal_time"),
+                "not_after": cert.not_after,
+                "renewal_time": cert.renewal_time,
                 "days_left": _days(not_after - now),
             },
             [c.describe, c.renew],
@@ -281,16 +271,16 @@ _CAUSES = {
 
 
 def _not_ready(c: _Cert, found: list[Finding]) -> list[Finding]:
-    ready = condition(c.cert, "Ready") or {}
-    if ready.get("status") == "True" or _codes(found) & _CAUSES:
+    ready = condition(c.cert.conditions, "Ready") or Condition()
+    if ready.status == "True" or _codes(found) & _CAUSES:
         return []
     return [
         c.finding(
             "cert.not_ready",
             "warning",
             f"certificate {c.ns}/{c.name} is not ready: "
-            + ": ".join(str(x) for x in (ready.get("reason") or "?", ready.get("message")) if x),
-            {"reason": ready.get("reason"), "message": ready.get("message")},
+            + ": ".join(x for x in (ready.reason or "?", ready.message) if x),
+            {"reason": ready.reason, "message": ready.message},
             [c.describe, f"cmctl status certificate {c.name} -n {c.ns}"],
             suggests=None,
         )
@@ -298,16 +288,15 @@ def _not_ready(c: _Cert, found: list[Finding]) -> list[Finding]:
 
 
 def _issuing(c: _Cert, found: list[Finding]) -> list[Finding]:
-    issuing = condition(c.cert, "Issuing") or {}
-    if issuing.get("status") != "True":
+    issuing = condition(c.cert.conditions, "Issuing") or Condition()
+    if issuing.status != "True":
         return []
     return [
         c.finding(
             "cert.issuing",
             "info",
-            f"an issuance of {c.ns}/{c.name} is in progress "
-            f"({issuing.get('reason')}: {issuing.get('message')})",
-            {"reason": issuing.get("reason")},
+            f"an issuance of {c.ns}/{c.name} is in progress ({issuing.reason}: {issuing.message})",
+            {"reason": issuing.reason},
             [f"cmctl status certificate {c.name} -n {c.ns}"],
             suggests=None,
         )
@@ -327,8 +316,8 @@ _FINDINGS: tuple[Callable[[_Cert, list[Finding]], list[Finding]], ...] = (
 
 
 def analyze_certificate(inp: AnalysisInput) -> list[Finding]:
-    data = inp.data(COLLECTOR)
-    if not data:
+    data = typed_first(inp, COLLECTOR, CertificateStatusOutput)
+    if data is None or not data.model_fields_set:  # no run, or an empty one
         return []
     cert = _read(inp, data)
     findings: list[Finding] = []

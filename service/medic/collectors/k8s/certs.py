@@ -13,6 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from medic.clients.kube.client import cluster_path, ns_path
 from medic.clients.kube.errors import KubeError, KubeNotFound
 from medic.clients.kube.reads import Obj, annotations_of, controller_ref, get_cached, list_cached, meta
+from medic.collectors.k8s.certs_output import (
+    CertificateInfo,
+    CertificateStatusOutput,
+    ChallengeInfo,
+    Condition,
+    IssuerInfo,
+    IssuerRef,
+    OrderInfo,
+    RequestInfo,
+)
 from medic.collectors.k8s.common import iso, kube_of, require_target
 from medic.domain.errors import StepError
 from medic.playbooks.contract import CollectorDef, StepContext
@@ -24,94 +34,21 @@ CERT_NAME = "cert-manager.io/certificate-name"
 CERT_REVISION = "cert-manager.io/certificate-revision"
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Condition(_Out):
-    type: str | None
-    status: str | None
-    reason: str | None
-    message: str | None
-    since: str | None
-
-
-class CertificateInfo(_Out):
-    name: str
-    namespace: str
-    secret_name: str | None
-    dns_names: list[str]
-    issuer_ref: dict[str, Any]
-    not_before: str | None
-    not_after: str | None
-    renewal_time: str | None
-    revision: int | None
-    last_failure_time: str | None
-    failed_attempts: int | None
-    conditions: list[Condition]
-
-
-class RequestInfo(_Out):
-    name: str | None
-    revision: int
-    created: str | None
-    failure_time: str | None
-    conditions: list[Condition]
-
-
-class OrderInfo(_Out):
-    name: str | None
-    request: str | None
-    state: str | None
-    reason: str | None
-
-
-class ChallengeInfo(_Out):
-    name: str | None
-    order: str | None
-    type: str | None  # HTTP-01 | DNS-01
-    dns_name: str | None
-    state: str | None
-    reason: str | None
-    presented: bool
-    processing: bool
-
-
-class IssuerInfo(_Out):
-    kind: str
-    name: str
-    group: str
-    missing: bool
-    error: str | None  # not read: forbidden, an external issuer...
-    type: str | None  # acme | ca | selfSigned | vault | venafi
-    conditions: list[Condition]
-
-
-class CertificateStatusOutput(_Out):
-    """What ``k8s.certificate_status`` stores (issue 16.3) and the certificates analyzer reads."""
-
-    certificate: CertificateInfo
-    requests: list[RequestInfo]  # newest revision first
-    orders: list[OrderInfo]
-    challenges: list[ChallengeInfo]
-    issuer: IssuerInfo
-
-
 class CertificateStatusParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_requests: int = Field(3, ge=1, le=10)
 
 
-def conditions(obj: Obj) -> list[dict[str, Any]]:
+def conditions(obj: Obj) -> list[Condition]:
     return [
-        {
-            "type": c.get("type"),
-            "status": c.get("status"),
-            "reason": c.get("reason"),
-            "message": c.get("message"),
-            "since": iso(c.get("lastTransitionTime")),
-        }
+        Condition(
+            type=c.get("type"),
+            status=c.get("status"),
+            reason=c.get("reason"),
+            message=c.get("message"),
+            since=iso(c.get("lastTransitionTime")),
+        )
         for c in (obj.get("status") or {}).get("conditions") or []
         if isinstance(c, dict)
     ]
@@ -126,39 +63,33 @@ def _revision(obj: Obj) -> int:
     return int(raw) if raw.isdigit() else 0
 
 
-async def _issuer(ctx: StepContext, ns: str, ref: dict[str, Any]) -> dict[str, Any]:
-    kind, name = str(ref.get("kind") or "Issuer"), str(ref.get("name") or "")
-    group = str(ref.get("group") or "cert-manager.io")
-    out: dict[str, Any] = {
-        "kind": kind,
-        "name": name,
-        "group": group,
-        "missing": False,
-        "error": None,
-        "type": None,
-        "conditions": [],
-    }
-    if group != "cert-manager.io" or kind not in ("Issuer", "ClusterIssuer") or not is_k8s_name(name):
-        out["error"] = "an external issuer: not read"
-        return out
-    path = (
+def _issuer_path(ns: str, kind: str, name: str) -> str:
+    return (
         ns_path(CERT, ns, "issuers", name) if kind == "Issuer" else cluster_path(CERT, "clusterissuers", name)
     )
+
+
+async def _issuer(ctx: StepContext, ns: str, ref: IssuerRef) -> IssuerInfo:
+    kind, name, group = ref.kind or "Issuer", ref.name or "", ref.group or "cert-manager.io"
+    unread = IssuerInfo(kind=kind, name=name, group=group)
+    if group != "cert-manager.io" or kind not in ("Issuer", "ClusterIssuer") or not is_k8s_name(name):
+        return unread.model_copy(update={"error": "an external issuer: not read"})
     try:
-        issuer = await get_cached(kube_of(ctx), ctx.memo, path)
+        issuer = await get_cached(kube_of(ctx), ctx.memo, _issuer_path(ns, kind, name))
     except KubeNotFound:
-        out["missing"] = True
-        return out
+        return unread.model_copy(update={"missing": True})
     except KubeError as exc:  # e.g. RBAC without the ClusterRole: the rest still counts
-        out["error"] = str(exc)
-        return out
+        return unread.model_copy(update={"error": str(exc)})
     if not isinstance(issuer, dict):
-        out["error"] = "the API server sent no object"
-        return out
+        return unread.model_copy(update={"error": "the API server sent no object"})
     spec = issuer.get("spec") or {}
-    out["type"] = next((k for k in ("acme", "ca", "selfSigned", "vault", "venafi") if k in spec), None)
-    out["conditions"] = conditions(issuer)
-    return out
+    return IssuerInfo(
+        kind=kind,
+        name=name,
+        group=group,
+        type=next((k for k in ("acme", "ca", "selfSigned", "vault", "venafi") if k in spec), None),
+        conditions=conditions(issuer),
+    )
 
 
 async def _read_certificate(ctx: StepContext, ns: str, name: str) -> Obj:
@@ -189,32 +120,32 @@ async def _latest_requests(ctx: StepContext, ns: str, name: str, cert: Obj, limi
     return requests[:limit]
 
 
-def _certificate_info(cert: Obj, ns: str, name: str) -> dict[str, Any]:
+def _certificate_info(cert: Obj, ns: str, name: str) -> CertificateInfo:
     spec, status = cert.get("spec") or {}, cert.get("status") or {}
-    return {
-        "name": name,
-        "namespace": ns,
-        "secret_name": spec.get("secretName"),
-        "dns_names": list(spec.get("dnsNames") or []),
-        "issuer_ref": dict(spec.get("issuerRef") or {}),
-        "not_before": iso(status.get("notBefore")),
-        "not_after": iso(status.get("notAfter")),
-        "renewal_time": iso(status.get("renewalTime")),
-        "revision": status.get("revision"),
-        "last_failure_time": iso(status.get("lastFailureTime")),
-        "failed_attempts": status.get("failedIssuanceAttempts"),
-        "conditions": conditions(cert),
-    }
+    return CertificateInfo(
+        name=name,
+        namespace=ns,
+        secret_name=spec.get("secretName"),
+        dns_names=list(spec.get("dnsNames") or []),
+        issuer_ref=IssuerRef.model_validate(spec.get("issuerRef") or {}),
+        not_before=iso(status.get("notBefore")),
+        not_after=iso(status.get("notAfter")),
+        renewal_time=iso(status.get("renewalTime")),
+        revision=status.get("revision"),
+        last_failure_time=iso(status.get("lastFailureTime")),
+        failed_attempts=status.get("failedIssuanceAttempts"),
+        conditions=conditions(cert),
+    )
 
 
-def _request_info(r: Obj) -> dict[str, Any]:
-    return {
-        "name": meta(r).get("name"),
-        "revision": _revision(r),
-        "created": iso(meta(r).get("creationTimestamp")),
-        "failure_time": iso((r.get("status") or {}).get("failureTime")),
-        "conditions": conditions(r),
-    }
+def _request_info(r: Obj) -> RequestInfo:
+    return RequestInfo(
+        name=meta(r).get("name"),
+        revision=_revision(r),
+        created=iso(meta(r).get("creationTimestamp")),
+        failure_time=iso((r.get("status") or {}).get("failureTime")),
+        conditions=conditions(r),
+    )
 
 
 def _owner_name(obj: Obj, owners: list[Obj]) -> str | None:
@@ -223,28 +154,28 @@ def _owner_name(obj: Obj, owners: list[Obj]) -> str | None:
     return name_of.get(str((controller_ref(obj) or {}).get("uid")))
 
 
-def _order_info(o: Obj, requests: list[Obj]) -> dict[str, Any]:
+def _order_info(o: Obj, requests: list[Obj]) -> OrderInfo:
     status = o.get("status") or {}
-    return {
-        "name": meta(o).get("name"),
-        "request": _owner_name(o, requests),
-        "state": status.get("state"),
-        "reason": status.get("reason"),
-    }
+    return OrderInfo(
+        name=meta(o).get("name"),
+        request=_owner_name(o, requests),
+        state=status.get("state"),
+        reason=status.get("reason"),
+    )
 
 
-def _challenge_info(c: Obj, orders: list[Obj]) -> dict[str, Any]:
+def _challenge_info(c: Obj, orders: list[Obj]) -> ChallengeInfo:
     spec, status = c.get("spec") or {}, c.get("status") or {}
-    return {
-        "name": meta(c).get("name"),
-        "order": _owner_name(c, orders),
-        "type": spec.get("type"),
-        "dns_name": spec.get("dnsName"),
-        "state": status.get("state"),
-        "reason": status.get("reason"),
-        "presented": bool(status.get("presented")),
-        "processing": bool(status.get("processing")),
-    }
+    return ChallengeInfo(
+        name=meta(c).get("name"),
+        order=_owner_name(c, orders),
+        type=spec.get("type"),
+        dns_name=spec.get("dnsName"),
+        state=status.get("state"),
+        reason=status.get("reason"),
+        presented=bool(status.get("presented")),
+        processing=bool(status.get("processing")),
+    )
 
 
 async def certificate_status(ctx: StepContext, params: CertificateStatusParams) -> dict[str, Any]:
@@ -254,14 +185,15 @@ async def certificate_status(ctx: StepContext, params: CertificateStatusParams) 
     requests = await _latest_requests(ctx, ns, name, cert, params.max_requests)
     orders = await _owned(ctx, ns_path(ACME, ns, "orders"), requests)
     challenges = await _owned(ctx, ns_path(ACME, ns, "challenges"), orders)
-    out = {
-        "certificate": _certificate_info(cert, ns, name),
-        "requests": [_request_info(r) for r in requests],
-        "orders": [_order_info(o, requests) for o in orders],
-        "challenges": [_challenge_info(c, orders) for c in challenges],
-        "issuer": await _issuer(ctx, ns, dict((cert.get("spec") or {}).get("issuerRef") or {})),
-    }
-    return CertificateStatusOutput.model_validate(out).model_dump()
+    info = _certificate_info(cert, ns, name)
+    out = CertificateStatusOutput(
+        certificate=info,
+        requests=[_request_info(r) for r in requests],
+        orders=[_order_info(o, requests) for o in orders],
+        challenges=[_challenge_info(c, orders) for c in challenges],
+        issuer=await _issuer(ctx, ns, info.issuer_ref),
+    )
+    return out.model_dump()
 
 
 COLLECTORS = [

@@ -21,98 +21,23 @@ from medic.clients.kube.reads import (
     meta,
 )
 from medic.collectors.k8s.common import iso, kube_of, require_target
+from medic.collectors.k8s.jobs_output import (
+    ContainerExit,
+    CronJobInfo,
+    CronJobRunsOutput,
+    EventObject,
+    JobCondition,
+    JobEvent,
+    JobPod,
+    JobRun,
+    JobState,
+    LogTail,
+)
 from medic.domain.errors import StepError
 from medic.playbooks.contract import CollectorDef, StepContext
 
 MANUAL = "cronjob.kubernetes.io/instantiate"
 SCHEDULED = "batch.kubernetes.io/cronjob-scheduled-timestamp"
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CronJobInfo(_Out):
-    name: str
-    namespace: str
-    schedule: str | None
-    time_zone: str | None
-    suspend: bool
-    concurrency_policy: str | None
-    last_schedule: str | None
-    last_successful: str | None
-    active: int
-
-
-class JobCondition(_Out):
-    type: str | None
-    status: str | None
-    reason: str | None
-    message: str | None
-
-
-class JobRun(_Out):
-    name: str | None
-    created: str | None
-    manual: bool  # created by hand (kubectl create job --from, or Medic), not by the schedule
-    state: str  # complete | failed | running | suspended
-    start: str | None
-    completion: str | None
-    active: int
-    succeeded: int
-    failed: int
-    conditions: list[JobCondition]
-
-
-class ContainerExit(_Out):
-    name: str | None
-    exit_code: int | None
-    reason: str | None
-    message: str | None
-    restarts: int
-
-
-class JobPod(_Out):
-    name: str | None
-    job: str | None
-    phase: str | None
-    reason: str | None
-    created: str | None
-    containers: list[ContainerExit]
-
-
-class LogTail(_Out):
-    pod: str
-    container: str | None
-    lines: list[str]
-    error: str | None
-
-
-class EventObject(_Out):
-    kind: str | None
-    name: str | None
-
-
-class JobEvent(_Out):
-    type: str | None
-    reason: str | None
-    message: str | None
-    object: EventObject
-    count: int
-    last_seen: str | None
-
-
-class CronJobRunsOutput(_Out):
-    """What ``k8s.cronjob_runs`` stores (issue 16.3) and the backup analyzer reads."""
-
-    cronjob: CronJobInfo
-    jobs: list[JobRun]  # newest first
-    jobs_total: int  # all the CronJob's Jobs, beyond the ``max_jobs`` shown
-    pods: list[JobPod]  # newest first
-    logs: list[LogTail]
-    events: list[JobEvent]  # newest first
-    events_complete: bool  # the namespace's events were read to their end
-    alert_jobs: list[str]  # the ``job_name`` labels of the incident's alerts
 
 
 class CronJobRunsParams(BaseModel):
@@ -125,7 +50,7 @@ class CronJobRunsParams(BaseModel):
     events: int = Field(30, ge=1, le=200)
 
 
-def job_state(job: Obj) -> str:
+def job_state(job: Obj) -> JobState:
     """complete | failed | running | suspended (the Job's own conditions decide)."""
     for cond in (job.get("status") or {}).get("conditions") or []:
         if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
@@ -142,29 +67,26 @@ def _newest_first_key(job: Obj) -> tuple[str, str, str]:
     return (str(meta(job).get("creationTimestamp") or ""), scheduled, str(meta(job).get("name") or ""))
 
 
-def _job(job: Obj) -> dict[str, Any]:
+def _job(job: Obj) -> JobRun:
     status = job.get("status") or {}
-    return {
-        "name": meta(job).get("name"),
-        "created": iso(meta(job).get("creationTimestamp")),
-        "manual": annotations_of(job).get(MANUAL) == "manual",
-        "state": job_state(job),
-        "start": iso(status.get("startTime")),
-        "completion": iso(status.get("completionTime")),
-        "active": int(status.get("active") or 0),
-        "succeeded": int(status.get("succeeded") or 0),
-        "failed": int(status.get("failed") or 0),
-        "conditions": [
-            {
-                "type": c.get("type"),
-                "status": c.get("status"),
-                "reason": c.get("reason"),
-                "message": c.get("message"),
-            }
+    return JobRun(
+        name=meta(job).get("name"),
+        created=iso(meta(job).get("creationTimestamp")),
+        manual=annotations_of(job).get(MANUAL) == "manual",
+        state=job_state(job),
+        start=iso(status.get("startTime")),
+        completion=iso(status.get("completionTime")),
+        active=int(status.get("active") or 0),
+        succeeded=int(status.get("succeeded") or 0),
+        failed=int(status.get("failed") or 0),
+        conditions=[
+            JobCondition(
+                type=c.get("type"), status=c.get("status"), reason=c.get("reason"), message=c.get("message")
+            )
             for c in status.get("conditions") or []
             if c.get("status") == "True"
         ],
-    }
+    )
 
 
 def _terminated(status: Obj) -> Obj:
@@ -174,35 +96,34 @@ def _terminated(status: Obj) -> Obj:
     return found if isinstance(found, dict) else {}
 
 
-def _pod(pod: Obj) -> dict[str, Any]:
+def _container(c: Obj) -> ContainerExit:
+    term = _terminated(c)
+    waiting = (c.get("state") or {}).get("waiting") or {}
+    return ContainerExit(
+        name=c.get("name"),
+        exit_code=term.get("exitCode"),
+        reason=term.get("reason") or waiting.get("reason"),
+        message=term.get("message") or waiting.get("message"),
+        restarts=int(c.get("restartCount") or 0),
+    )
+
+
+def _pod(pod: Obj) -> JobPod:
     status = pod.get("status") or {}
-    containers = []
-    for c in status.get("containerStatuses") or []:
-        term = _terminated(c)
-        waiting = (c.get("state") or {}).get("waiting") or {}
-        containers.append(
-            {
-                "name": c.get("name"),
-                "exit_code": term.get("exitCode"),
-                "reason": term.get("reason") or waiting.get("reason"),
-                "message": term.get("message") or waiting.get("message"),
-                "restarts": int(c.get("restartCount") or 0),
-            }
-        )
-    return {
-        "name": meta(pod).get("name"),
-        "job": (meta(pod).get("labels") or {}).get("job-name") or (controller_ref(pod) or {}).get("name"),
-        "phase": status.get("phase"),
-        "reason": status.get("reason"),
-        "created": iso(meta(pod).get("creationTimestamp")),
-        "containers": containers,
-    }
+    return JobPod(
+        name=meta(pod).get("name"),
+        job=(meta(pod).get("labels") or {}).get("job-name") or (controller_ref(pod) or {}).get("name"),
+        phase=status.get("phase"),
+        reason=status.get("reason"),
+        created=iso(meta(pod).get("creationTimestamp")),
+        containers=[_container(c) for c in status.get("containerStatuses") or []],
+    )
 
 
-async def _log(kube: KubeClient, ns: str, pod: dict[str, Any], tail: int) -> dict[str, Any]:
-    name = str(pod["name"])
-    container = next((c["name"] for c in pod["containers"] if c.get("exit_code")), None) or (
-        pod["containers"][0]["name"] if pod["containers"] else None
+async def _log(kube: KubeClient, ns: str, pod: JobPod, tail: int) -> LogTail:
+    name = str(pod.name)
+    container = next((c.name for c in pod.containers if c.exit_code), None) or (
+        pod.containers[0].name if pod.containers else None
     )
     try:
         text = await kube.request(
@@ -212,20 +133,44 @@ async def _log(kube: KubeClient, ns: str, pod: dict[str, Any], tail: int) -> dic
             text=True,
         )
     except KubeError as exc:
-        return {"pod": name, "container": container, "lines": [], "error": str(exc)}
-    return {"pod": name, "container": container, "lines": str(text).splitlines()[-tail:], "error": None}
+        return LogTail(pod=name, container=container, lines=[], error=str(exc))
+    return LogTail(pod=name, container=container, lines=str(text).splitlines()[-tail:], error=None)
 
 
-def _event(e: Obj) -> dict[str, Any]:
+def _event(e: Obj) -> JobEvent:
     involved = e.get("involvedObject") or e.get("regarding") or {}
-    return {
-        "type": e.get("type"),
-        "reason": e.get("reason"),
-        "message": e.get("message") or e.get("note"),
-        "object": {"kind": involved.get("kind"), "name": involved.get("name")},
-        "count": int(e.get("count") or 1),
-        "last_seen": iso(e.get("lastTimestamp") or e.get("eventTime") or meta(e).get("creationTimestamp")),
-    }
+    return JobEvent(
+        type=e.get("type"),
+        reason=e.get("reason"),
+        message=e.get("message") or e.get("note"),
+        object=EventObject(kind=involved.get("kind"), name=involved.get("name")),
+        count=int(e.get("count") or 1),
+        last_seen=iso(e.get("lastTimestamp") or e.get("eventTime") or meta(e).get("creationTimestamp")),
+    )
+
+
+def _cronjob_info(cj: Obj, name: str, ns: str) -> CronJobInfo:
+    spec, status = cj.get("spec") or {}, cj.get("status") or {}
+    return CronJobInfo(
+        name=name,
+        namespace=ns,
+        schedule=spec.get("schedule"),
+        time_zone=spec.get("timeZone"),
+        suspend=bool(spec.get("suspend")),
+        concurrency_policy=spec.get("concurrencyPolicy"),
+        last_schedule=iso(status.get("lastScheduleTime")),
+        last_successful=iso(status.get("lastSuccessfulTime")),
+        active=len(status.get("active") or []),
+    )
+
+
+async def _events(ctx: StepContext, ns: str, wanted: set[tuple[str, str]]) -> tuple[list[JobEvent], bool]:
+    """The namespace's events about the ``wanted`` (kind, name) objects, newest first, and
+    whether the namespace's events were read to their end."""
+    items, complete = await list_pages(kube_of(ctx), ctx.memo, ns_path("v1", ns, "events"))
+    chosen = [e for e in map(_event, items) if (e.object.kind, e.object.name) in wanted]
+    chosen.sort(key=lambda e: str(e.last_seen or ""), reverse=True)
+    return chosen, complete
 
 
 async def cronjob_runs(ctx: StepContext, params: CronJobRunsParams) -> dict[str, Any]:
@@ -235,7 +180,6 @@ async def cronjob_runs(ctx: StepContext, params: CronJobRunsParams) -> dict[str,
     cj = await get_cached(kube, ctx.memo, ns_path("batch/v1", ns, "cronjobs", params.cronjob))
     if not isinstance(cj, dict):
         raise StepError(f"cronjob {ns}/{params.cronjob}: the API server sent no object")
-    spec, status = cj.get("spec") or {}, cj.get("status") or {}
     uid = meta(cj).get("uid")
     jobs = [
         j
@@ -245,46 +189,30 @@ async def cronjob_runs(ctx: StepContext, params: CronJobRunsParams) -> dict[str,
     jobs.sort(key=_newest_first_key, reverse=True)
     recent = jobs[: params.max_jobs]
     names = [str(meta(j).get("name")) for j in recent]
-    pods: list[dict[str, Any]] = []
+    pods: list[JobPod] = []
     if names:
         selector = f"job-name in ({','.join(names)})"
         raw = await list_cached(kube, ctx.memo, ns_path("v1", ns, "pods"), labelSelector=selector)
-        pods = sorted((_pod(p) for p in raw), key=lambda p: str(p["created"] or ""), reverse=True)
-    failed_pods = [
-        p for p in pods if p["phase"] == "Failed" or any(c.get("exit_code") for c in p["containers"])
-    ]
+        pods = sorted((_pod(p) for p in raw), key=lambda p: str(p.created or ""), reverse=True)
+    failed_pods = [p for p in pods if p.phase == "Failed" or any(c.exit_code for c in p.containers)]
     logs = await asyncio.gather(*(_log(kube, ns, p, params.tail) for p in failed_pods[: params.max_logs]))
     wanted = {
         ("CronJob", params.cronjob),
         *(("Job", n) for n in names),
-        *(("Pod", str(p["name"])) for p in pods),
+        *(("Pod", str(p.name)) for p in pods),
     }
-    items, complete = await list_pages(kube, ctx.memo, ns_path("v1", ns, "events"))
-    chosen = [_event(e) for e in items]
-    chosen = [e for e in chosen if (e["object"]["kind"], e["object"]["name"]) in wanted]
-    chosen.sort(key=lambda e: str(e["last_seen"] or ""), reverse=True)
-    alert_jobs = sorted({a.labels["job_name"] for a in ctx.alerts if a.labels.get("job_name")})
-    out = {
-        "cronjob": {
-            "name": params.cronjob,
-            "namespace": ns,
-            "schedule": spec.get("schedule"),
-            "time_zone": spec.get("timeZone"),
-            "suspend": bool(spec.get("suspend")),
-            "concurrency_policy": spec.get("concurrencyPolicy"),
-            "last_schedule": iso(status.get("lastScheduleTime")),
-            "last_successful": iso(status.get("lastSuccessfulTime")),
-            "active": len(status.get("active") or []),
-        },
-        "jobs": [_job(j) for j in recent],
-        "jobs_total": len(jobs),
-        "pods": pods,
-        "logs": list(logs),
-        "events": chosen[: params.events],
-        "events_complete": complete,
-        "alert_jobs": alert_jobs,
-    }
-    return CronJobRunsOutput.model_validate(out).model_dump()
+    events, complete = await _events(ctx, ns, wanted)
+    out = CronJobRunsOutput(
+        cronjob=_cronjob_info(cj, params.cronjob, ns),
+        jobs=[_job(j) for j in recent],
+        jobs_total=len(jobs),
+        pods=pods,
+        logs=list(logs),
+        events=events[: params.events],
+        events_complete=complete,
+        alert_jobs=sorted({a.labels["job_name"] for a in ctx.alerts if a.labels.get("job_name")}),
+    )
+    return out.model_dump()
 
 
 COLLECTORS = [
