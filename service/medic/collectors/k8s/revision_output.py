@@ -1,4 +1,5 @@
-"""The data of ``k8s.revision_status``. Pure pydantic."""
+"""The data of ``k8s.revision_status``. Pure pydantic; every field defaulted (a bundle written by
+hand still reads)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ class RolloutProgress(Out):
 
 
 class RevisionPod(Out):
-    name: str
+    name: str = ""
     ready: bool = False
     restarts: int = 0
     waiting: str | None = None  # reason, e.g. CrashLoopBackOff
@@ -29,7 +30,7 @@ class RevisionPod(Out):
 
 
 class RevisionStatusOutput(Out):
-    revision: int
+    revision: int = 0
     replicaset: str = ""
     rollout: RolloutProgress = RolloutProgress()
     pods: list[RevisionPod] = Field(default_factory=list)
