@@ -16,7 +16,6 @@ from medic.analysis.dataplane import (
     Names,
     QueryResult,
     current_op_cmd,
-    first,
     mongosh,
     names,
     pct,
@@ -37,6 +36,8 @@ from medic.analysis.redis_health import (
 from medic.collectors.k8s.pods_output import TopPodsOutput
 from medic.collectors.k8s.workload_output import HpaStatusOutput
 from medic.collectors.loki_output import LogPattern, LokiQueryOutput
+from medic.collectors.mongo_output import CurrentOpOutput, ProfilerOutput
+from medic.collectors.redis_output import InfoOutput, SlowlogOutput
 from medic.domain.incident import Finding, Severity
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
@@ -48,43 +49,38 @@ PROFILE_WARN_MS = 1000
 
 def _mongo(inp: AnalysisInput, n: Names) -> list[Finding]:
     out: list[Finding] = []
-    found = first(inp, "mongo.current_op")
+    found = next(typed(inp, "mongo.current_op", CurrentOpOutput), None)
     if found is not None and (slow := slow_ops_finding("latency", "latency.mongo_slow_ops", *found, n)):
         out.append(slow)
-    profile = first(inp, "mongo.profiler")
-    if profile is not None:
-        ev, data = profile
-        entries = [e for e in data.get("entries", []) if isinstance(e, dict)]
-        if entries:
-            worst = max(entries, key=lambda e: e.get("millis") or 0)
-            collscans = int(data.get("collscans") or 0)
-            severity: Severity = (
-                "warning" if collscans or (worst.get("millis") or 0) >= PROFILE_WARN_MS else "info"
-            )
-            db = str(data.get("db") or "")
-            out.append(
-                Finding(
-                    analyzer="latency",
-                    code="latency.mongo_slow_queries",
-                    severity=severity,
-                    summary=f"the MongoDB profiler recorded {len(entries)} slow queries since "
-                    f"{data.get('since')}; the slowest took {worst.get('millis')} ms on {worst.get('ns')} "
-                    f"(plan {worst.get('plan_summary') or 'unknown'})"
-                    + (f"; {collscans} were collection scans" if collscans else ""),
-                    details={"shown": len(entries), "collscans": collscans, "slowest": worst},
-                    evidence=[ev.step],
-                    next_steps=[mongosh(n, "db.system.profile.find().sort({ts: -1}).limit(5)", db)],
-                )
-            )
+    profile = next(typed(inp, "mongo.profiler", ProfilerOutput), None)
+    if profile is None or not profile[1].entries:
+        return out
+    ev, data = profile
+    worst = max(data.entries, key=lambda e: e.millis or 0)
+    severity: Severity = "warning" if data.collscans or (worst.millis or 0) >= PROFILE_WARN_MS else "info"
+    out.append(
+        Finding(
+            analyzer="latency",
+            code="latency.mongo_slow_queries",
+            severity=severity,
+            summary=f"the MongoDB profiler recorded {len(data.entries)} slow queries since "
+            f"{data.since}; the slowest took {worst.millis} ms on {worst.ns} "
+            f"(plan {worst.plan_summary or 'unknown'})"
+            + (f"; {data.collscans} were collection scans" if data.collscans else ""),
+            details={"shown": len(data.entries), "collscans": data.collscans, "slowest": worst.model_dump()},
+            evidence=[ev.step],
+            next_steps=[mongosh(n, "db.system.profile.find().sort({ts: -1}).limit(5)", data.db)],
+        )
+    )
     return out
 
 
 def _redis(inp: AnalysisInput, n: Names) -> list[Finding]:
     out: list[Finding] = []
-    found = first(inp, "redis.info")
+    found = next(typed(inp, "redis.info", InfoOutput), None)
     if found is not None:
         out += memory_findings(*found, n, "latency", "latency.redis_")
-    slowlog = first(inp, "redis.slowlog")
+    slowlog = next(typed(inp, "redis.slowlog", SlowlogOutput), None)
     if slowlog is not None and (
         slow := slowlog_finding(*slowlog, n, "latency", "latency.redis_slow_commands", slowlog_since(inp))
     ):

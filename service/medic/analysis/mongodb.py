@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Any
 
 from medic.analysis.dataplane import (
     Names,
     all_failed,
     current_op_cmd,
-    first,
     human_bytes,
     mongosh,
     names,
@@ -32,7 +30,13 @@ from medic.analysis.dataplane import (
 )
 from medic.analysis.volumes import Volume, mounting_pod
 from medic.collectors.k8s.pods_output import PodDescribeOutput
-from medic.collectors.mongo_output import RsStatusOutput
+from medic.collectors.mongo_output import (
+    CurrentOpOutput,
+    DbStatsOutput,
+    MongoOp,
+    RsStatusOutput,
+    ServerStatusOutput,
+)
 from medic.domain.evidence import Evidence
 from medic.domain.incident import Finding, Severity
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
@@ -127,33 +131,43 @@ def _disk_steps(n: Names) -> list[str]:
     ]
 
 
+def _op_details(o: MongoOp) -> dict[str, object]:
+    return {
+        "opid": o.opid,
+        "ns": o.ns,
+        "op": o.op,
+        "secs_running": o.secs_running,
+        "plan_summary": o.plan_summary,
+        "client": o.client,
+    }
+
+
 def slow_ops_finding(
-    analyzer: str, code: str, ev: Evidence, data: dict[str, Any], n: Names
+    analyzer: str, code: str, ev: Evidence, data: CurrentOpOutput, n: Names
 ) -> Finding | None:
     """A finding for client operations running >= min_secs (COLLSCAN called out), or None."""
-    ops = [o for o in data.get("ops", []) if isinstance(o, dict) and not o.get("internal")]
-    count = int(data.get("app_ops") or len(ops))
+    ops = [o for o in data.ops if not o.internal]
+    count = data.app_ops or len(ops)
     if not count:
         return None
-    longest = ops[0] if ops else {}
-    collscans = int(data.get("collscans") or 0)
-    secs = int(data.get("max_secs_running") or 0)
+    longest = ops[0] if ops else MongoOp()
+    collscans, secs = data.collscans, data.max_secs_running
     severity: Severity = "critical" if collscans or secs >= SLOW_OP_CRIT_SECS else "warning"
     summary = (
         f"{count} MongoDB operation{'s' if count != 1 else ''} running for "
-        f"{data.get('min_secs', 3)} s or more; the longest has run {secs} s "
-        f"({longest.get('op')} on {longest.get('ns')}, plan {longest.get('plan_summary') or 'unknown'})"
+        f"{data.min_secs} s or more; the longest has run {secs} s "
+        f"({longest.op} on {longest.ns}, plan {longest.plan_summary or 'unknown'})"
     )
     if collscans:
         summary += f"; {collscans} scan{'' if collscans != 1 else 's'} a whole collection (COLLSCAN)"
-    if data.get("waiting_for_lock"):
-        summary += f"; {data['waiting_for_lock']} waiting for a lock"
-    steps = [current_op_cmd(n, int(data.get("min_secs", 3)))]
-    for ns in dict.fromkeys(o["ns"] for o in ops if o.get("collscan") and "." in str(o.get("ns"))):
-        db, _, coll = str(ns).partition(".")
+    if data.waiting_for_lock:
+        summary += f"; {data.waiting_for_lock} waiting for a lock"
+    steps = [current_op_cmd(n, data.min_secs)]
+    for ns in dict.fromkeys(o.ns for o in ops if o.collscan and o.ns and "." in o.ns):
+        db, _, coll = ns.partition(".")
         steps.append(mongosh(n, f"db.getCollection('{coll}').getIndexes()", db))
-    if longest.get("opid") is not None:
-        kill = mongosh(n, f"db.killOp({longest['opid']})")
+    if longest.opid is not None:
+        kill = mongosh(n, f"db.killOp({longest.opid})")
         steps.append(f"# only if it must stop now: {kill}")
     return Finding(
         analyzer=analyzer,
@@ -164,12 +178,9 @@ def slow_ops_finding(
             "count": count,
             "collscans": collscans,
             "max_secs_running": secs,
-            "capped": bool(data.get("capped")),
-            "by_ns": data.get("by_ns", {}),
-            "ops": [
-                {k: o.get(k) for k in ("opid", "ns", "op", "secs_running", "plan_summary", "client")}
-                for o in ops[:5]
-            ],
+            "capped": data.capped,
+            "by_ns": dict(data.by_ns),
+            "ops": [_op_details(o) for o in ops[:5]],
         },
         evidence=[ev.step],
         next_steps=steps,
@@ -197,7 +208,7 @@ def _unreachable(inp: AnalysisInput, n: Names, inspect: tuple[str, ...] = ()) ->
 
 
 def _no_primary(ev: Evidence, rs: RsStatusOutput, steps: list[str], n: Names) -> Finding | None:
-    if rs.has_primary:
+    if rs.has_primary is not False:  # True, or not said (a bundle written by hand)
         return None
     states = {m.name: m.state for m in rs.members}
     return Finding(
@@ -265,10 +276,10 @@ def _replica_set(inp: AnalysisInput, n: Names, inspect: tuple[str, ...] = ()) ->
 
 
 def _disk(inp: AnalysisInput, n: Names) -> list[Finding]:
-    found = first(inp, "mongo.db_stats")
-    if found is not None and isinstance(found[1].get("fs_used_ratio"), int | float):
+    found = next(typed(inp, "mongo.db_stats", DbStatsOutput), None)
+    ratio = found[1].fs_used_ratio if found else None
+    if found is not None and ratio is not None:
         ev, stats = found
-        ratio = float(stats["fs_used_ratio"])
         if ratio < DISK_WARN:
             return []
         return [
@@ -277,9 +288,9 @@ def _disk(inp: AnalysisInput, n: Names) -> list[Finding]:
                 code="mongodb.disk_nearly_full",
                 severity="critical" if ratio >= DISK_CRIT else "warning",
                 summary=f"the filesystem of /data/db is {pct(ratio)} full "
-                f"({human_bytes(stats.get('fs_used_size'))} of {human_bytes(stats.get('fs_total_size'))}); "
+                f"({human_bytes(stats.fs_used_size)} of {human_bytes(stats.fs_total_size)}); "
                 "mongod stops accepting writes and may shut down when it runs out",
-                details={"fs_used_ratio": ratio, "db": stats.get("db"), "data_size": stats.get("data_size")},
+                details={"fs_used_ratio": ratio, "db": stats.db, "data_size": stats.data_size},
                 evidence=[ev.step],
                 next_steps=_disk_steps(n),
             )
@@ -317,25 +328,24 @@ def _disk(inp: AnalysisInput, n: Names) -> list[Finding]:
 
 
 def _server(inp: AnalysisInput, n: Names) -> list[Finding]:
-    found = first(inp, "mongo.server_status")
+    found = next(typed(inp, "mongo.server_status", ServerStatusOutput), None)
     if found is None:
         return []
     ev, status = found
     out: list[Finding] = []
-    conns = status.get("connections") or {}
-    ratio, available = conns.get("used_ratio"), conns.get("available")
-    if isinstance(ratio, int | float) and (
-        ratio >= CONN_WARN or (isinstance(available, int) and available <= CONN_MIN_AVAILABLE)
-    ):
-        exhausted = ratio >= CONN_CRIT or (isinstance(available, int) and available <= CONN_MIN_AVAILABLE)
+    conns = status.connections
+    ratio, available = conns.used_ratio, conns.available
+    few_left = available is not None and available <= CONN_MIN_AVAILABLE
+    if ratio is not None and (ratio >= CONN_WARN or few_left):
+        exhausted = ratio >= CONN_CRIT or few_left
         out.append(
             Finding(
                 analyzer="mongodb",
                 code="mongodb.connections_exhausted",
                 severity="critical" if exhausted else "warning",
-                summary=f"MongoDB has {conns.get('current')} connections open and {available} available "
+                summary=f"MongoDB has {conns.current} connections open and {available} available "
                 f"({pct(ratio)} used): new clients will be refused",
-                details=conns,
+                details=conns.model_dump(),
                 evidence=[ev.step],
                 next_steps=[
                     mongosh(n, "db.serverStatus().connections"),
@@ -343,11 +353,9 @@ def _server(inp: AnalysisInput, n: Names) -> list[Finding]:
                 ],
             )
         )
-    cache = status.get("wiredtiger_cache") or {}
-    used, dirty = cache.get("used_ratio"), cache.get("dirty_ratio")
-    if (isinstance(used, int | float) and used >= CACHE_USED_WARN) or (
-        isinstance(dirty, int | float) and dirty >= CACHE_DIRTY_WARN
-    ):
+    cache = status.wiredtiger_cache
+    used, dirty = cache.used_ratio, cache.dirty_ratio
+    if (used is not None and used >= CACHE_USED_WARN) or (dirty is not None and dirty >= CACHE_DIRTY_WARN):
         out.append(
             Finding(
                 analyzer="mongodb",
@@ -355,7 +363,7 @@ def _server(inp: AnalysisInput, n: Names) -> list[Finding]:
                 severity="warning",
                 summary=f"WiredTiger cache is {pct(used or 0)} full ({pct(dirty or 0)} dirty): "
                 "application threads are drafted into eviction, which slows every operation",
-                details=cache,
+                details=cache.model_dump(),
                 evidence=[ev.step],
                 next_steps=[mongosh(n, "db.serverStatus().wiredTiger.cache")],
             )
@@ -372,7 +380,7 @@ def mongodb(inp: AnalysisInput) -> list[Finding]:
         + _disk(inp, n)
         + _server(inp, n)
     )
-    found = first(inp, "mongo.current_op")
+    found = next(typed(inp, "mongo.current_op", CurrentOpOutput), None)
     if found is not None and (slow := slow_ops_finding("mongodb", "mongodb.slow_operations", *found, n)):
         findings.append(slow)
     if target.why:

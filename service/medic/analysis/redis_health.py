@@ -16,20 +16,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
-
 from medic.analysis.dataplane import (
     Names,
     all_failed,
     failures,
-    first,
     human_bytes,
     names,
     pct,
     redis_cli,
+    typed,
     why_no_answer,
 )
-from medic.collectors.redis_output import PingOutput
+from medic.collectors.redis_output import (
+    InfoOutput,
+    Persistence,
+    PingOutput,
+    SlowlogEntry,
+    SlowlogOutput,
+)
 from medic.domain.evidence import Evidence
 from medic.domain.incident import Finding, Severity
 from medic.domain.rollout import parse_time
@@ -82,28 +86,17 @@ class Reply:
 
 def reply_errors(inp: AnalysisInput) -> list[Reply]:
     """The error replies of every redis.* step: PING's data, the other steps' error messages."""
+    pings = {ev.step: ping.reply_error for ev, ping in typed(inp, "redis.ping", PingOutput)}
     out: list[Reply] = []
     for ev in inp.evidence.values():
         if not ev.collector.startswith("redis."):
             continue
         if ev.collector == "redis.ping" and ev.ok:
-            reply = _ping(ev.data).reply_error
-            if reply is not None:
+            if (reply := pings.get(ev.step)) is not None:
                 out.append(Reply(ev.step, reply.code, reply.message))
         elif ev.error and (m := _ANSWERED.search(ev.error)):
             out.append(Reply(ev.step, m.group("code"), m.group("message").strip()))
     return out
-
-
-_NO_PING = PingOutput(pong=False, samples=0, latency_ms=None, reply_error=None)
-
-
-def _ping(data: Any) -> PingOutput:
-    """redis.ping's data as its model; data of another shape (a hand-made bundle) reads as no reply."""
-    try:
-        return PingOutput.model_validate(data)
-    except ValidationError:
-        return _NO_PING
 
 
 @dataclass(frozen=True)
@@ -281,15 +274,15 @@ def unreachable(
     ]
 
 
-def _memory_details(info: dict[str, Any]) -> dict[str, Any]:
-    memory = info.get("memory") or {}
+def _memory_details(info: InfoOutput) -> dict[str, Any]:
+    memory = info.memory
     return {
-        "used_memory": memory.get("used_memory"),
-        "maxmemory": memory.get("maxmemory"),
-        "used_ratio": memory.get("used_ratio"),
-        "maxmemory_policy": memory.get("maxmemory_policy"),
-        "evicted_keys": (info.get("stats") or {}).get("evicted_keys") or 0,
-        "oom_errors": (info.get("errorstats") or {}).get("OOM") or 0,
+        "used_memory": memory.used_memory,
+        "maxmemory": memory.maxmemory,
+        "used_ratio": memory.used_ratio,
+        "maxmemory_policy": memory.maxmemory_policy,
+        "evicted_keys": info.stats.evicted_keys or 0,
+        "oom_errors": info.errorstats.get("OOM") or 0,
     }
 
 
@@ -298,24 +291,22 @@ def _memory_verdict(d: dict[str, Any]) -> tuple[str, Severity, str] | None:
     ratio, evicted, oom = d["used_ratio"], d["evicted_keys"], d["oom_errors"]
     limit = f"maxmemory {human_bytes(d['maxmemory'])}, policy {d['maxmemory_policy']}"
     used = f"{human_bytes(d['used_memory'])} used" + (f" ({pct(ratio)})" if ratio is not None else "")
-    full = isinstance(ratio, int | float) and ratio >= MEMORY_FULL
+    full = ratio is not None and ratio >= MEMORY_FULL
     if d["maxmemory_policy"] == "noeviction" and (oom or full):
         summary = f"Redis is out of memory ({used}, {limit}): writes are refused with OOM errors"
         return "maxmemory_oom", "critical", summary + (f" ({oom} so far)" if oom else "")
-    if isinstance(evicted, int) and evicted > 0:
+    if evicted > 0:
         summary = (
             f"Redis has evicted {evicted} keys since it started ({used}, {limit}): "
             "cached data such as sessions and socket.io adapter state is being dropped"
         )
         return "evicting", "critical" if full else "warning", summary
-    if isinstance(ratio, int | float) and ratio >= MEMORY_WARN:
+    if ratio is not None and ratio >= MEMORY_WARN:
         return "memory_high", "warning", f"Redis memory is close to its limit ({used}, {limit})"
     return None
 
 
-def memory_findings(
-    ev: Evidence, info: dict[str, Any], n: Names, analyzer: str, prefix: str
-) -> list[Finding]:
+def memory_findings(ev: Evidence, info: InfoOutput, n: Names, analyzer: str, prefix: str) -> list[Finding]:
     """maxmemory reached: OOM refusals (noeviction), evictions, or close to the limit."""
     details = _memory_details(info)
     verdict = _memory_verdict(details)
@@ -343,11 +334,11 @@ def _persistence_log_steps(n: Names) -> list[str]:
 
 
 # One check per persistence finding: (evidence, INFO persistence, INFO errorstats, names).
-_PersistenceCheck = Callable[[Evidence, dict[str, Any], dict[str, Any], Names], Finding | None]
+_PersistenceCheck = Callable[[Evidence, Persistence, dict[str, int], Names], Finding | None]
 
 
-def _loading(ev: Evidence, p: dict[str, Any], errors: dict[str, Any], n: Names) -> Finding | None:
-    if p.get("loading") != 1:
+def _loading(ev: Evidence, p: Persistence, errors: dict[str, int], n: Names) -> Finding | None:
+    if p.loading != 1:
         return None
     return _finding(
         "redis.loading",
@@ -359,25 +350,25 @@ def _loading(ev: Evidence, p: dict[str, Any], errors: dict[str, Any], n: Names) 
     )
 
 
-def _aof_write_error(ev: Evidence, p: dict[str, Any], errors: dict[str, Any], n: Names) -> Finding | None:
-    if p.get("aof_enabled") != 1 or p.get("aof_last_write_status") in (None, "ok"):
+def _aof_write_error(ev: Evidence, p: Persistence, errors: dict[str, int], n: Names) -> Finding | None:
+    if p.aof_enabled != 1 or p.aof_last_write_status in (None, "ok"):
         return None
     return _finding(
         "redis.aof_write_error",
         "critical",
         "Redis could not write its AOF "
-        f"(aof_last_write_status {p.get('aof_last_write_status')}): it refuses writes while "
+        f"(aof_last_write_status {p.aof_last_write_status}): it refuses writes while "
         "the disk is full or failing",
         ev,
-        p,
+        p.model_dump(),
         [*_persistence_log_steps(n), f"kubectl get pvc -n {n.namespace}"],
     )
 
 
-def _aof_rewrite_failed(ev: Evidence, p: dict[str, Any], errors: dict[str, Any], n: Names) -> Finding | None:
-    if p.get("aof_last_bgrewrite_status") in (None, "ok"):
+def _aof_rewrite_failed(ev: Evidence, p: Persistence, errors: dict[str, int], n: Names) -> Finding | None:
+    if p.aof_last_bgrewrite_status in (None, "ok"):
         return None
-    failures_in_a_row = p.get("aof_rewrites_consecutive_failures")
+    failures_in_a_row = p.aof_rewrites_consecutive_failures
     return _finding(
         "redis.aof_rewrite_failed",
         "warning",
@@ -385,13 +376,13 @@ def _aof_rewrite_failed(ev: Evidence, p: dict[str, Any], errors: dict[str, Any],
         + (f" ({failures_in_a_row} in a row)" if failures_in_a_row else "")
         + ": the AOF keeps growing until a rewrite succeeds",
         ev,
-        p,
+        p.model_dump(),
         _persistence_log_steps(n),
     )
 
 
-def _rdb_save_failed(ev: Evidence, p: dict[str, Any], errors: dict[str, Any], n: Names) -> Finding | None:
-    if p.get("rdb_last_bgsave_status") in (None, "ok"):
+def _rdb_save_failed(ev: Evidence, p: Persistence, errors: dict[str, int], n: Names) -> Finding | None:
+    if p.rdb_last_bgsave_status in (None, "ok"):
         return None
     misconf = bool(errors.get("MISCONF"))
     return _finding(
@@ -399,13 +390,13 @@ def _rdb_save_failed(ev: Evidence, p: dict[str, Any], errors: dict[str, Any], n:
         "critical" if misconf else "warning",
         "the last RDB snapshot failed" + (": writes are refused with MISCONF" if misconf else ""),
         ev,
-        p,
+        p.model_dump(),
         _persistence_log_steps(n),
     )
 
 
-def _aof_disabled(ev: Evidence, p: dict[str, Any], errors: dict[str, Any], n: Names) -> Finding | None:
-    if p.get("aof_enabled") != 0:
+def _aof_disabled(ev: Evidence, p: Persistence, errors: dict[str, int], n: Names) -> Finding | None:
+    if p.aof_enabled != 0:
         return None
     return _finding(
         "redis.aof_disabled",
@@ -417,9 +408,9 @@ def _aof_disabled(ev: Evidence, p: dict[str, Any], errors: dict[str, Any], n: Na
     )
 
 
-def _aof_fsync_delayed(ev: Evidence, p: dict[str, Any], errors: dict[str, Any], n: Names) -> Finding | None:
-    delayed = p.get("aof_delayed_fsync")
-    if not isinstance(delayed, int) or delayed <= 0:
+def _aof_fsync_delayed(ev: Evidence, p: Persistence, errors: dict[str, int], n: Names) -> Finding | None:
+    delayed = p.aof_delayed_fsync
+    if delayed is None or delayed <= 0:
         return None
     return _finding(
         "redis.aof_fsync_delayed",
@@ -441,21 +432,19 @@ _PERSISTENCE_CHECKS: tuple[_PersistenceCheck, ...] = (
 )
 
 
-def _persistence(ev: Evidence, info: dict[str, Any], n: Names) -> list[Finding]:
-    p = info.get("persistence") or {}
-    errors = info.get("errorstats") or {}
-    found = (check(ev, p, errors, n) for check in _PERSISTENCE_CHECKS)
+def _persistence(ev: Evidence, info: InfoOutput, n: Names) -> list[Finding]:
+    found = (check(ev, info.persistence, info.errorstats, n) for check in _PERSISTENCE_CHECKS)
     return [f for f in found if f is not None]
 
 
-def _clients(ev: Evidence, info: dict[str, Any], n: Names) -> list[Finding]:
-    clients = info.get("clients") or {}
-    rejected = (info.get("stats") or {}).get("rejected_connections") or 0
-    ratio = clients.get("used_ratio")
-    details = {**clients, "rejected_connections": rejected}
+def _clients(ev: Evidence, info: InfoOutput, n: Names) -> list[Finding]:
+    clients = info.clients
+    rejected = info.stats.rejected_connections or 0
+    ratio = clients.used_ratio
+    details = {**clients.model_dump(), "rejected_connections": rejected}
     steps = [redis_cli(n, "info clients"), redis_cli(n, "client list")]
-    connected = f"{clients.get('connected_clients')} of maxclients {clients.get('maxclients')} connected"
-    if isinstance(rejected, int) and rejected > 0:
+    connected = f"{clients.connected_clients} of maxclients {clients.maxclients} connected"
+    if rejected > 0:
         return [
             _finding(
                 "redis.rejected_connections",
@@ -466,7 +455,7 @@ def _clients(ev: Evidence, info: dict[str, Any], n: Names) -> list[Finding]:
                 steps,
             )
         ]
-    if isinstance(ratio, int | float) and ratio >= CLIENTS_WARN:
+    if ratio is not None and ratio >= CLIENTS_WARN:
         return [
             _finding(
                 "redis.clients_near_limit",
@@ -480,16 +469,16 @@ def _clients(ev: Evidence, info: dict[str, Any], n: Names) -> list[Finding]:
     return []
 
 
-def _replication(ev: Evidence, info: dict[str, Any], n: Names) -> list[Finding]:
-    repl = info.get("replication") or {}
-    if repl.get("role") == "slave" and repl.get("master_link_status") not in (None, "up"):
+def _replication(ev: Evidence, info: InfoOutput, n: Names) -> list[Finding]:
+    repl = info.replication
+    if repl.role == "slave" and repl.master_link_status not in (None, "up"):
         return [
             _finding(
                 "redis.replication_broken",
                 "warning",
-                f"this Redis is a replica whose link to its master is {repl.get('master_link_status')}",
+                f"this Redis is a replica whose link to its master is {repl.master_link_status}",
                 ev,
-                repl,
+                repl.model_dump(),
                 [redis_cli(n, "info replication")],
             )
         ]
@@ -503,64 +492,67 @@ def slowlog_since(inp: AnalysisInput) -> datetime:
     return (min(starts) if starts else inp.now) - SLOWLOG_LOOKBACK
 
 
-def _recent(entry: dict[str, Any], since: datetime | None) -> bool:
+def _recent(entry: SlowlogEntry, since: datetime | None) -> bool:
     if since is None:
         return True
-    when = parse_time(entry.get("started_at"))
+    when = parse_time(entry.started_at)
     return when is None or when >= since  # an entry without a time is not dismissed
 
 
 def slowlog_finding(
-    ev: Evidence, data: dict[str, Any], n: Names, analyzer: str, code: str, since: datetime | None = None
+    ev: Evidence, data: SlowlogOutput, n: Names, analyzer: str, code: str, since: datetime | None = None
 ) -> Finding | None:
     """Slow commands in the slowlog since ``since`` (None: all of them)."""
-    entries = [e for e in data.get("entries", []) if isinstance(e, dict)]
-    slow = [e for e in entries if (e.get("duration_ms") or 0) >= SLOW_COMMAND_MS and _recent(e, since)]
+    slow = [e for e in data.entries if e.duration_ms >= SLOW_COMMAND_MS and _recent(e, since)]
     if not slow:
         return None
-    worst = max(slow, key=lambda e: e.get("duration_ms") or 0)
-    commands = sorted({str(e.get("command")) for e in slow})
+    worst = max(slow, key=lambda e: e.duration_ms)
+    commands = sorted({e.command for e in slow})
     return Finding(
         analyzer=analyzer,
         code=code,
-        severity="warning" if worst["duration_ms"] >= SLOW_COMMAND_WARN_MS else "info",
+        severity="warning" if worst.duration_ms >= SLOW_COMMAND_WARN_MS else "info",
         summary=f"{len(slow)} slow Redis commands in the slowlog ({', '.join(commands)}); the slowest, "
-        f"{worst.get('command')} {worst.get('key_pattern') or ''}".rstrip()
-        + f", took {worst['duration_ms']:.0f} ms and blocked every other client meanwhile",
-        details={"total": data.get("total"), "slow": slow[:5]},
+        f"{worst.command} {worst.key_pattern or ''}".rstrip()
+        + f", took {worst.duration_ms:.0f} ms and blocked every other client meanwhile",
+        details={"total": data.total, "slow": [e.model_dump() for e in slow[:5]]},
         evidence=[ev.step],
         next_steps=[redis_cli(n, "slowlog get 10")],
     )
 
 
+def _slow_ping(inp: AnalysisInput, n: Names) -> list[Finding]:
+    found = next(typed(inp, "redis.ping", PingOutput), None)
+    median = found[1].latency_ms.median if found and found[1].latency_ms else None
+    if found is None or median is None or median < PING_WARN_MS:
+        return []
+    ev, ping = found
+    return [
+        _finding(
+            "redis.slow_ping",
+            "warning",
+            f"Redis answers PING in {median:.0f} ms (median)",
+            ev,
+            ping.model_dump(),
+            [redis_cli(n, "--latency")],
+        )
+    ]
+
+
 def redis_health(inp: AnalysisInput) -> list[Finding]:
     n = names(inp)
     findings = unreachable(inp, n)
-    found = first(inp, "redis.info")
+    found = next(typed(inp, "redis.info", InfoOutput), None)
     if found is not None:
         ev, info = found
         findings += memory_findings(ev, info, n, "redis", "redis.")
         findings += _persistence(ev, info, n) + _clients(ev, info, n) + _replication(ev, info, n)
     findings = _merge(findings, reply_findings(reply_errors(inp), n))
-    slowlog = first(inp, "redis.slowlog")
+    slowlog = next(typed(inp, "redis.slowlog", SlowlogOutput), None)
     since = slowlog_since(inp)
     if slowlog is not None and (slow := slowlog_finding(*slowlog, n, "redis", "redis.slow_commands", since)):
         findings.append(slow)
-    ping = first(inp, "redis.ping")
-    if ping is not None:
-        median = (ping[1].get("latency_ms") or {}).get("median")
-        if isinstance(median, int | float) and median >= PING_WARN_MS:
-            findings.append(
-                _finding(
-                    "redis.slow_ping",
-                    "warning",
-                    f"Redis answers PING in {median:.0f} ms (median)",
-                    ping[0],
-                    ping[1],
-                    [redis_cli(n, "--latency")],
-                )
-            )
-    return findings
+    return findings + _slow_ping(inp, n)
 
 
 ANALYZERS = [AnalyzerDef("redis", redis_health, "Redis down or degraded (runbook 3.4)")]
