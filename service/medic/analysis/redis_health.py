@@ -282,17 +282,18 @@ def _memory_details(info: InfoOutput) -> dict[str, Any]:
         "used_ratio": memory.used_ratio,
         "maxmemory_policy": memory.maxmemory_policy,
         "evicted_keys": info.stats.evicted_keys or 0,
-        "oom_errors": info.errorstats.get("OOM") or 0,
+        "oom_errors": info.errorstats.get("OOM", 0),
     }
 
 
-def _memory_verdict(d: dict[str, Any]) -> tuple[str, Severity, str] | None:
+def _memory_verdict(info: InfoOutput) -> tuple[str, Severity, str] | None:
     """``(code suffix, severity, summary)`` of the memory state, or None when there is room."""
-    ratio, evicted, oom = d["used_ratio"], d["evicted_keys"], d["oom_errors"]
-    limit = f"maxmemory {human_bytes(d['maxmemory'])}, policy {d['maxmemory_policy']}"
-    used = f"{human_bytes(d['used_memory'])} used" + (f" ({pct(ratio)})" if ratio is not None else "")
+    memory, evicted, oom = info.memory, info.stats.evicted_keys or 0, info.errorstats.get("OOM", 0)
+    ratio, policy = memory.used_ratio, memory.maxmemory_policy
+    limit = f"maxmemory {human_bytes(memory.maxmemory)}, policy {policy}"
+    used = f"{human_bytes(memory.used_memory)} used" + (f" ({pct(ratio)})" if ratio is not None else "")
     full = ratio is not None and ratio >= MEMORY_FULL
-    if d["maxmemory_policy"] == "noeviction" and (oom or full):
+    if policy == "noeviction" and (oom or full):
         summary = f"Redis is out of memory ({used}, {limit}): writes are refused with OOM errors"
         return "maxmemory_oom", "critical", summary + (f" ({oom} so far)" if oom else "")
     if evicted > 0:
@@ -308,8 +309,7 @@ def _memory_verdict(d: dict[str, Any]) -> tuple[str, Severity, str] | None:
 
 def memory_findings(ev: Evidence, info: InfoOutput, n: Names, analyzer: str, prefix: str) -> list[Finding]:
     """maxmemory reached: OOM refusals (noeviction), evictions, or close to the limit."""
-    details = _memory_details(info)
-    verdict = _memory_verdict(details)
+    verdict = _memory_verdict(info)
     if verdict is None:
         return []
     code, severity, summary = verdict
@@ -319,7 +319,7 @@ def memory_findings(ev: Evidence, info: InfoOutput, n: Names, analyzer: str, pre
             code=f"{prefix}{code}",
             severity=severity,
             summary=summary,
-            details=details,
+            details=_memory_details(info),
             evidence=[ev.step],
             next_steps=[redis_cli(n, "info memory"), redis_cli(n, "dbsize"), redis_cli(n, "--bigkeys")],
         )
@@ -384,7 +384,7 @@ def _aof_rewrite_failed(ev: Evidence, p: Persistence, errors: dict[str, int], n:
 def _rdb_save_failed(ev: Evidence, p: Persistence, errors: dict[str, int], n: Names) -> Finding | None:
     if p.rdb_last_bgsave_status in (None, "ok"):
         return None
-    misconf = bool(errors.get("MISCONF"))
+    misconf = errors.get("MISCONF", 0) > 0
     return _finding(
         "redis.rdb_save_failed",
         "critical" if misconf else "warning",

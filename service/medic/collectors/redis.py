@@ -150,7 +150,7 @@ async def ping(ctx: StepContext, params: PingParams) -> dict[str, Any]:
     return out.model_dump()
 
 
-def _value(raw: str) -> Any:
+def _value(raw: str) -> int | float | str:
     try:
         return int(raw)
     except ValueError:
@@ -161,9 +161,9 @@ def _value(raw: str) -> Any:
         return raw
 
 
-def _fields(raw: str) -> dict[str, Any]:
+def _fields(raw: str) -> dict[str, int | float | str]:
     """``keys=1,expires=0,avg_ttl=0`` -> {"keys": 1, "expires": 0, "avg_ttl": 0}."""
-    out: dict[str, Any] = {}
+    out: dict[str, int | float | str] = {}
     for part in raw.split(","):
         key, sep, value = part.partition("=")
         if sep:
@@ -275,13 +275,13 @@ class SlowlogParams(BaseModel):
     count: int = Field(10, ge=1, le=128)
 
 
-def _s(value: Any) -> str:
+def _s(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return str(value)
 
 
-def summarize_slowlog_entry(entry: Any) -> dict[str, Any] | None:
+def summarize_slowlog_entry(entry: object) -> dict[str, Any] | None:
     """One raw SLOWLOG GET entry -> command name, duration, key pattern; argument values dropped."""
     if not isinstance(entry, list | tuple) or len(entry) < 4:
         return None
@@ -308,7 +308,9 @@ def summarize_slowlog_entry(entry: Any) -> dict[str, Any] | None:
 async def slowlog(ctx: StepContext, params: SlowlogParams) -> dict[str, Any]:
     with _errors("SLOWLOG"):
         total, raw = await _backend(ctx).slowlog(params.count)
-    entries = [SlowlogEntry(**e) for e in (summarize_slowlog_entry(r) for r in raw) if e is not None]
+    entries = [
+        SlowlogEntry.model_validate(e) for e in (summarize_slowlog_entry(r) for r in raw) if e is not None
+    ]
     out = SlowlogOutput(
         total=total,
         shown=len(entries),
