@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import typing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from medic.domain.incident import ActionStatus
 from medic.notify.base import Notifier
-from medic.notify.config import GrafanaChannel, SlackChannel, WebhookChannel
+from medic.notify.config import ChannelConfig, GrafanaChannel, SlackChannel, WebhookChannel
 from medic.notify.events import Event, EventKind, Links, MessageKind, snapshot
 from medic.notify.grafana import GrafanaNotifier
 from medic.notify.slack import SlackNotifier
@@ -81,6 +82,21 @@ OWN_SECRETS = (WEBHOOK_SECRET, GRAFANA_TOKEN, "slack-url-secret-part")
 def action_event() -> Event:
     """An event every notifier speaks about: a rollback that ran (Grafana annotates it)."""
     return Event(EventKind.ACTION, snapshot(hostile_incident(ActionStatus.SUCCEEDED)), T0, action_index=0)
+
+
+def channel_kinds() -> set[str]:
+    """The ``type`` of every channel the settings accept (the ``ChannelConfig`` union)."""
+    union, *_ = typing.get_args(ChannelConfig)  # Annotated[Slack | Webhook | Grafana, discriminator]
+    kinds: set[str] = set()
+    for channel in typing.get_args(union):
+        kinds.update(typing.get_args(channel.model_fields["type"].annotation))
+    return kinds
+
+
+def test_every_channel_kind_of_the_settings_has_a_contract_case() -> None:
+    """A new channel type in the config union without a case here fails: it passes the contract
+    before it ships."""
+    assert channel_kinds() == set(KINDS)
 
 
 LINKS = Links("https://medic.example/incidents/inc-1", {})
