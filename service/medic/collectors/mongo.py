@@ -244,7 +244,7 @@ async def current_op(ctx: StepContext, params: CurrentOpParams) -> dict[str, Any
     return _as(CurrentOpOutput, summarize_current_op(reply, params))
 
 
-def _aware(value: Any) -> dt.datetime | None:
+def _aware(value: object) -> dt.datetime | None:
     if not isinstance(value, dt.datetime):
         return None
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
@@ -462,10 +462,11 @@ def summarize_profile(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, An
 
 async def profiler(ctx: StepContext, params: ProfilerParams) -> dict[str, Any]:
     backend = _backend(ctx)
-    level: dict[str, Any] = {"level": None, "slowms": None}
+    level: int | None = None
+    slowms: int | None = None
     try:
         reply = await backend.command(params.db, {"profile": -1})
-        level = {"level": _int(reply.get("was")), "slowms": _int(reply.get("slowms"))}
+        level, slowms = _int(reply.get("was")), _int(reply.get("slowms"))
     except OperationFailure:
         pass  # not allowed or not supported: read system.profile anyway
     except PyMongoError as exc:
@@ -487,9 +488,9 @@ async def profiler(ctx: StepContext, params: ProfilerParams) -> dict[str, Any]:
         ProfilerOutput,
         {
             "db": params.db,
-            "profiling_level": level["level"],
-            "slowms": level["slowms"],
-            "enabled": None if level["level"] is None else level["level"] > 0,
+            "profiling_level": level,
+            "slowms": slowms,
+            "enabled": None if level is None else level > 0,
             "since": since.isoformat(),
             "min_millis": params.min_millis,
             "shown": len(entries),
