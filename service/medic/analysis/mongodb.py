@@ -300,11 +300,10 @@ def _disk(inp: AnalysisInput, n: Names) -> list[Finding]:
     if volumes is None:
         return []
     hits = [
-        (str(s.get("labels", {}).get("persistentvolumeclaim", "?")), float(s["value"]))
-        for s in volumes.series
-        if isinstance(s.get("value"), int | float) and s["value"] >= DISK_WARN
+        (claim, ratio)
+        for claim, ratio in volumes.by_label("persistentvolumeclaim").items()
+        if ratio >= DISK_WARN and ("mongo" in claim or n.mongo_statefulset in claim)
     ]
-    hits = [h for h in hits if "mongo" in h[0] or n.mongo_statefulset in h[0]]
     if not hits:
         return []
     worst = max(h[1] for h in hits)
