@@ -8,14 +8,18 @@ catalogue registers it), against the fake kube-apiserver through Medic's real Ku
 * at most once: a re-attempt after a lost answer changes nothing when the write carries its own
   precondition (``guarded_write``), and the executor's ledger stops any other re-attempt;
 * every request it makes (reads included) is allowed by the chart's Role with only that action
-  enabled, and the writes are exactly what it declares.
+  enabled, and the writes are exactly what it declares;
+* its declared params model is the one its ``plan`` reads, and its plan's facts model the one its
+  ``apply`` and ``verify`` read;
+* without Kubernetes every step raises NotConfigured before it reads anything (never a KeyError
+  on a plan), and through the executor that is a record, never an exception.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
+import typing
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,9 +36,10 @@ from medic.clients.sqlite import SqliteDB
 from medic.coordination.sqlite import SqliteRemediationState
 from medic.decision.decide import Decision
 from medic.domain.actions import ActionMark
+from medic.domain.errors import NotConfigured
 from medic.domain.incident import ActionStatus, Incident, Target, new_incident_id
 from medic.incidents.sqlite import SqliteIncidentStore
-from medic.playbooks.action import ActionContext, ActionPlan
+from medic.playbooks.action import ActionContext, ActionPlan, ApplyResult
 from medic.playbooks.compiled import CompiledAction
 from medic.playbooks.contract import ActionDef
 from medic.playbooks.model import ActionSpec, VerifySpec
@@ -179,8 +184,8 @@ class Run:
         plan: ActionPlan = await self.definition.impl.plan(self.ctx, self.params)
         return plan
 
-    async def apply(self, plan: ActionPlan) -> dict[str, Any]:
-        result: dict[str, Any] = await self.definition.impl.apply(self.ctx, plan)
+    async def apply(self, plan: ActionPlan) -> ApplyResult:
+        result: ApplyResult = await self.definition.impl.apply(self.ctx, plan)
         return result
 
     async def verify(self, plan: ActionPlan, timeout: float) -> tuple[bool, str]:
@@ -222,7 +227,7 @@ async def test_apply_writes_exactly_once_and_verify_sees_it_converge(run: Run) -
     plan = await run.plan()
     run.fake.clear_requests()
     result = await run.apply(plan)
-    assert result.get("applied") is True, result
+    assert result.applied is True, result
     (write,) = writes(run.fake)
     assert 200 <= write.status < 300, write
     await run.fake.settle()
@@ -254,7 +259,7 @@ async def test_a_re_attempt_of_a_guarded_write_changes_nothing(run: Run) -> None
     before = run.fake.get_object(kind, NS, name)
     run.fake.clear_requests()
     again = await run.apply(plan)
-    assert again.get("applied") is False and again.get("already") is True, again
+    assert again.applied is False and again.already is True, again
     assert writes(run.fake, succeeded=True) == []
     assert run.fake.get_object(kind, NS, name)["metadata"]["resourceVersion"] == (
         before["metadata"]["resourceVersion"]
@@ -266,7 +271,9 @@ async def test_a_re_attempt_of_a_guarded_write_changes_nothing(run: Run) -> None
 # ---------------------------------------------------------------- at most once, through the executor
 
 
-async def remediator(tmp_path: Path, kube: KubeClient) -> tuple[GuardedRemediator, SqliteRemediationState]:
+async def remediator(
+    tmp_path: Path, kube: KubeClient | None
+) -> tuple[GuardedRemediator, SqliteRemediationState]:
     db = SqliteDB(tmp_path / "medic.sqlite3")
     await db.open()
     state = SqliteRemediationState(db)
@@ -294,7 +301,9 @@ async def test_a_re_attempt_the_ledger_knows_of_writes_at_most_once(run: Run, tm
     executor, state = await remediator(tmp_path, run.kube)
     plan = await run.plan()
     key = f"{run.name}|{run.target.key}|{plan.idempotency_scope}"
-    mark = ActionMark(key, run.target.key, "act", run.ctx.incident.id, run.ctx.now, "started", plan.facts)
+    mark = ActionMark(
+        key, run.target.key, "act", run.ctx.incident.id, run.ctx.now, "started", plan.facts.record()
+    )
     assert await state.begin_action(mark)
     run.fake.clear_requests()
     record = await executor.handle(run.ctx.incident, run.ctx.rule, None, decision(run))  # type: ignore[arg-type]
@@ -355,15 +364,47 @@ async def test_the_rbac_it_declares_is_what_it_uses(
     assert role_writes == set(run.definition.kube_permissions)  # the chart grants no more
 
 
-async def test_without_kubernetes_every_step_says_not_configured(run: Run) -> None:
-    from medic.domain.errors import NotConfigured
-
+async def test_without_kubernetes_every_step_says_not_configured_before_reading_the_plan(run: Run) -> None:
+    """No kube client: plan, apply and verify each raise NotConfigured (the StepError the executor
+    records), before they read anything of the plan: even a plan whose facts were never set
+    gives NotConfigured, not a KeyError or an AttributeError. Nothing reaches the API server."""
+    plan = await run.plan()
+    run.fake.clear_requests()
     ctx = ActionContext(
         kube=None, target=run.target, incident=run.ctx.incident, rule=run.ctx.rule, now=run.ctx.now
     )
+    bare = ActionPlan(summary="", facts=type(plan.facts).model_construct())  # no fact set at all
     with pytest.raises(NotConfigured):
         await run.definition.impl.plan(ctx, run.params)
-    await asyncio.sleep(0)
+    for some_plan in (plan, bare):
+        with pytest.raises(NotConfigured):
+            await run.definition.impl.apply(ctx, some_plan)
+        with pytest.raises(NotConfigured):
+            await run.definition.impl.verify(ctx, some_plan, 1.0)
+    assert run.fake.requests == []
+
+
+async def test_without_kubernetes_the_executor_records_not_configured(run: Run, tmp_path: Path) -> None:
+    executor, state = await remediator(tmp_path, None)
+    record = await executor.handle(run.ctx.incident, run.ctx.rule, None, decision(run))  # type: ignore[arg-type]
+    assert record is not None and record.status == ActionStatus.REFUSED, (record.status, record.reason)
+    assert record.reason == "could not plan act: Kubernetes is not configured: no action can run"
+    assert await state.last_action(run.target.key) is None  # nothing began
+    assert run.fake.requests == []
+
+
+def test_the_declared_params_model_is_the_one_plan_reads() -> None:
+    """``ActionDef.params`` is what the loader validates a playbook's params with; ``plan`` must
+    read exactly that model (mypy checks it where the catalogue is built; this checks the
+    catalogue as shipped). And apply/verify read the facts model plan returns."""
+    for name, definition in ACTIONS.items():
+        impl = type(definition.impl)
+        plan_hints = typing.get_type_hints(impl.plan)
+        assert plan_hints["params"] is definition.params, (name, plan_hints["params"], definition.params)
+        facts = plan_hints["return"]
+        assert typing.get_origin(facts) is ActionPlan, (name, facts)
+        for step in (impl.apply, impl.verify):
+            assert typing.get_type_hints(step)["plan"] == facts, (name, step.__name__)
 
 
 # ---------------------------------------------------------------- failures are records, not exceptions

@@ -323,7 +323,7 @@ def _playbook_and_rule() -> tuple[Any, Any]:
         return None
 
     action = CompiledAction(
-        "rollback", ActionSpec(use="x.rollback"), ActionDef("x.rollback", act), NoParams()
+        "rollback", ActionSpec(use="x.rollback"), ActionDef("x.rollback", act, NoParams), NoParams()
     )
     pb = CompiledPlaybook(Playbook(name="p", target="deployment"), "f", [], [], {"rollback": action})
     r = Rule.model_validate(

@@ -184,7 +184,7 @@ def test_decide_needs_a_finding_that_argues_for_the_action() -> None:
         return None
 
     action = CompiledAction(
-        "rollback", ActionSpec(use="x.rollback"), ActionDef("x.rollback", act), NoParams()
+        "rollback", ActionSpec(use="x.rollback"), ActionDef("x.rollback", act, NoParams), NoParams()
     )
     pb = CompiledPlaybook(Playbook(name="p", target="deployment"), "f", [], [], {"rollback": action})
     r = rule("r", 'a="b"', playbook="p", remediation={"action": "rollback", "mode": "auto"})

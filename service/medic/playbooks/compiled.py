@@ -32,7 +32,7 @@ class CompiledAction(Generic[P]):
     action: ActionDef[P]
     params: P
 
-    async def plan(self, ctx: ActionContext) -> ActionPlan:
+    async def plan(self, ctx: ActionContext) -> ActionPlan[Any]:
         """The action's plan for these params (typed together here, whatever P is)."""
         return await self.action.impl.plan(ctx, self.params)
 

@@ -121,10 +121,10 @@ class ActionDef(Generic[P]):
     """An action and its params model: ``impl`` plans with exactly the ``params`` the loader built."""
 
     name: str
-    impl: Action[P]
-    # mypy cannot type a default of a generic field; NoParams is the model of every action whose
-    # plan takes NoParams (restart, delete pod), and a mismatch is a type error at the impl.
-    params: type[P] = NoParams  # type: ignore[assignment]
+    impl: Action[P, Any]  # its facts model is its own business (ActionPlan[F] from plan to verify)
+    # Required, NoParams included: mypy infers P from impl and params together, so a model that
+    # is not the one ``impl.plan`` reads (a forgotten RollbackParams) is a type error here.
+    params: type[P]
     summary: str = ""
     target_kinds: tuple[str, ...] = ("deployment",)
     approve_only: bool = False  # never runs in rule mode "auto"

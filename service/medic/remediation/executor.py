@@ -57,6 +57,15 @@ def mark_from_target(target: str, facts: dict[str, Any]) -> ActionMark | None:
     )
 
 
+def _why(exc: Exception) -> str:
+    """An action's failure for its record: a StepError's message as it is; anything else (a
+    defect) named by its type too, and logged with its traceback. Never raised out of a step."""
+    if isinstance(exc, StepError):
+        return str(exc)
+    log.exception("an action raised something other than a StepError", error=repr(exc))
+    return f"{type(exc).__name__}: {exc}"
+
+
 def newer_mark(a: ActionMark | None, b: ActionMark | None) -> ActionMark | None:
     return b if a is None or (b is not None and b.at > a.at) else a
 
@@ -154,11 +163,11 @@ class GuardedRemediator:
         )
         try:
             plan = await compiled.plan(ctx)
-        except StepError as exc:
+        except Exception as exc:  # StepError (NotConfigured included) or a defect: a record either way
             record.status = ActionStatus.REFUSED
-            record.reason = f"could not plan {compiled.name}: {exc}"
+            record.reason = f"could not plan {compiled.name}: {_why(exc)}"
             return await self._audit(incident, record)
-        record.result = {"plan": plan.summary, "facts": plan.facts}
+        record.result = {"plan": plan.summary, "facts": plan.facts.record()}
         record.idempotency_key = f"{compiled.action.name}|{incident.target.key}|{plan.idempotency_scope}"
         facts = await self._facts(ctx, rule, plan, decision.mode)
         record.guards = evaluate_guards(facts)
@@ -179,10 +188,11 @@ class GuardedRemediator:
             await self._act(ctx, rule, playbook, decision, plan, record)
         return await self._audit(incident, record)
 
-    async def _facts(self, ctx: ActionContext, rule: Rule, plan: ActionPlan, mode: str) -> GuardFacts:
+    async def _facts(self, ctx: ActionContext, rule: Rule, plan: ActionPlan[Any], mode: str) -> GuardFacts:
         rem = rule.remediation
         assert rem is not None
         now = ctx.now
+        facts = plan.facts.record()
         coordination_ok = True
         kill = KillSwitch(enabled=False)
         last: ActionMark | None = None
@@ -191,7 +201,7 @@ class GuardedRemediator:
         try:
             kill = await self.state.kill_switch()
             last = await self.state.last_action(ctx.target.key)
-            last = newer_mark(last, mark_from_target(ctx.target.key, plan.facts))
+            last = newer_mark(last, mark_from_target(ctx.target.key, facts))
             target_used = await self.state.count_actions(now - rem.budget.per, ctx.target.key)
             global_used = await self.state.count_actions(now - window)
         except Exception as exc:  # the store is down: no automatic action (at-most-once)
@@ -212,7 +222,7 @@ class GuardedRemediator:
             target_budget=Budget(rem.budget.count, rem.budget.per, target_used),
             global_budget=Budget(self.settings.global_budget_count, window, global_used),
             flap_window=timedelta(seconds=self.settings.flap_window_seconds),
-            current_revision_hash=str(plan.facts.get("from_hash") or ""),
+            current_revision_hash=str(facts.get("from_hash") or ""),
             coordination_ok=coordination_ok or mode == "dry-run",
         )
 
@@ -222,7 +232,7 @@ class GuardedRemediator:
         rule: Rule,
         playbook: CompiledPlaybook,
         decision: Decision,
-        plan: ActionPlan,
+        plan: ActionPlan[Any],
         record: ActionRecord,
     ) -> None:
         compiled = decision.action
@@ -254,9 +264,9 @@ class GuardedRemediator:
         self,
         ctx: ActionContext,
         rule: Rule,
-        plan: ActionPlan,
+        plan: ActionPlan[Any],
         record: ActionRecord,
-        impl: Action[Any],
+        impl: Action[Any, Any],
         guarded_write: bool,
         verify_timeout: float,
     ) -> None:
@@ -270,7 +280,8 @@ class GuardedRemediator:
             )
             return
         key = record.idempotency_key
-        mark = ActionMark(key, ctx.target.key, record.action, ctx.incident.id, ctx.now, "started", plan.facts)
+        kept = plan.facts.record()  # what the ledger keeps of the plan
+        mark = ActionMark(key, ctx.target.key, record.action, ctx.incident.id, ctx.now, "started", kept)
         try:  # the budgets again, atomically with the mark: replicas on other targets act too
             fresh = await self.state.begin_action(mark, self._limits(rule))
         except BudgetExhausted as exc:
@@ -284,23 +295,22 @@ class GuardedRemediator:
         try:
             result = await impl.apply(ctx, plan)
         except KubeConflict as exc:
-            await self.state.finish_action(key, "skipped", {**plan.facts, "error": str(exc)})
+            await self.state.finish_action(key, "skipped", {**kept, "error": str(exc)})
             record.status, record.reason = ActionStatus.REFUSED, f"conflict: {exc}"
             return
-        except StepError as exc:
-            await self.state.finish_action(key, "failed", {**plan.facts, "error": str(exc)})
-            record.status, record.reason = ActionStatus.FAILED, f"{record.action} failed: {exc}"
+        except Exception as exc:  # StepError (NotConfigured included) or a defect: a record either way
+            why = _why(exc)
+            await self.state.finish_action(key, "failed", {**kept, "error": why})
+            record.status, record.reason = ActionStatus.FAILED, f"{record.action} failed: {why}"
             return
-        record.result = {**record.result, "apply": result}
+        record.result = {**record.result, "apply": result.record()}
         # An earlier attempt whose answer was lost may have applied it ("already"): verify either way.
         try:
             ok, message = await impl.verify(ctx, plan, verify_timeout)
-        except StepError as exc:
-            ok, message = False, f"verification failed: {exc}"
+        except Exception as exc:
+            ok, message = False, f"verification failed: {_why(exc)}"
         record.result["verify"] = message
-        await self.state.finish_action(
-            key, "succeeded" if ok else "failed", {**plan.facts, "verify": message}
-        )
+        await self.state.finish_action(key, "succeeded" if ok else "failed", {**kept, "verify": message})
         record.status = ActionStatus.SUCCEEDED if ok else ActionStatus.FAILED
         record.reason = f"{plan.summary}: {message}"
 

@@ -3,7 +3,9 @@ used as a transport. Every call goes through :meth:`KubeClient.request`, which m
 retries transient ones a bounded number of times with backoff, and counts requests.
 
 Objects are plain dicts (the JSON the API server sends): they are stored in bundles, redacted and
-analyzed as data, with no model classes in between.
+analyzed as data, with no model classes in between. The seam is typed all the same: a read answers a
+:data:`KubeObject` (a JSON object) or fails with a :class:`KubeError` saying what came instead, so a
+caller never has to guess the shape of an answer, and nothing but a ``StepError`` leaves the client.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, TypeAlias, overload
 
 import aiohttp
 import structlog
@@ -32,6 +34,17 @@ JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 
+KubeObject: TypeAlias = dict[str, Any]
+"""One answer of the API server as JSON: an object, a List (``items``) or a Status."""
+KubeBody: TypeAlias = KubeObject | list[KubeObject]
+"""What Medic sends: an object (a merge patch, DeleteOptions, a new Job) or a JSON Patch."""
+
+
+def as_object(answer: Any, what: str) -> KubeObject:
+    """``answer`` when it is a JSON object; else a :class:`KubeError` naming what came instead."""
+    if not isinstance(answer, dict):
+        raise KubeError(f"{what}: the answer is not a JSON object ({type(answer).__name__})")
+    return answer
 
 
 class KubeSettings(Protocol):
@@ -45,6 +58,7 @@ class KubeSettings(Protocol):
 
     @property
     def kube_context(self) -> str | None: ...
+
 
 @dataclass
 class RetryPolicy:
@@ -103,18 +117,60 @@ class KubeClient:
         await self.api.close()
 
     # ------------------------------------------------------------------ transport
+    @overload
     async def request(
         self,
         method: str,
         path: str,
         *,
         query: dict[str, Any] | None = None,
-        body: Any = None,
+        body: KubeBody | None = None,
+        content_type: str = "application/json",
+        text: Literal[False] = False,
+        retry: bool = True,
+    ) -> KubeObject: ...
+
+    @overload
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: KubeBody | None = None,
+        content_type: str = "application/json",
+        text: Literal[True],
+        retry: bool = True,
+    ) -> str: ...
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: KubeBody | None = None,
         content_type: str = "application/json",
         text: bool = False,
         retry: bool = True,
-    ) -> Any:
-        """One API call with bounded retries of transient failures. Returns parsed JSON (or text)."""
+    ) -> KubeObject | str:
+        """One API call with bounded retries of transient failures. Returns the JSON object the
+        API answered (``text``: the body as text); an answer that is not one is a KubeError."""
+        raw = await self._call(method, path, query, body, content_type, retry)
+        if text:
+            return raw.decode("utf-8", errors="replace")
+        return decode_object(raw, f"{method} {path}")
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, Any] | None,
+        body: KubeBody | None,
+        content_type: str,
+        retry: bool,
+    ) -> bytes:
+        """The body of a 2xx answer, after bounded retries of transient failures."""
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
         headers = {"Accept": "application/json, */*", "Content-Type": content_type}
         attempts = self.retry.attempts if retry else 1
@@ -133,16 +189,14 @@ class KubeClient:
                     _preload_content=False,
                     _request_timeout=self.retry.request_timeout,
                 )
-                raw = await resp.read()
+                raw: bytes = await resp.read()
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 last = KubeTransient(f"{method} {path}: {type(exc).__name__}: {exc}".rstrip(": "))
             else:
                 if 200 <= status < 300:
-                    if text:
-                        return raw.decode("utf-8", errors="replace")
-                    return json.loads(raw) if raw else None
+                    return raw
                 last = self._error(method, path, status, raw)
                 if not isinstance(last, KubeTransient):
                     raise last
@@ -164,13 +218,13 @@ class KubeClient:
         )
 
     # ------------------------------------------------------------------ helpers
-    async def get(self, path: str, **query: Any) -> Any:
+    async def get(self, path: str, **query: Any) -> KubeObject:
         return await self.request("GET", path, query=query)
 
-    async def list(self, path: str, **query: Any) -> list[dict[str, Any]]:
+    async def list(self, path: str, **query: Any) -> list[KubeObject]:
         return items_of(await self.request("GET", path, query=query), path)
 
-    async def patch(self, path: str, body: Any, content_type: str) -> Any:
+    async def patch(self, path: str, body: KubeBody, content_type: str) -> KubeObject:
         return await self.request("PATCH", path, body=body, content_type=content_type)
 
     @property
@@ -178,12 +232,25 @@ class KubeClient:
         return sum(self.requests.values())
 
 
-def items_of(answer: Any, path: str) -> list[dict[str, Any]]:
+def decode_object(raw: bytes, what: str) -> KubeObject:
+    """The JSON object in a 2xx answer's body; anything else (empty, not JSON, an array, a
+    proxy's HTML page) is a :class:`KubeError`, never a ValueError out of a step."""
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        raise KubeError(f"{what}: the answer is not JSON ({raw[:80]!r})") from None
+    return as_object(answer, what)
+
+
+def items_of(answer: Any, path: str) -> list[KubeObject]:
     """The ``items`` of a LIST answer. Anything else (a proxy's page, a wrong URL) is an error,
     never "none found": an empty list is evidence."""
     if not isinstance(answer, dict) or "items" not in answer:
         raise KubeError(f"GET {path}: the answer is not a list ({type(answer).__name__} without items)")
-    return list(answer["items"] or [])
+    items = answer["items"] or []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise KubeError(f"GET {path}: the list's items are not objects")
+    return list(items)
 
 
 def ns_path(group_version: str, namespace: str, resource: str, name: str = "") -> str:

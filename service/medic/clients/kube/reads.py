@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from medic.clients.kube.client import KubeClient, items_of, ns_path
+from medic.clients.kube.client import KubeClient, KubeObject, items_of, ns_path
 from medic.domain.errors import StepError
 from medic.domain.incident import Target
 from medic.domain.rollout import REVISION
 
-Obj = dict[str, Any]
+Obj = KubeObject
 T = TypeVar("T")
 
 TEMPLATE_HASH = "pod-template-hash"
@@ -71,7 +71,7 @@ def _key(method: str, path: str, query: Mapping[str, Any]) -> str:
     return f"kube {method} {path}?{urlencode(params)}"
 
 
-async def get_cached(kube: KubeClient, memo: MutableMapping[str, Any], path: str, **query: Any) -> Any:
+async def get_cached(kube: KubeClient, memo: MutableMapping[str, Any], path: str, **query: Any) -> Obj:
     """``kube.get(path, **query)`` once per run."""
     return await shared(memo, _key("GET", path, query), lambda: kube.get(path, **query))
 
@@ -114,10 +114,7 @@ async def metadata_only(kube: KubeClient, memo: MutableMapping[str, Any], path: 
     stored. Errors are the client's (:class:`~medic.clients.kube.errors.KubeError`)."""
 
     async def read() -> Obj:
-        obj = await kube.get(path)
-        if not isinstance(obj, dict):
-            raise StepError(f"GET {path}: the API server sent no object")
-        m = meta(obj)
+        m = meta(await kube.get(path))  # an object, or the client's KubeError
         writes = [
             {k: f.get(k) for k in ("manager", "operation", "time")}
             for f in m.get("managedFields") or []
@@ -205,10 +202,7 @@ async def workload(kube: KubeClient, memo: MutableMapping[str, Any], target: Tar
     if target.kind not in _WORKLOADS:
         raise StepError(f"{target} is not a Deployment or StatefulSet")
     group_version, resource = _WORKLOADS[target.kind]
-    obj = await get_cached(kube, memo, ns_path(group_version, target.namespace, resource, target.name))
-    if not isinstance(obj, dict):
-        raise StepError(f"{target}: the API server sent no object")
-    return obj
+    return await get_cached(kube, memo, ns_path(group_version, target.namespace, resource, target.name))
 
 
 async def replicasets(kube: KubeClient, memo: MutableMapping[str, Any], deployment: Obj) -> list[Obj]:

@@ -13,24 +13,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pydantic import BaseModel
-
-from medic.clients.kube.client import JSON_PATCH, KubeClient, ns_path
+from medic.clients.kube.client import JSON_PATCH, KubeObject, ns_path
 from medic.clients.kube.errors import KubeConflict, KubeInvalid
 from medic.domain.actions import Precondition
-from medic.domain.errors import NotConfigured, StepError
-from medic.playbooks.action import ActionContext, ActionPlan
+from medic.domain.errors import StepError
+from medic.playbooks.action import ActionContext, ActionFacts, ActionPlan, ApplyResult
 from medic.playbooks.contract import ActionDef, NoParams
 
 CERT = "cert-manager.io/v1"
 REASON = "ManuallyTriggered"
-
-
-def _kube(ctx: ActionContext) -> KubeClient:
-    if ctx.kube is None:
-        raise NotConfigured("Kubernetes is not configured: no action can run")
-    kube: KubeClient = ctx.kube
-    return kube
 
 
 def _path(ctx: ActionContext, sub: str = "") -> str:
@@ -40,21 +31,33 @@ def _path(ctx: ActionContext, sub: str = "") -> str:
     return ns_path(CERT, t.namespace, "certificates", t.name) + (f"/{sub}" if sub else "")
 
 
-def _condition(cert: dict[str, Any], kind: str) -> dict[str, Any]:
+def _condition(cert: KubeObject, kind: str) -> dict[str, Any]:
     for c in (cert.get("status") or {}).get("conditions") or []:
         if isinstance(c, dict) and c.get("type") == kind:
             return c
     return {}
 
 
-def _revision(cert: dict[str, Any]) -> int:
+def _revision(cert: KubeObject) -> int:
     raw = (cert.get("status") or {}).get("revision")
     return int(raw) if isinstance(raw, int) else 0
 
 
+class CertificateFacts(ActionFacts):
+    revision: int  # status.revision when planned: a renewal issues a higher one
+    resource_version: str | None  # what the write's test op holds it to
+    not_after: str | None
+    triggered_at: str
+
+
+class RenewalRequested(ApplyResult):
+    condition: str
+    reason: str
+
+
 class RenewCertificate:
-    async def plan(self, ctx: ActionContext, params: BaseModel) -> ActionPlan:
-        cert: dict[str, Any] = await _kube(ctx).get(_path(ctx))
+    async def plan(self, ctx: ActionContext, params: NoParams) -> ActionPlan[CertificateFacts]:
+        cert = await ctx.require_kube().get(_path(ctx))
         meta = cert.get("metadata") or {}
         status = cert.get("status")
         issuing = _condition(cert, "Issuing")
@@ -95,20 +98,22 @@ class RenewCertificate:
                 if issuing.get("status") == "True"
                 else None
             ),
-            facts={
-                "revision": revision,
-                "resource_version": meta.get("resourceVersion"),
-                "not_after": (status or {}).get("notAfter"),
-                "triggered_at": stamp,
-            },
+            facts=CertificateFacts(
+                revision=revision,
+                resource_version=meta.get("resourceVersion"),
+                not_after=(status or {}).get("notAfter"),
+                triggered_at=stamp,
+            ),
             target_annotations=dict(meta.get("annotations") or {}),
             target_labels=dict(meta.get("labels") or {}),
             payload=ops,
             idempotency_scope=f"revision-{revision}",
         )
 
-    async def apply(self, ctx: ActionContext, plan: ActionPlan) -> dict[str, Any]:
-        kube = _kube(ctx)
+    async def apply(self, ctx: ActionContext, plan: ActionPlan[CertificateFacts]) -> ApplyResult:
+        kube = ctx.require_kube()
+        if plan.payload is None:
+            raise StepError("the plan has no write to send")
         try:
             await kube.patch(_path(ctx, "status"), plan.payload, JSON_PATCH)
         except (KubeInvalid, KubeConflict):
@@ -117,20 +122,22 @@ class RenewCertificate:
             cert = await kube.get(_path(ctx))
             issuing = _condition(cert, "Issuing")
             ours = issuing.get("reason") == REASON and ctx.incident.id in str(issuing.get("message", ""))
-            if ours or _revision(cert) > int(plan.facts.get("revision") or 0):
-                return {"applied": False, "already": True, "note": "the renewal had already been requested"}
+            if ours or _revision(cert) > plan.facts.revision:
+                return ApplyResult(applied=False, already=True, note="the renewal had already been requested")
             raise KubeConflict(
                 "the certificate changed since the plan (someone else acted): not renewed"
             ) from None
-        return {"applied": True, "condition": "Issuing=True", "reason": REASON}
+        return RenewalRequested(applied=True, condition="Issuing=True", reason=REASON)
 
-    async def verify(self, ctx: ActionContext, plan: ActionPlan, timeout: float) -> tuple[bool, str]:
+    async def verify(
+        self, ctx: ActionContext, plan: ActionPlan[CertificateFacts], timeout: float
+    ) -> tuple[bool, str]:
         """Done when cert-manager issued a newer revision and the Certificate is Ready; failed
         when the issuance it started failed (``Issuing`` False, reason Failed)."""
-        kube = _kube(ctx)
+        kube = ctx.require_kube()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        before = int(plan.facts.get("revision") or 0)
+        before = plan.facts.revision
         while True:
             cert = await kube.get(_path(ctx))
             ready, issuing = _condition(cert, "Ready"), _condition(cert, "Issuing")
@@ -148,7 +155,7 @@ class RenewCertificate:
             await asyncio.sleep(min(1.0, max(deadline - loop.time(), 0.05)))
 
 
-ACTIONS = [
+ACTIONS = (  # unannotated: see medic.remediation.actions.k8s.ACTIONS
     ActionDef(
         "certs.renew_certificate",
         RenewCertificate(),
@@ -159,4 +166,4 @@ ACTIONS = [
         guarded_write=True,
         kube_permissions=(("cert-manager.io", "certificates/status", "patch"),),
     ),
-]
+)

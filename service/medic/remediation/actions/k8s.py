@@ -1,26 +1,33 @@
 """Kubernetes actions: rollback (kubectl rollout undo), restart, delete pod, set image, and a Job
-from a CronJob (runbook 5.1). Each one plans read-only first; the executor decides; apply writes once."""
+from a CronJob (runbook 5.1). Each one plans read-only first; the executor decides; apply writes once.
+
+Each is an ``Action[Params, Facts]``: what ``apply`` and ``verify`` need of the plan is a field of
+its facts model, and every step asks :meth:`ActionContext.require_kube` first (no Kubernetes:
+NotConfigured, which the executor records)."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medic.clients.kube.client import JSON_PATCH, STRATEGIC_PATCH, KubeClient, ns_path
+from medic.clients.kube.client import JSON_PATCH, STRATEGIC_PATCH, KubeBody, KubeClient, KubeObject, ns_path
 from medic.clients.kube.errors import KubeConflict, KubeError, KubeInvalid, KubeNotFound
 from medic.domain.actions import Precondition
-from medic.domain.errors import NotConfigured, StepError
-from medic.playbooks.action import ActionContext, ActionPlan
+from medic.domain.errors import StepError
+from medic.playbooks.action import ActionContext, ActionFacts, ActionPlan, ApplyResult, NoFacts
 from medic.playbooks.contract import ActionDef, NoParams
 from medic.remediation.actions.rollout import (
     RollbackError,
+    RollbackFacts,
     RolloutStatus,
     history_precondition,
     images,
+    patch_ops,
+    patch_value,
     plan_rollback,
     previous_healthy_precondition,
     recent_rollout_precondition,
@@ -37,32 +44,30 @@ from medic.remediation.actions.rollout import (
 FIELD_MANAGER = "medic"
 
 
-async def _patch(kube: KubeClient, path: str, body: Any, content_type: str) -> Any:
+async def _patch(kube: KubeClient, path: str, body: KubeBody | None, content_type: str) -> KubeObject:
     return await kube.request(
         "PATCH", path, body=body, content_type=content_type, query={"fieldManager": FIELD_MANAGER}
     )
 
 
-def _kube(ctx: ActionContext) -> KubeClient:
-    if ctx.kube is None:
-        raise NotConfigured("Kubernetes is not configured: no action can run")
-    return ctx.kube
-
-
-def _selector(deployment: dict[str, Any]) -> str:
+def _selector(deployment: KubeObject) -> str:
     labels = deployment.get("spec", {}).get("selector", {}).get("matchLabels") or {}
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
-async def _deployment(kube: KubeClient, ctx: ActionContext) -> dict[str, Any]:
+async def _deployment(kube: KubeClient, ctx: ActionContext) -> KubeObject:
     t = ctx.target
     if t.kind != "deployment":
         raise StepError(f"this action works on a deployment, not on {t.kind}")
-    result: dict[str, Any] = await kube.get(ns_path("apps/v1", t.namespace, "deployments", t.name))
-    return result
+    return await kube.get(ns_path("apps/v1", t.namespace, "deployments", t.name))
 
 
-def _meta(obj: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+def _uid(obj: KubeObject) -> str | None:
+    uid = (obj.get("metadata") or {}).get("uid")
+    return str(uid) if uid is not None else None
+
+
+def _meta(obj: KubeObject) -> tuple[dict[str, str], dict[str, str]]:
     meta = obj.get("metadata", {})
     return dict(meta.get("annotations") or {}), dict(meta.get("labels") or {})
 
@@ -70,7 +75,7 @@ def _meta(obj: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
 async def _wait(
     kube: KubeClient,
     path: str,
-    status_of: Callable[[dict[str, Any]], RolloutStatus],
+    status_of: Callable[[KubeObject], RolloutStatus],
     timeout: float,
     what: str,
 ) -> tuple[bool, str]:
@@ -92,7 +97,7 @@ async def _wait_rollout(kube: KubeClient, ctx: ActionContext, timeout: float) ->
     return await _wait(kube, path, rollout_status, timeout, "rolled out")
 
 
-def job_status(job: dict[str, Any]) -> RolloutStatus:
+def job_status(job: KubeObject) -> RolloutStatus:
     """kubectl wait --for=condition=Complete: done when Complete, failed when Failed."""
     name = job.get("metadata", {}).get("name", "")
     for cond in (job.get("status") or {}).get("conditions") or []:
@@ -120,6 +125,10 @@ class RollbackParams(BaseModel):
     )
 
 
+class Patched(ApplyResult):
+    patch_ops: list[str]  # the JSON Patch's operations, in order
+
+
 class RollbackDeployment:
     """``kubectl rollout undo``: :meth:`plan` reads (:meth:`_read`), then the pure parts of
     :mod:`medic.remediation.actions.rollout` decide the plan, its preconditions and its words."""
@@ -127,7 +136,7 @@ class RollbackDeployment:
     @staticmethod
     async def _read(
         kube: KubeClient, ctx: ActionContext
-    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    ) -> tuple[KubeObject, list[KubeObject], list[KubeObject]]:
         """The Deployment, its ReplicaSets and its events (the rollout timeline's sources)."""
         dep = await _deployment(kube, ctx)
         ns = ctx.target.namespace
@@ -141,13 +150,14 @@ class RollbackDeployment:
             events = []
         return dep, rs_list, events
 
-    async def plan(self, ctx: ActionContext, params: RollbackParams) -> ActionPlan:
-        dep, rs_list, events = await self._read(_kube(ctx), ctx)
+    async def plan(self, ctx: ActionContext, params: RollbackParams) -> ActionPlan[RollbackFacts]:
+        dep, rs_list, events = await self._read(ctx.require_kube(), ctx)
         annotations, labels = _meta(dep)
         current = revision(dep)
         if params.only_from is not None and current != params.only_from:
             return ActionPlan(
                 summary=f"roll back {ctx.target} from revision {params.only_from}",
+                facts=RollbackFacts(),
                 preconditions=[],
                 skip_reason=f"skipped rollback: the Deployment is at revision {current}, no longer at "
                 f"revision {params.only_from}, which the rollback was for",
@@ -166,6 +176,7 @@ class RollbackDeployment:
         except RollbackError as exc:
             return ActionPlan(
                 summary=f"roll back {ctx.target}: impossible",
+                facts=RollbackFacts(),
                 preconditions=[Precondition("rollout_history", False, str(exc))],
                 target_annotations=annotations,
                 target_labels=labels,
@@ -193,8 +204,8 @@ class RollbackDeployment:
             idempotency_scope=f"from-revision-{plan.current.number if plan.current else 0}",
         )
 
-    async def apply(self, ctx: ActionContext, plan: ActionPlan) -> dict[str, Any]:
-        kube = _kube(ctx)
+    async def apply(self, ctx: ActionContext, plan: ActionPlan[RollbackFacts]) -> ApplyResult:
+        kube = ctx.require_kube()
         path = ns_path("apps/v1", ctx.target.namespace, "deployments", ctx.target.name)
         try:
             await _patch(kube, path, plan.payload, JSON_PATCH)
@@ -202,27 +213,30 @@ class RollbackDeployment:
             # The test op failed: either our own earlier attempt landed (a lost response, a retry
             # after a crash) or someone else changed the deployment. Look before deciding.
             current = await kube.get(path)
-            wanted = plan.payload[1]["value"]
+            wanted = patch_value(plan.payload, "/spec/template")
             if template_without_hash(current.get("spec", {}).get("template", {})) == wanted:
-                return {"applied": False, "already": True, "note": "the rollback had already been applied"}
+                return ApplyResult(applied=False, already=True, note="the rollback had already been applied")
             raise KubeConflict(
                 "the deployment changed since the plan (someone else acted): not rolled back"
             ) from None
-        return {"applied": True, "patch_ops": [op["op"] for op in plan.payload]}
+        return Patched(applied=True, patch_ops=patch_ops(plan.payload))
 
-    async def verify(self, ctx: ActionContext, plan: ActionPlan, timeout: float) -> tuple[bool, str]:
-        return await _wait_rollout(_kube(ctx), ctx, timeout)
+    async def verify(
+        self, ctx: ActionContext, plan: ActionPlan[RollbackFacts], timeout: float
+    ) -> tuple[bool, str]:
+        return await _wait_rollout(ctx.require_kube(), ctx, timeout)
 
 
 # --------------------------------------------------------------------------- restart
 class RestartDeployment:
-    async def plan(self, ctx: ActionContext, params: NoParams) -> ActionPlan:
-        dep = await _deployment(_kube(ctx), ctx)
+    async def plan(self, ctx: ActionContext, params: NoParams) -> ActionPlan[NoFacts]:
+        dep = await _deployment(ctx.require_kube(), ctx)
         annotations, labels = _meta(dep)
         paused = bool(dep.get("spec", {}).get("paused"))
         stamp = ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ")
         return ActionPlan(
             summary=f"restart deployment {ctx.target.namespace}/{ctx.target.name} (kubectl rollout restart)",
+            facts=NoFacts(),
             preconditions=[
                 Precondition(
                     "not_paused",
@@ -240,13 +254,19 @@ class RestartDeployment:
             idempotency_scope=f"incident-{ctx.incident.id}",
         )
 
-    async def apply(self, ctx: ActionContext, plan: ActionPlan) -> dict[str, Any]:
-        path = ns_path("apps/v1", ctx.target.namespace, "deployments", ctx.target.name)
-        await _patch(_kube(ctx), path, plan.payload, STRATEGIC_PATCH)
-        return {"applied": True}
+    async def apply(self, ctx: ActionContext, plan: ActionPlan[NoFacts]) -> ApplyResult:
+        return await _patch_deployment(ctx, plan)
 
-    async def verify(self, ctx: ActionContext, plan: ActionPlan, timeout: float) -> tuple[bool, str]:
-        return await _wait_rollout(_kube(ctx), ctx, timeout)
+    async def verify(self, ctx: ActionContext, plan: ActionPlan[NoFacts], timeout: float) -> tuple[bool, str]:
+        return await _wait_rollout(ctx.require_kube(), ctx, timeout)
+
+
+async def _patch_deployment(ctx: ActionContext, plan: ActionPlan[NoFacts]) -> ApplyResult:
+    """The plan's strategic merge patch on the target Deployment (restart, set image)."""
+    kube = ctx.require_kube()
+    path = ns_path("apps/v1", ctx.target.namespace, "deployments", ctx.target.name)
+    await _patch(kube, path, plan.payload, STRATEGIC_PATCH)
+    return ApplyResult(applied=True)
 
 
 # --------------------------------------------------------------------------- set image
@@ -258,8 +278,8 @@ class SetImageParams(BaseModel):
 
 
 class SetImage:
-    async def plan(self, ctx: ActionContext, params: SetImageParams) -> ActionPlan:
-        dep = await _deployment(_kube(ctx), ctx)
+    async def plan(self, ctx: ActionContext, params: SetImageParams) -> ActionPlan[NoFacts]:
+        dep = await _deployment(ctx.require_kube(), ctx)
         annotations, labels = _meta(dep)
         names = [
             c.get("name")
@@ -268,6 +288,7 @@ class SetImage:
         current = images(dep.get("spec", {}).get("template", {}))
         return ActionPlan(
             summary=f"set image {params.container}={params.image} on {ctx.target} (now {', '.join(current)})",
+            facts=NoFacts(),
             preconditions=[
                 Precondition(
                     "container",
@@ -287,25 +308,30 @@ class SetImage:
             idempotency_scope=f"image-{params.image}",
         )
 
-    async def apply(self, ctx: ActionContext, plan: ActionPlan) -> dict[str, Any]:
-        path = ns_path("apps/v1", ctx.target.namespace, "deployments", ctx.target.name)
-        await _patch(_kube(ctx), path, plan.payload, STRATEGIC_PATCH)
-        return {"applied": True}
+    async def apply(self, ctx: ActionContext, plan: ActionPlan[NoFacts]) -> ApplyResult:
+        return await _patch_deployment(ctx, plan)
 
-    async def verify(self, ctx: ActionContext, plan: ActionPlan, timeout: float) -> tuple[bool, str]:
-        return await _wait_rollout(_kube(ctx), ctx, timeout)
+    async def verify(self, ctx: ActionContext, plan: ActionPlan[NoFacts], timeout: float) -> tuple[bool, str]:
+        return await _wait_rollout(ctx.require_kube(), ctx, timeout)
 
 
 # --------------------------------------------------------------------------- delete pod
+class PodFacts(ActionFacts):
+    uid: str | None  # the pod planned for: a replacement of the same name has another uid
+    owner: str  # its controller, "ReplicaSet/name" ("" when none)
+
+
 class DeletePod:
-    async def plan(self, ctx: ActionContext, params: NoParams) -> ActionPlan:
+    async def plan(self, ctx: ActionContext, params: NoParams) -> ActionPlan[PodFacts]:
+        kube = ctx.require_kube()
         t = ctx.target
         if t.kind != "pod":
             raise StepError(f"delete_pod works on a pod, not on {t.kind}")
-        pod = await _kube(ctx).get(ns_path("v1", t.namespace, "pods", t.name))
+        pod = await kube.get(ns_path("v1", t.namespace, "pods", t.name))
         annotations, labels = _meta(pod)
+        uid = _uid(pod)
         owners = [r for r in pod.get("metadata", {}).get("ownerReferences") or [] if r.get("controller")]
-        owner = f"{owners[0]['kind']}/{owners[0]['name']}" if owners else ""
+        owner = f"{owners[0].get('kind')}/{owners[0].get('name')}" if owners else ""
         return ActionPlan(
             summary=f"delete pod {t.namespace}/{t.name} so that {owner or 'its controller'} replaces it",
             preconditions=[
@@ -315,32 +341,32 @@ class DeletePod:
                     f"owned by {owner}" if owners else "a pod without a controller would not come back",
                 )
             ],
-            facts={"uid": pod["metadata"].get("uid"), "owner": owner},
+            facts=PodFacts(uid=uid, owner=owner),
             target_annotations=annotations,
             target_labels=labels,
-            payload={
-                "kind": "DeleteOptions",
-                "apiVersion": "v1",
-                "preconditions": {"uid": pod["metadata"].get("uid")},
-            },
-            idempotency_scope=f"uid-{pod['metadata'].get('uid')}",
+            payload={"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}},
+            idempotency_scope=f"uid-{uid}",
         )
 
-    async def apply(self, ctx: ActionContext, plan: ActionPlan) -> dict[str, Any]:
+    async def apply(self, ctx: ActionContext, plan: ActionPlan[PodFacts]) -> ApplyResult:
+        kube = ctx.require_kube()
         t = ctx.target
         try:
-            await _kube(ctx).request("DELETE", ns_path("v1", t.namespace, "pods", t.name), body=plan.payload)
+            await kube.request("DELETE", ns_path("v1", t.namespace, "pods", t.name), body=plan.payload)
         except KubeNotFound:
-            return {"applied": False, "note": "the pod was already gone"}
-        return {"applied": True}
+            return ApplyResult(applied=False, note="the pod was already gone")
+        return ApplyResult(applied=True)
 
-    async def verify(self, ctx: ActionContext, plan: ActionPlan, timeout: float) -> tuple[bool, str]:
+    async def verify(
+        self, ctx: ActionContext, plan: ActionPlan[PodFacts], timeout: float
+    ) -> tuple[bool, str]:
+        kube = ctx.require_kube()
         t = ctx.target
         try:
-            pod = await _kube(ctx).get(ns_path("v1", t.namespace, "pods", t.name))
+            pod = await kube.get(ns_path("v1", t.namespace, "pods", t.name))
         except KubeNotFound:
             return True, "the pod is gone; its controller replaces it"
-        if pod["metadata"].get("uid") != plan.facts.get("uid"):
+        if _uid(pod) != plan.facts.uid:
             return True, "the pod was replaced by a new one of the same name"
         return False, "the pod still exists"
 
@@ -352,10 +378,21 @@ class JobFromCronJobParams(BaseModel):
     cronjob: str = Field("mongodb-backup", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
+class JobFacts(ActionFacts):
+    job: str  # the Job's name, chosen by the plan
+    namespace: str
+
+
+class JobCreated(ApplyResult):
+    job: str
+    created: str | None  # the API server's creationTimestamp
+
+
 class CreateJobFromCronJob:
-    async def plan(self, ctx: ActionContext, params: JobFromCronJobParams) -> ActionPlan:
+    async def plan(self, ctx: ActionContext, params: JobFromCronJobParams) -> ActionPlan[JobFacts]:
+        kube = ctx.require_kube()
         ns = ctx.target.scope
-        cj = await _kube(ctx).get(ns_path("batch/v1", ns, "cronjobs", params.cronjob))
+        cj = await kube.get(ns_path("batch/v1", ns, "cronjobs", params.cronjob))
         annotations, labels = _meta(cj)
         template = cj.get("spec", {}).get("jobTemplate", {})
         name = f"{params.cronjob}-manual-{secrets.token_hex(3)}"[:63]
@@ -378,7 +415,7 @@ class CreateJobFromCronJob:
                         "apiVersion": "batch/v1",
                         "kind": "CronJob",
                         "name": params.cronjob,
-                        "uid": cj["metadata"]["uid"],
+                        "uid": _uid(cj),
                         "controller": True,
                     }
                 ],
@@ -388,34 +425,39 @@ class CreateJobFromCronJob:
         return ActionPlan(
             summary=f"create job {ns}/{name} from cronjob/{params.cronjob} (kubectl create job --from)",
             preconditions=[Precondition("cronjob", True, f"cronjob {params.cronjob} exists")],
-            facts={"job": name, "namespace": ns},
+            facts=JobFacts(job=name, namespace=ns),
             target_annotations=annotations,
             target_labels=labels,
             payload=job,
             idempotency_scope=f"incident-{ctx.incident.id}",
         )
 
-    async def apply(self, ctx: ActionContext, plan: ActionPlan) -> dict[str, Any]:
-        ns = plan.facts["namespace"]
-        created_job = await _kube(ctx).request(
+    async def apply(self, ctx: ActionContext, plan: ActionPlan[JobFacts]) -> ApplyResult:
+        kube = ctx.require_kube()
+        created_job = await kube.request(
             "POST",
-            ns_path("batch/v1", ns, "jobs"),
+            ns_path("batch/v1", plan.facts.namespace, "jobs"),
             body=plan.payload,
             query={"fieldManager": FIELD_MANAGER},
             retry=False,
         )
-        return {
-            "applied": True,
-            "job": created_job["metadata"]["name"],
-            "created": created_job["metadata"].get("creationTimestamp"),
-        }
+        meta = created_job.get("metadata") or {}
+        return JobCreated(
+            applied=True, job=str(meta.get("name") or plan.facts.job), created=meta.get("creationTimestamp")
+        )
 
-    async def verify(self, ctx: ActionContext, plan: ActionPlan, timeout: float) -> tuple[bool, str]:
-        path = ns_path("batch/v1", plan.facts["namespace"], "jobs", plan.facts["job"])
-        return await _wait(_kube(ctx), path, job_status, timeout, "completed")
+    async def verify(
+        self, ctx: ActionContext, plan: ActionPlan[JobFacts], timeout: float
+    ) -> tuple[bool, str]:
+        kube = ctx.require_kube()
+        path = ns_path("batch/v1", plan.facts.namespace, "jobs", plan.facts.job)
+        return await _wait(kube, path, job_status, timeout, "completed")
 
 
-ACTIONS: list[ActionDef[Any]] = [
+# A tuple, not annotated: mypy infers each ActionDef's P from its impl and its params model
+# together, so a model that is not the one its plan reads is a type error (a ``list[ActionDef[Any]]``
+# annotation would give every element P=Any and hide it).
+ACTIONS = (
     ActionDef(
         "k8s.rollback_deployment",
         RollbackDeployment(),
@@ -428,7 +470,8 @@ ACTIONS: list[ActionDef[Any]] = [
     ActionDef(
         "k8s.restart_deployment",
         RestartDeployment(),
-        summary="kubectl rollout restart",
+        NoParams,
+        "kubectl rollout restart",
         target_kinds=("deployment",),
         kube_permissions=(("apps", "deployments", "patch"),),
     ),
@@ -444,7 +487,8 @@ ACTIONS: list[ActionDef[Any]] = [
     ActionDef(
         "k8s.delete_pod",
         DeletePod(),
-        summary="delete a pod so its controller replaces it",
+        NoParams,
+        "delete a pod so its controller replaces it",
         target_kinds=("pod",),
         kube_permissions=(("", "pods", "delete"),),
     ),
@@ -456,4 +500,4 @@ ACTIONS: list[ActionDef[Any]] = [
         target_kinds=("namespace",),
         kube_permissions=(("batch", "jobs", "create"),),
     ),
-]
+)

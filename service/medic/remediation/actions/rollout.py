@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from medic.domain.actions import Precondition
+from medic.domain.errors import StepError
 from medic.domain.rollout import (
     MEDIC_ROLLBACK,
     MEDIC_ROLLED_BACK,
@@ -22,6 +25,7 @@ from medic.domain.rollout import (
     minutes,
     short_images,
 )
+from medic.playbooks.action import ActionFacts
 
 TEMPLATE_HASH = "pod-template-hash"
 # kubectl's annotationsToSkip: rollout bookkeeping that must not be copied from a ReplicaSet.
@@ -367,28 +371,71 @@ def rollback_summary(namespace: str, name: str, plan: RollbackPlan, diff: list[s
     return text
 
 
-def rollback_facts(plan: RollbackPlan, timeline: Timeline, diff: list[str]) -> dict[str, Any]:
+class EarlierAction(BaseModel):
+    """Medic's earlier rollback as the cluster records it (its annotation on the Deployment)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: str
+    at: str | None
+    to_hash: str
+    incident: str
+    status: str
+
+
+class RollbackFacts(ActionFacts):
+    """What the rollback's plan found. A plan with nothing to do (no longer at the revision it
+    was for, or no rollback possible) sets none of them, and records ``{}``."""
+
+    from_revision: int | None = None
+    to_revision: int | None = None
+    from_hash: str = ""
+    to_hash: str = ""
+    from_images: list[str] = Field(default_factory=list)
+    to_images: list[str] = Field(default_factory=list)
+    to_replicaset: str = ""
+    template_diff: list[str] = Field(default_factory=list)
+    timeline: list[dict[str, Any]] = Field(default_factory=list)
+    medic_rollback: str | None = None
+    # Medic's earlier rollback as the cluster records it: the guards (cooldown, flap) see it
+    # even when the ledger does not (remediation.executor.mark_from_target)
+    earlier_action: EarlierAction | None = None
+
+
+def rollback_facts(plan: RollbackPlan, timeline: Timeline, diff: list[str]) -> RollbackFacts:
     cur = plan.current
-    return {
-        "from_revision": cur.number if cur else None,
-        "to_revision": plan.target.number,
-        "from_hash": cur.template_hash if cur else "",
-        "to_hash": plan.target.template_hash,
-        "from_images": cur.images if cur else [],
-        "to_images": plan.target.images,
-        "to_replicaset": plan.target.replicaset,
-        "template_diff": diff,
-        "timeline": timeline.rows(),
-        "medic_rollback": timeline.medic.describe() if timeline.medic else None,
-        # Medic's earlier rollback as the cluster records it: the guards (cooldown, flap) see it
-        # even when the ledger does not (remediation.executor.mark_from_target)
-        "earlier_action": {
-            "action": "rollback",
-            "at": iso(timeline.medic.at),
-            "to_hash": timeline.medic.to_hash,
-            "incident": timeline.medic.incident,
-            "status": "succeeded",
-        }
-        if timeline.medic and timeline.medic.at
+    medic = timeline.medic
+    return RollbackFacts(
+        from_revision=cur.number if cur else None,
+        to_revision=plan.target.number,
+        from_hash=cur.template_hash if cur else "",
+        to_hash=plan.target.template_hash,
+        from_images=cur.images if cur else [],
+        to_images=plan.target.images,
+        to_replicaset=plan.target.replicaset,
+        template_diff=diff,
+        timeline=timeline.rows(),
+        medic_rollback=medic.describe() if medic else None,
+        earlier_action=EarlierAction(
+            action="rollback",
+            at=iso(medic.at),
+            to_hash=medic.to_hash,
+            incident=medic.incident,
+            status="succeeded",
+        )
+        if medic and medic.at
         else None,
-    }
+    )
+
+
+def patch_value(patch: object, path: str) -> Any:
+    """The value a plan's own JSON Patch puts at ``path`` (what apply compares the cluster with)."""
+    for op in patch if isinstance(patch, list) else []:
+        if isinstance(op, dict) and op.get("path") == path and op.get("op") in ("add", "replace"):
+            return op.get("value")
+    raise StepError(f"the plan's patch sets nothing at {path}")
+
+
+def patch_ops(patch: object) -> list[str]:
+    """The operations of a JSON Patch, in order (``["test", "replace", "replace"]``)."""
+    return [str(op.get("op")) for op in patch if isinstance(op, dict)] if isinstance(patch, list) else []
