@@ -4,8 +4,15 @@ with the local spool; MongoDB answering): one open incident per key, find_open, 
 redacted), merge_alerts (idempotent, counts), alert pages, query filters and pages, the audit
 log, discard_if_empty, and retention (SQLite's purge, MongoDB's TTL indexes).
 
+And the fail-safe store while MongoDB is down (as the inbox suite has its spooling case), for
+what it promises then: ``save`` and ``append_audit`` never fail (the local spool keeps them,
+redacted), reads of a spooled incident (``get``, ``find_open``) give its newest version, later
+saves of it stay in order, what needs MongoDB fails with ``BackendUnavailable`` (never another
+error), and once MongoDB answers ``flush`` writes everything there and empties the spool.
+
 What only one backend has (MongoDB: fenced writes, schema versions, the TTL index settings; the
-fail-safe store: spooling while MongoDB is down) stays in tests/integration/test_mongo_store.py."""
+fail-safe store: a spooled version older than MongoDB's is not written) stays in
+tests/integration/test_mongo_store.py."""
 
 from __future__ import annotations
 
@@ -19,8 +26,9 @@ from pathlib import Path
 
 import pytest
 
+from medic.clients.availability import Availability
 from medic.clients.sqlite import SqliteDB
-from medic.domain.errors import StoreError
+from medic.domain.errors import BackendUnavailable, StoreError
 from medic.domain.incident import Finding, Incident, IncidentAlert, Target, new_incident_id
 from medic.inbox.spool import LocalSpool
 from medic.incidents.base import IncidentQuery, IncidentStore
@@ -325,3 +333,134 @@ async def test_a_second_open_incident_for_a_key_is_refused(backend: StoreUnderTe
         await store.save(other)
     assert (await store.find_open(first.key)).id == first.id  # type: ignore[union-attr]
     assert await store.get(other.id) is None
+
+
+# ---------------------------------------------------------------- the fail-safe store, MongoDB down
+
+
+@dataclass
+class MongoDown:
+    """The fail-safe store after MongoDB went away (``come_back`` starts it again, same port)."""
+
+    store: FailSafeIncidentStore
+    mongo: MongoIncidentStore
+    spool: LocalSpool
+    spool_path: Path
+    fake: FakeMongoServer
+    up: Availability
+    opened: Incident  # opened while MongoDB answered
+
+    async def come_back(self) -> None:
+        await self.fake.start()
+        await self.mongo.ping()  # the probe: marks it up again
+        assert self.up.up
+
+
+@pytest.fixture
+async def mongo_down(tmp_path: Path) -> AsyncIterator[MongoDown]:
+    async with FakeMongoServer() as fake:
+        up = Availability("Medic's MongoDB")
+        mongo = MongoIncidentStore(
+            connect(fake.url, timeout=0.5),
+            database=f"medic_{secrets.token_hex(3)}",
+            retention=RETENTION,
+            audit_retention=AUDIT_RETENTION,
+            availability=up,
+        )
+        await mongo.setup()
+        path = tmp_path / "spool.sqlite3"
+        spool = LocalSpool(path, dedup_ttl=3600, lease_seconds=30)
+        await spool.open()
+        store = FailSafeIncidentStore(mongo, spool)
+        opened, created = await store.create_or_get_open(incident())
+        assert created
+        await fake.stop()
+        try:
+            yield MongoDown(store, mongo, spool, path, fake, up, opened)
+        finally:
+            await spool.close()
+            await mongo.close()
+
+
+def spool_bytes(path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+
+
+async def test_while_mongo_is_down_saves_and_audit_records_are_kept_redacted(mongo_down: MongoDown) -> None:
+    store, inc = mongo_down.store, mongo_down.opened
+    leaked = f"mongodb://app:{SECRET}@mongodb-0.mongodb:27017/userdb"
+    inc.title = "diagnosed while MongoDB was down"
+    inc.findings.append(
+        Finding(
+            analyzer="mongodb", code="mongodb.down", summary=f"cannot reach {leaked}", details={"url": leaked}
+        )
+    )
+    inc.note("diagnosed", f"password={SECRET}", T0 + timedelta(minutes=1))
+    await store.save(inc)  # no error: kept locally
+    assert not mongo_down.up.up
+    never_opened = incident("other")  # e.g. a deploy verification's incident, saved directly
+    await store.save(never_opened)
+    await store.append_audit(inc.id, "action", {"status": "refused", "reason": f"no coordination: {leaked}"})
+    await store.append_audit(None, "kill_switch", {"enabled": True})
+    got = await store.get(inc.id)
+    assert got is not None and got.title == inc.title and "mongodb-0.mongodb" in got.findings[0].summary
+    assert SECRET not in got.model_dump_json()
+    assert (await store.get(never_opened.id)) is not None
+    found = await store.find_open(inc.key)
+    assert found is not None and found.id == inc.id and found.title == inc.title
+    assert SECRET.encode() not in spool_bytes(mongo_down.spool_path)  # redacted before it is kept
+    counts = await mongo_down.spool.counts()
+    assert (counts["bundles"], counts["audit"]) == (2, 2)
+
+    await mongo_down.come_back()
+    assert await store.flush() == 4
+    counts = await mongo_down.spool.counts()
+    assert (counts["bundles"], counts["audit"]) == (0, 0)
+    stored = await mongo_down.mongo.get(inc.id)
+    assert stored is not None and stored.model_dump(mode="json") == got.model_dump(mode="json")
+    assert await mongo_down.mongo.get(never_opened.id) is not None
+    audit = await store.audit()
+    assert [e["kind"] for e in audit] == ["kill_switch", "action"]
+    assert not any(e.get("spooled") for e in audit)  # read back from MongoDB
+    assert SECRET not in json.dumps(audit, default=str)
+
+
+async def test_later_saves_of_a_spooled_incident_reach_mongo_in_order(mongo_down: MongoDown) -> None:
+    store, inc = mongo_down.store, mongo_down.opened
+    for i in range(3):
+        inc.title = f"version {i}"
+        await store.save(inc)
+    assert (await store.get(inc.id)).title == "version 2"  # type: ignore[union-attr]
+    await mongo_down.come_back()
+    inc.title = "saved after MongoDB came back, before the flush"
+    await store.save(inc)  # still behind a spooled version: spooled too, not written around it
+    assert (await store.get(inc.id)).title == inc.title  # type: ignore[union-attr]
+    await store.flush()
+    assert (await mongo_down.mongo.get(inc.id)).title == inc.title  # type: ignore[union-attr]
+    assert (await mongo_down.spool.counts())["bundles"] == 0
+    inc.title = "after the flush"
+    await store.save(inc)  # nothing spooled any more: straight to MongoDB
+    assert (await mongo_down.spool.counts())["bundles"] == 0
+    assert (await mongo_down.mongo.get(inc.id)).title == "after the flush"  # type: ignore[union-attr]
+
+
+async def test_while_mongo_is_down_what_needs_it_is_unavailable(mongo_down: MongoDown) -> None:
+    """A new incident needs MongoDB's unique index, alerts are kept beside the bundle in MongoDB:
+    these fail with BackendUnavailable (the worker keeps the delivery and retries), fast."""
+    store, inc = mongo_down.store, mongo_down.opened
+    needs_mongo: dict[str, Callable[[], Awaitable[object]]] = {
+        "create_or_get_open": lambda: store.create_or_get_open(incident("new")),
+        "merge_alerts": lambda: store.merge_alerts(inc.id, [alert("pod-a")]),
+        "discard_if_empty": lambda: store.discard_if_empty(inc.id),
+        "alerts": lambda: store.alerts(inc.id),
+        "query": lambda: store.query(IncidentQuery()),
+        "get (not spooled)": lambda: store.get(inc.id),
+        "find_open (not spooled)": lambda: store.find_open("crashloop-rollback|deployment/playcode/x"),
+    }
+    for name, op in needs_mongo.items():
+        with pytest.raises(BackendUnavailable):
+            await asyncio.wait_for(op(), 5.0)
+        assert not mongo_down.up.up, name
+    await mongo_down.come_back()
+    assert (await store.merge_alerts(inc.id, [alert("pod-a")])).total == 1  # it answers again
+    assert await store.get(inc.id) is not None
