@@ -1,6 +1,7 @@
-"""Redis coordination against a real Redis (AOF on): fenced locks, the action ledger with
-idempotency keys and time-windowed counts, the kill switch, durable marks, and the pipeline's
-cross-replica key lock."""
+"""Redis coordination against a real Redis (AOF on), what only this backend has: the same fencing
+token for a re-entrant holder, a budget refusal leaving no key behind, the pipeline's
+cross-replica key lock, the CLI's kill switch. What every coordination backend does is in
+tests/contract/test_coordination_contract.py."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from medic.app.settings import load_settings
 from medic.clients.availability import Availability
 from medic.clients.redis import connect
 from medic.coordination.keylock import RedisKeyLocker, fence_token
-from medic.coordination.redis import RedisMarks, RedisRemediationState
+from medic.coordination.redis import RedisRemediationState
 from medic.coordination.redis_keys import RedisKeys
 from medic.domain.actions import ActionLimit, ActionMark, BudgetExhausted
 from medic.domain.errors import BackendUnavailable, ConfigError
@@ -66,15 +67,6 @@ async def test_locks_are_fenced_owned_and_expire(replicas: list[RedisRemediation
     assert await a.acquire_lock("target:x", "a", ttl=5)
 
 
-async def test_the_ledger_takes_an_idempotency_key_once(replicas: list[RedisRemediationState]) -> None:
-    now = datetime.now(UTC)
-    results = await asyncio.gather(
-        *(replicas[i % 2].begin_action(mark("rollback|x|2->1", now)) for i in range(10))
-    )
-    assert results.count(True) == 1
-    assert await replicas[1].count_actions(now - timedelta(hours=1), TARGET) == 1
-
-
 async def test_budgets_hold_across_replicas_acting_at_once(replicas: list[RedisRemediationState]) -> None:
     """begin_action checks the budgets and records the mark in one script: 24 actions begun at
     once by two replicas on 12 targets never exceed the global budget (3 per hour) nor a
@@ -113,46 +105,6 @@ async def test_budgets_hold_across_replicas_acting_at_once(replicas: list[RedisR
     busy = {targets[i % 12] for i in begun[1:]}
     free = next(t for t in targets if t not in busy)
     assert await replicas[1].begin_action(mark("rollback|late", now, target=free), limits)
-
-
-async def test_counts_and_last_action_for_cooldowns_and_budgets(
-    replicas: list[RedisRemediationState],
-) -> None:
-    a, b = replicas
-    now = datetime.now(UTC)
-    await a.begin_action(mark("k1", now - timedelta(hours=3)))
-    await a.begin_action(mark("k2", now - timedelta(minutes=20)))
-    await a.begin_action(mark("k3", now - timedelta(minutes=5), target="deployment/playcode/other"))
-    assert await b.count_actions(now - timedelta(hours=1), TARGET) == 1
-    assert await b.count_actions(now - timedelta(hours=4), TARGET) == 2
-    assert await b.count_actions(now - timedelta(hours=1)) == 2  # global
-    last = await b.last_action(TARGET)
-    assert last is not None and last.idempotency_key == "k2" and last.detail == {"from_revision": 2}
-    await a.finish_action("k2", "succeeded", {"verify": "rolled out"})
-    last = await b.last_action(TARGET)
-    assert last is not None and last.status == "succeeded" and last.detail == {"verify": "rolled out"}
-    await a.finish_action("k2", "skipped", {"error": "conflict"})  # skipped actions do not count
-    assert await b.count_actions(now - timedelta(hours=1), TARGET) == 0
-    last = await b.last_action(TARGET)
-    assert last is not None and last.idempotency_key == "k1"
-    await a.finish_action("unknown", "failed", {})  # nothing to finish: no error
-    assert await b.last_action("deployment/playcode/never") is None
-
-
-async def test_kill_switch_holds_across_replicas(replicas: list[RedisRemediationState]) -> None:
-    a, b = replicas
-    assert not (await b.kill_switch()).enabled
-    await a.set_kill_switch(True, "alice", "deploy freeze")
-    ks = await b.kill_switch()
-    assert ks.enabled and ks.by == "alice" and ks.reason == "deploy freeze" and ks.at is not None
-
-
-async def test_marks_are_claimed_once(clients: list[Redis]) -> None:
-    one, two = RedisMarks(clients[0], KEYS, "notify:"), RedisMarks(clients[1], KEYS, "notify:")
-    assert await one.claim("inc-1|oncall|opened", "sent") is None
-    assert await two.claim("inc-1|oncall|opened", "again") == "sent"
-    await two.put("k", "v")
-    assert await one.get("k") == "v" and await one.get("absent") is None
 
 
 async def test_the_pipeline_lock_serialises_replicas_and_fences_writes(

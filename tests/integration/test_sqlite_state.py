@@ -1,5 +1,6 @@
-"""The embedded backend: inbox hand-off, dedup, dead letters, and the remediation ledger,
-including what must survive a restart."""
+"""The embedded backend: inbox hand-off, dedup, and what must survive a restart (the inbox's
+leases, the ledger, the kill switch). What every coordination backend does is in
+tests/contract/test_coordination_contract.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from medic.clients.sqlite import SqliteDB
 from medic.coordination.sqlite import SqliteRemediationState
-from medic.domain.actions import ActionLimit, ActionMark, BudgetExhausted
+from medic.domain.actions import ActionMark
 from medic.domain.errors import ConfigError
 from medic.inbox.sqlite import SqliteInbox
 
@@ -66,21 +67,6 @@ async def test_restart_recovers_leases_and_keeps_the_ledger(tmp_path: Path) -> N
     await db.close()
 
 
-async def test_target_locks(tmp_path: Path) -> None:
-    db = await open_db(tmp_path)
-    state = SqliteRemediationState(db)
-    assert await state.acquire_lock("t", "a", ttl=60)
-    assert not await state.acquire_lock("t", "b", ttl=60)
-    assert await state.acquire_lock("t", "a", ttl=60)  # re-entrant for its owner
-    await state.release_lock("t", "b")  # not the owner: no effect
-    assert not await state.acquire_lock("t", "b", ttl=60)
-    await state.release_lock("t", "a")
-    assert await state.acquire_lock("t", "b", ttl=0.05)
-    await asyncio.sleep(0.1)
-    assert await state.acquire_lock("t", "a", ttl=60)  # expired
-    await db.close()
-
-
 async def test_one_process_per_data_dir(tmp_path: Path) -> None:
     a = SqliteDB(tmp_path / "medic.sqlite3")
     a.lock_exclusive()
@@ -109,26 +95,4 @@ async def test_a_delivery_is_stored_as_the_text_received(tmp_path: Path) -> None
     await inbox.accept({"b": 1}, ["e2"], NOW)  # a mapping is stored as compact JSON
     last = await db.read(lambda c: c.execute("SELECT payload FROM inbox ORDER BY id DESC").fetchone())
     assert last == ('{"b":1}',)
-    await db.close()
-
-
-async def test_budgets_are_checked_where_the_action_is_recorded(tmp_path: Path) -> None:
-    db = await open_db(tmp_path)
-    state = SqliteRemediationState(db)
-    limits = (
-        ActionLimit("budget", 1, timedelta(hours=1), per_target=True),
-        ActionLimit("global_budget", 2, timedelta(hours=1), per_target=False),
-    )
-
-    async def begin(key: str, target: str) -> str:
-        try:
-            mark = ActionMark(key, target, "rollback", "inc-1", NOW, "started")
-            return "begun" if await state.begin_action(mark, limits) else "duplicate"
-        except BudgetExhausted as exc:
-            return exc.limit.name
-
-    outcomes = await asyncio.gather(*(begin(f"k{i}", f"deployment/playcode/svc-{i % 3}") for i in range(9)))
-    assert outcomes.count("begun") == 2 and set(outcomes) == {"begun", "budget", "global_budget"}, outcomes
-    assert await state.count_actions(NOW - timedelta(hours=1)) == 2
-    assert await begin("k0", "deployment/playcode/svc-0") == "duplicate"  # already begun, not refused
     await db.close()
