@@ -29,6 +29,19 @@ if TYPE_CHECKING:
 P_contra = TypeVar("P_contra", bound=BaseModel, contravariant=True)
 
 
+class EarlierAction(BaseModel):
+    """An earlier action of Medic's as the target itself records it (e.g. the rollback's
+    annotation on the Deployment)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: str
+    at: str | None
+    to_hash: str
+    incident: str
+    status: str
+
+
 class ActionFacts(BaseModel):
     """What a plan found, typed per action (e.g. the rollback's revisions and timeline): its
     ``apply`` and ``verify`` read them, the guards see them, the ledger keeps them. A plan that
@@ -39,6 +52,16 @@ class ActionFacts(BaseModel):
     def record(self) -> dict[str, Any]:
         """The facts as the bundle, the action record and the ledger keep them."""
         return self.model_dump(exclude_unset=True)
+
+    # What the guards read of any action's facts (an action that knows them says so).
+    def current_revision_hash(self) -> str:
+        """The target's current revision hash, when the plan read it (the flap guard)."""
+        return ""
+
+    def earlier_on_target(self) -> EarlierAction | None:
+        """Medic's earlier action as the target records it: the cooldown and flap guards see it
+        even when the ledger does not (a freshly installed or restored Medic)."""
+        return None
 
 
 class NoFacts(ActionFacts):

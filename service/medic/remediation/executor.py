@@ -27,34 +27,25 @@ from medic.domain.actions import ActionLimit, ActionMark, BudgetExhausted, KillS
 from medic.domain.errors import StepError
 from medic.domain.incident import ActionRecord, ActionStatus, Incident, utcnow
 from medic.incidents.base import IncidentStore
-from medic.playbooks.action import Action, ActionContext, ActionPlan
+from medic.playbooks.action import Action, ActionContext, ActionPlan, EarlierAction
 from medic.playbooks.compiled import CompiledPlaybook
 from medic.rules.model import Rule
 
 log = structlog.get_logger("medic.remediation")
 
 
-def mark_from_target(target: str, facts: dict[str, Any]) -> ActionMark | None:
-    """An earlier action of Medic's known from the target itself (a plan's ``earlier_action``
-    fact, e.g. the rollback annotation): the guards see it even when the ledger does not (a
-    freshly installed or restored Medic)."""
-    earlier = facts.get("earlier_action")
-    if not isinstance(earlier, dict) or not earlier.get("at"):
+def mark_from_target(target: str, earlier: EarlierAction | None) -> ActionMark | None:
+    """An earlier action of Medic's known from the target itself (a plan's
+    :meth:`~medic.playbooks.action.ActionFacts.earlier_on_target`, e.g. the rollback annotation):
+    the guards see it even when the ledger does not (a freshly installed or restored Medic)."""
+    if earlier is None or not earlier.at:
         return None
     try:
-        at = datetime.fromisoformat(str(earlier["at"]).replace("Z", "+00:00"))
+        at = datetime.fromisoformat(earlier.at.replace("Z", "+00:00"))
     except ValueError:
         return None
-    detail = {"to_hash": earlier.get("to_hash", ""), "source": "the target's annotation"}
-    return ActionMark(
-        "",
-        target,
-        str(earlier.get("action")),
-        str(earlier.get("incident") or ""),
-        at,
-        str(earlier.get("status") or "succeeded"),
-        detail,
-    )
+    detail = {"to_hash": earlier.to_hash, "source": "the target's annotation"}
+    return ActionMark("", target, earlier.action, earlier.incident, at, earlier.status or "succeeded", detail)
 
 
 def _why(exc: Exception) -> str:
@@ -192,7 +183,6 @@ class GuardedRemediator:
         rem = rule.remediation
         assert rem is not None
         now = ctx.now
-        facts = plan.facts.record()
         coordination_ok = True
         kill = KillSwitch(enabled=False)
         last: ActionMark | None = None
@@ -201,7 +191,7 @@ class GuardedRemediator:
         try:
             kill = await self.state.kill_switch()
             last = await self.state.last_action(ctx.target.key)
-            last = newer_mark(last, mark_from_target(ctx.target.key, facts))
+            last = newer_mark(last, mark_from_target(ctx.target.key, plan.facts.earlier_on_target()))
             target_used = await self.state.count_actions(now - rem.budget.per, ctx.target.key)
             global_used = await self.state.count_actions(now - window)
         except Exception as exc:  # the store is down: no automatic action (at-most-once)
@@ -222,7 +212,7 @@ class GuardedRemediator:
             target_budget=Budget(rem.budget.count, rem.budget.per, target_used),
             global_budget=Budget(self.settings.global_budget_count, window, global_used),
             flap_window=timedelta(seconds=self.settings.flap_window_seconds),
-            current_revision_hash=str(facts.get("from_hash") or ""),
+            current_revision_hash=plan.facts.current_revision_hash(),
             coordination_ok=coordination_ok or mode == "dry-run",
         )
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from medic.domain.actions import Precondition
 from medic.domain.errors import StepError
@@ -25,7 +25,7 @@ from medic.domain.rollout import (
     minutes,
     short_images,
 )
-from medic.playbooks.action import ActionFacts
+from medic.playbooks.action import ActionFacts, EarlierAction
 
 TEMPLATE_HASH = "pod-template-hash"
 # kubectl's annotationsToSkip: rollout bookkeeping that must not be copied from a ReplicaSet.
@@ -371,18 +371,6 @@ def rollback_summary(namespace: str, name: str, plan: RollbackPlan, diff: list[s
     return text
 
 
-class EarlierAction(BaseModel):
-    """Medic's earlier rollback as the cluster records it (its annotation on the Deployment)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    action: str
-    at: str | None
-    to_hash: str
-    incident: str
-    status: str
-
-
 class RollbackFacts(ActionFacts):
     """What the rollback's plan found. A plan with nothing to do (no longer at the revision it
     was for, or no rollback possible) sets none of them, and records ``{}``."""
@@ -400,6 +388,12 @@ class RollbackFacts(ActionFacts):
     # Medic's earlier rollback as the cluster records it: the guards (cooldown, flap) see it
     # even when the ledger does not (remediation.executor.mark_from_target)
     earlier_action: EarlierAction | None = None
+
+    def current_revision_hash(self) -> str:
+        return self.from_hash
+
+    def earlier_on_target(self) -> EarlierAction | None:
+        return self.earlier_action
 
 
 def rollback_facts(plan: RollbackPlan, timeline: Timeline, diff: list[str]) -> RollbackFacts:
