@@ -20,6 +20,7 @@ from medic.remediation.actions.rollout import (
     template_diff,
     timeline_of,
 )
+from medic.remediation.executor import mark_from_target
 from tests.unit.test_rollout import HISTORY, deployment, rs
 
 ROLLBACK_KEYS = {
@@ -68,11 +69,25 @@ def test_medics_earlier_rollback_is_recorded_as_the_guards_read_it() -> None:
         "status": "succeeded",
     }
     assert kept["medic_rollback"].startswith("Medic rolled back from revision 3 to 2")
+    # what the guards read of it, typed: the cooldown and flap guards see this earlier rollback
+    facts = rollback_facts(plan, timeline_of(rolled, history, []), [])
+    assert facts.current_revision_hash() == "bbb"
+    mark = mark_from_target("deployment/playcode/playcode-app", facts.earlier_on_target())
+    assert mark is not None and (mark.action, mark.incident_id, mark.at, mark.status) == (
+        "rollback",
+        "inc-1",
+        at,
+        "succeeded",
+    )
+    assert mark.detail == {"to_hash": "bbb", "source": "the target's annotation"}
 
 
 def test_a_plan_that_found_nothing_records_nothing() -> None:
     assert RollbackFacts().record() == {}
     assert NoFacts().record() == {}
+    for nothing in (RollbackFacts(), NoFacts(), PodFacts(uid="u", owner="")):
+        assert nothing.current_revision_hash() == "" and nothing.earlier_on_target() is None
+    assert mark_from_target("t", None) is None
 
 
 def test_the_other_facts_and_results_keep_their_shape() -> None:
