@@ -342,6 +342,39 @@ def test_failed_steps_give_findings_not_an_exception(
         assert_contract(analyzer, scenario, monkeypatch)
 
 
+# ---------------------------------------------------------------- wrong-shape data
+
+WRONG_SHAPES: dict[str, Any] = {
+    "a string": "<html>502 Bad Gateway</html>",
+    "a list": [1, "two", None],
+    "unexpected keys": {"unexpected": [{"nested": True}]},
+    "a number": 42,
+}
+
+
+@pytest.mark.parametrize("shape", sorted(WRONG_SHAPES))
+@pytest.mark.parametrize("name", NAMES)
+def test_wrong_shape_data_does_not_crash_the_pipeline(name: str, shape: str) -> None:
+    """Evidence ``ok`` but not of its collector's shape (a bundle from another version, a
+    hand-written case): what the analyzer makes of it is its own business, but the pipeline's
+    analysis returns findings (an exception becomes an ``analyzer.error`` finding) and never raises."""
+    analyzer = ANALYZERS[name]
+    evidence = [
+        Evidence(
+            step=step, collector=collector, status=StepStatus.OK, started_at=NOW, data=WRONG_SHAPES[shape]
+        )
+        for step, collector in sorted(every_step().items())
+    ]
+    alerts = [firing({"alertname": "Contract", "namespace": NS, "deployment": APP}, NOW)]
+    for playbook in PLAYBOOKS:
+        if uses(name, playbook):
+            scenario = Scenario(f"{playbook.name}/{shape}", playbook, TARGETS[0], alerts, evidence)
+            findings = run_in_pipeline(analyzer, scenario)
+            assert all(isinstance(f, Finding) for f in findings)
+            for f in findings:
+                assert CODE.match(f.code) and f.severity in SEVERITY_ORDER, f
+
+
 # ---------------------------------------------------------------- (b, c) the rules/tests evidence
 
 
