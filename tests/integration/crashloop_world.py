@@ -87,6 +87,16 @@ class World:
             body: dict[str, Any] = await r.json()
             return body
 
+    async def resolved(self, incident_id: str, within: float = 10.0) -> None:
+        """Resolve the incident's alerts (as they do once a rollback worked) and wait until the
+        incident holds them resolved."""
+        firing = [a for a in (await self.incident(incident_id))["alerts"] if a["status"] == "firing"]
+        await self.post(self.crash_alerts([a["labels"]["pod"] for a in firing], status="resolved"))
+        deadline = asyncio.get_running_loop().time() + within
+        while any(a["status"] == "firing" for a in (await self.incident(incident_id))["alerts"]):
+            assert asyncio.get_running_loop().time() < deadline, "the resolved alerts never arrived"
+            await asyncio.sleep(0.05)
+
     async def diagnosed(self, within: float = 30.0) -> dict[str, Any]:
         """Wait for the (single) incident to be diagnosed; return its full bundle."""
         await self.medic.drain(within)

@@ -47,11 +47,22 @@ def test_shipped_rule_tests_pass_and_cover_every_rule(capsys: pytest.CaptureFixt
     for rule in config.rules:
         if rule.remediation is None:
             continue
-        statuses = {t["got"]["action"]["status"] for t in doc["tests"] if t["got"]["rule"] == rule.name}
+        # only tests that assert the action count: a routing-only test proves nothing of it
+        statuses = {
+            t["expect"]["action"]["status"] if t["expect"]["action"] else "none"
+            for t in doc["tests"]
+            if t["got"]["rule"] == rule.name and "action" in t["expect"]
+        }
         acts = {"would_act", "planned", "awaiting_approval"}
-        assert statuses & acts, f"{rule.name}: no test where it acts"
-        assert statuses - acts, f"{rule.name}: no test where it does not act"
+        assert statuses & acts, f"{rule.name}: no test asserting that it acts"
+        assert statuses - acts, f"{rule.name}: no test asserting that it does not act"
     assert None in tested, "a test where no rule matches"
+    # every playbook's main finding: a test that routes to the playbook and expects a finding
+    rules_of = {r.name: r.playbook for r in config.rules}
+    asserted = {rules_of.get(t["got"]["rule"]) for t in doc["tests"] if t["expect"].get("findings")}
+    assert set(config.playbooks) <= asserted, (
+        f"playbooks without a finding test: {set(config.playbooks) - asserted}"
+    )
 
 
 FAILING = """\
@@ -103,6 +114,13 @@ def test_a_failing_test_exits_1_with_what_differs(tmp_path: Path, capsys: pytest
     assert first["got"]["target"] == "deployment/playcode/playcode-app"
 
 
+CRASH_CASE = (
+    "rules_dir: {rules}\nplaybooks_dir: {playbooks}\ntests:\n  - name: x\n"
+    "    now: 2026-12-01T10:00:00Z\n    alerts: [{{labels: {{alertname: KubePodCrashLooping, "
+    "namespace: playcode, pod: playcode-app-7d9c8b5f4-x2x7q}}}}]\n"
+)
+
+
 @pytest.mark.parametrize(
     ("text", "where", "words"),
     [
@@ -115,9 +133,44 @@ def test_a_failing_test_exits_1_with_what_differs(tmp_path: Path, capsys: pytest
         (
             "rules_dir: {rules}\nplaybooks_dir: {playbooks}\ntests:\n  - name: x\n"
             "    now: 2026-12-01T10:00:00Z\n    alerts: [{{labels: {{alertname: KubePodCrashLooping, "
-            "namespace: playcode}}}}]\n    evidence:\n      k8s.no_such_step: {{}}\n    expect: {{}}\n",
+            "namespace: playcode}}}}]\n    evidence:\n      k8s.no_such_step: {{}}\n"
+            "    expect: {{rule: crashloop-rollback}}\n",
             ":8",
             "playbook crashloop has no step 'k8s.no_such_step'",
+        ),
+        (  # evidence is read as the collector's output model: a wrong type names its field and line
+            CRASH_CASE + "    evidence:\n      k8s.pod_describe:\n        pods:\n"
+            "          - name: playcode-app-7d9c8b5f4-x2x7q\n            containers:\n"
+            "              - {{name: app, restart_count: many}}\n    expect: {{rule: crashloop-rollback}}\n",
+            ":12",
+            "k8s.pod_describe output: Input should be a valid integer",
+        ),
+        (  # in an envelope, the line is the data's
+            CRASH_CASE + "    evidence:\n      k8s.pod_describe:\n        status: ok\n        data:\n"
+            "          pods: 3\n    expect: {{rule: crashloop-rollback}}\n",
+            ":11",
+            "field 'tests.0.evidence.k8s.pod_describe.data.pods'",
+        ),
+        (  # an expectation that sets nothing could never fail
+            CRASH_CASE + "    expect: {{}}\n",
+            ":7",
+            "expect sets nothing",
+        ),
+        (  # a misspelt action would pass every test that expects none
+            CRASH_CASE + "    expect: {{action: {{name: rolback, status: none}}}}\n",
+            ":7",
+            "playbook crashloop has no action 'rolback' (its actions: rollback",
+        ),
+        (  # a bundle gives the alerts: giving them again is ambiguous
+            CRASH_CASE + "    bundle: inc.json\n    expect: {{rule: crashloop-rollback}}\n",
+            ":7",
+            "bundle gives the case's alerts, cluster, evidence, history: remove alerts or the bundle",
+        ),
+        (
+            "rules_dir: ./nope\ntests:\n  - name: x\n    now: 2026-12-01T10:00:00Z\n"
+            "    expect: {{rule: null}}\n",
+            ":1",
+            "rules_dir './nope': no such directory",
         ),
     ],
 )
@@ -167,6 +220,20 @@ def test_rules_test_names_the_rule_its_matchers_and_the_target(capsys: pytest.Ca
     crash = next(c for c in doc["checked"] if c["rule"] == "crashloop-rollback")
     assert crash == {"rule": "crashloop-rollback", "matches": False, "failed": 'namespace=~"playcode"'}
 
+    # cert-manager's metrics, scraped with honor_labels false: the subject is exported_namespace,
+    # and the rules see it as the service routes it (subject_labels), not the raw label
+    code, out, _ = run(
+        capsys,
+        "rules",
+        "test",
+        "alertname=CertManagerCertExpirySoon",
+        "namespace=cert-manager",
+        "exported_namespace=playcode",
+        "name=playcode-tls",
+    )
+    assert code == 0, out
+    assert "rule:      certificate-renewal" in out and "target:    certificate/playcode/playcode-tls" in out
+
     code, _, err = run(capsys, "rules", "test", "alertname")
     assert code == 2 and "name=value" in err
 
@@ -182,6 +249,7 @@ async def test_export_as_test_round_trip(tmp_path: Path, capsys: pytest.CaptureF
         await w.post(w.crash_alerts())
         inc = await w.diagnosed()
         assert inc["actions"][0]["status"] == "succeeded"
+        await w.resolved(inc["id"])
         exported = tmp_path / "inc.yaml"
         code, _, err = await arun(
             capsys,
@@ -199,6 +267,7 @@ async def test_export_as_test_round_trip(tmp_path: Path, capsys: pytest.CaptureF
     assert "hunter2-secret" not in text  # the Deployment's env as the evidence saw it: redacted
     case = yaml.safe_load(text)["tests"][0]
     assert case["mode"] == "enforce"
+    assert {a["status"] for a in case["alerts"]} == {"firing"}  # when the rollback was decided
     assert case["expect"]["rule"] == "crashloop-rollback"
     assert case["expect"]["action"] == {"name": "rollback", "status": "would_act"}
     assert "crashloop.regression" in case["expect"]["findings"]

@@ -47,6 +47,7 @@ async def test_replay_shows_changed_decisions(tmp_path: Path, capsys: pytest.Cap
         await w.post(w.crash_alerts())
         inc = await w.diagnosed()
         assert inc["actions"][0]["status"] == "succeeded"
+        await w.resolved(inc["id"])  # the rollback worked: a replay decides as it was then
         steps_before = w.kube.count("GET", r".*")
 
         code, out, err = await replay(capsys, "--url", w.medic.url, "-o", "json")

@@ -3,6 +3,7 @@ as the guards' ledger, and the comparison with an expectation (only the fields a
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,10 +13,11 @@ import pytest
 from medic.app.catalogue import default_registry
 from medic.app.config import Config, load_config
 from medic.app.testing.cases import Expectation, _evidence, compare
-from medic.app.testing.evaluate import Case, ClusterFacts, HistoryEntry, Outcome, Policy, evaluate
+from medic.app.testing.evaluate import Case, ClusterFacts, HistoryEntry, Outcome, Policy, evaluate, required
 from medic.domain.actions import Precondition
 from medic.domain.evidence import Evidence, StepStatus
 from medic.domain.incident import IncidentAlert
+from medic.rules.model import Requirements
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -115,7 +117,43 @@ def test_an_evidence_envelope_is_told_from_data_with_a_status_field() -> None:
 
 def test_compare_checks_only_what_the_test_sets() -> None:
     got = Outcome("r", "deployment/ns/x", [], "rollback", "refused", "cooldown: soon", [])
-    assert compare(Expectation.model_validate({}), got) == []
+    assert compare(Expectation.model_validate({"target": "deployment/ns/x"}), got) == []
     diffs = compare(Expectation.model_validate({"rule": None, "action": None, "refused_by": []}), got)
     assert [(d.field, d.expected) for d in diffs] == [("rule", None), ("action.status", "none")]
     assert diffs[1].got == "refused (cooldown: soon)"
+
+
+def test_a_rules_require_is_read_from_the_rollout_timeline_unless_the_case_gives_it(
+    config: Config, tmp_path: Path
+) -> None:
+    """``require:`` is re-decided, as the rollback's plan decides it: revision 2 became current
+    8 minutes before the case, so 30m is met and a candidate 5m is not; without the rollout
+    history (and no cluster facts) the precondition is not met, never skipped."""
+    registry = default_registry()
+    got = evaluate(crash_case(), config, registry, POLICY)
+    assert got.status == "would_act"
+    met = {g.guard: g.allowed for g in got.guards if g.guard.startswith("precondition:")}
+    assert met == {"precondition:recent_rollout": True, "precondition:previous_revision_healthy": True}
+
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", rules, ignore=shutil.ignore_patterns("tests"))
+    text = (rules / "kubernetes.yaml").read_text(encoding="utf-8")
+    (rules / "kubernetes.yaml").write_text(text.replace("recent_rollout: 30m", "recent_rollout: 5m", 1))
+    candidate = load_config([rules], [REPO / "playbooks"], registry)
+    got = evaluate(crash_case(), candidate, registry, POLICY)
+    assert got.refused_by == ["precondition:recent_rollout"], got
+    assert "limit 5 min" in got.reason or "limit 5m" in got.reason, got.reason
+
+    blind = crash_case()
+    del blind.evidence["k8s.rollout_history"]  # type: ignore[attr-defined]
+    require = Requirements(recent_rollout=timedelta(minutes=30), previous_revision_healthy=True)
+    unmet = required(require, blind, set())
+    assert [(p.name, p.ok) for p in unmet] == [
+        ("recent_rollout", False),
+        ("previous_revision_healthy", False),
+    ]
+    assert "no k8s.rollout_history evidence" in unmet[0].reason
+    assert required(require, blind, {"recent_rollout", "previous_revision_healthy"}) == []
+    given = ClusterFacts(preconditions=[Precondition("recent_rollout", True, "given")])
+    got = evaluate(crash_case(cluster=given), candidate, registry, POLICY)
+    assert got.status == "would_act"  # what the case gives is not read again

@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,7 +39,7 @@ from medic.clients.kube.client import KubeClient, ns_path
 from medic.clients.kube.errors import KubeError
 from medic.clients.kube.reads import annotations_of, meta, replicasets, revision
 from medic.clients.kube.watch import DeploymentWatch
-from medic.decision.decide import Decision, decide
+from medic.decision.decide import Decision, aim_at_baseline, decide
 from medic.domain.alert import Alert
 from medic.domain.deploy_changes import RevisionChange
 from medic.domain.durations import format_duration, parse_duration
@@ -588,24 +587,7 @@ class Verifications:
     def _decision(
         self, rule: Rule | None, playbook: CompiledPlaybook, findings: list[Any], v: Verification
     ) -> Decision:
-        """The usual decision, aimed: a rollback goes to the verified baseline revision (not to
-        whatever is "previous" when it runs), and only while the Deployment is still at the failed
-        revision (an approval that comes after a fix was deployed does nothing). A revision with
-        no verified baseline (the first one, or one that restores an older template) is not rolled
-        back: there is nothing known to be better."""
-        decision = decide(rule, playbook, findings, self.pipeline.settings.mode)
-        action = decision.action
-        if action is None or "to" not in type(action.params).model_fields:
-            return decision
-        if not v.baseline_revision:
-            why = "it restores an older template" if v.restored else "it has no earlier revision"
-            return Decision(
-                None,
-                decision.mode,
-                f"no {action.name}: revision {v.revision} has no verified baseline ({why})",
-            )
-        params = action.params.model_copy(update={"to": v.baseline_revision, "only_from": v.revision})
-        return replace(decision, action=replace(action, params=params))
+        return aim_at_baseline(decide(rule, playbook, findings, self.pipeline.settings.mode), v)
 
     async def _resolve(self, incident: Incident, why: str) -> bool:
         """Resolve the verification's alert, and so its incident."""

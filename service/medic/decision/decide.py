@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from medic.domain.incident import Finding
+from medic.domain.verification import Verification
 from medic.playbooks.compiled import CompiledAction, CompiledPlaybook
 from medic.rules.model import Rule
 
@@ -65,3 +66,22 @@ def _capped(mode: str, grounds: tuple[Finding, ...]) -> str:
     start is proposed for approval, never rolled back alone)."""
     caps = [str(f.details.get("max_mode")) for f in grounds if f.details.get("max_mode") in MODE_RANK]
     return min([mode, *caps], key=lambda m: MODE_RANK[m])
+
+
+def aim_at_baseline(decision: Decision, v: Verification) -> Decision:
+    """A deploy verification's decision, aimed: a rollback goes to the verified baseline revision
+    (not to whatever is "previous" when it runs), and only while the Deployment is still at the
+    failed revision (an approval that comes after a fix was deployed does nothing). A revision
+    with no verified baseline (the first one, or one that restores an older template) is not
+    rolled back: there is nothing known to be better. The verifier and ``medic test`` both decide
+    through it."""
+    action = decision.action
+    if action is None or "to" not in type(action.params).model_fields:
+        return decision
+    if not v.baseline_revision:
+        why = "it restores an older template" if v.restored else "it has no earlier revision"
+        return Decision(
+            None, decision.mode, f"no {action.name}: revision {v.revision} has no verified baseline ({why})"
+        )
+    params = action.params.model_copy(update={"to": v.baseline_revision, "only_from": v.revision})
+    return replace(decision, action=replace(action, params=params))

@@ -157,6 +157,7 @@ def _labels(pairs: list[str]) -> dict[str, str]:
 
 def cmd_rules_test(args: argparse.Namespace) -> int:
     from medic.app.settings import load_settings
+    from medic.rules.routing import route_steps
     from medic.rules.targets import target_from_labels
 
     labels = _labels(args.labels)
@@ -165,16 +166,12 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     playbooks_dir = Path(args.playbooks) if args.playbooks else settings.playbooks_dir
     _, load = _config_loader()
     config = load(rules_dir, playbooks_dir)
-    checked: list[dict[str, Any]] = []
-    match = None
-    for rule in config.rules:
-        failing = next((m for m in rule.parsed_matchers if not m.matches(labels)), None)
-        checked.append(
-            {"rule": rule.name, "matches": failing is None, "failed": str(failing) if failing else None}
-        )
-        if failing is None:
-            match = rule
-            break
+    steps = route_steps(labels, config.rules)  # as the service routes
+    checked = [
+        {"rule": st.rule.name, "matches": st.matched, "failed": str(st.failed) if st.failed else None}
+        for st in steps
+    ]
+    match = next((st.rule for st in steps if st.matched), None)
     doc: dict[str, Any] = {"labels": labels, "rule": None, "checked": checked}
     if match is not None:
         playbook = config.playbooks.get(match.playbook) if match.playbook else None
@@ -351,7 +348,7 @@ def _since(value: str) -> timedelta:
 async def _replay_since(args: argparse.Namespace) -> dict[str, Any]:
     from medic.app.settings import load_settings
     from medic.app.testing.cases import case_from_fields
-    from medic.app.testing.evaluate import evaluate
+    from medic.app.testing.evaluate import evaluate, history_span
     from medic.app.testing.fixtures import case_fields, expected_status, first_action, global_mode, refused_by
 
     settings = load_settings()
@@ -362,15 +359,17 @@ async def _replay_since(args: argparse.Namespace) -> dict[str, Any]:
     )
     start = datetime.now(UTC) - _since(args.since)
     async with _Source(args).open() as source:
-        incidents = await source.since(start)
+        # the incidents before the first one, as far back as the guards look, give its history
+        known = await source.since(start - history_span(config, _policy(settings)))
+        incidents = [i for i in known if i.created_at >= start]
         rows = []
         for incident in sorted(incidents, key=lambda i: i.created_at):
             view = await source.view(incident.id)
             if view is None:
                 continue
-            fields = case_fields(view, incidents)
+            fields = case_fields(view, known)
             mode = args.mode or global_mode(incident)
-            case = case_from_fields(fields, config)
+            case = case_from_fields(fields, config, registry)
             after = evaluate(case, config, registry, _policy(settings, mode))
             record = first_action(incident)
             before_action = _action_text(

@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from medic.analysis.verification import WINDOW_STEP, Window
 from medic.app.config import Config
 from medic.app.testing.evaluate import (
     NO_ACTION,
@@ -25,6 +26,7 @@ from medic.app.testing.evaluate import (
     Outcome,
     Policy,
     evaluate,
+    own_steps,
     route,
 )
 from medic.app.testing.fixtures import case_fields
@@ -34,10 +36,12 @@ from medic.domain.errors import ConfigError, ConfigErrors
 from medic.domain.evidence import Evidence, StepStatus
 from medic.domain.incident import IncidentAlert
 from medic.incidents.views import IncidentView
+from medic.playbooks.compiled import CompiledPlaybook
 from medic.playbooks.contract import Registry
 
 ActionExpectation = Literal["would_act", "planned", "awaiting_approval", "refused", "none"]
 _ENVELOPE = {"status", "data", "error", "truncated", "duration_ms"}
+BUNDLED = {"alerts", "evidence", "history", "cluster"}  # what a bundle gives a case
 
 
 class _Strict(BaseModel):
@@ -83,6 +87,12 @@ class Expectation(_Strict):
     action: ActionFixture | None = None
     refused_by: list[str] | None = None
 
+    @model_validator(mode="after")
+    def _expects_something(self) -> Expectation:
+        if not self.model_fields_set:
+            raise ValueError("expect sets nothing, so the test could never fail")
+        return self
+
 
 class TestCase(_Strict):
     name: str = Field(min_length=1)
@@ -118,6 +128,7 @@ class Result:
     line: int | None
     differences: list[Difference] = field(default_factory=list)
     got: dict[str, Any] = field(default_factory=dict)
+    expect: dict[str, Any] = field(default_factory=dict)  # what the test sets
 
     @property
     def passed(self) -> bool:
@@ -132,6 +143,7 @@ class Result:
             "differences": [
                 {"field": d.field, "expected": d.expected, "got": d.got} for d in self.differences
             ],
+            "expect": self.expect,
             "got": self.got,
         }
 
@@ -157,6 +169,14 @@ def run_file(path: Path, load: ConfigLoader, registry: Registry, defaults: Defau
     base = path.parent
     rules_dir = (base / spec.rules_dir) if spec.rules_dir else defaults.rules_dir
     playbooks_dir = (base / spec.playbooks_dir) if spec.playbooks_dir else defaults.playbooks_dir
+    for key, given in (("rules_dir", spec.rules_dir), ("playbooks_dir", spec.playbooks_dir)):
+        if given and not (base / given).is_dir():
+            raise ConfigError(
+                f"{key} {given!r}: no such directory ({base / given})",
+                file=doc.file,
+                line=doc.line_of((key,)),
+                field=key,
+            )
     config = load(rules_dir, playbooks_dir)
     return [
         _run_one(doc, idx, raw, base, config, registry, defaults.policy) for idx, raw in enumerate(spec.tests)
@@ -175,12 +195,21 @@ def _run_one(
     loc: tuple[str | int, ...] = ("tests", idx)
     raw = dict(raw)
     if isinstance(raw.get("bundle"), str):
-        raw |= _bundle_fields(base / raw["bundle"], doc.file, doc.line_of((*loc, "bundle")))
+        line = doc.line_of((*loc, "bundle"))
+        if both := sorted(BUNDLED & set(raw)):
+            raise ConfigError(
+                f"bundle gives the case's {', '.join(sorted(BUNDLED))}: "
+                f"remove {', '.join(both)} or the bundle",
+                file=doc.file,
+                line=line,
+                field=f"tests.{idx}.bundle",
+            )
+        raw |= _bundle_fields(base / raw["bundle"], doc.file, line)
     try:
         case = TestCase.model_validate(raw)
     except ValidationError as exc:
         raise ConfigErrors(doc.errors_from(exc, base=loc)) from None
-    built = _case(case, doc, loc, config)
+    built = _case(case, doc, loc, config, registry)
     pol = Policy(
         mode=case.mode,
         namespaces=case.namespaces if case.namespaces is not None else policy.namespaces,
@@ -189,14 +218,38 @@ def _run_one(
         flap_window=policy.flap_window,
         kill_switch=case.kill_switch,
     )
+    _check_action_name(case.expect, built, config, doc, loc)
     outcome = evaluate(built, config, registry, pol)
-    return Result(case.name, doc.file, doc.line_of(loc), compare(case.expect, outcome), outcome.document())
+    expect = case.expect.model_dump(mode="json", exclude_unset=True)
+    return Result(
+        case.name, doc.file, doc.line_of(loc), compare(case.expect, outcome), outcome.document(), expect
+    )
 
 
-def case_from_fields(fields: dict[str, Any], config: Config) -> Case:
+def _check_action_name(
+    expect: Expectation, case: Case, config: Config, doc: YamlDoc, loc: tuple[str | int, ...]
+) -> None:
+    """An expected action name must be one of the playbook's actions (a misspelt name would
+    otherwise pass every test that expects no action)."""
+    name = expect.action.name if expect.action else None
+    named = next((r for r in config.rules if r.name == expect.rule), None)
+    rule = named if expect.rule else route(case.alerts, config)
+    playbook = config.playbooks.get(rule.playbook) if rule and rule.playbook else None
+    if name is None or playbook is None or name in playbook.actions:
+        return
+    raise ConfigError(
+        f"playbook {playbook.name} has no action {name!r} "
+        f"(its actions: {', '.join(playbook.actions) or 'none'})",
+        file=doc.file,
+        line=doc.line_of((*loc, "expect", "action", "name")),
+        field=f"tests.{loc[1]}.expect.action.name",
+    )
+
+
+def case_from_fields(fields: dict[str, Any], config: Config, registry: Registry) -> Case:
     """A case from stored fields (:func:`medic.app.testing.fixtures.case_fields`), no expectation."""
-    case = TestCase.model_validate(fields | {"name": "stored incident", "expect": {}})
-    return _case(case, YamlDoc("<stored incident>", fields), ("tests", 0), config, strict=False)
+    case = TestCase.model_validate(fields | {"name": "stored incident", "expect": {"rule": None}})
+    return _case(case, YamlDoc("<stored incident>", fields), ("tests", 0), config, registry, strict=False)
 
 
 def _bundle_fields(bundle: Path, file: str, line: int | None) -> dict[str, Any]:
@@ -216,20 +269,23 @@ def _bundle_fields(bundle: Path, file: str, line: int | None) -> dict[str, Any]:
             raise ConfigError(
                 f"not an incident document: {exc.errors()[0]['msg']}", file=str(bundle)
             ) from exc
-        fields = case_fields(view)
-        return {k: v for k, v in fields.items() if k in ("alerts", "evidence", "history", "cluster")} | {
-            "bundle": None
-        }
-    return {k: v for k, v in data.items() if k in ("alerts", "evidence", "history", "cluster")} | {
-        "bundle": None
-    }
+        data = case_fields(view)
+    return {k: v for k, v in data.items() if k in BUNDLED} | {"bundle": None}
 
 
 def _case(
-    case: TestCase, doc: YamlDoc, loc: tuple[str | int, ...], config: Config, *, strict: bool = True
+    case: TestCase,
+    doc: YamlDoc,
+    loc: tuple[str | int, ...],
+    config: Config,
+    registry: Registry,
+    *,
+    strict: bool = True,
 ) -> Case:
     """The case to evaluate; ``strict``: evidence for a step the playbook lacks is an error (a
-    stored incident replayed under a changed playbook only drops it)."""
+    stored incident replayed under a changed playbook only drops it). Evidence a collector
+    returned is read through the collector's output model, as the analyzers read it: data of
+    another shape is an error naming the field (an analyzer would not see it)."""
     alerts = [
         IncidentAlert(
             identity=_identity(a.labels),
@@ -244,20 +300,7 @@ def _case(
     ]
     rule = route(alerts, config)
     playbook = config.playbooks.get(rule.playbook) if rule and rule.playbook else None
-    steps = {s.step_id: s.collector.name for s in playbook.steps} if playbook else {}
-    evidence: dict[str, Evidence] = {}
-    for step, value in case.evidence.items():
-        if playbook is not None and step not in steps:
-            if not strict:
-                continue
-            known = ", ".join(steps) or "none"
-            raise ConfigError(
-                f"playbook {playbook.name} has no step {step!r} (its steps: {known})",
-                file=doc.file,
-                line=doc.line_of((*loc, "evidence", step)),
-                field=f"tests.{loc[1]}.evidence.{step}",
-            )
-        evidence[step] = _evidence(step, steps.get(step, step.split("#")[0]), value, case.now)
+    evidence = _case_evidence(case, playbook, doc, loc, registry, strict=strict)
     pre = [
         Precondition(name, p if isinstance(p, bool) else p.ok, p.reason if not isinstance(p, bool) else name)
         for name, p in case.cluster.preconditions.items()
@@ -276,10 +319,70 @@ def _case(
     )
 
 
+def _case_evidence(
+    case: TestCase,
+    playbook: CompiledPlaybook | None,
+    doc: YamlDoc,
+    loc: tuple[str | int, ...],
+    registry: Registry,
+    *,
+    strict: bool,
+) -> dict[str, Evidence]:
+    """The case's evidence by step, each checked against its collector's output model."""
+    steps = {s.step_id: s.collector.name for s in playbook.steps} if playbook else {}
+    steps |= {step: step for step in own_steps(playbook)} if playbook else {}
+    evidence: dict[str, Evidence] = {}
+    for step, value in case.evidence.items():
+        if playbook is not None and step not in steps:
+            if not strict:
+                continue
+            known = ", ".join(steps) or "none"
+            raise ConfigError(
+                f"playbook {playbook.name} has no step {step!r} (its steps: {known})",
+                file=doc.file,
+                line=doc.line_of((*loc, "evidence", step)),
+                field=f"tests.{loc[1]}.evidence.{step}",
+            )
+        ev = _evidence(step, steps.get(step, step.split("#")[0]), value, case.now)
+        at: tuple[str | int, ...] = (*loc, "evidence", step)
+        _check_shape(ev, registry, doc, (*at, "data") if _is_envelope(value) else at)
+        evidence[step] = ev
+    return evidence
+
+
+def _check_shape(ev: Evidence, registry: Registry, doc: YamlDoc, loc: tuple[str | int, ...]) -> None:
+    """Data of a step that succeeded must read as its collector's output model (the verification
+    window as the verifier's record): a misspelt or wrongly typed field is an error at load, not a
+    finding that silently goes missing."""
+    collector = registry.collectors.get(ev.collector)
+    model = Window if ev.collector == WINDOW_STEP else collector.output if collector else None
+    if model is None or not ev.ok or ev.data is None:
+        return
+    try:
+        model.model_validate(ev.data)
+    except ValidationError as exc:
+        raise ConfigErrors(
+            [
+                ConfigError(
+                    f"{ev.collector} output: {e.message}",
+                    file=e.file,
+                    line=e.line,
+                    field=".".join(str(p) for p in loc) + (f".{e.field}" if e.field else ""),
+                )
+                for e in doc.errors_from(exc, base=loc)
+            ]
+        ) from None
+
+
+def _is_envelope(value: Any) -> bool:
+    """``{status: timeout}``: a status with data/error/truncated, not the collector's data itself."""
+    statuses = {s.value for s in StepStatus}
+    return isinstance(value, dict) and value.get("status") in statuses and set(value) <= _ENVELOPE
+
+
 def _evidence(step: str, collector: str, value: Any, now: datetime) -> Evidence:
     """``{status: timeout}`` (an envelope: status with data/error/truncated) or the data itself."""
-    statuses = {s.value for s in StepStatus}
-    if isinstance(value, dict) and value.get("status") in statuses and set(value) <= _ENVELOPE:
+    if _is_envelope(value):
         return Evidence(
             step=step,
             collector=collector,

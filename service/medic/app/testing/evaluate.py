@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from medic.analysis.verification import WINDOW_STEP, Window
 from medic.app.config import Config
 from medic.app.pipeline import analyze
-from medic.decision.decide import decide
+from medic.decision.decide import Decision, aim_at_baseline, decide
 from medic.decision.guards import Budget, GuardFacts, evaluate_guards, verdict
 from medic.domain.actions import ActionMark, KillSwitch, Precondition
 from medic.domain.evidence import Evidence, StepStatus
@@ -30,9 +31,11 @@ from medic.domain.incident import (
     Target,
     shared_labels,
 )
+from medic.domain.rollout import build_timeline, healthy_before
 from medic.playbooks.compiled import CompiledPlaybook
 from medic.playbooks.contract import Registry
-from medic.rules.model import Rule
+from medic.remediation.actions.rollout import recent_rollout_precondition
+from medic.rules.model import Requirements, Rule
 from medic.rules.routing import coalescing_key, matching_rules
 from medic.rules.targets import target_from_labels
 
@@ -112,6 +115,17 @@ class Outcome:
         }
 
 
+def history_span(config: Config, policy: Policy) -> timedelta:
+    """How far back the guards look at past actions: the longest cooldown, budget window or flap
+    window (a replay reads incidents that far before its first one, so that an action taken just
+    before is in the history)."""
+    spans = [policy.global_budget_window, policy.flap_window]
+    for rule in config.rules:
+        if rule.remediation is not None:
+            spans += [rule.remediation.cooldown, rule.remediation.budget.per]
+    return max(spans)
+
+
 def route(alerts: Sequence[IncidentAlert], config: Config) -> Rule | None:
     """The rule the first alert goes to (first match, as the pipeline routes it)."""
     if not alerts:
@@ -129,9 +143,16 @@ def resolve_target(rule: Rule | None, config: Config, labels: Mapping[str, str])
     return target_from_labels(playbook.playbook.target if playbook else "none", labels)
 
 
+def own_steps(playbook: CompiledPlaybook) -> tuple[str, ...]:
+    """Evidence a playbook's diagnosis holds beyond its steps: a deploy verification's window
+    (the verifier's own record of the revision, its baseline and samples)."""
+    return (WINDOW_STEP,) if playbook.playbook.verify is not None else ()
+
+
 def step_evidence(playbook: CompiledPlaybook, given: Mapping[str, Evidence], now: datetime) -> list[Evidence]:
-    """The playbook's steps in order, each with its given evidence or ``not_configured``."""
-    out = []
+    """The playbook's steps in order, each with its given evidence or ``not_configured``, then
+    the verification window when the case gives one."""
+    out = [given[step] for step in own_steps(playbook) if step in given]
     for step in playbook.steps:
         ev = given.get(step.step_id)
         if ev is None:
@@ -174,7 +195,7 @@ def evaluate(case: Case, config: Config, registry: Registry, policy: Policy) -> 
     )
     evidence = step_evidence(playbook, case.evidence, case.now)
     findings = analyze(registry, incident, list(case.alerts), playbook, evidence, case.now)
-    decision = decide(rule, playbook, findings, policy.mode)
+    decision = _decision(rule, playbook, findings, policy.mode, evidence)
     name = decision.action.name if decision.action else None
     if rule is None or decision.action is None or target is None or rule.remediation is None:
         return Outcome(rule.name if rule else None, _str(target), findings, name, NO_ACTION, decision.reason)
@@ -188,6 +209,22 @@ def evaluate(case: Case, config: Config, registry: Registry, policy: Policy) -> 
         status = WOULD_ACT if outcome.kind == "act" else outcome.kind
         reason = decision.reason
     return Outcome(rule.name, str(target), findings, name, status, reason, guards)
+
+
+def _decision(
+    rule: Rule | None,
+    playbook: CompiledPlaybook,
+    findings: list[Finding],
+    mode: str,
+    evidence: list[Evidence],
+) -> Decision:
+    """The decision the service makes: a deploy verification's is aimed at its verified baseline
+    (:func:`medic.decision.decide.aim_at_baseline`), as the verifier aims it."""
+    decision = decide(rule, playbook, findings, mode)
+    window = next((e for e in evidence if e.collector == WINDOW_STEP and e.ok and e.data is not None), None)
+    if playbook.playbook.verify is None or window is None:
+        return decision
+    return aim_at_baseline(decision, Window.model_validate(window.data).verification)
 
 
 def guard_facts(rule: Rule, target: Target, case: Case, policy: Policy) -> GuardFacts:
@@ -213,7 +250,10 @@ def guard_facts(rule: Rule, target: Target, case: Case, policy: Policy) -> Guard
         allowed_namespaces=list(policy.namespaces),
         target_annotations=dict(cluster.annotations if cluster.annotations is not None else annotations),
         target_labels=dict(cluster.labels if cluster.labels is not None else labels),
-        preconditions=list(cluster.preconditions),
+        preconditions=[
+            *cluster.preconditions,
+            *required(rem.require, case, {p.name for p in cluster.preconditions}),
+        ],
         cooldown=rem.cooldown,
         last_action=mark,
         target_budget=Budget(
@@ -228,6 +268,38 @@ def guard_facts(rule: Rule, target: Target, case: Case, policy: Policy) -> Guard
         current_revision_hash=cluster.revision_hash if cluster.revision_hash is not None else current_hash,
         coordination_ok=True,
     )
+
+
+def required(require: Requirements, case: Case, given: set[str]) -> list[Precondition]:
+    """The rule's ``require:`` preconditions the case's cluster facts do not give, read as the
+    rollback's plan reads them: from the rollout timeline, here the one ``k8s.rollout_history``
+    saw. Without that evidence a precondition is not met (as an unknown rollout time is not
+    recent), so a test never passes on a check it skipped."""
+    wanted = [
+        name
+        for name, on in (
+            ("recent_rollout", require.recent_rollout is not None),
+            ("previous_revision_healthy", require.previous_revision_healthy),
+        )
+        if on and name not in given
+    ]
+    history = next(
+        (e.data for e in case.evidence.values() if e.collector == "k8s.rollout_history" and e.ok and e.data),
+        None,
+    )
+    if not wanted:
+        return []
+    if not isinstance(history, dict):
+        why = "not given (cluster.preconditions) and no k8s.rollout_history evidence to read it from"
+        return [Precondition(name, False, why) for name in wanted]
+    timeline = build_timeline(history)
+    out = []
+    if "recent_rollout" in wanted and require.recent_rollout is not None:
+        out.append(recent_rollout_precondition(timeline, require.recent_rollout, case.now))
+    if "previous_revision_healthy" in wanted:
+        ok, why = healthy_before(timeline, timeline.previous, case.now)
+        out.append(Precondition("previous_revision_healthy", ok, why))
+    return out
 
 
 def _deployment_facts(evidence: Mapping[str, Evidence]) -> tuple[dict[str, str], dict[str, str], str]:

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from medic.app.testing.evaluate import NO_ACTION, WOULD_ACT
-from medic.domain.incident import ActionRecord, ActionStatus, Incident
+from medic.domain.incident import ActionRecord, ActionStatus, Incident, IncidentAlert
 from medic.domain.redact import redact
 from medic.incidents.views import IncidentView
 
@@ -88,22 +88,40 @@ def history_of(incident: Incident, others: Iterable[Incident]) -> list[dict[str,
     return sorted(out, key=lambda h: str(h["at"]))
 
 
+def status_at(alert: IncidentAlert, at: datetime) -> str:
+    """The alert's status as the decision at ``at`` saw it: one whose resolution reached Medic
+    later (``last_seen``, when Medic received it; not ``endsAt``, the sender's clock) was firing
+    then. After a rollback that worked, every alert of the incident has resolved since."""
+    if alert.status != "resolved":
+        return alert.status
+    return "resolved" if alert.last_seen <= at else "firing"
+
+
+def alerts_at(alerts: Iterable[IncidentAlert], at: datetime) -> list[dict[str, Any]]:
+    """The alerts the decision saw, as they were then: those Medic had received by ``at`` (all
+    of them when none had, as a document without arrival times reads), with their status then."""
+    alerts = list(alerts)
+    seen = [a for a in alerts if a.first_seen <= at] or alerts
+    return [
+        {
+            "labels": a.labels,
+            "annotations": a.annotations,
+            "status": status_at(a, at),
+            "startsAt": a.startsAt.isoformat(),
+        }
+        for a in seen
+    ]
+
+
 def case_fields(view: IncidentView, others: Iterable[Incident] = ()) -> dict[str, Any]:
-    """A test case's inputs from a stored incident (no expectation)."""
+    """A test case's inputs from a stored incident (no expectation), as they were at its decision."""
     incident = view.incident
     record = first_action(incident)
+    at = decided_at(incident)
     fields: dict[str, Any] = {
-        "now": decided_at(incident).isoformat(),
+        "now": at.isoformat(),
         "mode": global_mode(incident),
-        "alerts": [
-            {
-                "labels": a.labels,
-                "annotations": a.annotations,
-                "status": a.status,
-                "startsAt": a.startsAt.isoformat(),
-            }
-            for a in view.alerts
-        ],
+        "alerts": alerts_at(view.alerts, at),
         "evidence": {
             e.step: {"status": e.status.value}
             | ({"data": e.data} if e.data is not None else {})
