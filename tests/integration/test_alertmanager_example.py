@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -122,10 +123,53 @@ def test_without_the_sibling_route_oncall_is_not_paged(tmp_path: Path) -> None:
     assert receivers(path, {"alertname": "KubePodCrashLooping", "namespace": "playcode"}) == [MEDIC]
 
 
+def medic_url(config: dict[str, Any]) -> str:
+    (receiver,) = [r for r in config["receivers"] if r["name"] == MEDIC]
+    (hook,) = receiver["webhook_configs"]
+    url: str = hook["url"]
+    return url
+
+
+def readme_install() -> tuple[str, str, dict[str, Any]]:
+    """Release name, namespace and ``--set`` values of the README's ``helm upgrade --install``."""
+    text = (REPO / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("helm upgrade --install ")]
+    argv = shlex.split(line, comments=True)
+    release, namespace = argv[3], argv[argv.index("-n") + 1]
+    values: dict[str, Any] = {}
+    for n, arg in enumerate(argv):
+        if arg == "--set":
+            key, _, raw = argv[n + 1].partition("=")
+            *parents, leaf = key.split(".")
+            node = values
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = {"true": True, "false": False}.get(raw, raw)
+    return release, namespace, values
+
+
+def test_example_url_is_what_the_notes_print_for_the_readme_install() -> None:
+    """The example, the docs page and the README name the Service the README's install creates."""
+    release, namespace, values = readme_install()
+    notes_url = medic_url(notes_snippet(render(values, name=release, namespace=namespace).notes))
+    assert medic_url(example()) == notes_url
+    doc_receivers = [b for b in yaml_blocks(DOC) if isinstance(b, dict) and "receivers" in b]
+    assert [medic_url(b) for b in doc_receivers] == [notes_url]
+    readme = [b for b in yaml_blocks(REPO / "README.md") if isinstance(b, dict) and "receivers" in b]
+    assert readme and all(medic_url(b) == notes_url for b in readme)
+
+
+def test_the_notes_url_follows_the_release() -> None:
+    """The comparison above can fail: another release name renders another Service."""
+    _, namespace, values = readme_install()
+    other = medic_url(notes_snippet(render(values, name="other", namespace=namespace).notes))
+    assert other == f"http://other-playcode-medic.{namespace}.svc:8080/api/v1/alerts"
+    assert other != medic_url(example())
+
+
 def test_example_medic_receiver() -> None:
     (receiver,) = [r for r in example()["receivers"] if r["name"] == MEDIC]
     (hook,) = receiver["webhook_configs"]
-    assert hook["url"] == "http://playcode-medic.medic.svc:8080/api/v1/alerts"
     assert hook["send_resolved"] is True
     assert hook["max_alerts"] == 0
     auth = hook["http_config"]["authorization"]
