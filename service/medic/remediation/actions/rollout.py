@@ -422,7 +422,7 @@ def rollback_facts(plan: RollbackPlan, timeline: Timeline, diff: list[str]) -> R
     )
 
 
-def patch_value(patch: object, path: str) -> Any:
+def patch_value(patch: object, path: str) -> object:
     """The value a plan's own JSON Patch puts at ``path`` (what apply compares the cluster with)."""
     for op in patch if isinstance(patch, list) else []:
         if isinstance(op, dict) and op.get("path") == path and op.get("op") in ("add", "replace"):
