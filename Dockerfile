@@ -1,14 +1,17 @@
 # syntax=docker/dockerfile:1
 # PlayCode Medic image:
-#   docker build -t <registry>/playcode-medic:0.1.0 \
-#     --build-arg REVISION="$(git rev-parse HEAD)" --build-arg SOURCE=<the repository's URL> .
+#   docker build -t <registry>/playcode-medic:0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
+# (SOURCE, the repository's URL, has its default below; a fork passes --build-arg SOURCE=<its URL>.)
 #
-# Reproducible: the base image is pinned by digest and the dependencies by constraints.txt
-# (`make constraints` regenerates it). Three stages:
+# Reproducible: the base image is pinned by digest, the dependencies by constraints.txt
+# (`make constraints` regenerates it) and the build backend by build-constraints.txt. Three stages:
 #   deps     the pinned dependencies in a venv at /opt/medic that never gets a pip of its own
 #            (the base image's pip installs into it); rebuilt only when constraints.txt changes
-#   build    Medic's wheel built from the sources, installed with --no-deps into /opt/medic-app
-#            (a .pth file in the venv puts it on the path); `pip check` proves the set complete
+#   build    the pinned build backend in the stage's own Python (never copied on), Medic's wheel
+#            built with it (--no-build-isolation: nothing fetched unpinned), installed with
+#            --no-deps into /opt/medic-app (a .pth file in the venv puts it on the path); `pip
+#            check` proves the set complete; REVISION is written beside the package, where
+#            medic_build_info reads it (docs/operations.md)
 #   runtime  the same base without pip, setuptools or compiler: the two directories, copied as
 #            two layers (a code change re-ships only the small one), run as a non-root user
 #
@@ -31,23 +34,27 @@ RUN python -m venv --without-pip /opt/medic \
 # ------------------------------------------------------------------------------ build
 FROM deps AS build
 WORKDIR /src
+COPY build-constraints.txt /tmp/build-constraints.txt
+RUN python -m pip install --no-deps --only-binary=:all: --requirement /tmp/build-constraints.txt
 COPY pyproject.toml setup.py README.md ./
 COPY service/ service/
 COPY rules/ rules/
 COPY playbooks/ playbooks/
 # The wheel carries rules/ and playbooks/ as defaults; --no-deps: nothing beyond the pinned set.
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
+RUN python -m pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
  && python -m pip --python /opt/medic/bin/python install --no-deps --no-index \
         --target /opt/medic-app /wheels/*.whl \
  && python -m pip --python /opt/medic/bin/python check \
  && /opt/medic-app/bin/medic --version
+ARG REVISION=""
+RUN printf '%s\n' "${REVISION:-unknown}" > /opt/medic-app/medic/REVISION
 
 # ------------------------------------------------------------------------------ runtime
 FROM ${PYTHON_IMAGE} AS runtime
 ARG PYTHON_IMAGE
 ARG VERSION=0.1.0
 ARG REVISION=""
-ARG SOURCE=""
+ARG SOURCE="https://github.com/playcode-gg/playcode-medic"
 LABEL org.opencontainers.image.title="playcode-medic" \
       org.opencontainers.image.description="PlayCode Medic: Alertmanager webhook -> diagnostics -> guarded remediation" \
       org.opencontainers.image.version="${VERSION}" \

@@ -20,12 +20,17 @@ import tomllib
 from pathlib import Path
 
 import yaml
+from packaging.requirements import Requirement
+from packaging.version import Version
 
+from medic.telemetry.build import REVISION_FILE
 from tests.integration.helm_image import Instruction, Stage, dockerignore_excludes, parse_dockerfile
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 
+BUILD_CONSTRAINTS = REPO / "build-constraints.txt"
+BUILD_CONSTRAINTS_IN_IMAGE = "/tmp/build-constraints.txt"
 DIGEST_PINNED = re.compile(r"^[\w.\-/]+:[\w.\-]+@sha256:[0-9a-f]{64}$")
 OCI = "org.opencontainers.image."
 
@@ -102,6 +107,11 @@ def test_dependencies_are_installed_from_constraints_in_their_own_layer() -> Non
     assert any(c[-1:] == ["check"] for c in pip_commands(build)), "pip check after installing"
 
 
+def is_build_backend_install(cmd: list[str]) -> bool:
+    """The build stage's install of the pinned build backend into that stage's own Python."""
+    return cmd[:1] == ["install"] and cmd[-2:] == ["--requirement", BUILD_CONSTRAINTS_IN_IMAGE]
+
+
 def test_no_pip_is_left_in_the_final_image() -> None:
     named = stages()
     deps, build, final = named["deps"], named["build"], named["runtime"]
@@ -110,7 +120,7 @@ def test_no_pip_is_left_in_the_final_image() -> None:
     for stage in (deps, build):
         for cmd in pip_commands(stage):
             assert "pip" not in cmd[1:] and "setuptools" not in cmd[1:], cmd
-            if "install" in cmd:
+            if "install" in cmd and not (stage is build and is_build_backend_install(cmd)):
                 assert cmd[:2] == ["--python", "/opt/medic/bin/python"], cmd
         assert "ensurepip" not in " ".join(runs(stage))
     # the runtime stage: the base image's pip removed, nothing pip-installed
@@ -139,6 +149,49 @@ def test_oci_labels_come_from_build_args() -> None:
     chart = yaml.safe_load((REPO / "helm" / "playcode-medic" / "Chart.yaml").read_text(encoding="utf-8"))
     assert args["VERSION"] == project["version"] == chart["appVersion"]
     assert labels[OCI + "licenses"] == project["license"]
+    # a build that passes only REVISION (the README's) still names the repository
+    assert args["SOURCE"].strip('"') == repository_url()
+
+
+def repository_url() -> str:
+    """The project's repository as the chart names it (its runbook links point into it)."""
+    values = yaml.safe_load((REPO / "helm" / "playcode-medic" / "values.yaml").read_text(encoding="utf-8"))
+    base: str = values["prometheusRule"]["runbookBaseUrl"]
+    assert base.startswith("https://github.com/") and "/blob/" in base
+    return base.split("/blob/")[0]
+
+
+def test_the_build_backend_is_pinned() -> None:
+    """The wheel is built with the setuptools of build-constraints.txt, never one pip fetches."""
+    build = stages()["build"]
+    pins = [
+        line.split("#")[0].strip()
+        for line in BUILD_CONSTRAINTS.read_text(encoding="utf-8").splitlines()
+        if line.split("#")[0].strip()
+    ]
+    assert pins and all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][\w.]*", p) for p in pins), pins
+    pinned = {Requirement(p).name: Version(p.split("==")[1]) for p in pins}
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    for required in map(Requirement, pyproject["build-system"]["requires"]):
+        assert required.name in pinned, f"{required.name} is not pinned in build-constraints.txt"
+        assert pinned[required.name] in required.specifier, (required, pinned[required.name])
+    # copied alone and installed before the sources come (a cached layer), binary only
+    backend = index_of(build, "RUN", BUILD_CONSTRAINTS_IN_IMAGE)
+    assert index_of(build, "COPY", "build-constraints.txt") < backend < index_of(build, "COPY", "service/")
+    (install,) = [c for c in pip_commands(build) if is_build_backend_install(c)]
+    assert "--no-deps" in install and "--only-binary=:all:" in install
+    wheels = [c for c in pip_commands(build) if c[:1] == ["wheel"]]
+    assert wheels and all("--no-build-isolation" in c for c in wheels), wheels
+
+
+def test_the_revision_reaches_medic_build_info() -> None:
+    """The REVISION build arg is written where medic_build_info reads it."""
+    build = stages()["build"]
+    written = f"/opt/medic-app/medic/{REVISION_FILE}"
+    run = index_of(build, "RUN", written)
+    assert index_of(build, "ARG", "REVISION") < run
+    assert "${REVISION" in build.instructions[run].args
+    assert run > index_of(build, "RUN", "--target /opt/medic-app"), "after Medic is installed there"
 
 
 def test_multi_stage_non_root_and_what_the_chart_runs() -> None:
@@ -164,7 +217,8 @@ def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
         if not i.flags.get("from")
         for src in i.args.split()[:-1]
     ]
-    assert {"constraints.txt", "setup.py", "pyproject.toml", "service/"} <= set(copied)
+    needed = {"constraints.txt", "build-constraints.txt", "setup.py", "pyproject.toml", "service/"}
+    assert needed <= set(copied)
     for src in copied:
         inside = src + "x.yaml" if src.endswith("/") else src  # a file in a copied directory
         assert not dockerignore_excludes(ignore, inside), src

@@ -16,6 +16,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from medic import __version__
+from medic.telemetry.build import build_revision
 from medic.telemetry.metrics import backends_up
 from tests.fakes.mongo_server import FakeMongoServer
 from tests.medic_app import medic_settings, running_medic
@@ -40,6 +41,9 @@ async def scrape(url: str) -> tuple[str, Samples]:
     return text, samples
 
 
+BUILD = {"version": __version__, "revision": build_revision(), "python": platform.python_version()}
+
+
 def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
@@ -49,7 +53,7 @@ async def test_metrics_of_an_embedded_medic(tmp_path: Path) -> None:
     async with running_medic(settings) as m:
         text, samples = await scrape(m.url)
         assert "_created" not in text
-        build = value(samples, "medic_build_info", version=__version__, python=platform.python_version())
+        build = value(samples, "medic_build_info", **BUILD)
         assert build == 1
         assert (value(samples, "process_resident_memory_bytes") or 0) > 0
         assert (value(samples, "process_open_fds") or 0) > 0
@@ -168,7 +172,7 @@ async def test_metrics_of_medic_serve_with_its_diagnosis_process(tmp_path: Path)
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 60)
     assert "_created" not in text
-    assert value(samples, "medic_build_info", version=__version__, python=platform.python_version()) == 1
+    assert value(samples, "medic_build_info", **BUILD) == 1
     assert value(samples, "medic_mode_info", mode="dry-run") == 1
     assert value(samples, "medic_kill_switch_enabled") == 0
     assert (value(samples, "process_resident_memory_bytes") or 0) > 0

@@ -23,6 +23,7 @@ from prometheus_client import (
 )
 
 from medic import __version__
+from medic.telemetry.build import build_revision
 
 MODES = ("off", "dry-run", "enforce")
 # which readiness checks answer for inbox, state and store: production (Medic's Redis and
@@ -56,10 +57,10 @@ class Metrics:
         ProcessCollector(registry=r)
         Gauge(
             "medic_build_info",
-            "Always 1; the labels say which Medic runs",
-            ["version", "python"],
+            "Always 1; the labels say which Medic runs (revision: the commit of the image)",
+            ["version", "revision", "python"],
             registry=r,
-        ).labels(version=__version__, python=platform.python_version()).set(1)
+        ).labels(version=__version__, revision=build_revision(), python=platform.python_version()).set(1)
         self.mode_info = Gauge(
             "medic_mode_info", "1 for the global remediation mode Medic runs in", ["mode"], registry=r
         )
