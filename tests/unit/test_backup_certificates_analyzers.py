@@ -11,6 +11,7 @@ import pytest
 
 from medic.analysis.backup import analyze_backup, classify, overdue_after, schedule_period
 from medic.analysis.certificates import analyze_certificate
+from medic.analysis.dataplane import EvidenceShapeError
 from medic.collectors.k8s.certs_output import CertificateInfo, CertificateStatusOutput
 from medic.collectors.k8s.jobs_output import ContainerExit, CronJobRunsOutput, JobPod, JobRun, LogTail
 from medic.domain.evidence import Evidence, StepStatus
@@ -411,13 +412,15 @@ def test_typed_values_written_as_strings_read_as_what_they_say() -> None:
         ("suspend", "maybe"),
     ],
 )
-def test_evidence_of_the_wrong_shape_is_not_read(where: str, value: Any) -> None:
+def test_evidence_of_the_wrong_shape_is_an_error_never_a_finding(where: str, value: Any) -> None:
     data = runs()
     {"lines": data["logs"][0], "state": data["jobs"][0], "suspend": data["cronjob"]}[where][where] = value
-    assert backup(data) == {}
+    with pytest.raises(EvidenceShapeError, match=where):
+        backup(data)
 
 
 def test_a_certificate_field_of_the_wrong_type_is_not_read() -> None:
     data = chain(not_after_days=-1)
     data["certificate"]["conditions"] = "Ready"  # not a list of conditions
-    assert certs(data) == {}
+    with pytest.raises(EvidenceShapeError, match=r"certificate.conditions"):
+        certs(data)

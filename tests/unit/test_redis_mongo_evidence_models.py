@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from medic.analysis.dataplane import EvidenceShapeError
 from medic.analysis.latency import latency
 from medic.analysis.mongodb import mongodb
 from medic.analysis.redis_health import redis_health
@@ -96,7 +97,8 @@ def test_a_wrong_typed_info_field_is_not_read_as_a_number(
     assert codes(redis_health(given(REDIS, redis_info={section: fields}))) == [code]
     (name,) = [k for k, v in fields.items() if isinstance(v, int | float)]
     wrong = {**fields, name: "lots"}
-    assert redis_health(given(REDIS, redis_info={section: wrong})) == []
+    with pytest.raises(EvidenceShapeError, match=rf"{section}\.{name}"):
+        redis_health(given(REDIS, redis_info={section: wrong}))
 
 
 def test_a_hand_written_ping_with_only_its_median_is_a_slow_ping() -> None:
@@ -112,7 +114,8 @@ def test_slowlog_entries_written_by_hand_read_with_defaults() -> None:
     assert f.code == "redis.slow_commands" and f.severity == "warning"
     assert f.details == {"total": 0, "slow": [{"command": "KEYS", "duration_ms": 120.0}]}
     wrong = {"entries": [{"command": "KEYS", "duration_ms": "slow"}]}
-    assert redis_health(given(REDIS, redis_slowlog=wrong)) == []
+    with pytest.raises(EvidenceShapeError, match=r"entries.0.duration_ms"):
+        redis_health(given(REDIS, redis_slowlog=wrong))
 
 
 # ------------------------------------------------------------------------------------ mongo
@@ -125,7 +128,8 @@ def test_server_status_as_stored_dumps_back_and_hand_written_figures_read() -> N
     (f,) = mongodb(given(MONGO, mongo_server_status={"connections": conns}))
     assert f.code == "mongodb.connections_exhausted" and f.severity == "critical"
     assert f.details == conns
-    assert mongodb(given(MONGO, mongo_server_status={"connections": {**conns, "used_ratio": "99%"}})) == []
+    with pytest.raises(EvidenceShapeError, match=r"connections.used_ratio"):
+        mongodb(given(MONGO, mongo_server_status={"connections": {**conns, "used_ratio": "99%"}}))
 
 
 def test_current_op_as_stored_dumps_back_and_a_wrong_opid_is_not_read() -> None:
@@ -134,7 +138,8 @@ def test_current_op_as_stored_dumps_back_and_a_wrong_opid_is_not_read() -> None:
     (f,) = mongodb(given(MONGO, mongo_current_op=stored))
     assert f.code == "mongodb.slow_operations" and f.details["ops"][0]["opid"] == 4242
     broken = {**stored, "ops": [{**stored["ops"][0], "opid": [4242]}]}
-    assert mongodb(given(MONGO, mongo_current_op=broken)) == []
+    with pytest.raises(EvidenceShapeError, match=r"ops.0.opid"):
+        mongodb(given(MONGO, mongo_current_op=broken))
 
 
 def test_a_hand_written_op_without_its_namespace_reads_as_unknown() -> None:
@@ -170,4 +175,5 @@ def test_profiler_entries_are_typed_and_the_slowest_is_repeated_as_stored() -> N
     assert f.code == "latency.mongo_slow_queries" and f.severity == "warning"
     assert f.details["slowest"] == entries[0]
     assert "2500 ms on userdb.users (plan COLLSCAN); 1 were collection scans" in f.summary
-    assert latency(given(MONGO, mongo_profiler={**data, "entries": [{"millis": "slow"}]})) == []
+    with pytest.raises(EvidenceShapeError, match=r"entries.0.millis"):
+        latency(given(MONGO, mongo_profiler={**data, "entries": [{"millis": "slow"}]}))

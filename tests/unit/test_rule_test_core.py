@@ -157,3 +157,18 @@ def test_a_rules_require_is_read_from_the_rollout_timeline_unless_the_case_gives
     given = ClusterFacts(preconditions=[Precondition("recent_rollout", True, "given")])
     got = evaluate(crash_case(cluster=given), candidate, registry, POLICY)
     assert got.status == "would_act"  # what the case gives is not read again
+
+
+def test_evidence_not_of_its_output_model_is_an_analyzer_error_never_a_false_finding(config: Config) -> None:
+    """A restart count of "7x" once read as "no container is crash-looping"
+    (crashloop.not_reproduced); the pipeline now says the analyzer could not read the step,
+    naming the field and not its value."""
+    case = crash_case()
+    case.evidence["k8s.pod_describe"].data["pods"][0]["containers"][0]["restart_count"] = "7x-secret"
+    got = evaluate(case, config, default_registry(), POLICY)
+    codes = [f.code for f in got.findings]
+    assert "analyzer.error" in codes and "crashloop.not_reproduced" not in codes, codes
+    (err,) = [f for f in got.findings if f.code == "analyzer.error"]
+    assert "k8s.pod_describe" in err.summary and "pods.0.containers.0.restart_count" in err.summary
+    assert "7x-secret" not in err.summary
+    assert got.status == "none"

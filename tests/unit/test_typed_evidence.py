@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from medic.analysis.builtin import metric_thresholds
 from medic.analysis.crashloop.classify import container_trouble
-from medic.analysis.dataplane import query, series_over
+from medic.analysis.dataplane import EvidenceShapeError, query, series_over
 from medic.analysis.verification import measure, window_of
 from medic.analysis.volumes import volumes
 from medic.collectors.k8s.pods_output import ContainerDescription, ContainerState
@@ -45,10 +45,15 @@ def test_a_hand_written_query_reads_with_its_defaults() -> None:
     assert result is not None and result.value == 0.2 and result.values == []
 
 
-def test_a_query_value_of_the_wrong_type_is_not_read() -> None:
+def test_a_query_value_of_the_wrong_type_is_never_read_as_no_value() -> None:
+    """It was a TypeError comparing "high" with 0.05; it is an error naming the field, never a
+    silent "nothing over its threshold"; the value itself is not in the message."""
     inp = given(prometheus__query={"queries": [{"name": "error_ratio_5xx", "value": "high", "warn": 0.05}]})
-    assert metric_thresholds(inp) == []  # was: TypeError comparing "high" with 0.05
-    assert query(inp, "error_ratio_5xx") is None
+    with pytest.raises(EvidenceShapeError, match=r"queries\.0\.value: Input should be a valid number") as err:
+        metric_thresholds(inp)
+    assert "high" not in str(err.value)
+    with pytest.raises(EvidenceShapeError):
+        query(inp, "error_ratio_5xx")
 
 
 def test_series_are_typed_and_the_plain_view_stays_for_the_others() -> None:
@@ -191,3 +196,4 @@ def test_a_revision_status_of_the_wrong_type_is_not_read() -> None:
     evidence = {"s": ev("k8s.revision_status", {"pods": [{"name": "p", "restarts": "many"}]})}
     s = measure(evidence, NOW, None)  # was: ValueError from int("many")
     assert s.rollout is None and s.pods is None
+    assert any("pods.0.restarts" in gap for gap in s.gaps), s.gaps  # not measured, and the sample says why

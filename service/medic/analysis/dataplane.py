@@ -88,10 +88,28 @@ def ok_data(inp: AnalysisInput, collector: str) -> Iterator[tuple[Evidence, dict
 M = TypeVar("M", bound=BaseModel)
 
 
+class EvidenceShapeError(ValueError):
+    """A step's data does not read as its collector's output model (a bundle written by hand or
+    by an older Medic). It is never judged as if the data were absent: an analyzer that meets it
+    fails, and the pipeline reports ``analyzer.error`` naming the step and the fields. The
+    message names fields and what was wrong with them, never their values (evidence may hold
+    secrets)."""
+
+    def __init__(self, ev: Evidence, exc: ValidationError) -> None:
+        wrong = [
+            f"{'.'.join(str(p) for p in e['loc']) or '(the data)'}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        more = f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""
+        super().__init__(
+            f"{ev.step} ({ev.collector}) data is not of its output model: {'; '.join(wrong[:3])}{more}"
+        )
+
+
 def typed(inp: AnalysisInput, collector: str, model: type[M]) -> Iterator[tuple[Evidence, M]]:
     """(evidence, data as the collector's output model) of every successful run of ``collector``
-    (issue 16.3: analyzers read declared fields, not ``.get`` on Any). Data of another shape (a
-    hand-made bundle) is not read."""
+    (issue 16.3: analyzers read declared fields, not ``.get`` on Any). Data of another shape
+    raises :class:`EvidenceShapeError`."""
     return validated(inp.of(collector), model)
 
 
@@ -101,8 +119,8 @@ def validated(runs: Iterable[Evidence], model: type[M]) -> Iterator[tuple[Eviden
         if ev.ok and ev.data is not None:
             try:
                 yield ev, model.model_validate(ev.data)
-            except ValidationError:
-                continue
+            except ValidationError as exc:
+                raise EvidenceShapeError(ev, exc) from None
 
 
 def typed_first(inp: AnalysisInput, collector: str, model: type[M]) -> M | None:

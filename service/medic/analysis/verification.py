@@ -26,7 +26,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, field_validator
 
-from medic.analysis.dataplane import M, validated
+from medic.analysis.dataplane import EvidenceShapeError, M, validated
 from medic.collectors.k8s.revision_output import RevisionStatusOutput
 from medic.collectors.revision_output import ComparedQuery, RevisionCompareOutput, RevisionErrorsOutput
 from medic.domain.evidence import Evidence
@@ -79,9 +79,14 @@ class Verdict:
 
 
 # ------------------------------------------------------------------------------ measure
-def _read(evidence: Mapping[str, Evidence], collector: str, model: type[M]) -> M | None:
-    """The first successful run of ``collector`` read as its output model (issue 16.3)."""
-    found = next(validated((ev for ev in evidence.values() if ev.collector == collector), model), None)
+def _read(evidence: Mapping[str, Evidence], collector: str, model: type[M], gaps: list[str]) -> M | None:
+    """The first successful run of ``collector`` read as its output model (issue 16.3); data of
+    another shape is not measured, and the sample's gaps say why."""
+    try:
+        found = next(validated((ev for ev in evidence.values() if ev.collector == collector), model), None)
+    except EvidenceShapeError as exc:
+        gaps.append(str(exc))
+        return None
     return found[1] if found else None
 
 
@@ -164,16 +169,18 @@ def measure(
     count, when there is no verification record)."""
     started = v.started_at if v else now
     sample = Sample(at=now, elapsed_s=max(0.0, (now - started).total_seconds()))
-    status = _read(evidence, "k8s.revision_status", RevisionStatusOutput)
+    status = _read(evidence, "k8s.revision_status", RevisionStatusOutput, sample.gaps)
     if status is not None:
         sample.rollout, sample.pods = _rollout(status)
-    if (cmp := _read(evidence, "prometheus.revision_compare", RevisionCompareOutput)) is not None:
+    if (
+        cmp := _read(evidence, "prometheus.revision_compare", RevisionCompareOutput, sample.gaps)
+    ) is not None:
         sample.requests, sample.error_ratio_5xx, sample.latency_p99 = _prometheus(cmp)
         sample.gaps += _query_gaps("prometheus.revision_compare", cmp)
         sample.alerts_read = not cmp.alerts_error
         replicaset = v.replicaset if v else (status.replicaset if status else "")
         sample.alerts_firing = target_alerts(cmp, v.deployment if v else deployment, replicaset)
-    if (logs := _read(evidence, "loki.revision_errors", RevisionErrorsOutput)) is not None:
+    if (logs := _read(evidence, "loki.revision_errors", RevisionErrorsOutput, sample.gaps)) is not None:
         sample.error_logs_per_minute = Pair(new=logs.new_per_minute, baseline=logs.baseline_per_minute)
     for ev in evidence.values():
         if ev.collector != WINDOW_STEP and not ev.ok:
