@@ -11,8 +11,9 @@ run directly (``AnalyzerDef.fn``) and as the pipeline runs it (``medic.app.pipel
 * it is deterministic (the same input gives the same findings) and does not change its input;
 * it is pure: with socket creation, ``open()`` and process creation made to fail (on the
   standard library, never on Medic's code) it returns the same findings;
-* importing its module in a fresh interpreter loads no I/O library and nothing of
-  ``medic.clients``, ``medic.app`` or ``medic.telemetry`` (DESIGN §5: pure code, I/O at the edges).
+* importing its module in a fresh interpreter loads no I/O library and no layer above the pure
+  core (DESIGN §5: pure code, I/O at the edges): tests/unit/test_layout.py checks it for every
+  module of the pure core.
 
 What each analyzer concludes from which evidence is tested in tests/unit/ and by ``medic test``.
 """
@@ -28,7 +29,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -68,23 +68,6 @@ CODE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")  # area.name
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 NS = "playcode"
 APP = "playcode-app"
-# Libraries that do I/O (or are only there to do it), and Medic's layers above the pure core.
-IO_LIBRARIES = (
-    "aiohttp",
-    "kubernetes_asyncio",
-    "redis",
-    "pymongo",
-    "motor",
-    "bson",
-    "yaml",
-    "sqlite3",
-    "_sqlite3",
-    "httpx",
-    "requests",
-    "urllib3",
-    "aiofiles",
-)
-IMPURE_LAYERS = ("medic.clients", "medic.app", "medic.telemetry")
 
 
 def uses(analyzer: str, playbook: CompiledPlaybook) -> bool:
@@ -451,48 +434,5 @@ async def test_real_collector_output(
                 assert_contract(analyzer, scenario, monkeypatch)
 
 
-# ---------------------------------------------------------------- (d) imports
-
-
-# service/medic/collectors/k8s/__init__.py imports every k8s collector (and so the kube client):
-# the analyzers that read a k8s output model (medic.collectors.k8s.*_output) load it with them.
-K8S_PACKAGE_INIT = pytest.mark.xfail(
-    strict=True,
-    reason="medic.collectors.k8s's __init__ imports the k8s collectors and the kube client "
-    "(aiohttp, kubernetes_asyncio, medic.clients): being fixed in that package init",
-)
-THROUGH_K8S_INIT = {
-    "medic.analysis.backup",
-    "medic.analysis.certificates",
-    "medic.analysis.crashloop",
-    "medic.analysis.latency",
-    "medic.analysis.mongodb",
-    "medic.analysis.verification",
-    "medic.analysis.websocket",
-    "medic.analysis.workload",
-}
-MODULES = [
-    pytest.param(m, marks=[K8S_PACKAGE_INIT] if m in THROUGH_K8S_INIT else [])
-    for m in sorted({ANALYZERS[n].fn.__module__ for n in NAMES})
-]
-
-
-@pytest.mark.parametrize("module", MODULES)
-def test_its_module_imports_no_io_library(module: str) -> None:
-    probe = (
-        "import importlib, json, sys\n"
-        f"importlib.import_module({module!r})\n"
-        "print(json.dumps(sorted(sys.modules)))\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONSTARTUP"}
-    out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env, cwd=REPO
-    ).stdout
-    loaded = json.loads(out)
-    bad = sorted(
-        m
-        for m in loaded
-        if m.split(".")[0] in IO_LIBRARIES or any(m == p or m.startswith(p + ".") for p in IMPURE_LAYERS)
-    )
-    roots = sorted({m.split(".")[0] if not m.startswith("medic.") else m for m in bad})
-    assert bad == [], f"{module} loads {roots[:20]}"
+# (d) importing an analyzer's module loads no I/O library: tests/unit/test_layout.py checks it
+# for every module of the pure core (test_the_pure_core_loads_no_io_library).

@@ -18,10 +18,15 @@ right above it (above the decorators, if any), e.g.::
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import grimp
+import pytest
 
 
 def _cycles(graph: grimp.ImportGraph) -> list[list[str]]:
@@ -109,6 +114,8 @@ def long_unexplained(source: str, max_lines: int = MAX_LINES) -> list[tuple[str,
                 visit(child, f"{prefix}{child.name}.")
             elif isinstance(child, ast.ClassDef):
                 visit(child, f"{prefix}{child.name}.")
+            else:  # a def inside if/try/with/for (TYPE_CHECKING blocks, fallbacks) is measured too
+                visit(child, prefix)
 
     visit(ast.parse(source), "")
     return found
@@ -140,3 +147,77 @@ def test_the_length_check_finds_a_long_function_and_honours_the_marker() -> None
     nested = "def outer():\n    def inner():\n" + body.replace("    ", "        ")
     assert [name for name, _, _ in long_unexplained(nested)] == ["outer", "outer.inner"]
     assert long_unexplained("# a comment\n\n" + long_fn) == [("f", 3, 61)]
+    indented = body.replace("    ", "        ")
+    for block, end in (
+        ("if True:\n", ""),
+        ("try:\n", "except E:\n    pass\n"),
+        ("with x:\n", ""),
+        ("for _ in y:\n", ""),
+    ):
+        found = long_unexplained(block + "    def f():\n" + indented + end)
+        assert [name for name, _, _ in found] == ["f"], block
+    in_method = "class C:\n    def m(self):\n        if x:\n            def h():\n"
+    assert [n for n, _, _ in long_unexplained(in_method + body.replace("    ", "                "))] == [
+        "C.m",
+        "C.m.h",
+    ]
+
+
+# The pure core (DESIGN §5): importing any of its modules loads no I/O library and nothing of the
+# layers above it. import-linter sees imports statement by statement; this sees what an import
+# really runs (package __init__ files included), in a fresh interpreter per module.
+PURE_CORE = ("domain", "rules", "analysis", "decision")
+IO_LIBRARIES = (
+    "aiohttp",
+    "kubernetes_asyncio",
+    "redis",
+    "pymongo",
+    "motor",
+    "bson",
+    "yaml",
+    "sqlite3",
+    "_sqlite3",
+    "httpx",
+    "requests",
+    "urllib3",
+    "aiofiles",
+    "structlog",
+)
+ABOVE_THE_CORE = ("medic.clients", "medic.app", "medic.telemetry", "medic.collectors", "medic.remediation")
+ALLOWED_ABOVE = re.compile(r"^medic\.collectors(\.k8s)?(\.[a-z_]+_output|\.output_base)?$")  # output models
+
+
+def _core_modules() -> list[str]:
+    out = []
+    for layer in PURE_CORE:
+        for path in sorted((PACKAGE / layer).rglob("*.py")):
+            parts = path.relative_to(PACKAGE).with_suffix("").parts
+            out.append(".".join(("medic", *(parts[:-1] if parts[-1] == "__init__" else parts))))
+    return out
+
+
+def loaded_by(module: str) -> list[str]:
+    """What importing ``module`` in a fresh interpreter loads that the pure core must not."""
+    probe = (
+        f"import importlib, json, sys\nimportlib.import_module({module!r})\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONSTARTUP"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
+    return [
+        m
+        for m in json.loads(out.stdout)
+        if m.split(".")[0] in IO_LIBRARIES
+        or (any(m == p or m.startswith(p + ".") for p in ABOVE_THE_CORE) and not ALLOWED_ABOVE.match(m))
+    ]
+
+
+@pytest.mark.parametrize("module", _core_modules())
+def test_the_pure_core_loads_no_io_library(module: str) -> None:
+    assert loaded_by(module) == []
+
+
+def test_the_import_probe_sees_what_a_package_init_runs() -> None:
+    assert "aiohttp" in loaded_by("medic.clients.kube.client")
+    assert loaded_by("medic.collectors.k8s.pods_output") == []  # the package init imports nothing
+    assert "medic.collectors.k8s.pods" in loaded_by("medic.collectors.k8s.pods")

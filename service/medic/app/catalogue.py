@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
 from medic.playbooks.contract import Registry
 
 
@@ -23,18 +19,21 @@ def default_registry() -> Registry:
         workload,
     )
     from medic.analysis import builtin as builtin_analyzers
-    from medic.collectors import k8s, loki, mongo, prometheus, revision
+    from medic.collectors import loki, mongo, prometheus, revision
     from medic.collectors import redis as redis_target
     from medic.collectors.k8s import certs as k8s_certs
+    from medic.collectors.k8s import cluster as k8s_cluster
     from medic.collectors.k8s import jobs as k8s_jobs
+    from medic.collectors.k8s import pods as k8s_pods
     from medic.collectors.k8s import revision as k8s_revision
+    from medic.collectors.k8s import workload as k8s_workload
     from medic.remediation.actions import certs as cert_actions
     from medic.remediation.actions import k8s as k8s_actions
 
     registry = Registry()
     registry.add(*prometheus.COLLECTORS)
     registry.add(*mongo.COLLECTORS, *redis_target.COLLECTORS, *loki.COLLECTORS)
-    registry.add(*k8s.COLLECTORS)
+    registry.add(*k8s_pods.COLLECTORS, *k8s_workload.COLLECTORS, *k8s_cluster.COLLECTORS)
     registry.add(*k8s_jobs.COLLECTORS, *k8s_certs.COLLECTORS)
     registry.add(*revision.COLLECTORS, *k8s_revision.COLLECTORS)
     registry.add(*builtin_analyzers.ANALYZERS)
