@@ -171,7 +171,7 @@ async def main(rounds: int) -> int:
             target_mongo_url=mongo_url,
             loki_url=loki_url,
         )
-        backends = await Backends.from_settings(settings)
+        backends = await Backends.from_settings(settings.diagnosed)
         try:
             print(f"high-latency playbook without its k8s.* steps, median of {rounds} rounds each")
             report(

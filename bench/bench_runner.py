@@ -51,7 +51,12 @@ async def main() -> None:
     ap.add_argument("--rounds", type=int, default=50)
     args = ap.parse_args()
     ctx = StepContext(
-        target=None, labels={}, alerts=[], backends=Backends(Settings()), now=datetime.now(UTC), timeout=5
+        target=None,
+        labels={},
+        alerts=[],
+        backends=Backends(Settings().diagnosed),
+        now=datetime.now(UTC),
+        timeout=5,
     )
     steps = [
         PlannedStep(

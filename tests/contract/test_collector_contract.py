@@ -142,7 +142,7 @@ def settings() -> Settings:
 async def backends_for(name: str, url: str) -> Backends:
     """Backends with only ``name``'s client, pointed at ``url``."""
     fam = family(name)
-    b = Backends(settings=settings())
+    b = Backends(settings=settings().diagnosed)
     if fam == "k8s":
         b.kube = await KubeClient.from_configuration(Configuration(host=url), retry=FAST)
     elif fam == "mongo":
@@ -239,7 +239,7 @@ ERROR_CASES = [(name, mode) for name in sorted(COLLECTORS) for mode in broken_ba
 
 @pytest.mark.parametrize("name", sorted(COLLECTORS))
 async def test_not_configured_without_its_client(name: str) -> None:
-    ev = await run(name, Backends(settings=settings()), 5.0)
+    ev = await run(name, Backends(settings=settings().diagnosed), 5.0)
     assert ev.status == StepStatus.NOT_CONFIGURED, (ev.status, ev.error)
     assert ev.error and ev.data is None
 
@@ -282,7 +282,7 @@ async def planted(
     """A backend for ``name`` whose answers carry secrets; yields the backends and the pods the
     alerts name."""
     fam = family(name)
-    b = Backends(settings=settings())
+    b = Backends(settings=settings().diagnosed)
     pods: list[str] = []
     async with contextlib.AsyncExitStack() as stack:
         if fam == "k8s":
@@ -444,7 +444,7 @@ async def test_the_kubernetes_collectors_need_only_what_the_default_chart_grants
     async with FakeKubeApiserver(token="t0k3n") as fake:
         pods = plant_kube(fake)
         kube = await KubeClient.from_configuration(fake.client_configuration(), retry=FAST)
-        backends = Backends(settings=settings(), kube=kube)
+        backends = Backends(settings=settings().diagnosed, kube=kube)
         fake.clear_requests()
         try:
             for name in names:

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from medic.app.settings import channel_secrets
 from medic.domain.incident import ActionStatus
 from medic.notify.base import Notifier
 from medic.notify.config import ChannelConfig, GrafanaChannel, SlackChannel, WebhookChannel
@@ -61,17 +62,16 @@ def grafana_check(path: str, headers: dict[str, str], body: bytes) -> int:
 
 
 def make(kind: str, url: str, **overrides: Any) -> Notifier:
+    """The channel's notifier, its secrets unwrapped as Medic does (``Settings.tokens``)."""
     policy = {**FAST, **overrides}
     if kind == "slack":
-        return SlackNotifier("oncall", SlackChannel(type="slack", url=url + SLACK_PATH, **policy))
+        slack = SlackChannel(type="slack", url=url + SLACK_PATH, **policy)
+        return SlackNotifier("oncall", slack, channel_secrets(slack))
     if kind == "webhook":
-        return WebhookNotifier(
-            "pager-bridge",
-            WebhookChannel(type="webhook", url=url + "/medic", secret=WEBHOOK_SECRET, **policy),
-        )
-    return GrafanaNotifier(
-        "dashboards", GrafanaChannel(type="grafana", url=url, token=GRAFANA_TOKEN, **policy)
-    )
+        hook = WebhookChannel(type="webhook", url=url + "/medic", secret=WEBHOOK_SECRET, **policy)
+        return WebhookNotifier("pager-bridge", hook, channel_secrets(hook))
+    grafana = GrafanaChannel(type="grafana", url=url, token=GRAFANA_TOKEN, **policy)
+    return GrafanaNotifier("dashboards", grafana, channel_secrets(grafana))
 
 
 CHECKS = {"slack": slack_check, "webhook": webhook_check, "grafana": grafana_check}

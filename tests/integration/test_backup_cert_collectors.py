@@ -22,7 +22,7 @@ NS = "playcode"
 
 
 def backends(kube: KubeClient) -> Backends:
-    return Backends(settings=Settings(kube_mode="off", namespaces=[NS]), kube=kube)
+    return Backends(settings=Settings(kube_mode="off", namespaces=[NS]).diagnosed, kube=kube)
 
 
 def add_cronjob(fake: FakeKubeApiserver, image: str) -> None:

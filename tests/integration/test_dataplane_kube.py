@@ -37,7 +37,7 @@ async def test_latency_causes_from_kubernetes_alone() -> None:
         for pod in cool:
             fake.set_pod_metrics(NS, pod, ("200m", "480Mi"))
         fake.add_hpa(NS, APP, APP, min_replicas=2, max_replicas=3, current_replicas=3, desired_replicas=3)
-        backends = await Backends.from_settings(Settings(kube_mode="off"))
+        backends = await Backends.from_settings(Settings(kube_mode="off").diagnosed)
         backends.kube = await KubeClient.from_configuration(
             fake.client_configuration(), retry=RetryPolicy(attempts=2, base_delay=0.01, request_timeout=2)
         )
@@ -87,7 +87,7 @@ async def test_an_aggregated_alert_gets_a_target_and_its_kubernetes_steps_run() 
             "spec": {"rules": [{"host": "play.example", "http": {"paths": [{"path": "/", "pathType": "Prefix",
                      "backend": {"service": {"name": APP, "port": {"number": 80}}}}]}}]},
         })  # fmt: skip
-        backends = await Backends.from_settings(Settings(kube_mode="off"))
+        backends = await Backends.from_settings(Settings(kube_mode="off").diagnosed)
         backends.kube = await KubeClient.from_configuration(
             fake.client_configuration(), retry=RetryPolicy(attempts=2, base_delay=0.01, request_timeout=2)
         )
@@ -119,7 +119,7 @@ async def test_pvc_filling_up_states_class_state_growth_and_time_to_full(
     target = Target(kind="persistentvolumeclaim", namespace=NS, name="datadir-mongodb-1")
     async with FakeKubeApiserver(token="t0k3n") as fake:
         fake.add_pvc(NS, "datadir-mongodb-1", storage="1Gi", storage_class="gp3")
-        backends = await Backends.from_settings(Settings(kube_mode="off", prometheus_url=prom.url))
+        backends = await Backends.from_settings(Settings(kube_mode="off", prometheus_url=prom.url).diagnosed)
         backends.kube = await KubeClient.from_configuration(
             fake.client_configuration(), retry=RetryPolicy(attempts=2, base_delay=0.01, request_timeout=2)
         )

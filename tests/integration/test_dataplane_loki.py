@@ -42,7 +42,7 @@ async def loki() -> AsyncIterator[FakeLoki]:
 
 @pytest.fixture
 async def backends(loki: FakeLoki) -> AsyncIterator[Backends]:
-    b = await Backends.from_settings(Settings(loki_url=loki.url))
+    b = await Backends.from_settings(Settings(loki_url=loki.url).diagnosed)
     try:
         yield b
     finally:
@@ -185,13 +185,13 @@ async def test_loki_errors_and_slowness(loki: FakeLoki, backends: Backends) -> N
 
 
 async def test_unreachable_and_not_configured() -> None:
-    down = await Backends.from_settings(Settings(loki_url=f"http://127.0.0.1:{dead_port()}"))
+    down = await Backends.from_settings(Settings(loki_url=f"http://127.0.0.1:{dead_port()}").diagnosed)
     try:
         ev = await query(down, {"query": "socket"})
     finally:
         await down.close()
     assert ev.status is StepStatus.ERROR and (ev.error or "").startswith("StepError: Loki unreachable")
-    none = await Backends.from_settings(Settings())
+    none = await Backends.from_settings(Settings().diagnosed)
     assert (await query(none, {"query": "socket"})).status is StepStatus.NOT_CONFIGURED
 
 

@@ -51,7 +51,7 @@ async def fake() -> AsyncIterator[FakeMongoServer]:
 
 @pytest.fixture
 async def backends(fake: FakeMongoServer) -> AsyncIterator[Backends]:
-    b = await Backends.from_settings(Settings(target_mongo_url=fake.url))
+    b = await Backends.from_settings(Settings(target_mongo_url=fake.url).diagnosed)
     try:
         yield b
     finally:
@@ -149,7 +149,7 @@ async def test_connections_exhausted(fake: FakeMongoServer, backends: Backends) 
 
 
 async def test_dead_mongo_is_a_fast_error_and_a_finding() -> None:
-    backends = await Backends.from_settings(Settings(target_mongo_url=dead_url()))
+    backends = await Backends.from_settings(Settings(target_mongo_url=dead_url()).diagnosed)
     try:
         t0 = time.perf_counter()
         evidence = await run_steps(

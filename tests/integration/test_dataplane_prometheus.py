@@ -45,7 +45,7 @@ def playbook(name: str) -> CompiledPlaybook:
 
 async def run(pb: CompiledPlaybook, url: str, target: Target) -> tuple[dict[str, Evidence], list[Finding]]:
     """The playbook's steps, concurrently, with only Prometheus configured; then its analyzers."""
-    backends = await Backends.from_settings(Settings(prometheus_url=url))
+    backends = await Backends.from_settings(Settings(prometheus_url=url).diagnosed)
     try:
         ctx = StepContext(target, {"namespace": target.namespace}, [], backends, datetime.now(UTC), 10)
         steps = [PlannedStep(s.step_id, s.collector, s.params, 10) for s in pb.steps]

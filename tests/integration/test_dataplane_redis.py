@@ -42,7 +42,7 @@ def planned(name: str, params: dict[str, Any] | None = None, timeout: float = 5.
 
 @contextlib.asynccontextmanager
 async def medic_for(url: str) -> AsyncIterator[Backends]:
-    backends = await Backends.from_settings(Settings(target_redis_url=url))
+    backends = await Backends.from_settings(Settings(target_redis_url=url).diagnosed)
     try:
         yield backends
     finally:

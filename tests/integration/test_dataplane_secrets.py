@@ -184,7 +184,7 @@ async def test_no_planted_secret_leaves_medic(config: Config) -> None:
             # an HTTP server that is not Prometheus: every query fails at once (404)
             prometheus_url=f"http://medic:Pl4ntedPromPw@{host}:{port}",
         )
-        backends = await Backends.from_settings(settings)
+        backends = await Backends.from_settings(settings.diagnosed)
         try:
             for name in TARGETS:
                 evidence, findings = await run_playbook(config, name, backends)
@@ -226,7 +226,7 @@ async def test_credentials_in_connection_urls_never_show_in_errors(config: Confi
             target_redis_url=f"redis://medic:Pl4ntedUrlPw@127.0.0.1:{dead_port()}/0",
             loki_url=f"http://medic:Pl4ntedUrlPw@127.0.0.1:{dead_port()}",
         )
-        backends = await Backends.from_settings(settings)
+        backends = await Backends.from_settings(settings.diagnosed)
         try:
             for name in TARGETS:
                 evidence, findings = await run_playbook(config, name, backends)

@@ -67,7 +67,7 @@ async def test_websocket_playbook_end_to_end(
         settings = Settings(
             kube_mode="off", prometheus_url=prom.url, loki_url=loki.url, target_redis_url=redis_server.url
         )
-        backends = await Backends.from_settings(settings)
+        backends = await Backends.from_settings(settings.diagnosed)
         backends.kube = await KubeClient.from_configuration(
             fake_kube.client_configuration(),
             retry=RetryPolicy(attempts=2, base_delay=0.01, request_timeout=2),
@@ -144,7 +144,8 @@ async def ingress_world(loki: FakeLoki, controller: dict[str, str]) -> None:
 async def run_websocket(
     loki: FakeLoki, fake_kube: FakeKubeApiserver, **settings: Any
 ) -> tuple[dict[str, Any], list[Any]]:
-    backends = await Backends.from_settings(Settings(kube_mode="off", loki_url=loki.url, **settings))
+    diagnosed = Settings(kube_mode="off", loki_url=loki.url, **settings).diagnosed
+    backends = await Backends.from_settings(diagnosed)
     backends.kube = await KubeClient.from_configuration(
         fake_kube.client_configuration(), retry=RetryPolicy(attempts=2, base_delay=0.01, request_timeout=2)
     )

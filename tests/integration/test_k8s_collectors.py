@@ -122,7 +122,7 @@ def make_ctx(kube: KubeClient | None, target: Target | None, pods: list[str]) ->
         )
         for i, pod in enumerate(pods)
     ]
-    backends = Backends(settings=Settings(kube_mode="off", namespaces=[NS]), kube=kube)
+    backends = Backends(settings=Settings(kube_mode="off", namespaces=[NS]).diagnosed, kube=kube)
     return StepContext(
         target=target,
         labels={"alertname": "KubePodCrashLooping", "namespace": NS},

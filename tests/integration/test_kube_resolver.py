@@ -228,7 +228,7 @@ async def test_backends_from_a_kubeconfig_give_a_client_and_the_app_resolves_wit
 ) -> None:
     pod = crashing_pods(fake)[0]
     path = fake.write_kubeconfig(tmp_path / "kubeconfig")
-    backends = await Backends.from_settings(Settings(kube_mode="kubeconfig", kubeconfig=str(path)))
+    backends = await Backends.from_settings(Settings(kube_mode="kubeconfig", kubeconfig=str(path)).diagnosed)
     try:
         assert backends.kube is not None
         resolver = KubeTargetResolver(backends.kube, [NS])
@@ -237,7 +237,7 @@ async def test_backends_from_a_kubeconfig_give_a_client_and_the_app_resolves_wit
         )
     finally:
         await backends.close()
-    assert (await Backends.from_settings(Settings(kube_mode="off"))).kube is None
+    assert (await Backends.from_settings(Settings(kube_mode="off").diagnosed)).kube is None
 
 
 async def test_the_app_uses_the_kube_resolver_when_kubernetes_is_configured(

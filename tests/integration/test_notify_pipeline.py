@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from medic.app.settings import channel_secrets
 from medic.clients.sqlite import SqliteDB
 from medic.coordination.marks import SqliteMarks
 from medic.incidents.journal import IncidentJournal
@@ -146,8 +147,9 @@ async def test_a_broken_state_store_is_recorded_not_raised(tmp_path: Path) -> No
     metrics = Metrics()
     try:
         async with receiver() as rec:
+            slack = SlackChannel(type="slack", url=rec.url)
             dispatcher = NotifyDispatcher(
-                notifiers=build_notifiers({"oncall": SlackChannel(type="slack", url=rec.url)}),
+                notifiers=build_notifiers({"oncall": slack}, {"oncall": channel_secrets(slack)}),
                 rule_notify={"crashloop-rollback": ["oncall"]},
                 marks=SqliteMarks(broken_db),  # every dedupe mark fails
                 journal=IncidentJournal(store),

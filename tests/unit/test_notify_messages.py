@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from medic.app.settings import load_settings
+from medic.app.settings import channel_secrets, load_settings
 from medic.domain.errors import ConfigError
 from medic.domain.incident import ActionStatus
 from medic.incidents.report.links import LinkSettings
@@ -129,7 +129,7 @@ def test_webhook_body_follows_the_versioned_schema() -> None:
 
 def test_webhook_without_approval_links() -> None:
     cfg = WebhookChannel(type="webhook", url="http://x", secret="s" * 16, approval_links=False)
-    out = WebhookNotifier("w", cfg).build(
+    out = WebhookNotifier("w", cfg, channel_secrets(cfg)).build(
         event(status=ActionStatus.AWAITING_APPROVAL), MessageKind.FIRST, Links(None, {0: "http://a"}), T0
     )
     assert out is not None and json.loads(out.body)["incident"]["actions"][0]["approve_url"] is None
@@ -258,7 +258,7 @@ def test_channels_without_approval_links_keep_the_rest() -> None:
     links = oncall_links()
     links = Links(links.incident, {0: "http://approve"}, links.oncall)
     cfg = WebhookChannel(type="webhook", url="http://x", secret="s" * 16, approval_links=False)
-    out = WebhookNotifier("w", cfg).build(
+    out = WebhookNotifier("w", cfg, channel_secrets(cfg)).build(
         event(status=ActionStatus.AWAITING_APPROVAL), MessageKind.FIRST, links, T0
     )
     assert out is not None

@@ -17,7 +17,12 @@ from medic.playbooks.runner import PlannedStep, run_steps
 
 def ctx() -> StepContext:
     return StepContext(
-        target=None, labels={}, alerts=[], backends=Backends(Settings()), now=datetime.now(UTC), timeout=5
+        target=None,
+        labels={},
+        alerts=[],
+        backends=Backends(Settings().diagnosed),
+        now=datetime.now(UTC),
+        timeout=5,
     )
 
 

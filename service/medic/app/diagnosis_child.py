@@ -71,7 +71,7 @@ async def _serve_child(wake_fd: int, socket_path: str) -> None:
     os.chmod(socket_path, 0o600)
     runtime.start_diagnosis()
     runtime.wake.set()  # whatever was accepted before this process ran
-    log.info("diagnosis process ready", workers=settings.workers)
+    log.info("diagnosis process ready", workers=settings.process.workers)
     try:
         await stop.wait()
     finally:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metrics-socket", required=True, help="Unix socket to serve /metrics on")
     args = ap.parse_args(argv)
     settings = load_settings()
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.logging.log_format, settings.logging.log_level)
     structlog.contextvars.bind_contextvars(process="diagnosis")
     try:
         asyncio.run(_serve_child(args.wake_fd, args.metrics_socket))

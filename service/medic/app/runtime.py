@@ -93,7 +93,7 @@ class Runtime:
         config = _load_config(settings, registry)
         backend, backends, approval = await _open_state(settings, role)
         metrics = Metrics()
-        metrics.set_mode(settings.mode)
+        metrics.set_mode(settings.remediation.mode)
         remediator = GuardedRemediator(
             settings=settings.remediation, state=backend.state, store=backend.store, kube=backends.kube
         )
@@ -103,7 +103,7 @@ class Runtime:
             registry=registry,
             store=backend.store,
             backends=backends,
-            resolver=_resolver(settings, backends),
+            resolver=_resolver(backends),
             metrics=metrics,
             remediator=remediator,
             locker=backend.locker,
@@ -119,7 +119,7 @@ class Runtime:
             backend.inbox,
             pipeline,
             metrics,
-            concurrency=settings.workers,
+            concurrency=settings.process.workers,
             wake=wake,
             poll_seconds=backend.poll_seconds,
         )
@@ -177,18 +177,20 @@ class Runtime:
         self.worker.start()
         self.verifications.start()
         kube = self.backends.kube
-        if kube is not None and self.settings.verify_deploys != "off":
+        verification = self.settings.verification
+        if kube is not None and verification.verify_deploys != "off":
             self.verifications.watch(
-                DeploymentWatch(kube, self.settings.namespaces, self.verifications.on_new_revision)
+                DeploymentWatch(kube, verification.namespaces, self.verifications.on_new_revision)
             )
 
     async def close(self) -> None:
         """Graceful shutdown (intake already stopped): finish in-flight work or hand it back to
         the other replicas, deliver pending notifications, close every client."""
+        grace = self.settings.process.shutdown_grace_seconds
         if self.diagnosis is not None:
-            await self.diagnosis.stop(grace=self.settings.shutdown_grace_seconds)
-        await self.verifications.stop(grace=self.settings.shutdown_grace_seconds)
-        await self.worker.stop(grace=self.settings.shutdown_grace_seconds)
+            await self.diagnosis.stop(grace=grace)
+        await self.verifications.stop(grace=grace)
+        await self.worker.stop(grace=grace)
         await self.dispatcher.close()
         await self.backend.close()
         await self.backends.close()
@@ -198,9 +200,9 @@ class Runtime:
 def _load_config(settings: Settings, registry: Registry) -> Config:
     """Rules and playbooks loaded and cross-checked, notification routes checked, the data dir
     writable: every configuration error before anything is opened."""
-    config = load_config([settings.rules_dir], [settings.playbooks_dir], registry)
-    check_routes({r.name: r.notify for r in config.rules}, settings.notifiers)
-    ensure_data_dir(settings.data_dir)  # a path Medic cannot write is a config error, not a traceback
+    config = load_config([settings.rules.rules_dir], [settings.rules.playbooks_dir], registry)
+    check_routes({r.name: r.notify for r in config.rules}, settings.notify.notifiers)
+    ensure_data_dir(settings.inbox.data_dir)  # a path Medic cannot write is a config error, not a traceback
     return config
 
 
@@ -216,13 +218,13 @@ async def _open_state(settings: Settings, role: Role) -> tuple[StateBackend, Bac
     backend = await open_backend(
         settings,
         shared=role is not Role.ALL,
-        inbox_socket=inbox_socket(settings.data_dir) if role is Role.DIAGNOSIS else None,
+        inbox_socket=inbox_socket(settings.inbox.data_dir) if role is Role.DIAGNOSIS else None,
     )
     backends: Backends | None = None
     try:
         approval_marks = backend.marks("approval:")
         approval_secret = await ApprovalService.load_secret(settings.tokens.approval_secret, approval_marks)
-        backends = await Backends.from_settings(settings)
+        backends = await Backends.from_settings(settings.diagnosed)
     except BaseException:
         if backends is not None:
             await backends.close()
@@ -231,10 +233,10 @@ async def _open_state(settings: Settings, role: Role) -> tuple[StateBackend, Bac
     return backend, backends, _ApprovalState(approval_marks, approval_secret)
 
 
-def _resolver(settings: Settings, backends: Backends) -> TargetResolver:
+def _resolver(backends: Backends) -> TargetResolver:
     """Targets from the API server when Kubernetes is configured, else from the labels alone."""
     if backends.kube is not None:
-        return KubeTargetResolver(backends.kube, settings.namespaces)
+        return KubeTargetResolver(backends.kube, backends.namespaces)
     return LabelTargetResolver()
 
 
@@ -243,7 +245,7 @@ def _dispatcher(
 ) -> NotifyDispatcher:
     notify = settings.notify
     dispatcher = NotifyDispatcher(
-        notifiers=build_notifiers(notify.notifiers),
+        notifiers=build_notifiers(notify.notifiers, settings.tokens.notifiers),
         rule_notify={r.name: r.notify for r in config.rules},
         marks=backend.marks("notify:"),
         journal=journal,
@@ -288,7 +290,7 @@ def _diagnosis_process(
     """The INTAKE role's child process (embedded backend with a local inbox only)."""
     if role is Role.INTAKE and isinstance(backend, EmbeddedBackend) and backend.local_inbox:
         return DiagnosisProcess(
-            settings.data_dir, backend.local_inbox, recover_dead=backend.recover, metrics=metrics
+            settings.inbox.data_dir, backend.local_inbox, recover_dead=backend.recover, metrics=metrics
         )
     return None
 
@@ -296,12 +298,13 @@ def _diagnosis_process(
 def build_app(runtime: Runtime) -> web.Application:
     """The HTTP application: the webhook, the read API and pages, approvals, admin, dead letters."""
     s = runtime.settings
+    http = s.http
     app = web.Application(
-        middlewares=[edge_middleware(body_read_timeout=s.body_read_timeout.total_seconds())],
-        client_max_size=s.max_body_bytes,
+        middlewares=[edge_middleware(body_read_timeout=http.body_read_timeout.total_seconds())],
+        client_max_size=http.max_body_bytes,
         handler_args=handler_args(
-            keepalive_timeout=s.keepalive_timeout.total_seconds(),
-            body_read_timeout=s.body_read_timeout.total_seconds(),
+            keepalive_timeout=http.keepalive_timeout.total_seconds(),
+            body_read_timeout=http.body_read_timeout.total_seconds(),
         ),
     )
     admin_token = s.tokens.admin_token
@@ -309,7 +312,7 @@ def build_app(runtime: Runtime) -> web.Application:
     api = ReadApi(runtime.store, runtime.inbox, runtime.metrics, readiness=runtime.readiness, links=links)
     pages = _pages(runtime, links, admin_token)
     app.router.add_post("/api/v1/alerts", _intake(runtime).handle)
-    verify_api = VerificationApi(runtime.verifications, _webhook_credentials(s), s.public_url)
+    verify_api = VerificationApi(runtime.verifications, _webhook_credentials(s), http.public_url)
     app.router.add_post("/api/v1/verifications", verify_api.create)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
@@ -348,18 +351,18 @@ def _webhook_credentials(s: Settings) -> Credentials:
 def _intake(runtime: Runtime) -> WebhookIntake:
     s = runtime.settings
     credentials = _webhook_credentials(s)
-    return WebhookIntake(runtime.inbox, runtime.metrics, credentials, s.max_body_bytes, runtime.accepted)
+    return WebhookIntake(runtime.inbox, runtime.metrics, credentials, s.http.max_body_bytes, runtime.accepted)
 
 
 def _pages(runtime: Runtime, links: LinkSettings, admin_token: str | None) -> Pages:
     s = runtime.settings
     return Pages(
         store=runtime.store,
-        access=ReadAccess(s.tokens.read_token, s.auth_proxy_header, admin_token),
+        access=ReadAccess(s.tokens.read_token, s.http.auth_proxy_header, admin_token),
         approvals=runtime.approvals,
-        namespaces=s.namespaces,
+        namespaces=runtime.backends.namespaces,
         rules=[r.name for r in runtime.config.rules],
-        secure_cookies=s.public_url.startswith("https://"),
+        secure_cookies=s.http.public_url.startswith("https://"),
         links=links,
     )
 
@@ -367,8 +370,7 @@ def _pages(runtime: Runtime, links: LinkSettings, admin_token: str | None) -> Pa
 async def create_app(settings: Settings, registry: Registry | None = None) -> web.Application:
     """The served application: opens the runtime on start-up, closes it on shutdown. With the
     embedded backend diagnosis runs in a child process unless MEDIC_DIAGNOSIS_PROCESS=false."""
-    embedded = settings.redis_url is None and settings.mongo_url is None
-    role = Role.INTAKE if embedded and settings.diagnosis_process else Role.ALL
+    role = Role.INTAKE if settings.inbox.embedded and settings.process.diagnosis_process else Role.ALL
     runtime = await Runtime.open(settings, registry, role=role)
     app = build_app(runtime)
     app["runtime"] = runtime
@@ -377,7 +379,7 @@ async def create_app(settings: Settings, registry: Registry | None = None) -> we
         await runtime.start()
         log.info("medic started", **start_fields(runtime))
         yield
-        log.info("medic stopping", grace_seconds=settings.shutdown_grace_seconds)
+        log.info("medic stopping", grace_seconds=settings.process.shutdown_grace_seconds)
         started = time.monotonic()
         await runtime.close()
         log.info("medic stopped", seconds=round(time.monotonic() - started, 2))
@@ -390,21 +392,22 @@ async def create_app(settings: Settings, registry: Registry | None = None) -> we
 def start_fields(runtime: Runtime) -> dict[str, object]:
     """What the start line says: which Medic, where it listens, how far it may act, on what."""
     s = runtime.settings
+    clients = runtime.backends
     diagnosed = {
-        "kubernetes": runtime.backends.kube is not None,
-        "prometheus": bool(s.prometheus_url),
-        "loki": bool(s.loki_url),
-        "mongodb": s.target_mongo_url is not None,
-        "redis": s.target_redis_url is not None,
+        "kubernetes": clients.kube is not None,
+        "prometheus": clients.prometheus is not None,
+        "loki": clients.loki is not None,
+        "mongodb": clients.mongo is not None,
+        "redis": clients.redis is not None,
     }
     return {
         "version": __version__,
-        "listen": f"{s.host}:{s.port}",
-        "mode": s.mode,
+        "listen": f"{s.http.host}:{s.http.port}",
+        "mode": s.remediation.mode,
         "backend": runtime.backend.kind,
-        "data_dir": str(s.data_dir),
+        "data_dir": str(s.inbox.data_dir),
         "diagnoses": [name for name, on in diagnosed.items() if on],
-        "notifiers": sorted(s.notifiers),
+        "notifiers": sorted(s.notify.notifiers),
         "rules": len(runtime.config.rules),
         "playbooks": len(runtime.config.playbooks),
     }

@@ -4,11 +4,15 @@ Precedence (highest first): explicit keyword arguments, environment variables, t
 ``MEDIC_CONFIG``, defaults. Nothing is read at import time: call :func:`load_settings`.
 
 :class:`Settings` is the source (flat, as the env vars and docs/configuration.md name them); the
-code reads the group of its concern, kopf style: ``settings.pipeline``, ``.remediation``, ``.kube``,
-``.links``, ``.inbox``, ``.notify`` and ``.tokens`` (every token, password and credential-bearing URL, the one
-place their values are unwrapped). The groups are frozen and satisfy the Protocols through which
+code reads the group of its concern, kopf style: ``settings.http``, ``.rules``, ``.process``,
+``.logging``, ``.pipeline``, ``.remediation``, ``.inbox``, ``.retention``, ``.diagnosed`` (with
+``.kube``), ``.verification``, ``.links``, ``.notify`` and ``.tokens``. Every setting is in a group
+(tests/unit/test_settings_groups.py). :class:`Tokens` holds every token, password and
+credential-bearing URL, the notification channels' secrets included: it is the one place a
+``SecretStr`` is unwrapped (no other module calls ``get_secret_value``), and a group that needs a
+credential takes it from there. The groups are frozen and satisfy the Protocols through which
 lower layers read settings without importing this module (``RemediationSettings``,
-``KubeSettings``, ``LinkSource``).
+``KubeSettings``, ``LinkSource``, ``RetentionSettings``).
 """
 
 from __future__ import annotations
@@ -43,7 +47,13 @@ from pydantic_settings.exceptions import SettingsError
 from medic.app.yamlsource import YamlDoc, load_yaml_file
 from medic.domain.durations import Duration
 from medic.domain.errors import ConfigError, ConfigErrors
-from medic.notify.config import ChannelConfig, check_channel_names, env_name, secrets_from_env
+from medic.notify.config import (
+    ChannelConfig,
+    ChannelSecrets,
+    check_channel_names,
+    env_name,
+    secrets_from_env,
+)
 from medic.rules.labels import loki_stream_selector
 
 Mode = Literal["off", "dry-run", "enforce"]
@@ -504,6 +514,60 @@ class Settings(BaseSettings):
 
     # -------------------------------------------------------------- groups by concern
     @property
+    def http(self) -> HttpGroup:
+        return HttpGroup(
+            host=self.host,
+            port=self.port,
+            max_body_bytes=self.max_body_bytes,
+            body_read_timeout=self.body_read_timeout,
+            keepalive_timeout=self.keepalive_timeout,
+            public_url=self.public_url,
+            auth_proxy_header=self.auth_proxy_header,
+        )
+
+    @property
+    def rules(self) -> RulesGroup:
+        return RulesGroup(rules_dir=self.rules_dir, playbooks_dir=self.playbooks_dir)
+
+    @property
+    def process(self) -> ProcessGroup:
+        return ProcessGroup(
+            workers=self.workers,
+            diagnosis_process=self.diagnosis_process,
+            shutdown_grace_seconds=self.shutdown_grace_seconds,
+        )
+
+    @property
+    def logging(self) -> LoggingGroup:
+        return LoggingGroup(log_format=self.log_format, log_level=self.log_level)
+
+    @property
+    def retention(self) -> RetentionGroup:
+        return RetentionGroup(
+            retention_incidents=self.retention_incidents,
+            retention_audit=self.retention_audit,
+            retention_dead_letters=self.retention_dead_letters,
+            purge_interval=self.purge_interval,
+        )
+
+    @property
+    def diagnosed(self) -> DiagnosedGroup:
+        tokens = self.tokens
+        return DiagnosedGroup(
+            namespaces=tuple(self.namespaces),
+            prometheus_url=self.prometheus_url,
+            loki_url=self.loki_url,
+            ingress_log_selector=self.ingress_log_selector,
+            kube=self.kube,
+            target_mongo_url=tokens.target_mongo_url,
+            target_redis_url=tokens.target_redis_url,
+        )
+
+    @property
+    def verification(self) -> VerificationGroup:
+        return VerificationGroup(verify_deploys=self.verify_deploys, namespaces=tuple(self.namespaces))
+
+    @property
     def remediation(self) -> RemediationGroup:
         return RemediationGroup(
             mode=self.mode,
@@ -545,6 +609,7 @@ class Settings(BaseSettings):
             data_dir=self.data_dir,
             db_path=self.db_path,
             inbox_path=self.inbox_path,
+            embedded=self.redis_url is None and self.mongo_url is None,
             dedup_ttl_seconds=self.dedup_ttl_seconds,
             lease_seconds=self.lease_seconds,
             queue_max=self.queue_max,
@@ -571,6 +636,7 @@ class Settings(BaseSettings):
             mongo_url=_reveal(self.mongo_url),
             target_redis_url=_reveal(self.target_redis_url),
             target_mongo_url=_reveal(self.target_mongo_url),
+            notifiers={name: channel_secrets(channel) for name, channel in self.notifiers.items()},
         )
 
 
@@ -581,6 +647,61 @@ class Settings(BaseSettings):
 
 def _reveal(secret: SecretStr | None) -> str | None:
     return secret.get_secret_value() if secret is not None else None
+
+
+def channel_secrets(channel: ChannelConfig) -> ChannelSecrets:
+    """A notification channel's secrets as text: every ``SecretStr`` setting of its type."""
+    return ChannelSecrets(
+        **{name: value.get_secret_value() for name, value in channel if isinstance(value, SecretStr)}
+    )
+
+
+@dataclass(frozen=True)
+class HttpGroup:
+    """The HTTP server: where it listens, what a request may take, the external URL, the auth
+    proxy's header (the tokens are in :class:`Tokens`)."""
+
+    host: str
+    port: int
+    max_body_bytes: int
+    body_read_timeout: timedelta
+    keepalive_timeout: timedelta
+    public_url: str
+    auth_proxy_header: str | None
+
+
+@dataclass(frozen=True)
+class RulesGroup:
+    """Where the rules and the playbooks are read from."""
+
+    rules_dir: Path
+    playbooks_dir: Path
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    """How a Medic process works: concurrent deliveries, diagnosis in a child process, the
+    shutdown grace."""
+
+    workers: int
+    diagnosis_process: bool
+    shutdown_grace_seconds: float
+
+
+@dataclass(frozen=True)
+class LoggingGroup:
+    log_format: str
+    log_level: str
+
+
+@dataclass(frozen=True)
+class RetentionGroup:
+    """How long Medic keeps its own data (:class:`medic.app.retention.RetentionSettings`)."""
+
+    retention_incidents: timedelta
+    retention_audit: timedelta
+    retention_dead_letters: timedelta
+    purge_interval: timedelta
 
 
 @dataclass(frozen=True)
@@ -616,6 +737,29 @@ class KubeGroup:
 
 
 @dataclass(frozen=True)
+class DiagnosedGroup:
+    """The systems Medic diagnoses (:class:`medic.app.backends.Backends`): the namespaces it may
+    look into, the clients' addresses, their credentials (from :class:`Tokens`)."""
+
+    namespaces: tuple[str, ...]
+    prometheus_url: str | None
+    loki_url: str | None
+    ingress_log_selector: str
+    kube: KubeGroup
+    target_mongo_url: str | None = field(repr=False)
+    target_redis_url: str | None = field(repr=False)
+
+
+@dataclass(frozen=True)
+class VerificationGroup:
+    """Deploy verification: whether the Deployments of ``namespaces`` are watched (None: when
+    Kubernetes is configured)."""
+
+    verify_deploys: str | None
+    namespaces: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class LinksGroup:
     """Where on-call's links point (:class:`medic.incidents.report.links.LinkSource`)."""
 
@@ -635,6 +779,7 @@ class InboxGroup:
     data_dir: Path
     db_path: Path
     inbox_path: Path
+    embedded: bool  # no redis_url / mongo_url: the inbox and the store are SQLite files in data_dir
     dedup_ttl_seconds: int
     lease_seconds: float
     queue_max: int
@@ -652,7 +797,7 @@ class NotifyGroup:
 @dataclass(frozen=True)
 class Tokens:
     """Every token, password and credential-bearing URL, unwrapped in this one place (never
-    shown by ``repr``: a logged group leaks nothing)."""
+    shown by ``repr``: a logged group leaks nothing); ``notifiers``: each notification channel's."""
 
     webhook_token: str | None = field(repr=False)
     webhook_username: str | None
@@ -664,15 +809,17 @@ class Tokens:
     mongo_url: str | None = field(repr=False)
     target_redis_url: str | None = field(repr=False)  # the diagnosed systems
     target_mongo_url: str | None = field(repr=False)
+    notifiers: dict[str, ChannelSecrets]  # by channel name (ChannelSecrets shows no value)
 
 
 if TYPE_CHECKING:  # the groups satisfy the Protocols of the lower layers (checked by mypy)
+    from medic.app.retention import RetentionSettings
     from medic.clients.kube.client import KubeSettings
     from medic.incidents.report.links import LinkSource
     from medic.remediation.executor import RemediationSettings
 
-    def _protocols(s: Settings) -> tuple[RemediationSettings, KubeSettings, LinkSource]:
-        return s.remediation, s.kube, s.links
+    def _protocols(s: Settings) -> tuple[RemediationSettings, KubeSettings, LinkSource, RetentionSettings]:
+        return s.remediation, s.kube, s.links, s.retention
 
 
 # Settings that only make sense together: (setting, the one it needs, why). (Redis without MongoDB

@@ -7,20 +7,22 @@ from datetime import datetime
 
 import aiohttp
 
-from medic.notify.config import ChannelBase
+from medic.notify.config import ChannelBase, ChannelSecrets
 from medic.notify.delivery import Outcome, Outgoing, deliver
 from medic.notify.events import Event, Links, MessageKind, plan_message
 
 
 class Notifier(ABC):
     """A named channel. ``build`` is pure and returns None when the channel has nothing to say
-    about an event (e.g. Grafana about a diagnosis without action); ``send`` never raises."""
+    about an event (e.g. Grafana about a diagnosis without action); ``send`` never raises.
+    ``secrets``: the channel's secret settings as text (``Settings.tokens.notifiers``)."""
 
     type: str = ""
 
-    def __init__(self, name: str, config: ChannelBase) -> None:
+    def __init__(self, name: str, config: ChannelBase, secrets: ChannelSecrets) -> None:
         self.name = name
         self.config = config
+        self.secrets = secrets
 
     def plan(self, event: Event, first_sent: bool) -> MessageKind | None:
         """What this channel sends for the event (a first message, an update, or nothing)."""

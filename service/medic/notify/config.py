@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 
 from medic.domain.durations import Duration
 from medic.domain.errors import ConfigError
@@ -42,6 +43,33 @@ def _http_url(value: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise ValueError("must be an http:// or https:// URL")
     return value.rstrip("/")
+
+
+def _long_enough(value: str) -> str:
+    if len(value) < 16:
+        raise ValueError("use at least 16 characters (e.g. openssl rand -hex 32)")
+    return value
+
+
+def _text_checked(check: Callable[[str], str]) -> BeforeValidator:
+    """Check a secret's text before pydantic wraps it in a SecretStr (its value is revealed only
+    by :class:`medic.app.settings.Tokens`); a SecretStr built by code is taken as given."""
+    return BeforeValidator(lambda value: check(value) if isinstance(value, str) else value)
+
+
+SecretUrl = Annotated[SecretStr, _text_checked(_http_url)]
+LongSecret = Annotated[SecretStr, _text_checked(_long_enough)]
+
+
+@dataclass(frozen=True)
+class ChannelSecrets:
+    """A channel's secret settings as text, for its notifier: unwrapped by
+    :class:`medic.app.settings.Tokens` (the one place Medic reveals a secret), never shown by
+    ``repr``. A field is empty when the channel's type has no such setting."""
+
+    url: str = field(default="", repr=False)  # Slack's and the webhook's URL (holds the credential)
+    secret: str = field(default="", repr=False)  # the webhook's HMAC key
+    token: str = field(default="", repr=False)  # Grafana's service account token
 
 
 class ChannelBase(BaseModel):
@@ -67,34 +95,17 @@ class SlackChannel(ChannelBase):
     """A Slack incoming webhook (Block Kit)."""
 
     type: Literal["slack"]
-    url: SecretStr
+    url: SecretUrl
     approval_links: bool = True
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: SecretStr) -> SecretStr:
-        return SecretStr(_http_url(value.get_secret_value()))
 
 
 class WebhookChannel(ChannelBase):
     """A generic JSON webhook: schema ``medic.notification/v1``, body signed with HMAC-SHA256."""
 
     type: Literal["webhook"]
-    url: SecretStr
-    secret: SecretStr = Field(description="HMAC-SHA256 key of the X-Medic-Signature header")
+    url: SecretUrl
+    secret: LongSecret = Field(description="HMAC-SHA256 key of the X-Medic-Signature header")
     approval_links: bool = True
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: SecretStr) -> SecretStr:
-        return SecretStr(_http_url(value.get_secret_value()))
-
-    @field_validator("secret")
-    @classmethod
-    def _long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 16:
-            raise ValueError("use at least 16 characters (e.g. openssl rand -hex 32)")
-        return value
 
 
 class GrafanaChannel(ChannelBase):
@@ -140,11 +151,11 @@ def secrets_from_env(environ: Mapping[str, str] | None = None) -> dict[str, dict
         if not key.startswith(ENV_PREFIX):
             continue
         rest = key[len(ENV_PREFIX) :]
-        for field in SECRET_FIELDS:
-            suffix = "_" + field.upper()
+        for secret in SECRET_FIELDS:
+            suffix = "_" + secret.upper()
             if rest.endswith(suffix) and len(rest) > len(suffix):
                 channel = rest[: -len(suffix)].lower().replace("_", "-")
-                out.setdefault(channel, {})[field] = value
+                out.setdefault(channel, {})[secret] = value
                 break
     return out
 

@@ -28,7 +28,7 @@ from medic.incidents.report.links import LinkSettings
 from medic.incidents.report.oncall import OnCall, oncall
 from medic.incidents.views import IncidentView, first_alerts
 from medic.notify.base import Notifier
-from medic.notify.config import ChannelConfig, GrafanaChannel, SlackChannel, WebhookChannel
+from medic.notify.config import ChannelConfig, ChannelSecrets, GrafanaChannel, SlackChannel, WebhookChannel
 from medic.notify.delivery import Outcome
 from medic.notify.events import Event, EventKind, Links, MessageKind, route
 from medic.notify.grafana import GrafanaNotifier
@@ -43,15 +43,18 @@ ApprovalLink = Callable[[Incident, int], Awaitable[str | None]]
 ONCALL_ALERTS = 20  # alerts whose summary/description/runbook a message may quote
 
 
-def build_notifiers(channels: Mapping[str, ChannelConfig]) -> dict[str, Notifier]:
+def build_notifiers(
+    channels: Mapping[str, ChannelConfig], secrets: Mapping[str, ChannelSecrets]
+) -> dict[str, Notifier]:
+    """A notifier per channel, with the channel's secrets as ``Settings.tokens.notifiers`` has them."""
     out: dict[str, Notifier] = {}
     for name, cfg in channels.items():
         if isinstance(cfg, SlackChannel):
-            out[name] = SlackNotifier(name, cfg)
+            out[name] = SlackNotifier(name, cfg, secrets[name])
         elif isinstance(cfg, WebhookChannel):
-            out[name] = WebhookNotifier(name, cfg)
+            out[name] = WebhookNotifier(name, cfg, secrets[name])
         elif isinstance(cfg, GrafanaChannel):
-            out[name] = GrafanaNotifier(name, cfg)
+            out[name] = GrafanaNotifier(name, cfg, secrets[name])
     return out
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from medic.domain.incident import ActionRecord, Incident
 from medic.incidents.report.escape import fold
 from medic.notify.base import Notifier
-from medic.notify.config import GrafanaChannel
+from medic.notify.config import ChannelSecrets, GrafanaChannel
 from medic.notify.delivery import Outgoing
 from medic.notify.events import TAKEN, Event, EventKind, Links, MessageKind, action_line
 
@@ -69,8 +69,8 @@ class GrafanaNotifier(Notifier):
     type = "grafana"
     config: GrafanaChannel
 
-    def __init__(self, name: str, config: GrafanaChannel) -> None:
-        super().__init__(name, config)
+    def __init__(self, name: str, config: GrafanaChannel, secrets: ChannelSecrets) -> None:
+        super().__init__(name, config, secrets)
 
     def plan(self, event: Event, first_sent: bool) -> MessageKind | None:
         # annotations are independent marks, not a conversation: each stands on its own
@@ -83,5 +83,5 @@ class GrafanaNotifier(Notifier):
         return Outgoing.json(
             f"{self.config.url}/api/annotations",
             body,
-            {"Authorization": f"Bearer {self.config.token.get_secret_value()}"},
+            {"Authorization": f"Bearer {self.secrets.token}"},
         )

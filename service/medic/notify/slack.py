@@ -17,7 +17,7 @@ from medic.incidents.report.escape import slack_code, slack_link, slack_text
 from medic.incidents.report.oncall import OnCall, is_coverage
 from medic.incidents.report.verification import headline
 from medic.notify.base import Notifier
-from medic.notify.config import SlackChannel
+from medic.notify.config import ChannelSecrets, SlackChannel
 from medic.notify.delivery import Outgoing
 from medic.notify.events import Event, Links, MessageKind, action_line, ranked, update_line
 
@@ -173,11 +173,11 @@ class SlackNotifier(Notifier):
     type = "slack"
     config: SlackChannel
 
-    def __init__(self, name: str, config: SlackChannel) -> None:
-        super().__init__(name, config)
+    def __init__(self, name: str, config: SlackChannel, secrets: ChannelSecrets) -> None:
+        super().__init__(name, config, secrets)
 
     def build(self, event: Event, kind: MessageKind, links: Links, now: datetime) -> Outgoing | None:
         if not self.config.approval_links:
             links = replace(links, approve={})
         body = first_message(event, links) if kind is MessageKind.FIRST else update_message(event, links)
-        return Outgoing.json(self.config.url.get_secret_value(), body)
+        return Outgoing.json(self.secrets.url, body)

@@ -28,7 +28,7 @@ from medic.domain.verification import Verification
 from medic.incidents.report.escape import fold
 from medic.incidents.report.verification import headline
 from medic.notify.base import Notifier
-from medic.notify.config import EventName, WebhookChannel
+from medic.notify.config import ChannelSecrets, EventName, WebhookChannel
 from medic.notify.delivery import Outgoing
 from medic.notify.events import Event, Links, MessageKind, ranked, update_line
 
@@ -261,21 +261,21 @@ class WebhookNotifier(Notifier):
     type = "webhook"
     config: WebhookChannel
 
-    def __init__(self, name: str, config: WebhookChannel) -> None:
-        super().__init__(name, config)
+    def __init__(self, name: str, config: WebhookChannel, secrets: ChannelSecrets) -> None:
+        super().__init__(name, config, secrets)
 
     def build(self, event: Event, kind: MessageKind, links: Links, now: datetime) -> Outgoing | None:
         if not self.config.approval_links:
             links = replace(links, approve={})
         body = notification(event, kind, links, now).model_dump(mode="json", by_alias=True)
-        out = Outgoing.json(self.config.url.get_secret_value(), body)
+        out = Outgoing.json(self.secrets.url, body)
         timestamp = str(int(now.timestamp()))
         out.headers.update(
             {
                 "X-Medic-Event": f"incident.{event.kind.value}",
                 "X-Medic-Delivery": event.id,
                 "X-Medic-Timestamp": timestamp,
-                "X-Medic-Signature": signature(self.config.secret.get_secret_value(), timestamp, out.body),
+                "X-Medic-Signature": signature(self.secrets.secret, timestamp, out.body),
                 "User-Agent": "playcode-medic",
             }
         )

@@ -82,19 +82,20 @@ async def _configured_inbox() -> AsyncIterator[Inbox]:
     from medic.app.settings import load_settings
 
     settings = load_settings()
-    if settings.redis_url is not None:
+    inbox, redis_url = settings.inbox, settings.tokens.redis_url
+    if redis_url is not None:
         from medic.clients.redis import connect
         from medic.coordination.redis_keys import RedisKeys
         from medic.inbox.redis import RedisInbox
 
-        client = connect(settings.redis_url.get_secret_value())
+        client = connect(redis_url)
         try:
             yield RedisInbox(
                 client,
                 RedisKeys(),
-                dedup_ttl=settings.dedup_ttl_seconds,
-                lease_seconds=settings.lease_seconds,
-                queue_max=settings.queue_max,
+                dedup_ttl=inbox.dedup_ttl_seconds,
+                lease_seconds=inbox.lease_seconds,
+                queue_max=inbox.queue_max,
             )
         finally:
             await client.aclose()
@@ -102,12 +103,12 @@ async def _configured_inbox() -> AsyncIterator[Inbox]:
     from medic.clients.sqlite import SqliteDB
     from medic.inbox.sqlite import SqliteInbox
 
-    if not settings.inbox_path.exists():
-        raise ConfigError(f"no local inbox at {settings.inbox_path} (set MEDIC_DATA_DIR, or use --url)")
-    db = SqliteDB(settings.inbox_path)
+    if not inbox.inbox_path.exists():
+        raise ConfigError(f"no local inbox at {inbox.inbox_path} (set MEDIC_DATA_DIR, or use --url)")
+    db = SqliteDB(inbox.inbox_path)
     await db.open()
     try:
-        yield SqliteInbox(db, dedup_ttl=settings.dedup_ttl_seconds)
+        yield SqliteInbox(db, dedup_ttl=inbox.dedup_ttl_seconds)
     finally:
         await db.close()
 

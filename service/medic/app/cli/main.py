@@ -51,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         overrides["port"] = args.port
     settings = load_settings(**overrides)
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.logging.log_format, settings.logging.log_level)
     for name, close in unknown_env():
         structlog.get_logger("medic.app.settings").warning(
             "environment variable is not a Medic setting: ignored", variable=name, did_you_mean=close
@@ -59,8 +59,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     web.run_app(
         create_app(settings),
         loop=metered_event_loop(),  # its utilization decides when diagnosis waits (claim_gate)
-        host=settings.host,
-        port=settings.port,
+        host=settings.http.host,
+        port=settings.http.port,
         print=None,
         access_log=None,
         shutdown_timeout=15,
@@ -122,10 +122,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         playbooks = [f for f in files if _looks_like_playbook(f)]
         rules = [f for f in files if f not in playbooks]
         if rules and not playbooks:
-            playbooks = [load_settings().playbooks_dir]
+            playbooks = [load_settings().rules.playbooks_dir]
     else:
-        settings = load_settings()
-        rules, playbooks = [settings.rules_dir], [settings.playbooks_dir]
+        dirs = load_settings().rules
+        rules, playbooks = [dirs.rules_dir], [dirs.playbooks_dir]
     config = None
     if not errors:
         try:
@@ -220,7 +220,7 @@ async def _replay(args: argparse.Namespace) -> int:
             )
             label = f"replaying {len(payload.alerts)} alert(s), collectors running"
             touched = await progress.around(
-                label, runtime.pipeline.process(item), budget=settings.playbook_deadline_seconds
+                label, runtime.pipeline.process(item), budget=settings.pipeline.playbook_deadline_seconds
             )
             views = [
                 view
@@ -430,18 +430,19 @@ async def _kill_switch(args: argparse.Namespace) -> dict[str, Any]:
         return kill_switch_json(await state.set_kill_switch(enabled, args.by, args.reason))
 
     settings = load_settings()
-    if settings.redis_url is not None:  # the production backend: the switch lives in Medic's Redis
+    redis_url = settings.tokens.redis_url
+    if redis_url is not None:  # the production backend: the switch lives in Medic's Redis
         from medic.clients.redis import connect
         from medic.coordination.redis import RedisRemediationState
         from medic.coordination.redis_keys import RedisKeys
 
-        client = connect(settings.redis_url.get_secret_value())
+        client = connect(redis_url)
         try:
             return await flip(RedisRemediationState(client, RedisKeys()))
         finally:
             await client.aclose()
-    ensure_data_dir(settings.data_dir)
-    db = SqliteDB(settings.db_path)
+    ensure_data_dir(settings.inbox.data_dir)
+    db = SqliteDB(settings.inbox.db_path)
     await db.open()
     try:
         return await flip(SqliteRemediationState(db))
