@@ -161,6 +161,11 @@ CRASH_CASE = (
             ":7",
             "playbook crashloop has no action 'rolback' (its actions: rollback",
         ),
+        (  # a misspelt finding code would pass forever in not_findings
+            CRASH_CASE + "    expect: {{not_findings: [crashloop.regresion]}}\n",
+            ":7",
+            "no analyzer of playbook crashloop returns 'crashloop.regresion'",
+        ),
         (  # a bundle gives the alerts: giving them again is ambiguous
             CRASH_CASE + "    bundle: inc.json\n    expect: {{rule: crashloop-rollback}}\n",
             ":7",

@@ -330,5 +330,6 @@ ANALYZERS = [
         "backup",
         analyze_backup,
         "runbook 5.1: why the backup CronJob's last run failed, hours since the last good backup",
+        codes=tuple(f"backup.{c}" for c in ("failed", "ok", "overdue", "recovered", "running", "suspended")),
     ),
 ]

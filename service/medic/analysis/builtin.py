@@ -72,6 +72,10 @@ def coverage(inp: AnalysisInput) -> list[Finding]:
 
 
 ANALYZERS = [
-    AnalyzerDef("metric_thresholds", metric_thresholds, "named queries over their thresholds"),
-    AnalyzerDef("coverage", coverage, "checks that gave no data (always run)"),
+    AnalyzerDef(
+        "metric_thresholds", metric_thresholds, "named queries over their thresholds", codes=("metric.*",)
+    ),
+    AnalyzerDef(
+        "coverage", coverage, "checks that gave no data (always run)", codes=("coverage.incomplete",)
+    ),
 ]

@@ -331,5 +331,18 @@ ANALYZERS = [
         "certificates",
         analyze_certificate,
         "runbook 6.3: why a cert-manager Certificate is not ready or renewed (issuer, ACME, expiry)",
+        codes=tuple(
+            f"cert.{c}"
+            for c in (
+                "issuer_not_ready",
+                "challenge_failed",
+                "order_failed",
+                "request_failed",
+                "expired",
+                "expiring",
+                "not_ready",
+                "issuing",
+            )
+        ),
     ),
 ]

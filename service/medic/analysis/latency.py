@@ -290,4 +290,25 @@ def latency(inp: AnalysisInput) -> list[Finding]:
     return causes or _unexplained(inp, n)
 
 
-ANALYZERS = [AnalyzerDef("latency", latency, "causes of high latency (runbook 3.2)")]
+ANALYZERS = [
+    AnalyzerDef(
+        "latency",
+        latency,
+        "causes of high latency (runbook 3.2)",
+        codes=(
+            *(
+                f"latency.{c}"
+                for c in (
+                    "cpu_saturation",
+                    "memory_pressure",
+                    "hpa_maxed",
+                    "error_spike",
+                    "mongo_slow_ops",
+                    "mongo_slow_queries",
+                    "unexplained",
+                )
+            ),
+            "latency.redis_*",  # the Redis findings that explain latency, as latency.redis_<redis code>
+        ),
+    )
+]

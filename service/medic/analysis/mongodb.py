@@ -388,4 +388,23 @@ def mongodb(inp: AnalysisInput) -> list[Finding]:
     return findings
 
 
-ANALYZERS = [AnalyzerDef("mongodb", mongodb, "MongoDB down or degraded (runbook 3.3)")]
+ANALYZERS = [
+    AnalyzerDef(
+        "mongodb",
+        mongodb,
+        "MongoDB down or degraded (runbook 3.3)",
+        codes=tuple(
+            f"mongodb.{c}"
+            for c in (
+                "unreachable",
+                "no_primary",
+                "member_unhealthy",
+                "replication_lag",
+                "disk_nearly_full",
+                "connections_exhausted",
+                "cache_pressure",
+                "slow_operations",
+            )
+        ),
+    )
+]

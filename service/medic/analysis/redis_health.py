@@ -555,4 +555,37 @@ def redis_health(inp: AnalysisInput) -> list[Finding]:
     return findings + _slow_ping(inp, n)
 
 
-ANALYZERS = [AnalyzerDef("redis", redis_health, "Redis down or degraded (runbook 3.4)")]
+ANALYZERS = [
+    AnalyzerDef(
+        "redis",
+        redis_health,
+        "Redis down or degraded (runbook 3.4)",
+        codes=tuple(
+            f"redis.{c}"
+            for c in (
+                "unreachable",
+                "writes_refused_misconf",
+                "loading",
+                "busy_script",
+                "maxmemory_oom",
+                "auth_refused",
+                "read_only_replica",
+                "master_down",
+                "maxclients_reached",
+                "error_reply",
+                "aof_write_error",
+                "rdb_save_failed",
+                "aof_rewrite_failed",
+                "aof_disabled",
+                "aof_fsync_delayed",
+                "evicting",
+                "memory_high",
+                "rejected_connections",
+                "clients_near_limit",
+                "replication_broken",
+                "slow_commands",
+                "slow_ping",
+            )
+        ),
+    )
+]

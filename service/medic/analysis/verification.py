@@ -400,5 +400,8 @@ ANALYZERS = [
         "deploy_verify",
         deploy_verify,
         "a fresh revision against its baseline over the verification window: passed, failed or inconclusive",
+        codes=(
+            "verify.*",
+        ),  # the verdict (verify.passed, ...) and each breached check (verify.error_ratio_5xx, ...)
     )
 ]

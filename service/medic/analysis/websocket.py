@@ -322,4 +322,25 @@ def websocket(inp: AnalysisInput) -> list[Finding]:
     return findings
 
 
-ANALYZERS = [AnalyzerDef("websocket", websocket, "WebSocket trouble (runbook 3.5)")]
+ANALYZERS = [
+    AnalyzerDef(
+        "websocket",
+        websocket,
+        "WebSocket trouble (runbook 3.5)",
+        codes=(
+            *(
+                f"websocket.{c}"
+                for c in (
+                    "connection_drop",
+                    "socket_errors",
+                    "ingress_proxy_errors",
+                    "ingress_timeout_short",
+                    "ingress_upstream_timeouts",
+                    "redis_adapter_errors",
+                    "redis_unreachable",
+                )
+            ),
+            "websocket.redis_*",  # the Redis findings behind dropped sockets, as websocket.redis_<redis code>
+        ),
+    )
+]

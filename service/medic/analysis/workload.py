@@ -139,7 +139,7 @@ def analyze_pvc(inp: AnalysisInput) -> list[Finding]:
 
 
 ANALYZERS = [
-    AnalyzerDef("not_ready", analyze_not_ready, "why pods are not ready"),
-    AnalyzerDef("hpa", analyze_hpa, "HPA at its maximum"),
-    AnalyzerDef("pvc", analyze_pvc, "PVC not bound or filling up"),
+    AnalyzerDef("not_ready", analyze_not_ready, "why pods are not ready", codes=("pod.not_ready",)),
+    AnalyzerDef("hpa", analyze_hpa, "HPA at its maximum", codes=("hpa.maxed_out",)),
+    AnalyzerDef("pvc", analyze_pvc, "PVC not bound or filling up", codes=("pvc.not_bound", "pvc.filling_up")),
 ]

@@ -44,7 +44,7 @@ from medic.incidents.base import IncidentStore
 from medic.incidents.views import first_alerts
 from medic.intake.model import WebhookPayload
 from medic.playbooks.compiled import CompiledPlaybook
-from medic.playbooks.contract import AnalysisInput, Registry, StepContext
+from medic.playbooks.contract import AnalysisInput, AnalyzerDef, Registry, StepContext
 from medic.playbooks.runner import PlannedStep, run_steps
 from medic.rules.model import Rule
 from medic.rules.routing import coalescing_key, matching_rules
@@ -55,6 +55,8 @@ log = structlog.get_logger("medic.app.pipeline")
 
 
 DIAGNOSIS_ALERTS = 500  # alerts a diagnosis reads (collectors take pod names from their labels)
+ALWAYS_ANALYZER = "coverage"  # run for every playbook: the checks that gave no data
+ANALYZER_ERROR = "analyzer.error"  # the finding of an analyzer that failed
 
 
 class Remediator(Protocol):
@@ -394,6 +396,14 @@ class Pipeline:
         )
 
 
+def analyzers_of(registry: Registry, playbook: CompiledPlaybook) -> list[AnalyzerDef]:
+    """The analyzers a diagnosis runs: the playbook's, and ``coverage`` always."""
+    analyzers = list(playbook.analyzers)
+    if ALWAYS_ANALYZER not in {a.name for a in analyzers}:
+        analyzers.append(registry.analyzers[ALWAYS_ANALYZER])
+    return analyzers
+
+
 def analyze(
     registry: Registry,
     incident: Incident,
@@ -410,9 +420,7 @@ def analyze(
         evidence={e.step: e for e in evidence},
         now=now,
     )
-    analyzers = list(playbook.analyzers)
-    if "coverage" not in {a.name for a in analyzers}:
-        analyzers.append(registry.analyzers["coverage"])
+    analyzers = analyzers_of(registry, playbook)
     findings: list[Finding] = []
     for analyzer in analyzers:
         try:
@@ -422,7 +430,7 @@ def analyze(
             findings.append(
                 Finding(
                     analyzer=analyzer.name,
-                    code="analyzer.error",
+                    code=ANALYZER_ERROR,
                     severity="info",
                     summary=f"analyzer {analyzer.name} failed: {type(exc).__name__}: {exc}",
                 )

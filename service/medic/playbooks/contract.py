@@ -114,6 +114,13 @@ class AnalyzerDef:
     name: str
     fn: AnalyzerFn
     summary: str = ""
+    # The finding codes it may return; ``area.prefix*`` for a family named at run time (a metric
+    # query's name, a verification check). ``medic test`` refuses an expected code no analyzer of
+    # the playbook declares; the analyzer contract checks every finding against it.
+    codes: tuple[str, ...] = ()
+
+    def declares(self, code: str) -> bool:
+        return any(code == c or (c.endswith("*") and code.startswith(c[:-1])) for c in self.codes)
 
 
 @dataclass(frozen=True)

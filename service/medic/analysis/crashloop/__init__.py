@@ -29,7 +29,25 @@ def analyze_crashloop(inp: AnalysisInput) -> list[Finding]:
 
 
 ANALYZERS = [
-    AnalyzerDef("crashloop", analyze_crashloop, "why a workload crash-loops; rollback only for a regression")
+    AnalyzerDef(
+        "crashloop",
+        analyze_crashloop,
+        "why a workload crash-loops; rollback only for a regression",
+        codes=tuple(
+            f"crashloop.{c}"
+            for c in (
+                "regression",
+                "predates_rollout",
+                "oom_killed",
+                "liveness_probe",
+                "image_pull",
+                "config_error",
+                "dependency_down",
+                "crash",
+                "not_reproduced",
+            )
+        ),
+    )
 ]
 
 __all__ = ["ANALYZERS", "analyze_crashloop", "classify", "container_trouble"]

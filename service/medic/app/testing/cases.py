@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from medic.analysis.verification import WINDOW_STEP, Window
 from medic.app.config import Config
+from medic.app.pipeline import ANALYZER_ERROR, analyzers_of
 from medic.app.testing.evaluate import (
     NO_ACTION,
     WOULD_ACT,
@@ -219,11 +220,40 @@ def _run_one(
         kill_switch=case.kill_switch,
     )
     _check_action_name(case.expect, built, config, doc, loc)
+    _check_codes(case.expect, built, config, registry, doc, loc)
     outcome = evaluate(built, config, registry, pol)
     expect = case.expect.model_dump(mode="json", exclude_unset=True)
     return Result(
         case.name, doc.file, doc.line_of(loc), compare(case.expect, outcome), outcome.document(), expect
     )
+
+
+def _check_codes(
+    expect: Expectation,
+    case: Case,
+    config: Config,
+    registry: Registry,
+    doc: YamlDoc,
+    loc: tuple[str | int, ...],
+) -> None:
+    """An expected finding code must be one the playbook's analyzers declare (a misspelt code in
+    ``not_findings`` would pass forever, in ``findings`` fail for the wrong reason)."""
+    rule = route(case.alerts, config)
+    playbook = config.playbooks.get(rule.playbook) if rule and rule.playbook else None
+    if playbook is None:
+        return
+    analyzers = analyzers_of(registry, playbook)
+    for key in ("findings", "not_findings"):
+        for i, code in enumerate(getattr(expect, key)):
+            if code == ANALYZER_ERROR or any(a.declares(code) for a in analyzers):
+                continue
+            raise ConfigError(
+                f"no analyzer of playbook {playbook.name} returns {code!r} "
+                f"(its analyzers: {', '.join(a.name for a in analyzers)}; docs/findings.md lists the codes)",
+                file=doc.file,
+                line=doc.line_of((*loc, "expect", key, i)),
+                field=f"tests.{loc[1]}.expect.{key}.{i}",
+            )
 
 
 def _check_action_name(
