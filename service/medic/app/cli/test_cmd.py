@@ -66,10 +66,10 @@ def _policy(settings: Any, mode: str = "dry-run") -> Any:
 
     return Policy(
         mode=mode,
-        namespaces=tuple(settings.namespaces),
-        global_budget_count=settings.global_budget_count,
-        global_budget_window=timedelta(seconds=settings.global_budget_window_seconds),
-        flap_window=timedelta(seconds=settings.flap_window_seconds),
+        namespaces=tuple(settings.remediation.namespaces),
+        global_budget_count=settings.remediation.global_budget_count,
+        global_budget_window=timedelta(seconds=settings.remediation.global_budget_window_seconds),
+        flap_window=timedelta(seconds=settings.remediation.flap_window_seconds),
     )
 
 
@@ -87,12 +87,12 @@ def cmd_test(args: argparse.Namespace) -> int:
     from medic.app.testing.cases import Defaults, run_file
 
     settings = load_settings()
-    paths = [Path(p) for p in args.paths] or [settings.rules_dir / "tests"]
+    paths = [Path(p) for p in args.paths] or [settings.rules.rules_dir / "tests"]
     files = _test_files(paths)
     if not files:
         raise UsageError(f"no test files (*.yaml) in {', '.join(map(str, paths))}")
     registry, load = _config_loader()
-    defaults = Defaults(settings.rules_dir, settings.playbooks_dir, _policy(settings))
+    defaults = Defaults(settings.rules.rules_dir, settings.rules.playbooks_dir, _policy(settings))
     results: list[Result] = []
     errors: list[ConfigError] = []
     for file in files:
@@ -162,8 +162,8 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
 
     labels = _labels(args.labels)
     settings = load_settings()
-    rules_dir = Path(args.rules) if args.rules else settings.rules_dir
-    playbooks_dir = Path(args.playbooks) if args.playbooks else settings.playbooks_dir
+    rules_dir = Path(args.rules) if args.rules else settings.rules.rules_dir
+    playbooks_dir = Path(args.playbooks) if args.playbooks else settings.rules.playbooks_dir
     _, load = _config_loader()
     config = load(rules_dir, playbooks_dir)
     steps = route_steps(labels, config.rules)  # as the service routes
@@ -354,8 +354,8 @@ async def _replay_since(args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings()
     registry, load = _config_loader()
     config = load(
-        Path(args.rules) if args.rules else settings.rules_dir,
-        Path(args.playbooks) if args.playbooks else settings.playbooks_dir,
+        Path(args.rules) if args.rules else settings.rules.rules_dir,
+        Path(args.playbooks) if args.playbooks else settings.rules.playbooks_dir,
     )
     start = datetime.now(UTC) - _since(args.since)
     async with _Source(args).open() as source:
