@@ -219,7 +219,7 @@ class EmbeddedBackend:
             if inbox_db is not None:
                 await inbox_db.open()
                 await db.move_tables_to(inbox_db, INBOX_TABLES)  # a file of an older version
-            policy = RetentionPolicy.from_settings(settings)
+            policy = RetentionPolicy.from_settings(settings.retention)
             backend = cls(
                 db, inbox_db, dedup_ttl=settings.inbox.dedup_ttl_seconds, policy=policy, remote_inbox=remote
             )
@@ -377,7 +377,7 @@ class ProductionBackend:
             availability=redis_up,
         )
         inbox = FailSafeInbox(redis_inbox, spool, redis_up, spool_max=settings.inbox.queue_max)
-        policy = RetentionPolicy.from_settings(settings)
+        policy = RetentionPolicy.from_settings(settings.retention)
         mongo = MongoIncidentStore(
             mclient, retention=policy.incidents, audit_retention=policy.audit, availability=mongo_up
         )
@@ -423,7 +423,7 @@ class ProductionBackend:
                 asyncio.create_task(self._run_heartbeat(), name="medic-lease-heartbeat"),
                 asyncio.create_task(self._run_upkeep(), name="medic-backend-upkeep"),
                 asyncio.create_task(
-                    run_purges(self.purge, RetentionPolicy.from_settings(self.settings), self._stop),
+                    run_purges(self.purge, RetentionPolicy.from_settings(self.settings.retention), self._stop),
                     name="medic-purge",
                 ),
             ]
