@@ -12,10 +12,12 @@ import io
 import json
 import os
 import pty
-import shlex
+import re
 import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,6 +210,26 @@ def test_the_help_walker_finds_an_option_without_help() -> None:
     assert _undocumented(parser, "medic") == ["medic --undocumented"]
 
 
+def _parsers(
+    parser: argparse.ArgumentParser, path: str = "medic"
+) -> list[tuple[str, argparse.ArgumentParser]]:
+    found = [(path, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += _parsers(sub, f"{path} {name}")
+    return found
+
+
+def test_help_is_plain_text() -> None:
+    """No reST markup (``literal``, `code`, :mod:`role`) in any command's --help."""
+    for path, parser in _parsers(build_parser()):
+        text = parser.format_help()
+        assert "`" not in text and ":mod:" not in text and ":class:" not in text, (path, text)
+    verify = dict(_parsers(build_parser()))["medic verify"].format_help()
+    assert "With --url it asks a running Medic (POST /api/v1/verifications" in verify
+
+
 def test_every_command_that_prints_data_takes_o_json_and_yaml() -> None:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     for name, parser in sub.choices.items():
@@ -233,6 +255,21 @@ def test_every_command_that_prints_data_takes_o_json_and_yaml() -> None:
             1,
             "http://127.0.0.1:9: Cannot connect",
         ),
+        # one argparse type per kind of value, the same refusal (exit 2) in every command
+        (["incidents", "--limit", "-5"], {}, 2, "argument --limit: '-5': must be 1 or more"),
+        (["incidents", "--limit", "0"], {}, 2, "argument --limit: '0': must be 1 or more"),
+        (["dead-letters", "list", "--limit", "0"], {}, 2, "argument --limit: '0': must be 1 or more"),
+        (["incidents", "--url", "notaurl"], {}, 2, "argument --url: 'notaurl' is not an http(s) URL"),
+        (["report", "x", "--url", "ftp://h/"], {}, 2, "argument --url: 'ftp://h/' is not an http(s) URL"),
+        (["dead-letters", "list", "--url", "localhost:8080"], {}, 2, "is not an http(s) URL"),
+        (["kill-switch", "status", "--url", "http://"], {}, 2, "is not an http(s) URL"),
+        (["replay", "--since", "1d", "--url", "x"], {}, 2, "argument --url: 'x' is not an http(s) URL"),
+        (["verify", "x", "-n", "playcode", "--url", "x"], {}, 2, "argument --url: 'x' is not an http(s)"),
+        (["incidents", "--url", "http://h", "--timeout", "0"], {}, 2, "'0': must be more than zero"),
+        (["incidents", "--url", "http://h", "--timeout", "soon"], {}, 2, "'soon' is not a duration"),
+        (["verify", "x", "-n", "Play_Code"], {}, 2, "'Play_Code' is not a Kubernetes namespace name"),
+        (["check", "--bogus"], {}, 2, "usage: medic check"),
+        (["dead-letters", "list", "--bogus"], {}, 2, "medic dead-letters: error: unrecognized arguments"),
     ],
 )
 def test_exit_codes(medic: InProcess, args: list[str], env: dict[str, str], code: int, words: str) -> None:
@@ -295,9 +332,25 @@ def _replayable(tmp_path: Path) -> Path:
     )
 
 
-@pytest.mark.parametrize("args", [["check"], ["check", "-o", "json"], ["replay", "PAYLOAD"]])
-def test_a_closed_pipe_is_no_traceback(tmp_path: Path, args: list[str]) -> None:
-    args = [str(_replayable(tmp_path)) if a == "PAYLOAD" else a for a in args]
+BAD_RULES = "- name: r\n  matchers: ['alertname=\"A\"']\n  playbook: nope\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["check"], 0),
+        (["check", "-o", "json"], 0),
+        (["replay", "PAYLOAD"], 0),
+        (["replay", "PAYLOAD", "-o", "json"], 0),
+        (["check", "BAD", "-o", "json"], 1),  # the command's own status, not the pipe's
+    ],
+)
+def test_a_closed_pipe_is_no_traceback(tmp_path: Path, args: list[str], code: int) -> None:
+    """A reader gone before Medic writes: no error of the command, it exits with its own status
+    (docs/cli.md); the same as when the reader goes after the write (test_replay_into_head)."""
+    (tmp_path / "bad.yaml").write_text(BAD_RULES)
+    named = {"PAYLOAD": str(_replayable(tmp_path)), "BAD": str(tmp_path / "bad.yaml")}
+    args = [named.get(a, a) for a in args]
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before Medic writes a byte: every write gets EPIPE
     try:
@@ -312,24 +365,33 @@ def test_a_closed_pipe_is_no_traceback(tmp_path: Path, args: list[str]) -> None:
         )
     finally:
         os.close(write_end)
-    assert result.returncode == 1
+    assert result.returncode == code
     assert result.stderr == "", result.stderr
 
 
-def test_replay_into_head(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("output", "head"), [("text", ["head", "-1"]), ("json", ["head", "-c", "10"])])
+def test_replay_into_head(tmp_path: Path, output: str, head: list[str]) -> None:
+    """``medic replay … | head``: Medic's own exit status (not the shell's, which is head's) is 0
+    whether head left before or after the write."""
     path = _replayable(tmp_path)
-    command = " ".join(shlex.quote(a) for a in [*MEDIC, "replay", str(path)]) + " | head -1"
-    result = subprocess.run(
-        ["sh", "-c", command],
+    medic = subprocess.Popen(
+        [*MEDIC, "replay", str(path), "-o", output],
         cwd=tmp_path,
         env=medic_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    assert result.returncode == 0
-    assert result.stdout.startswith("#") and len(result.stdout.splitlines()) == 1
-    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+    assert medic.stdout is not None and medic.stderr is not None
+    reader = subprocess.run(head, stdin=medic.stdout, capture_output=True, timeout=120)
+    medic.stdout.close()  # head is gone: only it held the pipe's read end
+    err = medic.stderr.read().decode()
+    medic.stderr.close()
+    assert medic.wait(timeout=120) == 0, err
+    assert reader.returncode == 0
+    first = reader.stdout.decode()
+    assert first.startswith("#" if output == "text" else "{")
+    assert len(first) == 10 if output == "json" else len(first.splitlines()) == 1
+    assert "Traceback" not in err and "BrokenPipe" not in err
 
 
 class _Terminal(io.StringIO):
@@ -444,3 +506,173 @@ def test_docs_cli_page_names_every_command() -> None:
     page = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert [name for name in sub.choices if f"`medic {name}" not in page] == []
+
+
+# --------------------------------------------------------------------------- links in the Markdown
+CLI_LINKS = {"MEDIC_GRAFANA_URL": "http://grafana.cli.example", "MEDIC_GRAFANA_LOKI_DATASOURCE": "loki"}
+SERVER_LINKS = {"grafana_url": "http://grafana.server.example", "grafana_loki_datasource": "loki"}
+SILENCE = "http://alertmanager.example/#/silences/new?filter="  # the payloads' externalURL
+
+
+def _links(markdown: str) -> dict[str, str]:
+    """The report's links line, ``- **Links**: [name](url) · …``, by name."""
+    (line,) = [ln for ln in markdown.splitlines() if ln.startswith("- **Links**:")]
+    return dict(re.findall(r"\[([^\]]+)\]\((\S+?)\)", line))
+
+
+def test_replay_markdown_carries_the_links(tmp_path: Path, medic: InProcess) -> None:
+    result = medic("replay", str(_replayable(tmp_path)), **CLI_LINKS)
+    assert result.returncode == 0, result.stderr
+    links = _links(result.stdout)
+    assert links["Grafana: logs"].startswith("http://grafana.cli.example/explore?")
+    assert links["Silence in Alertmanager"].startswith(SILENCE)
+
+
+async def test_report_and_show_carry_the_links_local_and_remote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Local: the links of the CLI's settings. --url: the server's Markdown, with its links."""
+    settings = medic_settings(tmp_path, **SERVER_LINKS)
+    async with running_medic(settings) as m:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(
+                f"{m.url}/api/v1/alerts", json=json.loads(_replayable(tmp_path).read_text())
+            ) as r:
+                assert r.status == 200
+            await m.drain()
+            async with s.get(f"{m.url}/api/v1/incidents") as r:
+                (item,) = (await r.json())["items"]
+            async with s.get(f"{m.url}/api/v1/incidents/{item['id']}", params={"format": "md"}) as r:
+                served = await r.text()
+        for name in [n for n in os.environ if n.startswith("MEDIC_")]:
+            monkeypatch.delenv(name)
+        for name, value in {**CLI_LINKS, "MEDIC_DATA_DIR": str(settings.data_dir)}.items():
+            monkeypatch.setenv(name, value)
+        for command in (["report", item["id"]], ["incidents", "show", item["id"]]):
+            assert await asyncio.to_thread(main, command) == 0
+            links = _links(capsys.readouterr().out)
+            assert links["Grafana: logs"].startswith("http://grafana.cli.example/explore?"), command
+            assert links["Silence in Alertmanager"].startswith(SILENCE), command
+            assert await asyncio.to_thread(main, [*command, "--url", m.url]) == 0
+            out = capsys.readouterr().out
+            assert out == served + "\n", command  # what GET ?format=md answers, as it is
+            assert _links(out)["Grafana: logs"].startswith("http://grafana.server.example/explore?")
+
+
+# --------------------------------------------------------------------------- --url and --timeout
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP server on 127.0.0.1 that takes connections (the kernel's backlog completes the
+    handshake and buffers the request) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+ADMIN = {"MEDIC_ADMIN_TOKEN": "admin-token-0123456789"}
+URL_COMMANDS = [
+    (["incidents"], {}),
+    (["incidents", "show", "x"], {}),
+    (["report", "x"], {}),
+    (["report", "x", "-o", "json"], {}),
+    (["kill-switch", "status"], ADMIN),
+    (["kill-switch", "on"], ADMIN),
+    (["approve", "x"], ADMIN),
+    (["reject", "x"], ADMIN),
+    (["dead-letters", "list"], {}),
+    (["dead-letters", "retry", "x"], ADMIN),
+    (["replay", "--since", "1d"], {}),
+    (["verify", "deployment/app", "-n", "playcode", "--request-timeout", "0.5"], {}),
+    (["verify", "deployment/app", "-n", "playcode", "--wait", "--request-timeout", "0.5"], {}),
+]
+
+
+def test_every_url_command_is_in_the_timeout_test() -> None:
+    """A new command with --url must be added above (and use open_session)."""
+    parsers = _parsers(build_parser())
+    with_url = {path for path, p in parsers if any("--url" in a.option_strings for a in p._actions)}
+    assert with_url == {f"medic {args[0]}" for args, _ in URL_COMMANDS}
+
+
+@pytest.mark.parametrize(
+    ("args", "env"), URL_COMMANDS, ids=lambda v: " ".join(v) if isinstance(v, list) else ""
+)
+def test_a_server_that_never_answers_times_out_naming_the_url(
+    medic: InProcess, silent_server: str, args: list[str], env: dict[str, str]
+) -> None:
+    timeout = [] if any(a == "--request-timeout" for a in args) else ["--timeout", "0.5"]
+    result = medic(*args, "--url", silent_server, *timeout, **env)
+    assert result.returncode == 1, result.stderr
+    flag = "--timeout" if timeout else "--request-timeout"
+    assert result.stderr == f"medic: {silent_server}: no answer within 0.5s (raise {flag} to wait longer)\n"
+    assert result.stdout == ""
+
+
+def test_the_default_timeout_is_said_in_the_help() -> None:
+    parsers = dict(_parsers(build_parser()))
+    assert "(default 30s)" in " ".join(parsers["medic incidents"].format_help().split())
+    assert "(default 10m: an approval waits" in " ".join(parsers["medic approve"].format_help().split())
+    assert "--wait: give up after this long (default 2h)" in " ".join(
+        parsers["medic verify"].format_help().split()
+    )
+
+
+def test_waiting_for_a_server_draws_progress_on_a_terminal(tmp_path: Path, silent_server: str) -> None:
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [*MEDIC, "incidents", "--url", silent_server, "--timeout", "3s"],
+            cwd=tmp_path,
+            env=medic_env(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(terminal)
+    seen = b""
+    with contextlib.suppress(OSError):  # EIO once the terminal is drained
+        while chunk := os.read(controller, 65536):
+            seen += chunk
+    os.close(controller)
+    assert result.returncode == 1 and result.stdout == ""
+    assert f"\r\x1b[Kmedic: waiting for {silent_server} 1s (up to 3s)".encode() in seen
+    assert f"medic: {silent_server}: no answer within 3s".encode() in seen
+
+
+async def test_a_quick_answer_draws_no_progress() -> None:
+    term = _Terminal()
+    assert await Progress(term).around("waiting", asyncio.sleep(0.05, "done"), after=5.0) == "done"
+    assert term.getvalue() == ""
+
+
+# --------------------------------------------------------------------------- stdout is data only
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["verify", "deployment/x", "-n", "playcode", "-o", "json"], 2),
+        (["incidents", "-o", "json"], 0),
+        (["check", "-o", "json"], 0),
+        (["kill-switch", "status", "-o", "json"], 0),
+        (["replay", "PAYLOAD", "-o", "json"], 0),
+        (["rules", "test", "alertname=KubePodCrashLooping", "namespace=playcode", "-o", "json"], 0),
+    ],
+)
+def test_only_the_data_goes_to_stdout(tmp_path: Path, args: list[str], code: int) -> None:
+    """Logs (e.g. "no Kubernetes configuration found") go to stderr; stdout parses as JSON, or
+    is empty when the command had nothing to print (a configuration error)."""
+    args = [str(_replayable(tmp_path)) if a == "PAYLOAD" else a for a in args]
+    env = medic_env(tmp_path, HOME=str(tmp_path))
+    del env["MEDIC_KUBE_MODE"]  # auto: looks for a cluster, finds none, logs that it found none
+    if args[0] == "incidents":  # an embedded store to read: the kill switch's command makes it
+        assert run_medic(tmp_path, "kill-switch", "status").returncode == 0
+    result = subprocess.run(
+        [*MEDIC, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == code, result.stderr
+    if code == 0:
+        json.loads(result.stdout)
+    else:
+        assert result.stdout == "" and result.stderr.startswith("medic: ")

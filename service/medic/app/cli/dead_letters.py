@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from medic.app.cli.output import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_output_option, emit
+from medic.app.cli.remote import add_url_option, open_session, positive_int
 from medic.domain.errors import ConfigError, MedicError
 from medic.inbox.base import Inbox
 
@@ -26,7 +27,6 @@ def add_parser(sub: Any) -> None:
         "dead-letters",
         help="list, retry or drop deliveries that could not be processed",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "action",
@@ -34,8 +34,8 @@ def add_parser(sub: Any) -> None:
         help="list them, put one back in the queue (retry), or delete one for good (drop)",
     )
     p.add_argument("id", nargs="?", help="the dead letter's id (retry and drop)")
-    p.add_argument("--url", help="a running Medic, e.g. http://127.0.0.1:8080; default: the configured inbox")
-    p.add_argument("--limit", type=int, default=100, help="how many to list (1-500, default 100)")
+    add_url_option(p, "a running Medic, e.g. http://127.0.0.1:8080; default: the configured inbox")
+    p.add_argument("--limit", type=positive_int, default=100, help="how many to list (1-500, default 100)")
     add_output_option(p, "a table")
     p.set_defaults(fn=cmd_dead_letters)
 
@@ -44,7 +44,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     if args.action in ("retry", "drop") and not args.id:
         print(f"medic dead-letters {args.action}: needs the dead letter's id", file=sys.stderr)
         return EXIT_USAGE
-    if not 1 <= args.limit <= 500:
+    if args.limit > 500:
         print("medic dead-letters: --limit must be from 1 to 500", file=sys.stderr)
         return EXIT_USAGE
     run = _remote(args) if args.url else _local(args)
@@ -114,9 +114,7 @@ async def _configured_inbox() -> AsyncIterator[Inbox]:
 
 
 async def _remote(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
-    import aiohttp
-
-    base = f"{args.url.rstrip('/')}/api/v1/dead-letters"
+    base = f"{args.url}/api/v1/dead-letters"
     if args.action == "list":
         token = os.environ.get("MEDIC_READ_TOKEN") or os.environ.get("MEDIC_ADMIN_TOKEN", "")
         method, url, params = "GET", base, {"limit": str(args.limit)}
@@ -127,9 +125,7 @@ async def _remote(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
         url = f"{base}/{args.id}/retry" if args.action == "retry" else f"{base}/{args.id}"
         method, params = ("POST" if args.action == "retry" else "DELETE"), {}
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with aiohttp.ClientSession(headers=headers) as session, session.request(
-        method, url, params=params
-    ) as resp:
+    async with open_session(args, headers) as session, session.request(method, url, params=params) as resp:
         body: dict[str, Any] = await resp.json(content_type=None)
         if resp.status == 404:
             return False, {"id": args.id, "status": "not found"}

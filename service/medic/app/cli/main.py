@@ -16,19 +16,34 @@ import tempfile
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
 from medic import __version__
 from medic.app.cli.dead_letters import add_parser as add_dead_letters_parser
-from medic.app.cli.output import EXIT_FAILURE, EXIT_USAGE, Progress, add_output_option, emit
+from medic.app.cli.output import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandParser,
+    Progress,
+    add_output_option,
+    emit,
+    stdout_closed,
+)
+from medic.app.cli.remote import add_url_option, open_session, positive_int
 from medic.app.cli.remote import read_headers as _read_headers
 from medic.app.cli.test_cmd import add_rules_parser, add_test_parser
 from medic.app.cli.verify import add_parser as add_verify_parser
 from medic.domain.errors import ConfigError, ConfigErrors, MedicError, UsageError
 
+if TYPE_CHECKING:  # the CLI's start-up imports stay small
+    from medic.app.settings import Settings
+    from medic.incidents.views import IncidentView
+
 T = TypeVar("T")
+DECIDE_TIMEOUT = 600.0  # seconds: approve --url answers once the action is verified (a rollout)
 
 
 def _fail(message: str, code: int = EXIT_FAILURE) -> int:
@@ -191,7 +206,6 @@ async def _replay(args: argparse.Namespace) -> int:
     from medic.app.runtime import Runtime
     from medic.app.settings import load_settings
     from medic.inbox.base import InboxItem
-    from medic.incidents.report.markdown import render_markdown
     from medic.incidents.views import incident_view
     from medic.intake.handlers import validation_problem
     from medic.intake.model import WebhookPayload
@@ -232,15 +246,22 @@ async def _replay(args: argparse.Namespace) -> int:
     emit(
         args,
         {"incidents": [view.document() for view in views]},
-        lambda: "\n\n---\n\n".join(render_markdown(view) for view in views),
+        lambda: "\n\n---\n\n".join(incident_markdown(view, settings) for view in views),
     )
     return 0
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
-    from medic.app.logging import configure_logging
+def incident_markdown(view: IncidentView, settings: Settings) -> str:
+    """An incident's Markdown report with the links on-call follows, built as the server builds
+    them for ``GET /api/v1/incidents/ID?format=md`` (explore views, the silence), from the
+    redacted view as there."""
+    from medic.incidents.report.links import LinkSettings
+    from medic.incidents.report.markdown import render_markdown
 
-    configure_logging("console", "warning")
+    return render_markdown(view.redacted(), LinkSettings.from_settings(settings.links))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
     since_only = [
         f"--{name.replace('_', '-')}"
         for name in ("rules", "playbooks", "mode", "url", "data_dir")
@@ -268,51 +289,57 @@ async def _incidents_local(args: argparse.Namespace) -> Any:
     from medic.incidents.base import IncidentQuery
     from medic.incidents.views import incident_view
 
-    async with open_incident_reader(load_settings()) as store:
+    settings = load_settings()
+    async with open_incident_reader(settings) as store:
         if args.action == "show":
             view = await incident_view(store, args.id)
             if view is None:
                 raise MedicError(f"no incident {args.id!r}")
-            return view
+            return view.document(), lambda: incident_markdown(view, settings)
         items, total = await store.query(IncidentQuery(status=args.status, limit=args.limit))
-        return {"items": [incident_summary(i) for i in items], "total": total}
+        listed = {"items": [incident_summary(i) for i in items], "total": total}
+        return listed, lambda: _incident_table(listed)
 
 
 async def _incidents_remote(args: argparse.Namespace) -> Any:
-    import aiohttp
-
     from medic.incidents.views import IncidentView
 
-    base = args.url.rstrip("/")
-    async with aiohttp.ClientSession(headers=_read_headers()) as session:
+    async with open_session(args, _read_headers()) as session:
         if args.action == "show":
-            url, params = f"{base}/api/v1/incidents/{args.id}", {}
-        else:
-            url = f"{base}/api/v1/incidents"
-            params = {"limit": str(args.limit)} | ({"status": args.status} if args.status else {})
-        async with session.get(url, params=params) as resp:
-            body = await resp.json(content_type=None)
-            if resp.status != 200:
-                raise MedicError(f"{url}: {resp.status} {body.get('detail', body.get('title'))}")
-    return IncidentView.from_document(body) if args.action == "show" else body
+            url = f"{args.url}/api/v1/incidents/{args.id}"
+            if args.output == "text":  # the server's Markdown: its link settings are the right ones
+                return None, await _get(session, url, {"format": "md"})
+            doc = IncidentView.from_document(json.loads(await _get(session, url, {}))).document()
+            return doc, ""
+        url = f"{args.url}/api/v1/incidents"
+        params = {"limit": str(args.limit)} | ({"status": args.status} if args.status else {})
+        listed = json.loads(await _get(session, url, params))
+        return listed, lambda: _incident_table(listed)
+
+
+async def _get(session: Any, url: str, params: dict[str, str]) -> str:
+    """The body of a 200 answer; else a failure with the server's problem detail."""
+    async with session.get(url, params=params) as resp:
+        text: str = await resp.text()
+        if resp.status == 200:
+            return text
+        try:
+            problem = json.loads(text)
+            detail = problem.get("detail") or problem.get("title")
+        except (ValueError, AttributeError):
+            detail = f"not a Medic answer: {text[:200]!r}"
+        raise MedicError(f"{url}: {resp.status} {detail}")
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
-    from medic.incidents.report.markdown import render_markdown
-    from medic.incidents.views import IncidentView
-
     if args.action == "export":
         from medic.app.cli.test_cmd import cmd_export
 
         return cmd_export(args)
     if args.action == "show" and not args.id:
         raise UsageError("incidents show needs an incident id")
-    result = asyncio.run(_incidents_remote(args) if args.url else _incidents_local(args))
-    if isinstance(result, IncidentView):
-        view = result
-        emit(args, view.document(), lambda: render_markdown(view))
-    else:
-        emit(args, result, lambda: _incident_table(result))
+    data, text = asyncio.run(_incidents_remote(args) if args.url else _incidents_local(args))
+    emit(args, data, text)
     return 0
 
 
@@ -334,16 +361,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 async def _decide_remote(args: argparse.Namespace, decision: str) -> dict[str, Any]:
-    import aiohttp
-
     token = os.environ.get("MEDIC_ADMIN_TOKEN", "")
     if not token:
         raise UsageError("set MEDIC_ADMIN_TOKEN to approve or reject through a running Medic")
     verb = "approve" if decision == "approved" else "reject"
-    url = f"{args.url.rstrip('/')}/api/v1/incidents/{args.id}/{verb}"
+    url = f"{args.url}/api/v1/incidents/{args.id}/{verb}"
     body = {"by": args.by, "action": args.action, "reason": args.reason}
-    async with (
-        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session,
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (  # the command draws its own progress line
+        open_session(args, headers, progress=False) as session,
         session.post(url, json=body) as resp,
     ):
         answer: dict[str, Any] = await resp.json(content_type=None)
@@ -378,9 +404,6 @@ async def _with_progress(label: str, work: Awaitable[T]) -> T:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    from medic.app.logging import configure_logging
-
-    configure_logging("console", "warning")
     decision = "approved" if args.command == "approve" else "rejected"
     work = _decide_remote(args, decision) if args.url else _decide_local(args, decision)
     # an approval runs the action and waits for its verification (a rollout: up to minutes)
@@ -400,16 +423,12 @@ async def _kill_switch(args: argparse.Namespace) -> dict[str, Any]:
 
     enabled = {"on": True, "off": False}.get(args.state)
     if args.url:
-        import os
-
-        import aiohttp
-
         token = os.environ.get("MEDIC_ADMIN_TOKEN", "")
         if not token:
             raise UsageError("set MEDIC_ADMIN_TOKEN to use the admin API of a running Medic")
-        url = f"{args.url.rstrip('/')}/api/v1/admin/kill-switch"
+        url = f"{args.url}/api/v1/admin/kill-switch"
         headers = {"Authorization": f"Bearer {token}"}
-        async with aiohttp.ClientSession(headers=headers) as session:
+        async with open_session(args, headers) as session:
             if enabled is None:
                 resp_ctx = session.get(url)
             else:
@@ -485,7 +504,7 @@ def _add_replay(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--mode", choices=["off", "dry-run", "enforce"], help="--since: global mode to decide under"
     )
-    p.add_argument("--url", help="--since: a running Medic's incidents (uses MEDIC_READ_TOKEN)")
+    add_url_option(p, "--since: a running Medic's incidents (uses MEDIC_READ_TOKEN)")
     p.add_argument("--data-dir", help="--since: the embedded store in this data dir")
     p.add_argument(
         "--prometheus-url", help="a Prometheus the collectors query (overrides MEDIC_PROMETHEUS_URL)"
@@ -504,9 +523,9 @@ def _add_incidents(sub: _Subcommands[argparse.ArgumentParser]) -> None:
         help="list (default), show one, or export one --as-test",
     )
     p.add_argument("id", nargs="?", help="the incident id (show)")
-    p.add_argument("--url", help="a running Medic, e.g. http://127.0.0.1:8080 (uses MEDIC_READ_TOKEN)")
+    add_url_option(p, "a running Medic, e.g. http://127.0.0.1:8080 (uses MEDIC_READ_TOKEN)")
     p.add_argument("--status", choices=["open", "resolved"], help="only open or only resolved incidents")
-    p.add_argument("--limit", type=int, default=50, help="how many to list (default 50)")
+    p.add_argument("--limit", type=positive_int, default=50, help="how many to list (default 50)")
     p.add_argument("--as-test", action="store_true", help="export: as a `medic test` file (YAML)")
     p.add_argument("--out", help="export: write to this file (default stdout)")
     add_output_option(p, "a table; Markdown for show")
@@ -516,7 +535,7 @@ def _add_incidents(sub: _Subcommands[argparse.ArgumentParser]) -> None:
 def _add_report(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("report", help="print an incident's report (Markdown bundle)")
     p.add_argument("id", help="the incident id")
-    p.add_argument("--url", help="a running Medic (uses MEDIC_READ_TOKEN); default: the local store")
+    add_url_option(p, "a running Medic (uses MEDIC_READ_TOKEN); default: the local store")
     add_output_option(p, "Markdown")
     p.set_defaults(fn=cmd_report)
 
@@ -533,7 +552,12 @@ def _add_decide(sub: _Subcommands[argparse.ArgumentParser]) -> None:
             "--by", default=os.environ.get("USER", "cli"), help="who decides (audited; default $USER)"
         )
         p.add_argument("--reason", default="", help="why (audited)")
-        p.add_argument("--url", help="a running Medic (uses MEDIC_ADMIN_TOKEN); default: the local store")
+        add_url_option(
+            p,
+            "a running Medic (uses MEDIC_ADMIN_TOKEN); default: the local store",
+            default=DECIDE_TIMEOUT,
+            why=": an approval waits for the action's verification",
+        )
         add_output_option(p, "one line")
         p.set_defaults(fn=cmd_decide)
 
@@ -545,13 +569,13 @@ def _add_kill_switch(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--by", default=os.environ.get("USER", "cli"), help="who flips it (audited; default $USER)"
     )
-    p.add_argument("--url", help="a running Medic (uses MEDIC_ADMIN_TOKEN); default: the local store")
+    add_url_option(p, "a running Medic (uses MEDIC_ADMIN_TOKEN); default: the local store")
     add_output_option(p, "one line")
     p.set_defaults(fn=cmd_kill_switch)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(  # plain help text, for every subcommand too
         prog="medic",
         description="PlayCode Medic: automated first responder",
         epilog="Exit status: 0 success, 1 failure, 2 usage or configuration error.",
@@ -559,7 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action="version", version=f"medic {__version__}", help="print the version"
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
+    sub: _Subcommands[argparse.ArgumentParser] = parser.add_subparsers(  # type: ignore[assignment]
+        dest="command", required=True, metavar="COMMAND", help="what to do"
+    )  # of CommandParsers (add_subparsers makes the parent's kind)
     # one function per subcommand (group), in the order `medic --help` lists them
     _add_serve(sub)
     _add_check(sub)
@@ -576,17 +602,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)  # a usage error exits 2 here
+    args = parse_args(build_parser(), argv)  # a usage error exits 2 here
+    if args.command != "serve":  # serve logs as its settings say; the others keep stdout for data
+        from medic.app.logging import configure_logging
+
+        configure_logging("console", "warning")
     try:
         code = _run(args)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         return code
     except BrokenPipeError:
-        # the reader went away (`medic ... | head -1`): what the Python docs recommend — point
-        # stdout at devnull so the interpreter's final flush does not fail again, exit 1
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_FAILURE
+        # the reader went away (`medic ... | head -1`) during a write that is not emit()'s
+        # (emit goes on and the command returns its own status): not an error of the command
+        stdout_closed()
+        return EXIT_OK
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, but an unknown option is reported with the usage of the command
+    it was given to (``medic check --bogus`` shows check's usage, not the top level's)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        command: argparse.ArgumentParser = commands.choices.get(args.command, parser)
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _run(args: argparse.Namespace) -> int:

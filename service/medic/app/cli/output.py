@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
+import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TextIO, TypeVar
 
 import yaml
@@ -51,6 +54,33 @@ def add_output_option(parser: argparse.ArgumentParser, text: str = "human-readab
     )
 
 
+_MARKUP = re.compile(r":[a-z]+:`~?([^`]*)`|``([^`]*)``|`([^`]*)`")
+
+
+def plain_text(text: str) -> str:
+    """``text`` without its reST markup (``literal``, `code`, :mod:`role`): help is plain text."""
+    return _MARKUP.sub(lambda m: next(g for g in m.groups() if g is not None), text)
+
+
+class PlainHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions keep their lines (a module docstring's paragraphs); help loses its markup."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain_text(text))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return plain_text(super()._expand_help(action))
+
+
+class CommandParser(argparse.ArgumentParser):
+    """``medic``'s parser, and (``add_subparsers`` makes its own kind) every subcommand's:
+    plain help text (:class:`PlainHelpFormatter`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", PlainHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def plain(data: Any) -> Any:
     """JSON-compatible data (datetimes and paths as strings), for both json and yaml."""
     return json.loads(json.dumps(data, default=str))
@@ -63,12 +93,30 @@ def emit(
     out = stream or sys.stdout
     fmt = getattr(args, "output", "text")
     if fmt == "json":
-        print(printable(json.dumps(plain(data), indent=2, ensure_ascii=False)), file=out)
+        document = printable(json.dumps(plain(data), indent=2, ensure_ascii=False)) + "\n"
     elif fmt == "yaml":
-        dumped = yaml.safe_dump(plain(data), sort_keys=False, allow_unicode=True)
-        print(printable(dumped), end="", file=out)
+        document = printable(yaml.safe_dump(plain(data), sort_keys=False, allow_unicode=True))
     else:
-        print(printable(text() if callable(text) else text), file=out)
+        document = printable(text() if callable(text) else text) + "\n"
+    try:
+        out.write(document)
+        out.flush()  # a reader that left shows here, whatever the size of the output
+    except BrokenPipeError:
+        if out is not sys.stdout:
+            raise
+        stdout_closed()
+
+
+def stdout_closed() -> None:
+    """The reader of stdout went away (``medic … | head -1``): not an error of the command.
+
+    What the Python docs recommend: stdout is pointed at /dev/null, so that what is still
+    buffered, and the interpreter's final flush, do not fail again; the command goes on and
+    exits with its own status, whether the reader left before or after the output was written.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def printable(text: str) -> str:
@@ -88,18 +136,36 @@ class Progress:
         except (AttributeError, ValueError):
             self.enabled = False
 
-    async def around(self, label: str, work: Awaitable[T], *, budget: float | None = None) -> T:
+    async def around(
+        self, label: str, work: Awaitable[T], *, budget: float | None = None, after: float = 0.0
+    ) -> T:
+        """``work``'s result, with the line drawn while it runs (from ``after`` seconds on)."""
+        async with self.showing(label, budget=budget, after=after):
+            return await work
+
+    @contextlib.asynccontextmanager
+    async def showing(
+        self, label: str, *, budget: float | None = None, after: float = 0.0
+    ) -> AsyncIterator[None]:
+        """The line, drawn while the block runs once it has run ``after`` seconds, then erased."""
         if not self.enabled:
-            return await work
+            yield
+            return
         started = time.monotonic()
-        ticker = asyncio.create_task(self._tick(label, started, budget))
+        drawn: list[bool] = []
+        ticker = asyncio.create_task(self._tick(label, started, budget, after, drawn))
         try:
-            return await work
+            yield
         finally:
             ticker.cancel()
-            self._write("\r\x1b[K")
+            if drawn:
+                self._write("\r\x1b[K")
 
-    async def _tick(self, label: str, started: float, budget: float | None) -> None:
+    async def _tick(
+        self, label: str, started: float, budget: float | None, after: float, drawn: list[bool]
+    ) -> None:
+        await asyncio.sleep(after)
+        drawn.append(True)
         while True:
             elapsed = time.monotonic() - started
             limit = f" (up to {budget:.0f}s)" if budget else ""

@@ -1,11 +1,145 @@
-"""What the CLI sends to a running Medic (``--url``)."""
+"""What the CLI shares to talk to a running Medic (``--url``), and its shared argument types.
+
+* :func:`add_url_option` adds ``--url`` (an http(s) URL, else a usage error) and the timeout of
+  each request (``--timeout``, default :data:`DEFAULT_TIMEOUT`).
+* :func:`open_session`: the one way a command opens its HTTP session: that timeout on every
+  request (connect included), an error naming the URL when it runs out (exit 1), and the
+  progress line on stderr while an answer takes longer than :data:`PROGRESS_AFTER` seconds.
+* :func:`positive_int`, :func:`http_url`, :func:`seconds`, :func:`namespace`: argparse types,
+  so that a bad value is a usage error (exit 2) with argparse's message, for every command alike.
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import math
 import os
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from medic.app.cli.output import Progress
+from medic.domain.durations import format_duration, parse_duration
+from medic.domain.errors import MedicError
+
+if TYPE_CHECKING:  # aiohttp is imported when a command talks to a server
+    import aiohttp
+
+DEFAULT_TIMEOUT = 30.0  # seconds a request may take, connect included (amtool's default too)
+PROGRESS_AFTER = 1.0  # seconds without an answer before the progress line is drawn
 
 
 def read_headers() -> dict[str, str]:
     """The read token (or the admin token) for a Medic whose incident data needs one."""
     token = os.environ.get("MEDIC_READ_TOKEN") or os.environ.get("MEDIC_ADMIN_TOKEN")
     return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+# --------------------------------------------------------------------------- argument types
+def positive_int(value: str) -> int:
+    """An integer of at least 1 (``--limit``)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be 1 or more")
+    return number
+
+
+def http_url(value: str) -> str:
+    """An http(s) URL with a host, without a trailing slash (``--url``)."""
+    try:
+        parts = urlsplit(value.strip())
+        host = parts.hostname
+        parts.port  # noqa: B018  # raises ValueError on a bad port
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an http(s) URL, e.g. http://127.0.0.1:8080")
+    return value.strip().rstrip("/")
+
+
+def seconds(value: str) -> float:
+    """A duration more than zero (``30``, ``30s``, ``2m``), in seconds."""
+    try:
+        number = float(parse_duration(float(value) if _is_number(value) else value).total_seconds())
+    except (ValueError, OverflowError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not 0 < number < math.inf:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be more than zero")
+    return number
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def namespace(value: str) -> str:
+    """A Kubernetes namespace name, checked as Medic's settings check ``MEDIC_NAMESPACES``."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from medic.app.settings import Namespace
+
+    try:
+        checked: str = TypeAdapter(Namespace).validate_python(value)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    return checked
+
+
+# --------------------------------------------------------------------------- --url
+def add_url_option(
+    parser: argparse.ArgumentParser,
+    help: str,
+    *,
+    timeout_flag: str = "--timeout",
+    default: float = DEFAULT_TIMEOUT,
+    why: str = "",
+) -> None:
+    """``--url`` and the per-request timeout (``timeout_flag``, dest ``http_timeout``; ``why``
+    says why a command's default is longer than :data:`DEFAULT_TIMEOUT`)."""
+    parser.add_argument("--url", type=http_url, help=help)
+    parser.set_defaults(http_timeout_flag=timeout_flag)
+    parser.add_argument(
+        timeout_flag,
+        dest="http_timeout",
+        type=seconds,
+        default=default,
+        metavar="DURATION",
+        help=f"--url: give up on a request after this long, e.g. 10s or 2m "
+        f"(default {format_duration(timedelta(seconds=default))}{why})",
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_session(
+    args: argparse.Namespace, headers: dict[str, str] | None = None, *, progress: bool = True
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """A session to ``args.url`` whose every request gives up after ``args.http_timeout``.
+
+    Running out is a :class:`MedicError` naming the URL (exit 1). With ``progress`` the line
+    ``medic: waiting for URL 3s`` is drawn on a terminal's stderr once the block has waited
+    :data:`PROGRESS_AFTER` seconds (a command with a progress line of its own passes False).
+    """
+    import aiohttp
+
+    limit = float(getattr(args, "http_timeout", DEFAULT_TIMEOUT))
+    timeout = aiohttp.ClientTimeout(total=limit, connect=limit)
+    label = f"waiting for {args.url}"
+    flag = getattr(args, "http_timeout_flag", "--timeout")
+    try:
+        async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+            if not progress:
+                yield session
+                return
+            async with Progress().showing(label, budget=limit, after=PROGRESS_AFTER):
+                yield session
+    except TimeoutError:  # aiohttp's total and connect timeouts (ServerTimeoutError is one too)
+        raise MedicError(f"{args.url}: no answer within {limit:g}s (raise {flag} to wait longer)") from None

@@ -228,11 +228,9 @@ class _Source:
     @asynccontextmanager
     async def open(self) -> AsyncIterator[Any]:
         if self.args.url:
-            import aiohttp
+            from medic.app.cli.remote import open_session, read_headers
 
-            from medic.app.cli.remote import read_headers
-
-            async with aiohttp.ClientSession(headers=read_headers()) as session:
+            async with open_session(self.args, read_headers()) as session:
                 yield _Remote(session, self.args.url.rstrip("/"))
             return
         from medic.app.backend_select import open_incident_reader

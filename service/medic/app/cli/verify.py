@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from medic.app.cli.output import EXIT_FAILURE, EXIT_OK, Progress, add_output_option, emit
-from medic.app.cli.remote import read_headers
+from medic.app.cli.remote import add_url_option, namespace, open_session, read_headers
 from medic.domain.durations import parse_duration
 from medic.domain.errors import ConfigError, MedicError, UsageError
 
@@ -35,16 +35,16 @@ def add_parser(sub: Any) -> None:
         "verify",
         help="verify a fresh deploy of a Deployment against its previous revision",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("target", help="deployment/NAME (or NAME)")
-    p.add_argument("-n", "--namespace", required=True, help="the Deployment's namespace")
+    p.add_argument("-n", "--namespace", type=namespace, required=True, help="the Deployment's namespace")
     p.add_argument("--revision", type=int, help="the revision to verify (default: the current one)")
     p.add_argument("--window", help="how long to watch, e.g. 10m (default: the playbook's)")
     p.add_argument("--wait", action="store_true", help="wait for the verdict (always, without --url)")
     p.add_argument("--fail-inconclusive", action="store_true", help="exit 1 when the verdict is inconclusive")
     p.add_argument("--timeout", default="2h", help="--wait: give up after this long (default 2h)")
-    p.add_argument("--url", help="a running Medic, e.g. http://127.0.0.1:8080; default: run it here")
+    where = "a running Medic, e.g. http://127.0.0.1:8080; default: run it here"
+    add_url_option(p, where, timeout_flag="--request-timeout")  # --timeout: how long --wait waits
     add_output_option(p, "one line per state")
     p.set_defaults(fn=cmd_verify)
 
@@ -122,17 +122,15 @@ async def _until_final(
 async def _remote(
     args: argparse.Namespace, name: str, window: timedelta | None, timeout: float
 ) -> dict[str, Any]:
-    import aiohttp
-
     from medic.domain.durations import format_duration
 
-    base = args.url.rstrip("/")
+    base = args.url
     body: dict[str, Any] = {"namespace": args.namespace, "deployment": name}
     if args.revision:
         body["revision"] = args.revision
     if window is not None:
         body["window"] = format_duration(window)
-    async with aiohttp.ClientSession() as s:
+    async with open_session(args, progress=not args.wait) as s:  # --wait draws its own line
         async with s.post(f"{base}/api/v1/verifications", json=body, headers=webhook_headers()) as resp:
             started = await _json(resp, base)
             if resp.status not in (200, 202):
