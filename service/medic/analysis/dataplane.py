@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -78,13 +78,6 @@ def app_logs_grep(n: Names, word: str) -> str:
 # --------------------------------------------------------------------------- evidence
 
 
-def ok_data(inp: AnalysisInput, collector: str) -> Iterator[tuple[Evidence, dict[str, Any]]]:
-    """(evidence, data) of every successful run of ``collector`` whose data is a mapping."""
-    for ev in inp.of(collector):
-        if ev.ok and isinstance(ev.data, dict):
-            yield ev, ev.data
-
-
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -129,10 +122,6 @@ def typed_first(inp: AnalysisInput, collector: str, model: type[M]) -> M | None:
     return found[1] if found else None
 
 
-def first(inp: AnalysisInput, collector: str) -> tuple[Evidence, dict[str, Any]] | None:
-    return next(ok_data(inp, collector), None)
-
-
 def failures(inp: AnalysisInput, prefix: str) -> list[Evidence]:
     """Runs of collectors named ``prefix...`` that failed (error or timeout)."""
     return [e for e in inp.evidence.values() if e.collector.startswith(prefix) and e.status in FAILED]
@@ -154,12 +143,6 @@ class QueryResult:
     values: list[SeriesValue]  # the query's series, typed
     warn: float | None
     crit: float | None
-
-    @property
-    def series(self) -> list[dict[str, Any]]:
-        """The series as plain mappings, for the analyzers not yet reading :attr:`values`
-        (issue 16.3: removed once none does)."""
-        return [s.model_dump() for s in self.values]
 
     def by_label(self, label: str) -> dict[str, float]:
         """{value of ``label``: series value} of the series with a value ("?" when unlabelled)."""

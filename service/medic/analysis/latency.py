@@ -14,7 +14,6 @@ from dataclasses import replace
 
 from medic.analysis.dataplane import (
     Names,
-    QueryResult,
     current_op_cmd,
     mongosh,
     names,
@@ -100,11 +99,7 @@ def _pod_ratios(
     """(evidence step, {pod: usage / limit}) from Prometheus, else from ``kubectl top pods``."""
     result = query(inp, query_name)
     if result is not None:
-        ratios = {
-            str(s.get("labels", {}).get("pod", "?")): float(s["value"])
-            for s in result.series
-            if isinstance(s.get("value"), int | float)
-        }
+        ratios = result.by_label("pod")
         if ratios:
             return result.step, ratios
     found = next(typed(inp, "k8s.top_pods", TopPodsOutput), None)
@@ -167,21 +162,19 @@ def _pods(inp: AnalysisInput, n: Names) -> list[Finding]:
     return out
 
 
+HPA = "horizontalpodautoscaler"  # kube-state-metrics' label of an HPA's series
+
+
 def _maxed_hpas(inp: AnalysisInput) -> tuple[list[str], list[tuple[str, str]]]:
     """(evidence steps, [(hpa, "current/max replicas")]) from Prometheus, else ``kubectl get hpa``."""
     ratio = query(inp, "hpa_replicas_ratio")
-    if ratio is not None and ratio.series:
+    if ratio is not None and ratio.values:
         current, maximum = query(inp, "hpa_current_replicas"), query(inp, "hpa_max_replicas")
-
-        def value(result: QueryResult | None, hpa: str) -> float | None:
-            for s in result.series if result else []:
-                if s.get("labels", {}).get("horizontalpodautoscaler") == hpa:
-                    return float(s["value"]) if isinstance(s.get("value"), int | float) else None
-            return None
-
+        nows = current.by_label(HPA) if current else {}
+        tops = maximum.by_label(HPA) if maximum else {}
         maxed = []
-        for hpa, _ in series_over(ratio, 1.0, "horizontalpodautoscaler"):
-            now, top = value(current, hpa), value(maximum, hpa)
+        for hpa, _ in series_over(ratio, 1.0, HPA):
+            now, top = nows.get(hpa), tops.get(hpa)
             maxed.append((hpa, f"{now:.0f}/{top:.0f} replicas" if now and top else "at maximum"))
         steps = [ratio.step] + [r.step for r in (current, maximum) if r is not None and r.step != ratio.step]
         return steps, maxed

@@ -295,7 +295,7 @@ class EmbeddedBackend:
 
 
 async def write_check(db: SqliteDB) -> str:
-    """"ok" while the file takes writes. A refused write (disk full, I/O error) makes it
+    """ "ok" while the file takes writes. A refused write (disk full, I/O error) makes it
     probe with a real write, as does a long idle time (nothing else would notice); the probe
     that commits clears the failure."""
     if db.write_failure is None and time.monotonic() - db.last_write_ok < WRITE_PROBE_IDLE:
@@ -423,7 +423,9 @@ class ProductionBackend:
                 asyncio.create_task(self._run_heartbeat(), name="medic-lease-heartbeat"),
                 asyncio.create_task(self._run_upkeep(), name="medic-backend-upkeep"),
                 asyncio.create_task(
-                    run_purges(self.purge, RetentionPolicy.from_settings(self.settings.retention), self._stop),
+                    run_purges(
+                        self.purge, RetentionPolicy.from_settings(self.settings.retention), self._stop
+                    ),
                     name="medic-purge",
                 ),
             ]

@@ -87,13 +87,6 @@ class AnalysisInput:
     def of(self, collector: str) -> list[Evidence]:
         return [e for e in self.evidence.values() if e.collector == collector]
 
-    def data(self, collector: str) -> Any:
-        """The data of the first successful run of ``collector``, or None."""
-        for ev in self.of(collector):
-            if ev.ok:
-                return ev.data
-        return None
-
 
 CollectorFn = Callable[[StepContext, Any], Awaitable[Any]]
 AnalyzerFn = Callable[[AnalysisInput], list[Finding]]
