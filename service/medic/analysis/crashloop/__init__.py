@@ -10,21 +10,33 @@ else changed. Only a regression suggests a rollback.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from medic.analysis.crashloop import findings as F
-from medic.analysis.crashloop.classify import classify, container_trouble
+from medic.analysis.crashloop.classify import CrashFacts, classify, container_trouble
 from medic.domain.incident import Finding
 from medic.playbooks.contract import AnalysisInput, AnalyzerDef
 
-FINDERS = (F.config_error, F.image_pull, F.oom_killed, F.liveness_probe, F.rollout_verdict)
+Finder = Callable[[CrashFacts, AnalysisInput], Finding | list[Finding] | None]
+# In the order the findings are listed: the causes, then the rollout verdict.
+FINDERS: tuple[Finder, ...] = (
+    F.config_error,
+    F.image_pull,
+    F.dependency_down,  # one finding per dependency whose failure the logs show
+    F.oom_killed,
+    F.liveness_probe,
+    F.rollout_verdict,
+)
 
 
 def analyze_crashloop(inp: AnalysisInput) -> list[Finding]:
     facts = classify(inp)
     if not facts.crashes:
         return [F.not_reproduced(facts, inp)] if facts.described else []
-    found = [f for finder in FINDERS[:2] if (f := finder(facts, inp)) is not None]
-    found += F.dependency_down(facts, inp)
-    found += [f for finder in FINDERS[2:] if (f := finder(facts, inp)) is not None]
+    found: list[Finding] = []
+    for finder in FINDERS:
+        said = finder(facts, inp)
+        found += said if isinstance(said, list) else [said] if said is not None else []
     return found or [F.crash(facts, inp)]
 
 
