@@ -268,6 +268,8 @@ def test_every_command_that_prints_data_takes_o_json_and_yaml() -> None:
         (["incidents", "--url", "http://h", "--timeout", "0"], {}, 2, "'0': must be more than zero"),
         (["incidents", "--url", "http://h", "--timeout", "soon"], {}, 2, "'soon' is not a duration"),
         (["verify", "x", "-n", "Play_Code"], {}, 2, "'Play_Code' is not a Kubernetes namespace name"),
+        (["verify", "x", "-n", "playcode", "--revision", "0"], {}, 2, "--revision: '0': must be 1 or more"),
+        (["replay", "p.json", "--prometheus-url", "prom:9090"], {}, 2, "'prom:9090' is not an http(s) URL"),
         (["check", "--bogus"], {}, 2, "usage: medic check"),
         (["dead-letters", "list", "--bogus"], {}, 2, "medic dead-letters: error: unrecognized arguments"),
     ],

@@ -32,7 +32,7 @@ from medic.app.cli.output import (
     emit,
     stdout_closed,
 )
-from medic.app.cli.remote import add_url_option, open_session, positive_int
+from medic.app.cli.remote import add_url_option, http_url, open_session, positive_int
 from medic.app.cli.remote import read_headers as _read_headers
 from medic.app.cli.test_cmd import add_rules_parser, add_test_parser
 from medic.app.cli.verify import add_parser as add_verify_parser
@@ -507,7 +507,9 @@ def _add_replay(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     add_url_option(p, "--since: a running Medic's incidents (uses MEDIC_READ_TOKEN)")
     p.add_argument("--data-dir", help="--since: the embedded store in this data dir")
     p.add_argument(
-        "--prometheus-url", help="a Prometheus the collectors query (overrides MEDIC_PROMETHEUS_URL)"
+        "--prometheus-url",
+        type=http_url,
+        help="a Prometheus the collectors query (overrides MEDIC_PROMETHEUS_URL)",
     )
     add_output_option(p, "the incidents' Markdown reports")
     p.set_defaults(fn=cmd_replay)

@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from medic.app.cli.output import EXIT_FAILURE, EXIT_OK, Progress, add_output_option, emit
-from medic.app.cli.remote import add_url_option, namespace, open_session, read_headers
+from medic.app.cli.remote import add_url_option, namespace, open_session, positive_int, read_headers
 from medic.domain.durations import parse_duration
 from medic.domain.errors import ConfigError, MedicError, UsageError
 
@@ -38,7 +38,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("target", help="deployment/NAME (or NAME)")
     p.add_argument("-n", "--namespace", type=namespace, required=True, help="the Deployment's namespace")
-    p.add_argument("--revision", type=int, help="the revision to verify (default: the current one)")
+    p.add_argument("--revision", type=positive_int, help="the revision to verify (default: the current one)")
     p.add_argument("--window", help="how long to watch, e.g. 10m (default: the playbook's)")
     p.add_argument("--wait", action="store_true", help="wait for the verdict (always, without --url)")
     p.add_argument("--fail-inconclusive", action="store_true", help="exit 1 when the verdict is inconclusive")
