@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.server
 import io
 import json
 import os
@@ -17,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -681,3 +683,34 @@ def test_only_the_data_goes_to_stdout(tmp_path: Path, args: list[str], code: int
         json.loads(result.stdout)
     else:
         assert result.stdout == "" and result.stderr.startswith("medic: ")
+
+
+class _HtmlPage(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # the name http.server calls
+        body = b"<html>login</html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("args", [["incidents"], ["incidents", "show", "x", "-o", "json"]])
+def test_a_page_that_is_not_medic_is_a_failure_not_a_traceback(medic: InProcess, args: list[str]) -> None:
+    """A proxy's login page answered with 200: exit 1 naming the URL and what came instead."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HtmlPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = medic(*args, "--url", url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1
+    assert (
+        result.stderr.startswith(f"medic: {url}/api/v1/incidents") and "not a Medic answer" in result.stderr
+    )

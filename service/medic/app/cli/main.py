@@ -309,12 +309,23 @@ async def _incidents_remote(args: argparse.Namespace) -> Any:
             url = f"{args.url}/api/v1/incidents/{args.id}"
             if args.output == "text":  # the server's Markdown: its link settings are the right ones
                 return None, await _get(session, url, {"format": "md"})
-            doc = IncidentView.from_document(json.loads(await _get(session, url, {}))).document()
+            doc = IncidentView.from_document(_answer(url, await _get(session, url, {}))).document()
             return doc, ""
         url = f"{args.url}/api/v1/incidents"
         params = {"limit": str(args.limit)} | ({"status": args.status} if args.status else {})
-        listed = json.loads(await _get(session, url, params))
+        listed = _answer(url, await _get(session, url, params))
         return listed, lambda: _incident_table(listed)
+
+
+def _answer(url: str, text: str) -> dict[str, Any]:
+    """A 200 answer's JSON object, or a failure saying what came instead (a proxy's page)."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise MedicError(f"{url}: not a Medic answer: {text[:200]!r}")
+    return doc
 
 
 async def _get(session: Any, url: str, params: dict[str, str]) -> str:
