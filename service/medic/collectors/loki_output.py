@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
-
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+from medic.collectors.output_base import Out
 
 
 # Defaults only for bundles written by hand (`medic test` files): the collector sets every field.
-class LogPattern(_Out):
+class LogPattern(Out):
     pattern: str = ""  # the message with its variable parts masked (<n>, <ip>, <uuid>…)
     count: int = 0
     distinct: int = 1
     level: str | None = None
     first_seen: str = ""
     last_seen: str = ""
-    pods: list[str] = []
+    pods: list[str] = Field(default_factory=list)
     sample: str = ""  # one line of the group, redacted
 
 
-class LokiQueryOutput(_Out):
+class LokiQueryOutput(Out):
     query: str = ""  # the named query
     description: str = ""
     logql: str = ""
@@ -35,4 +33,4 @@ class LokiQueryOutput(_Out):
     complete: bool = True  # false when the step's deadline stopped the grouping
     patterns_total: int = 0
     capped: bool = False
-    patterns: list[LogPattern] = []
+    patterns: list[LogPattern] = Field(default_factory=list)

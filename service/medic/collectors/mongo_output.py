@@ -10,32 +10,16 @@ figures type the fields Medic reads and keep the others as they are.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     JsonValue,
-    SerializerFunctionWrapHandler,
-    model_serializer,
 )
 
-
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    @model_serializer(mode="wrap")
-    def _as_given(self, handler: SerializerFunctionWrapHandler) -> Any:
-        """The fields the data had (a default filled in on reading is not stored or repeated)."""
-        data = handler(self)
-        if isinstance(data, dict):
-            for name in type(self).model_fields.keys() - self.model_fields_set:
-                data.pop(name, None)
-        return data
+from medic.collectors.output_base import AsGiven
 
 
-class _Open(_Out):
+class _Open(AsGiven):
     """Figures of an open-ended reply: the fields Medic reads are declared, the rest pass through."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -45,7 +29,7 @@ class _Open(_Out):
 CommandShape = dict[str, JsonValue]
 
 
-class MongoOp(_Out):
+class MongoOp(AsGiven):
     """One ``currentOp`` entry; commands are shapes (values replaced by ``?``), never values."""
 
     opid: int | str | None = None  # an int; "shard:opid" through mongos
@@ -65,7 +49,7 @@ class MongoOp(_Out):
     originating_command: CommandShape | None = None
 
 
-class CurrentOpOutput(_Out):
+class CurrentOpOutput(AsGiven):
     min_secs: int = 3
     total: int = 0
     app_ops: int = 0
@@ -78,7 +62,7 @@ class CurrentOpOutput(_Out):
     ops: list[MongoOp] = Field(default_factory=list)
 
 
-class RsMember(_Out):
+class RsMember(AsGiven):
     id: int | None = None
     name: str = ""  # host:port, e.g. mongodb-1.mongodb-headless.playcode.svc.cluster.local:27017
     state: str = ""
@@ -94,7 +78,7 @@ class RsMember(_Out):
     lag_seconds: float | None = None
 
 
-class RsStatusOutput(_Out):
+class RsStatusOutput(AsGiven):
     replica_set: bool = True  # False: a standalone mongod (``note`` says so), the rest empty
     note: str | None = None
     set: str | None = None
@@ -121,14 +105,14 @@ class WiredTigerCache(_Open):
     dirty_ratio: float | None = None  # tracked dirty bytes / maximum configured
 
 
-class Repl(_Out):
+class Repl(AsGiven):
     set: str | None = None
     is_writable_primary: bool | None = None
     primary: str | None = None
     me: str | None = None
 
 
-class ServerStatusOutput(_Out):
+class ServerStatusOutput(AsGiven):
     host: str | None = None
     version: str | None = None
     uptime_seconds: float | None = None
@@ -140,7 +124,7 @@ class ServerStatusOutput(_Out):
     repl: Repl | None = None
 
 
-class DbStatsOutput(_Out):
+class DbStatsOutput(AsGiven):
     db: str | None = None
     collections: int | None = None
     objects: int | None = None
@@ -153,7 +137,7 @@ class DbStatsOutput(_Out):
     fs_used_ratio: float | None = None
 
 
-class ProfileEntry(_Out):
+class ProfileEntry(AsGiven):
     """One ``system.profile`` document, its command a shape."""
 
     ts: str | None = None
@@ -170,7 +154,7 @@ class ProfileEntry(_Out):
     command: CommandShape | None = None
 
 
-class ProfilerOutput(_Out):
+class ProfilerOutput(AsGiven):
     db: str = ""
     profiling_level: int | None = None
     slowms: int | None = None

@@ -7,24 +7,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
+
+from medic.collectors.output_base import Out
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class SeriesValue(_Out):
-    labels: dict[str, str] = {}
+class SeriesValue(Out):
+    labels: dict[str, str] = Field(default_factory=dict)
     value: float | None = None  # None: NaN, ±Inf or not a number
 
 
-class SeriesRange(_Out):
-    labels: dict[str, str] = {}
-    points: list[tuple[float, float | None]] = []  # [unix seconds, value]
+class SeriesRange(Out):
+    labels: dict[str, str] = Field(default_factory=dict)
+    points: list[tuple[float, float | None]] = Field(default_factory=list)  # [unix seconds, value]
 
 
-class QueryResult(_Out):
+class QueryResult(Out):
     name: str = ""
     expr: str = ""  # as sent (placeholders filled), or the template when it could not be filled
     unit: str = ""
@@ -32,11 +30,11 @@ class QueryResult(_Out):
     warn: float | None = None
     crit: float | None = None
     compare: Literal["above", "below"] = "above"
-    series: list[SeriesValue] = []
+    series: list[SeriesValue] = Field(default_factory=list)
     value: float | None = None  # the highest series value (lowest for compare "below")
     range: list[SeriesRange] | None = None  # None when no range was asked for or the query failed
     error: str | None = None  # why this query gave nothing; the others still count
 
 
-class PrometheusQueryOutput(_Out):
-    queries: list[QueryResult] = []
+class PrometheusQueryOutput(Out):
+    queries: list[QueryResult] = Field(default_factory=list)

@@ -11,31 +11,18 @@ are.
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import ConfigDict, Field
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    @model_serializer(mode="wrap")
-    def _as_given(self, handler: SerializerFunctionWrapHandler) -> Any:
-        """The fields the data had (a default filled in on reading is not stored or repeated)."""
-        data = handler(self)
-        if isinstance(data, dict):
-            for name in type(self).model_fields.keys() - self.model_fields_set:
-                data.pop(name, None)
-        return data
+from medic.collectors.output_base import AsGiven
 
 
-class _Section(_Out):
+class _Section(AsGiven):
     """An INFO section: the fields Medic reads are declared, the rest pass through as stored."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
-class ReplyError(_Out):
+class ReplyError(AsGiven):
     """Redis answered, with an error reply (``-MISCONF …``, ``-LOADING …``, ``-NOAUTH …``): it is
     reachable but refuses the command."""
 
@@ -44,13 +31,13 @@ class ReplyError(_Out):
     message: str = ""  # the rest of the reply, secrets redacted, at most 300 characters
 
 
-class Latency(_Out):
+class Latency(AsGiven):
     min: float | None = None
     median: float | None = None
     max: float | None = None
 
 
-class PingOutput(_Out):
+class PingOutput(AsGiven):
     pong: bool = True  # False when Redis answered with an error (``reply_error``)
     samples: int = 0
     latency_ms: Latency | None = None
@@ -90,7 +77,7 @@ class Replication(_Section):
     master_link_status: str | None = None  # up / down, on a replica
 
 
-class InfoOutput(_Out):
+class InfoOutput(AsGiven):
     """INFO parsed to numbers (see ``medic.collectors.redis.summarize_info``), by section."""
 
     server: _Section = _Section()
@@ -105,12 +92,12 @@ class InfoOutput(_Out):
     info_bytes: int = 0
 
 
-class DbsizeOutput(_Out):
+class DbsizeOutput(AsGiven):
     db: int = 0
     keys: int = 0
 
 
-class SlowlogEntry(_Out):
+class SlowlogEntry(AsGiven):
     id: int | None = None
     started_at: str = ""
     duration_ms: float = 0.0
@@ -121,7 +108,7 @@ class SlowlogEntry(_Out):
     client_name: str | None = None
 
 
-class SlowlogOutput(_Out):
+class SlowlogOutput(AsGiven):
     total: int = 0
     shown: int = 0
     capped: bool = False

@@ -5,14 +5,12 @@ test's evidence) still reads; the collectors set every field."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
+
+from medic.collectors.output_base import Out
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class ComparedQuery(_Out):
+class ComparedQuery(Out):
     name: str = ""  # requests | errors_5xx | latency_p99
     expr: str = ""
     baseline_expr: str = ""
@@ -21,7 +19,7 @@ class ComparedQuery(_Out):
     error: str | None = None
 
 
-class AlertSeen(_Out):
+class AlertSeen(Out):
     alertname: str = ""
     severity: str | None = None
     pod: str | None = None
@@ -29,16 +27,16 @@ class AlertSeen(_Out):
     container: str | None = None
 
 
-class RevisionCompareOutput(_Out):
+class RevisionCompareOutput(Out):
     revision: int = 0
     baseline_revision: int | None = None
     elapsed_s: float = 0
-    queries: list[ComparedQuery] = []
-    alerts: list[AlertSeen] = []
+    queries: list[ComparedQuery] = Field(default_factory=list)
+    alerts: list[AlertSeen] = Field(default_factory=list)
     alerts_error: str | None = None
 
 
-class RevisionErrorsOutput(_Out):
+class RevisionErrorsOutput(Out):
     query: str = ""
     baseline_query: str = ""
     elapsed_s: float = 0

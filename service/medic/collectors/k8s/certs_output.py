@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from medic.collectors.k8s.output_base import Out
+from medic.collectors.output_base import Out
 
 IssuerType = Literal["acme", "ca", "selfSigned", "vault", "venafi"]
 

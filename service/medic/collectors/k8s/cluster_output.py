@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from medic.collectors.k8s.output_base import Out
+from medic.collectors.output_base import Out
 
 # ---------------------------------------------------------------------- nodes
 

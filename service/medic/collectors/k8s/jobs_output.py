@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from medic.collectors.k8s.output_base import Out
+from medic.collectors.output_base import Out
 
 # complete | failed (the Job's own conditions), suspended (spec.suspend), running otherwise
 JobState = Literal["complete", "failed", "running", "suspended"]

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from medic.collectors.k8s.output_base import Out
+from medic.collectors.output_base import Out
 
 # A resource quantity as the API gives it ("512Mi", "250m"); a number in a bundle written by hand.
 Quantity = str | int | float

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from medic.collectors.k8s.output_base import Out
+from medic.collectors.output_base import Out
 
 
 class RolloutProgress(Out):

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from medic.collectors.k8s.output_base import Out
 from medic.collectors.k8s.pods_output import Quantity
+from medic.collectors.output_base import Out
 
 
 class ObjectRef(Out):

@@ -1,4 +1,5 @@
-"""What the Kubernetes collectors' output models share (issue 16.3)."""
+"""What every collector's output model shares (issue 16.3): the analyzers validate stored evidence
+with these models (offline too) instead of reading untyped dicts."""
 
 from __future__ import annotations
 
@@ -16,12 +17,24 @@ class Out(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     omit_when_none: ClassVar[frozenset[str]] = frozenset()
+    # True: dump only the fields the data had (a default filled in on reading is neither stored
+    # nor repeated in a finding's details), for replies whose fields come and go (Redis, MongoDB)
+    dump_as_given: ClassVar[bool] = False
 
     @model_serializer(mode="wrap")
     def _omit_absent(self, handler: SerializerFunctionWrapHandler) -> Any:
         data = handler(self)
         if isinstance(data, dict):
+            absent = type(self).model_fields.keys() - self.model_fields_set if self.dump_as_given else set()
+            for name in absent:
+                data.pop(name, None)
             for name in self.omit_when_none:
                 if name in data and data[name] is None:
                     del data[name]
         return data
+
+
+class AsGiven(Out):
+    """An output whose dump holds only the fields it was given (see :attr:`Out.dump_as_given`)."""
+
+    dump_as_given: ClassVar[bool] = True
