@@ -714,3 +714,29 @@ def test_a_page_that_is_not_medic_is_a_failure_not_a_traceback(medic: InProcess,
     assert (
         result.stderr.startswith(f"medic: {url}/api/v1/incidents") and "not a Medic answer" in result.stderr
     )
+
+
+def test_what_the_cli_prints_of_an_incident_is_redacted(tmp_path: Path) -> None:
+    """replay prints the incident as the API shows it (so does a local ``incidents show``, through
+    the same redacted view): a connection string an alert carries never reaches stdout, in text,
+    JSON or YAML."""
+    secret = "s3cr3t-pw"
+    path = write_payload(
+        tmp_path,
+        payload(
+            [
+                alert(
+                    "PlayCodeHighLatency",
+                    namespace="playcode",
+                    deployment="playcode-app",
+                    description=f"mongo at mongodb://app:{secret}@mongodb-0:27017 is slow",
+                    dsn=f"redis://:{secret}@redis:6379/0",
+                )
+            ]
+        ),
+    )
+    for output in ("json", "yaml", "text"):
+        ran = run_medic(tmp_path, "replay", str(path), "-o", output)
+        assert ran.returncode == 0, ran.stderr
+        assert secret not in ran.stdout, output
+        assert "PlayCodeHighLatency" in ran.stdout

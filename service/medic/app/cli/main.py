@@ -245,7 +245,7 @@ async def _replay(args: argparse.Namespace) -> int:
             await runtime.close()
     emit(
         args,
-        {"incidents": [view.document() for view in views]},
+        {"incidents": [view.redacted().document() for view in views]},  # as the API shows it
         lambda: "\n\n---\n\n".join(incident_markdown(view, settings) for view in views),
     )
     return 0
@@ -295,7 +295,7 @@ async def _incidents_local(args: argparse.Namespace) -> Any:
             view = await incident_view(store, args.id)
             if view is None:
                 raise MedicError(f"no incident {args.id!r}")
-            return view.document(), lambda: incident_markdown(view, settings)
+            return view.redacted().document(), lambda: incident_markdown(view, settings)
         items, total = await store.query(IncidentQuery(status=args.status, limit=args.limit))
         listed = {"items": [incident_summary(i) for i in items], "total": total}
         return listed, lambda: _incident_table(listed)
