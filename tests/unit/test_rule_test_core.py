@@ -172,3 +172,18 @@ def test_evidence_not_of_its_output_model_is_an_analyzer_error_never_a_false_fin
     assert "k8s.pod_describe" in err.summary and "pods.0.containers.0.restart_count" in err.summary
     assert "7x-secret" not in err.summary
     assert got.status == "none"
+
+
+def test_a_timestamp_yaml_read_as_a_datetime_is_the_iso_text_a_collector_stores(config: Config) -> None:
+    """``created: 2026-12-01T09:52:00Z`` unquoted in a test file is a datetime to YAML; the
+    evidence holds it as the collector would (text), so the output model reads it."""
+    history = {
+        "revisions": [{"revision": 2, "created": datetime(2026, 12, 1, 9, 52, tzinfo=UTC), "current": True}]
+    }
+    ev = _evidence("k8s.rollout_history", "k8s.rollout_history", history, NOW)
+    assert ev.data["revisions"][0]["created"] == "2026-12-01T09:52:00+00:00"
+    envelope = _evidence("k8s.rollout_history", "k8s.rollout_history", {"status": "ok", "data": history}, NOW)
+    assert envelope.data == ev.data
+    case = crash_case()
+    case.evidence["k8s.rollout_history"].data["revisions"][0]["created"] = "2026-12-01T09:52:00+00:00"
+    assert evaluate(case, config, default_registry(), POLICY).status == "would_act"

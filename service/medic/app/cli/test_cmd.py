@@ -306,13 +306,19 @@ class _Remote:
 
 # --------------------------------------------------------------------------- incidents export --as-test
 async def _export(args: argparse.Namespace) -> dict[str, Any]:
+    from medic.app.settings import load_settings
+    from medic.app.testing.evaluate import history_span
     from medic.app.testing.fixtures import test_document
 
+    settings = load_settings()
+    _, load = _config_loader()
+    span = history_span(load(settings.rules.rules_dir, settings.rules.playbooks_dir), _policy(settings))
     async with _Source(args).open() as source:
         view = await source.view(args.id)
         if view is None:
             raise MedicError(f"no incident {args.id!r}")
-        window = view.incident.created_at - timedelta(days=1)
+        # the target's earlier actions, as far back as the guards look (cooldown, budgets, flap)
+        window = view.incident.created_at - span
         others = await source.since(window, view.incident.target) if view.incident.target else []
     return test_document(view, others)
 

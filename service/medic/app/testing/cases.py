@@ -9,7 +9,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -410,8 +410,21 @@ def _is_envelope(value: Any) -> bool:
     return isinstance(value, dict) and value.get("status") in statuses and set(value) <= _ENVELOPE
 
 
+def as_json(value: Any) -> Any:
+    """Evidence as a collector stores it, JSON: a timestamp YAML read as a datetime
+    (``created: 2026-12-01T09:52:00Z`` unquoted) becomes the ISO text the collector writes."""
+    if isinstance(value, dict):
+        return {k: as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_json(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
 def _evidence(step: str, collector: str, value: Any, now: datetime) -> Evidence:
     """``{status: timeout}`` (an envelope: status with data/error/truncated) or the data itself."""
+    value = as_json(value)
     if _is_envelope(value):
         return Evidence(
             step=step,
