@@ -154,7 +154,7 @@ CRASH_CASE = (
         (  # an expectation that sets nothing could never fail
             CRASH_CASE + "    expect: {{}}\n",
             ":7",
-            "expect sets nothing",
+            "expect checks nothing",
         ),
         (  # a misspelt action would pass every test that expects none
             CRASH_CASE + "    expect: {{action: {{name: rolback, status: none}}}}\n",
@@ -165,6 +165,36 @@ CRASH_CASE = (
             CRASH_CASE + "    expect: {{not_findings: [crashloop.regresion]}}\n",
             ":7",
             "no analyzer of playbook crashloop returns 'crashloop.regresion'",
+        ),
+        (  # empty lists and a null refused_by check nothing either
+            CRASH_CASE + "    expect: {{findings: [], refused_by: null}}\n",
+            ":7",
+            "expect checks nothing",
+        ),
+        (  # no playbook runs: nothing is diagnosed, so not_findings could never fail
+            "rules_dir: {rules}\nplaybooks_dir: {playbooks}\ntests:\n  - name: x\n"
+            "    now: 2026-12-01T10:00:00Z\n    alerts: [{{labels: {{alertname: Nothing}}}}]\n"
+            "    expect: {{not_findings: [crashloop.regression]}}\n",
+            ":7",
+            "no playbook runs for these alerts",
+        ),
+        (  # a misspelt evidence field would read as its default
+            CRASH_CASE + "    evidence:\n      k8s.pod_describe:\n        podz: []\n"
+            "    expect: {{rule: crashloop-rollback}}\n",
+            ":9",
+            "k8s.pod_describe output has no field 'podz'",
+        ),
+        (  # a time without its zone cannot be compared with stored times
+            CRASH_CASE.replace("2026-12-01T10:00:00Z", '"2026-12-01T10:00:00"')
+            + "    expect: {{rule: crashloop-rollback}}\n",
+            ":5",
+            "field 'tests.0.now': Input should have timezone info",
+        ),
+        (  # a label's value must be text: the error names the whole path
+            CRASH_CASE.replace("pod: playcode-app-7d9c8b5f4-x2x7q", "pod: [a]")
+            + "    expect: {{rule: crashloop-rollback}}\n",
+            ":6",
+            "field 'tests.0.alerts.0.labels.pod'",
         ),
         (  # a bundle gives the alerts: giving them again is ambiguous
             CRASH_CASE + "    bundle: inc.json\n    expect: {{rule: crashloop-rollback}}\n",
@@ -276,7 +306,12 @@ async def test_export_as_test_round_trip(tmp_path: Path, capsys: pytest.CaptureF
     assert case["expect"]["rule"] == "crashloop-rollback"
     assert case["expect"]["action"] == {"name": "rollback", "status": "would_act"}
     assert "crashloop.regression" in case["expect"]["findings"]
-    assert case["cluster"]["preconditions"]["recent_rollout"]["ok"] is True
+    # recorded preconditions travel, but not those require: asks for: the evidence's rollout
+    # timeline answers them, as the plan read them, so a candidate require: is decided again
+    assert case["cluster"]["preconditions"]["rollout_history"]["ok"] is True
+    assert (
+        "recent_rollout" not in case["cluster"]["preconditions"] and "k8s.rollout_history" in case["evidence"]
+    )
 
     code, out, _ = run(capsys, "test", str(exported))
     assert code == 0 and "1 passed, 0 failed" in out, out
@@ -291,6 +326,7 @@ async def test_export_as_test_round_trip(tmp_path: Path, capsys: pytest.CaptureF
     def flapped(t: dict[str, Any]) -> None:
         t["history"] = [{"action": "rollback", "at": t["now"], "status": "failed"}]
         t["now"] = (datetime.fromisoformat(t["now"]) + timedelta(minutes=61)).isoformat()
+        t["cluster"]["preconditions"]["recent_rollout"] = True  # as if the bad revision came back just now
         t["expect"].update(action={"name": "rollback", "status": "refused"}, refused_by=["flap"])
 
     _edit(exported, flapped)
@@ -431,3 +467,15 @@ async def test_an_exported_refusal_carries_the_earlier_action_as_history(
     _edit(exported, lambda t: t.update(history=[]))
     code, out, _ = run(capsys, "test", str(exported))
     assert code == 1 and "+ got:      would_act" in out, out
+
+
+def test_a_bundle_of_case_fields_holds_only_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A misspelt key in a field-form bundle would drop its evidence silently."""
+    (tmp_path / "fields.json").write_text(json.dumps({"alerts": [], "evidnce": {}}), encoding="utf-8")
+    path = _file(
+        tmp_path,
+        "rules_dir: {rules}\nplaybooks_dir: {playbooks}\ntests:\n  - name: x\n"
+        "    now: 2026-12-01T10:00:00Z\n    bundle: fields.json\n    expect: {{rule: null}}\n",
+    )
+    code, _, err = run(capsys, "test", str(path))
+    assert code == 2 and "fields.json" in err and "not evidnce" in err, err

@@ -187,3 +187,14 @@ def test_a_timestamp_yaml_read_as_a_datetime_is_the_iso_text_a_collector_stores(
     case = crash_case()
     case.evidence["k8s.rollout_history"].data["revisions"][0]["created"] = "2026-12-01T09:52:00+00:00"
     assert evaluate(case, config, default_registry(), POLICY).status == "would_act"
+
+
+def test_actions_on_other_targets_count_for_the_global_budget_only(config: Config) -> None:
+    registry = default_registry()
+    elsewhere = [
+        HistoryEntry("rollback", NOW - timedelta(minutes=m), "succeeded", target="deployment/playcode/other")
+        for m in (5, 10, 15)
+    ]
+    got = evaluate(crash_case(elsewhere), config, registry, POLICY)  # a global budget of 3 an hour
+    assert got.refused_by == ["global_budget"], got.refused_by  # no cooldown, no target budget, no flap
+    assert evaluate(crash_case(elsewhere[:2]), config, registry, POLICY).status == "would_act"

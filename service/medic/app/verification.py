@@ -587,7 +587,8 @@ class Verifications:
     def _decision(
         self, rule: Rule | None, playbook: CompiledPlaybook, findings: list[Any], v: Verification
     ) -> Decision:
-        return aim_at_baseline(decide(rule, playbook, findings, self.pipeline.settings.mode), v)
+        decision = decide(rule, playbook, findings, self.pipeline.settings.mode)
+        return aim_at_baseline(decision, v.revision, v.baseline_revision, restored=v.restored)
 
     async def _resolve(self, incident: Incident, why: str) -> bool:
         """Resolve the verification's alert, and so its incident."""

@@ -6,7 +6,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from medic.domain.incident import Finding
-from medic.domain.verification import Verification
 from medic.playbooks.compiled import CompiledAction, CompiledPlaybook
 from medic.rules.model import Rule
 
@@ -68,7 +67,9 @@ def _capped(mode: str, grounds: tuple[Finding, ...]) -> str:
     return min([mode, *caps], key=lambda m: MODE_RANK[m])
 
 
-def aim_at_baseline(decision: Decision, v: Verification) -> Decision:
+def aim_at_baseline(
+    decision: Decision, revision: int, baseline_revision: int | None, *, restored: bool = False
+) -> Decision:
     """A deploy verification's decision, aimed: a rollback goes to the verified baseline revision
     (not to whatever is "previous" when it runs), and only while the Deployment is still at the
     failed revision (an approval that comes after a fix was deployed does nothing). A revision
@@ -78,10 +79,10 @@ def aim_at_baseline(decision: Decision, v: Verification) -> Decision:
     action = decision.action
     if action is None or "to" not in type(action.params).model_fields:
         return decision
-    if not v.baseline_revision:
-        why = "it restores an older template" if v.restored else "it has no earlier revision"
+    if not baseline_revision:
+        why = "it restores an older template" if restored else "it has no earlier revision"
         return Decision(
-            None, decision.mode, f"no {action.name}: revision {v.revision} has no verified baseline ({why})"
+            None, decision.mode, f"no {action.name}: revision {revision} has no verified baseline ({why})"
         )
-    params = action.params.model_copy(update={"to": v.baseline_revision, "only_from": v.revision})
+    params = action.params.model_copy(update={"to": baseline_revision, "only_from": revision})
     return replace(decision, action=replace(action, params=params))

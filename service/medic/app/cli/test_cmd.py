@@ -9,7 +9,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,9 +107,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         "ok": not failed and not errors,
         "passed": len(results) - len(failed),
         "failed": len(failed),
-        "errors": [
-            {"file": e.file, "line": e.line, "field": e.field, "message": e.message} for e in errors
-        ],
+        "errors": [{"file": e.file, "line": e.line, "field": e.field, "message": e.message} for e in errors],
         "tests": [r.document() for r in results],
     }
     emit(args, doc, lambda: _test_text(results))
@@ -260,7 +258,12 @@ class _Local:
         offset = 0
         while True:
             items, _ = await self.store.query(IncidentQuery(limit=200, offset=offset))
-            out += [i for i in items if i.created_at >= start and (target is None or i.target == target)]
+            out += [
+                i
+                for i in items
+                if i.created_at >= start
+                and (target is None or (i.target is not None and i.target.key == target.key))
+            ]
             if len(items) < 200 or (items and items[-1].created_at < start):
                 return out
             offset += 200
@@ -288,12 +291,12 @@ class _Remote:
     async def since(self, start: datetime, target: Target | None = None) -> list[Incident]:
         out: list[Incident] = []
         offset = 0
-        wanted = target.model_dump() if target is not None else None
+        wanted = target.key if target is not None else None
         while True:
             page = await self._get("/api/v1/incidents", limit="500", offset=str(offset))
             items = page["items"] if page else []
             for item in items:
-                if wanted is not None and item.get("target") != wanted:
+                if wanted is not None and _key(item.get("target")) != wanted:
                     continue
                 if datetime.fromisoformat(item["created_at"]) >= start:
                     view = await self.view(item["id"])
@@ -302,6 +305,13 @@ class _Remote:
             if len(items) < 500 or datetime.fromisoformat(items[-1]["created_at"]) < start:
                 return out
             offset += 500
+
+
+def _key(target: Any) -> str | None:
+    """A target's key from an incident document (the ledger's and the guards' identity of it)."""
+    from medic.domain.incident import Target
+
+    return Target.model_validate(target).key if isinstance(target, dict) else None
 
 
 # --------------------------------------------------------------------------- incidents export --as-test
@@ -317,9 +327,10 @@ async def _export(args: argparse.Namespace) -> dict[str, Any]:
         view = await source.view(args.id)
         if view is None:
             raise MedicError(f"no incident {args.id!r}")
-        # the target's earlier actions, as far back as the guards look (cooldown, budgets, flap)
+        # earlier actions, as far back as the guards look: on the target (cooldown, its budget,
+        # flap) and on any other (the global budget)
         window = view.incident.created_at - span
-        others = await source.since(window, view.incident.target) if view.incident.target else []
+        others = await source.since(window) if view.incident.target else []
     return test_document(view, others)
 
 
@@ -374,7 +385,9 @@ async def _replay_since(args: argparse.Namespace) -> dict[str, Any]:
             fields = case_fields(view, known)
             mode = args.mode or global_mode(incident)
             case = case_from_fields(fields, config, registry)
-            after = evaluate(case, config, registry, _policy(settings, mode))
+            # the kill switch is state, not configuration: as it was at the decision
+            policy = replace(_policy(settings, mode), kill_switch=bool(fields.get("kill_switch")))
+            after = evaluate(case, config, registry, policy)
             record = first_action(incident)
             before_action = _action_text(
                 record.action if record else None, expected_status(record), refused_by(record)

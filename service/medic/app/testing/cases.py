@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from medic.analysis.verification import WINDOW_STEP, Window
 from medic.app.config import Config
@@ -53,14 +53,15 @@ class AlertFixture(_Strict):
     labels: dict[str, str]
     annotations: dict[str, str] = Field(default_factory=dict)
     status: Literal["firing", "resolved"] = "firing"
-    startsAt: datetime | None = None  # default: the test's now
+    startsAt: AwareDatetime | None = None  # default: the test's now
 
 
 class HistoryFixture(_Strict):
     action: str
-    at: datetime
+    at: AwareDatetime
     status: Literal["started", "succeeded", "failed", "skipped"] = "succeeded"
     detail: dict[str, Any] = Field(default_factory=dict)
+    target: str | None = None  # another target (kind/namespace/name): the global budget counts it
 
 
 class PreconditionFixture(_Strict):
@@ -90,14 +91,21 @@ class Expectation(_Strict):
 
     @model_validator(mode="after")
     def _expects_something(self) -> Expectation:
-        if not self.model_fields_set:
-            raise ValueError("expect sets nothing, so the test could never fail")
+        checks = self.model_fields_set & {"rule", "target", "action"}
+        checks |= {"findings"} if self.findings else set()
+        checks |= {"not_findings"} if self.not_findings else set()
+        checks |= {"refused_by"} if self.refused_by is not None else set()
+        if not checks:
+            raise ValueError(
+                "expect checks nothing (empty lists and a null refused_by check nothing), "
+                "so the test could never fail"
+            )
         return self
 
 
 class TestCase(_Strict):
     name: str = Field(min_length=1)
-    now: datetime
+    now: AwareDatetime  # with its time zone (Z or +hh:mm): the guards compare it with stored times
     mode: Literal["off", "dry-run", "enforce"] = "dry-run"
     namespaces: list[str] | None = None  # default: MEDIC_NAMESPACES
     kill_switch: bool = False
@@ -209,7 +217,7 @@ def _run_one(
     try:
         case = TestCase.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigErrors(doc.errors_from(exc, base=loc)) from None
+        raise ConfigErrors(located(doc, exc, loc)) from None
     built = _case(case, doc, loc, config, registry)
     pol = Policy(
         mode=case.mode,
@@ -241,6 +249,13 @@ def _check_codes(
     rule = route(case.alerts, config)
     playbook = config.playbooks.get(rule.playbook) if rule and rule.playbook else None
     if playbook is None:
+        if expect.not_findings:  # nothing is diagnosed: it could never fail
+            raise ConfigError(
+                "no playbook runs for these alerts (no rule with one matches): not_findings could never fail",
+                file=doc.file,
+                line=doc.line_of((*loc, "expect", "not_findings")),
+                field=f"tests.{loc[1]}.expect.not_findings",
+            )
         return
     analyzers = analyzers_of(registry, playbook)
     for key in ("findings", "not_findings"):
@@ -299,8 +314,13 @@ def _bundle_fields(bundle: Path, file: str, line: int | None) -> dict[str, Any]:
             raise ConfigError(
                 f"not an incident document: {exc.errors()[0]['msg']}", file=str(bundle)
             ) from exc
-        data = case_fields(view)
-    return {k: v for k, v in data.items() if k in BUNDLED} | {"bundle": None}
+        data = {k: v for k, v in case_fields(view).items() if k in BUNDLED}
+    elif unknown := sorted(set(data) - BUNDLED):
+        raise ConfigError(
+            f"a bundle of case fields holds only {', '.join(sorted(BUNDLED))}: not {', '.join(unknown)}",
+            file=str(bundle),
+        )
+    return data | {"bundle": None}
 
 
 def _case(
@@ -339,7 +359,7 @@ def _case(
         alerts=alerts,
         evidence=evidence,
         now=case.now,
-        history=[HistoryEntry(h.action, h.at, h.status, h.detail) for h in case.history],
+        history=[HistoryEntry(h.action, h.at, h.status, h.detail, h.target) for h in case.history],
         cluster=ClusterFacts(
             preconditions=pre,
             annotations=case.cluster.annotations,
@@ -375,12 +395,14 @@ def _case_evidence(
             )
         ev = _evidence(step, steps.get(step, step.split("#")[0]), value, case.now)
         at: tuple[str | int, ...] = (*loc, "evidence", step)
-        _check_shape(ev, registry, doc, (*at, "data") if _is_envelope(value) else at)
+        _check_shape(ev, registry, doc, (*at, "data") if _is_envelope(value) else at, strict=strict)
         evidence[step] = ev
     return evidence
 
 
-def _check_shape(ev: Evidence, registry: Registry, doc: YamlDoc, loc: tuple[str | int, ...]) -> None:
+def _check_shape(
+    ev: Evidence, registry: Registry, doc: YamlDoc, loc: tuple[str | int, ...], *, strict: bool = True
+) -> None:
     """Data of a step that succeeded must read as its collector's output model (the verification
     window as the verifier's record): a misspelt or wrongly typed field is an error at load, not a
     finding that silently goes missing."""
@@ -391,17 +413,68 @@ def _check_shape(ev: Evidence, registry: Registry, doc: YamlDoc, loc: tuple[str 
     try:
         model.model_validate(ev.data)
     except ValidationError as exc:
+        raise ConfigErrors(located(doc, exc, loc, f"{ev.collector} output: ")) from None
+    if strict and (unknown := unknown_keys(model, ev.data)):
         raise ConfigErrors(
             [
                 ConfigError(
-                    f"{ev.collector} output: {e.message}",
-                    file=e.file,
-                    line=e.line,
-                    field=".".join(str(p) for p in loc) + (f".{e.field}" if e.field else ""),
+                    f"{ev.collector} output has no field {path[-1]!r} "
+                    "(a misspelt field would read as its default)",
+                    file=doc.file,
+                    line=doc.line_of((*loc, *path)),
+                    field=".".join(str(p) for p in (*loc, *path)),
                 )
-                for e in doc.errors_from(exc, base=loc)
+                for path in unknown
             ]
-        ) from None
+        )
+
+
+def located(
+    doc: YamlDoc, exc: ValidationError, loc: tuple[str | int, ...], say: str = ""
+) -> list[ConfigError]:
+    """The validation errors of the part of the file at ``loc``, each with its line and its full
+    field path (``tests.0.alerts.0.labels.code``)."""
+    where = ".".join(str(p) for p in loc)
+    return [
+        ConfigError(
+            f"{say}{e.message}", file=e.file, line=e.line, field=where + (f".{e.field}" if e.field else "")
+        )
+        for e in doc.errors_from(exc, base=loc)
+    ]
+
+
+def unknown_keys(
+    model: type[BaseModel], data: Any, at: tuple[str | int, ...] = ()
+) -> list[tuple[str | int, ...]]:
+    """Paths of the keys in ``data`` that ``model`` (and the models of its fields, through lists,
+    mappings and optionals) does not declare, where it does not keep extra keys itself (an
+    open-ended section such as Redis INFO's does)."""
+    if not isinstance(data, dict) or model.model_config.get("extra") == "allow":
+        return []
+    fields = model.model_fields
+    names = {f.alias or n: n for n, f in fields.items()} | {n: n for n in fields}
+    out: list[tuple[str | int, ...]] = []
+    for key, value in data.items():
+        if key in names:
+            out += _unknown_in(fields[names[key]].annotation, value, (*at, key))
+        else:
+            out.append((*at, key))
+    return out
+
+
+def _unknown_in(annotation: Any, value: Any, at: tuple[str | int, ...]) -> list[tuple[str | int, ...]]:
+    """:func:`unknown_keys` of a value by its annotation (``M``, ``list[M]``, ``dict[str, M]``,
+    ``M | None``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return unknown_keys(annotation, value, at)
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    origin = get_origin(annotation)
+    if origin in (list, tuple, set, frozenset) and isinstance(value, list) and args:
+        return [p for i, item in enumerate(value) for p in _unknown_in(args[0], item, (*at, i))]
+    if origin is dict and isinstance(value, dict) and len(args) == 2:
+        return [p for k, v in value.items() for p in _unknown_in(args[1], v, (*at, k))]
+    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    return unknown_keys(models[0], value, at) if len(models) == 1 and isinstance(value, dict) else []
 
 
 def _is_envelope(value: Any) -> bool:

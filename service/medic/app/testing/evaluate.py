@@ -19,6 +19,7 @@ from typing import Any
 from medic.analysis.verification import WINDOW_STEP, Window
 from medic.app.config import Config
 from medic.app.pipeline import analyze
+from medic.collectors.revision_output import RevisionCompareOutput
 from medic.decision.decide import Decision, aim_at_baseline, decide
 from medic.decision.guards import Budget, GuardFacts, evaluate_guards, verdict
 from medic.domain.actions import ActionMark, KillSwitch, Precondition
@@ -39,6 +40,9 @@ from medic.rules.model import Requirements, Rule
 from medic.rules.routing import coalescing_key, matching_rules
 from medic.rules.targets import target_from_labels
 
+ROLLOUT_HISTORY = "k8s.rollout_history"  # the collector whose timeline the rollback's plan reads too
+REQUIRE_DERIVED = ("recent_rollout", "previous_revision_healthy")  # require: preconditions from it
+
 # what a test expects of the action (an ActionStatus, "would_act" for an allowed auto action, or none)
 WOULD_ACT = "would_act"
 NO_ACTION = "none"
@@ -52,6 +56,7 @@ class HistoryEntry:
     at: datetime
     status: str = "succeeded"  # started | succeeded | failed | skipped
     detail: Mapping[str, Any] = field(default_factory=dict)
+    target: str | None = None  # another target's key (kind/namespace/name): counts for the global budget only
 
 
 @dataclass(frozen=True)
@@ -219,12 +224,23 @@ def _decision(
     evidence: list[Evidence],
 ) -> Decision:
     """The decision the service makes: a deploy verification's is aimed at its verified baseline
-    (:func:`medic.decision.decide.aim_at_baseline`), as the verifier aims it."""
+    (:func:`medic.decision.decide.aim_at_baseline`), as the verifier aims it: the window's record
+    says which revision and baseline; without one (a case of one interval), the comparison's."""
     decision = decide(rule, playbook, findings, mode)
-    window = next((e for e in evidence if e.collector == WINDOW_STEP and e.ok and e.data is not None), None)
-    if playbook.playbook.verify is None or window is None:
+    if playbook.playbook.verify is None:
         return decision
-    return aim_at_baseline(decision, Window.model_validate(window.data).verification)
+    window = next((e for e in evidence if e.collector == WINDOW_STEP and e.ok and e.data is not None), None)
+    if window is not None:
+        v = Window.model_validate(window.data).verification
+        return aim_at_baseline(decision, v.revision, v.baseline_revision, restored=v.restored)
+    compared = next(
+        (e for e in evidence if e.collector == "prometheus.revision_compare" and e.ok and e.data is not None),
+        None,
+    )
+    if compared is None:
+        return decision
+    cmp = RevisionCompareOutput.model_validate(compared.data)
+    return aim_at_baseline(decision, cmp.revision, cmp.baseline_revision)
 
 
 def guard_facts(rule: Rule, target: Target, case: Case, policy: Policy) -> GuardFacts:
@@ -234,7 +250,8 @@ def guard_facts(rule: Rule, target: Target, case: Case, policy: Policy) -> Guard
     assert rem is not None
     now = case.now
     past = sorted((h for h in case.history if h.at <= now), key=lambda h: h.at)
-    counted = [h for h in past if h.status != "skipped"]  # as the ledger: a skip is no action
+    everywhere = [h for h in past if h.status != "skipped"]  # as the ledger: a skip is no action
+    counted = [h for h in everywhere if h.target in (None, target.key)]  # on this target
     last = counted[-1] if counted else None
     mark = (
         ActionMark("", target.key, last.action, "", last.at, last.status, dict(last.detail)) if last else None
@@ -262,7 +279,7 @@ def guard_facts(rule: Rule, target: Target, case: Case, policy: Policy) -> Guard
         global_budget=Budget(
             policy.global_budget_count,
             policy.global_budget_window,
-            sum(h.at >= now - policy.global_budget_window for h in counted),
+            sum(h.at >= now - policy.global_budget_window for h in everywhere),
         ),
         flap_window=policy.flap_window,
         current_revision_hash=cluster.revision_hash if cluster.revision_hash is not None else current_hash,
@@ -275,16 +292,11 @@ def required(require: Requirements, case: Case, given: set[str]) -> list[Precond
     rollback's plan reads them: from the rollout timeline, here the one ``k8s.rollout_history``
     saw. Without that evidence a precondition is not met (as an unknown rollout time is not
     recent), so a test never passes on a check it skipped."""
-    wanted = [
-        name
-        for name, on in (
-            ("recent_rollout", require.recent_rollout is not None),
-            ("previous_revision_healthy", require.previous_revision_healthy),
-        )
-        if on and name not in given
-    ]
+    asked = {"recent_rollout": require.recent_rollout is not None}
+    asked["previous_revision_healthy"] = require.previous_revision_healthy
+    wanted = [name for name, on in asked.items() if on and name not in given]
     history = next(
-        (e.data for e in case.evidence.values() if e.collector == "k8s.rollout_history" and e.ok and e.data),
+        (e.data for e in case.evidence.values() if e.collector == ROLLOUT_HISTORY and e.ok and e.data),
         None,
     )
     if not wanted:

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from medic.app.testing.evaluate import NO_ACTION, WOULD_ACT
+from medic.app.testing.evaluate import NO_ACTION, REQUIRE_DERIVED, ROLLOUT_HISTORY, WOULD_ACT
 from medic.domain.incident import ActionRecord, ActionStatus, Incident, IncidentAlert
 from medic.domain.redact import redact
 from medic.incidents.views import IncidentView
@@ -21,8 +21,17 @@ PLAN_GUARD = "plan"  # a precondition standing for "the action could not be plan
 
 
 def first_action(incident: Incident) -> ActionRecord | None:
-    """The action the diagnosis decided (later records are approvals of it)."""
-    return incident.actions[0] if incident.actions else None
+    """The action as the diagnosis decided it. A proposal later approved or rejected was
+    replaced by its outcome (:mod:`medic.app.approvals`); the decision itself was the proposal,
+    awaiting approval."""
+    record = incident.actions[0] if incident.actions else None
+    if record is None or "approval" not in record.result:
+        return record
+    proposal = record.result.get("proposal")
+    reason = str(proposal.get("reason", record.reason)) if isinstance(proposal, dict) else record.reason
+    return record.model_copy(
+        update={"status": ActionStatus.AWAITING_APPROVAL, "reason": reason, "approved_by": ""}
+    )
 
 
 def decided_at(incident: Incident) -> datetime:
@@ -52,14 +61,19 @@ def refused_by(record: ActionRecord | None) -> list[str]:
     return names or [f"precondition:{PLAN_GUARD}"]
 
 
-def cluster_facts(record: ActionRecord | None) -> dict[str, Any]:
-    """The action plan's recorded preconditions (what the cluster said when it was planned)."""
+def cluster_facts(record: ActionRecord | None, timeline_known: bool = False) -> dict[str, Any]:
+    """The action plan's recorded preconditions (what the cluster said when it was planned).
+    With the rollout history in the evidence (``timeline_known``), those a rule's ``require:``
+    asks for are left out: a test reads them from that timeline as the plan does, so a candidate
+    ``require:`` is decided again, not answered by the record."""
     if record is None:
         return {}
+    derived = set(REQUIRE_DERIVED) if timeline_known else set()
     pre = {
-        g.guard.removeprefix("precondition:"): {"ok": g.allowed, "reason": g.reason}
+        name: {"ok": g.allowed, "reason": g.reason}
         for g in record.guards
         if g.guard.startswith("precondition:")
+        and (name := g.guard.removeprefix("precondition:")) not in derived
     }
     if record.status is ActionStatus.REFUSED and not record.guards:  # the plan itself failed
         pre[PLAN_GUARD] = {"ok": False, "reason": record.reason}
@@ -67,7 +81,8 @@ def cluster_facts(record: ActionRecord | None) -> dict[str, Any]:
 
 
 def history_of(incident: Incident, others: Iterable[Incident]) -> list[dict[str, Any]]:
-    """Actions taken on the incident's target by other incidents before its decision."""
+    """Actions other incidents took before this one's decision: on its target (cooldown, target
+    budget, flap guard), and on any other target with that target named (the global budget)."""
     if incident.target is None:
         return []
     before = decided_at(incident)
@@ -76,15 +91,16 @@ def history_of(incident: Incident, others: Iterable[Incident]) -> list[dict[str,
         if other.id == incident.id:
             continue
         for record in other.actions:
-            if record.target.key == incident.target.key and record.at < before and record.status in _ACTED:
-                out.append(
-                    {
-                        "action": record.action,
-                        "at": record.at.isoformat(),
-                        "status": "started" if record.status is ActionStatus.RUNNING else record.status.value,
-                        "detail": facts if isinstance(facts := record.result.get("facts"), dict) else {},
-                    }
-                )
+            if record.at < before and record.status in _ACTED:
+                entry = {
+                    "action": record.action,
+                    "at": record.at.isoformat(),
+                    "status": "started" if record.status is ActionStatus.RUNNING else record.status.value,
+                    "detail": facts if isinstance(facts := record.result.get("facts"), dict) else {},
+                }
+                if record.target.key != incident.target.key:
+                    entry["target"] = record.target.key
+                out.append(entry)
     return sorted(out, key=lambda h: str(h["at"]))
 
 
@@ -131,8 +147,11 @@ def case_fields(view: IncidentView, others: Iterable[Incident] = ()) -> dict[str
         },
         "history": history_of(incident, others),
     }
-    if facts := cluster_facts(record):
+    timeline_known = any(e.collector == ROLLOUT_HISTORY and e.ok and e.data for e in incident.evidence)
+    if facts := cluster_facts(record, timeline_known):
         fields["cluster"] = facts
+    if record is not None and any(g.guard == "kill_switch" and not g.allowed for g in record.guards):
+        fields["kill_switch"] = True  # state, not configuration: the replay keeps it as it was
     return fields
 
 
