@@ -273,6 +273,17 @@ def test_every_command_that_prints_data_takes_o_json_and_yaml() -> None:
         (["verify", "x", "-n", "playcode", "--revision", "0"], {}, 2, "--revision: '0': must be 1 or more"),
         (["replay", "p.json", "--prometheus-url", "prom:9090"], {}, 2, "'prom:9090' is not an http(s) URL"),
         (["check", "--bogus"], {}, 2, "usage: medic check"),
+        # an option given to medic itself, before the command: the top level's error, not check's
+        (["--bogus", "check"], {}, 2, "medic: error: unrecognized arguments: --bogus"),
+        (["--bogus=1", "check", "-o", "json"], {}, 2, "medic: error: unrecognized arguments: --bogus=1"),
+        # a duration must be finite, in every command that takes one
+        (["incidents", "--url", "http://h", "--timeout", "nan"], {}, 2, "'nan' is not a finite duration"),
+        (["approve", "x", "--url", "http://h", "--timeout", "inf"], {}, 2, "'inf' is not a finite duration"),
+        (["dead-letters", "list", "--url", "http://h", "--timeout", "1e999"], {}, 2, "not a finite duration"),
+        # a missing admin token is a usage error (exit 2) for every admin command alike
+        (["dead-letters", "retry", "x", "--url", "http://127.0.0.1:9"], {}, 2, "set MEDIC_ADMIN_TOKEN"),
+        (["dead-letters", "drop", "x", "--url", "http://127.0.0.1:9"], {}, 2, "set MEDIC_ADMIN_TOKEN"),
+        (["approve", "x", "--url", "http://127.0.0.1:9"], {}, 2, "set MEDIC_ADMIN_TOKEN"),
         (["dead-letters", "list", "--bogus"], {}, 2, "medic dead-letters: error: unrecognized arguments"),
     ],
 )
@@ -685,35 +696,91 @@ def test_only_the_data_goes_to_stdout(tmp_path: Path, args: list[str], code: int
         assert result.stdout == "" and result.stderr.startswith("medic: ")
 
 
-class _HtmlPage(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # the name http.server calls
-        body = b"<html>login</html>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+PROXY_PAGES = {
+    200: b"<html><body>Sign in to continue</body></html>",  # an SSO proxy's login page
+    502: b"<html><head><title>502 Bad Gateway</title></head><body><center>nginx</center></body></html>",
+}
 
 
-@pytest.mark.parametrize("args", [["incidents"], ["incidents", "show", "x", "-o", "json"]])
-def test_a_page_that_is_not_medic_is_a_failure_not_a_traceback(medic: InProcess, args: list[str]) -> None:
-    """A proxy's login page answered with 200: exit 1 naming the URL and what came instead."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HtmlPage)
+def _html_server(status: int) -> type[http.server.BaseHTTPRequestHandler]:
+    class HtmlPage(http.server.BaseHTTPRequestHandler):
+        """What a proxy or an ingress in front of Medic answers to every request: an HTML page."""
+
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = PROXY_PAGES[status]
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _answer  # the names http.server calls
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    return HtmlPage
+
+
+@contextlib.contextmanager
+def html_server(status: int) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _html_server(status))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        result = medic(*args, "--url", url)
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
-    assert result.returncode == 1
-    assert (
-        result.stderr.startswith(f"medic: {url}/api/v1/incidents") and "not a Medic answer" in result.stderr
-    )
+
+
+# replay --since and incidents export read through test_cmd.py's own client (owned elsewhere)
+_OWN_CLIENT = pytest.mark.xfail(strict=True, reason="test_cmd.py switches to remote.answer_json")
+
+
+@pytest.mark.parametrize("status", sorted(PROXY_PAGES))
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        *[pytest.param(a, e, marks=_OWN_CLIENT) if a[0] == "replay" else (a, e) for a, e in URL_COMMANDS],
+        (["incidents", "show", "x", "-o", "json"], {}),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_a_page_that_is_not_medic_is_a_failure_not_a_traceback(
+    medic: InProcess, args: list[str], env: dict[str, str], status: int
+) -> None:
+    """A proxy's login page (200) or an ingress's error page (502), HTML: exit 1 naming the URL and
+    what came instead, never a traceback, nothing on stdout (not the page taken for a report)."""
+    timeout = [] if "--request-timeout" in args else ["--timeout", "5s"]
+    with html_server(status) as url:
+        result = medic(*args, "--url", url, *timeout, **env)
+    assert result.returncode == 1, result
+    assert result.stdout == ""
+    said = rf"medic: {re.escape(url)}/api/v1/\S+: {status} not a Medic answer"
+    assert re.match(said, result.stderr), result
+    assert "Traceback" not in result.stderr
+
+
+def test_a_closed_stdout_is_no_traceback(tmp_path: Path) -> None:
+    """``medic check >&-``: started with no stdout at all (sys.stdout is None), as a reader gone
+    before the start: nothing printed, the command's own status (0, and 1 for bad rules)."""
+    (tmp_path / "bad.yaml").write_text(BAD_RULES)
+    for args, code in (
+        (["check"], 0),
+        (["check", "-o", "json"], 0),
+        (["check", "bad.yaml", "-o", "json"], 1),
+    ):
+        result = subprocess.run(
+            ["sh", "-c", 'exec "$@" >&-', "sh", *MEDIC, *args],
+            cwd=tmp_path,
+            env=medic_env(tmp_path),
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+        assert (result.returncode, result.stderr) == (code, ""), (args, result.stderr)
 
 
 def test_what_the_cli_prints_of_an_incident_is_redacted(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from medic.app.cli.output import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_output_option, emit
-from medic.app.cli.remote import add_url_option, open_session, positive_int
-from medic.domain.errors import ConfigError, MedicError
+from medic.app.cli.remote import OK, add_url_option, answer_json, open_session, positive_int
+from medic.domain.errors import ConfigError, UsageError
 from medic.inbox.base import Inbox
 
 
@@ -121,14 +121,12 @@ async def _remote(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
     else:
         token = os.environ.get("MEDIC_ADMIN_TOKEN", "")
         if not token:
-            raise MedicError("set MEDIC_ADMIN_TOKEN to retry or drop dead letters of a running Medic")
+            raise UsageError("set MEDIC_ADMIN_TOKEN to retry or drop dead letters of a running Medic")
         url = f"{base}/{args.id}/retry" if args.action == "retry" else f"{base}/{args.id}"
         method, params = ("POST" if args.action == "retry" else "DELETE"), {}
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with open_session(args, headers) as session, session.request(method, url, params=params) as resp:
-        body: dict[str, Any] = await resp.json(content_type=None)
-        if resp.status == 404:
+        body = await answer_json(resp, url, ok=(*OK, 404))
+        if resp.status == 404:  # Medic's problem answer, not a proxy's page
             return False, {"id": args.id, "status": "not found"}
-        if resp.status >= 300:
-            raise MedicError(f"{url}: {resp.status} {body.get('detail', body.get('title'))}")
         return True, body

@@ -32,7 +32,14 @@ from medic.app.cli.output import (
     emit,
     stdout_closed,
 )
-from medic.app.cli.remote import add_url_option, http_url, open_session, positive_int
+from medic.app.cli.remote import (
+    add_url_option,
+    answer_json,
+    answer_text,
+    http_url,
+    open_session,
+    positive_int,
+)
 from medic.app.cli.remote import read_headers as _read_headers
 from medic.app.cli.test_cmd import add_rules_parser, add_test_parser
 from medic.app.cli.verify import add_parser as add_verify_parser
@@ -308,38 +315,15 @@ async def _incidents_remote(args: argparse.Namespace) -> Any:
         if args.action == "show":
             url = f"{args.url}/api/v1/incidents/{args.id}"
             if args.output == "text":  # the server's Markdown: its link settings are the right ones
-                return None, await _get(session, url, {"format": "md"})
-            doc = IncidentView.from_document(_answer(url, await _get(session, url, {}))).document()
-            return doc, ""
+                async with session.get(url, params={"format": "md"}) as resp:
+                    return None, await answer_text(resp, url, "text/markdown")
+            async with session.get(url) as resp:
+                return IncidentView.from_document(await answer_json(resp, url, ok=(200,))).document(), ""
         url = f"{args.url}/api/v1/incidents"
         params = {"limit": str(args.limit)} | ({"status": args.status} if args.status else {})
-        listed = _answer(url, await _get(session, url, params))
+        async with session.get(url, params=params) as resp:
+            listed = await answer_json(resp, url, ok=(200,))
         return listed, lambda: _incident_table(listed)
-
-
-def _answer(url: str, text: str) -> dict[str, Any]:
-    """A 200 answer's JSON object, or a failure saying what came instead (a proxy's page)."""
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict):
-        raise MedicError(f"{url}: not a Medic answer: {text[:200]!r}")
-    return doc
-
-
-async def _get(session: Any, url: str, params: dict[str, str]) -> str:
-    """The body of a 200 answer; else a failure with the server's problem detail."""
-    async with session.get(url, params=params) as resp:
-        text: str = await resp.text()
-        if resp.status == 200:
-            return text
-        try:
-            problem = json.loads(text)
-            detail = problem.get("detail") or problem.get("title")
-        except (ValueError, AttributeError):
-            detail = f"not a Medic answer: {text[:200]!r}"
-        raise MedicError(f"{url}: {resp.status} {detail}")
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
@@ -383,10 +367,7 @@ async def _decide_remote(args: argparse.Namespace, decision: str) -> dict[str, A
         open_session(args, headers, progress=False) as session,
         session.post(url, json=body) as resp,
     ):
-        answer: dict[str, Any] = await resp.json(content_type=None)
-        if resp.status != 200:
-            raise MedicError(f"{answer.get('title', resp.status)}: {answer.get('detail', '')}")
-        return answer
+        return await answer_json(resp, url, ok=(200,))
 
 
 async def _decide_local(args: argparse.Namespace, decision: str) -> dict[str, Any]:
@@ -445,10 +426,7 @@ async def _kill_switch(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 resp_ctx = session.put(url, json={"enabled": enabled, "reason": args.reason, "by": args.by})
             async with resp_ctx as resp:
-                body: dict[str, Any] = await resp.json(content_type=None)
-                if resp.status != 200:
-                    raise MedicError(f"{url}: {resp.status} {body.get('detail', body.get('title'))}")
-                return body
+                return await answer_json(resp, url, ok=(200,))
     from medic.app.settings import ensure_data_dir, load_settings
     from medic.clients.sqlite import SqliteDB
     from medic.coordination.base import RemediationState
@@ -622,7 +600,8 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging("console", "warning")
     try:
         code = _run(args)
-        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        if sys.stdout is not None:  # None: started with stdout closed (`>&-`), nothing to flush
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         return code
     except BrokenPipeError:
         # the reader went away (`medic ... | head -1`) during a write that is not emit()'s
@@ -633,13 +612,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """``parser.parse_args``, but an unknown option is reported with the usage of the command
-    it was given to (``medic check --bogus`` shows check's usage, not the top level's)."""
+    it was given to: ``medic check --bogus`` shows check's usage, ``medic --bogus check`` the
+    top level's (medic's own options take no value: the first word that is not one is the command)."""
     args, extra = parser.parse_known_args(argv)
-    if extra:
-        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        command: argparse.ArgumentParser = commands.choices.get(args.command, parser)
-        command.error(f"unrecognized arguments: {' '.join(extra)}")
-    return args
+    if not extra:
+        return args
+    words = sys.argv[1:] if argv is None else argv
+    at = next((i for i, word in enumerate(words) if not word.startswith("-")), len(words))
+    before = [word for word in extra if word in words[:at]]
+    if before:
+        parser.error(f"unrecognized arguments: {' '.join(before)}")
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command: argparse.ArgumentParser = commands.choices.get(args.command, parser)
+    command.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args  # not reached: error() exits 2
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -89,8 +89,14 @@ def plain(data: Any) -> Any:
 def emit(
     args: argparse.Namespace, data: Any, text: Callable[[], str] | str, stream: TextIO | None = None
 ) -> None:
-    """Print ``data`` as JSON or YAML, or ``text`` (a string or a function making it)."""
+    """Print ``data`` as JSON or YAML, or ``text`` (a string or a function making it).
+
+    No stdout at all (``medic check >&-``: ``sys.stdout`` is None) is a reader that left before
+    the start: nothing is printed and the command exits with its own status, as on a closed pipe.
+    """
     out = stream or sys.stdout
+    if out is None:
+        return
     fmt = getattr(args, "output", "text")
     if fmt == "json":
         document = printable(json.dumps(plain(data), indent=2, ensure_ascii=False)) + "\n"

@@ -5,6 +5,10 @@
 * :func:`open_session`: the one way a command opens its HTTP session: that timeout on every
   request (connect included), an error naming the URL when it runs out (exit 1), and the
   progress line on stderr while an answer takes longer than :data:`PROGRESS_AFTER` seconds.
+* :func:`answer_json` / :func:`answer_text`: the one way a command reads an answer: Medic's JSON
+  (or, for ``format=md``, its Markdown), else a failure naming the URL and what came instead (a
+  proxy's or an ingress's HTML page, whatever its status: exit 1, never a traceback); a refusal
+  is a failure with the server's problem detail.
 * :func:`positive_int`, :func:`http_url`, :func:`seconds`, :func:`namespace`: argparse types,
   so that a bad value is a usage error (exit 2) with argparse's message, for every command alike.
 """
@@ -13,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Container
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from medic.app.cli.output import Progress
@@ -63,7 +68,9 @@ def http_url(value: str) -> str:
 
 
 def seconds(value: str) -> float:
-    """A duration more than zero (``30``, ``30s``, ``2m``), in seconds."""
+    """A finite duration more than zero (``30``, ``30s``, ``2m``), in seconds."""
+    if _is_number(value) and not math.isfinite(float(value)):  # nan, inf, 1e999
+        raise argparse.ArgumentTypeError(f"{value!r} is not a finite duration (use e.g. 30s, 5m)")
     try:
         number = float(parse_duration(float(value) if _is_number(value) else value).total_seconds())
     except (ValueError, OverflowError) as exc:
@@ -92,6 +99,49 @@ def namespace(value: str) -> str:
     except ValidationError as exc:
         raise argparse.ArgumentTypeError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
     return checked
+
+
+# --------------------------------------------------------------------------- answers
+OK = range(200, 300)  # any 2xx
+
+
+def parse_answer(url: str, status: int, text: str) -> dict[str, Any]:
+    """The JSON object Medic answered (a document or a problem), else a failure naming ``url``,
+    the status and the start of what came instead (a proxy's HTML page)."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise MedicError(f"{url}: {status} not a Medic answer: {text[:200]!r}")
+    return doc
+
+
+def refusal(url: str, status: int, problem: dict[str, Any]) -> MedicError:
+    """A problem+json answer as a failure: the URL, the status, the problem's title and detail."""
+    said = [str(problem[k]) for k in ("title", "detail") if problem.get(k)]
+    return MedicError(f"{url}: {status} {': '.join(said) or 'no detail'}")
+
+
+async def answer_json(resp: aiohttp.ClientResponse, url: str, *, ok: Container[int] = OK) -> dict[str, Any]:
+    """``resp``'s JSON object when its status is in ``ok`` (any 2xx by default); a status outside
+    it is :func:`refusal`, a body that is not Medic's JSON a failure naming ``url`` (exit 1)."""
+    doc = parse_answer(url, resp.status, await resp.text())
+    if resp.status not in ok:
+        raise refusal(url, resp.status, doc)
+    return doc
+
+
+async def answer_text(resp: aiohttp.ClientResponse, url: str, content_type: str) -> str:
+    """``resp``'s body when it is a 200 answer of ``content_type`` (``text/markdown`` for
+    ``format=md``); a problem is :func:`refusal`, anything else (a login page) a failure naming ``url``."""
+    text = await resp.text()
+    if resp.status != 200:
+        raise refusal(url, resp.status, parse_answer(url, resp.status, text))
+    if resp.content_type != content_type:
+        what = f"{resp.content_type}, not {content_type}"
+        raise MedicError(f"{url}: {resp.status} not a Medic answer ({what}): {text[:200]!r}")
+    return text
 
 
 # --------------------------------------------------------------------------- --url

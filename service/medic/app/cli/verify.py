@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +22,14 @@ from datetime import timedelta
 from typing import Any
 
 from medic.app.cli.output import EXIT_FAILURE, EXIT_OK, Progress, add_output_option, emit
-from medic.app.cli.remote import add_url_option, namespace, open_session, positive_int, read_headers
+from medic.app.cli.remote import (
+    add_url_option,
+    answer_json,
+    namespace,
+    open_session,
+    positive_int,
+    read_headers,
+)
 from medic.domain.durations import parse_duration
 from medic.domain.errors import ConfigError, MedicError, UsageError
 
@@ -132,33 +138,17 @@ async def _remote(
         body["window"] = format_duration(window)
     async with open_session(args, progress=not args.wait) as s:  # --wait draws its own line
         async with s.post(f"{base}/api/v1/verifications", json=body, headers=webhook_headers()) as resp:
-            started = await _json(resp, base)
-            if resp.status not in (200, 202):
-                raise MedicError(f"{base}: {resp.status} {started.get('detail') or started.get('title')}")
+            started = await answer_json(resp, f"{base}/api/v1/verifications", ok=(200, 202))
         if not args.wait:
             return started
 
         async def fetch() -> dict[str, Any]:
             url = f"{base}/api/v1/incidents/{started['incident_id']}"
             async with s.get(url, headers=read_headers()) as resp:
-                doc = await _json(resp, url)
-                if resp.status != 200:
-                    raise MedicError(f"{url}: {resp.status} {doc.get('detail') or doc.get('title')}")
+                doc = await answer_json(resp, url, ok=(200,))
             return _from_incident(doc, started)
 
         return await _until_final(fetch, timeout, f"verifying {args.namespace}/{name}")
-
-
-async def _json(resp: Any, where: str) -> dict[str, Any]:
-    """The answer's JSON object, or a failure that says what came instead (a proxy's HTML page)."""
-    text = await resp.text()
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict):
-        raise MedicError(f"{where}: HTTP {resp.status}, not a Medic answer: {text[:200]!r}")
-    return doc
 
 
 def _from_incident(doc: dict[str, Any], started: dict[str, Any]) -> dict[str, Any]:
