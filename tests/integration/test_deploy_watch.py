@@ -146,7 +146,7 @@ async def test_medics_own_rollback_is_not_reported(w: Watching) -> None:
     ctx = ActionContext(kube=w.kube, target=target, incident=incident, rule=rule, now=now)
     action = RollbackDeployment()
     plan = await action.plan(ctx, RollbackParams())
-    assert (await action.apply(ctx, plan))["applied"] is True
+    assert (await action.apply(ctx, plan)).applied is True
     rolled = w.fake.get_object("Deployment", NS, APP)
     assert rolled["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "4"
     await w.settled_by_marker()
