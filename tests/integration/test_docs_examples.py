@@ -157,6 +157,48 @@ def test_example_payload_replays(payload: Path, tmp_path: Path) -> None:
         assert name in result.stdout, f"the report of {payload.name} does not name {name}"
 
 
+def _source_expr(alert: Any) -> str | None:
+    """The expression an example alert's own rule has, where the repository says which it is."""
+    from medic.collectors.prometheus import CATALOG, render_query
+
+    labels, name = alert.labels, alert.labels["alertname"]
+    if name == "PlayCodeHighLatency":  # Medic's own p99 query (runbook 4.2), above 1 s (its summary)
+        return render_query(CATALOG["latency_p99"], {"namespace": labels["namespace"]}) + " > 1"
+    if name == "RedisDown":  # its description quotes it
+        return "redis_up == 0"
+    if name == "KubePodCrashLooping":  # kube-prometheus-stack's rule (kubernetes-mixin)
+        selector = f'job="{labels["job"]}",reason="{labels["reason"]}"'
+        return f"max_over_time(kube_pod_container_status_waiting_reason{{{selector}}}[5m]) >= 1"
+    return None
+
+
+def test_example_payloads_link_to_their_alert_s_expression(tmp_path: Path) -> None:
+    """Each example alert's ``generatorURL`` (the Prometheus link on-call opens, and the
+    expression Medic's explore links start from) is its own alert's PromQL, URL-encoded as
+    Prometheus does, which promtool parses: not a placeholder such as ``up``."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from tests.servers.process import require_binary
+
+    rules: list[dict[str, Any]] = []
+    for path in PAYLOADS:
+        for alert in WebhookPayload.model_validate_json(path.read_bytes()).alerts:
+            query = parse_qs(urlsplit(alert.generatorURL).query)
+            (expr,) = query.get("g0.expr", [""])
+            where = f"{path.name} {alert.labels['alertname']}"
+            assert expr.strip() not in ("", "up"), f"{where}: generatorURL {alert.generatorURL!r}"
+            if (source := _source_expr(alert)) is not None:
+                assert expr == source, where
+            rules.append({"alert": alert.labels["alertname"], "expr": expr})
+    rule_file = tmp_path / "example-alerts.yaml"
+    rule_file.write_text(yaml.safe_dump({"groups": [{"name": "examples", "rules": rules}]}))
+    promtool = require_binary("promtool", debian_package="prometheus", env_var="MEDIC_TEST_PROMTOOL")
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(rule_file)], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 # --------------------------------------------------------------------------- (b) YAML examples
 def _looks_like_config(data: Any) -> bool:
     if isinstance(data, dict) and ({"rules", "playbooks"} & data.keys()):
