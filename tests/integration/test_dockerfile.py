@@ -154,11 +154,16 @@ def test_oci_labels_come_from_build_args() -> None:
 
 
 def repository_url() -> str:
-    """The project's repository as the chart names it (its runbook links point into it)."""
-    values = yaml.safe_load((REPO / "helm" / "playcode-medic" / "values.yaml").read_text(encoding="utf-8"))
+    """The project's repository: the single ``sources`` entry of Chart.yaml, which the chart's
+    runbook links (``prometheusRule.runbookBaseUrl``) point into too."""
+    chart_dir = REPO / "helm" / "playcode-medic"
+    chart = yaml.safe_load((chart_dir / "Chart.yaml").read_text(encoding="utf-8"))
+    (source,) = chart.get("sources") or [""]
+    assert source.startswith("https://") and not source.endswith("/"), source
+    values = yaml.safe_load((chart_dir / "values.yaml").read_text(encoding="utf-8"))
     base: str = values["prometheusRule"]["runbookBaseUrl"]
-    assert base.startswith("https://github.com/") and "/blob/" in base
-    return base.split("/blob/")[0]
+    assert base.split("/blob/")[0] == source, f"runbookBaseUrl {base} is not under {source}"
+    return str(source)
 
 
 def test_the_build_backend_is_pinned() -> None:

@@ -1034,6 +1034,8 @@ def test_prometheus_rule_covers_medics_failure_modes() -> None:
 def test_every_alert_links_its_runbook_section() -> None:
     anchors = _doc_anchors(OPERATIONS_DOC)
     base = "https://github.com/playcode-gg/playcode-medic/blob/main/docs/operations.md"
+    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text(encoding="utf-8"))
+    assert base.startswith(chart["sources"][0] + "/blob/"), "the runbooks live in the chart's source"
     for name, rule in _alerts().items():
         ann = rule["annotations"]
         assert ann["summary"] and ann["description"], name
