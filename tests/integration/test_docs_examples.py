@@ -262,6 +262,17 @@ def test_readme_is_short() -> None:
     assert size <= README_MAX_BYTES, f"README.md is {size} bytes; move reference material to docs/"
 
 
+def test_the_readme_says_what_ci_runs_and_what_a_fresh_machine_needs() -> None:
+    """The README's sentence on CI names every make target ``.ci/run`` runs, and its fresh-machine
+    line names what ``python -m venv`` (the Makefile's) needs on Debian/Ubuntu."""
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    ci = re.findall(r"^make (\w+)", (ROOT / ".ci" / "run").read_text(encoding="utf-8"), re.MULTILINE)
+    said = re.split(r"\.\s", readme[readme.index("(`.ci/run`)") :], maxsplit=1)[0]
+    assert ci and all(f"`make {target}`" in said for target in ci), (ci, said)
+    assert "exactly" not in said
+    assert "-m venv" in (ROOT / "Makefile").read_text(encoding="utf-8") and "python3-venv" in readme
+
+
 def test_the_readme_picture_is_small() -> None:
     """The incident page picture stays a light download (regenerate: docs/img/screenshot.py)."""
     picture = ROOT / "docs" / "img" / "incident-page.png"
