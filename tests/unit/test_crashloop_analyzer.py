@@ -122,7 +122,7 @@ def test_config_error_and_image_pull() -> None:
     )
     assert 'secret "playcode-env" not found' in found["crashloop.config_error"].summary
     # a new revision that cannot start is a regression too, proposed for approval only
-    assert found["crashloop.regression"].details["max_mode"] == "approve"
+    assert found["crashloop.regression"].max_mode == "approve"
     assert "cannot start" in found["crashloop.regression"].summary
     # an unpullable image on the new revision only: a bad rollout, proposed for rollback
     found = run([pod("a", 2, container(waiting="ImagePullBackOff", term="", restarts=0))])
@@ -274,7 +274,7 @@ def test_a_revision_current_for_days_that_starts_crashing_predates_the_rollout()
     assert "crashloop.regression" not in found
     f = found["crashloop.predates_rollout"]
     assert "revision 64 became current 5 days ago" in f.summary
-    assert "not a recent rollout" in f.details["against"]["rollback"]
+    assert "not a recent rollout" in f.against["rollback"]
 
 
 def test_an_old_oom_killed_redis_is_not_only_the_new_revision() -> None:
@@ -310,7 +310,7 @@ def test_medic_restarted_after_its_own_rollback_reads_it_from_the_cluster() -> N
         and rows[31]["became_current"] == "2026-11-26T08:29:00Z"
     )
     assert "Medic rolled back from it" in rows[30]["note"]
-    assert "the crash continues" in f.details["against"]["rollback"]
+    assert "the crash continues" in f.against["rollback"]
 
 
 def _playbook_and_rule() -> tuple[Any, Any]:

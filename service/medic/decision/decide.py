@@ -51,19 +51,18 @@ def decide(
 
 
 def _against(findings: list[Finding], action: str, wanted: str) -> str:
-    """Why not: the reason a finding gives against the action (``details["against"][action]``,
-    e.g. "the crash is caused by redis being down"), else which finding was missing."""
+    """Why not: the reason a finding gives against the action (:attr:`Finding.against`, e.g.
+    "the crash is caused by redis being down"), else which finding was missing."""
     for f in findings:
-        against = f.details.get("against")
-        if isinstance(against, dict) and against.get(action):
-            return f"{against[action]} ({f.code})"
+        if f.against.get(action):
+            return f"{f.against[action]} ({f.code})"
     return f"no finding supports it (it needs {wanted})"
 
 
 def _capped(mode: str, grounds: tuple[Finding, ...]) -> str:
-    """A finding may cap the mode (``details["max_mode"]``, e.g. a new revision that cannot
+    """A finding may cap the mode (:attr:`Finding.max_mode`, e.g. a new revision that cannot
     start is proposed for approval, never rolled back alone)."""
-    caps = [str(f.details.get("max_mode")) for f in grounds if f.details.get("max_mode") in MODE_RANK]
+    caps = [f.max_mode for f in grounds if f.max_mode is not None]
     return min([mode, *caps], key=lambda m: MODE_RANK[m])
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from medic.domain.alert import Alert
 from medic.domain.evidence import Evidence
@@ -61,8 +61,19 @@ class Target(BaseModel):
         return self.key
 
 
+ActionMode = Literal["off", "dry-run", "approve", "auto"]  # a rule's remediation mode
+
+
 class Finding(BaseModel):
-    """One conclusion an analyzer draws from the evidence."""
+    """One conclusion an analyzer draws from the evidence.
+
+    What the decision reads is typed (a misspelt mode is refused, not ignored): ``suggests`` an
+    action, ``max_mode`` caps the mode of the action it grounds (a new revision that cannot start
+    is proposed for approval, never rolled back alone), ``against`` says, per action name, why the
+    finding argues against it (quoted: "no rollback: the crash is caused by redis being down").
+    A finding stored before they were fields carries them in ``details``: read, they are lifted
+    from there, so an old incident replayed or exported decides as it did. Left out of a dump
+    when unset, so an incident's JSON shows them only on the findings that have them."""
 
     analyzer: str
     code: str  # stable id, e.g. "crashloop.regression"
@@ -72,6 +83,32 @@ class Finding(BaseModel):
     evidence: list[str] = Field(default_factory=list)  # step ids the finding rests on
     next_steps: list[str] = Field(default_factory=list)  # runbook commands, names filled in
     suggests: str | None = None  # a playbook action this finding argues for (e.g. "rollback")
+    max_mode: ActionMode | None = None
+    against: dict[str, str] = Field(default_factory=dict)  # action name -> why not
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_from_details(cls, data: Any) -> Any:
+        """An old finding's ``details["max_mode"]`` / ``details["against"]`` become the fields
+        when the fields themselves are absent (then validated as they are: a mode that is not
+        one is refused, as on the field)."""
+        if not isinstance(data, dict) or not isinstance(data.get("details"), dict):
+            return data
+        details, lifted = dict(data["details"]), dict(data)
+        for name in ("max_mode", "against"):
+            if name not in data and name in details:
+                lifted[name] = details.pop(name)
+        return lifted | {"details": details}
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_decision_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """``max_mode`` and ``against`` only when set (``exclude_if`` needs pydantic 2.12)."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in ("max_mode", "against"):
+                if name in data and not data[name]:
+                    del data[name]
+        return data
 
 
 class GuardDecision(BaseModel):

@@ -1,7 +1,7 @@
 """One function per crashloop finding, each over the classifier's :class:`CrashFacts`. Pure.
 
-A finding that explains why *not* to roll back says so in ``details["against"]["rollback"]``
-(the decision quotes it: "no rollback: the crash is caused by redis being down").
+A finding that explains why *not* to roll back says so in ``against={"rollback": why}``
+(:attr:`Finding.against`; the decision quotes it: "no rollback: the crash is caused by redis being down").
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from medic.playbooks.contract import AnalysisInput
 A = "crashloop"
 
 
-def _against(why: str) -> dict[str, Any]:
-    return {"against": {"rollback": why}}
+def _against(why: str) -> dict[str, str]:
+    return {"rollback": why}
 
 
 def _timeline(f: CrashFacts) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def not_reproduced(f: CrashFacts, inp: AnalysisInput) -> Finding:
         code="crashloop.not_reproduced",
         severity="info",
         summary="no container of the target is crash-looping now (it may have recovered)",
-        details=_against("no container crash-loops now"),
+        against=_against("no container crash-loops now"),
         evidence=f.steps_describe,
     )
 
@@ -94,8 +94,8 @@ def dependency_down(f: CrashFacts, inp: AnalysisInput) -> list[Finding]:
                 details={
                     "dependency": dep,
                     "lines": sample,
-                    **_against(f"the crash is caused by {dep} being down"),
                 },
+                against=_against(f"the crash is caused by {dep} being down"),
                 evidence=steps(inp, "k8s.pod_logs"),
                 next_steps=(
                     [
@@ -245,8 +245,8 @@ def _predates(f: CrashFacts, why: str, against: str) -> Finding:
             "window_start": iso(f.window_start),
             "medic_rollback": f.timeline.medic.describe() if f.timeline.medic else None,
             **_timeline(f),
-            **_against(against),
         },
+        against=_against(against),
         evidence=f.steps_describe + f.steps_history,
         next_steps=[*f.commands(), *_config_commands(f, config)],
     )
@@ -284,10 +284,10 @@ def _regression(f: CrashFacts, inp: AnalysisInput, healthy: bool, healthy_why: s
             "log_sample": sample,
             "start_failure": start is not None,
             "old_pods_serving": f.old_serving,
-            # a revision that cannot start is proposed for approval, never rolled back alone
-            **({"max_mode": "approve"} if start else {}),
             **_timeline(f),
         },
+        # a revision that cannot start is proposed for approval, never rolled back alone
+        max_mode="approve" if start else None,
         evidence=f.steps_describe + f.steps_history + steps(inp, "k8s.pod_logs", "k8s.events"),
         next_steps=[
             *f.commands(),

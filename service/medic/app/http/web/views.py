@@ -181,6 +181,7 @@ def finding_views(inc: Incident) -> list[FindingView]:
     for i, f in enumerate(ranked, 1):
         sample = f.details.get("log_sample") if isinstance(f.details, dict) else None
         details = {k: v for k, v in f.details.items() if k != "log_sample"}
+        details |= f.model_dump(include={"max_mode", "against"})  # what the decision read, when set
         missing = gaps(inc) if is_coverage(f) else []
         out.append(
             FindingView(
