@@ -4,6 +4,7 @@ the wrong type is not read (never misread as something else, never a crash in th
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,11 +13,12 @@ from pydantic import ValidationError
 
 from medic.analysis.builtin import metric_thresholds
 from medic.analysis.crashloop.classify import container_trouble
-from medic.analysis.dataplane import EvidenceShapeError, query, series_over
+from medic.analysis.dataplane import EvidenceShapeError, query, series_over, typed
 from medic.analysis.verification import measure, window_of
 from medic.analysis.volumes import volumes
-from medic.collectors.k8s.pods_output import ContainerDescription, ContainerState
+from medic.collectors.k8s.pods_output import ContainerDescription, ContainerState, PodDescribeOutput
 from medic.collectors.k8s.workload_output import RevisionRow, RolloutHistoryOutput
+from medic.collectors.prometheus_output import PrometheusQueryOutput
 from medic.domain.evidence import Evidence, StepStatus
 from medic.playbooks.contract import AnalysisInput
 from tests.unit.test_crashloop_analyzer import container, pod, run
@@ -174,9 +176,27 @@ def test_the_window_reads_through_the_domain_models() -> None:
     assert window_of(given()) == (spec.__class__(), None)
 
 
-def test_a_window_of_another_shape_is_an_error_not_a_window_less_verdict() -> None:
-    with pytest.raises(ValidationError):
-        window_of(given(verification__window={"verification": {"revision": "eight"}}))
+@pytest.mark.parametrize("data", [{"verification": {"revision": "eight"}}, [1, 2], "window", 7])
+def test_a_window_of_another_shape_is_an_error_not_a_window_less_verdict(data: Any) -> None:
+    with pytest.raises(EvidenceShapeError, match=r"verification\.window"):
+        window_of(given(verification__window=data))
+
+
+@pytest.mark.parametrize(
+    ("collector", "data", "field"),
+    [
+        ("k8s.pod_describe", {"items": [{"name": "p"}]}, "items"),  # the API's list, not the collector's
+        ("k8s.pod_describe", {"pods": [{"name": "p", "restartCount": 40}]}, "pods.0.restartCount"),
+        ("prometheus.query", {"queries": [{"name": "x", "valu": 3}]}, "queries.0.valu"),
+    ],
+)
+def test_a_misspelt_key_is_an_error_never_read_as_its_default(collector: str, data: Any, field: str) -> None:
+    """A key the output model lacks would leave the field it meant at its default: pods read as
+    none, and the crash as "not reproduced". Data of that shape is refused, naming the key."""
+    inp = given(**{collector.replace(".", "__"): data})
+    with pytest.raises(EvidenceShapeError, match=f"{re.escape(field)}: not a field"):
+        model = {"k8s.pod_describe": PodDescribeOutput, "prometheus.query": PrometheusQueryOutput}[collector]
+        list(typed(inp, collector, model))
 
 
 def test_partial_revision_evidence_measures_what_it_gives() -> None:

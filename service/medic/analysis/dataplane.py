@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from medic.collectors.output_base import unknown_keys
 from medic.collectors.prometheus_output import PrometheusQueryOutput, SeriesValue
 from medic.domain.evidence import Evidence, StepStatus
 from medic.playbooks.contract import AnalysisInput
@@ -88,14 +89,20 @@ class EvidenceShapeError(ValueError):
     message names fields and what was wrong with them, never their values (evidence may hold
     secrets)."""
 
-    def __init__(self, ev: Evidence, exc: ValidationError) -> None:
-        wrong = [
-            f"{'.'.join(str(p) for p in e['loc']) or '(the data)'}: {e['msg']}"
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
+    def __init__(self, ev: Evidence, wrong: list[str]) -> None:
         more = f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""
         super().__init__(
             f"{ev.step} ({ev.collector}) data is not of its output model: {'; '.join(wrong[:3])}{more}"
+        )
+
+    @classmethod
+    def of(cls, ev: Evidence, exc: ValidationError) -> EvidenceShapeError:
+        return cls(
+            ev,
+            [
+                f"{'.'.join(str(p) for p in e['loc']) or '(the data)'}: {e['msg']}"
+                for e in exc.errors(include_url=False, include_input=False)
+            ],
         )
 
 
@@ -111,9 +118,12 @@ def validated(runs: Iterable[Evidence], model: type[M]) -> Iterator[tuple[Eviden
     for ev in runs:
         if ev.ok and ev.data is not None:
             try:
-                yield ev, model.model_validate(ev.data)
+                data = model.model_validate(ev.data)
             except ValidationError as exc:
-                raise EvidenceShapeError(ev, exc) from None
+                raise EvidenceShapeError.of(ev, exc) from None
+            if unknown := unknown_keys(model, ev.data):  # a misspelt key would read as its default
+                raise EvidenceShapeError(ev, [f"{'.'.join(map(str, p))}: not a field" for p in unknown])
+            yield ev, data
 
 
 def typed_first(inp: AnalysisInput, collector: str, model: type[M]) -> M | None:

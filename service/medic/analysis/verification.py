@@ -381,11 +381,10 @@ class Window(BaseModel):
 def window_of(inp: AnalysisInput) -> tuple[VerificationSpec, Verification | None]:
     """The window's spec and record; the defaults and None without it. A window of another shape
     raises (the verifier wrote it: it is never silently judged as no window)."""
-    ev = next((e for e in inp.of(WINDOW_STEP) if e.ok), None)
-    if ev is None or not isinstance(ev.data, dict):
+    found = next(validated((e for e in inp.of(WINDOW_STEP) if e.ok), Window), None)
+    if found is None:
         return VerificationSpec(), None
-    window = Window.model_validate(ev.data)
-    return window.spec, window.verification
+    return found[1].spec, found[1].verification
 
 
 def deploy_verify(inp: AnalysisInput) -> list[Finding]:

@@ -3,7 +3,7 @@ with these models (offline too) instead of reading untyped dicts."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
@@ -38,3 +38,37 @@ class AsGiven(Out):
     """An output whose dump holds only the fields it was given (see :attr:`Out.dump_as_given`)."""
 
     dump_as_given: ClassVar[bool] = True
+
+
+def unknown_keys(
+    model: type[BaseModel], data: Any, at: tuple[str | int, ...] = ()
+) -> list[tuple[str | int, ...]]:
+    """Paths of the keys in ``data`` that ``model`` (and the models of its fields, through lists,
+    mappings and optionals) does not declare, where it does not keep extra keys itself (an
+    open-ended section such as Redis INFO's does)."""
+    if not isinstance(data, dict) or model.model_config.get("extra") == "allow":
+        return []
+    fields = model.model_fields
+    names = {f.alias or n: n for n, f in fields.items()} | {n: n for n in fields}
+    out: list[tuple[str | int, ...]] = []
+    for key, value in data.items():
+        if key in names:
+            out += _unknown_in(fields[names[key]].annotation, value, (*at, key))
+        else:
+            out.append((*at, key))
+    return out
+
+
+def _unknown_in(annotation: Any, value: Any, at: tuple[str | int, ...]) -> list[tuple[str | int, ...]]:
+    """:func:`unknown_keys` of a value by its annotation (``M``, ``list[M]``, ``dict[str, M]``,
+    ``M | None``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return unknown_keys(annotation, value, at)
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    origin = get_origin(annotation)
+    if origin in (list, tuple, set, frozenset) and isinstance(value, list) and args:
+        return [p for i, item in enumerate(value) for p in _unknown_in(args[0], item, (*at, i))]
+    if origin is dict and isinstance(value, dict) and len(args) == 2:
+        return [p for k, v in value.items() for p in _unknown_in(args[1], v, (*at, k))]
+    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    return unknown_keys(models[0], value, at) if len(models) == 1 and isinstance(value, dict) else []
