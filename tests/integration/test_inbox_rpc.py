@@ -79,3 +79,82 @@ async def test_a_flooded_intake_puts_claims_off_and_the_worker_waits(tmp_path: P
         await runner.cleanup()
         await remote.close()
         await db.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (200, b"[]"),  # JSON, but not an object
+        (200, b'"ok"'),
+        (200, b"null"),
+        (200, b"<html>not the intake</html>"),  # something else listens on the socket
+        (200, b'{"items": [{"id": "1"}]}'),  # an object, not the answer (an item without its fields)
+        (200, b'{"items": 3, "depth": "many"}'),
+        (503, b"[1, 2]"),  # a refusal that is not an object either
+        (500, b'"boom"'),
+    ],
+)
+async def test_an_answer_that_is_not_the_intakes_is_an_unavailable_backend(
+    tmp_path: Path, status: int, body: bytes
+) -> None:
+    """Before: ``data.get`` on a list or a string raised AttributeError out of the worker's call."""
+
+    async def answer(_: web.Request) -> web.Response:
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = tmp_path / "inbox.sock"
+    await web.UnixSite(runner, str(sock)).start()
+    remote = RemoteInbox(sock)
+    try:
+        calls = (
+            remote.claim("child-0", 10),
+            remote.ack_many(["1"]),
+            remote.release("1", "boom"),
+            remote.depth(),
+            remote.dead_letters(),
+            remote.ping(),
+        )
+        for call in calls:
+            if status == 500:  # a refusal of the intake's own (its store failed), as before
+                with pytest.raises(StoreError, match="inbox: HTTP 500"):
+                    await call
+            elif status == 200 and body.startswith(b"{"):
+                # an object: ack and release need nothing of it; what reads fields refuses it
+                if call.__qualname__.startswith(("RemoteInbox.ack", "RemoteInbox.release")):
+                    await call
+                    continue
+                with pytest.raises(BackendUnavailable, match="answered (GET|POST) /"):
+                    await call
+            else:
+                with pytest.raises(BackendUnavailable):
+                    await call
+    finally:
+        await remote.close()
+        await runner.cleanup()
+
+
+async def test_the_intakes_refusals_keep_their_reason(tmp_path: Path) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        if request.path == "/claim":
+            return web.json_response({"error": "database is locked", "unavailable": True}, status=503)
+        return web.json_response({"error": "disk I/O error"}, status=500)
+
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = tmp_path / "inbox.sock"
+    await web.UnixSite(runner, str(sock)).start()
+    remote = RemoteInbox(sock)
+    try:
+        with pytest.raises(BackendUnavailable, match="database is locked"):
+            await remote.claim("child-0", 1)
+        with pytest.raises(StoreError, match="inbox: disk I/O error"):
+            await remote.ack_many(["1"])
+    finally:
+        await remote.close()
+        await runner.cleanup()

@@ -20,10 +20,11 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
 from medic.domain.errors import BackendUnavailable, StoreError
 from medic.inbox.base import AcceptResult, DeadLetter, InboxItem, Payload
@@ -44,14 +45,42 @@ def _claimed_json(rows: list[tuple[int, str, str, str, int]]) -> bytes:
     return ('{"items":[' + ",".join(items) + "]}").encode()
 
 
-def _item(data: dict[str, Any]) -> InboxItem:
-    return InboxItem(
-        id=str(data["id"]),
-        payload=data["payload"],
-        new_episodes=list(data["new_episodes"]),
-        received_at=datetime.fromisoformat(data["received_at"]),
-        attempts=int(data["attempts"]),
-    )
+class _Answer(BaseModel):
+    """Every answer of the intake is a JSON object; a refusal says why in ``error``."""
+
+    error: str | None = None
+
+
+class _Item(BaseModel):
+    id: str
+    payload: dict[str, Any]
+    new_episodes: list[str]
+    received_at: datetime  # as the SQLite inbox reads it (fromisoformat)
+    attempts: int
+
+    def item(self) -> InboxItem:
+        return InboxItem(self.id, self.payload, self.new_episodes, self.received_at, self.attempts)
+
+
+class _Claimed(_Answer):
+    items: list[_Item]
+    retry_after: float = 0.0  # the intake is flooded: ask again in this many seconds
+
+
+class _Counts(_Answer):
+    depth: int
+    dead_letters: int
+
+
+A = TypeVar("A", bound=_Answer)
+
+
+def _refusal(text: bytes) -> str | None:
+    """The ``error`` of a refusal's JSON object, if it is one."""
+    try:
+        return _Answer.model_validate_json(text).error
+    except ValidationError:
+        return None
 
 
 def inbox_app(inbox: SqliteInbox, claim_wait: Callable[[], float] = lambda: 0.0) -> web.Application:
@@ -118,42 +147,53 @@ class RemoteInbox:
             )
         return self._session
 
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None, answer: type[A]) -> A:
+        """The intake's answer as ``answer``. An answer that is not the intake's (not JSON, not a
+        JSON object, not of that shape: something else on the socket, a truncated body) is an
+        unavailable backend like no answer at all: the worker waits and asks again."""
         try:
             async with self._client().request(method, f"http://intake{path}", json=body) as resp:
-                data = await resp.json(content_type=None)
-        except (aiohttp.ClientError, OSError, TimeoutError, json.JSONDecodeError) as exc:
+                text = await resp.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise BackendUnavailable(f"the intake process's inbox does not answer: {exc}") from exc
-        if resp.status == 503:
-            raise BackendUnavailable(str(data.get("error")))
         if resp.status != 200:
-            raise StoreError(f"inbox: {data.get('error', resp.status)}")
-        return data
+            error = _refusal(text) or f"HTTP {resp.status}"
+            if resp.status == 503:
+                raise BackendUnavailable(f"the intake process's inbox is unavailable: {error}")
+            raise StoreError(f"inbox: {error}")
+        try:
+            return answer.model_validate_json(text)
+        except ValidationError as exc:  # the message only: the input may hold a delivery
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"])) or "the answer"
+            raise BackendUnavailable(
+                f"the intake process's inbox answered {method} {path} wrongly: {where}: {first['msg']}"
+            ) from exc
 
     async def claim(self, consumer: str, limit: int) -> list[InboxItem]:
         """The items claimed; none, after waiting as asked, when the intake puts claims off."""
-        data = await self._call("POST", "/claim", {"consumer": consumer, "limit": limit})
-        if retry_after := float(data.get("retry_after", 0)):
-            await asyncio.sleep(min(retry_after, MAX_RETRY_AFTER))
-        return [_item(i) for i in data["items"]]
+        data = await self._call("POST", "/claim", {"consumer": consumer, "limit": limit}, _Claimed)
+        if data.retry_after > 0:
+            await asyncio.sleep(min(data.retry_after, MAX_RETRY_AFTER))
+        return [i.item() for i in data.items]
 
     async def ack_many(self, item_ids: list[str]) -> None:
-        await self._call("POST", "/ack", {"ids": item_ids})
+        await self._call("POST", "/ack", {"ids": item_ids}, _Answer)
 
     async def release(
         self, item_id: str, error: str, *, episodes: list[str] | None = None, dead: bool = False
     ) -> None:
         body = {"id": item_id, "error": error, "episodes": episodes, "dead": dead}
-        await self._call("POST", "/release", body)
+        await self._call("POST", "/release", body, _Answer)
 
     async def depth(self) -> int:
-        return int((await self._call("GET", "/counts"))["depth"])
+        return (await self._call("GET", "/counts", None, _Counts)).depth
 
     async def dead_letters(self) -> int:
-        return int((await self._call("GET", "/counts"))["dead_letters"])
+        return (await self._call("GET", "/counts", None, _Counts)).dead_letters
 
     async def ping(self) -> None:
-        await self._call("GET", "/counts")
+        await self._call("GET", "/counts", None, _Counts)
 
     async def close(self) -> None:
         if self._session is not None:
