@@ -127,7 +127,7 @@ async def test_an_answer_that_is_not_the_intakes_is_an_unavailable_backend(
                 if call.__qualname__.startswith(("RemoteInbox.ack", "RemoteInbox.release")):
                     await call
                     continue
-                with pytest.raises(BackendUnavailable, match="answered (GET|POST) /"):
+                with pytest.raises(BackendUnavailable, match=r"answered (GET|POST) /"):
                     await call
             else:
                 with pytest.raises(BackendUnavailable):
