@@ -735,16 +735,13 @@ def html_server(status: int) -> Iterator[str]:
         server.server_close()
 
 
-# replay --since and incidents export read through test_cmd.py's own client (owned elsewhere)
-_OWN_CLIENT = pytest.mark.xfail(strict=True, reason="test_cmd.py switches to remote.answer_json")
-
-
 @pytest.mark.parametrize("status", sorted(PROXY_PAGES))
 @pytest.mark.parametrize(
     ("args", "env"),
     [
-        *[pytest.param(a, e, marks=_OWN_CLIENT) if a[0] == "replay" else (a, e) for a, e in URL_COMMANDS],
+        *URL_COMMANDS,
         (["incidents", "show", "x", "-o", "json"], {}),
+        (["incidents", "export", "x", "--as-test"], {}),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else "",
 )

@@ -273,14 +273,15 @@ class _Remote:
     def __init__(self, session: Any, base: str) -> None:
         self.session, self.base = session, base
 
-    async def _get(self, path: str, **params: str) -> Any:
-        async with self.session.get(f"{self.base}{path}", params=params) as resp:
-            body = await resp.json(content_type=None)
-            if resp.status == 404:
-                return None
-            if resp.status != 200:
-                raise MedicError(f"{self.base}{path}: {resp.status} {body.get('detail', body.get('title'))}")
-            return body
+    async def _get(self, path: str, **params: str) -> dict[str, Any] | None:
+        """The answer's JSON object; None for a 404 (no such incident). A page that is not
+        Medic's (a proxy's error, a login page) is a failure naming the URL, never a traceback."""
+        from medic.app.cli.remote import answer_json
+
+        url = f"{self.base}{path}"
+        async with self.session.get(url, params=params) as resp:
+            body = await answer_json(resp, url, ok=(200, 404))
+            return None if resp.status == 404 else body
 
     async def view(self, incident_id: str) -> IncidentView | None:
         from medic.incidents.views import IncidentView
