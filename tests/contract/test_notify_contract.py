@@ -1,6 +1,8 @@
 """The one contract every notifier passes, against real local HTTP receivers (aiohttp on
 127.0.0.1): one request per send, a body its receiver accepts, bounded retries on 5xx, 429 and
-timeouts, no retry on other 4xx, an outcome instead of an exception, and no secret in any body."""
+timeouts, no retry on other 4xx, an outcome instead of an exception, and no secret in any body.
+Every notifier is built as Medic builds it: a channel validated by ``Settings``, its secrets from
+``Settings.tokens``, the notifier from ``notify.dispatcher.build_notifiers``."""
 
 from __future__ import annotations
 
@@ -13,14 +15,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from medic.app.settings import channel_secrets
+from medic.app.settings import Settings
 from medic.domain.incident import ActionStatus
 from medic.notify.base import Notifier
-from medic.notify.config import ChannelConfig, GrafanaChannel, SlackChannel, WebhookChannel
+from medic.notify.config import ChannelConfig
+from medic.notify.dispatcher import build_notifiers
 from medic.notify.events import Event, EventKind, Links, MessageKind, snapshot
-from medic.notify.grafana import GrafanaNotifier
-from medic.notify.slack import SlackNotifier
-from medic.notify.webhook import NotificationV1, WebhookNotifier, verify_signature
+from medic.notify.webhook import NotificationV1, verify_signature
 from tests.e2e.pages_incidents import T0, hostile_incident, leaked
 from tests.e2e.pages_receivers import receiver
 
@@ -61,17 +62,26 @@ def grafana_check(path: str, headers: dict[str, str], body: bytes) -> int:
     return 200
 
 
+def channel(kind: str, url: str) -> tuple[str, dict[str, Any]]:
+    """A channel of the kind as an operator configures it (``MEDIC_NOTIFIERS``): name, settings."""
+    channels = {
+        "slack": ("oncall", {"url": url + SLACK_PATH}),
+        "webhook": ("pager-bridge", {"url": url + "/medic", "secret": WEBHOOK_SECRET}),
+        "grafana": ("dashboards", {"url": url, "token": GRAFANA_TOKEN}),
+    }
+    name, fields = channels[kind]  # a kind without a case fails here, never falls through
+    return name, {"type": kind, **fields}
+
+
 def make(kind: str, url: str, **overrides: Any) -> Notifier:
-    """The channel's notifier, its secrets unwrapped as Medic does (``Settings.tokens``)."""
-    policy = {**FAST, **overrides}
-    if kind == "slack":
-        slack = SlackChannel(type="slack", url=url + SLACK_PATH, **policy)
-        return SlackNotifier("oncall", slack, channel_secrets(slack))
-    if kind == "webhook":
-        hook = WebhookChannel(type="webhook", url=url + "/medic", secret=WEBHOOK_SECRET, **policy)
-        return WebhookNotifier("pager-bridge", hook, channel_secrets(hook))
-    grafana = GrafanaChannel(type="grafana", url=url, token=GRAFANA_TOKEN, **policy)
-    return GrafanaNotifier("dashboards", grafana, channel_secrets(grafana))
+    """The channel's notifier built as Medic builds it (``app.runtime``): the settings validate
+    the channel, ``Settings.tokens`` unwraps its secrets, ``build_notifiers`` makes the notifier."""
+    name, fields = channel(kind, url)
+    settings = Settings(notifiers={name: {**fields, **FAST, **overrides}})
+    built = build_notifiers(settings.notify.notifiers, settings.tokens.notifiers)
+    assert list(built) == [name], f"build_notifiers built {list(built)} for a {kind} channel"
+    assert built[name].type == kind
+    return built[name]
 
 
 CHECKS = {"slack": slack_check, "webhook": webhook_check, "grafana": grafana_check}
