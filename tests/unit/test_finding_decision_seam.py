@@ -121,3 +121,21 @@ def test_the_fields_show_on_the_finding_only_when_set() -> None:
     dumped = capped.model_dump(mode="json")
     assert dumped["max_mode"] == "approve" and dumped["against"] == {"restart": "it would not help"}
     assert Finding.model_validate(dumped) == capped  # a stored finding reads back the same
+
+
+def test_the_incident_page_still_shows_what_the_decision_read() -> None:
+    from medic.app.http.web.views import finding_views
+
+    inc = Incident(
+        id="inc-20261201-000000-00000000",
+        key="deployment/playcode/app",
+        findings=[
+            regression(max_mode="approve", details={"current_revision": 5}),
+            regression(against={"rollback": "redis is down"}),
+            regression(),
+        ],
+    )
+    capped, blocking, plain = (json.loads(v.details) if v.details else {} for v in finding_views(inc))
+    assert capped == {"current_revision": 5, "max_mode": "approve"}
+    assert blocking == {"against": {"rollback": "redis is down"}}
+    assert plain == {}
