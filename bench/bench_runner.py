@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from medic.app.backends import Backends
 from medic.app.settings import Settings
@@ -27,20 +27,26 @@ from medic.playbooks.runner import PlannedStep, run_steps
 SLOWEST = 0.200
 
 
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
 def collector(seconds: float) -> Any:
-    async def fn(_: StepContext, __: BaseModel) -> Any:
+    async def fn(_: StepContext, __: NoParams) -> Payload:
         await asyncio.sleep(seconds)
         # realistic payload: a pod description-sized dict with a few secrets to redact
-        return {
-            "pods": [
-                {
-                    "name": f"p{i}",
-                    "env": [{"name": "DB_PASSWORD", "value": "x"}],
-                    "lines": ["GET /api 200 12ms"] * 50,
-                }
-                for i in range(5)
-            ]
-        }
+        return Payload(
+            **{
+                "pods": [
+                    {
+                        "name": f"p{i}",
+                        "env": [{"name": "DB_PASSWORD", "value": "x"}],
+                        "lines": ["GET /api 200 12ms"] * 50,
+                    }
+                    for i in range(5)
+                ]
+            }
+        )
 
     return fn
 
@@ -61,7 +67,7 @@ async def main() -> None:
     steps = [
         PlannedStep(
             f"c{i}",
-            CollectorDef(f"c{i}", collector(SLOWEST * (i + 1) / args.collectors), NoParams),
+            CollectorDef(f"c{i}", collector(SLOWEST * (i + 1) / args.collectors), NoParams, "", Payload),
             NoParams(),
             5.0,
         )

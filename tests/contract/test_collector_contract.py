@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import time
+import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -76,7 +78,7 @@ PYTHON_BUGS = (
     "UnboundLocalError",
     "ZeroDivisionError",
 )
-COLLECTORS: dict[str, CollectorDef] = default_registry().collectors
+COLLECTORS: dict[str, CollectorDef[Any, Any]] = default_registry().collectors
 FAMILIES = {"k8s": "kube", "mongo": "mongo", "redis": "redis", "loki": "loki", "prometheus": "prometheus"}
 HTTP_FAMILIES = {"k8s", "loki", "prometheus"}
 PARAMS: dict[str, dict[str, Any]] = {  # what a playbook gives the collectors that need params
@@ -420,6 +422,19 @@ def test_every_collector_declares_its_output_model() -> None:
     """Issue 16.3: the analyzers read a collector's data through its model, so a collector
     without one is not shipped."""
     assert [name for name, c in sorted(COLLECTORS.items()) if c.output is None] == []
+
+
+def test_the_declared_params_and_output_models_are_the_ones_fn_reads_and_returns() -> None:
+    """``CollectorDef.params`` is what the loader validates a playbook step's params with, and
+    ``CollectorDef.output`` what the analyzers read the stored data with: ``fn`` must read exactly
+    that params model and return exactly that output model (mypy checks it where each collector
+    is declared; this checks the catalogue as shipped)."""
+    for name, definition in sorted(COLLECTORS.items()):
+        hints = typing.get_type_hints(definition.fn)
+        ctx_name, params_name = list(inspect.signature(definition.fn).parameters)
+        assert hints[ctx_name] is StepContext, (name, hints[ctx_name])
+        assert hints[params_name] is definition.params, (name, hints[params_name], definition.params)
+        assert hints["return"] is definition.output, (name, hints["return"], definition.output)
 
 
 @pytest.mark.parametrize("planted_evidence", sorted(COLLECTORS), indirect=True)

@@ -223,7 +223,7 @@ async def test_secret_env_values_never_reach_the_evidence(
     rollout = crashloop(fake)
     ctx = make_ctx(kube, DEPLOYMENT, rollout.crashing)
     # the collector itself redacts env values (the runner redacts again)
-    raw = json.dumps(await pod_describe(ctx, PodDescribeParams()))
+    raw = json.dumps((await pod_describe(ctx, PodDescribeParams())).model_dump(mode="json"))
     evidence = await run_all(registry, ctx, ALL)
     bundle = json.dumps([e.model_dump(mode="json") for e in evidence.values()])
     for text in (raw, bundle):

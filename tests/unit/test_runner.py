@@ -5,7 +5,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from medic.app.backends import Backends
 from medic.app.settings import Settings
@@ -26,14 +26,20 @@ def ctx() -> StepContext:
     )
 
 
+class Data(BaseModel):
+    """A test collector's output model: whatever it was given."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 def step(name: str, fn: Any, timeout: float = 5.0) -> PlannedStep:
-    return PlannedStep(name, CollectorDef(name, fn, NoParams), NoParams(), timeout)
+    return PlannedStep(name, CollectorDef(name, fn, NoParams, "", Data), NoParams(), timeout)
 
 
-def sleeper(seconds: float, result: Any = "done") -> Any:
-    async def fn(_: StepContext, __: BaseModel) -> Any:
+def sleeper(seconds: float, result: dict[str, Any] | None = None) -> Any:
+    async def fn(_: StepContext, __: NoParams) -> Data:
         await asyncio.sleep(seconds)
-        return result
+        return Data(**(result if result is not None else {"done": True}))
 
     return fn
 
@@ -119,3 +125,28 @@ async def test_cancellation_from_outside_propagates() -> None:
         pass
     else:  # pragma: no cover
         raise AssertionError("run_steps swallowed a cancellation")
+
+
+async def test_what_is_stored_is_the_output_models_json_dump() -> None:
+    """A collector returns its output model; the runner stores ``model_dump(mode="json")``:
+    datetimes as ISO text, tuples as lists, fields by name, plain JSON the analyzers re-read."""
+
+    class Out(BaseModel):
+        at: datetime
+        point: tuple[float, float]
+        nested: Data
+
+    at = datetime(2026, 12, 2, 5, 0, tzinfo=UTC)
+
+    async def fn(_: StepContext, __: NoParams) -> Out:
+        return Out(at=at, point=(1.0, 2.5), nested=Data(k="v"))
+
+    (ev,) = await run_steps(
+        [PlannedStep("s", CollectorDef("s", fn, NoParams, "", Out), NoParams(), 5.0)],
+        ctx(),
+        deadline=5,
+        max_bytes=10_000,
+    )
+    assert ev.ok
+    assert ev.data == {"at": "2026-12-02T05:00:00Z", "point": [1.0, 2.5], "nested": {"k": "v"}}
+    assert Out.model_validate(ev.data) == Out(at=at, point=(1.0, 2.5), nested=Data(k="v"))

@@ -23,7 +23,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from medic.clients.loki import LokiBackend
 from medic.collectors.loki_output import LokiQueryOutput
 from medic.domain.durations import Duration, format_duration
 from medic.domain.errors import NotConfigured, StepError
@@ -317,8 +316,8 @@ def query_variables(ctx: StepContext, params: LokiQueryParams) -> dict[str, str]
     return variables
 
 
-async def loki_query(ctx: StepContext, params: LokiQueryParams) -> dict[str, Any]:
-    backend: LokiBackend | None = ctx.backends.loki
+async def loki_query(ctx: StepContext, params: LokiQueryParams) -> LokiQueryOutput:
+    backend = ctx.backends.loki
     if backend is None:
         raise NotConfigured("Loki is not configured (set MEDIC_LOKI_URL)")
     deadline = time.monotonic() + ctx.timeout * 0.75
@@ -352,15 +351,15 @@ async def loki_query(ctx: StepContext, params: LokiQueryParams) -> dict[str, Any
         "limit_reached": grouped["lines"] >= params.limit,
         **grouped,
     }
-    return LokiQueryOutput.model_validate(out).model_dump()
+    return LokiQueryOutput.model_validate(out)
 
 
-COLLECTORS = [
+COLLECTORS = (
     CollectorDef(
         "loki.query",
         loki_query,
         LokiQueryParams,
         "named LogQL queries, lines grouped by pattern",
         LokiQueryOutput,
-    )
-]
+    ),
+)

@@ -21,13 +21,12 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from bson import Decimal128, Int64, ObjectId, Timestamp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo.errors import OperationFailure, PyMongoError
 
-from medic.clients.mongo import MongoBackend
 from medic.collectors.mongo_output import (
     CurrentOpOutput,
     DbStatsOutput,
@@ -38,7 +37,10 @@ from medic.collectors.mongo_output import (
 from medic.domain.durations import Duration
 from medic.domain.errors import NotConfigured, StepError
 from medic.domain.redact import redact_text
-from medic.playbooks.contract import CollectorDef, StepContext
+from medic.playbooks.contract import CollectorDef, NoParams, StepContext
+from medic.playbooks.ports import MongoApi
+
+M = TypeVar("M", bound=BaseModel)
 
 # Database names: letters, digits, '_' and '-' (what mongod accepts minus the exotic characters).
 _DB_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,63}$")
@@ -151,8 +153,8 @@ def _db_name(value: str) -> str:
     return value
 
 
-def _backend(ctx: StepContext) -> MongoBackend:
-    backend: MongoBackend | None = ctx.backends.mongo
+def _backend(ctx: StepContext) -> MongoApi:
+    backend = ctx.backends.mongo
     if backend is None:
         raise NotConfigured("the MongoDB to diagnose is not configured (set MEDIC_TARGET_MONGO_URL)")
     return backend
@@ -237,7 +239,7 @@ def summarize_current_op(reply: Mapping[str, Any], params: CurrentOpParams) -> d
     }
 
 
-async def current_op(ctx: StepContext, params: CurrentOpParams) -> dict[str, Any]:
+async def current_op(ctx: StepContext, params: CurrentOpParams) -> CurrentOpOutput:
     reply = await _command(
         ctx, "admin", {"currentOp": 1, "active": True, "secs_running": {"$gte": params.min_secs}}
     )
@@ -307,7 +309,7 @@ def summarize_rs_status(reply: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def rs_status(ctx: StepContext, params: BaseModel) -> dict[str, Any]:
+async def rs_status(ctx: StepContext, params: NoParams) -> RsStatusOutput:
     try:
         reply = await _backend(ctx).command("admin", {"replSetGetStatus": 1})
     except OperationFailure as exc:
@@ -336,9 +338,9 @@ STANDALONE: dict[str, Any] = {
 }
 
 
-def _as(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` checked against the collector's output model, as plain JSON."""
-    return model.model_validate(data).model_dump(mode="json")
+def _as(model: type[M], data: dict[str, Any]) -> M:
+    """``data`` checked against the collector's output model (the runner stores its JSON)."""
+    return model.model_validate(data)
 
 
 def summarize_server_status(reply: Mapping[str, Any]) -> dict[str, Any]:
@@ -384,7 +386,7 @@ def summarize_server_status(reply: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def server_status(ctx: StepContext, params: BaseModel) -> dict[str, Any]:
+async def server_status(ctx: StepContext, params: NoParams) -> ServerStatusOutput:
     reply = await _command(ctx, "admin", {"serverStatus": 1, "metrics": 0, "locks": 0})
     return _as(ServerStatusOutput, summarize_server_status(reply))
 
@@ -416,7 +418,7 @@ def summarize_db_stats(reply: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def db_stats(ctx: StepContext, params: DbParams) -> dict[str, Any]:
+async def db_stats(ctx: StepContext, params: DbParams) -> DbStatsOutput:
     reply = await _command(ctx, params.db, {"dbStats": 1, "scale": 1})
     reply.setdefault("db", params.db)
     return _as(DbStatsOutput, summarize_db_stats(reply))
@@ -460,7 +462,7 @@ def summarize_profile(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, An
     return out
 
 
-async def profiler(ctx: StepContext, params: ProfilerParams) -> dict[str, Any]:
+async def profiler(ctx: StepContext, params: ProfilerParams) -> ProfilerOutput:
     backend = _backend(ctx)
     level: int | None = None
     slowms: int | None = None
@@ -501,7 +503,7 @@ async def profiler(ctx: StepContext, params: ProfilerParams) -> dict[str, Any]:
     )
 
 
-COLLECTORS = [
+COLLECTORS = (
     CollectorDef(
         "mongo.current_op",
         current_op,
@@ -512,14 +514,16 @@ COLLECTORS = [
     CollectorDef(
         "mongo.rs_status",
         rs_status,
-        summary="replica set members, health, primary, lag",
-        output=RsStatusOutput,
+        NoParams,
+        "replica set members, health, primary, lag",
+        RsStatusOutput,
     ),
     CollectorDef(
         "mongo.server_status",
         server_status,
-        summary="connections, opcounters, memory, WT cache",
-        output=ServerStatusOutput,
+        NoParams,
+        "connections, opcounters, memory, WT cache",
+        ServerStatusOutput,
     ),
     CollectorDef(
         "mongo.db_stats", db_stats, DbParams, "database sizes and /data/db disk usage", DbStatsOutput
@@ -527,4 +531,4 @@ COLLECTORS = [
     CollectorDef(
         "mongo.profiler", profiler, ProfilerParams, "recent slow queries (system.profile)", ProfilerOutput
     ),
-]
+)

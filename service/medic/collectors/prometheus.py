@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from medic.clients.prometheus import PrometheusBackend
 from medic.collectors.prometheus_output import PrometheusQueryOutput
 from medic.domain.durations import Duration
 from medic.domain.errors import NotConfigured, StepError
 from medic.playbooks.contract import CollectorDef, StepContext
+from medic.playbooks.ports import PrometheusApi
 from medic.rules.labels import promql_string, require_var, template_vars
 
 Compare = Literal["above", "below"]
@@ -273,7 +273,7 @@ def _result(q: NamedQuery, expr: str, error: str | None = None) -> dict[str, Any
 
 
 async def _one(
-    backend: PrometheusBackend, q: NamedQuery, expr: str, ctx: StepContext, p: PrometheusQueryParams
+    backend: PrometheusApi, q: NamedQuery, expr: str, ctx: StepContext, p: PrometheusQueryParams
 ) -> dict[str, Any]:
     result = _result(q, expr)
     try:
@@ -302,7 +302,7 @@ async def _one(
     return result
 
 
-async def prometheus_query(ctx: StepContext, params: PrometheusQueryParams) -> dict[str, Any]:
+async def prometheus_query(ctx: StepContext, params: PrometheusQueryParams) -> PrometheusQueryOutput:
     backend = ctx.backends.prometheus
     if backend is None:
         raise NotConfigured("Prometheus is not configured (set MEDIC_PROMETHEUS_URL)")
@@ -320,15 +320,15 @@ async def prometheus_query(ctx: StepContext, params: PrometheusQueryParams) -> d
         raise StepError("; ".join(f"{r['name']}: {r['error']}" for r in results))
     order = {q.name: i for i, q in enumerate(queries)}
     results.sort(key=lambda r: order.get(r["name"], 0))
-    return PrometheusQueryOutput.model_validate({"queries": results}).model_dump(mode="json")
+    return PrometheusQueryOutput.model_validate({"queries": results})
 
 
-COLLECTORS = [
+COLLECTORS = (
     CollectorDef(
         name="prometheus.query",
         fn=prometheus_query,
         params=PrometheusQueryParams,
         summary="named PromQL queries: instant value and a short range",
         output=PrometheusQueryOutput,
-    )
-]
+    ),
+)

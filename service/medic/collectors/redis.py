@@ -30,7 +30,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from medic.clients.redis import RedisBackend
 from medic.collectors.loki import mask_variables
 from medic.collectors.redis_output import (
     DbsizeOutput,
@@ -43,7 +42,8 @@ from medic.collectors.redis_output import (
 )
 from medic.domain.errors import NotConfigured, StepError, StepTimeout
 from medic.domain.redact import redact_text
-from medic.playbooks.contract import CollectorDef, StepContext
+from medic.playbooks.contract import CollectorDef, NoParams, StepContext
+from medic.playbooks.ports import RedisApi
 
 MAX_INFO_LINE = 4096
 MAX_KEYSPACES = 16
@@ -54,8 +54,8 @@ _NO_KEY_COMMANDS = frozenset(
 )
 
 
-def _backend(ctx: StepContext) -> RedisBackend:
-    backend: RedisBackend | None = ctx.backends.redis
+def _backend(ctx: StepContext) -> RedisApi:
+    backend = ctx.backends.redis
     if backend is None:
         raise NotConfigured("the Redis to diagnose is not configured (set MEDIC_TARGET_REDIS_URL)")
     return backend
@@ -126,7 +126,7 @@ class PingParams(BaseModel):
     count: int = Field(3, ge=1, le=20)
 
 
-async def ping(ctx: StepContext, params: PingParams) -> dict[str, Any]:
+async def ping(ctx: StepContext, params: PingParams) -> PingOutput:
     backend = _backend(ctx)
     samples: list[float] = []
     reply: ReplyError | None = None
@@ -146,8 +146,7 @@ async def ping(ctx: StepContext, params: PingParams) -> dict[str, Any]:
         if samples
         else None
     )
-    out = PingOutput(pong=reply is None, samples=len(samples), latency_ms=latency, reply_error=reply)
-    return out.model_dump()
+    return PingOutput(pong=reply is None, samples=len(samples), latency_ms=latency, reply_error=reply)
 
 
 def _value(raw: str) -> int | float | str:
@@ -254,19 +253,19 @@ def summarize_info(sections: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
     return out
 
 
-async def info(ctx: StepContext, params: BaseModel) -> dict[str, Any]:
+async def info(ctx: StepContext, params: NoParams) -> InfoOutput:
     with _errors("INFO"):
         raw = await _backend(ctx).info()
     summary = summarize_info(parse_info(raw))
     summary["info_bytes"] = len(raw)
-    return InfoOutput.model_validate(summary).model_dump()
+    return InfoOutput.model_validate(summary)
 
 
-async def dbsize(ctx: StepContext, params: BaseModel) -> dict[str, Any]:
+async def dbsize(ctx: StepContext, params: NoParams) -> DbsizeOutput:
     backend = _backend(ctx)
     with _errors("DBSIZE"):
         keys = await backend.dbsize()
-    return DbsizeOutput(db=backend.db, keys=keys).model_dump()
+    return DbsizeOutput(db=backend.db, keys=keys)
 
 
 class SlowlogParams(BaseModel):
@@ -305,29 +304,28 @@ def summarize_slowlog_entry(entry: object) -> dict[str, Any] | None:
     }
 
 
-async def slowlog(ctx: StepContext, params: SlowlogParams) -> dict[str, Any]:
+async def slowlog(ctx: StepContext, params: SlowlogParams) -> SlowlogOutput:
     with _errors("SLOWLOG"):
         total, raw = await _backend(ctx).slowlog(params.count)
     entries = [
         SlowlogEntry.model_validate(e) for e in (summarize_slowlog_entry(r) for r in raw) if e is not None
     ]
-    out = SlowlogOutput(
+    return SlowlogOutput(
         total=total,
         shown=len(entries),
         capped=total > len(entries),
         slowest_ms=max((e.duration_ms for e in entries), default=None),
         entries=entries,
     )
-    return out.model_dump()
 
 
-COLLECTORS = [
+COLLECTORS = (
     CollectorDef("redis.ping", ping, PingParams, "PING with round-trip latency", PingOutput),
     CollectorDef(
-        "redis.info", info, summary="INFO parsed: memory, clients, persistence, stats", output=InfoOutput
+        "redis.info", info, NoParams, "INFO parsed: memory, clients, persistence, stats", InfoOutput
     ),
-    CollectorDef("redis.dbsize", dbsize, summary="DBSIZE of the configured database", output=DbsizeOutput),
+    CollectorDef("redis.dbsize", dbsize, NoParams, "DBSIZE of the configured database", DbsizeOutput),
     CollectorDef(
         "redis.slowlog", slowlog, SlowlogParams, "SLOWLOG GET without argument values", SlowlogOutput
     ),
-]
+)

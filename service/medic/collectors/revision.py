@@ -24,8 +24,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medic.clients.loki import LokiBackend
-from medic.clients.prometheus import PrometheusBackend
 from medic.collectors.loki import logql_string
 from medic.collectors.revision_output import (
     AlertSeen,
@@ -36,6 +34,7 @@ from medic.collectors.revision_output import (
 from medic.domain.errors import NotConfigured, StepError
 from medic.domain.verification import RevisionWindow
 from medic.playbooks.contract import CollectorDef, StepContext
+from medic.playbooks.ports import LokiApi, PrometheusApi
 from medic.rules.labels import promql_string
 
 MIN_RANGE_S = 60  # shorter ranges hold too few scrapes for rate/increase
@@ -114,7 +113,7 @@ def _value(vector: list[dict[str, Any]]) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else value
 
 
-async def _measure(backend: PrometheusBackend, expr: str, timeout: float) -> tuple[float | None, str | None]:
+async def _measure(backend: PrometheusApi, expr: str, timeout: float) -> tuple[float | None, str | None]:
     try:
         return _value(await backend.instant(expr, timeout)), None
     except Exception as exc:
@@ -122,7 +121,7 @@ async def _measure(backend: PrometheusBackend, expr: str, timeout: float) -> tup
 
 
 async def _compare(
-    backend: PrometheusBackend, name: str, template: str, rev: RevisionWindow, ctx: StepContext
+    backend: PrometheusApi, name: str, template: str, rev: RevisionWindow, ctx: StepContext
 ) -> ComparedQuery:
     _, new_range, base_range = windows(rev, ctx)
     new_expr = render(template, rev.namespace, rev.replicaset, new_range)
@@ -144,7 +143,7 @@ async def _none() -> tuple[None, None]:
     return None, None
 
 
-async def _alerts(backend: PrometheusBackend, rev: RevisionWindow, ctx: StepContext) -> list[AlertSeen]:
+async def _alerts(backend: PrometheusApi, rev: RevisionWindow, ctx: StepContext) -> list[AlertSeen]:
     """The alerts firing in the namespace that were not firing yet when the revision's rollout
     began: one the previous revision left firing is not the new one's."""
     since = max(1, int((ctx.now - (rev.rollout_at or rev.started_at)).total_seconds()))
@@ -165,7 +164,7 @@ async def _alerts(backend: PrometheusBackend, rev: RevisionWindow, ctx: StepCont
     return seen
 
 
-async def revision_compare(ctx: StepContext, params: RevisionCompareParams) -> dict[str, Any]:
+async def revision_compare(ctx: StepContext, params: RevisionCompareParams) -> RevisionCompareOutput:
     rev = revision_of(ctx, "prometheus.revision_compare")
     backend = ctx.backends.prometheus
     if backend is None:
@@ -186,7 +185,7 @@ async def revision_compare(ctx: StepContext, params: RevisionCompareParams) -> d
             alerts_error = f"{type(exc).__name__}: {str(exc)[:300]}"
     if all(q.error for q in compared) and (alerts_error or not params.alerts):
         raise StepError("; ".join(f"{q.name}: {q.error}" for q in compared))
-    out = RevisionCompareOutput(
+    return RevisionCompareOutput(
         revision=rev.revision,
         baseline_revision=rev.baseline_revision,
         elapsed_s=elapsed,
@@ -194,10 +193,9 @@ async def revision_compare(ctx: StepContext, params: RevisionCompareParams) -> d
         alerts=alerts,
         alerts_error=alerts_error,
     )
-    return out.model_dump(mode="json")
 
 
-async def _count(backend: LokiBackend, query: str, ctx: StepContext, end_ns: int) -> float:
+async def _count(backend: LokiApi, query: str, ctx: StepContext, end_ns: int) -> float:
     data = await backend.query_range(
         query, start_ns=end_ns, end_ns=end_ns, limit=1, timeout=ctx.timeout, step="1s"
     )
@@ -214,9 +212,9 @@ async def _count(backend: LokiBackend, query: str, ctx: StepContext, end_ns: int
     return total
 
 
-async def revision_errors(ctx: StepContext, params: RevisionErrorsParams) -> dict[str, Any]:
+async def revision_errors(ctx: StepContext, params: RevisionErrorsParams) -> RevisionErrorsOutput:
     rev = revision_of(ctx, "loki.revision_errors")
-    backend: LokiBackend | None = ctx.backends.loki
+    backend = ctx.backends.loki
     if backend is None:
         raise NotConfigured("Loki is not configured (set MEDIC_LOKI_URL)")
     elapsed, new_range, _ = windows(rev, ctx)
@@ -235,7 +233,7 @@ async def revision_errors(ctx: StepContext, params: RevisionErrorsParams) -> dic
         base_q = query(rev.baseline_replicaset, f"[{int(rev.baseline_s)}s]")
         baseline = await _count(backend, base_q, ctx, int(rev.started_at.timestamp() * 1e9))
         baseline /= rev.baseline_s / 60
-    out = RevisionErrorsOutput(
+    return RevisionErrorsOutput(
         query=new_q,
         baseline_query=base_q,
         elapsed_s=elapsed,
@@ -243,10 +241,9 @@ async def revision_errors(ctx: StepContext, params: RevisionErrorsParams) -> dic
         new_per_minute=new / minutes,
         baseline_per_minute=baseline,
     )
-    return out.model_dump(mode="json")
 
 
-COLLECTORS = [
+COLLECTORS = (
     CollectorDef(
         "prometheus.revision_compare",
         revision_compare,
@@ -261,4 +258,4 @@ COLLECTORS = [
         "error lines per minute of a revision's pods against its baseline's",
         RevisionErrorsOutput,
     ),
-]
+)

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from medic.domain.actions import Precondition
 from medic.domain.errors import NotConfigured
 from medic.domain.incident import Incident, Target
+from medic.playbooks.ports import KubeApi, KubeBody
 from medic.rules.model import Rule
-
-if TYPE_CHECKING:
-    from medic.clients.kube.client import KubeBody, KubeClient
 
 # An action reads its params: it accepts a model (or a narrower one), hence contravariant.
 P_contra = TypeVar("P_contra", bound=BaseModel, contravariant=True)
@@ -88,13 +86,13 @@ class ApplyResult(BaseModel):
 
 @dataclass(frozen=True)
 class ActionContext:
-    kube: KubeClient | None  # None: Kubernetes is not configured
+    kube: KubeApi | None  # None: Kubernetes is not configured (KubeClient satisfies KubeApi)
     target: Target
     incident: Incident
     rule: Rule
     now: datetime
 
-    def require_kube(self) -> KubeClient:
+    def require_kube(self) -> KubeApi:
         """The Kubernetes client; without one, :class:`NotConfigured` (a StepError: the executor
         turns it into the action's record). Every step of every action asks here first."""
         if self.kube is None:

@@ -15,7 +15,7 @@ from medic.playbooks.model import ActionSpec, Playbook
 @dataclass(frozen=True)
 class CompiledStep:
     step_id: str
-    collector: CollectorDef
+    collector: CollectorDef[Any, Any]
     params: BaseModel
     timeout: float | None
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -22,29 +22,24 @@ from medic.domain.evidence import Evidence
 from medic.domain.incident import Finding, IncidentAlert, Target
 from medic.domain.verification import RevisionWindow
 from medic.playbooks.action import Action
-
-if TYPE_CHECKING:
-    from medic.clients.kube.client import KubeClient
-    from medic.clients.loki import LokiBackend
-    from medic.clients.mongo import MongoBackend
-    from medic.clients.prometheus import PrometheusBackend
-    from medic.clients.redis import RedisBackend
+from medic.playbooks.ports import KubeApi, LokiApi, MongoApi, PrometheusApi, RedisApi
 
 
 class Clients(Protocol):
     """The systems a collector may read (None: not configured) and the namespaces it may touch.
-    Built from the settings by :class:`medic.app.backends.Backends`."""
+    Built from the settings by :class:`medic.app.backends.Backends`, whose concrete clients
+    satisfy the Protocols of :mod:`medic.playbooks.ports` (the contract imports no client)."""
 
     @property
-    def prometheus(self) -> PrometheusBackend | None: ...
+    def prometheus(self) -> PrometheusApi | None: ...
     @property
-    def kube(self) -> KubeClient | None: ...
+    def kube(self) -> KubeApi | None: ...
     @property
-    def mongo(self) -> MongoBackend | None: ...
+    def mongo(self) -> MongoApi | None: ...
     @property
-    def redis(self) -> RedisBackend | None: ...
+    def redis(self) -> RedisApi | None: ...
     @property
-    def loki(self) -> LokiBackend | None: ...
+    def loki(self) -> LokiApi | None: ...
     @property
     def namespaces(self) -> Sequence[str]: ...
 
@@ -54,6 +49,7 @@ class NoParams(BaseModel):
 
 
 P = TypeVar("P", bound=BaseModel)
+OutT = TypeVar("OutT", bound=BaseModel)  # a collector's output model
 
 
 @dataclass(frozen=True)
@@ -88,18 +84,23 @@ class AnalysisInput:
         return [e for e in self.evidence.values() if e.collector == collector]
 
 
-CollectorFn = Callable[[StepContext, Any], Awaitable[Any]]
+CollectorFn = Callable[[StepContext, P], Awaitable[OutT]]
 AnalyzerFn = Callable[[AnalysisInput], list[Finding]]
 
 
 @dataclass(frozen=True)
-class CollectorDef:
+class CollectorDef(Generic[P, OutT]):
+    """A collector, its params model and its output model: ``fn`` reads exactly the ``params``
+    the loader built and answers an instance of ``output`` (issue 16.3: the model its analyzers
+    read); the runner stores its JSON dump. Both models are required, ``NoParams`` included: mypy
+    infers P and OutT from ``fn`` and the models together, so a model that is not the one ``fn``
+    reads or returns is a type error here."""
+
     name: str
-    fn: CollectorFn
-    params: type[BaseModel] = NoParams
-    summary: str = ""
-    # The pydantic model of the collector's data (issue 16.3): what its analyzers read.
-    output: type[BaseModel] | None = None
+    fn: CollectorFn[P, OutT]
+    params: type[P]
+    summary: str
+    output: type[OutT]
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class ActionDef(Generic[P]):
 
 @dataclass
 class Registry:
-    collectors: dict[str, CollectorDef] = field(default_factory=dict)
+    collectors: dict[str, CollectorDef[Any, Any]] = field(default_factory=dict)
     analyzers: dict[str, AnalyzerDef] = field(default_factory=dict)
     actions: dict[str, ActionDef[Any]] = field(default_factory=dict)
 
@@ -144,7 +145,7 @@ class Registry:
             raise ValueError(f"{d.name!r} is registered twice")
         table[d.name] = d
 
-    def add(self, *defs: CollectorDef | AnalyzerDef | ActionDef[Any]) -> Registry:
+    def add(self, *defs: CollectorDef[Any, Any] | AnalyzerDef | ActionDef[Any]) -> Registry:
         for d in defs:
             if isinstance(d, CollectorDef):
                 self._put(self.collectors, d)

@@ -26,7 +26,7 @@ log = structlog.get_logger("medic.runner")
 @dataclass(frozen=True)
 class PlannedStep:
     step_id: str
-    collector: CollectorDef
+    collector: CollectorDef[Any, Any]
     params: Any  # an instance of collector.params
     timeout: float
 
@@ -42,7 +42,8 @@ async def run_step(step: PlannedStep, ctx: StepContext, max_bytes: int) -> Evide
     error: str | None = None
     try:
         async with asyncio.timeout(step.timeout):
-            data = await step.collector.fn(replace(ctx, timeout=step.timeout), step.params)
+            output = await step.collector.fn(replace(ctx, timeout=step.timeout), step.params)
+        data = output.model_dump(mode="json")  # an instance of collector.output, stored as JSON
     except NotConfigured as exc:
         status, error = StepStatus.NOT_CONFIGURED, str(exc)
     except (TimeoutError, StepTimeout):

@@ -14,16 +14,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlencode
 
-from medic.clients.kube.client import KubeClient, KubeObject, items_of, ns_path
+from medic.clients.kube.client import KubeObject, items_of, ns_path
 from medic.domain.errors import StepError
 from medic.domain.incident import Target
 from medic.domain.rollout import REVISION
 
 Obj = KubeObject
 T = TypeVar("T")
+
+
+class KubeReader(Protocol):
+    """What these reads call: :class:`~medic.clients.kube.client.KubeClient` and the plugins'
+    ``medic.playbooks.ports.KubeApi`` (a collector's ``ctx.backends.kube``) both have it."""
+
+    async def get(self, path: str, **query: Any) -> KubeObject: ...
+
 
 TEMPLATE_HASH = "pod-template-hash"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
@@ -71,18 +79,18 @@ def _key(method: str, path: str, query: Mapping[str, Any]) -> str:
     return f"kube {method} {path}?{urlencode(params)}"
 
 
-async def get_cached(kube: KubeClient, memo: MutableMapping[str, Any], path: str, **query: Any) -> Obj:
+async def get_cached(kube: KubeReader, memo: MutableMapping[str, Any], path: str, **query: Any) -> Obj:
     """``kube.get(path, **query)`` once per run."""
     return await shared(memo, _key("GET", path, query), lambda: kube.get(path, **query))
 
 
-async def list_cached(kube: KubeClient, memo: MutableMapping[str, Any], path: str, **query: Any) -> list[Obj]:
+async def list_cached(kube: KubeReader, memo: MutableMapping[str, Any], path: str, **query: Any) -> list[Obj]:
     """The ``items`` of a LIST, once per run."""
     return items_of(await get_cached(kube, memo, path, **query), path)
 
 
 async def list_pages(
-    kube: KubeClient,
+    kube: KubeReader,
     memo: MutableMapping[str, Any],
     path: str,
     *,
@@ -107,7 +115,7 @@ async def list_pages(
     return await shared(memo, _key("LIST-PAGES", path, {**query, "pages": max_pages}), read)
 
 
-async def metadata_only(kube: KubeClient, memo: MutableMapping[str, Any], path: str) -> Obj:
+async def metadata_only(kube: KubeReader, memo: MutableMapping[str, Any], path: str) -> Obj:
     """One object's name, resourceVersion, creationTimestamp and writers (``managedFields``
     without their field sets), once per run. Everything else (a ConfigMap's data, annotations
     such as ``last-applied-configuration`` that copy it) is dropped here, before it is shared or
@@ -197,7 +205,7 @@ def restarts(pod: Mapping[str, Any]) -> int:
 _WORKLOADS = {"deployment": ("apps/v1", "deployments"), "statefulset": ("apps/v1", "statefulsets")}
 
 
-async def workload(kube: KubeClient, memo: MutableMapping[str, Any], target: Target) -> Obj:
+async def workload(kube: KubeReader, memo: MutableMapping[str, Any], target: Target) -> Obj:
     """The Deployment or StatefulSet the target names."""
     if target.kind not in _WORKLOADS:
         raise StepError(f"{target} is not a Deployment or StatefulSet")
@@ -205,7 +213,7 @@ async def workload(kube: KubeClient, memo: MutableMapping[str, Any], target: Tar
     return await get_cached(kube, memo, ns_path(group_version, target.namespace, resource, target.name))
 
 
-async def replicasets(kube: KubeClient, memo: MutableMapping[str, Any], deployment: Obj) -> list[Obj]:
+async def replicasets(kube: KubeReader, memo: MutableMapping[str, Any], deployment: Obj) -> list[Obj]:
     """The ReplicaSets the Deployment controls (one LIST by its selector, filtered by owner uid)."""
     m = meta(deployment)
     selector = selector_string((deployment.get("spec") or {}).get("selector"))
@@ -217,7 +225,7 @@ async def replicasets(kube: KubeClient, memo: MutableMapping[str, Any], deployme
     return [rs for rs in items if controlled_by(rs, [m.get("uid", "")])]
 
 
-async def target_pods(kube: KubeClient, memo: MutableMapping[str, Any], target: Target) -> list[Obj]:
+async def target_pods(kube: KubeReader, memo: MutableMapping[str, Any], target: Target) -> list[Obj]:
     """Every pod of the target: one LIST by the workload's selector (plus its GET, and for a
     Deployment the ReplicaSet LIST), or the one pod a ``pod`` target names."""
     if target.kind == "pod":
@@ -236,7 +244,7 @@ async def target_pods(kube: KubeClient, memo: MutableMapping[str, Any], target: 
 
 
 async def pod_template_labels(
-    kube: KubeClient, memo: MutableMapping[str, Any], target: Target
+    kube: KubeReader, memo: MutableMapping[str, Any], target: Target
 ) -> dict[str, str]:
     """The labels the target's pods carry (template labels; the pod's own for a pod target)."""
     if target.kind == "pod":

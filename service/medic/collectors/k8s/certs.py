@@ -6,8 +6,6 @@ Issuer or ClusterIssuer. Custom objects are read through the same client as ever
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from medic.clients.kube.client import cluster_path, ns_path
@@ -178,7 +176,7 @@ def _challenge_info(c: Obj, orders: list[Obj]) -> ChallengeInfo:
     )
 
 
-async def certificate_status(ctx: StepContext, params: CertificateStatusParams) -> dict[str, Any]:
+async def certificate_status(ctx: StepContext, params: CertificateStatusParams) -> CertificateStatusOutput:
     target = require_target(ctx, "k8s.certificate_status", ("certificate",))
     ns, name = target.namespace, target.name
     cert = await _read_certificate(ctx, ns, name)
@@ -193,10 +191,10 @@ async def certificate_status(ctx: StepContext, params: CertificateStatusParams) 
         challenges=[_challenge_info(c, orders) for c in challenges],
         issuer=await _issuer(ctx, ns, info.issuer_ref),
     )
-    return out.model_dump()
+    return out
 
 
-COLLECTORS = [
+COLLECTORS = (
     CollectorDef(
         name="k8s.certificate_status",
         fn=certificate_status,
@@ -204,4 +202,4 @@ COLLECTORS = [
         output=CertificateStatusOutput,
         summary="a cert-manager Certificate, its CertificateRequests, ACME Orders/Challenges and issuer",
     ),
-]
+)

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medic.clients.kube.client import KubeClient, cluster_path, ns_path
+from medic.clients.kube.client import cluster_path, ns_path
 from medic.clients.kube.errors import KubeError, KubeNotFound
 from medic.clients.kube.reads import Obj, annotations_of, get_cached, list_cached, meta, pod_template_labels
 from medic.collectors.k8s.cluster_output import IngressOutput, NodeDescribeOutput
@@ -26,6 +26,7 @@ from medic.collectors.k8s.common import (
 from medic.domain.incident import Target
 from medic.domain.redact import is_secret_key
 from medic.playbooks.contract import CollectorDef, StepContext
+from medic.playbooks.ports import KubeApi
 
 NGINX = "nginx.ingress.kubernetes.io/"
 NGINX_INC_WEBSOCKET = "nginx.org/websocket-services"
@@ -66,7 +67,7 @@ def _ratio(part: int | None, whole: int | None) -> float | None:
     return round(part / whole, 3) if part is not None and whole else None
 
 
-async def _node(kube: KubeClient, ctx: StepContext, name: str) -> dict[str, Any]:
+async def _node(kube: KubeApi, ctx: StepContext, name: str) -> dict[str, Any]:
     try:
         node = await get_cached(kube, ctx.memo, cluster_path("v1", "nodes", name))
     except KubeNotFound:
@@ -120,7 +121,7 @@ async def _node(kube: KubeClient, ctx: StepContext, name: str) -> dict[str, Any]
     return out
 
 
-async def node_describe(ctx: StepContext, params: NodeDescribeParams) -> dict[str, Any]:
+async def node_describe(ctx: StepContext, params: NodeDescribeParams) -> NodeDescribeOutput:
     """The nodes of the target's pods (alert pods' nodes first): a GET and a pod LIST per node."""
     kube = kube_of(ctx)
     target = require_target(ctx, "k8s.node_describe", POD_KINDS)
@@ -138,7 +139,7 @@ async def node_describe(ctx: StepContext, params: NodeDescribeParams) -> dict[st
     out = NodeDescribeOutput.model_validate(
         {"nodes": list(described), "total_nodes": len(nodes), "unscheduled_pods": unscheduled}
     )
-    return out.model_dump()
+    return out
 
 
 # ---------------------------------------------------------------------- ingress
@@ -199,7 +200,7 @@ def _selects(selector: dict[str, str], pod_labels: dict[str, str]) -> bool:
     return bool(selector) and all(pod_labels.get(k) == v for k, v in selector.items())
 
 
-async def _services_for(kube: KubeClient, ctx: StepContext, target: Target) -> set[str] | None:
+async def _services_for(kube: KubeApi, ctx: StepContext, target: Target) -> set[str] | None:
     """Names of the services whose selector matches the target's pods; None when that can't be
     told (no pod labels, or services can't be listed)."""
     if target.kind == "service":
@@ -225,8 +226,8 @@ def _routes_to(ing: Obj, services: Iterable[str]) -> bool:
     return any(b["service"] in names for b in _backends(ing))
 
 
-async def ingress(ctx: StepContext, params: IngressParams) -> dict[str, Any]:
-    return IngressOutput.model_validate(await _ingresses(ctx)).model_dump()
+async def ingress(ctx: StepContext, params: IngressParams) -> IngressOutput:
+    return IngressOutput.model_validate(await _ingresses(ctx))
 
 
 async def _ingresses(ctx: StepContext) -> dict[str, Any]:
@@ -245,7 +246,7 @@ async def _ingresses(ctx: StepContext) -> dict[str, Any]:
     return {"ingresses": [_ingress(i) for i in chosen], "scope": "target", "services": sorted(services)}
 
 
-COLLECTORS = [
+COLLECTORS = (
     CollectorDef(
         name="k8s.node_describe",
         fn=node_describe,
@@ -260,4 +261,4 @@ COLLECTORS = [
         output=IngressOutput,
         summary="ingresses routing to the target (nginx proxy timeouts, WebSocket services)",
     ),
-]
+)

@@ -10,12 +10,13 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from medic.clients.kube.client import KubeClient, ns_path
+from medic.clients.kube.client import ns_path
 from medic.clients.kube.errors import KubeNotFound
 from medic.clients.kube.reads import Obj, get_cached, meta, pod_ready, restarts, target_pods
 from medic.domain.errors import NotConfigured, StepError
 from medic.domain.incident import Target
 from medic.playbooks.contract import StepContext
+from medic.playbooks.ports import KubeApi
 from medic.rules.labels import is_k8s_name
 from medic.rules.targets import subject_label
 
@@ -23,7 +24,7 @@ POD_KINDS = ("deployment", "statefulset", "pod")
 MAX_EXTRA_ALERT_PODS = 5  # alert pods outside the target's pod LIST are read one by one, this many
 
 
-def kube_of(ctx: StepContext) -> KubeClient:
+def kube_of(ctx: StepContext) -> KubeApi:
     kube = ctx.backends.kube
     if kube is None:
         raise NotConfigured("Kubernetes access is not configured (MEDIC_KUBE_MODE / KUBECONFIG)")
@@ -66,7 +67,7 @@ def by_trouble(pods: Iterable[Obj]) -> list[Obj]:
     return out
 
 
-async def ordered_pods(ctx: StepContext, kube: KubeClient, target: Target) -> tuple[list[Obj], list[str]]:
+async def ordered_pods(ctx: StepContext, kube: KubeApi, target: Target) -> tuple[list[Obj], list[str]]:
     """The target's pods: the alert's pods first, then the ones in trouble (not ready, most
     restarts, newest). Alert pods missing from the target's LIST are read one by one (at most
     :data:`MAX_EXTRA_ALERT_PODS`); the names of those that no longer exist are returned too."""

@@ -5,11 +5,10 @@ and the tail of the failed pods' logs) and events. Bounded: one GET, three LISTs
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medic.clients.kube.client import KubeClient, ns_path
+from medic.clients.kube.client import ns_path
 from medic.clients.kube.errors import KubeError
 from medic.clients.kube.reads import (
     Obj,
@@ -35,6 +34,7 @@ from medic.collectors.k8s.jobs_output import (
 )
 from medic.domain.errors import StepError
 from medic.playbooks.contract import CollectorDef, StepContext
+from medic.playbooks.ports import KubeApi
 
 MANUAL = "cronjob.kubernetes.io/instantiate"
 SCHEDULED = "batch.kubernetes.io/cronjob-scheduled-timestamp"
@@ -120,7 +120,7 @@ def _pod(pod: Obj) -> JobPod:
     )
 
 
-async def _log(kube: KubeClient, ns: str, pod: JobPod, tail: int) -> LogTail:
+async def _log(kube: KubeApi, ns: str, pod: JobPod, tail: int) -> LogTail:
     name = str(pod.name)
     container = next((c.name for c in pod.containers if c.exit_code), None) or (
         pod.containers[0].name if pod.containers else None
@@ -173,7 +173,7 @@ async def _events(ctx: StepContext, ns: str, wanted: set[tuple[str, str]]) -> tu
     return chosen, complete
 
 
-async def cronjob_runs(ctx: StepContext, params: CronJobRunsParams) -> dict[str, Any]:
+async def cronjob_runs(ctx: StepContext, params: CronJobRunsParams) -> CronJobRunsOutput:
     kube = kube_of(ctx)
     target = require_target(ctx, "k8s.cronjob_runs", ("namespace",))
     ns = target.namespace
@@ -212,10 +212,10 @@ async def cronjob_runs(ctx: StepContext, params: CronJobRunsParams) -> dict[str,
         events_complete=complete,
         alert_jobs=sorted({a.labels["job_name"] for a in ctx.alerts if a.labels.get("job_name")}),
     )
-    return out.model_dump()
+    return out
 
 
-COLLECTORS = [
+COLLECTORS = (
     CollectorDef(
         name="k8s.cronjob_runs",
         fn=cronjob_runs,
@@ -223,4 +223,4 @@ COLLECTORS = [
         summary="a CronJob's last Jobs, their pods' exit reasons and log tails, and events (runbook 5.1)",
         output=CronJobRunsOutput,
     ),
-]
+)

@@ -7,7 +7,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medic.clients.kube.client import KubeClient
 from medic.clients.kube.errors import KubeError, KubeNotFound
 from medic.clients.kube.reads import (
     TEMPLATE_HASH,
@@ -35,6 +34,7 @@ from medic.domain.errors import NotConfigured
 from medic.domain.incident import Target
 from medic.domain.redact import redact
 from medic.playbooks.contract import CollectorDef, StepContext
+from medic.playbooks.ports import KubeApi
 
 MAX_LOG_CONTAINERS = 3  # per pod: the crashing ones, else the first
 
@@ -138,7 +138,7 @@ def describe_pod(pod: Obj, revisions: dict[str, int]) -> dict[str, Any]:
     }
 
 
-async def _revisions(ctx: StepContext, kube: KubeClient, target: Target) -> dict[str, int]:
+async def _revisions(ctx: StepContext, kube: KubeApi, target: Target) -> dict[str, int]:
     """ReplicaSet name -> revision, for a Deployment target (the shared, memoized LISTs)."""
     if target.kind != "deployment":
         return {}
@@ -146,7 +146,7 @@ async def _revisions(ctx: StepContext, kube: KubeClient, target: Target) -> dict
     return {str(meta(rs).get("name")): revision(rs) for rs in await replicasets(kube, ctx.memo, deployment)}
 
 
-async def pod_describe(ctx: StepContext, params: PodDescribeParams) -> dict[str, Any]:
+async def pod_describe(ctx: StepContext, params: PodDescribeParams) -> PodDescribeOutput:
     kube = kube_of(ctx)
     target = require_target(ctx, "k8s.pod_describe", POD_KINDS)
     pods, missing = await ordered_pods(ctx, kube, target)
@@ -158,7 +158,7 @@ async def pod_describe(ctx: StepContext, params: PodDescribeParams) -> dict[str,
             "missing_pods": missing,
         }
     )
-    return out.model_dump()
+    return out
 
 
 # ---------------------------------------------------------------------- logs
@@ -187,7 +187,7 @@ def _lines(text: str, truncated: bool) -> list[str]:
 
 
 async def _read_log(
-    kube: KubeClient, path: str, container: str, previous: bool, params: PodLogsParams
+    kube: KubeApi, path: str, container: str, previous: bool, params: PodLogsParams
 ) -> tuple[list[str], bool]:
     """The last ``tail`` lines, at most ``max_bytes``. limitBytes keeps the *start* of the tail;
     when it cuts, a second request asks for as many lines as fitted, so the newest ones are kept."""
@@ -205,7 +205,7 @@ async def _read_log(
 
 
 async def _pod_container_logs(
-    kube: KubeClient, namespace: str, pod: str, container: str, params: PodLogsParams
+    kube: KubeApi, namespace: str, pod: str, container: str, params: PodLogsParams
 ) -> dict[str, Any]:
     path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
     entry: dict[str, Any] = {
@@ -240,7 +240,7 @@ async def _pod_container_logs(
     return entry
 
 
-async def pod_logs(ctx: StepContext, params: PodLogsParams) -> dict[str, Any]:
+async def pod_logs(ctx: StepContext, params: PodLogsParams) -> PodLogsOutput:
     kube = kube_of(ctx)
     target = require_target(ctx, "k8s.pod_logs", POD_KINDS)
     pods, _ = await ordered_pods(ctx, kube, target)
@@ -262,7 +262,7 @@ async def pod_logs(ctx: StepContext, params: PodLogsParams) -> dict[str, Any]:
                         "error": str(exc),
                     }
                 )
-    return PodLogsOutput.model_validate({"logs": logs}).model_dump()
+    return PodLogsOutput.model_validate({"logs": logs})
 
 
 # ---------------------------------------------------------------------- top
@@ -275,7 +275,7 @@ def _limits(pod: Obj) -> dict[str, dict[str, Any]]:
     }
 
 
-async def top_pods(ctx: StepContext, params: TopPodsParams) -> dict[str, Any]:
+async def top_pods(ctx: StepContext, params: TopPodsParams) -> TopPodsOutput:
     kube = kube_of(ctx)
     target = require_target(ctx, "k8s.top_pods", POD_KINDS)
     pods, _ = await ordered_pods(ctx, kube, target)
@@ -313,10 +313,10 @@ async def top_pods(ctx: StepContext, params: TopPodsParams) -> dict[str, Any]:
             }
         )
     without = [n for n in by_name if n not in usage]
-    return TopPodsOutput.model_validate({"pods": out, "without_metrics": without}).model_dump()
+    return TopPodsOutput.model_validate({"pods": out, "without_metrics": without})
 
 
-COLLECTORS = [
+COLLECTORS = (
     CollectorDef(
         name="k8s.pod_describe",
         fn=pod_describe,
@@ -338,4 +338,4 @@ COLLECTORS = [
         output=TopPodsOutput,
         summary="kubectl top pods: CPU and memory usage against limits (metrics.k8s.io)",
     ),
-]
+)

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from medic.clients.kube.client import ns_path
 from medic.clients.kube.reads import (
     Obj,
@@ -23,7 +21,7 @@ from medic.collectors.k8s.revision_output import RevisionPod, RevisionStatusOutp
 from medic.collectors.revision import revision_of
 from medic.domain.errors import StepError
 from medic.domain.incident import Target
-from medic.playbooks.contract import CollectorDef, StepContext
+from medic.playbooks.contract import CollectorDef, NoParams, StepContext
 
 MAX_PODS = 50
 DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
@@ -62,7 +60,7 @@ def pod_row(pod: Obj) -> RevisionPod:
     )
 
 
-async def revision_status(ctx: StepContext, _: Any) -> dict[str, Any]:
+async def revision_status(ctx: StepContext, _: NoParams) -> RevisionStatusOutput:
     rev = revision_of(ctx, "k8s.revision_status")
     kube = kube_of(ctx)
     if rev.namespace not in ctx.backends.namespaces:
@@ -80,21 +78,21 @@ async def revision_status(ctx: StepContext, _: Any) -> dict[str, Any]:
             kube, ctx.memo, ns_path("v1", rev.namespace, "pods"), labelSelector=selector
         )
         pods = [p for p in listed if controlled_by(p, [meta(owned[0]).get("uid", "")])]
-    out = RevisionStatusOutput(
+    return RevisionStatusOutput(
         revision=rev.revision,
         replicaset=rev.replicaset if owned else "",
         rollout=progress(deployment),
         pods=[pod_row(p) for p in pods[:MAX_PODS]],
         pods_total=len(pods),
     )
-    return out.model_dump(mode="json")
 
 
-COLLECTORS = [
+COLLECTORS = (
     CollectorDef(
         "k8s.revision_status",
         revision_status,
-        summary="a verified revision's rollout progress and its pods' readiness and restarts",
-        output=RevisionStatusOutput,
-    )
-]
+        NoParams,
+        "a verified revision's rollout progress and its pods' readiness and restarts",
+        RevisionStatusOutput,
+    ),
+)

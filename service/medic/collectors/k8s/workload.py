@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medic.clients.kube.client import KubeClient, ns_path
+from medic.clients.kube.client import ns_path
 from medic.clients.kube.errors import KubeForbidden, KubeNotFound
 from medic.clients.kube.reads import (
     CHANGE_CAUSE,
@@ -38,6 +38,7 @@ from medic.collectors.k8s.workload_output import (
 from medic.domain.errors import StepError
 from medic.domain.rollout import REVISION_HISTORY
 from medic.playbooks.contract import CollectorDef, NoParams, StepContext
+from medic.playbooks.ports import KubeApi
 from medic.rules.labels import is_k8s_name
 
 # The ConfigMaps the template reads whose metadata one run reads (the rest: status "not_read").
@@ -81,7 +82,7 @@ def _rv(e: Obj) -> int:
     return int(raw) if raw.isdigit() else 0
 
 
-async def events(ctx: StepContext, params: EventsParams) -> dict[str, Any]:
+async def events(ctx: StepContext, params: EventsParams) -> EventsOutput:
     """Events of the pods (also those already replaced), their ReplicaSets and the workload: one
     namespace LIST (in pages, bounded) filtered here, since field selectors take one name each."""
     kube = kube_of(ctx)
@@ -120,10 +121,9 @@ async def events(ctx: StepContext, params: EventsParams) -> dict[str, Any]:
     items, complete = await list_pages(kube, ctx.memo, ns_path("v1", target.namespace, "events"))
     chosen = [e for e in items if relevant(e)]
     chosen.sort(key=lambda e: (_event(e)["last_seen"] or "", _rv(e)), reverse=True)
-    out = EventsOutput.model_validate(
+    return EventsOutput.model_validate(
         {"events": [_event(e) for e in chosen[: params.limit]], "matched": len(chosen), "complete": complete}
     )
-    return out.model_dump()
 
 
 # ---------------------------------------------------------------------- rollout history
@@ -142,7 +142,7 @@ def _template_sans_hash(template: Any) -> Any:
     return t
 
 
-async def rollout_history(ctx: StepContext, params: RolloutHistoryParams) -> dict[str, Any]:
+async def rollout_history(ctx: StepContext, params: RolloutHistoryParams) -> RolloutHistoryOutput:
     kube = kube_of(ctx)
     target = require_target(ctx, "k8s.rollout_history", ("deployment",))
     d = await workload(kube, ctx.memo, target)
@@ -150,14 +150,17 @@ async def rollout_history(ctx: StepContext, params: RolloutHistoryParams) -> dic
     current_revision = revision(d)
     template = _template_sans_hash((d.get("spec") or {}).get("template"))
     summary = _deployment_summary(d)
-    return {
-        "deployment": summary,
-        "revisions": [
-            _revision_row(rs, current_revision, template) for rs in sorted(rss, key=revision, reverse=True)
-        ],
-        "scaling_events": await _scaling_events(ctx, d),
-        "config_maps": await _config_maps(ctx, target.namespace, summary["config_refs"]),
-    }
+    return RolloutHistoryOutput.model_validate(
+        {
+            "deployment": summary,
+            "revisions": [
+                _revision_row(rs, current_revision, template)
+                for rs in sorted(rss, key=revision, reverse=True)
+            ],
+            "scaling_events": await _scaling_events(ctx, d),
+            "config_maps": await _config_maps(ctx, target.namespace, summary["config_refs"]),
+        }
+    )
 
 
 def _deployment_summary(d: Obj) -> dict[str, Any]:
@@ -275,7 +278,7 @@ async def _config_maps(ctx: StepContext, namespace: str, refs: list[dict[str, st
 
 
 async def _config_map(
-    kube: KubeClient, memo: dict[str, Any], namespace: str, name: str, budget: float
+    kube: KubeApi, memo: dict[str, Any], namespace: str, name: str, budget: float
 ) -> ConfigMapMeta:
     if not _OBJECT_NAME.match(name):
         return ConfigMapMeta(name=name, status="error", error="not a valid ConfigMap name")
@@ -385,7 +388,7 @@ def _hpa(h: Obj) -> dict[str, Any]:
     }
 
 
-async def hpa_status(ctx: StepContext, params: NoParams) -> dict[str, Any]:
+async def hpa_status(ctx: StepContext, params: NoParams) -> HpaStatusOutput:
     """HPAs scaling the target (scaleTargetRef), or named by the target / the hpa label: one LIST."""
     kube = kube_of(ctx)
     target = require_target(ctx, "k8s.hpa_status", ("deployment", "statefulset", "horizontalpodautoscaler"))
@@ -403,13 +406,13 @@ async def hpa_status(ctx: StepContext, params: NoParams) -> dict[str, Any]:
         ref = (h.get("spec") or {}).get("scaleTargetRef") or {}
         if meta(h).get("name") in names or (ref.get("kind") == scaled and ref.get("name") == target.name):
             chosen.append(_hpa(h))
-    return HpaStatusOutput.model_validate({"hpas": chosen}).model_dump()
+    return HpaStatusOutput.model_validate({"hpas": chosen})
 
 
 # ---------------------------------------------------------------------- PVC
 
 
-async def pvc_status(ctx: StepContext, params: NoParams) -> dict[str, Any]:
+async def pvc_status(ctx: StepContext, params: NoParams) -> PvcStatusOutput:
     """PVCs the target's pods mount (or the target / persistentvolumeclaim label names): one LIST."""
     kube = kube_of(ctx)
     target = require_target(ctx, "k8s.pvc_status", (*POD_KINDS, "persistentvolumeclaim"))
@@ -428,7 +431,7 @@ async def pvc_status(ctx: StepContext, params: NoParams) -> dict[str, Any]:
         if value and is_k8s_name(value):
             wanted.setdefault(value, [])
     if not wanted:
-        return PvcStatusOutput().model_dump()
+        return PvcStatusOutput()
     items = await list_cached(kube, ctx.memo, ns_path("v1", target.namespace, "persistentvolumeclaims"))
     out = []
     for pvc in items:
@@ -450,10 +453,10 @@ async def pvc_status(ctx: StepContext, params: NoParams) -> dict[str, Any]:
         )
     found = {p["name"] for p in out}
     missing = sorted(n for n in wanted if n not in found)
-    return PvcStatusOutput.model_validate({"pvcs": out, "missing": missing}).model_dump()
+    return PvcStatusOutput.model_validate({"pvcs": out, "missing": missing})
 
 
-COLLECTORS = [
+COLLECTORS = (
     CollectorDef(
         name="k8s.events",
         fn=events,
@@ -483,4 +486,4 @@ COLLECTORS = [
         output=PvcStatusOutput,
         summary="kubectl get pvc: phase, capacity, storage class of the target's volumes",
     ),
-]
+)

@@ -14,12 +14,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medic.clients.kube.client import JSON_PATCH, STRATEGIC_PATCH, KubeBody, KubeClient, KubeObject, ns_path
+from medic.clients.kube.client import JSON_PATCH, STRATEGIC_PATCH, KubeBody, KubeObject, ns_path
 from medic.clients.kube.errors import KubeConflict, KubeError, KubeInvalid, KubeNotFound
 from medic.domain.actions import Precondition
 from medic.domain.errors import StepError
 from medic.playbooks.action import ActionContext, ActionFacts, ActionPlan, ApplyResult, NoFacts
 from medic.playbooks.contract import ActionDef, NoParams
+from medic.playbooks.ports import KubeApi
 from medic.remediation.actions.rollout import (
     RollbackError,
     RollbackFacts,
@@ -44,7 +45,7 @@ from medic.remediation.actions.rollout import (
 FIELD_MANAGER = "medic"
 
 
-async def _patch(kube: KubeClient, path: str, body: KubeBody | None, content_type: str) -> KubeObject:
+async def _patch(kube: KubeApi, path: str, body: KubeBody | None, content_type: str) -> KubeObject:
     return await kube.request(
         "PATCH", path, body=body, content_type=content_type, query={"fieldManager": FIELD_MANAGER}
     )
@@ -55,7 +56,7 @@ def _selector(deployment: KubeObject) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
-async def _deployment(kube: KubeClient, ctx: ActionContext) -> KubeObject:
+async def _deployment(kube: KubeApi, ctx: ActionContext) -> KubeObject:
     t = ctx.target
     if t.kind != "deployment":
         raise StepError(f"this action works on a deployment, not on {t.kind}")
@@ -73,7 +74,7 @@ def _meta(obj: KubeObject) -> tuple[dict[str, str], dict[str, str]]:
 
 
 async def _wait(
-    kube: KubeClient,
+    kube: KubeApi,
     path: str,
     status_of: Callable[[KubeObject], RolloutStatus],
     timeout: float,
@@ -91,7 +92,7 @@ async def _wait(
         await asyncio.sleep(min(1.0, max(deadline - loop.time(), 0.05)))
 
 
-async def _wait_rollout(kube: KubeClient, ctx: ActionContext, timeout: float) -> tuple[bool, str]:
+async def _wait_rollout(kube: KubeApi, ctx: ActionContext, timeout: float) -> tuple[bool, str]:
     t = ctx.target
     path = ns_path("apps/v1", t.namespace, "deployments", t.name)
     return await _wait(kube, path, rollout_status, timeout, "rolled out")
@@ -135,7 +136,7 @@ class RollbackDeployment:
 
     @staticmethod
     async def _read(
-        kube: KubeClient, ctx: ActionContext
+        kube: KubeApi, ctx: ActionContext
     ) -> tuple[KubeObject, list[KubeObject], list[KubeObject]]:
         """The Deployment, its ReplicaSets and its events (the rollout timeline's sources)."""
         dep = await _deployment(kube, ctx)
