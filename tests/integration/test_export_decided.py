@@ -17,7 +17,7 @@ import yaml
 
 from medic.app.cli.main import main
 from tests.e2e.pages_world import ADMIN_TOKEN, approval_world, proposal
-from tests.integration.crashloop_world import World, crashloop_world
+from tests.integration.crashloop_world import APP, NS, World, crashloop_world, medic_on
 from tests.medic_app import REPO
 
 pytestmark = pytest.mark.integration
@@ -116,3 +116,29 @@ async def test_a_candidate_require_is_decided_again_from_the_rollout_timeline(
     (row,) = [r for r in json.loads(out)["incidents"] if r["incident"] == inc["id"]]
     assert row["change"] == "changed", row
     assert row["after"]["action"] == "rollback refused (recent_rollout)", row
+
+
+async def test_a_cooldown_known_from_the_cluster_survives_export_and_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Medic rolled back; a human deploys a crashing v3; a fresh Medic (empty ledger) refuses by
+    the cooldown it reads from the Deployment's rollback annotation. The exported case and the
+    replay read that annotation from the evidence as the executor read it from the cluster."""
+    v3 = "registry.example/playcode-app:v3"
+    (tmp_path / "first").mkdir()
+    async with crashloop_world(tmp_path / "first") as w:
+        await w.post(w.crash_alerts())
+        assert (await w.diagnosed())["actions"][0]["status"] == "succeeded"
+        w.kube.bad_images.add(v3)
+        w.kube.set_image(NS, APP, v3, change_cause="deploy v3")
+        await w.kube.settle()
+        async with medic_on(w.kube, tmp_path / "second") as fresh:
+            again = World(w.kube, fresh)
+            crashing = [p["metadata"]["name"] for p in w.kube.pods_of(NS, APP) if "v3" in str(p["spec"])]
+            await again.post(again.crash_alerts(crashing))
+            inc = await again.diagnosed()
+            assert [g["guard"] for g in inc["actions"][0]["guards"] if not g["allowed"]] == ["cooldown"]
+            case, row = await export_and_replay(capsys, again, inc["id"], tmp_path, REPO / "rules")
+    assert case["history"] == []  # the fresh Medic's store knows no earlier action
+    assert case["expect"]["refused_by"] == ["cooldown"]
+    assert row["change"] == "unchanged", row

@@ -196,6 +196,18 @@ CRASH_CASE = (
             ":6",
             "field 'tests.0.alerts.0.labels.pod'",
         ),
+        (  # a misspelt past action would count for nothing the rule reads
+            CRASH_CASE + "    history: [{{action: rolback, at: 2026-12-01T09:50:00Z}}]\n"
+            "    expect: {{rule: crashloop-rollback}}\n",
+            ":7",
+            "no playbook has an action 'rolback'",
+        ),
+        (  # another target is named by its key
+            CRASH_CASE + "    history: [{{action: rollback, at: 2026-12-01T09:50:00Z, target: not a key}}]\n"
+            "    expect: {{rule: crashloop-rollback}}\n",
+            ":7",
+            "field 'tests.0.history.0.target': String should match pattern",
+        ),
         (  # a bundle gives the alerts: giving them again is ambiguous
             CRASH_CASE + "    bundle: inc.json\n    expect: {{rule: crashloop-rollback}}\n",
             ":7",
@@ -463,10 +475,11 @@ async def test_an_exported_refusal_carries_the_earlier_action_as_history(
     code, out, _ = run(capsys, "test", str(exported))
     assert code == 0 and "1 passed, 0 failed" in out, out
 
-    # without the history the same evidence would act: the test says so
+    # without the history, the Deployment's rollback annotation in the evidence still gives the
+    # cooldown (as the executor reads it from the cluster), but nothing has used the budget
     _edit(exported, lambda t: t.update(history=[]))
     code, out, _ = run(capsys, "test", str(exported))
-    assert code == 1 and "+ got:      would_act" in out, out
+    assert code == 1 and "+ got:      [cooldown]" in out, out
 
 
 def test_a_bundle_of_case_fields_holds_only_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -62,7 +62,8 @@ class HistoryFixture(_Strict):
     at: AwareDatetime
     status: Literal["started", "succeeded", "failed", "skipped"] = "succeeded"
     detail: dict[str, Any] = Field(default_factory=dict)
-    target: str | None = None  # another target (kind/namespace/name): the global budget counts it
+    # another target (kind/namespace/name, or kind/name): the global budget counts it
+    target: str | None = Field(default=None, pattern=r"^[a-z]+/[a-z0-9.-]+(/[A-Za-z0-9._:-]+)?$")
 
 
 class PreconditionFixture(_Strict):
@@ -229,6 +230,7 @@ def _run_one(
         kill_switch=case.kill_switch,
     )
     _check_action_name(case.expect, built, config, doc, loc)
+    _check_history(case, config, doc, loc)
     _check_codes(case.expect, built, config, registry, doc, loc)
     outcome = evaluate(built, config, registry, pol)
     expect = case.expect.model_dump(mode="json", exclude_unset=True)
@@ -269,6 +271,20 @@ def _check_codes(
                 file=doc.file,
                 line=doc.line_of((*loc, "expect", key, i)),
                 field=f"tests.{loc[1]}.expect.{key}.{i}",
+            )
+
+
+def _check_history(case: TestCase, config: Config, doc: YamlDoc, loc: tuple[str | int, ...]) -> None:
+    """A past action must be one some playbook defines (a misspelt one would count for nothing
+    the rule reads, or for the wrong thing)."""
+    known = {name for p in config.playbooks.values() for name in p.actions}
+    for i, h in enumerate(case.history):
+        if h.action not in known:
+            raise ConfigError(
+                f"no playbook has an action {h.action!r} (actions: {', '.join(sorted(known)) or 'none'})",
+                file=doc.file,
+                line=doc.line_of((*loc, "history", i, "action")),
+                field=f"tests.{loc[1]}.history.{i}.action",
             )
 
 

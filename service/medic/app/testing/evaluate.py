@@ -32,10 +32,12 @@ from medic.domain.incident import (
     Target,
     shared_labels,
 )
-from medic.domain.rollout import build_timeline, healthy_before
+from medic.domain.rollout import build_timeline, healthy_before, medic_rollback
 from medic.playbooks.compiled import CompiledPlaybook
 from medic.playbooks.contract import Registry
-from medic.remediation.actions.rollout import recent_rollout_precondition
+from medic.remediation.actions.k8s import RollbackDeployment
+from medic.remediation.actions.rollout import earlier_rollback, recent_rollout_precondition
+from medic.remediation.executor import mark_from_target, newer_mark
 from medic.rules.model import Requirements, Rule
 from medic.rules.routing import coalescing_key, matching_rules
 from medic.rules.targets import target_from_labels
@@ -204,7 +206,10 @@ def evaluate(case: Case, config: Config, registry: Registry, policy: Policy) -> 
     name = decision.action.name if decision.action else None
     if rule is None or decision.action is None or target is None or rule.remediation is None:
         return Outcome(rule.name if rule else None, _str(target), findings, name, NO_ACTION, decision.reason)
-    guards = evaluate_guards(guard_facts(rule, target, case, policy))
+    reads_target = isinstance(
+        decision.action.action.impl, RollbackDeployment
+    )  # its plan reads the annotation
+    guards = evaluate_guards(guard_facts(rule, target, case, policy, reads_target=reads_target))
     outcome = verdict(guards, decision.mode)  # the executor's own verdict (no plan: never skipped)
     if outcome.refusal is not None:
         status, reason = "refused", f"{outcome.refusal.guard}: {outcome.refusal.reason}"
@@ -243,9 +248,13 @@ def _decision(
     return aim_at_baseline(decision, cmp.revision, cmp.baseline_revision)
 
 
-def guard_facts(rule: Rule, target: Target, case: Case, policy: Policy) -> GuardFacts:
+def guard_facts(
+    rule: Rule, target: Target, case: Case, policy: Policy, *, reads_target: bool = False
+) -> GuardFacts:
     """The guards' facts from the case: the history stands in for the coordination store's
-    ledger, the cluster facts (or the evidence) for what the action's plan reads."""
+    ledger, the cluster facts (or the evidence) for what the action's plan reads. With
+    ``reads_target`` (a rollback), Medic's earlier rollback recorded on the Deployment counts too,
+    the newer of it and the history's last action, as the executor counts it."""
     rem = rule.remediation
     assert rem is not None
     now = case.now
@@ -258,6 +267,9 @@ def guard_facts(rule: Rule, target: Target, case: Case, policy: Policy) -> Guard
     )
     annotations, labels, current_hash = _deployment_facts(case.evidence)
     cluster = case.cluster
+    seen = cluster.annotations if cluster.annotations is not None else annotations
+    if reads_target:
+        mark = newer_mark(mark, mark_from_target(target.key, earlier_rollback(medic_rollback(seen))))
     return GuardFacts(
         now=now,
         global_mode=policy.mode,
@@ -265,7 +277,7 @@ def guard_facts(rule: Rule, target: Target, case: Case, policy: Policy) -> Guard
         rule_mode=rem.mode,
         namespace=target.scope,
         allowed_namespaces=list(policy.namespaces),
-        target_annotations=dict(cluster.annotations if cluster.annotations is not None else annotations),
+        target_annotations=dict(seen),
         target_labels=dict(cluster.labels if cluster.labels is not None else labels),
         preconditions=[
             *cluster.preconditions,

@@ -396,6 +396,20 @@ class RollbackFacts(ActionFacts):
         return self.earlier_action
 
 
+def earlier_rollback(medic: MedicRollback | None) -> EarlierAction | None:
+    """Medic's earlier rollback as the Deployment's annotation records it (the cooldown and flap
+    guards see it even when the ledger does not: a freshly installed or restored Medic)."""
+    if medic is None or not medic.at:
+        return None
+    return EarlierAction(
+        action="rollback",
+        at=iso(medic.at),
+        to_hash=medic.to_hash,
+        incident=medic.incident,
+        status="succeeded",
+    )
+
+
 def rollback_facts(plan: RollbackPlan, timeline: Timeline, diff: list[str]) -> RollbackFacts:
     cur = plan.current
     medic = timeline.medic
@@ -410,15 +424,7 @@ def rollback_facts(plan: RollbackPlan, timeline: Timeline, diff: list[str]) -> R
         template_diff=diff,
         timeline=timeline.rows(),
         medic_rollback=medic.describe() if medic else None,
-        earlier_action=EarlierAction(
-            action="rollback",
-            at=iso(medic.at),
-            to_hash=medic.to_hash,
-            incident=medic.incident,
-            status="succeeded",
-        )
-        if medic and medic.at
-        else None,
+        earlier_action=earlier_rollback(medic),
     )
 
 
