@@ -211,7 +211,7 @@ CRASH_CASE = (
         (  # a bundle gives the alerts: giving them again is ambiguous
             CRASH_CASE + "    bundle: inc.json\n    expect: {{rule: crashloop-rollback}}\n",
             ":7",
-            "bundle gives the case's alerts, cluster, evidence, history: remove alerts or the bundle",
+            "bundle gives the case's alerts, cluster, evidence, history, kill_switch: remove alerts",
         ),
         (
             "rules_dir: ./nope\ntests:\n  - name: x\n    now: 2026-12-01T10:00:00Z\n"

@@ -43,7 +43,7 @@ from medic.playbooks.contract import Registry
 
 ActionExpectation = Literal["would_act", "planned", "awaiting_approval", "refused", "none"]
 _ENVELOPE = {"status", "data", "error", "truncated", "duration_ms"}
-BUNDLED = {"alerts", "evidence", "history", "cluster"}  # what a bundle gives a case
+BUNDLED = {"alerts", "evidence", "history", "cluster", "kill_switch"}  # what a bundle gives a case
 
 
 class _Strict(BaseModel):
