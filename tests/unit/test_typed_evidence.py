@@ -18,6 +18,7 @@ from medic.analysis.verification import measure, window_of
 from medic.analysis.volumes import volumes
 from medic.collectors.k8s.pods_output import ContainerDescription, ContainerState, PodDescribeOutput
 from medic.collectors.k8s.workload_output import RevisionRow, RolloutHistoryOutput
+from medic.collectors.output_base import unknown_keys
 from medic.collectors.prometheus_output import PrometheusQueryOutput
 from medic.domain.evidence import Evidence, StepStatus
 from medic.playbooks.contract import AnalysisInput
@@ -138,14 +139,14 @@ def test_a_revision_without_limits_is_not_read_as_no_limits() -> None:
     ]
 
 
-def test_a_hand_written_history_ignores_keys_it_does_not_know() -> None:
-    h = RolloutHistoryOutput.model_validate(
-        {
-            "deployment": {"revision": 4, "config_refs": [{"kind": "ConfigMap", "name": "cfg"}]},
-            "note": "by hand",
-        }
-    )
+def test_a_hand_written_history_reads_with_defaults_and_an_extra_key_is_refused_by_the_reader() -> None:
+    """The model validates partial data (defaults); the analyzers' reader refuses a key the model
+    lacks, which a misspelling would be."""
+    given_history = {"deployment": {"revision": 4, "config_refs": [{"kind": "ConfigMap", "name": "cfg"}]}}
+    h = RolloutHistoryOutput.model_validate(given_history)
     assert h.deployment.revision == 4 and h.deployment.config_refs[0].via == "" and h.revisions == []
+    assert unknown_keys(RolloutHistoryOutput, given_history) == []
+    assert unknown_keys(RolloutHistoryOutput, {**given_history, "note": "by hand"}) == [("note",)]
 
 
 # ---------------------------------------------------------------- the verification window
@@ -176,7 +177,16 @@ def test_the_window_reads_through_the_domain_models() -> None:
     assert window_of(given()) == (spec.__class__(), None)
 
 
-@pytest.mark.parametrize("data", [{"verification": {"revision": "eight"}}, [1, 2], "window", 7])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"verification": {"revision": "eight"}},
+        [1, 2],
+        "window",
+        7,
+        *(_window(spec=falsy) for falsy in ([], 0, "", False)),  # not "no spec": another shape
+    ],
+)
 def test_a_window_of_another_shape_is_an_error_not_a_window_less_verdict(data: Any) -> None:
     with pytest.raises(EvidenceShapeError, match=r"verification\.window"):
         window_of(given(verification__window=data))
@@ -188,6 +198,11 @@ def test_a_window_of_another_shape_is_an_error_not_a_window_less_verdict(data: A
         ("k8s.pod_describe", {"items": [{"name": "p"}]}, "items"),  # the API's list, not the collector's
         ("k8s.pod_describe", {"pods": [{"name": "p", "restartCount": 40}]}, "pods.0.restartCount"),
         ("prometheus.query", {"queries": [{"name": "x", "valu": 3}]}, "queries.0.valu"),
+        (  # inside an optional list of models (range: list[SeriesRange] | None)
+            "prometheus.query",
+            {"queries": [{"name": "x", "range": [{"labels": {}, "pionts": [[1, 2]]}]}]},
+            "queries.0.range.0.pionts",
+        ),
     ],
 )
 def test_a_misspelt_key_is_an_error_never_read_as_its_default(collector: str, data: Any, field: str) -> None:

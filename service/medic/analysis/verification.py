@@ -375,7 +375,7 @@ class Window(BaseModel):
     @field_validator("spec", mode="before")
     @classmethod
     def _default_spec(cls, value: object) -> object:
-        return value or {}  # absent or null: the default thresholds
+        return {} if value is None else value  # absent or null: the default thresholds
 
 
 def window_of(inp: AnalysisInput) -> tuple[VerificationSpec, Verification | None]:

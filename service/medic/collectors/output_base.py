@@ -9,11 +9,14 @@ from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model
 
 
 class Out(BaseModel):
-    """A collector's output: extra keys are ignored, not refused (a bundle written by hand, such
-    as a rule test's pod with a ``ready`` key, still reads; what a collector stores is built
-    through the model, so holds none). Fields named in ``omit_when_none`` are left out of the
-    stored data while they are None (the pod spec has an env var's ``value`` or its
-    ``value_from``, never both), on every pydantic release Medic supports."""
+    """A collector's output. Validation ignores keys it does not declare, and every field has a
+    default, so data written by hand gives only what matters; the analyzers and ``medic test``
+    then refuse a key the model lacks (:func:`unknown_keys`: a misspelt key would read as its
+    default), except in models that keep extra keys (open-ended sections such as Redis INFO's).
+    What a collector stores is built through the model, so holds none. Fields named in
+    ``omit_when_none`` are left out of the stored data while they are None (the pod spec has an
+    env var's ``value`` or its ``value_from``, never both), on every pydantic release Medic
+    supports."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     omit_when_none: ClassVar[frozenset[str]] = frozenset()
@@ -61,14 +64,24 @@ def unknown_keys(
 
 def _unknown_in(annotation: Any, value: Any, at: tuple[str | int, ...]) -> list[tuple[str | int, ...]]:
     """:func:`unknown_keys` of a value by its annotation (``M``, ``list[M]``, ``dict[str, M]``,
-    ``M | None``)."""
+    and unions of them such as ``list[M] | None``: the member the value's shape is)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return unknown_keys(annotation, value, at)
     args = [a for a in get_args(annotation) if a is not type(None)]
     origin = get_origin(annotation)
-    if origin in (list, tuple, set, frozenset) and isinstance(value, list) and args:
-        return [p for i, item in enumerate(value) for p in _unknown_in(args[0], item, (*at, i))]
-    if origin is dict and isinstance(value, dict) and len(args) == 2:
-        return [p for k, v in value.items() for p in _unknown_in(args[1], v, (*at, k))]
-    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-    return unknown_keys(models[0], value, at) if len(models) == 1 and isinstance(value, dict) else []
+    if origin in (list, tuple, set, frozenset):
+        items = value if isinstance(value, list) and args else []
+        return [p for i, item in enumerate(items) for p in _unknown_in(args[0], item, (*at, i))]
+    if origin is dict:
+        pairs = value.items() if isinstance(value, dict) and len(args) == 2 else []
+        return [p for k, v in pairs for p in _unknown_in(args[1], v, (*at, k))]
+    shaped = [a for a in args if _shape_of(a) is type(value)]  # a union: the member of the value's shape
+    return _unknown_in(shaped[0], value, at) if len(shaped) == 1 else []
+
+
+def _shape_of(annotation: Any) -> type | None:
+    """The JSON shape a member of a union takes: an object (a model, a mapping), a list, or None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return dict
+    origin = get_origin(annotation)
+    return dict if origin is dict else list if origin in (list, tuple, set, frozenset) else None
