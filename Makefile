@@ -8,10 +8,10 @@ PYTEST_ARGS ?=
 
 .PHONY: run test lint imports bench venv servers constraints floors clean
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet --constraint constraints.txt -e '.[test]'
+	$(PIP) install --quiet --constraint constraints.txt --constraint constraints-dev.txt -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.installed
