@@ -21,7 +21,7 @@ from medic.remediation.actions.rollout import (
     timeline_of,
 )
 from medic.remediation.executor import mark_from_target
-from tests.unit.test_rollout import HISTORY, deployment, rs
+from tests.unit.test_rollout import HISTORY, dep_view, deployment, event_views, rs, rs_views
 
 ROLLBACK_KEYS = {
     "from_revision",
@@ -40,8 +40,8 @@ ROLLBACK_KEYS = {
 
 def test_a_rollback_plan_records_every_fact_it_always_did() -> None:
     dep = deployment(3, "app:v3")
-    plan = plan_rollback(dep, HISTORY)
-    timeline = timeline_of(dep, HISTORY, [])
+    plan = plan_rollback(dep_view(dep), rs_views(HISTORY))
+    timeline = timeline_of(dep_view(dep), rs_views(HISTORY), event_views([]))
     facts = rollback_facts(plan, timeline, template_diff(dep["spec"]["template"], plan.template))
     kept = facts.record()
     assert set(kept) == ROLLBACK_KEYS
@@ -55,12 +55,13 @@ def test_a_rollback_plan_records_every_fact_it_always_did() -> None:
 
 def test_medics_earlier_rollback_is_recorded_as_the_guards_read_it() -> None:
     at = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
-    first = plan_rollback(deployment(3, "app:v3"), HISTORY, at=at, incident="inc-1")
+    first = plan_rollback(dep_view(deployment(3, "app:v3")), rs_views(HISTORY), at=at, incident="inc-1")
     rolled = deployment(4, "app:v2")
     rolled["metadata"]["annotations"][MEDIC_ROLLBACK] = first.annotations[MEDIC_ROLLBACK]
     history = [*HISTORY[:1], HISTORY[2], rs(4, "app:v2", "bbb", ready=3)]
-    plan = plan_rollback(rolled, history)
-    kept = rollback_facts(plan, timeline_of(rolled, history, []), []).record()
+    plan = plan_rollback(dep_view(rolled), rs_views(history))
+    timeline = timeline_of(dep_view(rolled), rs_views(history), event_views([]))
+    kept = rollback_facts(plan, timeline, []).record()
     assert kept["earlier_action"] == {
         "action": "rollback",
         "at": "2026-11-26T09:00:00Z",
@@ -70,7 +71,7 @@ def test_medics_earlier_rollback_is_recorded_as_the_guards_read_it() -> None:
     }
     assert kept["medic_rollback"].startswith("Medic rolled back from revision 3 to 2")
     # what the guards read of it, typed: the cooldown and flap guards see this earlier rollback
-    facts = rollback_facts(plan, timeline_of(rolled, history, []), [])
+    facts = rollback_facts(plan, timeline_of(dep_view(rolled), rs_views(history), event_views([])), [])
     assert facts.current_revision_hash() == "bbb"
     mark = mark_from_target("deployment/playcode/playcode-app", facts.earlier_on_target())
     assert mark is not None and (mark.action, mark.incident_id, mark.at, mark.status) == (
@@ -126,7 +127,7 @@ def test_the_other_facts_and_results_keep_their_shape() -> None:
 
 
 def test_the_rollback_reads_its_own_patch() -> None:
-    plan = plan_rollback(deployment(3, "app:v3"), HISTORY)
+    plan = plan_rollback(dep_view(deployment(3, "app:v3")), rs_views(HISTORY))
     assert patch_value(plan.patch, "/spec/template") == plan.template
     assert patch_ops(plan.patch) == ["test", "replace", "replace"]
 

@@ -16,6 +16,7 @@ from medic.domain.deploy_changes import (
     remembered,
 )
 from medic.domain.rollout import MEDIC_ROLLED_BACK
+from medic.remediation.actions.kube_objects import Deployment, ReplicaSet
 from medic.remediation.actions.rollout import plan_rollback
 
 NS, APP, UID = "playcode", "playcode-app", "uid-1"
@@ -59,7 +60,9 @@ def medic_rolls_back(before: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     """Medic's rollback as the executor writes it (its plan's annotations and template), then
     the controller's write giving the restored template the next revision."""
     rss = [replicaset(1, "app:v1", "aaa"), replicaset(2, "app:v2", "bbb")]
-    plan = plan_rollback(before, rss, incident="inc-1", at=datetime(2026, 12, 1, tzinfo=UTC))
+    views = [ReplicaSet.model_validate(r) for r in rss]
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    plan = plan_rollback(Deployment.model_validate(before), views, incident="inc-1", at=at)
     patched = copy.deepcopy(before)
     patched["metadata"]["annotations"] = dict(plan.annotations)
     patched["spec"]["template"] = plan.template

@@ -4,9 +4,23 @@ from typing import Any
 
 import pytest
 
+from medic.remediation.actions.kube_objects import Deployment, Event, ReplicaSet
 from medic.remediation.actions.rollout import RollbackError, plan_rollback, rollout_status
 
 DEP_UID = "dep-uid"
+
+
+def dep_view(obj: dict[str, Any]) -> Deployment:
+    """The view the rollback action reads an API object as (the pure helpers take views)."""
+    return Deployment.model_validate(obj)
+
+
+def rs_views(objs: list[dict[str, Any]]) -> list[ReplicaSet]:
+    return [ReplicaSet.model_validate(o) for o in objs]
+
+
+def event_views(objs: list[dict[str, Any]]) -> list[Event]:
+    return [Event.model_validate(o) for o in objs]
 
 
 def template(image: str, hash_: str | None = None) -> dict[str, Any]:
@@ -56,7 +70,7 @@ HISTORY = [
 
 
 def test_undo_goes_to_the_previous_revision_like_kubectl() -> None:
-    plan = plan_rollback(deployment(3, "app:v3"), HISTORY)
+    plan = plan_rollback(dep_view(deployment(3, "app:v3")), rs_views(HISTORY))
     assert plan.target.number == 2 and plan.target.images == ["app:v2"]
     assert plan.current is not None and plan.current.number == 3
     assert "pod-template-hash" not in plan.template["metadata"]["labels"]
@@ -77,17 +91,18 @@ def test_undo_goes_to_the_previous_revision_like_kubectl() -> None:
 
 
 def test_to_revision_and_errors() -> None:
-    assert plan_rollback(deployment(3, "app:v3"), HISTORY, to_revision=1).target.images == ["app:v1"]
+    back_to_1 = plan_rollback(dep_view(deployment(3, "app:v3")), rs_views(HISTORY), to_revision=1)
+    assert back_to_1.target.images == ["app:v1"]
     with pytest.raises(RollbackError, match="revision 7 not found"):
-        plan_rollback(deployment(3, "app:v3"), HISTORY, to_revision=7)
+        plan_rollback(dep_view(deployment(3, "app:v3")), rs_views(HISTORY), to_revision=7)
     with pytest.raises(RollbackError, match="paused"):
-        plan_rollback(deployment(3, "app:v3", paused=True), HISTORY)
+        plan_rollback(dep_view(deployment(3, "app:v3", paused=True)), rs_views(HISTORY))
     with pytest.raises(RollbackError, match="no previous revision"):
-        plan_rollback(deployment(1, "app:v1"), [rs(1, "app:v1", "aaa")])
+        plan_rollback(dep_view(deployment(1, "app:v1")), rs_views([rs(1, "app:v1", "aaa")]))
 
 
 def test_skipped_when_the_template_already_matches() -> None:
-    plan = plan_rollback(deployment(3, "app:v2"), HISTORY)
+    plan = plan_rollback(dep_view(deployment(3, "app:v2")), rs_views(HISTORY))
     assert plan.already_current
 
 
@@ -127,7 +142,7 @@ def test_rollout_status(
     status: dict[str, Any], generation: int, done: bool, failed: bool, words: str
 ) -> None:
     dep = {"metadata": {"name": "d", "generation": generation}, "spec": {"replicas": 3}, "status": status}
-    st = rollout_status(dep)
+    st = rollout_status(dep_view(dep))
     assert (st.done, st.failed) == (done, failed)
     assert words in st.message
 
@@ -144,7 +159,9 @@ def _at(text: str) -> Any:
 def test_the_rollback_writes_medics_own_annotation_read_back_by_the_timeline() -> None:
     from medic.domain.rollout import medic_rollback
 
-    plan = plan_rollback(deployment(3, "app:v3"), HISTORY, at=_at("2026-11-26T08:00:00Z"), incident="inc-1")
+    plan = plan_rollback(
+        dep_view(deployment(3, "app:v3")), rs_views(HISTORY), at=_at("2026-11-26T08:00:00Z"), incident="inc-1"
+    )
     ann = plan.patch[2]["value"]
     assert ann["medic.playcode.gg/rolled-back"] == "from revision 3 to 2"
     mine = medic_rollback(ann)
@@ -156,7 +173,9 @@ def test_the_rollback_writes_medics_own_annotation_read_back_by_the_timeline() -
 def _after_medics_rollback() -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """The cluster a minute after Medic rolled back 3 -> 2: the controller reused revision 2's
     ReplicaSet as revision 4 (revision-history 2); no event survives."""
-    plan = plan_rollback(deployment(3, "app:v3"), HISTORY, at=_at("2026-11-26T08:00:00Z"), incident="inc-1")
+    plan = plan_rollback(
+        dep_view(deployment(3, "app:v3")), rs_views(HISTORY), at=_at("2026-11-26T08:00:00Z"), incident="inc-1"
+    )
     dep = deployment(4, "app:v2")
     dep["metadata"]["annotations"] = dict(
         plan.patch[2]["value"], **{"deployment.kubernetes.io/revision": "4"}
@@ -175,7 +194,7 @@ def test_after_medics_own_rollback_the_timeline_knows_it_without_the_ledger() ->
     )
 
     dep, rss, events = _after_medics_rollback()
-    tl = timeline_of(dep, rss, events)
+    tl = timeline_of(dep_view(dep), rs_views(rss), event_views(events))
     cur = tl.current
     assert cur is not None and cur.revision == 4 and cur.restored_by_medic
     # the reused ReplicaSet was created at 02:00, but became current at Medic's rollback
@@ -183,7 +202,7 @@ def test_after_medics_own_rollback_the_timeline_knows_it_without_the_ledger() ->
     now = _at("2026-11-26T08:01:00Z")
     assert recent_rollout_precondition(tl, timedelta(minutes=30), now).ok
     # the next "previous" is revision 3, the one Medic rolled back from: never healthy
-    again = plan_rollback(dep, rss)
+    again = plan_rollback(dep_view(dep), rs_views(rss))
     assert again.target.number == 3
     pre = previous_healthy_precondition(tl, again, now)
     assert not pre.ok and "the one Medic rolled back from" in pre.reason
@@ -195,7 +214,9 @@ def test_an_unknown_time_is_not_recent() -> None:
     from medic.remediation.actions.rollout import recent_rollout_precondition, timeline_of
 
     reused = rs(4, "app:v1", "aaa", ready=0, **{"deployment.kubernetes.io/revision-history": "1"})
-    tl = timeline_of(deployment(4, "app:v1"), [reused, rs(3, "app:v3", "ccc")], [])
+    tl = timeline_of(
+        dep_view(deployment(4, "app:v1")), rs_views([reused, rs(3, "app:v3", "ccc")]), event_views([])
+    )
     pre = recent_rollout_precondition(tl, timedelta(minutes=30), _at("2026-11-26T08:01:00Z"))
     assert not pre.ok and "unknown" in pre.reason and "not treated as recent" in pre.reason
     # a ScalingReplicaSet event gives the time
@@ -205,7 +226,9 @@ def test_an_unknown_time_is_not_recent() -> None:
         "firstTimestamp": "2026-11-26T07:55:00Z",
         "lastTimestamp": "2026-11-26T07:55:00Z",
     }
-    tl = timeline_of(deployment(4, "app:v1"), [reused, rs(3, "app:v3", "ccc")], [event])
+    tl = timeline_of(
+        dep_view(deployment(4, "app:v1")), rs_views([reused, rs(3, "app:v3", "ccc")]), event_views([event])
+    )
     pre = recent_rollout_precondition(tl, timedelta(minutes=30), _at("2026-11-26T08:01:00Z"))
     assert pre.ok and "6 min ago (ScalingReplicaSet event)" in pre.reason
 
@@ -222,7 +245,7 @@ def test_identical_images_say_what_else_differs() -> None:
         "metadata": {"labels": {"app": "playcode-app", "pod-template-hash": "aaa"}}
     }
     hist[0]["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.example/app:v2"
-    plan = plan_rollback(deployment(2, "registry.example/app:v2"), hist)
+    plan = plan_rollback(dep_view(deployment(2, "registry.example/app:v2")), rs_views(hist))
     diff = template_diff(deployment(2, "registry.example/app:v2")["spec"]["template"], plan.template)
     text = rollback_summary("playcode", "playcode-app", plan, diff)
     assert "(app:v2) to revision 1 (app:v2)" in text  # by tag, registry shortened
@@ -249,9 +272,13 @@ def test_scale_up_events_in_any_order_give_the_latest_switch() -> None:
         up("aaa", "2026-11-23T08:00:00Z", "10"),  # same second as ccc's, stored before it
     ]
     reused = rs(4, "app:v1", "aaa", **{"deployment.kubernetes.io/revision-history": "1"})
-    tl = timeline_of(deployment(4, "app:v1"), [reused, rs(3, "app:v3", "ccc")], events)
+    tl = timeline_of(
+        dep_view(deployment(4, "app:v1")), rs_views([reused, rs(3, "app:v3", "ccc")]), event_views(events)
+    )
     assert tl.current is not None and tl.current.became_current == _at("2026-11-26T08:00:00Z")
-    tl = timeline_of(deployment(4, "app:v1"), [reused, rs(3, "app:v3", "ccc")], events[1:])
+    tl = timeline_of(
+        dep_view(deployment(4, "app:v1")), rs_views([reused, rs(3, "app:v3", "ccc")]), event_views(events[1:])
+    )
     # without the re-deploy's event: aaa was current before ccc in that second, then ccc
     assert tl.current is not None and tl.current.became_current == _at("2026-11-23T08:00:00Z")
 
@@ -272,6 +299,6 @@ def test_a_later_redeploy_of_the_template_medic_restored_is_timed_by_its_event()
     rss[1]["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = "6"
     rss[1]["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"] = "2,4"
     rss[2]["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = "5"
-    tl = timeline_of(dep, rss, [event])
+    tl = timeline_of(dep_view(dep), rs_views(rss), event_views([event]))
     assert tl.current is not None and tl.current.became_current == _at("2026-11-27T08:00:00Z")
     assert tl.current.source == "ScalingReplicaSet event" and not tl.current.restored_by_medic

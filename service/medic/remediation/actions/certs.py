@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from medic.clients.kube.client import JSON_PATCH, KubeObject, ns_path
+from medic.clients.kube.client import JSON_PATCH, ns_path
 from medic.clients.kube.errors import KubeConflict, KubeInvalid
 from medic.domain.actions import Precondition
 from medic.domain.errors import StepError
 from medic.playbooks.action import ActionContext, ActionFacts, ActionPlan, ApplyResult
 from medic.playbooks.contract import ActionDef, NoParams
+from medic.remediation.actions.kube_objects import Certificate, Condition, condition, view
 
 CERT = "cert-manager.io/v1"
 REASON = "ManuallyTriggered"
@@ -31,16 +32,25 @@ def _path(ctx: ActionContext, sub: str = "") -> str:
     return ns_path(CERT, t.namespace, "certificates", t.name) + (f"/{sub}" if sub else "")
 
 
-def _condition(cert: KubeObject, kind: str) -> dict[str, Any]:
-    for c in (cert.get("status") or {}).get("conditions") or []:
-        if isinstance(c, dict) and c.get("type") == kind:
-            return c
-    return {}
+async def _certificate(ctx: ActionContext) -> Certificate:
+    return view(Certificate, await ctx.require_kube().get(_path(ctx)))
 
 
-def _revision(cert: KubeObject) -> int:
-    raw = (cert.get("status") or {}).get("revision")
-    return int(raw) if isinstance(raw, int) else 0
+def _condition(cert: Certificate, kind: str) -> Condition:
+    """The condition of type ``kind`` (an empty one when the Certificate has none)."""
+    return condition(cert.status.conditions if cert.status else [], kind) or Condition()
+
+
+def _revision(cert: Certificate) -> int:
+    return cert.status.revision if cert.status else 0
+
+
+def _not_after(cert: Certificate) -> str | None:
+    return cert.status.not_after if cert.status else None
+
+
+def _or(value: str | None, absent: str) -> str:
+    return absent if value is None else value
 
 
 class CertificateFacts(ActionFacts):
@@ -57,30 +67,26 @@ class RenewalRequested(ApplyResult):
 
 class RenewCertificate:
     async def plan(self, ctx: ActionContext, params: NoParams) -> ActionPlan[CertificateFacts]:
-        cert = await ctx.require_kube().get(_path(ctx))
-        meta = cert.get("metadata") or {}
-        status = cert.get("status")
+        cert = await _certificate(ctx)
+        meta, status = cert.metadata, cert.status
         issuing = _condition(cert, "Issuing")
         revision = _revision(cert)
         stamp = ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        wanted = {
+        wanted: dict[str, Any] = {
             "type": "Issuing",
             "status": "True",
             "reason": REASON,
             "message": f"Certificate re-issuance manually triggered by Medic (incident {ctx.incident.id})",
             "lastTransitionTime": stamp,
         }
-        if isinstance(meta.get("generation"), int):
-            wanted["observedGeneration"] = meta["generation"]
-        others = [
-            c
-            for c in (status or {}).get("conditions") or []
-            if isinstance(c, dict) and c.get("type") != "Issuing"
-        ]
+        if meta.generation is not None:
+            wanted["observedGeneration"] = meta.generation
+        kept = zip(status.conditions, status.conditions_raw, strict=True) if status else ()
+        others = [raw for c, raw in kept if c.type != "Issuing"]  # as they are
         ops: list[dict[str, Any]] = [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion")}
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta.resource_version}
         ]
-        if isinstance(status, dict):
+        if status is not None:
             ops.append({"op": "add", "path": "/status/conditions", "value": [*others, wanted]})
         else:
             ops.append({"op": "add", "path": "/status", "value": {"conditions": [wanted]}})
@@ -89,23 +95,23 @@ class RenewCertificate:
         return ActionPlan(
             summary=(
                 f"renew certificate {t.namespace}/{t.name} (cmctl renew: Issuing=True, reason {REASON}); "
-                f"now revision {revision}, Ready={ready.get('status', '?')}, "
-                f"expires {(status or {}).get('notAfter', '?')}"
+                f"now revision {revision}, Ready={_or(ready.status, '?')}, "
+                f"expires {_or(_not_after(cert), '?')}"
             ),
             preconditions=[Precondition("certificate", True, f"certificate {t.namespace}/{t.name} exists")],
             skip_reason=(
-                f"an issuance is already in progress ({issuing.get('reason')}: {issuing.get('message')})"
-                if issuing.get("status") == "True"
+                f"an issuance is already in progress ({issuing.reason}: {issuing.message})"
+                if issuing.status == "True"
                 else None
             ),
             facts=CertificateFacts(
                 revision=revision,
-                resource_version=meta.get("resourceVersion"),
-                not_after=(status or {}).get("notAfter"),
+                resource_version=meta.resource_version,
+                not_after=_not_after(cert),
                 triggered_at=stamp,
             ),
-            target_annotations=dict(meta.get("annotations") or {}),
-            target_labels=dict(meta.get("labels") or {}),
+            target_annotations=dict(meta.annotations),
+            target_labels=dict(meta.labels),
             payload=ops,
             idempotency_scope=f"revision-{revision}",
         )
@@ -119,9 +125,9 @@ class RenewCertificate:
         except (KubeInvalid, KubeConflict):
             # The resourceVersion test failed: our own earlier write landed (a lost answer, a
             # retry after a crash), or the Certificate changed meanwhile. Look before deciding.
-            cert = await kube.get(_path(ctx))
+            cert = view(Certificate, await kube.get(_path(ctx)))
             issuing = _condition(cert, "Issuing")
-            ours = issuing.get("reason") == REASON and ctx.incident.id in str(issuing.get("message", ""))
+            ours = issuing.reason == REASON and ctx.incident.id in str(_or(issuing.message, ""))
             if ours or _revision(cert) > plan.facts.revision:
                 return ApplyResult(applied=False, already=True, note="the renewal had already been requested")
             raise KubeConflict(
@@ -139,18 +145,15 @@ class RenewCertificate:
         deadline = loop.time() + timeout
         before = plan.facts.revision
         while True:
-            cert = await kube.get(_path(ctx))
+            cert = view(Certificate, await kube.get(_path(ctx)))
             ready, issuing = _condition(cert, "Ready"), _condition(cert, "Issuing")
             revision = _revision(cert)
-            if revision > before and ready.get("status") == "True":
-                return (
-                    True,
-                    f"revision {revision} issued, ready until {(cert.get('status') or {}).get('notAfter')}",
-                )
-            if issuing.get("status") == "False" and issuing.get("reason") == "Failed":
-                return False, f"the renewal failed: {issuing.get('message')}"
+            if revision > before and ready.status == "True":
+                return True, f"revision {revision} issued, ready until {_not_after(cert)}"
+            if issuing.status == "False" and issuing.reason == "Failed":
+                return False, f"the renewal failed: {issuing.message}"
             if loop.time() >= deadline:
-                state = f"Issuing={issuing.get('status', 'absent')}, Ready={ready.get('status', '?')}"
+                state = f"Issuing={_or(issuing.status, 'absent')}, Ready={_or(ready.status, '?')}"
                 return False, f"not renewed within {timeout:g}s (revision {revision}, {state})"
             await asyncio.sleep(min(1.0, max(deadline - loop.time(), 0.05)))
 

@@ -21,6 +21,16 @@ from medic.domain.errors import StepError
 from medic.playbooks.action import ActionContext, ActionFacts, ActionPlan, ApplyResult, NoFacts
 from medic.playbooks.contract import ActionDef, NoParams
 from medic.playbooks.ports import KubeApi
+from medic.remediation.actions.kube_objects import (
+    CronJob,
+    Deployment,
+    Event,
+    Job,
+    ObjectMeta,
+    Pod,
+    ReplicaSet,
+    view,
+)
 from medic.remediation.actions.rollout import (
     RollbackError,
     RollbackFacts,
@@ -51,26 +61,20 @@ async def _patch(kube: KubeApi, path: str, body: KubeBody | None, content_type: 
     )
 
 
-def _selector(deployment: KubeObject) -> str:
-    labels = deployment.get("spec", {}).get("selector", {}).get("matchLabels") or {}
+def _selector(deployment: Deployment) -> str:
+    labels = deployment.spec.selector.match_labels
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
-async def _deployment(kube: KubeApi, ctx: ActionContext) -> KubeObject:
+async def _deployment(kube: KubeApi, ctx: ActionContext) -> Deployment:
     t = ctx.target
     if t.kind != "deployment":
         raise StepError(f"this action works on a deployment, not on {t.kind}")
-    return await kube.get(ns_path("apps/v1", t.namespace, "deployments", t.name))
+    return view(Deployment, await kube.get(ns_path("apps/v1", t.namespace, "deployments", t.name)))
 
 
-def _uid(obj: KubeObject) -> str | None:
-    uid = (obj.get("metadata") or {}).get("uid")
-    return str(uid) if uid is not None else None
-
-
-def _meta(obj: KubeObject) -> tuple[dict[str, str], dict[str, str]]:
-    meta = obj.get("metadata", {})
-    return dict(meta.get("annotations") or {}), dict(meta.get("labels") or {})
+def _meta(meta: ObjectMeta) -> tuple[dict[str, str], dict[str, str]]:
+    return dict(meta.annotations), dict(meta.labels)
 
 
 async def _wait(
@@ -95,23 +99,30 @@ async def _wait(
 async def _wait_rollout(kube: KubeApi, ctx: ActionContext, timeout: float) -> tuple[bool, str]:
     t = ctx.target
     path = ns_path("apps/v1", t.namespace, "deployments", t.name)
-    return await _wait(kube, path, rollout_status, timeout, "rolled out")
+    return await _wait(kube, path, _deployment_status, timeout, "rolled out")
 
 
-def job_status(job: KubeObject) -> RolloutStatus:
+def _deployment_status(obj: KubeObject) -> RolloutStatus:
+    return rollout_status(view(Deployment, obj))
+
+
+def job_status(job: Job) -> RolloutStatus:
     """kubectl wait --for=condition=Complete: done when Complete, failed when Failed."""
-    name = job.get("metadata", {}).get("name", "")
-    for cond in (job.get("status") or {}).get("conditions") or []:
-        if cond.get("status") != "True":
+    name = job.metadata.name
+    for cond in job.status.conditions:
+        if cond.status != "True":
             continue
-        if cond.get("type") == "Complete":
-            done_at = (job.get("status") or {}).get("completionTime") or cond.get("lastTransitionTime")
+        if cond.type == "Complete":
+            done_at = job.status.completion_time or cond.last_transition_time
             return RolloutStatus(True, False, f"job {name} completed at {done_at}")
-        if cond.get("type") == "Failed":
-            why = cond.get("message") or cond.get("reason") or "failed"
+        if cond.type == "Failed":
+            why = cond.message or cond.reason or "failed"
             return RolloutStatus(False, True, f"job {name} failed: {why}")
-    active = int((job.get("status") or {}).get("active") or 0)
-    return RolloutStatus(False, False, f"job {name} has {active} active pod(s)")
+    return RolloutStatus(False, False, f"job {name} has {job.status.active} active pod(s)")
+
+
+def _job_status(obj: KubeObject) -> RolloutStatus:
+    return job_status(view(Job, obj))
 
 
 # --------------------------------------------------------------------------- rollback
@@ -137,23 +148,23 @@ class RollbackDeployment:
     @staticmethod
     async def _read(
         kube: KubeApi, ctx: ActionContext
-    ) -> tuple[KubeObject, list[KubeObject], list[KubeObject]]:
+    ) -> tuple[Deployment, list[ReplicaSet], list[Event]]:
         """The Deployment, its ReplicaSets and its events (the rollout timeline's sources)."""
         dep = await _deployment(kube, ctx)
         ns = ctx.target.namespace
         rs_list = await kube.list(ns_path("apps/v1", ns, "replicasets"), labelSelector=_selector(dep))
         try:
-            events = await kube.list(
+            event_list = await kube.list(
                 ns_path("v1", ns, "events"),
                 fieldSelector=f"involvedObject.kind=Deployment,involvedObject.name={ctx.target.name}",
             )
         except KubeError:  # events only refine the timeline; without them times may be unknown
-            events = []
-        return dep, rs_list, events
+            event_list = []
+        return dep, [view(ReplicaSet, rs) for rs in rs_list], [view(Event, e) for e in event_list]
 
     async def plan(self, ctx: ActionContext, params: RollbackParams) -> ActionPlan[RollbackFacts]:
         dep, rs_list, events = await self._read(ctx.require_kube(), ctx)
-        annotations, labels = _meta(dep)
+        annotations, labels = _meta(dep.metadata)
         current = revision(dep)
         if params.only_from is not None and current != params.only_from:
             return ActionPlan(
@@ -189,7 +200,7 @@ class RollbackDeployment:
             pre.append(recent_rollout_precondition(timeline, req.recent_rollout, ctx.now))
         if req is not None and req.previous_revision_healthy:
             pre.append(previous_healthy_precondition(timeline, plan, ctx.now))
-        diff = template_diff(dep.get("spec", {}).get("template", {}), plan.template)
+        diff = template_diff(dep.spec.template, plan.template)
         return ActionPlan(
             summary=rollback_summary(ctx.target.namespace, ctx.target.name, plan, diff),
             preconditions=pre,
@@ -213,9 +224,9 @@ class RollbackDeployment:
         except (KubeInvalid, KubeConflict):
             # The test op failed: either our own earlier attempt landed (a lost response, a retry
             # after a crash) or someone else changed the deployment. Look before deciding.
-            current = await kube.get(path)
+            current = view(Deployment, await kube.get(path))
             wanted = patch_value(plan.payload, "/spec/template")
-            if template_without_hash(current.get("spec", {}).get("template", {})) == wanted:
+            if template_without_hash(current.spec.template) == wanted:
                 return ApplyResult(applied=False, already=True, note="the rollback had already been applied")
             raise KubeConflict(
                 "the deployment changed since the plan (someone else acted): not rolled back"
@@ -232,8 +243,8 @@ class RollbackDeployment:
 class RestartDeployment:
     async def plan(self, ctx: ActionContext, params: NoParams) -> ActionPlan[NoFacts]:
         dep = await _deployment(ctx.require_kube(), ctx)
-        annotations, labels = _meta(dep)
-        paused = bool(dep.get("spec", {}).get("paused"))
+        annotations, labels = _meta(dep.metadata)
+        paused = dep.spec.paused
         stamp = ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ")
         return ActionPlan(
             summary=f"restart deployment {ctx.target.namespace}/{ctx.target.name} (kubectl rollout restart)",
@@ -281,12 +292,9 @@ class SetImageParams(BaseModel):
 class SetImage:
     async def plan(self, ctx: ActionContext, params: SetImageParams) -> ActionPlan[NoFacts]:
         dep = await _deployment(ctx.require_kube(), ctx)
-        annotations, labels = _meta(dep)
-        names = [
-            c.get("name")
-            for c in dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
-        ]
-        current = images(dep.get("spec", {}).get("template", {}))
+        annotations, labels = _meta(dep.metadata)
+        names = [c.name for c in dep.spec.pod.spec.containers]
+        current = images(dep.spec.pod)
         return ActionPlan(
             summary=f"set image {params.container}={params.image} on {ctx.target} (now {', '.join(current)})",
             facts=NoFacts(),
@@ -328,11 +336,11 @@ class DeletePod:
         t = ctx.target
         if t.kind != "pod":
             raise StepError(f"delete_pod works on a pod, not on {t.kind}")
-        pod = await kube.get(ns_path("v1", t.namespace, "pods", t.name))
-        annotations, labels = _meta(pod)
-        uid = _uid(pod)
-        owners = [r for r in pod.get("metadata", {}).get("ownerReferences") or [] if r.get("controller")]
-        owner = f"{owners[0].get('kind')}/{owners[0].get('name')}" if owners else ""
+        pod = view(Pod, await kube.get(ns_path("v1", t.namespace, "pods", t.name)))
+        annotations, labels = _meta(pod.metadata)
+        uid = pod.metadata.uid
+        owners = pod.metadata.controllers
+        owner = f"{owners[0].kind}/{owners[0].name}" if owners else ""
         return ActionPlan(
             summary=f"delete pod {t.namespace}/{t.name} so that {owner or 'its controller'} replaces it",
             preconditions=[
@@ -364,10 +372,10 @@ class DeletePod:
         kube = ctx.require_kube()
         t = ctx.target
         try:
-            pod = await kube.get(ns_path("v1", t.namespace, "pods", t.name))
+            pod = view(Pod, await kube.get(ns_path("v1", t.namespace, "pods", t.name)))
         except KubeNotFound:
             return True, "the pod is gone; its controller replaces it"
-        if _uid(pod) != plan.facts.uid:
+        if pod.metadata.uid != plan.facts.uid:
             return True, "the pod was replaced by a new one of the same name"
         return False, "the pod still exists"
 
@@ -393,21 +401,21 @@ class CreateJobFromCronJob:
     async def plan(self, ctx: ActionContext, params: JobFromCronJobParams) -> ActionPlan[JobFacts]:
         kube = ctx.require_kube()
         ns = ctx.target.scope
-        cj = await kube.get(ns_path("batch/v1", ns, "cronjobs", params.cronjob))
-        annotations, labels = _meta(cj)
-        template = cj.get("spec", {}).get("jobTemplate", {})
+        cj = view(CronJob, await kube.get(ns_path("batch/v1", ns, "cronjobs", params.cronjob)))
+        annotations, labels = _meta(cj.metadata)
+        template = cj.spec.job_template
         name = f"{params.cronjob}-manual-{secrets.token_hex(3)}"[:63]
-        tmeta = template.get("metadata") or {}
+        tmeta = template.metadata
         job = {
             "apiVersion": "batch/v1",
             "kind": "Job",
             "metadata": {
                 "name": name,
                 "namespace": ns,
-                "labels": dict(tmeta.get("labels") or {}),
+                "labels": dict(tmeta.labels),
                 # what `kubectl create job --from=cronjob/...` sets
                 "annotations": {
-                    **(tmeta.get("annotations") or {}),
+                    **tmeta.annotations,
                     "cronjob.kubernetes.io/instantiate": "manual",
                     "medic.playcode.gg/incident": ctx.incident.id,
                 },
@@ -416,12 +424,12 @@ class CreateJobFromCronJob:
                         "apiVersion": "batch/v1",
                         "kind": "CronJob",
                         "name": params.cronjob,
-                        "uid": _uid(cj),
+                        "uid": cj.metadata.uid,
                         "controller": True,
                     }
                 ],
             },
-            "spec": template.get("spec", {}),
+            "spec": template.spec,
         }
         return ActionPlan(
             summary=f"create job {ns}/{name} from cronjob/{params.cronjob} (kubectl create job --from)",
@@ -442,17 +450,15 @@ class CreateJobFromCronJob:
             query={"fieldManager": FIELD_MANAGER},
             retry=False,
         )
-        meta = created_job.get("metadata") or {}
-        return JobCreated(
-            applied=True, job=str(meta.get("name") or plan.facts.job), created=meta.get("creationTimestamp")
-        )
+        meta = view(Job, created_job).metadata
+        return JobCreated(applied=True, job=meta.name or plan.facts.job, created=meta.creation_timestamp)
 
     async def verify(
         self, ctx: ActionContext, plan: ActionPlan[JobFacts], timeout: float
     ) -> tuple[bool, str]:
         kube = ctx.require_kube()
         path = ns_path("batch/v1", plan.facts.namespace, "jobs", plan.facts.job)
-        return await _wait(kube, path, job_status, timeout, "completed")
+        return await _wait(kube, path, _job_status, timeout, "completed")
 
 
 # A tuple, not annotated: mypy infers each ActionDef's P from its impl and its params model

@@ -4,6 +4,7 @@ JSON objects the API server returns (Deployment, ReplicaSets)."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from medic.domain.rollout import (
     short_images,
 )
 from medic.playbooks.action import ActionFacts, EarlierAction
+from medic.remediation.actions.kube_objects import Deployment, Event, PodTemplate, ReplicaSet
 
 TEMPLATE_HASH = "pod-template-hash"
 # kubectl's annotationsToSkip: rollout bookkeeping that must not be copied from a ReplicaSet.
@@ -47,37 +49,34 @@ class RollbackError(Exception):
     """No rollback is possible (paused, no history, revision not found); the message says why."""
 
 
-def revision(obj: dict[str, Any]) -> int:
-    raw = (obj.get("metadata", {}).get("annotations") or {}).get(REVISION, "")
+def revision(obj: Deployment | ReplicaSet) -> int:
+    """The object's rollout revision (its annotation; 0 when absent or not a number)."""
     try:
-        return int(raw)
+        return int(obj.metadata.annotations.get(REVISION, ""))
     except ValueError:
         return 0
 
 
-def created(obj: dict[str, Any]) -> datetime | None:
-    raw = obj.get("metadata", {}).get("creationTimestamp")
-    return datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else None
+def created(obj: Deployment | ReplicaSet) -> datetime | None:
+    return obj.metadata.created
 
 
-def owned_by(obj: dict[str, Any], owner: dict[str, Any]) -> bool:
-    uid = owner.get("metadata", {}).get("uid")
-    return any(
-        ref.get("uid") == uid and ref.get("controller")
-        for ref in obj.get("metadata", {}).get("ownerReferences") or []
-    )
+def owned_by(obj: ReplicaSet, owner: Deployment) -> bool:
+    uid = owner.metadata.uid
+    return any(ref.uid == uid for ref in obj.metadata.controllers)
 
 
 def template_without_hash(template: dict[str, Any]) -> dict[str, Any]:
+    """A verbatim pod template (as a JSON Patch copies it) without its pod-template-hash label."""
     t = copy.deepcopy(template)
-    labels = t.get("metadata", {}).get("labels")
+    labels = (t.get("metadata") or {}).get("labels")
     if labels:
         labels.pop(TEMPLATE_HASH, None)
     return t
 
 
-def images(template: dict[str, Any]) -> list[str]:
-    return [c.get("image", "") for c in template.get("spec", {}).get("containers", [])]
+def images(template: PodTemplate) -> list[str]:
+    return [c.image for c in template.spec.containers]
 
 
 @dataclass(frozen=True)
@@ -91,17 +90,15 @@ class Revision:
     ready: int
 
 
-def revision_of_rs(rs: dict[str, Any]) -> Revision:
-    labels = rs.get("metadata", {}).get("labels") or {}
-    status = rs.get("status") or {}
+def revision_of_rs(rs: ReplicaSet) -> Revision:
     return Revision(
         number=revision(rs),
-        replicaset=rs["metadata"]["name"],
-        template_hash=labels.get(TEMPLATE_HASH, ""),
-        images=images(rs.get("spec", {}).get("template", {})),
+        replicaset=rs.metadata.name,
+        template_hash=rs.metadata.labels.get(TEMPLATE_HASH, ""),
+        images=images(rs.spec.pod),
         created=created(rs),
-        replicas=int(status.get("replicas") or 0),
-        ready=int(status.get("readyReplicas") or 0),
+        replicas=rs.status.replicas,
+        ready=rs.status.ready_replicas,
     )
 
 
@@ -117,16 +114,16 @@ class RollbackPlan:
     patch: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _target_replicaset(owned: list[dict[str, Any]], to_revision: int) -> dict[str, Any]:
+def _target_replicaset(owned: list[ReplicaSet], to_revision: int) -> ReplicaSet:
     """kubectl's choice: revision ``to_revision``, else the highest revision below the latest."""
-    target_rs: dict[str, Any] | None = None
+    target_rs: ReplicaSet | None = None
     if to_revision:
         target_rs = next((rs for rs in owned if revision(rs) == to_revision), None)
         if target_rs is None:
             raise RollbackError(f"revision {to_revision} not found in the rollout history")
         return target_rs
     latest = previous = 0
-    latest_rs: dict[str, Any] | None = None
+    latest_rs: ReplicaSet | None = None
     for rs in owned:
         v = revision(rs)
         if v > latest:
@@ -140,8 +137,8 @@ def _target_replicaset(owned: list[dict[str, Any]], to_revision: int) -> dict[st
 
 
 def plan_rollback(
-    deployment: dict[str, Any],
-    replicasets: list[dict[str, Any]],
+    deployment: Deployment,
+    replicasets: Sequence[ReplicaSet],
     *,
     to_revision: int = 0,
     change_cause: str = "",
@@ -150,23 +147,23 @@ def plan_rollback(
 ) -> RollbackPlan:
     """What ``kubectl rollout undo [--to-revision N]`` would do, plus a JSON Patch whose first op
     tests the current revision annotation, so the write applies at most once."""
-    meta = deployment.get("metadata", {})
-    if deployment.get("spec", {}).get("paused"):
+    meta = deployment.metadata
+    if deployment.spec.paused:
         raise RollbackError("the deployment is paused: resume it before rolling back")
     owned = [rs for rs in replicasets if owned_by(rs, deployment)]
     current_rev = revision(deployment)
     target_rs = _target_replicaset(owned, to_revision)
     current_rs = next((rs for rs in owned if revision(rs) == current_rev), None)
-    template = template_without_hash(target_rs["spec"]["template"])
-    already = template == template_without_hash(deployment.get("spec", {}).get("template", {}))
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k in ANNOTATIONS_TO_SKIP}
-    for k, v in (target_rs.get("metadata", {}).get("annotations") or {}).items():
+    template = template_without_hash(target_rs.spec.template)
+    already = template == template_without_hash(deployment.spec.template)
+    annotations: dict[str, Any] = {k: v for k, v in meta.annotations.items() if k in ANNOTATIONS_TO_SKIP}
+    for k, v in target_rs.metadata.annotations.items():
         if k not in ANNOTATIONS_TO_SKIP:
             annotations[k] = v
     target = revision_of_rs(target_rs)
     annotations[ROLLED_BACK_BY] = f"from revision {current_rev} to {target.number}"
     # read back from the cluster by the timeline: Medic knows its own rollbacks without its ledger
-    current_hash = ((current_rs or {}).get("metadata", {}).get("labels") or {}).get(TEMPLATE_HASH, "")
+    current_hash = current_rs.metadata.labels.get(TEMPLATE_HASH, "") if current_rs else ""
     next_rev = max((revision(rs) for rs in owned), default=current_rev) + 1  # what the controller assigns
     annotations[MEDIC_ROLLBACK] = MedicRollback(
         current_rev, target.number, current_hash, target.template_hash, at, incident, next_rev
@@ -183,8 +180,8 @@ def plan_rollback(
         {"op": "replace", "path": "/metadata/annotations", "value": annotations},
     ]
     return RollbackPlan(
-        namespace=meta.get("namespace", ""),
-        name=meta.get("name", ""),
+        namespace=meta.namespace,
+        name=meta.name,
         current=revision_of_rs(current_rs) if current_rs else None,
         target=target,
         template=template,
@@ -201,24 +198,20 @@ class RolloutStatus:
     message: str
 
 
-def rollout_status(deployment: dict[str, Any]) -> RolloutStatus:
+def rollout_status(deployment: Deployment) -> RolloutStatus:
     """kubectl rollout status: done when the controller observed the latest generation and all
     replicas are updated and available; failed when the progress deadline was exceeded."""
-    meta, spec, status = (
-        deployment.get("metadata", {}),
-        deployment.get("spec", {}),
-        deployment.get("status") or {},
-    )
-    name = meta.get("name", "")
-    if int(meta.get("generation") or 0) > int(status.get("observedGeneration") or 0):
+    meta, spec, status = deployment.metadata, deployment.spec, deployment.status
+    name = meta.name
+    if (meta.generation or 0) > status.observed_generation:
         return RolloutStatus(False, False, f"waiting for deployment {name!r} spec update to be observed")
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+    for cond in status.conditions:
+        if cond.type == "Progressing" and cond.reason == "ProgressDeadlineExceeded":
             return RolloutStatus(False, True, f"deployment {name!r} exceeded its progress deadline")
-    want = int(spec.get("replicas") if spec.get("replicas") is not None else 1)
-    updated = int(status.get("updatedReplicas") or 0)
-    total = int(status.get("replicas") or 0)
-    available = int(status.get("availableReplicas") or 0)
+    want = spec.replicas if spec.replicas is not None else 1
+    updated = status.updated_replicas
+    total = status.replicas
+    available = status.available_replicas
     if updated < want:
         return RolloutStatus(False, False, f"{updated} of {want} new replicas updated")
     if total > updated:
@@ -232,43 +225,43 @@ def rollout_status(deployment: dict[str, Any]) -> RolloutStatus:
 # pure parts: the timeline from the API objects, the preconditions, the summary and the facts
 
 
-def _event_row(e: dict[str, Any]) -> dict[str, Any]:
-    created = e.get("metadata", {}).get("creationTimestamp")
+def _event_row(e: Event) -> dict[str, Any]:
+    created = e.metadata.creation_timestamp
     return {
-        "reason": e.get("reason"),
-        "message": e.get("message") or e.get("note"),
-        "first_seen": e.get("firstTimestamp") or e.get("eventTime") or created,
-        "last_seen": e.get("lastTimestamp") or (e.get("series") or {}).get("lastObservedTime") or created,
-        "resource_version": e.get("metadata", {}).get("resourceVersion"),
+        "reason": e.reason,
+        "message": e.message or e.note,
+        "first_seen": e.first_timestamp or e.event_time or created,
+        "last_seen": e.last_timestamp or e.series.last_observed_time or created,
+        "resource_version": e.metadata.resource_version,
     }
 
 
 def timeline_of(
-    deployment: dict[str, Any], replicasets: list[dict[str, Any]], events: list[dict[str, Any]]
+    deployment: Deployment, replicasets: Sequence[ReplicaSet], events: Sequence[Event]
 ) -> Timeline:
     """The rollout timeline from the Deployment, its ReplicaSets and its events (API objects)."""
     owned = [rs for rs in replicasets if owned_by(rs, deployment)]
     current = revision(deployment)
     conditions = [
         {
-            "type": c.get("type"),
-            "reason": c.get("reason"),
-            "message": c.get("message"),
-            "last_update": c.get("lastUpdateTime") or c.get("lastTransitionTime"),
+            "type": c.type,
+            "reason": c.reason,
+            "message": c.message,
+            "last_update": c.last_update_time or c.last_transition_time,
         }
-        for c in (deployment.get("status") or {}).get("conditions") or []
+        for c in deployment.status.conditions
     ]
     revisions = []
     for rs in owned:
         r = revision_of_rs(rs)
-        ann = rs.get("metadata", {}).get("annotations") or {}
+        ann = rs.metadata.annotations
         revisions.append(
             {
                 "revision": r.number,
                 "replicaset": r.replicaset,
                 "pod_template_hash": r.template_hash,
                 "images": r.images,
-                "created": rs.get("metadata", {}).get("creationTimestamp"),
+                "created": rs.metadata.creation_timestamp,
                 "ready": r.ready,
                 "revision_history": ann.get(REVISION_HISTORY, ""),
                 "change_cause": ann.get(CHANGE_CAUSE, ""),
@@ -278,7 +271,7 @@ def timeline_of(
     history = {
         "deployment": {
             "revision": current,
-            "annotations": deployment.get("metadata", {}).get("annotations") or {},
+            "annotations": dict(deployment.metadata.annotations),
             "conditions": conditions,
         },
         "revisions": revisions,
