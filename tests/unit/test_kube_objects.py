@@ -54,7 +54,8 @@ def test_a_deployment_reads_as_the_api_server_sends_it(fake: FakeKubeApiserver) 
     assert dep.spec.template == raw["spec"]["template"]
     assert images(dep.spec.pod) == ["app:v2"] and dep.spec.pod.spec.containers[0].name == APP
     assert (dep.status.observed_generation, dep.status.replicas) == (2, 2)
-    assert (dep.status.updated_replicas, dep.status.ready_replicas, dep.status.available_replicas) == (2, 2, 2)
+    st = dep.status
+    assert (st.updated_replicas, st.ready_replicas, st.available_replicas) == (2, 2, 2)
     progressing = condition(dep.status.conditions, "Progressing")
     raw_progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
     assert progressing is not None and progressing.reason == raw_progressing["reason"]
@@ -114,7 +115,8 @@ def test_a_certificate_reads_its_status_and_keeps_its_conditions_verbatim(fake: 
 
 
 def test_an_event_reads_its_times(fake: FakeKubeApiserver) -> None:
-    raw = fake.add_event(fake.get_object("Deployment", NS, APP), "ScalingReplicaSet", "Scaled up", type_="Normal")
+    involved = fake.get_object("Deployment", NS, APP)
+    raw = fake.add_event(involved, "ScalingReplicaSet", "Scaled up", type_="Normal")
     event = view(Event, raw)
     assert (event.reason, event.message) == ("ScalingReplicaSet", "Scaled up")
     assert event.first_timestamp == raw.get("firstTimestamp")
