@@ -332,7 +332,8 @@ _FIELDS = {
 
 def template_diff(current: dict[str, Any], target: dict[str, Any]) -> list[str]:
     """What differs between two pod templates, per container and field (probes, env,
-    resources, mounts …), plus volumes and the rest of the pod spec."""
+    resources, mounts …), plus volumes and the rest of the pod spec. Generic over every key of
+    the verbatim templates (the ones the rollback's patch copies), so it reads them as dicts."""
     a, b = template_without_hash(current), template_without_hash(target)
     out: list[str] = []
     ca = {c.get("name"): c for c in a.get("spec", {}).get("containers", [])}
