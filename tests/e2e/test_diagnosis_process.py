@@ -111,8 +111,13 @@ async def test_the_child_diagnoses_metrics_merge_and_a_dead_child_is_replaced(tm
             return status == 200 and ready["checks"].get("diagnosis") == "restarting"
 
         assert await until(restarting, 5)
+        _, metrics = await get(f"{medic.url}/metrics")  # the dead child's counts stay: none goes back
+        assert 'medic_incidents_total{rule="high-latency"} 1.0' in metrics
         await post_alert(medic.url, "app-b")
         assert len(await diagnosed(medic.url, 2)) == 2
+        _, metrics = await get(f"{medic.url}/metrics")  # the old child's 1 and the new child's 1
+        assert 'medic_incidents_total{rule="high-latency"} 2.0' in metrics
+        assert "medic_diagnosis_process_restarts_total 1.0" in metrics
 
         async def ready_again() -> bool:
             _, ready = await get(f"{medic.url}/readyz")

@@ -27,7 +27,8 @@ its own, and neither's event loop waits for the other's work.
 - **The data dir's lock** is the intake's; the child, started by it, is let in
   (:data:`LOCK_HELD_BY_PARENT`).
 - **Metrics**: the child serves its exposition on a Unix socket in the data dir; the intake's
-  ``/metrics`` merges it with its own (:mod:`medic.telemetry.metrics_merge`).
+  ``/metrics`` merges it with its own (:mod:`medic.telemetry.metrics_merge`). A replaced child's
+  last counts stay in the merge (its successor counts from 0), so no merged counter goes back.
 - **A child that dies** is started again (after a pause that grows while it keeps dying); its
   leases are freed first, so what it held is handed out again at once. ``/readyz`` reports it.
 
@@ -55,7 +56,7 @@ from medic.clients.sqlite import LOCK_HELD_BY_PARENT
 from medic.inbox.rpc import inbox_app
 from medic.inbox.sqlite import SqliteInbox
 from medic.telemetry.metrics import Metrics
-from medic.telemetry.metrics_merge import merge_expositions, parse_or_none
+from medic.telemetry.metrics_merge import ChildCounters, merge_expositions, parse_or_none
 
 log = structlog.get_logger("medic.app.worker_process")
 
@@ -122,6 +123,8 @@ class DiagnosisProcess:
         self._stopping = False
         self.load = LoopLoad()
         self.claim_gate = ClaimGate(self.load)
+        self.counters = ChildCounters()  # the child's last counts, and those of the replaced ones
+        self._metrics = metrics
         if metrics is not None:  # the gauge reads the load at each scrape; each deferral is counted
             metrics.intake_loop_busy.set_function(lambda: self.load.busy)
             self.claim_gate.on_defer = metrics.diagnosis_claims_deferred.inc
@@ -159,6 +162,9 @@ class DiagnosisProcess:
             if self._stopping:
                 return
             self.restarts += 1
+            self.counters.replaced()
+            if self._metrics is not None:
+                self._metrics.diagnosis_process_restarts.inc()
             log.error("the diagnosis process stopped; starting it again", exit_code=code, pause=pause)
             await asyncio.sleep(pause)
             pause = min(pause * 2, RESTART_PAUSE[1])
@@ -168,6 +174,15 @@ class DiagnosisProcess:
                 except Exception:
                     log.exception("freeing what the dead diagnosis process held failed")
             await self._spawn()
+
+    async def expositions(self) -> list[str]:
+        """What the child adds to the replica's ``/metrics``: its exposition (or, when it does not
+        answer, the counters of its last one) and the counts of the children it replaced."""
+        restarts = self.restarts
+        text = await self.metrics_text()
+        if text is not None and restarts == self.restarts:  # not from a child replaced meanwhile
+            self.counters.seen(text)
+        return self.counters.expositions(text if restarts == self.restarts else None)
 
     async def metrics_text(self) -> str | None:
         """The child's exposition, or None when it does not answer (it may be restarting)."""
@@ -214,5 +229,5 @@ def inbox_socket(data_dir: Path) -> Path:
 
 async def merged_metrics(own: bytes, child: DiagnosisProcess | None) -> bytes:
     """The replica's exposition: this process's, merged with its diagnosis process's."""
-    other = await child.metrics_text() if child is not None else None
-    return merge_expositions([own.decode(), other]) if other else own
+    others = await child.expositions() if child is not None else []
+    return merge_expositions([own.decode(), *others]) if others else own

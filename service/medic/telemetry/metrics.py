@@ -147,6 +147,11 @@ class Metrics:
             "Claims of the diagnosis process put off because the intake was flooded",
             registry=r,
         )
+        self.diagnosis_process_restarts = Counter(
+            "medic_diagnosis_process_restarts_total",
+            "Diagnosis processes that died and were replaced (embedded backend)",
+            registry=r,
+        )
         self.queue_depth = Gauge("medic_queue_depth", "Accepted deliveries not yet processed", registry=r)
         self.dead_letters = Gauge(
             "medic_dead_letters", "Deliveries that failed processing too often", registry=r

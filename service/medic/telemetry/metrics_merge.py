@@ -8,11 +8,17 @@ file descriptors) add up too (the replica's total), except the start time (the e
 other gauge states a fact that every process may know (the mode, the kill switch, the queue
 depth, a backend's health): the first exposition (the intake's, which serves ``/metrics``) wins,
 and a process adds only what the first does not have.
+
+A diagnosis process that dies and is replaced starts counting again at 0: its last counts are kept
+(:func:`retired_counters`, :class:`ChildCounters`) and added to every later merge, so that a merged
+counter never goes back (Prometheus would read that as a reset: ``rate()`` and ``increase()``
+would miscount). Its gauges are not kept: a gauge is what is now.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
@@ -25,17 +31,49 @@ EARLIEST = frozenset({"process_start_time_seconds"})
 SampleKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
-def merge_expositions(texts: Iterable[str]) -> bytes:
+def merge_expositions(texts: Iterable[str], *, counters_only: bool = False) -> bytes:
     """The expositions as one (the first is the serving process's); unparsable ones are skipped
-    by the caller's choice of what to pass (see :func:`parse_or_none`)."""
+    by the caller's choice of what to pass (see :func:`parse_or_none`). ``counters_only``: the
+    counters, histograms and summaries alone (no gauge)."""
     merged: dict[str, Metric] = {}
     values: dict[str, dict[SampleKey, float]] = {}
     for text in texts:
         for family in text_string_to_metric_families(text):
-            _fold(family, merged, values)
+            if family.type in SUMMED_TYPES or not counters_only:
+                _fold(family, merged, values)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(merged, values))
     return generate_latest(registry)
+
+
+def retired_counters(texts: Iterable[str]) -> str:
+    """What processes that are gone had counted: the counter, histogram and summary samples of
+    their last expositions added up, without any gauge (a dead process's gauge is no fact now)."""
+    return merge_expositions(texts, counters_only=True).decode()
+
+
+@dataclass
+class ChildCounters:
+    """What a child process's counters add to the merge across its replacements: its last
+    exposition (``seen``) stands in for it while it does not answer, and becomes, when it is
+    ``replaced``, part of the retired baseline added to every later merge."""
+
+    last: str | None = None
+    retired: str | None = None
+
+    def seen(self, text: str) -> None:
+        self.last = text
+
+    def replaced(self) -> None:
+        if self.last is not None:
+            self.retired = retired_counters(t for t in (self.retired, self.last) if t is not None)
+        self.last = None
+
+    def expositions(self, live: str | None) -> list[str]:
+        """What to merge after the serving process's own exposition: the live child's (or, when
+        it does not answer, the counters of its last one) and the retired baseline."""
+        current = [live] if live is not None else ([retired_counters([self.last])] if self.last else [])
+        return current + ([self.retired] if self.retired is not None else [])
 
 
 def parse_or_none(text: str) -> str | None:
