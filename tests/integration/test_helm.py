@@ -886,6 +886,35 @@ def test_exposure_is_off_by_default_and_notes_say_what_is_missing() -> None:
     assert "networkPolicy.extraFrom" not in complete and "publicUrl is empty" not in complete
 
 
+PUBLIC = "WARNING: the incident pages and the read API are PUBLIC"
+INGRESS = {"ingress": {"enabled": True}}
+PROXY_ENV = [{"name": "MEDIC_AUTH_PROXY_HEADER", "value": "X-User"}]
+
+
+@pytest.mark.parametrize(
+    "values, public",
+    [
+        (INGRESS, True),  # no Secret at all
+        (deep_merge(VALUE_SETS["exposed"], SECRET), True),  # a Secret the chart cannot see into
+        (deep_merge(VALUE_SETS["exposed"], SECRET, {"secrets": {"readTokenSet": True}}), False),
+        # the key is not read, whatever readTokenSet says
+        (deep_merge(INGRESS, SECRET, {"secrets": {"readTokenSet": True, "keys": {"readToken": ""}}}), True),
+        (deep_merge(INGRESS, {"secrets": {"create": True, "values": {"webhookToken": "w"}}}), True),
+        (deep_merge(INGRESS, {"secrets": {"create": True, "values": {"readToken": "r" * 32}}}), False),
+        (deep_merge(INGRESS, SECRET, {"settings": {"auth_proxy_header": "X-Forwarded-User"}}), False),
+        (deep_merge(INGRESS, SECRET, {"extraEnv": PROXY_ENV}), False),
+        (SECRET, False),  # not exposed: in-cluster only
+    ],
+)
+def test_notes_warn_when_an_exposure_makes_the_pages_public(values: dict[str, Any], public: bool) -> None:
+    notes = render(values).notes
+    assert (PUBLIC in notes) is public, notes
+    if public:
+        assert "secrets.readTokenSet=true" in notes and "settings.auth_proxy_header" in notes
+        if "existingSecret" in values.get("secrets", {}):
+            assert "Secret medic-secrets" in notes
+
+
 # --------------------------------------------------------------------------- pod template
 RECOMMENDED_LABELS = {
     "app.kubernetes.io/name",
