@@ -760,6 +760,60 @@ def test_a_page_that_is_not_medic_is_a_failure_not_a_traceback(
     assert "Traceback" not in result.stderr
 
 
+JSON_OF_ANOTHER_SHAPE = {
+    "empty": b"{}",  # a gateway's own JSON, or another version of Medic
+    "wrong fields": b'{"items": [{"id": 1}], "total": "x", "enabled": "maybe", "state": 7}',
+}
+
+
+@contextlib.contextmanager
+def json_server(body: bytes) -> Iterator[str]:
+    class JsonAnswer(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), JsonAnswer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("body", sorted(JSON_OF_ANOTHER_SHAPE))
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        *URL_COMMANDS,
+        (["incidents", "show", "x", "-o", "json"], {}),
+        (["incidents", "export", "x", "--as-test"], {}),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_json_of_another_shape_is_a_failure_not_a_traceback(
+    medic: InProcess, args: list[str], env: dict[str, str], body: str
+) -> None:
+    """A 200 JSON answer that is not Medic's (``{}``, fields of the wrong type): exit 1 naming the
+    URL, never a traceback, and never read as an empty or a successful answer."""
+    timeout = [] if "--request-timeout" in args else ["--timeout", "5s"]
+    with json_server(JSON_OF_ANOTHER_SHAPE[body]) as url:
+        result = medic(*args, "--url", url, *timeout, **env)
+    assert result.returncode == 1, result
+    assert result.stderr.startswith(f"medic: {url}/api/v1/"), result
+    assert "Traceback" not in result.stderr
+
+
 def test_a_closed_stdout_is_no_traceback(tmp_path: Path) -> None:
     """``medic check >&-``: started with no stdout at all (sys.stdout is None), as a reader gone
     before the start: nothing printed, the command's own status (0, and 1 for bad rules)."""

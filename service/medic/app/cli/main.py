@@ -33,7 +33,9 @@ from medic.app.cli.output import (
     stdout_closed,
 )
 from medic.app.cli.remote import (
+    KillSwitchAnswer,
     add_url_option,
+    answer_as,
     answer_json,
     answer_text,
     http_url,
@@ -318,7 +320,8 @@ async def _incidents_remote(args: argparse.Namespace) -> Any:
                 async with session.get(url, params={"format": "md"}) as resp:
                     return None, await answer_text(resp, url, "text/markdown")
             async with session.get(url) as resp:
-                return IncidentView.from_document(await answer_json(resp, url, ok=(200,))).document(), ""
+                doc = await answer_json(resp, url, ok=(200,))
+                return answer_as(IncidentView.from_document, doc, url).document(), ""
         url = f"{args.url}/api/v1/incidents"
         params = {"limit": str(args.limit)} | ({"status": args.status} if args.status else {})
         async with session.get(url, params=params) as resp:
@@ -426,7 +429,7 @@ async def _kill_switch(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 resp_ctx = session.put(url, json={"enabled": enabled, "reason": args.reason, "by": args.by})
             async with resp_ctx as resp:
-                return await answer_json(resp, url, ok=(200,))
+                return await answer_json(resp, url, ok=(200,), shape=KillSwitchAnswer)
     from medic.app.settings import ensure_data_dir, load_settings
     from medic.clients.sqlite import SqliteDB
     from medic.coordination.base import RemediationState

@@ -20,10 +20,12 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import AsyncIterator, Container
+from collections.abc import AsyncIterator, Callable, Container
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, StrictBool, ValidationError
 
 from medic.app.cli.output import Progress
 from medic.domain.durations import format_duration, parse_duration
@@ -102,10 +104,32 @@ def namespace(value: str) -> str:
 
 
 # --------------------------------------------------------------------------- answers
+T = TypeVar("T")
 OK = range(200, 300)  # any 2xx
 
 
-def parse_answer(url: str, status: int, text: str) -> dict[str, Any]:
+class Answer(dict[str, Any]):
+    """A JSON object Medic answered. A field it lacks is a failure naming the URL and the field
+    (a JSON answer of another shape: a gateway's own JSON, another version of Medic), never a
+    ``KeyError`` out of the command; the objects inside it are answers too."""
+
+    def __init__(self, url: str, doc: dict[str, Any]) -> None:
+        super().__init__({k: _answer_value(url, v) for k, v in doc.items()})
+        self.url = url
+
+    def __missing__(self, key: str) -> Any:
+        raise MedicError(f"{self.url}: the answer has no {key!r}: not a Medic answer of this version")
+
+
+def _answer_value(url: str, value: Any) -> Any:
+    if isinstance(value, dict):
+        return Answer(url, value)
+    if isinstance(value, list):
+        return [_answer_value(url, v) for v in value]
+    return value
+
+
+def parse_answer(url: str, status: int, text: str) -> Answer:
     """The JSON object Medic answered (a document or a problem), else a failure naming ``url``,
     the status and the start of what came instead (a proxy's HTML page)."""
     try:
@@ -114,7 +138,21 @@ def parse_answer(url: str, status: int, text: str) -> dict[str, Any]:
         doc = None
     if not isinstance(doc, dict):
         raise MedicError(f"{url}: {status} not a Medic answer: {text[:200]!r}")
-    return doc
+    return Answer(url, doc)
+
+
+def answer_as(parse: Callable[[dict[str, Any]], T], doc: dict[str, Any], url: str) -> T:
+    """An answer read as the document it should be (``parse``: a model's ``model_validate``,
+    ``IncidentView.from_document``); one of another shape is a failure naming the URL and the
+    fields, never a validation traceback."""
+    try:
+        return parse(dict(doc))
+    except ValidationError as exc:
+        wrong = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(the answer)'}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)[:3]
+        )
+        raise MedicError(f"{url}: not a Medic answer of this version: {wrong}") from None
 
 
 def refusal(url: str, status: int, problem: dict[str, Any]) -> MedicError:
@@ -123,13 +161,38 @@ def refusal(url: str, status: int, problem: dict[str, Any]) -> MedicError:
     return MedicError(f"{url}: {status} {': '.join(said) or 'no detail'}")
 
 
-async def answer_json(resp: aiohttp.ClientResponse, url: str, *, ok: Container[int] = OK) -> dict[str, Any]:
+async def answer_json(
+    resp: aiohttp.ClientResponse,
+    url: str,
+    *,
+    ok: Container[int] = OK,
+    shape: type[BaseModel] | None = None,
+) -> dict[str, Any]:
     """``resp``'s JSON object when its status is in ``ok`` (any 2xx by default); a status outside
-    it is :func:`refusal`, a body that is not Medic's JSON a failure naming ``url`` (exit 1)."""
+    it is :func:`refusal`, a body that is not Medic's JSON a failure naming ``url`` (exit 1), and
+    so is one that does not read as ``shape`` (the fields a command prints or acts on)."""
     doc = parse_answer(url, resp.status, await resp.text())
     if resp.status not in ok:
         raise refusal(url, resp.status, doc)
+    if shape is not None and resp.status < 300:
+        answer_as(shape.model_validate, doc, url)
     return doc
+
+
+class KillSwitchAnswer(BaseModel):
+    """What ``/api/v1/admin/kill-switch`` answers (the fields ``medic kill-switch`` prints)."""
+
+    enabled: StrictBool
+    by: str = ""
+    reason: str = ""
+
+
+class VerificationAnswer(BaseModel):
+    """What ``POST /api/v1/verifications`` answers (the fields ``medic verify`` prints)."""
+
+    incident_id: str = Field(min_length=1)
+    status: str
+    state: str | None = None
 
 
 async def answer_text(resp: aiohttp.ClientResponse, url: str, content_type: str) -> str:

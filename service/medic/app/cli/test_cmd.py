@@ -284,10 +284,12 @@ class _Remote:
             return None if resp.status == 404 else body
 
     async def view(self, incident_id: str) -> IncidentView | None:
+        from medic.app.cli.remote import answer_as
         from medic.incidents.views import IncidentView
 
-        body = await self._get(f"/api/v1/incidents/{incident_id}")
-        return IncidentView.from_document(body) if body else None
+        path = f"/api/v1/incidents/{incident_id}"
+        body = await self._get(path)
+        return answer_as(IncidentView.from_document, body, f"{self.base}{path}") if body is not None else None
 
     async def since(self, start: datetime, target: Target | None = None) -> list[Incident]:
         out: list[Incident] = []
@@ -295,17 +297,25 @@ class _Remote:
         wanted = target.key if target is not None else None
         while True:
             page = await self._get("/api/v1/incidents", limit="500", offset=str(offset))
-            items = page["items"] if page else []
+            items = page["items"] if page is not None else []
             for item in items:
                 if wanted is not None and _key(item.get("target")) != wanted:
                     continue
-                if datetime.fromisoformat(item["created_at"]) >= start:
+                if _time(item["created_at"], self.base) >= start:
                     view = await self.view(item["id"])
                     if view is not None:
                         out.append(view.incident)
-            if len(items) < 500 or datetime.fromisoformat(items[-1]["created_at"]) < start:
+            if len(items) < 500 or _time(items[-1]["created_at"], self.base) < start:
                 return out
             offset += 500
+
+
+def _time(value: Any, url: str) -> datetime:
+    """An answer's timestamp; one that is not (another version's answer) is a failure naming the URL."""
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        raise MedicError(f"{url}: not a Medic answer of this version: created_at {value!r}") from None
 
 
 def _key(target: Any) -> str | None:

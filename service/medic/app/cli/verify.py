@@ -23,6 +23,7 @@ from typing import Any
 
 from medic.app.cli.output import EXIT_FAILURE, EXIT_OK, Progress, add_output_option, emit
 from medic.app.cli.remote import (
+    VerificationAnswer,
     add_url_option,
     answer_json,
     namespace,
@@ -138,7 +139,9 @@ async def _remote(
         body["window"] = format_duration(window)
     async with open_session(args, progress=not args.wait) as s:  # --wait draws its own line
         async with s.post(f"{base}/api/v1/verifications", json=body, headers=webhook_headers()) as resp:
-            started = await answer_json(resp, f"{base}/api/v1/verifications", ok=(200, 202))
+            started = await answer_json(
+                resp, f"{base}/api/v1/verifications", ok=(200, 202), shape=VerificationAnswer
+            )
         if not args.wait:
             return started
 
