@@ -106,12 +106,21 @@ def test_medics_own_alerts_reach_oncall_only(labels: dict[str, str]) -> None:
     "labels",
     [
         {"alertname": "KubePodCrashLooping", "namespace": "payments"},
-        {"alertname": "Watchdog"},
         {"alertname": "KubePodCrashLooping", "namespace": "playcode-staging"},  # not a regex prefix
     ],
 )
 def test_other_alerts_reach_oncall_only(labels: dict[str, str]) -> None:
     assert receivers(EXAMPLE, labels) == [ONCALL]
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [{"alertname": "Watchdog"}, {"alertname": "InfoInhibitor", "namespace": "playcode"}],
+)
+def test_always_firing_alerts_page_nobody(labels: dict[str, str]) -> None:
+    """kube-prometheus-stack's Watchdog fires forever by design: routed to on-call it would page
+    every repeat_interval; InfoInhibitor neither (nor Medic: it is no incident)."""
+    assert receivers(EXAMPLE, labels) == ["null"]
 
 
 def test_without_the_sibling_route_oncall_is_not_paged(tmp_path: Path) -> None:
