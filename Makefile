@@ -16,8 +16,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt constraints-dev.txt
 
 venv: $(VENV)/.installed
 
+# this machine only: no token is needed on a laptop, so nothing else on the network may reach it
 run: venv
-	$(VENV)/bin/medic serve
+	$(VENV)/bin/medic serve --host 127.0.0.1
 
 servers:
 	bash tests/install-servers.sh
