@@ -84,10 +84,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     run = _remote(args, name, window, timeout) if args.url else _local(args, name, window, timeout)
     result = asyncio.run(run)
     emit(args, result, lambda: _text(result))
-    state = result.get("state")
-    if state == "failed" or (state == "inconclusive" and args.fail_inconclusive):
-        return EXIT_FAILURE
-    return EXIT_OK
+    return verify_exit(result.get("state"), waited=args.wait, fail_inconclusive=args.fail_inconclusive)
+
+
+def verify_exit(state: Any, *, waited: bool, fail_inconclusive: bool) -> int:
+    """0 passed (inconclusive too, unless ``fail_inconclusive``), and without ``--wait`` a
+    verification that started; 1 failed, and any state that says neither (an unknown one, or one
+    still running after ``--wait``): success is never assumed."""
+    if state == "passed" or (state == "inconclusive" and not fail_inconclusive):
+        return EXIT_OK
+    if state == "verifying" and not waited:
+        return EXIT_OK
+    return EXIT_FAILURE
 
 
 def _text(result: dict[str, Any]) -> str:
