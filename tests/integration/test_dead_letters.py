@@ -222,7 +222,8 @@ async def test_cli_lists_retries_and_drops_dead_letters_of_the_local_store(tmp_p
     text = medic_cli("list")
     assert text.returncode == 0 and letter["id"] in text.stdout and "PlayCodeHighLatency" in text.stdout
     assert medic_cli("retry").returncode == 2  # usage: no id
-    assert medic_cli("drop", "999999").returncode == 1  # no such dead letter
+    unknown = medic_cli("drop", "999999")  # no such dead letter: a failure on stderr, nothing on stdout
+    assert unknown.returncode == 1 and unknown.stdout == "" and "no dead letter '999999'" in unknown.stderr
     retried = medic_cli("retry", letter["id"], "-o", "json")
     assert retried.returncode == 0 and json.loads(retried.stdout)["status"] == "queued"
     assert json.loads(medic_cli("list", "-o", "json").stdout)["total"] == 0  # back in the queue

@@ -16,9 +16,9 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from medic.app.cli.output import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_output_option, emit
+from medic.app.cli.output import EXIT_OK, EXIT_USAGE, add_output_option, emit
 from medic.app.cli.remote import OK, add_url_option, answer_json, open_session, positive_int
-from medic.domain.errors import ConfigError, UsageError
+from medic.domain.errors import ConfigError, MedicError, UsageError
 from medic.inbox.base import Inbox
 
 
@@ -49,8 +49,10 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     run = _remote(args) if args.url else _local(args)
     found, result = asyncio.run(run)
+    if not found:  # an unknown id is a failure on stderr, as an unknown incident is
+        raise MedicError(f"no dead letter {args.id!r}")
     emit(args, result, lambda: _text(result))
-    return EXIT_OK if found else EXIT_FAILURE
+    return EXIT_OK
 
 
 def _text(result: dict[str, Any]) -> str:
