@@ -31,7 +31,7 @@ import socket
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -41,6 +41,7 @@ import yaml
 from medic.app.catalogue import default_registry
 from medic.app.config import Config, load_config
 from medic.app.pipeline import analyze
+from medic.app.testing.cases import fixture_evidence
 from medic.domain.alert import Alert
 from medic.domain.evidence import Evidence, StepStatus
 from medic.domain.incident import (
@@ -210,7 +211,7 @@ def rules_test_scenario(name: str, case: dict[str, Any]) -> Scenario | None:
     playbook = CONFIG.playbooks[rules[0].playbook]
     steps = {s.step_id: s.collector.name for s in playbook.steps}
     given = {
-        step: case_evidence(step, steps.get(step, step.split("#")[0]), value, now)
+        step: fixture_evidence(step, steps.get(step, step.split("#")[0]), value, now)
         for step, value in (case.get("evidence") or {}).items()
     }
     missing = [
@@ -220,21 +221,6 @@ def rules_test_scenario(name: str, case: dict[str, Any]) -> Scenario | None:
     ]
     target = target_from_labels(playbook.playbook.target, alerts[0].labels)
     return Scenario(name, playbook, target, alerts, [*given.values(), *missing], now)
-
-
-def case_evidence(step: str, collector: str, value: Any, now: datetime) -> Evidence:
-    """A case's evidence: an envelope (``{status: timeout}``) or the data itself (docs/testing-rules.md)."""
-    envelope = {"status", "data", "error", "truncated", "duration_ms"}
-    if isinstance(value, dict) and value.get("status") in set(StepStatus) and set(value) <= envelope:
-        return Evidence(
-            step=step,
-            collector=collector,
-            status=StepStatus(value["status"]),
-            started_at=now - timedelta(seconds=1),
-            data=value.get("data"),
-            error=value.get("error"),
-        )
-    return Evidence(step=step, collector=collector, status=StepStatus.OK, started_at=now, data=value)
 
 
 RULES_TESTS = rules_test_scenarios()

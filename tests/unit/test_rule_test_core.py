@@ -12,7 +12,7 @@ import pytest
 
 from medic.app.catalogue import default_registry
 from medic.app.config import Config, load_config
-from medic.app.testing.cases import Expectation, _evidence, compare
+from medic.app.testing.cases import Expectation, compare, fixture_evidence
 from medic.app.testing.evaluate import Case, ClusterFacts, HistoryEntry, Outcome, Policy, evaluate, required
 from medic.domain.actions import Precondition
 from medic.domain.evidence import Evidence, StepStatus
@@ -104,14 +104,14 @@ def test_cluster_facts_and_the_evidences_annotations_feed_the_guards(config: Con
 
 
 def test_an_evidence_envelope_is_told_from_data_with_a_status_field() -> None:
-    env = _evidence("redis.info", "redis.info", {"status": "timeout"}, NOW)
+    env = fixture_evidence("redis.info", "redis.info", {"status": "timeout"}, NOW)
     assert env.status is StepStatus.TIMEOUT and env.data is None
-    err = _evidence("redis.info", "redis.info", {"status": "error", "error": "refused"}, NOW)
+    err = fixture_evidence("redis.info", "redis.info", {"status": "error", "error": "refused"}, NOW)
     assert (err.status, err.error) == (StepStatus.ERROR, "refused")
     # a collector's own "status" field (a pod phase, an HPA condition) is data
-    data = _evidence("k8s.x", "k8s.x", {"status": "Running", "pods": []}, NOW)
+    data = fixture_evidence("k8s.x", "k8s.x", {"status": "Running", "pods": []}, NOW)
     assert data.status is StepStatus.OK and data.data == {"status": "Running", "pods": []}
-    odd = _evidence("k8s.x", "k8s.x", {"status": "ok-ish"}, NOW)
+    odd = fixture_evidence("k8s.x", "k8s.x", {"status": "ok-ish"}, NOW)
     assert odd.status is StepStatus.OK and odd.data == {"status": "ok-ish"}
 
 
@@ -180,9 +180,11 @@ def test_a_timestamp_yaml_read_as_a_datetime_is_the_iso_text_a_collector_stores(
     history = {
         "revisions": [{"revision": 2, "created": datetime(2026, 12, 1, 9, 52, tzinfo=UTC), "current": True}]
     }
-    ev = _evidence("k8s.rollout_history", "k8s.rollout_history", history, NOW)
+    ev = fixture_evidence("k8s.rollout_history", "k8s.rollout_history", history, NOW)
     assert ev.data["revisions"][0]["created"] == "2026-12-01T09:52:00+00:00"
-    envelope = _evidence("k8s.rollout_history", "k8s.rollout_history", {"status": "ok", "data": history}, NOW)
+    envelope = fixture_evidence(
+        "k8s.rollout_history", "k8s.rollout_history", {"status": "ok", "data": history}, NOW
+    )
     assert envelope.data == ev.data
     case = crash_case()
     case.evidence["k8s.rollout_history"].data["revisions"][0]["created"] = "2026-12-01T09:52:00+00:00"

@@ -27,6 +27,10 @@ class Config:
     playbooks: dict[str, CompiledPlaybook] = field(default_factory=dict)
     rule_files: dict[str, str] = field(default_factory=dict)
 
+    def playbook_of(self, rule: Rule | None) -> CompiledPlaybook | None:
+        """The playbook a rule runs (None: no rule, or a rule that only records)."""
+        return self.playbooks.get(rule.playbook) if rule is not None and rule.playbook else None
+
 
 def _yaml_files(path: Path) -> list[Path]:
     if path.is_file():

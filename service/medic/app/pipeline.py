@@ -220,7 +220,7 @@ class Pipeline:
         for alert in alerts:
             candidates: list[Rule | None] = [*matching_rules(alert, self.config.rules)] or [None]
             for rule in candidates:
-                playbook = self.config.playbooks.get(rule.playbook) if rule and rule.playbook else None
+                playbook = self.config.playbook_of(rule)
                 kind = playbook.playbook.target if playbook else "none"
                 target = await self.resolver.resolve(kind, alert.labels)
                 key = coalescing_key(rule, target, alert.labels)

@@ -172,7 +172,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     match = next((st.rule for st in steps if st.matched), None)
     doc: dict[str, Any] = {"labels": labels, "rule": None, "checked": checked}
     if match is not None:
-        playbook = config.playbooks.get(match.playbook) if match.playbook else None
+        playbook = config.playbook_of(match)
         kind = playbook.playbook.target if playbook else "none"
         target = target_from_labels(kind, labels)
         doc |= {

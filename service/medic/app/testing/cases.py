@@ -250,7 +250,7 @@ def _check_codes(
     """An expected finding code must be one the playbook's analyzers declare (a misspelt code in
     ``not_findings`` would pass forever, in ``findings`` fail for the wrong reason)."""
     rule = route(case.alerts, config)
-    playbook = config.playbooks.get(rule.playbook) if rule and rule.playbook else None
+    playbook = config.playbook_of(rule)
     if playbook is None:
         if expect.not_findings:  # nothing is diagnosed: it could never fail
             raise ConfigError(
@@ -296,7 +296,7 @@ def _check_action_name(
     name = expect.action.name if expect.action else None
     named = next((r for r in config.rules if r.name == expect.rule), None)
     rule = named if expect.rule else route(case.alerts, config)
-    playbook = config.playbooks.get(rule.playbook) if rule and rule.playbook else None
+    playbook = config.playbook_of(rule)
     if name is None or playbook is None or name in playbook.actions:
         return
     raise ConfigError(
@@ -366,7 +366,7 @@ def _case(
         for a in case.alerts
     ]
     rule = route(alerts, config)
-    playbook = config.playbooks.get(rule.playbook) if rule and rule.playbook else None
+    playbook = config.playbook_of(rule)
     evidence = _case_evidence(case, playbook, doc, loc, registry, strict=strict)
     pre = [
         Precondition(name, p if isinstance(p, bool) else p.ok, p.reason if not isinstance(p, bool) else name)
@@ -410,7 +410,7 @@ def _case_evidence(
                 line=doc.line_of((*loc, "evidence", step)),
                 field=f"tests.{loc[1]}.evidence.{step}",
             )
-        ev = _evidence(step, steps.get(step, step.split("#")[0]), value, case.now)
+        ev = fixture_evidence(step, steps.get(step, step.split("#")[0]), value, case.now)
         at: tuple[str | int, ...] = (*loc, "evidence", step)
         _check_shape(ev, registry, doc, (*at, "data") if _is_envelope(value) else at, strict=strict)
         evidence[step] = ev
@@ -478,7 +478,7 @@ def as_json(value: Any) -> Any:
     return value
 
 
-def _evidence(step: str, collector: str, value: Any, now: datetime) -> Evidence:
+def fixture_evidence(step: str, collector: str, value: Any, now: datetime) -> Evidence:
     """``{status: timeout}`` (an envelope: status with data/error/truncated) or the data itself."""
     value = as_json(value)
     if _is_envelope(value):

@@ -146,7 +146,7 @@ def route(alerts: Sequence[IncidentAlert], config: Config) -> Rule | None:
 
 
 def resolve_target(rule: Rule | None, config: Config, labels: Mapping[str, str]) -> Target | None:
-    playbook = config.playbooks.get(rule.playbook) if rule and rule.playbook else None
+    playbook = config.playbook_of(rule)
     return target_from_labels(playbook.playbook.target if playbook else "none", labels)
 
 
@@ -179,7 +179,7 @@ def evaluate(case: Case, config: Config, registry: Registry, policy: Policy) -> 
     labels = shared_labels(None, list(case.alerts)) if case.alerts else {}
     first_labels = case.alerts[0].labels if case.alerts else {}
     target = resolve_target(rule, config, first_labels)
-    playbook = config.playbooks.get(rule.playbook) if rule and rule.playbook else None
+    playbook = config.playbook_of(rule)
     firing = any(a.status == "firing" for a in case.alerts)
     if playbook is None or not firing:
         why = (
