@@ -702,15 +702,16 @@ PROXY_PAGES = {
 }
 
 
-def _html_server(status: int) -> type[http.server.BaseHTTPRequestHandler]:
-    class HtmlPage(http.server.BaseHTTPRequestHandler):
-        """What a proxy or an ingress in front of Medic answers to every request: an HTML page."""
+@contextlib.contextmanager
+def answering_server(status: int, content_type: str, body: bytes) -> Iterator[str]:
+    """What stands where Medic should (a proxy, an ingress, a gateway): every request, whatever
+    its method and path, gets this one answer."""
 
+    class OneAnswer(http.server.BaseHTTPRequestHandler):
         def _answer(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = PROXY_PAGES[status]
             self.send_response(status)
-            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -720,12 +721,7 @@ def _html_server(status: int) -> type[http.server.BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    return HtmlPage
-
-
-@contextlib.contextmanager
-def html_server(status: int) -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _html_server(status))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OneAnswer)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -751,7 +747,7 @@ def test_a_page_that_is_not_medic_is_a_failure_not_a_traceback(
     """A proxy's login page (200) or an ingress's error page (502), HTML: exit 1 naming the URL and
     what came instead, never a traceback, nothing on stdout (not the page taken for a report)."""
     timeout = [] if "--request-timeout" in args else ["--timeout", "5s"]
-    with html_server(status) as url:
+    with answering_server(status, "text/html", PROXY_PAGES[status]) as url:
         result = medic(*args, "--url", url, *timeout, **env)
     assert result.returncode == 1, result
     assert result.stdout == ""
@@ -764,31 +760,6 @@ JSON_OF_ANOTHER_SHAPE = {
     "empty": b"{}",  # a gateway's own JSON, or another version of Medic
     "wrong fields": b'{"items": [{"id": 1}], "total": "x", "enabled": "maybe", "state": 7}',
 }
-
-
-@contextlib.contextmanager
-def json_server(body: bytes) -> Iterator[str]:
-    class JsonAnswer(http.server.BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = do_PUT = do_DELETE = _answer
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), JsonAnswer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize("body", sorted(JSON_OF_ANOTHER_SHAPE))
@@ -807,7 +778,7 @@ def test_json_of_another_shape_is_a_failure_not_a_traceback(
     """A 200 JSON answer that is not Medic's (``{}``, fields of the wrong type): exit 1 naming the
     URL, never a traceback, and never read as an empty or a successful answer."""
     timeout = [] if "--request-timeout" in args else ["--timeout", "5s"]
-    with json_server(JSON_OF_ANOTHER_SHAPE[body]) as url:
+    with answering_server(200, "application/json", JSON_OF_ANOTHER_SHAPE[body]) as url:
         result = medic(*args, "--url", url, *timeout, **env)
     assert result.returncode == 1, result
     assert result.stderr.startswith(f"medic: {url}/api/v1/"), result

@@ -15,19 +15,12 @@ import aiohttp
 import pytest
 import yaml
 
-from medic.app.cli.main import main
 from tests.e2e.pages_world import ADMIN_TOKEN, approval_world, proposal
+from tests.integration.cli_inprocess import export_as_test, medic_cli
 from tests.integration.crashloop_world import APP, NS, World, crashloop_world, medic_on
 from tests.medic_app import REPO
 
 pytestmark = pytest.mark.integration
-
-
-async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()  # what the in-process Medic logged so far
-    code = await asyncio.to_thread(main, list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 async def decide(w: World, verb: str, incident_id: str) -> None:
@@ -42,17 +35,13 @@ async def export_and_replay(
     capsys: pytest.CaptureFixture[str], w: World, incident_id: str, tmp_path: Path, rules: Path
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The exported case (run by medic test against ``rules``) and the incident's replay row."""
-    exported = tmp_path / f"{incident_id}.yaml"
-    code, _, err = await cli(
-        capsys, "incidents", "export", incident_id, "--as-test", "--url", w.medic.url, "--out", str(exported)
-    )
-    assert code == 0, err
+    exported = await export_as_test(capsys, incident_id, w.medic.url, tmp_path / f"{incident_id}.yaml")
     doc = yaml.safe_load(exported.read_text(encoding="utf-8"))
     doc["rules_dir"], doc["playbooks_dir"] = str(rules), str(REPO / "playbooks")
     exported.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    code, out, _ = await cli(capsys, "test", str(exported))
+    code, out, _ = await medic_cli(capsys, "test", str(exported))
     assert code == 0 and "1 passed, 0 failed" in out, out
-    code, out, err = await cli(
+    code, out, err = await medic_cli(
         capsys, "replay", "--since", "1d", "--url", w.medic.url, "--rules", str(rules), "-o", "json"
     )
     assert code == 0, err
@@ -109,7 +98,7 @@ async def test_a_candidate_require_is_decided_again_from_the_rollout_timeline(
         # the recorded precondition is not carried: the evidence's timeline answers it
         assert "recent_rollout" not in case.get("cluster", {}).get("preconditions", {})
         assert "k8s.rollout_history" in case["evidence"]
-        code, out, _ = await cli(
+        code, out, _ = await medic_cli(
             capsys, "replay", "--since", "1d", "--url", w.medic.url, "--rules", str(strict), "-o", "json"
         )
     assert code == 0

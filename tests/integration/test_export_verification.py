@@ -5,7 +5,6 @@ export passes as it is and a revision without a baseline is never rolled back.""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -14,18 +13,11 @@ import pytest
 import yaml
 
 from medic.analysis.verification import WINDOW_STEP
-from medic.app.cli.main import main
+from tests.integration.cli_inprocess import export_as_test, medic_cli
 from tests.integration.verify_world import Traffic, verify_world
 from tests.servers.fixtures import PrometheusFactory
 
 pytestmark = pytest.mark.integration
-
-
-async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()  # what the in-process Medic logged so far
-    code = await asyncio.to_thread(main, list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def edit(path: Path, change: Any) -> None:
@@ -50,19 +42,8 @@ async def test_a_failed_verification_exports_as_a_passing_test_and_replays_uncha
         assert inc["verification"]["state"] == "failed"
         assert inc["actions"][0]["status"] == "succeeded" and inc["actions"][0]["params"]["to"] == 1
         exported = tmp_path / "verify.yaml"
-        code, _, err = await cli(
-            capsys,
-            "incidents",
-            "export",
-            inc["id"],
-            "--as-test",
-            "--url",
-            w.medic.url,
-            "--out",
-            str(exported),
-        )
-        assert code == 0, err
-        code, out, err = await cli(
+        await export_as_test(capsys, inc["id"], w.medic.url, exported)
+        code, out, err = await medic_cli(
             capsys,
             "replay",
             "--since",
@@ -88,7 +69,7 @@ async def test_a_failed_verification_exports_as_a_passing_test_and_replays_uncha
     case = yaml.safe_load(exported.read_text(encoding="utf-8"))["tests"][0]
     assert case["evidence"][WINDOW_STEP]["data"]["verification"]["baseline_revision"] == 1
     assert case["expect"]["action"] == {"name": "rollback", "status": "would_act"}
-    code, out, _ = await cli(capsys, "test", str(exported))
+    code, out, _ = await medic_cli(capsys, "test", str(exported))
     assert code == 0 and "1 passed, 0 failed" in out, out
 
     # the same failed revision, had it no verified baseline: not rolled back (as the verifier decides)
@@ -96,7 +77,7 @@ async def test_a_failed_verification_exports_as_a_passing_test_and_replays_uncha
         doc["tests"][0]["evidence"][WINDOW_STEP]["data"]["verification"]["baseline_revision"] = None
 
     edit(exported, no_baseline)
-    code, out, _ = await cli(capsys, "test", str(exported))
+    code, out, _ = await medic_cli(capsys, "test", str(exported))
     assert code == 1
     assert "- expected: would_act\n      + got:      none (no rollback: revision 2" in out, out
     assert "has no verified baseline" in out

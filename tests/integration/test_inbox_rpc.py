@@ -4,6 +4,8 @@ unavailable backend (the worker waits), never lost work."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -81,6 +83,25 @@ async def test_a_flooded_intake_puts_claims_off_and_the_worker_waits(tmp_path: P
         await db.close()
 
 
+@contextlib.asynccontextmanager
+async def stand_in(
+    tmp_path: Path, answer: Callable[[web.Request], Awaitable[web.Response]]
+) -> AsyncIterator[RemoteInbox]:
+    """A RemoteInbox whose socket is served by ``answer`` instead of the intake."""
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = tmp_path / "inbox.sock"
+    await web.UnixSite(runner, str(sock)).start()
+    remote = RemoteInbox(sock)
+    try:
+        yield remote
+    finally:
+        await remote.close()
+        await runner.cleanup()
+
+
 @pytest.mark.parametrize(
     ("status", "body"),
     [
@@ -102,14 +123,7 @@ async def test_an_answer_that_is_not_the_intakes_is_an_unavailable_backend(
     async def answer(_: web.Request) -> web.Response:
         return web.Response(status=status, body=body, content_type="application/json")
 
-    app = web.Application()
-    app.router.add_route("*", "/{path:.*}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    sock = tmp_path / "inbox.sock"
-    await web.UnixSite(runner, str(sock)).start()
-    remote = RemoteInbox(sock)
-    try:
+    async with stand_in(tmp_path, answer) as remote:
         calls = (
             remote.claim("child-0", 10),
             remote.ack_many(["1"]),
@@ -132,9 +146,6 @@ async def test_an_answer_that_is_not_the_intakes_is_an_unavailable_backend(
             else:
                 with pytest.raises(BackendUnavailable):
                     await call
-    finally:
-        await remote.close()
-        await runner.cleanup()
 
 
 async def test_the_intakes_refusals_keep_their_reason(tmp_path: Path) -> None:
@@ -143,18 +154,8 @@ async def test_the_intakes_refusals_keep_their_reason(tmp_path: Path) -> None:
             return web.json_response({"error": "database is locked", "unavailable": True}, status=503)
         return web.json_response({"error": "disk I/O error"}, status=500)
 
-    app = web.Application()
-    app.router.add_route("*", "/{path:.*}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    sock = tmp_path / "inbox.sock"
-    await web.UnixSite(runner, str(sock)).start()
-    remote = RemoteInbox(sock)
-    try:
+    async with stand_in(tmp_path, answer) as remote:
         with pytest.raises(BackendUnavailable, match="database is locked"):
             await remote.claim("child-0", 1)
         with pytest.raises(StoreError, match="inbox: disk I/O error"):
             await remote.ack_many(["1"])
-    finally:
-        await remote.close()
-        await runner.cleanup()

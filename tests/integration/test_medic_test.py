@@ -4,7 +4,6 @@ differs, a broken file is a usage error naming file and line, and a stored incid
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,6 +15,7 @@ import yaml
 from medic.app.catalogue import default_registry
 from medic.app.cli.main import main
 from medic.app.config import load_config
+from tests.integration.cli_inprocess import export_as_test, medic_cli
 from tests.integration.crashloop_world import APP, BAD, NS, crashloop_world, settle
 
 pytestmark = pytest.mark.integration
@@ -25,13 +25,6 @@ SHIPPED_TESTS = REPO / "rules" / "tests"
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-async def arun(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """The CLI from an async test (it runs its own event loop: in a thread)."""
-    code = await asyncio.to_thread(main, list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -298,18 +291,7 @@ async def test_export_as_test_round_trip(tmp_path: Path, capsys: pytest.CaptureF
         assert inc["actions"][0]["status"] == "succeeded"
         await w.resolved(inc["id"])
         exported = tmp_path / "inc.yaml"
-        code, _, err = await arun(
-            capsys,
-            "incidents",
-            "export",
-            inc["id"],
-            "--as-test",
-            "--url",
-            w.medic.url,
-            "--out",
-            str(exported),
-        )
-        assert code == 0, err
+        await export_as_test(capsys, inc["id"], w.medic.url, exported)
     text = exported.read_text(encoding="utf-8")
     assert "hunter2-secret" not in text  # the Deployment's env as the evidence saw it: redacted
     case = yaml.safe_load(text)["tests"][0]
@@ -401,8 +383,7 @@ async def test_a_stored_incident_as_a_bundle(tmp_path: Path, capsys: pytest.Capt
         await w.post(w.crash_alerts())
         inc = await w.diagnosed()
         assert inc["actions"][0]["status"] == "planned"
-        capsys.readouterr()
-        code, out, err = await arun(
+        code, out, err = await medic_cli(
             capsys, "incidents", "show", inc["id"], "--url", w.medic.url, "-o", "json"
         )
         assert code == 0, err
@@ -455,18 +436,7 @@ async def test_an_exported_refusal_carries_the_earlier_action_as_history(
         refusals = sorted(g["guard"] for g in act["guards"] if not g["allowed"])
         assert "cooldown" in refusals
         exported = tmp_path / "second.yaml"
-        code, _, err = await arun(
-            capsys,
-            "incidents",
-            "export",
-            second["id"],
-            "--as-test",
-            "--url",
-            w.medic.url,
-            "--out",
-            str(exported),
-        )
-        assert code == 0, err
+        await export_as_test(capsys, second["id"], w.medic.url, exported)
     case = yaml.safe_load(exported.read_text(encoding="utf-8"))["tests"][0]
     assert [h["action"] for h in case["history"]] == ["rollback"]
     assert case["history"][0]["status"] == "succeeded"

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from medic.app.cli.main import main
+from tests.integration.cli_inprocess import medic_cli
 from tests.integration.crashloop_world import crashloop_world
 
 pytestmark = pytest.mark.integration
@@ -20,10 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 async def replay(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()  # what the in-process Medic logged so far
-    code = await asyncio.to_thread(main, ["replay", "--since", "7d", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+    return await medic_cli(capsys, "replay", "--since", "7d", *argv)
 
 
 def candidate(tmp_path: Path, name: str, old: str, new: str) -> Path:
