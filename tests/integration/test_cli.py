@@ -426,12 +426,13 @@ async def test_progress_is_drawn_on_a_terminal_and_erased() -> None:
     assert quiet.getvalue() == ""
 
 
-def test_replay_draws_progress_on_a_terminal_stderr_never_on_stdout(tmp_path: Path) -> None:
-    path = _replayable(tmp_path)
+def on_a_terminal(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], bytes]:
+    """``medic ARGS`` with its stderr on a terminal (a pty), stdout piped: the result and what
+    the terminal showed."""
     controller, terminal = pty.openpty()
     try:
         result = subprocess.run(
-            [*MEDIC, "replay", str(path), "-o", "json"],
+            [*MEDIC, *args],
             cwd=tmp_path,
             env=medic_env(tmp_path),
             stdout=subprocess.PIPE,
@@ -446,6 +447,12 @@ def test_replay_draws_progress_on_a_terminal_stderr_never_on_stdout(tmp_path: Pa
         while chunk := os.read(controller, 65536):
             seen += chunk
     os.close(controller)
+    return result, seen
+
+
+def test_replay_draws_progress_on_a_terminal_stderr_never_on_stdout(tmp_path: Path) -> None:
+    path = _replayable(tmp_path)
+    result, seen = on_a_terminal(tmp_path, "replay", str(path), "-o", "json")
     assert result.returncode == 0
     assert b"medic: replaying 1 alert(s), collectors running" in seen
     assert json.loads(result.stdout)["incidents"][0]["title"].startswith("PlayCodeHighLatency")
@@ -634,24 +641,7 @@ def test_the_default_timeout_is_said_in_the_help() -> None:
 
 
 def test_waiting_for_a_server_draws_progress_on_a_terminal(tmp_path: Path, silent_server: str) -> None:
-    controller, terminal = pty.openpty()
-    try:
-        result = subprocess.run(
-            [*MEDIC, "incidents", "--url", silent_server, "--timeout", "3s"],
-            cwd=tmp_path,
-            env=medic_env(tmp_path),
-            stdout=subprocess.PIPE,
-            stderr=terminal,
-            text=True,
-            timeout=120,
-        )
-    finally:
-        os.close(terminal)
-    seen = b""
-    with contextlib.suppress(OSError):  # EIO once the terminal is drained
-        while chunk := os.read(controller, 65536):
-            seen += chunk
-    os.close(controller)
+    result, seen = on_a_terminal(tmp_path, "incidents", "--url", silent_server, "--timeout", "3s")
     assert result.returncode == 1 and result.stdout == ""
     # drawn from the first second on (how late the first draw comes depends on the machine's load)
     drawn = re.findall(rb"\r\x1b\[Kmedic: waiting for (\S+) (\d)s \(up to 3s\)", seen)
