@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from medic.domain.evidence import Evidence
 from medic.domain.incident import Finding, IncidentAlert, Target
 from medic.domain.verification import RevisionWindow
-from medic.playbooks.action import Action
+from medic.playbooks.action import Action, EarlierAction
 from medic.playbooks.ports import KubeApi, LokiApi, MongoApi, PrometheusApi, RedisApi
 
 
@@ -131,6 +131,10 @@ class ActionDef(Generic[P]):
     approve_only: bool = False  # never runs in rule mode "auto"
     guarded_write: bool = False  # the write carries its own precondition (safe to re-attempt)
     kube_permissions: tuple[tuple[str, str, str], ...] = ()  # (apiGroup, resource, verb) it writes
+    # Its earlier run as the target's annotations record it (the rollback's annotation), read
+    # where no plan is made (``medic test``, replay): what its plan reports as
+    # ``ActionFacts.earlier_on_target`` from the live target.
+    recorded_on_target: Callable[[Mapping[str, str]], EarlierAction | None] | None = None
 
 
 @dataclass

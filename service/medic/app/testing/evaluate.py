@@ -11,7 +11,7 @@ decide through :func:`evaluate`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,11 +32,11 @@ from medic.domain.incident import (
     Target,
     shared_labels,
 )
-from medic.domain.rollout import build_timeline, healthy_before, medic_rollback
+from medic.domain.rollout import build_timeline, healthy_before
+from medic.playbooks.action import EarlierAction
 from medic.playbooks.compiled import CompiledPlaybook
 from medic.playbooks.contract import Registry
-from medic.remediation.actions.k8s import RollbackDeployment
-from medic.remediation.actions.rollout import earlier_rollback, recent_rollout_precondition
+from medic.remediation.actions.rollout import recent_rollout_precondition
 from medic.remediation.executor import mark_from_target, newer_mark
 from medic.rules.model import Requirements, Rule
 from medic.rules.routing import coalescing_key, matching_rules
@@ -206,10 +206,9 @@ def evaluate(case: Case, config: Config, registry: Registry, policy: Policy) -> 
     name = decision.action.name if decision.action else None
     if rule is None or decision.action is None or target is None or rule.remediation is None:
         return Outcome(rule.name if rule else None, _str(target), findings, name, NO_ACTION, decision.reason)
-    reads_target = isinstance(
-        decision.action.action.impl, RollbackDeployment
-    )  # its plan reads the annotation
-    guards = evaluate_guards(guard_facts(rule, target, case, policy, reads_target=reads_target))
+    guards = evaluate_guards(
+        guard_facts(rule, target, case, policy, decision.action.action.recorded_on_target)
+    )
     outcome = verdict(guards, decision.mode)  # the executor's own verdict (no plan: never skipped)
     if outcome.refusal is not None:
         status, reason = "refused", f"{outcome.refusal.guard}: {outcome.refusal.reason}"
@@ -249,12 +248,17 @@ def _decision(
 
 
 def guard_facts(
-    rule: Rule, target: Target, case: Case, policy: Policy, *, reads_target: bool = False
+    rule: Rule,
+    target: Target,
+    case: Case,
+    policy: Policy,
+    recorded_on_target: Callable[[Mapping[str, str]], EarlierAction | None] | None = None,
 ) -> GuardFacts:
     """The guards' facts from the case: the history stands in for the coordination store's
-    ledger, the cluster facts (or the evidence) for what the action's plan reads. With
-    ``reads_target`` (a rollback), Medic's earlier rollback recorded on the Deployment counts too,
-    the newer of it and the history's last action, as the executor counts it."""
+    ledger, the cluster facts (or the evidence) for what the action's plan reads. An action
+    that records itself on its target (the rollback's annotation: ``recorded_on_target``) has
+    that earlier run counted too, the newer of it and the history's last action, as the executor
+    counts it."""
     rem = rule.remediation
     assert rem is not None
     now = case.now
@@ -268,8 +272,8 @@ def guard_facts(
     annotations, labels, current_hash = _deployment_facts(case.evidence)
     cluster = case.cluster
     seen = cluster.annotations if cluster.annotations is not None else annotations
-    if reads_target:
-        mark = newer_mark(mark, mark_from_target(target.key, earlier_rollback(medic_rollback(seen))))
+    if recorded_on_target is not None:
+        mark = newer_mark(mark, mark_from_target(target.key, recorded_on_target(seen)))
     return GuardFacts(
         now=now,
         global_mode=policy.mode,

@@ -44,6 +44,7 @@ from medic.remediation.actions.rollout import (
     recent_rollout_precondition,
     revision,
     rollback_facts,
+    rollback_recorded_on,
     rollback_summary,
     rollout_status,
     template_diff,
@@ -146,9 +147,7 @@ class RollbackDeployment:
     :mod:`medic.remediation.actions.rollout` decide the plan, its preconditions and its words."""
 
     @staticmethod
-    async def _read(
-        kube: KubeApi, ctx: ActionContext
-    ) -> tuple[Deployment, list[ReplicaSet], list[Event]]:
+    async def _read(kube: KubeApi, ctx: ActionContext) -> tuple[Deployment, list[ReplicaSet], list[Event]]:
         """The Deployment, its ReplicaSets and its events (the rollout timeline's sources)."""
         dep = await _deployment(kube, ctx)
         ns = ctx.target.namespace
@@ -473,6 +472,7 @@ ACTIONS = (
         target_kinds=("deployment",),
         guarded_write=True,
         kube_permissions=(("apps", "deployments", "patch"),),
+        recorded_on_target=rollback_recorded_on,
     ),
     ActionDef(
         "k8s.restart_deployment",

@@ -4,7 +4,7 @@ JSON objects the API server returns (Deployment, ReplicaSets)."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from medic.domain.rollout import (
     build_timeline,
     healthy_before,
     iso,
+    medic_rollback,
     minutes,
     short_images,
 )
@@ -402,6 +403,11 @@ def earlier_rollback(medic: MedicRollback | None) -> EarlierAction | None:
         incident=medic.incident,
         status="succeeded",
     )
+
+
+def rollback_recorded_on(annotations: Mapping[str, str]) -> EarlierAction | None:
+    """Medic's earlier rollback as a Deployment's annotations record it."""
+    return earlier_rollback(medic_rollback(annotations))
 
 
 def rollback_facts(plan: RollbackPlan, timeline: Timeline, diff: list[str]) -> RollbackFacts:
