@@ -19,6 +19,7 @@ from typing import Any
 from medic.analysis.verification import WINDOW_STEP, Window
 from medic.app.config import Config
 from medic.app.pipeline import analyze
+from medic.collectors.k8s.workload_output import RolloutHistoryOutput
 from medic.collectors.revision_output import RevisionCompareOutput
 from medic.decision.decide import Decision, aim_at_baseline, decide
 from medic.decision.guards import Budget, GuardFacts, evaluate_guards, verdict
@@ -331,17 +332,13 @@ def required(require: Requirements, case: Case, given: set[str]) -> list[Precond
 
 
 def _deployment_facts(evidence: Mapping[str, Evidence]) -> tuple[dict[str, str], dict[str, str], str]:
-    """The target's annotations, labels and current template hash as ``k8s.rollout_history`` saw them."""
+    """The target's annotations, labels and current template hash as ``k8s.rollout_history`` saw
+    them (read through its output model, as the analyzers read it)."""
     for ev in evidence.values():
-        if ev.collector != "k8s.rollout_history" or not ev.ok or not isinstance(ev.data, dict):
-            continue
-        dep = ev.data.get("deployment") or {}
-        current: dict[str, Any] = next((r for r in ev.data.get("revisions") or [] if r.get("current")), {})
-        return (
-            {str(k): str(v) for k, v in (dep.get("annotations") or {}).items()},
-            {str(k): str(v) for k, v in (dep.get("labels") or {}).items()},
-            str(current.get("pod_template_hash") or ""),
-        )
+        if ev.collector == ROLLOUT_HISTORY and ev.ok and ev.data is not None:
+            history = RolloutHistoryOutput.model_validate(ev.data)
+            current = next((r.pod_template_hash for r in history.revisions if r.current), "")
+            return dict(history.deployment.annotations), dict(history.deployment.labels), current
     return {}, {}, ""
 
 
